@@ -1,0 +1,37 @@
+"""What the animator hands the renderer each frame, and what a renderer is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from avatarcast.programme.yuv import YuvFrame
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AvatarState:
+    """The avatar's pose for one frame.
+
+    ``viseme`` is a class name from ``avatar.visemes.VISEMES``; ``mouth_open`` (0 closed .. 1
+    wide) is what lip-sync tests read. ``blink`` 0 is eyes open, 1 closed. Head offsets are in
+    pixels at 720p; ``breath`` in -1..1 lifts the shoulders slightly.
+    """
+
+    viseme: str = "rest"
+    mouth_open: float = 0.0
+    blink: float = 0.0
+    head_dx: float = 0.0
+    head_dy: float = 0.0
+    breath: float = 0.0
+
+
+class AvatarRenderer(Protocol):
+    """Draws an avatar pack into a frame at a pose. Must be fast: called 25+ times a second."""
+
+    name: str
+
+    def draw(self, frame: YuvFrame, state: AvatarState) -> None: ...
+
+    def mouth_box(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) in frame pixels that contains the mouth at any head offset."""
+        ...

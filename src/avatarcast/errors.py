@@ -1,0 +1,77 @@
+"""One exception tree. Every error says what failed, with which value, and whether a retry helps."""
+
+from __future__ import annotations
+
+
+class AvatarcastError(Exception):
+    """Base of every error avatarcast raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(AvatarcastError):
+    """A setting, option or name given by the user is not valid (not retryable)."""
+
+
+class CatalogError(AvatarcastError):
+    """A catalog file or row failed validation."""
+
+    def __init__(self, message: str, *, problems: list[CatalogProblem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class CatalogProblem:
+    """One bad row or field in a catalog: where (row index or line), which field, and why."""
+
+    __slots__ = ("field", "reason", "row")
+
+    def __init__(self, *, row: int | str, field: str, reason: str) -> None:
+        self.row = row
+        self.field = field
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {"row": self.row, "field": self.field, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"row {self.row}: field {self.field!r}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"CatalogProblem(row={self.row!r}, field={self.field!r}, reason={self.reason!r})"
+
+
+class UnknownNameError(ConfigError):
+    """An avatar, voice, language or writer name that is not installed."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        choices = ", ".join(sorted(known)) or "none installed"
+        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+        self.kind = kind
+        self.name = name
+        self.known = known
+
+
+class VoiceError(AvatarcastError):
+    """Speech synthesis failed. Network engines raise it retryable."""
+
+
+class MediaError(AvatarcastError):
+    """Encoding, muxing or writing media failed."""
+
+
+class OutputError(MediaError):
+    """A sink (file, RTMP destination, WHEP viewer) failed."""
+
+
+class SessionError(AvatarcastError):
+    """A replay session file is malformed."""

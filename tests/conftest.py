@@ -1,0 +1,1 @@
+"""Shared fixtures. Area-specific fixtures live in their own modules under tests/."""
