@@ -1,0 +1,134 @@
+"""The app factory. Routers come from ``ROUTE_MODULES``; a missing optional one is skipped.
+
+To add a resource (streams, schedules): write ``control/routes/<name>.py`` with a module-level
+``router = APIRouter(prefix="/v1/<name>", ...)``; it is already listed below. A module may also
+define ``lifespan(ctx: AppContext) -> AbstractAsyncContextManager[None]`` to start and stop
+what it owns (the StreamRunner) with the app; it can keep objects in ``ctx.extras``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from types import ModuleType
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from avatarcast.control.context import AppContext
+from avatarcast.control.db.engine import make_engine, make_sessionmaker
+from avatarcast.control.db.migrate import upgrade_database
+from avatarcast.control.guard import RequestGuardMiddleware
+from avatarcast.control.hub import ProductChangeHub
+from avatarcast.control.metrics import ControlMetrics, LatencyMiddleware
+from avatarcast.control.problems import (
+    PROBLEM_MEDIA_TYPE,
+    UnhandledErrorMiddleware,
+    install_problem_handlers,
+)
+from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.settings import Settings
+
+#: Route modules under ``avatarcast.control.routes``, in the order of the OpenAPI document.
+ROUTE_MODULES: tuple[str, ...] = (
+    "health",
+    "tenants",
+    "keys",
+    "products",
+    "destinations",
+    "avatars",
+    "voices",
+    "streams",
+    "schedules",
+    "events",
+)
+#: Modules that must exist; the others are picked up when someone writes them.
+REQUIRED_ROUTE_MODULES = frozenset(
+    {"health", "tenants", "keys", "products", "destinations", "avatars", "voices", "events"}
+)
+
+Lifespan = Callable[[AppContext], AbstractAsyncContextManager[None]]
+
+
+def load_route_modules() -> list[ModuleType]:
+    modules = []
+    for name in ROUTE_MODULES:
+        qualified = f"avatarcast.control.routes.{name}"
+        if name in REQUIRED_ROUTE_MODULES or importlib.util.find_spec(qualified) is not None:
+            modules.append(importlib.import_module(qualified))
+    return modules
+
+
+def create_app(
+    settings: Settings,
+    *,
+    hub: ProductChangeHub | None = None,
+    metrics: ControlMetrics | None = None,
+) -> FastAPI:
+    """A ready-to-serve app; the database is migrated on startup unless switched off."""
+    engine = make_engine(settings.database_url)
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        hub=hub or ProductChangeHub(),
+        metrics=metrics or ControlMetrics(),
+        buckets=TokenBuckets(
+            rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
+        ),
+    )
+    modules = load_route_modules()
+    lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.api.migrate_on_start:
+            await run_in_threadpool(upgrade_database, settings.database_url)
+        try:
+            async with AsyncExitStack() as stack:
+                for extension in lifespans:
+                    await stack.enter_async_context(extension(ctx))
+                yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="avatarcast control plane",
+        version="1",
+        lifespan=lifespan,
+        description="Tenants, keys, products, destinations and stream events. "
+        "Errors are RFC 9457 problem details.",
+    )
+    app.state.ctx = ctx
+    for module in modules:
+        router: APIRouter = module.router
+        app.include_router(router)
+    install_problem_handlers(app)
+    app.add_middleware(RequestGuardMiddleware, limit=settings.api.body_limit_bytes)
+    app.add_middleware(LatencyMiddleware, metrics=ctx.metrics)
+    app.add_middleware(UnhandledErrorMiddleware)
+    _problem_media_type_in_openapi(app)
+    return app
+
+
+def _problem_media_type_in_openapi(app: FastAPI) -> None:
+    """FastAPI documents every response as application/json; errors are problem+json."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in "45" and "application/json" in content:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,73 @@
+"""Streams, their schedules, and the schedule windows already acted on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from avatarcast.control.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
+
+#: What an operator wants a stream to be; the runner's actual state is reported separately.
+DESIRED_STATES = ("stopped", "live", "paused")
+
+
+class StreamRow(Base):
+    """A stream's settings and desired state. ``product_ids`` None means the whole catalog."""
+
+    __tablename__ = "streams"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    product_ids: Mapped[list[str] | None] = mapped_column(JsonType, default=None)
+    avatar: Mapped[str] = mapped_column(String(64))
+    voice: Mapped[str] = mapped_column(String(64))
+    lang: Mapped[str] = mapped_column(String(16))
+    writer: Mapped[str] = mapped_column(String(16))
+    destination_ids: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    record: Mapped[bool] = mapped_column(Boolean, default=False)
+    desired_state: Mapped[str] = mapped_column(String(16), default="stopped")
+    #: The viewer token of the stream's WHEP preview (``?token=``); not an API key.
+    whep_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"StreamRow(id={self.id!r}, tenant_id={self.tenant_id!r}, name={self.name!r})"
+
+
+class ScheduleRow(Base):
+    """A weekly window in a named timezone: on ``days`` (0 = Monday) from start to end."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    stream_id: Mapped[str] = mapped_column(ForeignKey("streams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))
+    days: Mapped[list[int]] = mapped_column(JsonType)
+    start_time: Mapped[str] = mapped_column(String(5))  # "HH:MM", local
+    end_time: Mapped[str] = mapped_column(String(5))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ScheduleRun(Base):
+    """One window the scheduler opened: the unique key makes starting it twice impossible."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "window_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    stream_id: Mapped[str] = mapped_column(String(32))
+    window_key: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from avatarcast.control.deps import ReaderDep
+from avatarcast.control.routes import AUTH_PROBLEMS
+from avatarcast.control.routes.installed import list_installed
+from avatarcast.control.schemas.installed import InstalledItem
+
+router = APIRouter(prefix="/v1/avatars", tags=["avatars"], responses=AUTH_PROBLEMS)
+
+
+@router.get("", response_model=list[InstalledItem])
+def list_avatars(_: ReaderDep) -> list[InstalledItem]:
+    """Installed avatar packs (``avatarcast.avatar.pack.list_packs``)."""
+    return list_installed("avatarcast.avatar.pack", "list_packs")

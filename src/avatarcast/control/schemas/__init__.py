@@ -1,0 +1,1 @@
+"""Request and response bodies: ``XCreate`` in, ``XUpdate`` for PATCH, ``XPublic`` out."""

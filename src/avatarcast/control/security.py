@@ -1,0 +1,120 @@
+"""API keys and destination URLs: the two places where a secret or an address comes in."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+KEY_PREFIX = "avk"
+ROLES = ("admin", "operator", "supervisor", "backend")
+#: What each role may act as: admin > operator > supervisor; backend writes products and streams.
+ROLE_GRANTS: dict[str, frozenset[str]] = {
+    "admin": frozenset(ROLES),
+    "operator": frozenset({"operator", "supervisor", "backend"}),
+    "supervisor": frozenset({"supervisor"}),
+    "backend": frozenset({"backend"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    id: str
+    token: str  # shown once, never stored
+    secret_hash: str
+
+
+def hash_secret(key_id: str, secret: str) -> str:
+    """HMAC-SHA256 of the secret keyed by its id: a stolen table does not give working keys."""
+    return hmac.new(key_id.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def new_key() -> NewKey:
+    """``avk_<12 hex id>_<43 chars of 32 random bytes>``."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return NewKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}", hash_secret(key_id, secret))
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """``(key_id, secret)`` of a well-formed token, else None."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12 or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def secret_matches(key_id: str, secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(key_id, secret), stored_hash)
+
+
+DESTINATION_SCHEMES = frozenset({"rtmp", "rtmps", "srt"})
+_SECRET_QUERY = frozenset({"passphrase", "streamid", "key", "token", "secret", "password"})
+
+
+class DestinationUrlError(ValueError):
+    pass
+
+
+def check_destination_url(url: str, *, allow_private: bool) -> str:
+    """The URL if it is rtmp/rtmps/srt to a public host; raises DestinationUrlError otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise DestinationUrlError(f"not a valid URL: {e}") from None
+    if parts.scheme.lower() not in DESTINATION_SCHEMES:
+        raise DestinationUrlError("scheme must be one of rtmp, rtmps, srt")
+    host = parts.hostname
+    if not host:
+        raise DestinationUrlError("URL has no host")
+    if parts.scheme.lower() == "srt" and port is None:
+        raise DestinationUrlError("srt URLs need a port")
+    if not allow_private and _is_private_host(host):
+        raise DestinationUrlError(
+            f"host {host!r} is not a public address (private, loopback, link-local or reserved)"
+        )
+    return url
+
+
+def _is_private_host(host: str) -> bool:
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
+            (".localhost", ".local", ".internal")
+        ):
+            return True
+        addresses = _resolve(host)
+    return any(not a.is_global or a.is_multicast for a in addresses)
+
+
+def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses the name resolves to now; an unresolvable name is accepted (DNS may change)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password or secret query values, safe to return and to log."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = urlencode(
+        [
+            (k, "***" if k.lower() in _SECRET_QUERY else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,254 @@
+"""The one encoder: programme frames in, H.264 + AAC packets out, shared by every sink.
+
+The codec contexts are not bound to a container, so one encode feeds many muxers (file, RTMP,
+recording). Timestamps come from counters only: video pts is the frame number in 1/fps, audio
+pts is the sample number in 1/48000. SPS/PPS and the AAC config live in ``headers`` (global
+header), which is what a muxer needs besides the packets.
+"""
+
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from av.audio.codeccontext import AudioCodecContext
+from av.packet import Packet
+from av.video.codeccontext import VideoCodecContext
+
+from avatarcast.errors import ConfigError, MediaError
+from avatarcast.frames import EncodedPacket, ProgrammeFrame, StreamFormat
+from avatarcast.output.base import StreamHeaders
+
+__all__ = ["AAC_FRAME_SIZE", "Encoder"]
+
+AAC_FRAME_SIZE = 1024
+# AVCOL_* values for BT.601 limited range, as the compositor produces (programme/yuv.py).
+_SMPTE170M = 6
+_RANGE_MPEG = 1
+_GLOBAL_HEADER = 1 << 22
+
+
+class Encoder:
+    """libx264 + AAC, zero latency, a keyframe every ``keyint_seconds`` exactly, no B-frames.
+
+    Not async: it is CPU-heavy and the caller runs it in a worker thread. A lock makes calls
+    from different threads safe, one at a time.
+
+    Packets leave in decode-time order across calls, not just within one: AAC lags a frame or
+    two behind, so a video packet is held until no audio packet can still come that starts
+    before it. A muxer fed in this order never has to buffer to interleave.
+    """
+
+    def __init__(
+        self,
+        fmt: StreamFormat,
+        *,
+        preset: str = "ultrafast",
+        tune: str = "zerolatency",
+        keyint_seconds: int = 2,
+        bframes: int = 0,
+        video_bitrate: int = 2_500_000,
+        audio_bitrate: int = 128_000,
+        threads: int = 2,
+    ) -> None:
+        if fmt.width % 2 or fmt.height % 2:
+            raise ConfigError(f"width and height must be even, got {fmt.width}x{fmt.height}")
+        if keyint_seconds < 1:
+            raise ConfigError(f"keyint_seconds must be >= 1, got {keyint_seconds}")
+        self.format = fmt
+        self._spf = fmt.samples_per_frame
+        self._lock = threading.Lock()
+        self._video = _open_video(
+            fmt,
+            preset=preset,
+            tune=tune,
+            keyint=keyint_seconds * fmt.fps,
+            bframes=bframes,
+            bitrate=video_bitrate,
+            threads=threads,
+        )
+        self._audio = _open_audio(fmt.sample_rate, audio_bitrate)
+        self._pending = np.zeros(0, np.int16)
+        self._samples = 0  # samples handed to the AAC encoder so far
+        self._last_pts = -1
+        self._held: list[EncodedPacket] = []
+        self._next_audio: Fraction | None = None  # start time of the next audio packet
+        self._next_video = Fraction(0)
+        self._flushed = False
+        self.headers = StreamHeaders(
+            format=fmt,
+            video_codec="h264",
+            video_extradata=self._video.extradata or b"",
+            audio_codec="aac",
+            audio_extradata=self._audio.extradata or b"",
+            audio_frame_size=self._audio.frame_size or AAC_FRAME_SIZE,
+        )
+
+    def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
+        """Encode one programme frame and its audio; returns whatever packets are ready."""
+        fmt = self.format
+        if frame.yuv.size != fmt.width * fmt.height * 3 // 2:
+            raise MediaError(
+                f"frame {frame.pts}: yuv has {frame.yuv.size} bytes, "
+                f"expected {fmt.width * fmt.height * 3 // 2} for {fmt.width}x{fmt.height}"
+            )
+        if len(frame.pcm) != self._spf:
+            raise MediaError(
+                f"frame {frame.pts}: pcm has {len(frame.pcm)} samples, expected {self._spf}"
+            )
+        with self._lock:
+            if self._flushed:
+                raise MediaError("encoder already flushed")
+            if frame.pts <= self._last_pts:
+                raise MediaError(f"frame pts {frame.pts} not after {self._last_pts}")
+            self._last_pts = frame.pts
+            vf = av.VideoFrame.from_numpy_buffer(
+                np.ascontiguousarray(frame.yuv).reshape(fmt.height * 3 // 2, fmt.width),
+                format="yuv420p",
+            )
+            vf.pts = frame.pts
+            vf.time_base = fmt.video_time_base
+            vf.colorspace = vf.color_primaries = vf.color_trc = _SMPTE170M
+            vf.color_range = _RANGE_MPEG
+            out = self._wrap(self._video.encode(vf), "video")
+            out += self._encode_audio(frame.pcm, final=False)
+            return self._release(out, final=False)
+
+    def flush(self) -> list[EncodedPacket]:
+        """Drain both encoders (the last partial AAC frame included). Call once, at the end."""
+        with self._lock:
+            if self._flushed:
+                return []
+            self._flushed = True
+            out = self._encode_audio(np.zeros(0, np.int16), final=True)
+            out += self._wrap(self._video.encode(None), "video")
+            return self._release(out, final=True)
+
+    def _release(self, new: list[EncodedPacket], *, final: bool) -> list[EncodedPacket]:
+        for p in new:
+            end = (p.dts + p.duration) * p.time_base
+            if p.kind == "audio":
+                self._next_audio = end
+            else:
+                self._next_video = end
+        held = sorted(self._held + new, key=_start_key)
+        if final:
+            self._held = []
+            return held
+        if self._next_audio is None:
+            self._held = held
+            return []
+        limit = min(self._next_audio, self._next_video)
+        n = sum(1 for p in held if p.dts * p.time_base < limit)
+        self._held = held[n:]
+        return held[:n]
+
+    def _encode_audio(self, pcm: npt.NDArray[np.int16], *, final: bool) -> list[EncodedPacket]:
+        self._pending = np.concatenate((self._pending, pcm)) if len(pcm) else self._pending
+        packets: list[Packet[Any]] = []
+        n = len(self._pending) // AAC_FRAME_SIZE * AAC_FRAME_SIZE
+        if final and len(self._pending) > n:
+            n = len(self._pending)  # the AAC encoder accepts one short last frame
+        for start in range(0, n, AAC_FRAME_SIZE):
+            chunk = self._pending[start : start + AAC_FRAME_SIZE]
+            samples = (chunk.astype(np.float32) / 32768.0).reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            af.sample_rate = self.format.sample_rate
+            af.pts = self._samples
+            af.time_base = self.format.audio_time_base
+            self._samples += len(chunk)
+            packets += self._audio.encode(af)
+        self._pending = self._pending[n:]
+        if final:
+            packets += self._audio.encode(None)
+        return self._wrap(packets, "audio")
+
+    def _wrap(self, packets: list[Packet[Any]], kind: str) -> list[EncodedPacket]:
+        tb = self.format.video_time_base if kind == "video" else self.format.audio_time_base
+        out: list[EncodedPacket] = []
+        for p in packets:
+            if p.pts is None:
+                raise MediaError(f"{kind} encoder returned a packet without pts")
+            pts = int(p.pts)
+            dts = int(p.dts) if p.dts is not None else pts
+            if p.time_base is not None and p.time_base != tb:
+                pts, dts = _rescale(pts, p.time_base, tb), _rescale(dts, p.time_base, tb)
+            out.append(
+                EncodedPacket(
+                    kind="video" if kind == "video" else "audio",
+                    data=bytes(p),
+                    pts=pts,
+                    dts=dts,
+                    time_base=tb,
+                    keyframe=bool(p.is_keyframe),
+                    duration=int(p.duration or (1 if kind == "video" else AAC_FRAME_SIZE)),
+                )
+            )
+        return out
+
+
+def _open_video(
+    fmt: StreamFormat,
+    *,
+    preset: str,
+    tune: str,
+    keyint: int,
+    bframes: int,
+    bitrate: int,
+    threads: int,
+) -> VideoCodecContext:
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height = fmt.width, fmt.height
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = fmt.video_time_base
+    ctx.framerate = Fraction(fmt.fps)
+    ctx.gop_size = keyint
+    ctx.max_b_frames = bframes
+    ctx.bit_rate = bitrate
+    ctx.thread_count = threads
+    ctx.flags |= _GLOBAL_HEADER
+    ctx.colorspace = ctx.color_primaries = ctx.color_trc = _SMPTE170M
+    ctx.color_range = _RANGE_MPEG
+    kbit = bitrate // 1000
+    ctx.options = {
+        "preset": preset,
+        "tune": tune,
+        "x264-params": (
+            f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}"
+            f":vbv-maxrate={kbit}:vbv-bufsize={kbit * 2}"
+        ),
+    }
+    try:
+        ctx.open()
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot open libx264 ({preset}/{tune}): {exc}") from exc
+    if not ctx.extradata:
+        raise MediaError("libx264 gave no SPS/PPS in extradata (global header)")
+    return ctx
+
+
+def _open_audio(sample_rate: int, bitrate: int) -> AudioCodecContext:
+    ctx = av.CodecContext.create("aac", "w")
+    ctx.sample_rate = sample_rate
+    ctx.format = "fltp"
+    ctx.layout = "mono"
+    ctx.bit_rate = bitrate
+    ctx.time_base = Fraction(1, sample_rate)
+    ctx.flags |= _GLOBAL_HEADER
+    try:
+        ctx.open()
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot open the AAC encoder at {sample_rate} Hz: {exc}") from exc
+    return ctx
+
+
+def _rescale(value: int, src: Fraction, dst: Fraction) -> int:
+    return round(value * src / dst)
+
+
+def _start_key(p: EncodedPacket) -> tuple[Fraction, bool]:
+    return (p.dts * p.time_base, p.kind != "audio")

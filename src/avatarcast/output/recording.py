@@ -1,0 +1,180 @@
+"""A 24/7 recording as a directory of MP4 segments with an index.
+
+A new segment starts at the first keyframe once ``segment_seconds`` have passed. Segments are
+fragmented MP4 (a fragment at each keyframe and at least every second, empty moov), so if the
+process dies the closed segments are whole and the current one is readable up to its last
+fragment, about a second before the end. ``index.json``
+lists the closed segments and is replaced atomically (temp file + rename) after each one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.container import OutputContainer
+from av.stream import Stream
+
+from avatarcast.errors import OutputError
+from avatarcast.frames import EncodedPacket
+from avatarcast.output._mux import SerialWorker, add_streams, to_av_packet
+from avatarcast.output.base import StreamHeaders
+
+__all__ = ["SegmentInfo", "SegmentedRecorder"]
+
+INDEX_NAME = "index.json"
+
+
+@dataclass(slots=True)
+class SegmentInfo:
+    file: str
+    start: float  # programme time of the first keyframe, seconds
+    duration: float
+    frames: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    info: SegmentInfo
+    container: OutputContainer
+    streams: dict[str, Stream]
+    start: Fraction
+    end: Fraction
+
+
+class SegmentedRecorder:
+    """Sink that records the programme into ``dir/segment-NNNNN.mp4`` files plus ``index.json``.
+
+    Timestamps in each file start at 0; ``start`` in the index gives the programme time.
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str],
+        *,
+        segment_seconds: float = 600,
+        metadata: Mapping[str, str] | None = None,
+        name: str = "recording",
+    ) -> None:
+        if segment_seconds <= 0:
+            raise OutputError(f"segment_seconds must be > 0, got {segment_seconds}")
+        self.dir = Path(dir)
+        self.name = name
+        self.segment_seconds = Fraction(segment_seconds)
+        self.metadata = dict(metadata or {})
+        self.segments: list[SegmentInfo] = []
+        self._worker = SerialWorker(f"avatarcast-{name}")
+        self._headers: StreamHeaders | None = None
+        self._current: _Segment | None = None
+        self._early_audio: list[EncodedPacket] = []
+        self._closed = False
+
+    async def open(self, headers: StreamHeaders) -> None:
+        self._headers = headers
+        await self._worker.call(self._prepare_dir)
+
+    async def write(self, packet: EncodedPacket) -> None:
+        if self._headers is None or self._closed:
+            raise OutputError(f"{self.name}: write before open or after close")
+        try:
+            await self._worker.submit(lambda: self._write(packet))
+        except OutputError:
+            raise
+        except Exception as exc:
+            raise OutputError(f"recording in {self.dir} failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._worker.drain()
+            await self._worker.call(self._close_segment)
+        except OutputError:
+            raise
+        except Exception as exc:
+            raise OutputError(f"recording in {self.dir} failed: {exc}") from exc
+        finally:
+            self._worker.shutdown()
+
+    # --- in the worker thread -----------------------------------------------------------------
+
+    def _prepare_dir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise OutputError(f"cannot record into {self.dir}: {exc.strerror or exc}") from exc
+
+    def _write(self, packet: EncodedPacket) -> None:
+        t = packet.dts * packet.time_base
+        seg = self._current
+        if packet.kind == "video" and packet.keyframe:
+            if seg is None or t - seg.start >= self.segment_seconds:
+                self._close_segment()
+                seg = self._current = self._open_segment(t)
+        if seg is None:
+            if packet.kind == "audio":
+                self._early_audio.append(packet)  # the AAC priming packet precedes frame 0
+            return
+        seg.container.mux(to_av_packet(packet, seg.streams[packet.kind], offset=seg.start))
+        seg.end = max(seg.end, (packet.dts + packet.duration) * packet.time_base)
+        if packet.kind == "video":
+            seg.info.frames += 1
+
+    def _open_segment(self, start: Fraction) -> _Segment:
+        assert self._headers is not None
+        n = len(self.segments) + 1
+        path = self.dir / f"segment-{n:05d}.mp4"
+        try:
+            options = {"movflags": _FRAG_FLAGS, "frag_duration": "1000000", "flush_packets": "1"}
+            container = av.open(str(path), "w", format="mp4", options=options)
+            container.metadata.update({**self._headers.format.metadata, **self.metadata})
+            video, audio = add_streams(container, self._headers)
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot open segment {path}: {exc}") from exc
+        info = SegmentInfo(file=path.name, start=float(start), duration=0.0, frames=0)
+        seg = _Segment(info, container, {"video": video, "audio": audio}, start, start)
+        early, self._early_audio = self._early_audio, []
+        for p in early:
+            container.mux(to_av_packet(p, audio, offset=start))
+        return seg
+
+    def _close_segment(self) -> None:
+        seg, self._current = self._current, None
+        if seg is None:
+            return
+        try:
+            seg.container.close()
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot finish segment {seg.info.file}: {exc}") from exc
+        seg.info.duration = float(seg.end - seg.start)
+        self.segments.append(seg.info)
+        self._write_index()
+
+    def _write_index(self) -> None:
+        body = {
+            "segment_seconds": float(self.segment_seconds),
+            "segments": [asdict(s) for s in self.segments],
+        }
+        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".json", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(body, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.dir / INDEX_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+_FRAG_FLAGS = "+frag_keyframe+empty_moov+default_base_moof+use_metadata_tags"

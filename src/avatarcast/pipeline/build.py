@@ -1,0 +1,209 @@
+"""Assembles one programme from options: catalog, writer, voice, avatar, compositor, encoder.
+
+Everything a user can get wrong is checked in ``validate`` before any output is created, so
+bad input never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avatarcast.avatar.animator import Animator
+from avatarcast.avatar.pack import AvatarPack, list_packs, load_pack
+from avatarcast.avatar.render import SpriteAvatarRenderer
+from avatarcast.catalog.loaders import load_catalog
+from avatarcast.catalog.model import Product
+from avatarcast.catalog.store import Catalog
+from avatarcast.errors import ConfigError, UnknownNameError
+from avatarcast.frames import StreamFormat
+from avatarcast.locale import language
+from avatarcast.output.encoder import Encoder
+from avatarcast.pipeline.talk import Guard, TalkSource
+from avatarcast.programme.compositor import Compositor
+from avatarcast.programme.overlays import LabelConfig, label_text
+from avatarcast.programme.programme import Programme, SpokenLine
+from avatarcast.script.base import ScriptWriter
+from avatarcast.script.rundown import Rundown
+from avatarcast.script.template import TemplateWriter
+from avatarcast.voice.base import Voice
+from avatarcast.voice.registry import create_voice, default_voice_for, list_voices
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+WRITERS = ("template", "llm")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgrammeOptions:
+    """What a user chooses for one programme (CLI flags, or a stream's settings)."""
+
+    catalog_path: Path | None = None
+    lang: str = "en"
+    avatar: str | None = None
+    voice: str | None = None
+    writer: str = "template"
+    seed: int = 0
+    size: str = "720p"
+    fps: int = 25
+    label_text: str | None = None
+    label_position: str = "top-left"
+    producer: str = "avatarcast"
+    stream_id: str = "local"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resolved:
+    """Options checked and resolved to concrete names."""
+
+    opts: ProgrammeOptions
+    fmt: StreamFormat
+    avatar: str
+    voice: str
+    products: list[Product]
+
+
+def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> Resolved:
+    """Check every option; raises a ConfigError/CatalogError that names the bad value."""
+    language(opts.lang)
+    if opts.size not in SIZES:
+        raise UnknownNameError("frame size", opts.size, list(SIZES))
+    if opts.fps not in (25, 30):
+        raise ConfigError(f"--fps must be 25 or 30, got {opts.fps}")
+    if opts.writer not in WRITERS:
+        raise UnknownNameError("writer", opts.writer, list(WRITERS))
+    packs = list_packs()
+    avatar = opts.avatar or (packs[0] if packs else "")
+    if avatar not in packs:
+        raise UnknownNameError("avatar", avatar, packs)
+    voice = opts.voice or default_voice_for(opts.lang)
+    voices = {v.name: v for v in list_voices()}
+    if voice not in voices:
+        raise UnknownNameError("voice", voice, list(voices))
+    if opts.lang not in voices[voice].languages:
+        raise ConfigError(
+            f"voice {voice!r} does not speak {opts.lang!r}; it speaks "
+            f"{', '.join(voices[voice].languages)}"
+        )
+    if products is None:
+        if opts.catalog_path is None:
+            raise ConfigError("no catalog given: pass --catalog FILE")
+        products = load_catalog(opts.catalog_path)
+    w, h = SIZES[opts.size]
+    fmt = StreamFormat(width=w, height=h, fps=opts.fps, metadata=aigc_metadata(opts))
+    return Resolved(opts=opts, fmt=fmt, avatar=avatar, voice=voice, products=products)
+
+
+def aigc_metadata(opts: ProgrammeOptions) -> dict[str, str]:
+    """Container metadata: a title, the visible label's text and the implicit AIGC label."""
+    text = opts.label_text or label_text(opts.lang)
+    aigc = {
+        "Label": "1",
+        "ContentProducer": opts.producer,
+        "ProduceID": opts.stream_id,
+        "ReservedCode1": "",
+        "ContentPropagator": opts.producer,
+        "PropagateID": opts.stream_id,
+        "ReservedCode2": "",
+    }
+    return {
+        "title": f"avatarcast programme ({opts.lang})",
+        "comment": text,
+        "ai_label": text,
+        "AIGC": json.dumps(aigc, separators=(",", ":")),
+    }
+
+
+@dataclass(slots=True, kw_only=True)
+class Built:
+    """A ready programme and the parts callers need to reach."""
+
+    resolved: Resolved
+    catalog: Catalog
+    rundown: Rundown
+    programme: Programme
+    compositor: Compositor
+    renderer: SpriteAvatarRenderer
+    encoder: Encoder
+    talk: TalkSource
+    animator: Animator
+    voice: Voice
+    writer: ScriptWriter
+    pack: AvatarPack
+    recent: deque[SpokenLine] = field(default_factory=lambda: deque(maxlen=200))
+    listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
+
+    def _on_line(self, line: SpokenLine) -> None:
+        self.recent.append(line)
+        for listener in self.listeners:
+            listener(line)
+
+    @property
+    def fmt(self) -> StreamFormat:
+        return self.resolved.fmt
+
+    async def aclose(self) -> None:
+        await self.voice.aclose()
+
+
+def build(
+    resolved: Resolved,
+    *,
+    live: bool,
+    catalog: Catalog | None = None,
+    writer: ScriptWriter | None = None,
+    guard: Guard | None = None,
+    encoder: Encoder | None = None,
+) -> Built:
+    """Assemble the parts. ``live`` picks prefetching talk over pulled talk."""
+    opts, fmt = resolved.opts, resolved.fmt
+    catalog = catalog if catalog is not None else Catalog(resolved.products)
+    pack = load_pack(resolved.avatar)
+    renderer = SpriteAvatarRenderer(pack, frame_width=fmt.width, frame_height=fmt.height)
+    compositor = Compositor(
+        width=fmt.width,
+        height=fmt.height,
+        lang=opts.lang,
+        renderer=renderer,
+        background=renderer.render_background(fmt.width, fmt.height),
+        label=LabelConfig(text=opts.label_text, position=opts.label_position),  # type: ignore[arg-type]
+    )
+    voice = create_voice(resolved.voice)
+    writer = writer if writer is not None else TemplateWriter(seed=opts.seed)
+    rundown = Rundown(catalog, lang=opts.lang)
+    talk = TalkSource(
+        catalog=catalog,
+        next_segment=rundown.next,
+        writer=writer,
+        voice=voice,
+        guard=guard,
+        prefetch=3 if live else 0,
+    )
+    animator = Animator(fps=fmt.fps, seed=opts.seed, lang=opts.lang)
+    hub: list[Callable[[SpokenLine], None]] = []
+    programme = Programme(
+        fmt=fmt,
+        catalog=catalog,
+        talk=talk,
+        animator=animator,
+        wait_for_talk=not live,
+        on_line=lambda line: [f(line) for f in hub] and None,
+    )
+    built = Built(
+        resolved=resolved,
+        catalog=catalog,
+        rundown=rundown,
+        programme=programme,
+        compositor=compositor,
+        renderer=renderer,
+        encoder=encoder or Encoder(fmt),
+        talk=talk,
+        animator=animator,
+        voice=voice,
+        writer=writer,
+        pack=pack,
+    )
+    hub.append(built._on_line)
+    return built

@@ -1,0 +1,261 @@
+"""Live: the programme on the wall clock, to RTMP destinations, WHEP viewers and a recording.
+
+One encode feeds every output. A destination that fails is retried by its own sink without
+stalling the programme or the others; the recording never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avatarcast.catalog.model import Product
+from avatarcast.catalog.store import Catalog
+from avatarcast.clock import WallClock
+from avatarcast.frames import ProgrammeFrame
+from avatarcast.logs import redact
+from avatarcast.output.base import Sink
+from avatarcast.output.recording import SegmentedRecorder
+from avatarcast.output.rtmp import RtmpSink, redact_url
+from avatarcast.output.whep import IceServer, WhepSink
+from avatarcast.output.whep_http import WhepServer, serve_whep
+from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
+from avatarcast.pipeline.runner import ProgrammeRunner
+
+log = logging.getLogger(__name__)
+
+Status = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveOptions:
+    programme: ProgrammeOptions
+    destinations: tuple[str, ...] = ()
+    record_dir: Path | None = None
+    segment_seconds: float = 600.0
+    whep_port: int | None = None
+    whep_host: str = "127.0.0.1"
+    whep_token: str | None = None
+    duration: float | None = None
+    ice_servers: tuple[Mapping[str, Any], ...] = ()
+    backoff_start: float = 1.0
+    backoff_cap: float = 10.0
+
+
+class _PcmTap:
+    """Hands each frame's PCM to the WHEP sink, which encodes Opus once for all viewers."""
+
+    def __init__(self, sink: WhepSink) -> None:
+        self.name = "whep-audio"
+        self._sink = sink
+
+    async def open(self, headers: Any) -> None:
+        return None
+
+    async def write(self, packet: Any) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def on_frame(self, frame: ProgrammeFrame) -> None:
+        self._sink.push_pcm(frame.pcm, pts=frame.pts * len(frame.pcm))
+
+
+@dataclass(slots=True)
+class LiveControl:
+    """A handle on a running live programme, used from the same event loop."""
+
+    state: str = "starting"
+    started_wall: float = 0.0
+    _built: Built | None = None
+    _runner: ProgrammeRunner | None = None
+    _rtmp: list[RtmpSink] = field(default_factory=list)
+    _whep_url: str | None = None
+    _recording_dir: str | None = None
+    _fps_window: tuple[float, int] = (0.0, 0)
+    _fps: float = 0.0
+    _stop_requested: bool = False
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        if self._runner is not None:
+            self.state = "stopping"
+            self._runner.stop()
+
+    def pause(self) -> None:
+        if self._built is not None:
+            self._built.programme.paused = True
+            self.state = "paused"
+
+    def resume(self) -> None:
+        if self._built is not None:
+            self._built.programme.paused = False
+            self.state = "live"
+
+    def update_products(self, products: list[Product]) -> None:
+        if self._built is None:
+            return
+        changed = self._built.catalog.upsert(products)
+        if changed:
+            pts = self._runner.pts if self._runner is not None else 0
+            self._built.programme.catalog_changed(changed, pts)
+
+    def remove_product(self, product_id: str) -> None:
+        if self._built is not None and self._built.catalog.remove(product_id):
+            pts = self._runner.pts if self._runner is not None else 0
+            self._built.programme.catalog_changed((product_id,), pts)
+
+    @property
+    def catalog(self) -> Catalog | None:
+        return self._built.catalog if self._built is not None else None
+
+    def status(self) -> Status:
+        now = time.perf_counter()
+        frames = self._runner.stats.frames if self._runner is not None else 0
+        t0, f0 = self._fps_window
+        if now - t0 >= 1.0:
+            if t0 > 0:
+                self._fps = (frames - f0) / (now - t0)
+            self._fps_window = (now, frames)
+        built = self._built
+        product = built.programme.current_product if built is not None else None
+        sentence = built.programme.current_sentence if built is not None else None
+        stats = self._runner.stats if self._runner is not None else None
+        fps = built.fmt.fps if built is not None else 25
+        return {
+            "state": self.state,
+            "uptime_s": round(now - self.started_wall, 3) if self.started_wall else 0.0,
+            "frames": frames,
+            "media_time_s": round(frames / fps, 3),
+            "fps": round(self._fps, 2),
+            "av_offset_ms": 0.0,
+            "encode_lag_ms": round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
+            "late_frames": stats.late_frames if stats else 0,
+            "product_id": product.id if product else None,
+            "price": str(product.current_price) if product else None,
+            "sentence": sentence.text if sentence else None,
+            "destinations": [_dest_status(s) for s in self._rtmp],
+            "whep_url": self._whep_url,
+            "recording_dir": self._recording_dir,
+        }
+
+
+def _dest_status(sink: RtmpSink) -> Status:
+    st = sink.status()
+    return {
+        "name": redact_url(str(st.get("url", ""))),
+        "state": st["state"],
+        "bytes_sent": st["bytes_sent"],
+        "reconnects": st["reconnects"],
+        "last_error": redact(str(st["last_error"])) if st.get("last_error") else None,
+    }
+
+
+async def run_live(
+    opts: LiveOptions,
+    *,
+    products: list[Product] | None = None,
+    control: LiveControl | None = None,
+    on_status: Callable[[Status], None] | None = None,
+    status_interval: float = 1.0,
+) -> Status:
+    """Run the programme live until ``opts.duration`` passes or ``control.stop()``."""
+    control = control or LiveControl()
+    resolved = validate(opts.programme, products)
+    fmt = resolved.fmt
+    sinks: list[Sink] = [
+        RtmpSink(
+            url,
+            metadata=fmt.metadata,
+            backoff_start=opts.backoff_start,
+            backoff_cap=opts.backoff_cap,
+            name=redact_url(url),
+        )
+        for url in opts.destinations
+    ]
+    control._rtmp = [s for s in sinks if isinstance(s, RtmpSink)]
+    if opts.record_dir is not None:
+        sinks.append(
+            SegmentedRecorder(
+                opts.record_dir, segment_seconds=opts.segment_seconds, metadata=fmt.metadata
+            )
+        )
+        control._recording_dir = str(opts.record_dir)
+    whep_server: WhepServer | None = None
+    if opts.whep_port is not None:
+        whep = WhepSink(ice_servers=tuple(_ice(s) for s in opts.ice_servers))
+        whep_server = await serve_whep(whep, opts.whep_host, opts.whep_port, token=opts.whep_token)
+        sinks += [whep, _PcmTap(whep)]
+        control._whep_url = whep_server.url
+    built = build(resolved, live=True)
+    control._built = built
+    runner = ProgrammeRunner(
+        programme=built.programme,
+        compose=built.compositor,
+        encoder=built.encoder,
+        sinks=sinks,
+        clock=WallClock(),
+    )
+    control._runner = runner
+    if control._stop_requested:
+        runner.stop()
+    frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
+    control.started_wall = time.perf_counter()
+    control.state = "live"
+    try:
+        async with asyncio.TaskGroup() as tg:
+            prefetch = tg.create_task(built.talk.run_prefetch())
+            reporter = tg.create_task(_report(control, on_status, status_interval))
+            try:
+                await runner.run(frames=frames)
+            finally:
+                prefetch.cancel()
+                reporter.cancel()
+        control.state = "stopped"
+    except BaseException:
+        control.state = "failed"
+        raise
+    finally:
+        await runner.close_sinks()
+        if whep_server is not None:
+            with contextlib.suppress(Exception):
+                await whep_server.aclose()
+        await built.aclose()
+    final = control.status()
+    if on_status is not None:
+        on_status(final)
+    return final
+
+
+def _ice(spec: Mapping[str, Any]) -> IceServer:
+    urls = spec.get("urls", ())
+    return IceServer(
+        urls=(urls,) if isinstance(urls, str) else tuple(urls),
+        username=spec.get("username"),
+        credential=spec.get("credential"),
+    )
+
+
+async def _report(
+    control: LiveControl, on_status: Callable[[Status], None] | None, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        status = control.status()
+        if on_status is not None:
+            on_status(status)
+        else:
+            log.info(
+                "live: %s frames, %.1f fps, product %s; %s",
+                status["frames"],
+                status["fps"],
+                status["product_id"],
+                ", ".join(f"{d['name']} {d['state']}" for d in status["destinations"]) or "-",
+            )

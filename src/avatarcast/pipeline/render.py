@@ -1,0 +1,337 @@
+"""Offline render and session replay: the same pipeline on a simulated clock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from avatarcast.catalog.store import Catalog
+from avatarcast.clock import SimulatedClock
+from avatarcast.errors import ConfigError, OutputError
+from avatarcast.frames import StreamFormat
+from avatarcast.health import LabelProbe, analyse
+from avatarcast.output.encoder import Encoder
+from avatarcast.output.mp4 import Mp4FileSink
+from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
+from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.programme.programme import SpokenLine
+from avatarcast.replay import EventLog, apply_event, load_session
+
+
+@dataclass(slots=True, kw_only=True)
+class RenderResult:
+    out: Path
+    frames: int
+    sentences: int
+    fps_wall: float
+    stage_seconds: dict[str, float]
+    lines: list[SpokenLine] = field(default_factory=list)
+    #: per frame: the animator's mouth opening (what lip-sync tests compare with pixels)
+    mouth_track: list[float] = field(default_factory=list)
+    #: per sentence: (first frame, duration in ms, phonemes as (name, start_ms, end_ms))
+    chunks: list[tuple[int, int, list[tuple[str, int, int]]]] = field(default_factory=list)
+    built: Built | None = None
+
+
+def deterministic_encoder(fmt: StreamFormat) -> Encoder:
+    """One x264 thread: with VBV rate control, sliced threads make the output vary run to run."""
+    return Encoder(fmt, threads=1)
+
+
+def check_output_path(path: Path, suffix: str) -> None:
+    """Fail before rendering if ``path`` cannot be written."""
+    if path.suffix.lower() != suffix:
+        raise ConfigError(f"output {str(path)!r} must end in {suffix}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable")
+    if path.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: it is a folder")
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path | None) -> Iterator[TextIO | None]:
+    """A text file that appears at ``path`` only if the block succeeds."""
+    if path is None:
+        yield None
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def render_built(
+    built: Built,
+    *,
+    out: Path,
+    frames: int,
+    transcript: TextIO | None,
+    progress: bool,
+    before_frame: Any = None,
+    clock: SimulatedClock | None = None,
+) -> RenderResult:
+    """Run ``built`` for ``frames`` frames into an MP4 at ``out`` on a simulated clock."""
+    result = RenderResult(out=out, frames=0, sentences=0, fps_wall=0.0, stage_seconds={})
+    fps = built.fmt.fps
+
+    def on_line(line: SpokenLine) -> None:
+        result.lines.append(line)
+        if transcript is not None:
+            transcript.write(json.dumps(line.as_dict(), ensure_ascii=False) + "\n")
+
+    built.listeners.append(on_line)
+    original_start = built.animator.start_chunk
+
+    def start_chunk(chunk: Any, frame_index: int) -> None:
+        phon = [(p.phoneme, p.start_ms, p.end_ms) for p in chunk.phonemes]
+        result.chunks.append((frame_index, chunk.duration_ms, phon))
+        original_start(chunk, frame_index)
+
+    built.animator.start_chunk = start_chunk  # type: ignore[method-assign]
+    sink = Mp4FileSink(out, metadata=built.fmt.metadata)
+    bar = _progress(frames, fps) if progress else None
+
+    def on_progress(n: int) -> None:
+        if bar is not None and n % fps == 0:
+            bar[0].update(bar[1], completed=n)
+
+    runner = ProgrammeRunner(
+        programme=built.programme,
+        compose=_recording_compose(built, result),
+        encoder=built.encoder,
+        sinks=[sink],
+        clock=clock or SimulatedClock(),
+        before_frame=before_frame,
+        on_progress=on_progress,
+    )
+    try:
+        if bar is not None:
+            bar[0].start()
+        stats = await runner.run(frames=frames)
+        await sink.aclose()
+    except BaseException:
+        await sink.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        await built.aclose()
+    result.frames = stats.frames
+    result.sentences = built.programme.stats.sentences
+    result.fps_wall = stats.fps_wall
+    result.stage_seconds = dict(stats.stage_seconds)
+    result.built = built
+    return result
+
+
+def _recording_compose(built: Built, result: RenderResult) -> Any:
+    compositor = built.compositor
+
+    def compose(plan: Any, buf: Any) -> None:
+        result.mouth_track.append(plan.state.mouth_open)
+        compositor(plan, buf)
+
+    return compose
+
+
+def _progress(frames: int, fps: int) -> tuple[Any, Any]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    p = Progress(
+        TextColumn("rendering"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} frames"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+    task = p.add_task("render", total=frames)
+    return p, task
+
+
+async def render_file(
+    opts: ProgrammeOptions,
+    *,
+    out: Path,
+    duration: float,
+    transcript: Path | None = None,
+    progress: bool = False,
+) -> RenderResult:
+    """``avatarcast render``: validate everything, then render ``duration`` seconds."""
+    if duration <= 0 or duration > 24 * 3600:
+        raise ConfigError(f"--duration must be between 0 and 86400 seconds, got {duration}")
+    check_output_path(out, ".mp4")
+    if transcript is not None:
+        check_output_path(transcript, transcript.suffix or ".jsonl")
+    resolved = validate(opts)
+    built = build(resolved, live=False, encoder=deterministic_encoder(resolved.fmt))
+    frames = round(duration * resolved.fmt.fps)
+    with atomic_text(transcript) as tf:
+        return await render_built(built, out=out, frames=frames, transcript=tf, progress=progress)
+
+
+async def replay_session(
+    session_path: Path, *, out: Path, report: Path, transcript: Path | None = None
+) -> dict[str, Any]:
+    """``avatarcast replay``: run a session's events on a simulated clock and measure the result."""
+    session = load_session(session_path)
+    o = session.options
+    check_output_path(out, ".mp4")
+    check_output_path(report, ".json")
+    catalog_name = o.get("catalog")
+    if not isinstance(catalog_name, str):
+        raise ConfigError(f"{session_path}: the session line must name a 'catalog' file")
+    duration = float(o.get("duration", 60))
+    opts = ProgrammeOptions(
+        catalog_path=session.resolve(catalog_name),
+        lang=str(o.get("lang", "en")),
+        avatar=o.get("avatar"),
+        voice=o.get("voice"),
+        seed=int(o.get("seed", 0)),
+    )
+    resolved = validate(opts)
+    catalog = Catalog(resolved.products)
+    built = build(
+        resolved, live=False, catalog=catalog, encoder=deterministic_encoder(resolved.fmt)
+    )
+    fps = resolved.fmt.fps
+    events = list(session.events)
+    log = EventLog()
+    price_marks: list[dict[str, Any]] = []
+
+    async def before_frame(pts: int) -> None:
+        t = pts / fps
+        while events and events[0].t <= t:
+            ev = events.pop(0)
+            changed = apply_event(ev, catalog, log)
+            if changed:
+                built.programme.catalog_changed(changed, pts)
+                if ev.type == "price_change":
+                    p = catalog.get(changed[0])
+                    if p is not None:
+                        price_marks.append(
+                            {"t": t, "product_id": p.id, "price": str(p.current_price)}
+                        )
+
+    frames = round(duration * fps)
+    with atomic_text(transcript) as tf:
+        result = await render_built(
+            built, out=out, frames=frames, transcript=tf, progress=False, before_frame=before_frame
+        )
+    for ev in events:  # events after the end are reported, not dropped
+        log.unhandled[f"{ev.type} (after end)"] += 1
+    rep = build_report(result, built, log, price_marks, session_path)
+    with atomic_text(report) as rf:
+        assert rf is not None
+        json.dump(rep, rf, indent=2, ensure_ascii=False)
+    return rep
+
+
+def build_report(
+    result: RenderResult,
+    built: Built,
+    log: EventLog,
+    price_marks: list[dict[str, Any]],
+    session_path: Path,
+) -> dict[str, Any]:
+    comp = built.compositor
+    lx, ly, lw, lh = comp.label.box
+    health = analyse(
+        result.out,
+        label=label_probe(comp),
+        mouth_box=built.renderer.mouth_box(),
+    )
+    repeats = repeated_within(result.lines, 30 * 60)
+    stale = stale_price_lines(result.lines, price_marks, built)
+    summary = {
+        "frames": health.frame_count,
+        "duration_s": round(health.video_duration_s, 3),
+        "fps": health.fps,
+        "av_duration_diff_ms": round(health.av_duration_diff_ms, 2),
+        "lipsync_lag_ms": health.lipsync_lag_ms,
+        "largest_av_offset_ms": max(health.av_duration_diff_ms, abs(health.lipsync_lag_ms or 0.0)),
+        "longest_frozen_run_frames": health.longest_frozen_run_frames,
+        "frozen_runs_over_1s": health.frozen_runs_over_1s,
+        "longest_silence_s": round(health.longest_silence_s, 3),
+        "repeated_sentences": len(repeats),
+        "label_on_every_frame": not health.label_missing_frames and health.frame_count > 0,
+        "sentences": len(result.lines),
+        "events_handled": sum(log.handled.values()),
+        "events_unhandled": sum(log.unhandled.values()),
+        "stale_price_sentences": len(stale),
+    }
+    return {
+        "session": str(session_path),
+        "summary": summary,
+        "health": health.as_dict(),
+        "events": {
+            "handled": dict(log.handled),
+            "unhandled": dict(log.unhandled),
+            "errors": log.errors,
+            "price_changes": price_marks,
+        },
+        "repeats": repeats,
+        "stale_price_lines": stale,
+        "label_box": [lx, ly, lw, lh],
+    }
+
+
+def label_probe(comp: Any) -> LabelProbe:
+    """Where the label plate is in a frame of ``comp`` and the luma it must have."""
+    r, g, b = comp.label.plate_rgb
+    luma = 16 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    return LabelProbe(box=tuple(comp.label.box), luma=luma)
+
+
+def repeated_within(lines: list[SpokenLine], window_s: float) -> list[dict[str, Any]]:
+    last: dict[str, float] = {}
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        key = " ".join(line.text.lower().split())
+        if key in last and line.t - last[key] < window_s:
+            out.append({"text": line.text, "t": line.t, "previous_t": last[key]})
+        last[key] = line.t
+    return out
+
+
+def stale_price_lines(
+    lines: list[SpokenLine], marks: list[dict[str, Any]], built: Built
+) -> list[dict[str, Any]]:
+    """Sentences spoken after a price change that still quote a price no longer in force."""
+    from avatarcast.locale import format_price
+
+    out: list[dict[str, Any]] = []
+    lang = built.resolved.opts.lang
+    history: dict[str, list[tuple[float, set[str]]]] = {}
+    for p in built.resolved.products:
+        prices = {format_price(x, p.currency, lang) for x in (p.price, p.sale_price) if x}
+        history.setdefault(p.id, []).append((0.0, prices))
+    for m in marks:
+        p = built.catalog.get(m["product_id"])
+        if p is None:
+            continue
+        prices = {format_price(x, p.currency, lang) for x in (p.price, p.sale_price) if x}
+        history.setdefault(p.id, []).append((m["t"], prices))
+    for line in lines:
+        if line.product_id not in history:
+            continue
+        entries = history[line.product_id]
+        valid = next((s for t, s in reversed(entries) if t <= line.t), set())
+        old = set().union(*(s for _, s in entries)) - valid
+        for price in old:
+            if price in line.text:
+                out.append({"t": line.t, "text": line.text, "stale_price": price})
+    return out

@@ -1,0 +1,188 @@
+"""Runs a programme: plan on the loop, compose and encode in worker threads, fan out to sinks.
+
+Frame n+1 is composed while frame n is encoded, so on two cores the slower of the two sets the
+pace. Live, frame n is planned at ``start + n / fps`` on the clock; on a simulated clock the
+loop runs as fast as the machine allows and produces the same output every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from avatarcast.clock import Clock
+from avatarcast.frames import EncodedPacket, ProgrammeFrame
+from avatarcast.output.base import Sink, StreamHeaders
+from avatarcast.programme.programme import FramePlan, Programme
+from avatarcast.programme.yuv import YuvFrame
+
+log = logging.getLogger(__name__)
+
+Compose = Callable[[FramePlan, YuvFrame], None]
+
+
+class FrameEncoder(Protocol):
+    @property
+    def headers(self) -> StreamHeaders: ...
+
+    def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]: ...
+
+    def flush(self) -> list[EncodedPacket]: ...
+
+
+@runtime_checkable
+class FrameTap(Protocol):
+    """A sink that also wants the raw programme frame (WHEP encodes Opus from the PCM)."""
+
+    def on_frame(self, frame: ProgrammeFrame) -> None: ...
+
+
+@dataclass(slots=True)
+class RunStats:
+    frames: int = 0
+    late_frames: int = 0
+    max_lateness_s: float = 0.0
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: {"plan": 0.0, "compose": 0.0, "encode": 0.0, "sinks": 0.0}
+    )
+    started_wall: float = 0.0
+    first_packet_wall: float | None = None
+
+    @property
+    def fps_wall(self) -> float:
+        dt = time.perf_counter() - self.started_wall
+        return self.frames / dt if dt > 0 else 0.0
+
+
+class ProgrammeRunner:
+    """Drives one programme through one encoder into many sinks."""
+
+    def __init__(
+        self,
+        *,
+        programme: Programme,
+        compose: Compose,
+        encoder: FrameEncoder,
+        sinks: Sequence[Sink],
+        clock: Clock,
+        before_frame: Callable[[int], Awaitable[None]] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self._programme = programme
+        self._compose = compose
+        self._encoder = encoder
+        self._sinks = list(sinks)
+        self._clock = clock
+        self._before = before_frame
+        self._on_progress = on_progress
+        fmt = programme.fmt
+        self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
+        self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
+        self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        self._stop = asyncio.Event()
+        self.stats = RunStats()
+        self.pts = 0
+
+    def stop(self) -> None:
+        """End after the current frame; the encoder is flushed and sinks closed cleanly."""
+        self._stop.set()
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def _timed_compose(self, plan: FramePlan, buf: YuvFrame) -> ProgrammeFrame:
+        t0 = time.perf_counter()
+        self._compose(plan, buf)
+        self.stats.stage_seconds["compose"] += time.perf_counter() - t0
+        return ProgrammeFrame(
+            pts=plan.pts,
+            yuv=buf.buf,
+            pcm=plan.pcm,
+            mouth_open=plan.state.mouth_open,
+            sentence=plan.sentence,
+            product_id=plan.product.id if plan.product else None,
+        )
+
+    def _timed_encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
+        t0 = time.perf_counter()
+        packets = self._encoder.encode(frame)
+        self.stats.stage_seconds["encode"] += time.perf_counter() - t0
+        return packets
+
+    async def _fan_out(self, packets: Sequence[EncodedPacket]) -> None:
+        if not packets:
+            return
+        if self.stats.first_packet_wall is None:
+            self.stats.first_packet_wall = time.perf_counter()
+        t0 = time.perf_counter()
+        for sink in self._sinks:
+            for pkt in packets:
+                await sink.write(pkt)
+        self.stats.stage_seconds["sinks"] += time.perf_counter() - t0
+
+    async def run(self, *, frames: int | None) -> RunStats:
+        """Run ``frames`` frames (forever if None, until ``stop()``)."""
+        loop = asyncio.get_running_loop()
+        fps = self._programme.fmt.fps
+        headers = self._encoder.headers
+        for sink in self._sinks:
+            await sink.open(headers)
+        self.stats.started_wall = time.perf_counter()
+        pending: Future[list[EncodedPacket]] | None = None
+        taps: list[FrameTap] = [s for s in self._sinks if isinstance(s, FrameTap)]
+        try:
+            n = 0
+            while (frames is None or n < frames) and not self._stop.is_set():
+                self.pts = n
+                due = n / fps
+                if not self._clock.simulated:
+                    await self._clock.sleep_until(due)
+                    late = self._clock.now() - due
+                    if late > 1.0 / fps:
+                        self.stats.late_frames += 1
+                    self.stats.max_lateness_s = max(self.stats.max_lateness_s, late)
+                if self._before is not None:
+                    await self._before(n)
+                t0 = time.perf_counter()
+                plan = await self._programme.plan(n)
+                self.stats.stage_seconds["plan"] += time.perf_counter() - t0
+                buf = self._ring[n % len(self._ring)]
+                frame = await loop.run_in_executor(
+                    self._compose_pool, self._timed_compose, plan, buf
+                )
+                for tap in taps:
+                    tap.on_frame(frame)
+                if pending is not None:
+                    packets = await asyncio.wrap_future(pending)
+                    await self._fan_out(packets)
+                pending = self._encode_pool.submit(self._timed_encode, frame)
+                if self._clock.simulated:
+                    await self._clock.sleep_until((n + 1) / fps)
+                n += 1
+                self.stats.frames = n
+                if self._on_progress is not None:
+                    self._on_progress(n)
+            if pending is not None:
+                packets = await asyncio.wrap_future(pending)
+                await self._fan_out(packets)
+                pending = None
+            tail = await loop.run_in_executor(self._encode_pool, self._encoder.flush)
+            await self._fan_out(tail)
+        finally:
+            if pending is not None:
+                pending.cancel()
+            self._compose_pool.shutdown(wait=True)
+            self._encode_pool.shutdown(wait=True)
+        return self.stats
+
+    async def close_sinks(self) -> None:
+        for sink in self._sinks:
+            try:
+                await sink.aclose()
+            except Exception:
+                log.exception("closing sink %s failed", getattr(sink, "name", sink))

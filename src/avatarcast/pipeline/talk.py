@@ -1,0 +1,189 @@
+"""Talk: rundown -> writer -> guardrails -> voice, as a stream of speech chunks.
+
+On a simulated clock the programme pulls chunks one at a time, so output depends only on the
+seed and the session. Live, a prefetcher keeps a few chunks ready so the programme never waits;
+when a product changes, queued chunks about it are dropped and its offer is rewritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from avatarcast.catalog.model import Product
+from avatarcast.catalog.store import Catalog
+from avatarcast.frames import Sentence, SpeechChunk
+from avatarcast.script.base import ScriptWriter, SegmentRequest
+from avatarcast.voice.base import Voice
+
+log = logging.getLogger(__name__)
+
+#: Returns the next segment to write, given the media time in seconds.
+NextSegment = Callable[[float], SegmentRequest | None]
+#: Checks a sentence before it is voiced; returns the (maybe cleaned) sentence or None to drop it.
+Guard = Callable[[Sentence, Product | None, float], Sentence | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Talk:
+    """A voiced sentence and the product as it was when the sentence was written."""
+
+    chunk: SpeechChunk
+    product: Product | None
+
+
+def _stale(talk: Talk, catalog: Catalog) -> bool:
+    if talk.product is None:
+        return False
+    return catalog.get(talk.product.id) != talk.product
+
+
+class TalkSource:
+    """Produces voiced sentences in rundown order, with urgent talk first."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        next_segment: NextSegment,
+        writer: ScriptWriter,
+        voice: Voice,
+        guard: Guard | None = None,
+        prefetch: int = 0,
+    ) -> None:
+        self._catalog = catalog
+        self._next_segment = next_segment
+        self._writer = writer
+        self._voice = voice
+        self._guard = guard
+        self._prefetch = prefetch
+        self._urgent: deque[SegmentRequest | Sentence] = deque()
+        self._pending: deque[Sentence] = deque()
+        self._pending_product: Product | None = None
+        self._pending_request: SegmentRequest | None = None
+        self._ready: asyncio.Queue[Talk] = asyncio.Queue(maxsize=max(prefetch, 1))
+        self._media_time = 0.0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped_stale = 0
+
+    # --- control (called from the programme) -------------------------------------------------
+
+    def set_media_time(self, t: float) -> None:
+        self._media_time = t
+
+    def say_now(self, item: SegmentRequest | Sentence) -> None:
+        """Put a segment or a sentence ahead of the rundown (at the next sentence boundary)."""
+        self._urgent.append(item)
+        self._wake.set()
+
+    def invalidate(self, product_ids: tuple[str, ...]) -> int:
+        """Drop queued talk about changed products. Returns how many chunks were dropped."""
+        ids = set(product_ids)
+        kept: list[Talk] = []
+        dropped = 0
+        while not self._ready.empty():
+            t = self._ready.get_nowait()
+            if t.product is not None and t.product.id in ids:
+                dropped += 1
+            else:
+                kept.append(t)
+        for t in kept:
+            self._ready.put_nowait(t)
+        if self._pending_product is not None and self._pending_product.id in ids:
+            dropped += len(self._pending)
+            self._pending.clear()
+        self.dropped_stale += dropped
+        return dropped
+
+    # --- producing -----------------------------------------------------------------------------
+
+    async def _next_sentence(self) -> tuple[Sentence, Product | None] | None:
+        while True:
+            if self._urgent and not self._pending:
+                item = self._urgent.popleft()
+                if isinstance(item, Sentence):
+                    prod = self._catalog.get(item.product_id) if item.product_id else None
+                    return item, prod
+                await self._fill(item)
+                continue
+            if self._pending:
+                return self._pending.popleft(), self._pending_product
+            request = self._next_segment(self._media_time)
+            if request is None:
+                return None
+            await self._fill(request)
+
+    async def _fill(self, request: SegmentRequest) -> None:
+        sentences = [s async for s in self._writer.write(request)]
+        self._pending.extend(sentences)
+        self._pending_product = request.product
+        self._pending_request = request
+
+    async def _produce_one(self) -> Talk | None:
+        for _ in range(50):  # a writer that yields nothing for 50 segments is broken
+            got = await self._next_sentence()
+            if got is None:
+                return None
+            sentence, product = got
+            if product is not None:
+                current = self._catalog.get(product.id)
+                if current is None:
+                    continue
+                if current != product:
+                    # written against an older catalog: rewrite the segment with today's facts
+                    self._pending.clear()
+                    if self._pending_request is not None and (
+                        self._pending_request.product.id == current.id
+                    ):
+                        await self._fill(replace(self._pending_request, product=current))
+                    continue
+            if self._guard is not None:
+                checked = self._guard(sentence, product, self._media_time)
+                if checked is None:
+                    continue
+                sentence = checked
+            chunk = await self._voice.synthesize(sentence)
+            return Talk(chunk, product)
+        return None
+
+    async def next(self, *, wait: bool) -> Talk | None:
+        """The next voiced sentence; ``wait=False`` returns None at once if none is ready."""
+        if self._prefetch <= 0:
+            while True:
+                talk = await self._produce_one() if wait else None
+                if talk is None or not _stale(talk, self._catalog):
+                    return talk
+        while True:
+            if wait:
+                talk = await self._ready.get()
+            else:
+                try:
+                    talk = self._ready.get_nowait()
+                except asyncio.QueueEmpty:
+                    return None
+            if not _stale(talk, self._catalog):
+                return talk
+            self.dropped_stale += 1
+
+    async def run_prefetch(self) -> None:
+        """Keep ``prefetch`` chunks ready. Run it as a task owned by the programme's TaskGroup."""
+        while True:
+            try:
+                talk = await self._produce_one()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("talk production failed; retrying after a pause")
+                await asyncio.sleep(0.5)
+                continue
+            if talk is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                continue
+            await self._ready.put(talk)

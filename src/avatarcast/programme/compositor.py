@@ -1,0 +1,347 @@
+"""The programme picture: backdrop, avatar, product card, captions and, on top, the AI label.
+
+A frame costs one copy of the cached backdrop, the renderer's draw, two opaque copies (card and
+label, each flattened onto the backdrop when it was made) and one small alpha blend (the
+caption, which may sit over the moving avatar). Text is laid out only when a product or a
+sentence changes, never per frame, and there is no float math per frame.
+
+Layout, scaled from the frame size: the avatar stands left of centre, the card fills the right
+third, captions sit bottom-left under the avatar, and the label keeps its corner; card and
+captions move aside so they never cover it. The label is drawn last on every frame and the
+configuration can change its text, language and corner but cannot remove it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from avatarcast.avatar.base import AvatarRenderer, AvatarState
+from avatarcast.catalog.model import Product
+from avatarcast.errors import ConfigError
+from avatarcast.programme.overlays import (
+    Box,
+    LabelConfig,
+    caption_max_height,
+    label_text,
+    render_caption,
+    render_card,
+    render_label,
+    studio_background,
+)
+from avatarcast.programme.yuv import Sprite, YuvFrame
+
+__all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName"]
+
+U16 = npt.NDArray[np.uint16]
+RegionName = Literal["label", "card", "caption", "avatar"]
+
+_CARD_CACHE = 16
+_CAPTION_CACHE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A sprite and where its top-left corner goes in the frame."""
+
+    sprite: Sprite
+    x: int
+    y: int
+
+    @property
+    def box(self) -> Box:
+        return Box(self.x, self.y, self.sprite.width, self.sprite.height)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelOverlay:
+    """Where the label is and what it looks like, so a test can find it in a decoded frame.
+
+    ``box`` is the plate (with rounded corners of a few pixels), ``text_box`` the ink of its
+    text, both in frame pixels.
+    """
+
+    text: str
+    lang: str
+    box: Box
+    text_box: Box
+    plate_rgb: tuple[int, int, int]
+    text_rgb: tuple[int, int, int]
+
+
+class PlanLike(Protocol):
+    """What ``Compositor.__call__`` reads from a frame plan (``programme.FramePlan`` fits)."""
+
+    @property
+    def state(self) -> AvatarState: ...
+
+    @property
+    def product(self) -> Product | None: ...
+
+    @property
+    def caption(self) -> str | None: ...
+
+
+class _Blend:
+    """A translucent sprite at a fixed place, with its blend terms precomputed in integers.
+
+    ``out = (src * a + dst * (256 - a) + 128) >> 8`` with ``a`` mapped to 0..256, so a frame
+    costs one multiply, one add and one shift per plane, in preallocated buffers.
+    """
+
+    __slots__ = ("h", "inv_c", "inv_y", "pre_u", "pre_v", "pre_y", "tmp_c", "tmp_y", "w", "x", "y")
+
+    def __init__(self, sprite: Sprite, x: int, y: int) -> None:
+        self.x, self.y, self.w, self.h = x, y, sprite.width, sprite.height
+        a = _alpha256(sprite.a)
+        a2 = _alpha256(sprite.a2)
+        self.pre_y = sprite.y.astype(np.uint16) * a + 128
+        self.pre_u = sprite.u.astype(np.uint16) * a2 + 128
+        self.pre_v = sprite.v.astype(np.uint16) * a2 + 128
+        self.inv_y = (256 - a).astype(np.uint16)
+        self.inv_c = (256 - a2).astype(np.uint16)
+        self.tmp_y = np.empty_like(self.pre_y)
+        self.tmp_c = np.empty_like(self.pre_u)
+
+    def draw(self, out: YuvFrame) -> None:
+        x, y, w, h = self.x, self.y, self.w, self.h
+        _blend_plane(out.y[y : y + h, x : x + w], self.pre_y, self.inv_y, self.tmp_y)
+        cx, cy, cw, ch = x // 2, y // 2, w // 2, h // 2
+        _blend_plane(out.u[cy : cy + ch, cx : cx + cw], self.pre_u, self.inv_c, self.tmp_c)
+        _blend_plane(out.v[cy : cy + ch, cx : cx + cw], self.pre_v, self.inv_c, self.tmp_c)
+
+
+def _alpha256(a: npt.NDArray[np.uint8]) -> U16:
+    a16 = a.astype(np.uint16)
+    return a16 + (a16 >> 7)
+
+
+def _blend_plane(dst: npt.NDArray[np.uint8], pre: U16, inv: U16, tmp: U16) -> None:
+    np.multiply(dst, inv, out=tmp)
+    tmp += pre
+    tmp >>= 8
+    dst[...] = tmp
+
+
+def _even(n: int) -> int:
+    return n - n % 2
+
+
+def _clip(sprite: Sprite, x: int, y: int, width: int, height: int) -> Placed:
+    """The part of ``sprite`` at (x, y) that lies inside a ``width`` x ``height`` frame."""
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + sprite.width, width), min(y + sprite.height, height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ConfigError(f"overlay at ({x}, {y}) lies outside the {width}x{height} frame")
+    sx, sy, w, h = x0 - x, y0 - y, _even(x1 - x0), _even(y1 - y0)
+    part = Sprite(
+        sprite.y[sy : sy + h, sx : sx + w],
+        sprite.u[sy // 2 : (sy + h) // 2, sx // 2 : (sx + w) // 2],
+        sprite.v[sy // 2 : (sy + h) // 2, sx // 2 : (sx + w) // 2],
+        sprite.a[sy : sy + h, sx : sx + w],
+        sprite.a2[sy // 2 : (sy + h) // 2, sx // 2 : (sx + w) // 2],
+        sprite.opaque,
+    )
+    return Placed(part, x0, y0)
+
+
+class Compositor:
+    """Composes programme frames in yuv420p. One instance per compose thread (scratch buffers)."""
+
+    def __init__(
+        self,
+        *,
+        width: int = 1280,
+        height: int = 720,
+        lang: str = "en",
+        renderer: AvatarRenderer,
+        background: Sprite | None = None,
+        label: LabelConfig | None = None,
+    ) -> None:
+        if width % 2 or height % 2 or width < 320 or height < 180:
+            raise ConfigError(f"frame size {width}x{height} must be even and at least 320x180")
+        self.width, self.height, self.lang = width, height, lang
+        self._renderer = renderer
+        self.scale = min(width / 1280, height / 720)
+        self._margin = _even(round(28 * self.scale)) or 2
+        self._gap = _even(round(20 * self.scale)) or 2
+        self._base = self._backdrop(background)
+        self.label, self._label = self._make_label(label or LabelConfig())
+        self._regions = self._layout(self.label.box)
+        self._cards: OrderedDict[tuple[object, ...], Placed] = OrderedDict()
+        self._captions: OrderedDict[str, _Blend] = OrderedDict()
+        self._last_product: Product | None = None
+        self._last_card: Placed | None = None
+
+    # --- per frame ------------------------------------------------------------------------
+
+    def compose(
+        self, out: YuvFrame, *, state: AvatarState, product: Product | None, caption: str | None
+    ) -> None:
+        """Draw one frame into ``out``: backdrop, avatar, card, caption, then the label."""
+        if out.width != self.width or out.height != self.height:
+            raise ValueError(
+                f"frame is {out.width}x{out.height}, compositor is {self.width}x{self.height}"
+            )
+        np.copyto(out.buf, self._base.buf)
+        self._renderer.draw(out, state)
+        if product is not None:
+            card = self.card_for(product)
+            out.blit(card.sprite, card.x, card.y)
+        if caption:
+            self._caption(caption).draw(out)
+        out.blit(self._label.sprite, self._label.x, self._label.y)
+
+    def __call__(self, plan: PlanLike, out: YuvFrame) -> None:
+        """Compose a frame plan; fits ``pipeline.runner.Compose``."""
+        self.compose(out, state=plan.state, product=plan.product, caption=plan.caption)
+
+    # --- geometry -------------------------------------------------------------------------
+
+    def region_of(self, name: RegionName) -> Box:
+        """The box reserved for "label", "card", "caption" or "avatar", in frame pixels."""
+        if name not in self._regions:
+            raise KeyError(f"no region {name!r}; regions: {', '.join(self._regions)}")
+        return self._regions[name]
+
+    def _layout(self, label: Box) -> dict[str, Box]:
+        w, h, m, gap = self.width, self.height, self._margin, self._gap
+        card_w = _even(round(w / 3) - m)
+        card_x = w - m - card_w
+        top, bottom = m, h - m
+        if Box(card_x, 0, card_w, h).intersects(label):
+            if label.y + label.h // 2 < h // 2:
+                top = label.bottom + gap
+            else:
+                bottom = label.y - gap
+        cap_h = caption_max_height(self.scale)
+        cap_x, cap_w = m, card_x - gap - m
+        cap_bottom = h - m
+        if Box(cap_x, cap_bottom - cap_h, cap_w, cap_h).intersects(label):
+            cap_bottom = label.y - gap
+        return {
+            "label": label,
+            "card": Box(card_x, top, card_w, bottom - top),
+            "caption": Box(cap_x, cap_bottom - cap_h, cap_w, cap_h),
+            "avatar": Box(0, 0, card_x - gap, h),
+        }
+
+    # --- cached layers --------------------------------------------------------------------
+
+    def _backdrop(self, background: Sprite | None) -> YuvFrame:
+        base = YuvFrame(self.width, self.height)
+        base.blit(Sprite.from_rgba(studio_background(self.width, self.height)), 0, 0)
+        if background is not None:
+            x = (self.width - background.width) // 2
+            y = (self.height - background.height) // 2
+            base.blit(background, x, y)
+        return base
+
+    def _flatten(self, sprite: Sprite, x: int, y: int) -> Placed:
+        """``sprite`` blended onto the backdrop once, so each frame only copies it."""
+        part = _clip(sprite, x - x % 2, y - y % 2, self.width, self.height)
+        px, py, pw, ph = part.x, part.y, part.sprite.width, part.sprite.height
+        tile = YuvFrame(pw, ph)
+        tile.y[...] = self._base.y[py : py + ph, px : px + pw]
+        tile.u[...] = self._base.u[py // 2 : (py + ph) // 2, px // 2 : (px + pw) // 2]
+        tile.v[...] = self._base.v[py // 2 : (py + ph) // 2, px // 2 : (px + pw) // 2]
+        tile.blit(part.sprite, 0, 0)
+        a = np.full((ph, pw), 255, np.uint8)
+        a2 = np.full((ph // 2, pw // 2), 255, np.uint8)
+        flat = Sprite(tile.y.copy(), tile.u.copy(), tile.v.copy(), a, a2, True)
+        return Placed(flat, px, py)
+
+    def _make_label(self, config: LabelConfig) -> tuple[LabelOverlay, Placed]:
+        lang = config.lang or self.lang
+        text = config.text or label_text(lang)
+        m = self._margin
+        image = render_label(
+            text, frame_width=self.width, frame_height=self.height, max_width=self.width - 2 * m
+        )
+        lh, lw = image.rgba.shape[:2]
+        left = config.position.endswith("left")
+        x = m if left else self.width - m - lw
+        y = m if config.position.startswith("top") else self.height - m - lh
+        placed = self._flatten(Sprite.from_rgba(image.rgba), x, y)
+        tb = image.text_box
+        overlay = LabelOverlay(
+            text=text,
+            lang=lang,
+            box=placed.box,
+            text_box=Box(placed.x + tb.x, placed.y + tb.y, tb.w, tb.h),
+            plate_rgb=image.plate_rgb,
+            text_rgb=image.text_rgb,
+        )
+        return overlay, placed
+
+    def render_card(self, product: Product) -> Placed:
+        """A freshly drawn card for ``product``, flattened and placed (no cache)."""
+        slot = self._regions["card"]
+        card = render_card(
+            product, lang=self.lang, width=slot.w, max_height=slot.h, scale=self.scale
+        )
+        panel = card.panel
+        y = slot.y + (slot.h - panel.h) // 2
+        return self._flatten(Sprite.from_rgba(card.rgba), slot.x - panel.x, y - panel.y)
+
+    def card_for(self, product: Product) -> Placed:
+        """The card for ``product``, drawn once per distinct content (price, stock, title...)."""
+        if product is self._last_product and self._last_card is not None:
+            return self._last_card
+        key = self._card_key(product)
+        card = self._cards.get(key)
+        if card is None:
+            card = self._cards[key] = self.render_card(product)
+            if len(self._cards) > _CARD_CACHE:
+                self._cards.popitem(last=False)
+        else:
+            self._cards.move_to_end(key)
+        self._last_product, self._last_card = product, card
+        return card
+
+    def _card_key(self, product: Product) -> tuple[object, ...]:
+        stamp: tuple[int, int] | None = None
+        if product.image and "://" not in product.image:
+            try:
+                st = os.stat(product.image)
+                stamp = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = None
+        return (
+            product.id,
+            product.title_in(self.lang),
+            product.brand,
+            product.currency,
+            product.price,
+            product.sale_price,
+            product.prior_lowest_price,
+            product.availability,
+            product.stock,
+            product.image,
+            stamp,
+        )
+
+    def caption_for(self, text: str) -> Placed:
+        """The caption plate for ``text`` and where it goes (bottom-aligned in its region)."""
+        region = self._regions["caption"]
+        sprite = Sprite.from_rgba(render_caption(text, max_width=region.w, scale=self.scale))
+        x = region.x + (region.w - sprite.width) // 2
+        y = region.bottom - sprite.height
+        return Placed(sprite, x - x % 2, y - y % 2)
+
+    def _caption(self, text: str) -> _Blend:
+        blend = self._captions.get(text)
+        if blend is None:
+            placed = self.caption_for(text)
+            clipped = _clip(placed.sprite, placed.x, placed.y, self.width, self.height)
+            blend = self._captions[text] = _Blend(clipped.sprite, clipped.x, clipped.y)
+            if len(self._captions) > _CAPTION_CACHE:
+                self._captions.popitem(last=False)
+        else:
+            self._captions.move_to_end(text)
+        return blend

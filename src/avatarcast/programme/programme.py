@@ -1,0 +1,235 @@
+"""The programme: one frame plan per tick, from talk, animation and the catalog.
+
+The plan is cheap and made on the event loop; composing and encoding it happen in worker
+threads (see ``pipeline.runner``). Audio is cut into exactly one frame's worth of samples per
+frame, so sound and picture share one counter and cannot drift.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from avatarcast.avatar.base import AvatarState
+from avatarcast.catalog.model import Product
+from avatarcast.catalog.store import Catalog
+from avatarcast.frames import Sentence, SpeechChunk, StreamFormat
+from avatarcast.pipeline.talk import Talk, TalkSource
+
+log = logging.getLogger(__name__)
+
+
+class FrameAnimator(Protocol):
+    def start_chunk(self, chunk: SpeechChunk, frame_index: int) -> None: ...
+
+    def stop_chunk(self, frame_index: int) -> None: ...
+
+    def state(self, frame_index: int) -> AvatarState: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FramePlan:
+    """What frame ``pts`` shows and plays; composing it needs nothing else."""
+
+    pts: int
+    state: AvatarState
+    product: Product | None
+    caption: str | None
+    pcm: npt.NDArray[np.int16]
+    sentence: Sentence | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpokenLine:
+    """A transcript entry: what was said, when, from where, built on which facts."""
+
+    t: float
+    text: str
+    source: str
+    facts: tuple[str, ...]
+    product_id: str | None
+    lang: str
+    verdicts: tuple[tuple[str, str], ...]
+    duration: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "t": round(self.t, 3),
+            "text": self.text,
+            "source": self.source,
+            "facts": list(self.facts),
+            "product_id": self.product_id,
+            "lang": self.lang,
+            "verdicts": {k: v for k, v in self.verdicts},
+            "duration": round(self.duration, 3),
+        }
+
+
+@dataclass(slots=True)
+class _Playing:
+    talk: Talk
+    start_pts: int
+    pos: int = 0
+
+
+@dataclass(slots=True)
+class ProgrammeStats:
+    frames: int = 0
+    idle_frames: int = 0
+    sentences: int = 0
+    cut_sentences: int = 0
+    transcript: list[SpokenLine] = field(default_factory=list)
+
+
+class Programme:
+    """Decides, frame by frame, what is on air."""
+
+    def __init__(
+        self,
+        *,
+        fmt: StreamFormat,
+        catalog: Catalog,
+        talk: TalkSource,
+        animator: FrameAnimator,
+        wait_for_talk: bool,
+        on_line: Callable[[SpokenLine], None] | None = None,
+    ) -> None:
+        self.fmt = fmt
+        self._catalog = catalog
+        self._talk = talk
+        self._animator = animator
+        self._wait = wait_for_talk
+        self._on_line = on_line
+        self._spf = fmt.samples_per_frame
+        self._silence = np.zeros(self._spf, np.int16)
+        self._playing: _Playing | None = None
+        self._gap_until = 0
+        self._product: Product | None = next(iter(catalog.products()), None)
+        self._caption: str | None = None
+        self._caption_until = 0
+        self.paused = False
+        self.stats = ProgrammeStats()
+
+    @property
+    def current_product(self) -> Product | None:
+        if self._product is None:
+            return None
+        return self._catalog.get(self._product.id) or self._product
+
+    @property
+    def current_sentence(self) -> Sentence | None:
+        return self._playing.talk.chunk.sentence if self._playing else None
+
+    def catalog_changed(self, product_ids: tuple[str, ...], pts: int) -> None:
+        """Drop queued talk about changed products and cut a sentence that is now wrong."""
+        self._talk.invalidate(product_ids)
+        p = self._playing
+        if p is not None and p.talk.product is not None and p.talk.product.id in product_ids:
+            now = self._catalog.get(p.talk.product.id)
+            if now != p.talk.product and _uses_changed_facts(p.talk, now):
+                self._end_playing(pts, cut=True)
+        for pid in product_ids:
+            if self._product is not None and self._product.id == pid:
+                self._product = self._catalog.get(pid) or self._product
+
+    def interrupt(self, pts: int) -> None:
+        """Stop the sentence on air now (a supervisor's kill or skip)."""
+        if self._playing is not None:
+            self._end_playing(pts, cut=True)
+
+    def _end_playing(self, pts: int, *, cut: bool) -> None:
+        p = self._playing
+        if p is None:
+            return
+        self._playing = None
+        self._animator.stop_chunk(pts)
+        if cut:
+            self.stats.cut_sentences += 1
+            self._gap_until = pts + 1
+            self._caption_until = pts
+        else:
+            pause = p.talk.chunk.sentence.pause_after_ms
+            self._gap_until = pts + math.ceil(pause * self.fmt.fps / 1000)
+            self._caption_until = pts + max(1, self.fmt.fps // 5)
+
+    async def plan(self, pts: int) -> FramePlan:
+        """The plan of frame ``pts``. Awaits talk only on a simulated clock."""
+        self._talk.set_media_time(pts / self.fmt.fps)
+        if self.paused and self._playing is not None:
+            self._end_playing(pts, cut=True)
+        if self._playing is None and pts >= self._gap_until and not self.paused:
+            talk = await self._talk.next(wait=self._wait)
+            if talk is not None:
+                self._start(talk, pts)
+        pcm = self._silence
+        sentence: Sentence | None = None
+        p = self._playing
+        if p is not None:
+            data = p.talk.chunk.pcm
+            pcm = data[p.pos : p.pos + self._spf]
+            if len(pcm) < self._spf:
+                pcm = np.concatenate([pcm, self._silence[: self._spf - len(pcm)]])
+            p.pos += self._spf
+            sentence = p.talk.chunk.sentence
+            if p.pos >= len(data):
+                self._end_playing(pts + 1, cut=False)
+        else:
+            self.stats.idle_frames += 1
+        caption = self._caption if (sentence is not None or pts < self._caption_until) else None
+        self.stats.frames += 1
+        return FramePlan(
+            pts=pts,
+            state=self._animator.state(pts),
+            product=self.current_product,
+            caption=caption,
+            pcm=pcm,
+            sentence=sentence,
+        )
+
+    def _start(self, talk: Talk, pts: int) -> None:
+        chunk = talk.chunk
+        self._playing = _Playing(talk, pts)
+        self._animator.start_chunk(chunk, pts)
+        if talk.product is not None:
+            self._product = talk.product
+        self._caption = chunk.sentence.text
+        s = chunk.sentence
+        line = SpokenLine(
+            t=pts / self.fmt.fps,
+            text=s.text,
+            source=s.source,
+            facts=s.facts,
+            product_id=s.product_id,
+            lang=s.lang,
+            verdicts=s.verdicts,
+            duration=len(chunk.pcm) / self.fmt.sample_rate,
+        )
+        self.stats.sentences += 1
+        self.stats.transcript.append(line)
+        if len(self.stats.transcript) > 2000:
+            del self.stats.transcript[:1000]
+        if self._on_line is not None:
+            self._on_line(line)
+
+
+def _uses_changed_facts(talk: Talk, now: Product | None) -> bool:
+    """Whether the sentence on air states a fact that no longer holds."""
+    before = talk.product
+    if before is None or now is None:
+        return True
+    changed: set[str] = set()
+    for name in ("price", "sale_price", "prior_lowest_price", "stock", "availability"):
+        if getattr(before, name) != getattr(now, name):
+            changed.add(before.fact_id(name))
+    for key, fact in before.facts.items():
+        if now.facts.get(key) != fact:
+            changed.add(before.fact_id("fact", key))
+    if before.title != now.title:
+        changed.add(before.fact_id("title"))
+    return bool(changed & set(talk.chunk.sentence.facts))

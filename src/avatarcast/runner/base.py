@@ -1,0 +1,132 @@
+"""What the control plane asks of a stream backend, whatever runs the streams.
+
+A backend runs streams somewhere (local processes today, a cluster later), restarts those that
+crash, and reports what happens through an :data:`EventCallback`. Every method returns quickly:
+the API never waits on a stream's media work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from avatarcast.catalog.model import Product
+
+__all__ = [
+    "EventCallback",
+    "StreamEvent",
+    "StreamRunner",
+    "StreamSpec",
+    "StreamState",
+    "StreamStatus",
+]
+
+StreamState = Literal[
+    "starting", "live", "paused", "stopping", "stopped", "failed", "crashed", "restarting"
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamSpec:
+    """Everything a worker needs to run one stream. ``destinations`` hold stream keys: secret."""
+
+    tenant_id: str
+    lang: str = "en"
+    avatar: str | None = None
+    voice: str | None = None
+    writer: str = "template"
+    size: str = "720p"
+    fps: int = 25
+    seed: int = 0
+    label_text: str | None = None
+    products: tuple[Product, ...] = ()
+    destinations: tuple[str, ...] = field(default=(), repr=False)
+    record_dir: Path | None = None
+    paused: bool = False
+    duration: float | None = None
+    ice_servers: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+
+    def to_json(self, *, stream_id: str, whep_port: int | None, whep_token: str | None) -> Any:
+        """The JSON object a worker reads from its first stdin line."""
+        return {
+            "stream_id": stream_id,
+            "tenant_id": self.tenant_id,
+            "lang": self.lang,
+            "avatar": self.avatar,
+            "voice": self.voice,
+            "writer": self.writer,
+            "size": self.size,
+            "fps": self.fps,
+            "seed": self.seed,
+            "label_text": self.label_text,
+            "products": [p.model_dump(mode="json", exclude_none=True) for p in self.products],
+            "destinations": list(self.destinations),
+            "record_dir": str(self.record_dir) if self.record_dir is not None else None,
+            "paused": self.paused,
+            "duration": self.duration,
+            "whep_port": whep_port,
+            "whep_token": whep_token,
+            "ice_servers": [dict(s) for s in self.ice_servers],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStatus:
+    """A snapshot of one stream: the runner's view plus the worker's last health report."""
+
+    stream_id: str
+    state: StreamState
+    pid: int | None = None
+    restarts: int = 0
+    whep_port: int | None = None
+    last_error: str | None = None
+    health: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEvent:
+    """Something that happened to a stream: ``started``, ``crashed``, ``restarted``, ``stopped``."""
+
+    stream_id: str
+    tenant_id: str
+    kind: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+EventCallback = Callable[[StreamEvent], None]
+
+
+class StreamRunner(Protocol):
+    """Runs streams. A stream stopped on purpose stays stopped; a crashed one is restarted."""
+
+    async def start(self, stream_id: str, spec: StreamSpec) -> None:
+        """Start ``stream_id`` (a running one is replaced by the new spec)."""
+        ...
+
+    async def stop(self, stream_id: str) -> None:
+        """Ask the stream to stop; returns before it has (see :meth:`drain`)."""
+        ...
+
+    async def pause(self, stream_id: str) -> None: ...
+
+    async def resume(self, stream_id: str) -> None: ...
+
+    def status(self, stream_id: str) -> StreamStatus | None:
+        """The latest snapshot; None for a stream this runner does not run."""
+        ...
+
+    def running(self) -> Sequence[str]:
+        """Ids of the streams this runner currently supervises."""
+        ...
+
+    async def push_products(
+        self, stream_id: str, products: Sequence[Product], removed: Sequence[str] = ()
+    ) -> None:
+        """Upsert ``products`` into the running stream's catalog and drop ``removed`` ids."""
+        ...
+
+    async def drain(self) -> None:
+        """Stop every stream gracefully and wait until all have ended."""
+        ...

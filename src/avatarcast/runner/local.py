@@ -1,0 +1,327 @@
+"""The local backend: each stream in its own OS process, supervised from the event loop.
+
+A worker that exits non-zero or is killed is restarted after 1 s, 2 s, 4 s ... (capped); a run
+that lasted ``stable_after`` seconds resets the backoff. A stream stopped on purpose, or whose
+options no retry can fix, is not restarted. Nothing here blocks: commands are written to the
+worker's stdin pipe without waiting, and its status is read as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from avatarcast.catalog.model import Product
+from avatarcast.logs import redact
+from avatarcast.runner.base import (
+    EventCallback,
+    StreamEvent,
+    StreamSpec,
+    StreamState,
+    StreamStatus,
+)
+from avatarcast.runner.worker import EXIT_CONFIG
+
+__all__ = ["LocalRunner"]
+
+log = logging.getLogger(__name__)
+
+_WORKER = ("-m", "avatarcast.runner.worker")
+_STATES: frozenset[str] = frozenset(
+    {"starting", "live", "paused", "stopping", "stopped", "failed", "crashed", "restarting"}
+)
+
+
+@dataclass(eq=False, slots=True)
+class _Stream:
+    """One supervised stream. Only the supervisor task replaces ``proc``."""
+
+    stream_id: str
+    spec: StreamSpec
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    proc: asyncio.subprocess.Process | None = None
+    state: StreamState = "starting"
+    restarts: int = 0
+    whep_port: int | None = None
+    whep_token: str | None = None
+    last_error: str | None = None
+    health: Mapping[str, Any] = field(default_factory=dict)
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+
+
+class LocalRunner:
+    """A :class:`~avatarcast.runner.base.StreamRunner` of worker processes on this machine."""
+
+    def __init__(
+        self,
+        *,
+        on_event: EventCallback | None = None,
+        python: str = sys.executable,
+        backoff_start: float = 1.0,
+        backoff_cap: float = 30.0,
+        stable_after: float = 60.0,
+        stop_timeout: float = 10.0,
+        whep_host: str = "127.0.0.1",
+    ) -> None:
+        self._on_event = on_event
+        self._python = python
+        self._backoff = (backoff_start, backoff_cap)
+        self._stable_after = stable_after
+        self._stop_timeout = stop_timeout
+        self._whep_host = whep_host
+        self._streams: dict[str, _Stream] = {}
+
+    # --- the StreamRunner interface -----------------------------------------------------------
+
+    async def start(self, stream_id: str, spec: StreamSpec) -> None:
+        previous = self._streams.get(stream_id)
+        if previous is not None:
+            self._request_stop(previous)
+        stream = _Stream(stream_id, spec)
+        self._streams[stream_id] = stream
+        stream.task = asyncio.get_running_loop().create_task(
+            self._supervise(stream, previous), name=f"stream-{stream_id}"
+        )
+
+    async def stop(self, stream_id: str) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            self._request_stop(stream)
+
+    async def pause(self, stream_id: str) -> None:
+        self._set_paused(stream_id, True)
+
+    async def resume(self, stream_id: str) -> None:
+        self._set_paused(stream_id, False)
+
+    def status(self, stream_id: str) -> StreamStatus | None:
+        s = self._streams.get(stream_id)
+        if s is None:
+            return None
+        return StreamStatus(
+            stream_id=stream_id,
+            state=s.state,
+            pid=s.proc.pid if s.proc is not None and s.proc.returncode is None else None,
+            restarts=s.restarts,
+            whep_port=s.whep_port if s.state in ("live", "paused") else None,
+            last_error=s.last_error,
+            health=s.health,
+        )
+
+    def running(self) -> Sequence[str]:
+        return [sid for sid, s in self._streams.items() if not s.stop_requested.is_set()]
+
+    def whep_endpoint(self, stream_id: str) -> tuple[str, str] | None:
+        """``(base URL, token)`` of the worker's own WHEP server while it is on air."""
+        s = self._streams.get(stream_id)
+        if s is None or s.whep_port is None or s.whep_token is None:
+            return None
+        if s.state not in ("live", "paused"):
+            return None
+        return f"http://{self._whep_host}:{s.whep_port}", s.whep_token
+
+    async def push_products(
+        self, stream_id: str, products: Sequence[Product], removed: Sequence[str] = ()
+    ) -> None:
+        s = self._streams.get(stream_id)
+        if s is None or (not products and not removed):
+            return
+        merged = {p.id: p for p in s.spec.products}
+        merged.update((p.id, p) for p in products)
+        for pid in removed:
+            merged.pop(pid, None)
+        s.spec = dataclasses.replace(s.spec, products=tuple(merged.values()))  # for a restart
+        self._send(
+            s,
+            {
+                "cmd": "products",
+                "upsert": [p.model_dump(mode="json", exclude_none=True) for p in products],
+                "remove": list(removed),
+            },
+        )
+
+    async def drain(self) -> None:
+        streams = list(self._streams.values())
+        for s in streams:
+            self._request_stop(s)
+        tasks = [s.task for s in streams if s.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- supervision ----------------------------------------------------------------------------
+
+    def _request_stop(self, s: _Stream) -> None:
+        if not s.stop_requested.is_set():
+            s.stop_requested.set()
+            if s.state not in ("stopped", "failed"):
+                s.state = "stopping"
+            self._send(s, {"cmd": "stop"})
+
+    def _set_paused(self, stream_id: str, paused: bool) -> None:
+        s = self._streams.get(stream_id)
+        if s is None:
+            return
+        s.spec = dataclasses.replace(s.spec, paused=paused)
+        self._send(s, {"cmd": "pause" if paused else "resume"})
+
+    def _send(self, s: _Stream, message: Mapping[str, Any]) -> None:
+        proc = s.proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            return
+        if proc.stdin.is_closing():
+            return
+        proc.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def _emit(self, s: _Stream, kind: str, **detail: Any) -> None:
+        if self._on_event is None:
+            return
+        event = StreamEvent(
+            stream_id=s.stream_id, tenant_id=s.spec.tenant_id, kind=kind, detail=detail
+        )
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("event callback failed for stream %s", s.stream_id)
+
+    async def _supervise(self, s: _Stream, previous: _Stream | None) -> None:
+        if previous is not None and previous.task is not None:
+            with contextlib.suppress(Exception):
+                await previous.task
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while not s.stop_requested.is_set():
+            began = loop.time()
+            try:
+                code = await self._run_once(s, restarted=attempt > 0)
+            except OSError as e:
+                code = -1
+                s.last_error = f"cannot start worker: {e}"
+            if s.stop_requested.is_set() or code == 0:
+                break
+            if code == EXIT_CONFIG:
+                s.state = "failed"
+                self._emit(s, "failed", error=s.last_error)
+                return
+            s.state = "crashed"
+            self._emit(s, "crashed", **_exit_detail(code), last_error=s.last_error)
+            if loop.time() - began >= self._stable_after:
+                attempt = 0
+            delay = min(self._backoff[0] * 2**attempt, self._backoff[1])
+            attempt += 1
+            s.state = "restarting"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(s.stop_requested.wait(), delay)
+        s.state = "stopped"
+        self._emit(s, "stopped")
+
+    async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
+        s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
+        s.state, s.health = "starting", {}
+        proc = await asyncio.create_subprocess_exec(
+            self._python,
+            *_WORKER,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the parent, not the workers
+        )
+        s.proc = proc
+        assert proc.stdin is not None
+        first = s.spec.to_json(
+            stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token
+        )
+        proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
+        if restarted:
+            s.restarts += 1
+            self._emit(s, "restarted", pid=proc.pid, restarts=s.restarts)
+        else:
+            self._emit(s, "started", pid=proc.pid)
+        if s.stop_requested.is_set():
+            self._send(s, {"cmd": "stop"})
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._read_status(s, proc))
+            tg.create_task(self._read_stderr(s, proc))
+            enforcer = tg.create_task(self._enforce_stop(s, proc))
+            code = await proc.wait()
+            enforcer.cancel()
+        return code
+
+    async def _read_status(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                line = await proc.stdout.readline()
+            except ValueError:  # a line over the stream limit: skip what is buffered
+                continue
+            if not line:
+                return
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(msg, dict):
+                continue
+            if msg.get("type") == "status":
+                msg.pop("type")
+                s.health = msg
+                state = msg.get("state")
+                if state in _STATES and not s.stop_requested.is_set():
+                    s.state = state
+            elif msg.get("type") == "error":
+                s.last_error = redact(str(msg.get("error", "")))[:2000]
+
+    async def _read_stderr(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while True:
+            try:
+                raw = await proc.stderr.readline()
+            except ValueError:
+                continue
+            if not raw:
+                return
+            line = redact(raw.decode(errors="replace").rstrip())
+            if line:
+                s.stderr_tail.append(line)
+                log.warning("stream %s: %s", s.stream_id, line)
+                if "Error" in line or "error" in line:
+                    s.last_error = line[:2000]
+
+    async def _enforce_stop(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
+        """After a stop request: a grace period, then SIGTERM, then SIGKILL."""
+        await s.stop_requested.wait()
+        for sig, wait in ((None, self._stop_timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 0)):
+            if sig is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), wait)
+                    return
+
+
+def _exit_detail(code: int) -> dict[str, Any]:
+    if code < 0:
+        try:
+            return {"exit_code": code, "signal": signal.Signals(-code).name}
+        except ValueError:
+            return {"exit_code": code}
+    return {"exit_code": code}
+
+
+def _free_port(host: str) -> int:
+    """A port the OS says is free now; the worker binds it a moment later."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

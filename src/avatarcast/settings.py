@@ -1,0 +1,120 @@
+"""The root of all configuration: defaults, then ``configs/avatarcast.toml``, then environment.
+
+Only the app factory and the CLI build a :class:`Settings`; everything below them receives a
+section (``settings.api``, ``settings.stream`` ...) or plain keyword arguments.
+
+Environment variables use the prefix ``AVATARCAST_`` and ``__`` between nested names, e.g.
+``AVATARCAST_API__PORT=9000`` or ``AVATARCAST_LLM__API_KEY=sk-...``. The TOML file is read from
+``AVATARCAST_CONFIG`` when set, else ``configs/avatarcast.toml`` relative to the working
+directory; a missing default file is not an error, a missing explicit one is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from avatarcast.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("configs/avatarcast.toml")
+CONFIG_ENV = "AVATARCAST_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RateLimitSettings(_Section):
+    """Token bucket per API key: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    rate: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=40, ge=1)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    body_limit_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    allow_private_destinations: bool = False
+    migrate_on_start: bool = True
+
+
+class StreamDefaults(_Section):
+    width: int = Field(default=1280, ge=16, le=7680)
+    height: int = Field(default=720, ge=16, le=4320)
+    fps: int = Field(default=25, ge=1, le=120)
+    lang: str = "en"
+    avatar: str = "default"
+    voice: str = "default"
+    writer: str = "template"
+
+
+class LlmSettings(_Section):
+    """An OpenAI-compatible endpoint for the ``llm`` script writer."""
+
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "llama3.1"
+    api_key: SecretStr = SecretStr("")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class IceServer(_Section):
+    urls: list[str]
+    username: str | None = None
+    credential: SecretStr | None = None
+
+
+class WhepSettings(_Section):
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AVATARCAST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    database_url: str = "sqlite:///./var/avatarcast.db"
+    recordings_dir: Path = Path("./recordings")
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    stream: StreamDefaults = Field(default_factory=StreamDefaults)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    whep: WhepSettings = Field(default_factory=WhepSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_path())
+        return (init_settings, env_settings, toml)
+
+
+def _config_path() -> Path | None:
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={explicit!r}: no such file")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from defaults, the TOML file, the environment and ``overrides``."""
+    return Settings(**overrides)

@@ -1,0 +1,112 @@
+"""Fixtures for the API tests: every test runs against SQLite and a real PostgreSQL.
+
+Test modules load this with ``pytest_plugins = ("conftest_api",)`` and import it only under
+``TYPE_CHECKING`` (a plain import would stop pytest from rewriting its asserts).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from avatarcast.control import create_app, create_key, upgrade_database
+from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.settings import Settings
+from pg_server import PgServer
+
+ROLES = ("admin", "operator", "supervisor", "backend")
+_db_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer.start()  # raises when PostgreSQL is missing: never a skip
+    try:
+        server.create_database("api_template")
+        upgrade_database(server.url("api_template"))
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'var' / 'avatarcast.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"api_{next(_db_numbers)}", template="api_template")
+
+
+def make_settings(database_url: str, **api: Any) -> Settings:
+    api.setdefault("rate_limit", {"rate": 10_000, "burst": 10_000})
+    return Settings(database_url=database_url, api=api)
+
+
+@dataclass
+class Api:
+    """A running app, its database, and keys: ``keys[role]`` in tenant A, ``other`` in B."""
+
+    app: FastAPI
+    client: TestClient
+    engine: Engine
+    database_url: str
+    tenant_id: str
+    keys: dict[str, str] = field(default_factory=dict)
+    other_tenant_id: str = ""
+    other_key: str = ""
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    @staticmethod
+    def problem(response: Any, status: int) -> dict[str, Any]:
+        """Assert an RFC 9457 problem with ``status`` and return its body."""
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        body: dict[str, Any] = response.json()
+        assert body["status"] == status
+        assert body["title"] and body["type"]
+        return body
+
+    @property
+    def other(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.other_key}"}
+
+
+@contextmanager
+def start_api(database_url: str, **api: Any) -> Iterator[Api]:
+    """Migrate, create tenants ``acme`` (every role) and ``globex`` (operator), serve."""
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    keys = {}
+    tenant_id = ""
+    for role in ROLES:
+        tenant_id, keys[role] = create_key(sessions, tenant_name="acme", role=role)
+    other_tenant, other_key = create_key(sessions, tenant_name="globex", role="operator")
+    app = create_app(make_settings(database_url, **api))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(app, client, engine, database_url, tenant_id, keys, other_tenant, other_key)
+    engine.dispose()
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    with start_api(database_url) as running:
+        yield running
+
+
+@pytest.fixture
+def api_factory(database_url: str) -> Callable[..., AbstractContextManager[Api]]:
+    """``with api_factory(**api_settings) as api:`` -- another app on the same database."""
+    return partial(start_api, database_url)
