@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from avatarcast.avatar.visemes import OPENNESS
+
 S = 2  # supersampling factor
 W, H = 440, 560  # the avatar box at 1x, designed for a 1280x720 frame
 HB = H + 8  # the body runs below the box so breathing never shows its bottom edge
@@ -150,14 +152,24 @@ class Layer:
 
     def to_rgba(self) -> Arr:
         """Premultiplied 2x2 box downsample to uint8 RGBA at 1x."""
-        pm = np.concatenate([self.rgb * self.a[..., None], self.a[..., None] * 255], axis=2)
-        pm = pm.reshape(HB, S, W, S, 4).mean(axis=(1, 3))
+        out = np.zeros((HB, W, 4), np.uint8)
+        win = _window(self.a)
+        if win is None:
+            return out
+        r0, r1 = win[0].start // S, -(-win[0].stop // S)
+        c0, c1 = win[1].start // S, -(-win[1].stop // S)
+        a = self.a[r0 * S : r1 * S, c0 * S : c1 * S]
+        pm = np.concatenate(
+            [self.rgb[r0 * S : r1 * S, c0 * S : c1 * S] * a[..., None], a[..., None] * 255], axis=2
+        )
+        pm = pm.reshape(r1 - r0, S, c1 - c0, S, 4).mean(axis=(1, 3))
         alpha = pm[..., 3]
         col = np.where(
             alpha[..., None] > 0, pm[..., :3] * 255 / np.maximum(alpha, 1e-6)[..., None], 0
         )
-        out = np.concatenate([col, alpha[..., None]], axis=2)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        part = np.concatenate([col, alpha[..., None]], axis=2)
+        out[r0:r1, c0:c1] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
+        return out
 
 
 def _window(mask: Arr) -> tuple[slice, slice] | None:
@@ -258,23 +270,24 @@ LOOKS = (
     ),
 )
 
-# name, openness, shape: h = opening height, w = opening half-width, r = roundness,
-# tt/tb = upper/lower teeth shown, tg = tongue, th = tongue between the teeth
-VISEMES: tuple[tuple[str, float, dict[str, float]], ...] = (
-    ("rest", 0.0, {}),
-    ("MBP", 0.0, {"press": 1}),
-    ("FV", 0.1, {"h": 3.0, "w": 16, "r": 0.2, "tt": 1.0, "tl": 0.7}),
-    ("SZ", 0.15, {"h": 4.6, "w": 20, "r": 0.0, "tt": 0.6, "tb": 0.5}),
-    ("TH", 0.2, {"h": 8.5, "w": 16, "r": 0.3, "tt": 0.7, "th": 0.7}),
-    ("U", 0.3, {"h": 8.0, "w": 8, "r": 1.0, "pout": 1}),
-    ("R", 0.3, {"h": 7.0, "w": 11, "r": 0.7, "tt": 0.5, "pout": 0.5}),
-    ("DNL", 0.35, {"h": 10.0, "w": 16, "r": 0.3, "tt": 0.8, "tg": 0.3}),
-    ("CHJ", 0.35, {"h": 10.0, "w": 13, "r": 0.7, "tt": 0.6, "tb": 0.5, "pout": 1}),
-    ("KG", 0.4, {"h": 10.5, "w": 17, "r": 0.3, "tt": 0.6, "tg": 0.3}),
-    ("I", 0.45, {"h": 10.2, "w": 22, "r": 0.0, "tt": 0.8, "tb": 0.5}),
-    ("E", 0.6, {"h": 13.5, "w": 20, "r": 0.3, "tt": 0.9, "tg": 0.3}),
-    ("O", 0.75, {"h": 16.0, "w": 13, "r": 1.0, "tt": 0.4}),
-    ("AA", 1.0, {"h": 22.0, "w": 18, "r": 0.5, "tt": 1.0, "tg": 0.5}),
+# name, shape: h = opening height, w = opening half-width, r = roundness, tt/tb = upper/lower
+# teeth shown, tg = tongue, th = tongue between the teeth, pout = lips forward. The dark area
+# (the open interior) grows with ``avatar.visemes.OPENNESS``, which the manifest records.
+VISEMES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("rest", {}),
+    ("MBP", {"press": 1}),
+    ("FV", {"h": 3.6, "w": 16, "r": 0.2, "tt": 1.0, "tl": 0.7}),
+    ("SZ", {"h": 4.4, "w": 20, "r": 0.0, "tt": 1.0, "tb": 0.9}),
+    ("TH", {"h": 10.5, "w": 16, "r": 0.3, "tt": 0.7, "th": 0.7}),
+    ("CHJ", {"h": 8.5, "w": 13, "r": 0.7, "tt": 0.6, "tb": 0.5, "pout": 1}),
+    ("DNL", {"h": 9.0, "w": 16, "r": 0.3, "tt": 0.8, "tg": 0.3}),
+    ("KG", {"h": 8.0, "w": 17, "r": 0.3, "tt": 0.6, "tg": 0.3}),
+    ("R", {"h": 8.5, "w": 11, "r": 0.7, "tt": 0.5, "pout": 0.5}),
+    ("U", {"h": 11.0, "w": 9, "r": 1.0, "pout": 1}),
+    ("I", {"h": 10.0, "w": 22, "r": 0.0, "tt": 0.8, "tb": 0.5}),
+    ("E", {"h": 13.5, "w": 20, "r": 0.3, "tt": 0.9, "tg": 0.3}),
+    ("O", {"h": 16.0, "w": 13, "r": 1.0, "tt": 0.4}),
+    ("AA", {"h": 22.0, "w": 18, "r": 0.5, "tt": 1.0, "tg": 0.5}),
 )
 
 
@@ -471,9 +484,10 @@ def draw_head(lk: Look, rng: np.random.Generator) -> tuple[Layer, Arr]:
     if lk.feminine:
         _hair_back(layer, lk, rng)
     for sgn in (-1, 1):
-        ear = ellipse(CX + sgn * (lk.face_hw - 3), 168, 11, 23)
+        ex = CX + sgn * (lk.face_hw - 4)
+        ear = ellipse(ex, 168, 9.5, 21)
         layer.paint(ear, skin * 0.9)
-        layer.shade(ellipse(CX + sgn * (lk.face_hw + 1), 168, 5, 14, 2) * ear, 0.8)
+        layer.shade(ellipse(ex + sgn * 3, 168, 4, 13, 2) * ear, 0.8)
     layer.paint(face, field)
     _features(layer, lk, face)
     if lk.feminine:
@@ -557,8 +571,8 @@ def _hair_back(layer: Layer, lk: Look, rng: np.random.Generator) -> None:
     right = [
         *bez((CX, 20), (CX + 70, 18), (CX + 104, 60), (CX + 104, 130), 20),
         *bez((CX + 104, 130), (CX + 104, 200), (CX + 114, 270), (CX + 122, 318), 16)[1:],
-        *bez((CX + 122, 318), (CX + 110, 332), (CX + 80, 330), (CX + lk.neck_hw + 8, 310), 10)[1:],
-        (CX + lk.neck_hw - 2, 250),
+        *bez((CX + 122, 318), (CX + 110, 332), (CX + 80, 330), (CX + lk.neck_hw - 3, 310), 10)[1:],
+        (CX + lk.neck_hw - 6, 250),
         (CX, 250),
     ]
     mask = poly(symmetric(right), blur=0.4)
@@ -629,8 +643,8 @@ def _hair_front_long(layer: Layer, lk: Look, rng: np.random.Generator) -> None:
 def _hair_short(layer: Layer, lk: Look, rng: np.random.Generator) -> None:
     hw = lk.face_hw
     right = [
-        *bez((CX - 10, 18), (CX + 44, 12), (CX + hw + 6, 34), (CX + hw + 4, 96), 20),
-        *bez((CX + hw + 4, 96), (CX + hw + 3, 120), (CX + hw, 136), (CX + hw - 4, 150), 8)[1:],
+        *bez((CX - 10, 24), (CX + 44, 16), (CX + hw + 8, 36), (CX + hw + 7, 96), 20),
+        *bez((CX + hw + 7, 96), (CX + hw + 5, 120), (CX + hw, 136), (CX + hw - 4, 150), 8)[1:],
         (CX + hw - 8, 150),
         *bez((CX + hw - 8, 146), (CX + hw - 8, 118), (CX + hw - 14, 92), (CX + hw - 24, 80), 10)[
             1:
@@ -640,7 +654,7 @@ def _hair_short(layer: Layer, lk: Look, rng: np.random.Generator) -> None:
     left = [
         *bez((CX - 30, 70), (CX - hw + 20, 76), (CX - hw + 10, 90), (CX - hw + 7, 150), 10)[1:],
         (CX - hw + 4, 150),
-        *bez((CX - hw - 4, 150), (CX - hw - 4, 120), (CX - hw - 8, 50), (CX - 10, 18), 20)[1:],
+        *bez((CX - hw - 4, 150), (CX - hw - 7, 120), (CX - hw - 10, 50), (CX - 10, 24), 20)[1:],
     ]
     mask = poly(right + left, blur=0.5)
     layer.paint(mask, rgb(lk.hair))
@@ -851,7 +865,7 @@ def build_pack(lk: Look, out: Path) -> dict[str, Any]:
     head_layer, field = draw_head(lk, rng)
     head = head_layer.to_rgba()
     eyes = {s: draw_eyes(lk, field, s).to_rgba() for s in ("open", "half", "closed")}
-    mouths = {name: draw_mouth(lk, shape).to_rgba() for name, _o, shape in VISEMES}
+    mouths = {name: draw_mouth(lk, shape).to_rgba() for name, shape in VISEMES}
 
     body_box = even_bbox([body[..., 3]])
     head_box = even_bbox([head[..., 3]])
@@ -862,12 +876,12 @@ def build_pack(lk: Look, out: Path) -> dict[str, Any]:
     for state, img in eyes.items():
         save_png(crop(img, eye_box), out / f"eyes_{state}.png")
     visemes: dict[str, Any] = {}
-    for name, openness, _shape in VISEMES:
+    for name, _shape in VISEMES:
         img = crop(mouths[name], mouth_box)
         save_png(img, out / f"mouth_{name}.png")
         visemes[name] = {
             "file": f"mouth_{name}.png",
-            "openness": openness,
+            "openness": OPENNESS[name],
             "dark_px": dark_pixels(img),
         }
     hx, hy = head_box[0], head_box[1]

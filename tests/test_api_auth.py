@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from avatarcast.control.db import ApiKey, make_engine
+from avatarcast.control.routes.installed import list_installed
 
 if TYPE_CHECKING:
     from conftest_api import Api
@@ -194,3 +195,5 @@ def test_installed_avatars_and_voices_are_lists(api: Api) -> None:
         assert r.status_code == 200
         assert all(set(item) == {"name", "info"} for item in r.json())
         api.problem(api.client.get(path), 401)
+    names = [a["name"] for a in api.client.get("/v1/avatars", headers=api.auth()).json()]
+    assert names == [i.name for i in list_installed("avatarcast.avatar.pack", "list_packs")]

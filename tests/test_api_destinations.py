@@ -156,3 +156,19 @@ def test_stream_events_paginated_and_per_tenant(api: Api) -> None:
         "next_cursor": None,
     }
     api.problem(c.get("/v1/streams/s-1/events"), 401)
+
+
+def test_database_errors_do_not_log_the_stream_key(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing statement with the key bound is logged without its bound values."""
+
+    def commit(self: Session) -> None:
+        self.execute(text("SELECT * FROM no_such_table WHERE x = :k"), {"k": KEY})
+
+    monkeypatch.setattr(Session, "commit", commit)
+    body = {"name": "yt", "url": "rtmp://8.8.8.8/live2", "stream_key": KEY}
+    r = api.client.post("/v1/destinations", json=body, headers=api.auth())
+    api.problem(r, 500)
+    assert "no_such_table" in caplog.text
+    assert KEY not in caplog.text and KEY not in r.text

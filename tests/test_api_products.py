@@ -199,6 +199,10 @@ def test_import_unreadable_file_is_422(api: Api) -> None:
         api.client.post("/v1/products/import?format=xls", content=b"x", headers=api.auth()), 422
     )
     api.problem(_import(api, "gmc.xml", "gmc-xml", role="supervisor"), 403)
+    bad_header = b"id,title,brand,price,colour\nA,t,b,1,red\n"
+    r = api.client.post("/v1/products/import?format=csv", content=bad_header, headers=api.auth())
+    assert api.problem(r, 422)["errors"][0]["row"] == 1
+    assert count(api) == 0
 
 
 def test_duplicate_ids_in_one_file_keep_the_first(api: Api) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -17,6 +18,7 @@ import pytest
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import VISEME_NAMES, list_packs, load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer, _Stamp
+from avatarcast.avatar.visemes import OPENNESS
 from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.programme.yuv import Sprite, YuvFrame
 
@@ -109,23 +111,45 @@ def test_generator_is_reproducible_and_matches_committed_assets(tmp_path: Path) 
             assert (tmp_path / "b" / name / f).read_bytes() == ref, f"{name}/{f} differs"
 
 
+def spoken(rig: tuple[SpriteAvatarRenderer, YuvFrame], viseme: str) -> YuvFrame:
+    """A frame as the animator would ask for it: the viseme at its own openness."""
+    return drawn(rig, viseme=viseme, mouth_open=OPENNESS[viseme])
+
+
 def test_mouth_opening_shows_as_dark_pixels(rig: tuple[SpriteAvatarRenderer, YuvFrame]) -> None:
     renderer = rig[0]
-    counts = {v: dark_in_mouth(renderer, drawn(rig, viseme=v).y) for v in VISEME_NAMES}
+    counts = {v: dark_in_mouth(renderer, spoken(rig, v).y) for v in VISEME_NAMES}
     assert counts["rest"] == 0 and counts["MBP"] == 0
     assert counts["AA"] > 300
-    openness = {v: renderer.pack.mouths[v].openness for v in VISEME_NAMES}
+    assert {v: renderer.pack.mouths[v].openness for v in VISEME_NAMES} == dict(OPENNESS)
     for a in VISEME_NAMES:  # monotonic-ish: clearly wider visemes never show less interior
         for b in VISEME_NAMES:
-            if openness[a] >= openness[b] + 0.1:
+            if OPENNESS[a] >= OPENNESS[b] + 0.1:
                 assert counts[a] > counts[b], (a, b, counts)
     # an energy-following animator sets mouth_open and leaves the viseme at rest
     assert dark_in_mouth(renderer, drawn(rig, viseme="rest", mouth_open=0.95).y) > 300
 
 
+def test_visible_opening_follows_mouth_open(rig: tuple[SpriteAvatarRenderer, YuvFrame]) -> None:
+    """The animator smooths the opening, so a viseme can arrive far from its own openness."""
+    renderer = rig[0]
+    for viseme in ("AA", "MBP", "U", "rest", "nonsense"):
+        counts = [
+            dark_in_mouth(renderer, drawn(rig, viseme=viseme, mouth_open=o / 10).y)
+            for o in range(1, 11)
+        ]
+        assert counts[-1] > 300, (viseme, counts)
+        assert all(b >= a * 0.8 for a, b in pairwise(counts)), (viseme, counts)
+    for viseme in ("rest", "MBP", "nonsense"):
+        assert dark_in_mouth(renderer, drawn(rig, viseme=viseme).y) == 0
+    assert renderer.mouth_name(AvatarState(viseme="AA", mouth_open=0.9)) == "AA"
+    assert renderer.mouth_name(AvatarState(viseme="AA", mouth_open=0.2)) != "AA"
+    assert renderer.mouth_name(AvatarState(viseme="O")) == "O"  # shape only: keep it
+
+
 def test_mouth_opening_survives_h264(rig: tuple[SpriteAvatarRenderer, YuvFrame]) -> None:
     renderer = rig[0]
-    frames = [drawn(rig, viseme=v) for v in ("rest", "AA", "E", "rest")]
+    frames = [spoken(rig, v) for v in ("rest", "AA", "E", "rest")]
     codec = av.CodecContext.create("libx264", "w")
     codec.width, codec.height, codec.pix_fmt = 1280, 720, "yuv420p"
     codec.time_base = Fraction(1, 25)
@@ -169,7 +193,8 @@ def test_head_offsets_move_the_face_and_keep_the_mouth_in_its_box(
         for dy in (-30, -lim, lim, 30):
             for breath in (-1.0, 1.0):
                 pose = {"head_dx": dx, "head_dy": dy, "breath": breath}
-                diff = np.argwhere(drawn(rig, **pose).y != drawn(rig, viseme="AA", **pose).y)
+                open_ = drawn(rig, viseme="AA", mouth_open=1.0, **pose)
+                diff = np.argwhere(drawn(rig, **pose).y != open_.y)
                 assert len(diff) > 100
                 assert diff[:, 0].min() >= y and diff[:, 0].max() < y + h, pose
                 assert diff[:, 1].min() >= x and diff[:, 1].max() < x + w, pose
@@ -226,7 +251,7 @@ def test_other_frame_sizes_scale_the_avatar() -> None:
     pack = load_pack("mila")
     small = SpriteAvatarRenderer(pack, frame_width=640, frame_height=360)
     frame = YuvFrame(640, 360)
-    small.draw(frame, AvatarState(viseme="AA"))
+    small.draw(frame, AvatarState(viseme="AA", mouth_open=1.0))
     x, y, w, h = small.mouth_box()
     assert 30 <= w <= 50 and x + w <= 640 and y + h <= 360
     assert int((frame.y[y : y + h, x : x + w] < DARK).sum()) > 40

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ import pytest
 
 from avatarcast.errors import ConfigError
 from avatarcast.frames import StreamFormat
+from avatarcast.output._rtmp_push import trim_gops
 from avatarcast.output.encoder import Encoder
 from avatarcast.output.mp4 import NullSink
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from conftest_rtmp import rtmp_server  # noqa: F401  (the lead wires it into conftest.py)
-from rtmp_server import RtmpServer
+from rtmp_server import RtmpServer, free_port
 from synthetic_programme import ffprobe, frames
 
 FMT = StreamFormat(metadata={"title": "Live demo"})
@@ -163,8 +165,18 @@ async def test_nginx_default_meta_drops_custom_fields(tmp_path: Path) -> None:
     assert "Server" in tags
 
 
-async def test_dead_destination_never_blocks_and_keeps_recent_gops() -> None:
-    port = _closed_port()
+def test_trim_drops_whole_gops_from_the_head() -> None:
+    enc = Encoder(FMT)
+    queue = deque(p for f in frames(FMT, 10) for p in enc.encode(f))
+    dropped = trim_gops(queue, 3)
+    head, tail = queue[0], queue[-1]
+    assert dropped > 0
+    assert head.kind == "video" and head.keyframe
+    assert tail.dts * tail.time_base - head.dts * head.time_base <= 3
+
+
+async def test_dead_destination_never_blocks_and_drops() -> None:
+    port = free_port()
     sink = RtmpSink(
         f"rtmp://127.0.0.1:{port}/live/{KEY}", metadata={}, max_queue_seconds=3, backoff_start=5
     )
@@ -175,51 +187,68 @@ async def test_dead_destination_never_blocks_and_keeps_recent_gops() -> None:
     for p in packets:
         await sink.write(p)
     assert time.monotonic() - t0 < 0.5
-    status = sink.status()
+    status = await wait_for(sink, lambda s: s["dropped_packets"] > 0)
     assert status["state"] in {"retrying", "connecting"}
-    assert status["dropped_packets"] > 0
+    assert "Connection refused" in status["last_error"]
     assert KEY not in str(status)
-    with sink._cond:
-        head = sink._queue[0]
-        span = sink._queue[-1].dts * sink._queue[-1].time_base - head.dts * head.time_base
-    assert head.kind == "video" and head.keyframe
-    assert span <= 3
     await sink.aclose()
     assert sink.status()["state"] == "closed"
 
 
+async def test_silent_server_cannot_freeze_the_programme() -> None:
+    """PyAV connects holding the GIL with no timeout: only the child process may hang."""
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    sink = RtmpSink(
+        f"rtmp://127.0.0.1:{listener.getsockname()[1]}/live/{KEY}", metadata={}, close_timeout=1
+    )
+    enc = Encoder(FMT)
+    await sink.open(enc.headers)
+    t0 = time.monotonic()
+    ticks = 0
+    for _ in range(40):  # the event loop keeps its 50 ms cadence meanwhile
+        await asyncio.sleep(0.05)
+        ticks += 1
+    assert time.monotonic() - t0 < 3.0
+    assert sink.status()["state"] == "connecting"
+    t0 = time.monotonic()
+    await sink.aclose()
+    assert time.monotonic() - t0 < 4.0
+    listener.close()
+
+
 async def test_rtmps_goes_through_tls() -> None:
-    """A server that answers the TLS hello with garbage: the error must come from TLS."""
+    """A server that answers the TLS hello with RTMP bytes: the error must come from TLS."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
     def serve() -> None:
-        with contextlib.suppress(OSError):
-            while True:
+        while True:
+            try:
                 conn, _ = listener.accept()
-                with conn:
-                    conn.recv(4096)
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                if conn.recv(4096):
                     conn.sendall(b"\x03" + bytes(1536))  # an RTMP S0/S1, not a ServerHello
 
     threading.Thread(target=serve, daemon=True).start()
     sink = RtmpSink(f"rtmps://127.0.0.1:{port}/live/{KEY}", metadata={}, backoff_start=5)
     enc = Encoder(FMT)
     await sink.open(enc.headers)
-    for _ in range(200):
-        if sink.status()["state"] == "retrying":
-            break
-        await asyncio.sleep(0.05)
-    status = sink.status()
+    status = await wait_for(sink, lambda s: s["state"] == "retrying")
     await sink.aclose()
     listener.close()
     assert status["state"] == "retrying"
     assert status["last_error"] and KEY not in status["last_error"]
 
 
-def _closed_port() -> int:
-    from rtmp_server import free_port
-
-    return free_port()
+async def wait_for(sink: RtmpSink, cond: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    for _ in range(200):
+        status = sink.status()
+        if cond(status):
+            return status
+        await asyncio.sleep(0.05)
+    return sink.status()
 
 
 def test_nginx_is_installed() -> None:

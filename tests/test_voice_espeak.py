@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import threading
 import time
 from itertools import pairwise
@@ -199,3 +200,14 @@ async def test_synthesis_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch
     assert max(gaps) < 0.1
     assert chunk.duration_ms > 300
     await voice.aclose()
+
+
+def test_event_struct_matches_the_library() -> None:
+    assert ctypes.sizeof(espeak._Event) == 40  # 64-bit Linux layout of espeak_EVENT
+    raw = espeak._Library.get().synthesize("Hello there.", voice="en-us", rate=165, pitch=None)
+    total = sum(len(b) for b in raw.pcm) // 2
+    samples = [s for s, _ in raw.phonemes]
+    assert raw.sample_rate == 22050
+    assert samples == sorted(samples) and 0 <= samples[0] and samples[-1] <= total
+    assert samples[-1] > 0.9 * total  # the last pause starts near the end of the audio
+    assert [name for _, name in raw.phonemes][:4] == ["h", "@", "l", "'oU"]

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from avatarcast.avatar.visemes import VISEMES
 from avatarcast.errors import ConfigError, UnknownNameError
 
 __all__ = [
@@ -33,22 +34,7 @@ __all__ = [
     "load_pack",
 ]
 
-VISEME_NAMES: tuple[str, ...] = (
-    "rest",
-    "MBP",
-    "FV",
-    "TH",
-    "DNL",
-    "KG",
-    "SZ",
-    "CHJ",
-    "R",
-    "AA",
-    "E",
-    "I",
-    "O",
-    "U",
-)
+VISEME_NAMES: tuple[str, ...] = VISEMES
 """Every pack has one mouth image per class (the names ``avatar.visemes`` uses)."""
 
 EYE_STATES: tuple[str, ...] = ("open", "half", "closed")

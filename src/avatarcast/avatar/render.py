@@ -88,6 +88,11 @@ def _blend_at(buf: U8, idx: Idx, pre: U16, inv: U16) -> None:
         buf[idx] = ((pre + dst * inv) // 255).astype(np.uint8)
 
 
+def _clamp(v: float, lim: float) -> float:
+    """``v`` within ±``lim``; NaN (a confused animator) counts as 0 rather than crashing a frame."""
+    return min(max(v, -lim), lim) if v == v else 0.0
+
+
 def _even(v: float) -> int:
     return 2 * round(v / 2)
 
@@ -109,6 +114,9 @@ class SpriteAvatarRenderer:
     layers once at start-up. Head offsets are clamped to the pack's ``max_head_offset_px`` so
     the mouth never leaves ``mouth_box()``.
     """
+
+    SHAPE_TOLERANCE = 0.15
+    """How far ``mouth_open`` may stray from the viseme's own openness and keep its shape."""
 
     def __init__(
         self,
@@ -140,22 +148,28 @@ class SpriteAvatarRenderer:
         self._breath = pack.idle.breath_amplitude_px
 
     def mouth_name(self, state: AvatarState) -> str:
-        """The mouth image for ``state``: its viseme, or the one nearest ``mouth_open``.
+        """The mouth image for ``state``.
 
-        An animator that follows audio energy (no phoneme timings) leaves ``viseme`` at
-        ``rest`` and sets ``mouth_open``; so does an unknown viseme name.
+        ``mouth_open`` says how far the mouth is open, ``viseme`` which shape it has. The
+        animator smooths the opening across phonemes, so the two can disagree (an ``AA`` frame
+        still opening at 0.3, an ``MBP`` frame still closing); then the image nearest in
+        openness wins, so the visible opening follows ``mouth_open``. An energy-driven
+        animator's ``rest`` with an open mouth and an unknown viseme name take the same path.
+        ``mouth_open`` 0 with a known viseme keeps the viseme: the animator never sends that
+        for an open shape, so it is a caller that set only the shape.
         """
-        v = state.viseme
-        if v in self._mouths and not (v == "rest" and state.mouth_open > 0.05):
-            return v
-        target = min(max(state.mouth_open, 0.0), 1.0)
+        target = max(_clamp(state.mouth_open, 1.0), 0.0)
+        shape = self.pack.mouths.get(state.viseme)
+        if shape is not None and (
+            target == 0.0 or abs(shape.openness - target) <= self.SHAPE_TOLERANCE
+        ):
+            return state.viseme
         return min(self._ladder, key=lambda ov: abs(ov[0] - target))[1]
 
     def _offsets(self, state: AvatarState) -> tuple[int, int, int]:
         lim, s = self._lim, self.scale
-        dx = min(max(state.head_dx, -lim), lim)
-        dy = min(max(state.head_dy, -lim), lim)
-        lift = min(max(state.breath, -1.0), 1.0) * self._breath
+        dx, dy = _clamp(state.head_dx, lim), _clamp(state.head_dy, lim)
+        lift = _clamp(state.breath, 1.0) * self._breath
         return _even(dx * s), _even((dy - lift) * s), _even(-lift * s)
 
     def draw(self, frame: YuvFrame, state: AvatarState) -> None:

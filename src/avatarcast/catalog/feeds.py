@@ -402,9 +402,10 @@ def _with_loader(loader: Loader, data: bytes, fmt: str) -> FeedResult:
     try:
         return FeedResult(products=list(loader(data, fmt)))
     except CatalogError as whole:
+        header_bad = fmt == "csv" and any(p.row == 1 for p in whole.problems)
         singles = _json_singles(data) if fmt == "json" else _csv_singles(data)
-        if singles is None:
-            return FeedResult(problems=whole.problems or [_problem("file", whole)])
+        if singles is None or header_bad:  # the file as a whole is unreadable
+            raise
     out = FeedResult()
     for row, single in singles:
         try:

@@ -42,6 +42,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "avatars",
     "voices",
     "streams",
+    "stream_whep",
     "schedules",
     "events",
 )

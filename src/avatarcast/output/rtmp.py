@@ -1,10 +1,11 @@
 """Push the programme to an RTMP or RTMPS ingest as FLV, surviving a slow or dead destination.
 
-The push runs in its own thread behind a bounded queue: ``write`` only appends, so a stalled
-socket never holds up the programme or the other sinks. When the queue is full the oldest
-GOPs go, and after a drop or a reconnect the push restarts at a keyframe. Timestamps are the
-programme's media clock, unchanged across reconnects. The stream key never leaves this module
-unredacted: logs, errors and ``status()`` all use ``redact_url``.
+The push runs in a child process (see ``_rtmp_push`` for why not a thread) fed by a thread
+behind a bounded queue: ``write`` only appends, so a stalled socket never holds up the
+programme or the other sinks. When the queue is full the oldest GOPs go, and after a drop or
+a reconnect the push restarts at a keyframe. Timestamps are the programme's media clock,
+unchanged across reconnects. The stream key never leaves this module unredacted: logs,
+errors and ``status()`` all use ``redact_url``.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import socket
+import os
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
+from multiprocessing.connection import Connection
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import av
-from av.container import OutputContainer
-
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
-from avatarcast.output._mux import add_streams, to_av_packet
+from avatarcast.output._rtmp_push import PushConfig, trim_gops
 from avatarcast.output.base import StreamHeaders
 
 __all__ = ["RtmpSink", "State", "redact_url"]
@@ -66,7 +66,7 @@ def _validate(url: str) -> None:
 
 
 class RtmpSink:
-    """A Sink that pushes FLV to ``url`` from a worker thread, reconnecting with backoff.
+    """A Sink that pushes FLV to ``url`` from a child process, reconnecting with backoff.
 
     ``max_queue_seconds`` of media may wait for the destination; beyond that the oldest GOPs
     are dropped. Retries go on until ``aclose`` unless ``max_retries`` is set, after which the
@@ -97,35 +97,57 @@ class RtmpSink:
         self.url = redact_url(url)
         self.name = name or f"rtmp:{self.url}"
         self.metadata = dict(metadata or {})
-        self._backoff = (backoff_start, backoff_cap, jitter)
+        self._settings = (backoff_start, backoff_cap, jitter, max_retries, connect_timeout)
         self._max_queue = max_queue_seconds
-        self._max_retries = max_retries
         self._close_timeout = close_timeout
-        self._timeout = connect_timeout
         self._cond = threading.Condition()
         self._queue: deque[EncodedPacket] = deque()
         self._stop = False
-        self._resync = False  # packets were dropped: restart at the next keyframe
-        self._thread: threading.Thread | None = None
-        self._headers: StreamHeaders | None = None
-        self._state: State = "idle"
-        self._bytes = 0
-        self._packets = 0
+        self._resync = False  # packets were dropped here: the child restarts at a keyframe
         self._dropped = 0
-        self._connects = 0
-        self._failures = 0
-        self._last_error: str | None = None
+        self._remote: dict[str, Any] = {"state": "idle"}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._threads: list[threading.Thread] = []
 
     # --- the Sink interface, on the event loop --------------------------------------------------
 
     async def open(self, headers: StreamHeaders) -> None:
-        if self._thread is not None:
+        if self._process is not None:
             raise OutputError(f"{self.name} is already open")
-        self._headers = headers
-        self._thread = threading.Thread(
-            target=self._run, name=f"avatarcast-rtmp-{self.url}", daemon=True
+        start, cap, jitter, retries, timeout = self._settings
+        config = PushConfig(
+            url=self._url,
+            redacted=self.url,
+            headers=headers,
+            metadata=self.metadata,
+            backoff_start=start,
+            backoff_cap=cap,
+            jitter=jitter,
+            max_retries=retries,
+            max_queue_seconds=self._max_queue,
+            connect_timeout=timeout,
         )
-        self._thread.start()
+        # A fresh interpreter, not multiprocessing: spawn would re-import the caller's
+        # __main__, and fork would copy the event loop's threads and locks.
+        in_r, in_w = os.pipe()
+        st_r, st_w = os.pipe()
+        try:
+            self._process = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", "avatarcast.output._rtmp_push", str(in_r), str(st_w)],
+                pass_fds=(in_r, st_w),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(in_r)
+            os.close(st_w)
+        inbox, status = Connection(in_w, readable=False), Connection(st_r, writable=False)
+        inbox.send(config)  # the URL goes through the pipe, never onto a command line
+        self._remote["state"] = "connecting"
+        for target, conn in ((self._forward, inbox), (self._listen, status)):
+            t = threading.Thread(target=target, args=(conn,), name=f"{self.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     async def write(self, packet: EncodedPacket) -> None:
         """Queue ``packet``; never waits for the network."""
@@ -133,154 +155,96 @@ class RtmpSink:
             if self._stop:
                 return
             self._queue.append(packet)
-            self._trim()
-            self._cond.notify()
+            dropped = trim_gops(self._queue, self._max_queue)
+            if dropped:
+                self._dropped += dropped
+                self._resync = True
+            self._cond.notify_all()
 
     async def aclose(self) -> None:
-        """Send what is queued (up to ``close_timeout`` seconds), then disconnect."""
-        timeout = self._close_timeout
+        """Send what is queued (up to ``close_timeout`` seconds), then stop the push."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, timeout)
-            if self._thread.is_alive():
-                log.warning("%s: push thread still blocked after %.1f s", self.url, timeout)
+        if self._process is not None:
+            await asyncio.to_thread(self._stop_process)
 
     def status(self) -> dict[str, Any]:
         with self._cond:
+            remote = self._remote
             return {
                 "name": self.name,
                 "url": self.url,
-                "state": self._state,
-                "bytes_sent": self._bytes,
-                "packets_sent": self._packets,
-                "dropped_packets": self._dropped,
+                "state": remote["state"],
+                "bytes_sent": remote.get("bytes_sent", 0),
+                "packets_sent": remote.get("packets_sent", 0),
+                "dropped_packets": self._dropped + remote.get("dropped_packets", 0),
                 "queued_packets": len(self._queue),
-                "reconnects": max(self._connects - 1, 0),
-                "last_error": self._last_error,
+                "reconnects": max(remote.get("connects", 0) - 1, 0),
+                "last_error": remote.get("last_error"),
             }
 
-    # --- the push thread ----------------------------------------------------------------------
+    # --- threads --------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        start, cap, jitter = self._backoff
-        delay = start
-        while not self._stop_requested():
-            self._set_state("connecting")
-            try:
-                self._push()
-                break  # stopped cleanly
-            except (av.FFmpegError, OSError, OutputError) as exc:
-                error = self._scrub(f"{type(exc).__name__}: {exc}")
-                with self._cond:
-                    self._failures += 1
-                    self._last_error = error
-                log.warning("%s: %s", self.url, error)
-            if self._stop_requested():
-                break
-            if self._max_retries is not None and self._failures > self._max_retries:
-                self._set_state("failed")
-                log.error("%s: giving up after %d failures", self.url, self._failures)
-                return
-            self._set_state("retrying")
-            wait = delay * (1 + random.uniform(-jitter, jitter))
-            log.info("%s: reconnecting in %.1f s", self.url, wait)
-            with self._cond:
-                self._cond.wait_for(lambda: self._stop, timeout=wait)
-            delay = min(delay * 2, cap)
-        self._set_state("closed")
-
-    def _push(self) -> None:
-        """One connection: connect, start at a keyframe, send until stopped or broken."""
-        assert self._headers is not None
-        container = self._connect(self._headers)
-        streams = {s.type: s for s in container.streams}
-        self._connects += 1
-        self._set_state("connected")
-        log.info("%s: connected", self.url)
-        sent_keyframe = False
-        clean = False
+    def _forward(self, conn: Connection) -> None:
+        """Feed the child; blocks on the pipe while the child is stuck, so ``write`` drops."""
         try:
             while True:
-                packet, resync = self._next(timeout=1.0)
-                if packet is None:
-                    if self._stopping():
-                        clean = True
-                        return
-                    continue
-                if resync:
-                    sent_keyframe = False
-                if not sent_keyframe:
-                    if not (packet.kind == "video" and packet.keyframe):
-                        continue
-                    sent_keyframe = True
-                container.mux(to_av_packet(packet, streams[packet.kind]))
                 with self._cond:
-                    self._bytes += len(packet.data)
-                    self._packets += 1
+                    self._cond.wait_for(lambda: self._queue or self._stop)
+                    if not self._queue:
+                        break
+                    packet = self._queue.popleft()
+                    resync, self._resync = self._resync, False
+                if resync:
+                    conn.send(("resync",))
+                conn.send(("packet", packet))
+            conn.send(("stop",))
+        except (OSError, ValueError):
+            pass  # the child is gone; _listen reports it
         finally:
-            if clean:
-                container.close()
-            else:
-                with contextlib.suppress(Exception):
-                    container.close()
+            conn.close()
 
-    def _connect(self, headers: StreamHeaders) -> OutputContainer:
-        # PyAV opens the output (TCP, TLS, RTMP handshake) without releasing the GIL, so a
-        # destination that never answers would freeze every thread. A plain TCP connect
-        # with a timeout first catches the usual cases (refused, unreachable) off the GIL.
-        parts = urlsplit(self._url)
-        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
-        with socket.create_connection((parts.hostname or "", port), timeout=self._timeout):
-            pass
-        container = av.open(self._url, "w", format="flv")
+    def _listen(self, conn: Connection) -> None:
+        while True:
+            try:
+                msg: dict[str, Any] = conn.recv()
+            except (EOFError, OSError):
+                break
+            event = msg.pop("log", None)
+            with self._cond:
+                before = self._remote.get("state")
+                self._remote = msg
+            if event is not None:
+                level, text = event
+                getattr(log, level)("%s: %s", self.url, text)
+            elif msg["state"] != before:
+                log.debug("%s: %s", self.url, msg["state"])
+        conn.close()
+        with self._cond:
+            if self._remote.get("state") not in ("closed", "failed"):
+                code = None
+                if self._process is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        code = self._process.wait(1)
+                self._remote = {**self._remote, "state": "failed"}
+                self._remote["last_error"] = f"push process ended (exit code {code})"
+                log.error("%s: push process ended (exit code %s)", self.url, code)
+
+    def _stop_process(self) -> None:
+        proc = self._process
+        assert proc is not None
         try:
-            container.metadata.update({**headers.format.metadata, **self.metadata})
-            add_streams(container, headers)
-            container.start_encoding()  # connects and sends the header and onMetaData
-        except BaseException:
-            with contextlib.suppress(Exception):
-                container.close()
-            raise
-        return container
-
-    def _next(self, timeout: float) -> tuple[EncodedPacket | None, bool]:
+            proc.wait(self._close_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: push stuck after %.1f s; killing it", self.url, self._close_timeout)
+            proc.kill()
+            proc.wait(5)
+        for t in self._threads:
+            t.join(5)
         with self._cond:
-            if not self._queue and not self._stop:
-                self._cond.wait(timeout)
-            resync, self._resync = self._resync, False
-            return (self._queue.popleft() if self._queue else None), resync
-
-    def _trim(self) -> None:
-        """Drop whole GOPs from the head while the queue spans more than the limit."""
-        q = self._queue
-        while len(q) > 1 and (q[-1].dts * q[-1].time_base - q[0].dts * q[0].time_base) > (
-            self._max_queue
-        ):
-            q.popleft()
-            self._dropped += 1
-            self._resync = True
-            while q and not (q[0].kind == "video" and q[0].keyframe):
-                q.popleft()
-                self._dropped += 1
-
-    def _stopping(self) -> bool:
-        with self._cond:
-            return self._stop and not self._queue
-
-    def _stop_requested(self) -> bool:
-        with self._cond:
-            return self._stop
-
-    def _set_state(self, state: State) -> None:
-        with self._cond:
-            self._state = state
-
-    def _scrub(self, text: str) -> str:
-        text = text.replace(self._url, self.url)
-        key = self._url.rstrip("/").rsplit("/", 1)[-1]
-        return text.replace(key, "****") if key else text
+            if self._remote.get("state") != "failed" or proc.returncode == 0:
+                self._remote = {**self._remote, "state": "closed"}
 
     def __repr__(self) -> str:
-        return f"RtmpSink({self.url!r}, state={self._state!r})"
+        return f"RtmpSink({self.url!r}, state={self._remote['state']!r})"

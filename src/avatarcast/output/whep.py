@@ -202,12 +202,16 @@ class WhepSink:
     def push_pcm(self, pcm: npt.NDArray[np.int16], *, pts: int) -> None:
         """Take programme audio (mono int16, 48 kHz; ``pts`` = index of its first sample).
 
-        Opus runs inline: 20 ms of mono costs tens of microseconds, less than a thread hop.
+        Opus runs inline, once for all viewers: measured 0.45 ms per 40 ms of audio (about 1%
+        of the loop); move it to a thread if loop-lag measurements ever show it.
         """
         if self._opus is None or self._closed:
             return
-        if self._opus_pts is None:
-            self._opus_pts = pts
+        if not self._viewers or self._opus_pts is None or pts != self._opus_pts + len(self._pcm):
+            self._opus_pts, self._pcm = pts, self._pcm[:0]  # idle, first call or a gap
+        if not self._viewers:
+            self._opus_pts += len(pcm)
+            return
         self._pcm = np.concatenate((self._pcm, np.asarray(pcm, np.int16).ravel()))
         n = len(self._pcm) // OPUS_FRAME * OPUS_FRAME
         for start in range(0, n, OPUS_FRAME):

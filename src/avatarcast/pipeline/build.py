@@ -22,6 +22,7 @@ from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.frames import StreamFormat
 from avatarcast.locale import language
 from avatarcast.output.encoder import Encoder
+from avatarcast.pipeline.runner import FrameEncoder
 from avatarcast.pipeline.talk import Guard, TalkSource
 from avatarcast.programme.compositor import Compositor
 from avatarcast.programme.overlays import LabelConfig, label_text
@@ -126,7 +127,7 @@ class Built:
     programme: Programme
     compositor: Compositor
     renderer: SpriteAvatarRenderer
-    encoder: Encoder
+    encoder: FrameEncoder
     talk: TalkSource
     animator: Animator
     voice: Voice
@@ -146,6 +147,14 @@ class Built:
 
     async def aclose(self) -> None:
         await self.voice.aclose()
+        close = getattr(self.encoder, "close", None)
+        if close is not None:
+            close()
+
+
+def _dispatch(listeners: list[Callable[[SpokenLine], None]], line: SpokenLine) -> None:
+    for listener in listeners:
+        listener(line)
 
 
 def build(
@@ -155,7 +164,7 @@ def build(
     catalog: Catalog | None = None,
     writer: ScriptWriter | None = None,
     guard: Guard | None = None,
-    encoder: Encoder | None = None,
+    encoder: FrameEncoder | None = None,
 ) -> Built:
     """Assemble the parts. ``live`` picks prefetching talk over pulled talk."""
     opts, fmt = resolved.opts, resolved.fmt
@@ -189,7 +198,7 @@ def build(
         talk=talk,
         animator=animator,
         wait_for_talk=not live,
-        on_line=lambda line: [f(line) for f in hub] and None,
+        on_line=lambda line: _dispatch(hub, line),
     )
     built = Built(
         resolved=resolved,

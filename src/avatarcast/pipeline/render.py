@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,7 +17,7 @@ from avatarcast.clock import SimulatedClock
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import StreamFormat
 from avatarcast.health import LabelProbe, analyse
-from avatarcast.output.encoder import Encoder
+from avatarcast.output.encoder_process import ProcessEncoder
 from avatarcast.output.mp4 import Mp4FileSink
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
@@ -39,9 +40,11 @@ class RenderResult:
     built: Built | None = None
 
 
-def deterministic_encoder(fmt: StreamFormat) -> Encoder:
-    """One x264 thread: with VBV rate control, sliced threads make the output vary run to run."""
-    return Encoder(fmt, threads=1)
+def deterministic_encoder(fmt: StreamFormat) -> ProcessEncoder:
+    """The encoder for offline work: in its own process, so it runs beside the compositor
+    (PyAV holds the GIL while encoding), and on one x264 thread, because with VBV rate
+    control sliced threads make the output vary from run to run."""
+    return ProcessEncoder(fmt, threads=1)
 
 
 def check_output_path(path: Path, suffix: str) -> None:
@@ -223,7 +226,13 @@ async def replay_session(
                     p = catalog.get(changed[0])
                     if p is not None:
                         price_marks.append(
-                            {"t": t, "product_id": p.id, "price": str(p.current_price)}
+                            {
+                                "t": t,
+                                "product_id": p.id,
+                                "price": str(p.price),
+                                "sale_price": None if p.sale_price is None else str(p.sale_price),
+                                "currency": p.currency,
+                            }
                         )
 
     frames = round(duration * fps)
@@ -320,11 +329,9 @@ def stale_price_lines(
         prices = {format_price(x, p.currency, lang) for x in (p.price, p.sale_price) if x}
         history.setdefault(p.id, []).append((0.0, prices))
     for m in marks:
-        p = built.catalog.get(m["product_id"])
-        if p is None:
-            continue
-        prices = {format_price(x, p.currency, lang) for x in (p.price, p.sale_price) if x}
-        history.setdefault(p.id, []).append((m["t"], prices))
+        amounts = [Decimal(m["price"])] + ([Decimal(m["sale_price"])] if m["sale_price"] else [])
+        prices = {format_price(x, m["currency"], lang) for x in amounts}
+        history.setdefault(m["product_id"], []).append((m["t"], prices))
     for line in lines:
         if line.product_id not in history:
             continue

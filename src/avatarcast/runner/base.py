@@ -117,6 +117,10 @@ class StreamRunner(Protocol):
         """The latest snapshot; None for a stream this runner does not run."""
         ...
 
+    def whep_endpoint(self, stream_id: str) -> tuple[str, str] | None:
+        """``(base URL, bearer token)`` of the stream's own WHEP server while it is on air."""
+        ...
+
     def running(self) -> Sequence[str]:
         """Ids of the streams this runner currently supervises."""
         ...

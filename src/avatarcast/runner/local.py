@@ -20,6 +20,7 @@ import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from avatarcast.catalog.model import Product
@@ -239,9 +240,11 @@ class LocalRunner:
         )
         s.proc = proc
         assert proc.stdin is not None
-        first = s.spec.to_json(
-            stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token
-        )
+        spec = s.spec
+        if spec.record_dir is not None:  # a folder per run: a restart never overwrites
+            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            spec = dataclasses.replace(spec, record_dir=spec.record_dir / f"{run}-{s.restarts}")
+        first = spec.to_json(stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token)
         proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
         if restarted:
             s.restarts += 1

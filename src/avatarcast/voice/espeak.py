@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -315,14 +316,15 @@ def _timed_words(
 ) -> list[TimedWord]:
     """Words from espeak's WORD events.
 
-    A word's text runs to the next word's position (so "fifty-nine", which espeak reports as
-    "fifty", stays whole); its time ends with its last sounding phoneme, not the pause after it.
+    A word's text runs to the next space or the next word (so "fifty-nine", which espeak
+    reports as "fifty", stays whole); its time ends with its last sounding phoneme, not the
+    pause after it.
     """
     out: list[TimedWord] = []
     for i, (sample, pos) in enumerate(events):
         nxt_pos = events[i + 1][1] if i + 1 < len(events) else len(text)
         nxt_ms = min(_ms(events[i + 1][0], rate), end_ms) if i + 1 < len(events) else end_ms
-        word = text[pos:nxt_pos].strip().rstrip(".,;:!?…。，！？；：、")
+        word = _word_at(text, pos, nxt_pos)
         start = min(_ms(sample, rate), end_ms)
         if not word:
             continue
@@ -332,3 +334,20 @@ def _timed_words(
         end = min(sounding[-1].end_ms, nxt_ms) if sounding else nxt_ms
         out.append(TimedWord(word=word, start_ms=start, end_ms=max(end, start)))
     return out
+
+
+def _word_at(text: str, pos: int, nxt_pos: int) -> str:
+    span = text[pos:nxt_pos].strip()
+    word = span.split(maxsplit=1)[0] if span else ""
+    start, end = 0, len(word)
+    while start < end and _is_edge(word[start]):
+        start += 1
+    while end > start and _is_edge(word[end - 1]):
+        end -= 1
+    return word[start:end]
+
+
+def _is_edge(ch: str) -> bool:
+    """Punctuation and markup that ends a word rather than belongs to it."""
+    cat = unicodedata.category(ch)
+    return cat.startswith("P") or cat in ("Sm", "Sk")

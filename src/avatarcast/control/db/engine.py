@@ -22,6 +22,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; creates the folder of a SQLite file and turns on its foreign keys."""
     url = normalise_url(url)
     parsed = make_url(url)
+    # errors and logs never carry bound values: a destination's stream key is one of them
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,156 @@
+"""Chat text for matching: language guess, tokens, stems and product-vocabulary concepts.
+
+Viewers ask in their own words ("how big is it?", "hoeveel past erin?", "容量多大?") while the
+catalog says "Capacity: 5.5 litres". Both sides are reduced to the same tokens: light stems for
+English and Dutch, and ``#concept`` tokens from a small vocabulary of product questions, so a
+question and the fact it asks about share tokens even across wording and language. Chinese has
+no spaces: it is cut by longest match against that vocabulary, and what is left over stays as
+unknown runs, which is what lets retrieval say "I don't know" instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from avatarcast.chat.lexicon import CATEGORY_ALIASES, CONCEPTS, PHRASES, STOPWORDS, ZH_NEUTRAL
+
+__all__ = ["Token", "detect_lang", "fold", "stem", "tokenize"]
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[\u3400-\u9fff]+")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def fold(text: str) -> str:
+    """NFKC, casefolded, typographic apostrophes and dashes made plain."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return text.replace("’", "'").replace("‘", "'").replace("–", "-").replace("—", "-")
+
+
+def detect_lang(text: str, default: str) -> str:
+    """``zh`` when the text has Han characters, otherwise the stream's language."""
+    return "zh" if _HAN.search(text) else default
+
+
+def stem(word: str, lang: str) -> str:
+    """A light suffix stripper: "litres" matches "litre", "weegt" matches "wegen" roughly."""
+    w = word
+    if w.isdigit() or len(w) <= 3:
+        return w
+    if lang == "nl":
+        for suffix in ("tjes", "jes", "tje", "en", "e", "s", "t"):
+            if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+                w = w[: -len(suffix)]
+                break
+        w = re.sub(r"([bcdfghjklmnpqrstvwxz])\1$", r"\1", w)
+        return re.sub(r"([aeou])\1([^aeiou])$", r"\1\2", w)
+    for suffix, repl in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+            w = w[: -len(suffix)] + repl
+            break
+    w = re.sub(r"([bcdfghjklmnpqrstvwxz])\1$", r"\1", w)
+    return w[:-1] if w.endswith("e") and len(w) > 3 else w
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One unit of meaning: its surface stem (or ``None`` for a concept-only unit) and concepts.
+
+    ``known`` is False for a leftover Chinese run that matched no vocabulary: it still counts
+    as something the question asks about.
+    """
+
+    term: str | None
+    concepts: tuple[str, ...] = ()
+    known: bool = True
+
+    def alternatives(self) -> tuple[str, ...]:
+        head = (self.term,) if self.term is not None else ()
+        return head + tuple("#" + c for c in self.concepts)
+
+
+def _latin_lang(lang: str) -> str:
+    return "nl" if lang == "nl" else "en"
+
+
+def _concept_index() -> tuple[dict[tuple[str, str], tuple[str, ...]], list[tuple[str, str]]]:
+    """(lang, stem) -> concepts for en/nl; and Chinese (variant, concept) longest first."""
+    latin: dict[tuple[str, str], list[str]] = {}
+    han: list[tuple[str, str]] = []
+    for concept, by_lang in CONCEPTS.items():
+        for lang, variants in by_lang.items():
+            for v in variants.split():
+                if lang == "zh":
+                    han.append((v, concept))
+                    continue
+                for other in ("en", "nl"):  # a brand-new word in one is often borrowed by both
+                    if other == lang or lang == "en":
+                        latin.setdefault((other, stem(v, other)), []).append(concept)
+    frozen = {k: tuple(dict.fromkeys(v)) for k, v in latin.items()}
+    han.sort(key=lambda x: len(x[0]), reverse=True)
+    return frozen, han
+
+
+_LATIN_CONCEPTS, _HAN_CONCEPTS = _concept_index()
+_STOP = {lang: frozenset(stem(w, lang) for w in words.split()) for lang, words in STOPWORDS.items()}
+_PHRASES = [(re.compile(p), repl) for p, repl in PHRASES]
+_ALIASES = sorted(CATEGORY_ALIASES.items(), key=lambda kv: len(kv[0]), reverse=True)
+_NEUTRAL = sorted(ZH_NEUTRAL.split(), key=len, reverse=True)
+
+
+def _prepare(text: str) -> str:
+    text = fold(text)
+    text = re.sub(r"@\S+", " ", text)  # "@Sanne": the host's name asks nothing
+    for alias, canonical in _ALIASES:
+        text = text.replace(alias, f" {canonical} ")
+    for pattern, repl in _PHRASES:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def tokenize(text: str, lang: str, *, keep_stopwords: bool = False) -> list[Token]:
+    """Tokens of ``text`` read as ``lang`` ("en", "nl" or "zh"); Latin runs inside Chinese too."""
+    out: list[Token] = []
+    latin = _latin_lang(lang)
+    for m in _WORD.finditer(_prepare(text)):
+        word = m.group(0)
+        if _HAN.match(word):
+            out.extend(_han_tokens(word))
+            continue
+        for part in [word, *word.split("-")] if "-" in word else [word]:
+            s = stem(part, latin)
+            if not keep_stopwords and s in _STOP[latin]:
+                continue
+            out.append(Token(s, _LATIN_CONCEPTS.get((latin, s), ())))
+    return out
+
+
+def _han_tokens(run: str) -> list[Token]:
+    """Longest match against the vocabulary; leftover characters form unknown runs."""
+    out: list[Token] = []
+    leftover = ""
+    i = 0
+    while i < len(run):
+        hit = next(((v, c) for v, c in _HAN_CONCEPTS if run.startswith(v, i)), None)
+        if hit is not None:
+            concepts = tuple(dict.fromkeys(c for v, c in _HAN_CONCEPTS if v == hit[0]))
+            out.extend(_flush(leftover))
+            leftover = ""
+            out.append(Token(None, concepts))
+            i += len(hit[0])
+            continue
+        neutral = next((n for n in _NEUTRAL if run.startswith(n, i)), None)
+        if neutral is not None:
+            out.extend(_flush(leftover))
+            leftover = ""
+            i += len(neutral)
+            continue
+        leftover += run[i]
+        i += 1
+    out.extend(_flush(leftover))
+    return out
+
+
+def _flush(leftover: str) -> list[Token]:
+    return [Token("~" + leftover, (), known=False)] if leftover else []

@@ -1,0 +1,169 @@
+"""WHEP playback of a running stream, through the API, with the stream's viewer token.
+
+Each worker serves WHEP on its own loopback port behind a token only the runner knows. These
+routes check the stream's viewer token (``?token=`` or ``Authorization: Bearer``; no API key),
+forward the SDP offer to the worker and rewrite its ``Location`` under
+``/v1/streams/{id}/whep/<session>``. The viewer token is shown to operator and admin keys in
+the stream's create and GET responses.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any, NoReturn
+
+import httpx
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from avatarcast.control.context import AppContext
+from avatarcast.control.db.models_streams import StreamRow
+from avatarcast.control.deps import ContextDep
+from avatarcast.control.problems import ProblemError, problem_responses
+from avatarcast.control.routes.streams import manager_of
+from avatarcast.output.whep_http import _PLAYER_HTML
+
+router = APIRouter(prefix="/v1/streams", tags=["playback"])
+StreamIdPath = Annotated[str, Path(max_length=64)]
+TokenQuery = Annotated[
+    str | None, Query(max_length=128, description="The stream's viewer token (whep_token)")
+]
+MAX_OFFER_BYTES = 64 * 1024
+#: The worker answers once ICE gathering is complete, which can take a few seconds.
+FORWARD_TIMEOUT = httpx.Timeout(20.0, connect=2.0)
+_SDP_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/sdp": {"schema": {"type": "string"}}},
+    }
+}
+_ANSWER: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "The SDP answer; Location names the session",
+        "content": {"application/sdp": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def _viewer_token(request: Request, token: str | None) -> str | None:
+    if token:
+        return token
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _stored_token(ctx: AppContext, stream_id: str) -> str | None:
+    with ctx.sessions() as session:
+        row = session.get(StreamRow, stream_id)
+        return row.whep_token if row is not None else None
+
+
+async def _authorise(ctx: AppContext, request: Request, stream_id: str, token: str | None) -> None:
+    """404 for an unknown stream, 401 for a missing or wrong viewer token."""
+    stored = await run_in_threadpool(_stored_token, ctx, stream_id)
+    if stored is None:
+        raise ProblemError(404, f"no stream {stream_id!r}", kind="not-found")
+    given = _viewer_token(request, token)
+    if given is None or not secrets.compare_digest(given.encode(), stored.encode()):
+        raise ProblemError(
+            401,
+            "send the stream's viewer token as ?token= or a bearer token",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="whep"'},
+        )
+
+
+def _worker(ctx: AppContext, stream_id: str) -> tuple[str, str]:
+    endpoint = manager_of(ctx).runner.whep_endpoint(stream_id)
+    if endpoint is None:
+        raise ProblemError(
+            503, "the stream is not on air", kind="not-on-air", headers={"Retry-After": "2"}
+        )
+    return endpoint
+
+
+@router.get(
+    "/{stream_id}/player",
+    response_class=HTMLResponse,
+    responses=problem_responses(401, 404, 422),
+)
+async def player(
+    stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
+) -> HTMLResponse:
+    """A one-page browser player for the stream (open it with ``?token=``)."""
+    await _authorise(ctx, request, stream_id, token)
+    endpoint = json.dumps(f"/v1/streams/{stream_id}/whep")
+    return HTMLResponse(_PLAYER_HTML.replace("__WHEP_PATH__", endpoint))
+
+
+@router.post(
+    "/{stream_id}/whep",
+    status_code=201,
+    response_class=Response,
+    openapi_extra=_SDP_BODY,
+    responses={**_ANSWER, **problem_responses(400, 401, 404, 413, 415, 422, 502, 503)},
+)
+async def whep_offer(
+    stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
+) -> Response:
+    """WHEP (RFC 9725): POST an SDP offer, get the answer; no API key, the viewer token."""
+    await _authorise(ctx, request, stream_id, token)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/sdp":
+        raise ProblemError(415, "send the offer as application/sdp", kind="unsupported-media")
+    offer = await request.body()
+    if len(offer) > MAX_OFFER_BYTES:
+        raise ProblemError(413, f"offers are limited to {MAX_OFFER_BYTES} bytes", kind="too-large")
+    base, secret = _worker(ctx, stream_id)
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/sdp"}
+    answer = await _forward("POST", f"{base}/whep", headers=headers, content=offer)
+    if answer.status_code != 201:
+        _relay_problem(answer)
+    session_id = answer.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1]
+    out = {"Location": f"/v1/streams/{stream_id}/whep/{session_id}"}
+    if "link" in answer.headers:
+        out["Link"] = answer.headers["link"]
+    return Response(answer.content, status_code=201, media_type="application/sdp", headers=out)
+
+
+@router.delete(
+    "/{stream_id}/whep/{session_id}",
+    response_class=Response,
+    responses={200: {"description": "The session ended"}, **problem_responses(401, 404, 503)},
+)
+async def whep_end(
+    stream_id: StreamIdPath,
+    session_id: Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9_-]+$")],
+    request: Request,
+    ctx: ContextDep,
+    token: TokenQuery = None,
+) -> Response:
+    await _authorise(ctx, request, stream_id, token)
+    base, secret = _worker(ctx, stream_id)
+    headers = {"Authorization": f"Bearer {secret}"}
+    answer = await _forward("DELETE", f"{base}/whep/{session_id}", headers=headers)
+    if answer.status_code >= 300:
+        _relay_problem(answer)
+    return Response(status_code=200)
+
+
+async def _forward(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT, trust_env=False) as client:
+            return await client.request(method, url, **kwargs)
+    except httpx.HTTPError as e:
+        raise ProblemError(
+            502, f"the stream's WHEP server did not answer: {type(e).__name__}", kind="bad-gateway"
+        ) from None
+
+
+def _relay_problem(answer: httpx.Response) -> NoReturn:
+    """The worker's refusal (bad offer, viewer limit) as our own problem; 401 is ours to give."""
+    status = answer.status_code if answer.status_code in (400, 404, 413, 415, 503) else 502
+    try:
+        detail = str(answer.json().get("detail", ""))
+    except ValueError:
+        detail = ""
+    raise ProblemError(status, detail or f"the stream's WHEP server answered {answer.status_code}")

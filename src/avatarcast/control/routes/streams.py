@@ -1,0 +1,352 @@
+"""Streams: create, list, start/stop/pause/resume, live status; the runner starts with the app.
+
+Roles: operators (and admins) manage streams; a backend key may start and stop; a supervisor
+may pause, resume and stop. Actions change ``desired_state`` first, then the runner follows, so
+a stream that should be live is live again after a restart. A route never waits on a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from avatarcast.avatar.pack import list_packs
+from avatarcast.control.context import AppContext
+from avatarcast.control.db.base import utcnow
+from avatarcast.control.db.events import record_event
+from avatarcast.control.db.models import Destination
+from avatarcast.control.db.models_streams import StreamRow
+from avatarcast.control.deps import (
+    Caller,
+    ContextDep,
+    OperatorDep,
+    ReaderDep,
+    SessionDep,
+    WriterDep,
+    require_role,
+)
+from avatarcast.control.pagination import CursorQuery, LimitQuery
+from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.routes import AUTH_PROBLEMS
+from avatarcast.control.schemas.streams import (
+    DestinationHealth,
+    StreamCreate,
+    StreamHealth,
+    StreamPage,
+    StreamPublic,
+)
+from avatarcast.errors import AvatarcastError
+from avatarcast.locale import language
+from avatarcast.runner.local import LocalRunner
+from avatarcast.runner.manager import ProgrammeDefaults, StreamManager, selected_products
+from avatarcast.voice.registry import default_voice_for, list_voices
+
+router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
+NOT_FOUND = problem_responses(404)
+ACTION = problem_responses(404, 409)
+StreamIdPath = Annotated[str, Path(max_length=64)]
+StopperDep = Annotated[Caller, Depends(require_role("operator", "backend", "supervisor"))]
+PauserDep = Annotated[Caller, Depends(require_role("operator", "supervisor"))]
+EXTRAS_KEY = "streams"
+
+#: action -> (desired states it may leave, the desired state it sets)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "start": (frozenset({"stopped"}), "live"),
+    "stop": (frozenset({"live", "paused"}), "stopped"),
+    "pause": (frozenset({"live"}), "paused"),
+    "resume": (frozenset({"paused"}), "live"),
+}
+
+
+@asynccontextmanager
+async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
+    """Own the runner: restore streams that should be live, drain them all at shutdown."""
+    holder: list[StreamManager] = []
+    runner = LocalRunner(on_event=lambda e: holder[0].on_event(e))
+    manager = StreamManager(
+        sessions=ctx.sessions, runner=runner, hub=ctx.hub, defaults=programme_defaults(ctx)
+    )
+    holder.append(manager)
+    ctx.extras[EXTRAS_KEY] = manager
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(manager.run())
+        await manager.restore()
+        try:
+            yield
+        finally:
+            await manager.close()
+
+
+def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
+    stream = ctx.settings.stream
+    ice = tuple(
+        {
+            "urls": s.urls,
+            "username": s.username,
+            "credential": s.credential.get_secret_value() if s.credential else None,
+        }
+        for s in ctx.settings.whep.ice_servers
+    )
+    return ProgrammeDefaults(
+        recordings_dir=ctx.settings.recordings_dir.resolve(),
+        size="1080p" if stream.height >= 1080 else "720p",
+        fps=stream.fps if stream.fps in (25, 30) else 25,
+        ice_servers=ice,
+    )
+
+
+def manager_of(ctx: AppContext) -> StreamManager:
+    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
+    if manager is None:
+        raise ProblemError(503, "the stream runner is not running", kind="not-ready")
+    return manager
+
+
+def get_stream(session: Session, tenant_id: str, stream_id: str) -> StreamRow:
+    row = session.get(StreamRow, stream_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise ProblemError(404, f"no stream {stream_id!r}", kind="not-found")
+    return row
+
+
+def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
+    manager = ctx.extras.get(EXTRAS_KEY)
+    status = manager.runner.status(stream_id) if manager is not None else None
+    if status is None:
+        return StreamHealth(state="stopped")
+    h: dict[str, Any] = dict(status.health)
+    return StreamHealth(
+        state=status.state,
+        restarts=status.restarts,
+        uptime_s=h.get("uptime_s"),
+        frames=h.get("frames"),
+        fps=h.get("fps"),
+        av_offset_ms=h.get("av_offset_ms"),
+        encode_lag_ms=h.get("encode_lag_ms"),
+        product_id=h.get("product_id"),
+        price=h.get("price"),
+        sentence=h.get("sentence"),
+        destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
+        recording_dir=h.get("recording_dir"),
+        last_error=status.last_error,
+    )
+
+
+def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
+    base = f"/v1/streams/{row.id}"
+    return StreamPublic(
+        id=row.id,
+        name=row.name,
+        product_ids=row.product_ids,
+        avatar=row.avatar,
+        voice=row.voice,
+        lang=row.lang,
+        writer=row.writer,
+        destination_ids=list(row.destination_ids),
+        record=row.record,
+        desired_state=row.desired_state,
+        status=health_of(ctx, row.id),
+        whep_url=f"{base}/whep",
+        player_url=f"{base}/player",
+        whep_token=row.whep_token if caller.role in ("admin", "operator") else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _field_error(field: str, message: str) -> ProblemError:
+    return validation_problem([{"field": field, "message": message, "type": "value"}])
+
+
+def resolve_names(body: StreamCreate, ctx: AppContext) -> tuple[str, str, str]:
+    """``(lang, avatar, voice)`` checked against what is installed; 422 names the field."""
+    defaults = ctx.settings.stream
+    lang = body.lang or defaults.lang
+    try:
+        language(lang)
+    except AvatarcastError as e:
+        raise _field_error("body.lang", str(e)) from None
+    packs = list_packs()
+    avatar = body.avatar or defaults.avatar
+    if avatar == "default" and avatar not in packs:
+        avatar = packs[0] if packs else avatar
+    if avatar not in packs:
+        raise _field_error("body.avatar", f"unknown avatar {avatar!r}; installed: {packs}")
+    voices = {v.name: v for v in list_voices()}
+    voice = body.voice or defaults.voice
+    if voice == "default":
+        try:
+            voice = default_voice_for(lang)
+        except AvatarcastError as e:
+            raise _field_error("body.lang", str(e)) from None
+    if voice not in voices:
+        raise _field_error("body.voice", f"unknown voice {voice!r}; installed: {sorted(voices)}")
+    if lang not in voices[voice].languages:
+        raise _field_error("body.voice", f"voice {voice!r} does not speak {lang!r}")
+    return lang, avatar, voice
+
+
+def _check_destinations(session: Session, tenant_id: str, ids: list[str]) -> None:
+    found = set(
+        session.scalars(
+            select(Destination.id).where(
+                Destination.tenant_id == tenant_id, Destination.id.in_(ids)
+            )
+        )
+    )
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise _field_error("body.destination_ids", f"no destinations {missing}")
+
+
+@router.get("", response_model=StreamPage)
+def list_streams(
+    session: SessionDep,
+    caller: ReaderDep,
+    ctx: ContextDep,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+) -> StreamPage:
+    """Streams by creation; the cursor is an offset."""
+    offset = int(cursor) if cursor else 0
+    query = select(StreamRow).where(StreamRow.tenant_id == caller.tenant_id)
+    rows = list(
+        session.scalars(
+            query.order_by(StreamRow.created_at, StreamRow.id).offset(offset).limit(limit + 1)
+        )
+    )
+    return StreamPage(
+        items=[public(r, ctx, caller) for r in rows[:limit]],
+        next_cursor=str(offset + limit) if len(rows) > limit else None,
+    )
+
+
+@router.post("", status_code=201, response_model=StreamPublic, responses=problem_responses(409))
+def create_stream(
+    body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
+) -> StreamPublic:
+    lang, avatar, voice = resolve_names(body, ctx)
+    _check_destinations(session, caller.tenant_id, body.destination_ids)
+    taken = select(StreamRow.id).where(
+        StreamRow.tenant_id == caller.tenant_id, StreamRow.name == body.name
+    )
+    conflict = ProblemError(409, f"a stream named {body.name!r} exists", kind="conflict")
+    if session.scalar(taken) is not None:
+        raise conflict
+    now = utcnow()
+    row = StreamRow(
+        id=secrets.token_hex(8),
+        tenant_id=caller.tenant_id,
+        name=body.name,
+        product_ids=body.product_ids,
+        avatar=avatar,
+        voice=voice,
+        lang=lang,
+        writer=body.writer,
+        destination_ids=list(dict.fromkeys(body.destination_ids)),
+        record=body.record,
+        desired_state="stopped",
+        whep_token=secrets.token_urlsafe(24),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    record_event(
+        session, tenant_id=caller.tenant_id, stream_id=row.id, kind="created", detail=_by(caller)
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict from None
+    return public(row, ctx, caller)
+
+
+@router.get("/{stream_id}", response_model=StreamPublic, responses=NOT_FOUND)
+def get_stream_route(
+    stream_id: StreamIdPath, session: SessionDep, caller: ReaderDep, ctx: ContextDep
+) -> StreamPublic:
+    """The stream with its live health: state, uptime, fps, A/V offset, destinations."""
+    return public(get_stream(session, caller.tenant_id, stream_id), ctx, caller)
+
+
+@router.delete("/{stream_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
+def delete_stream(
+    stream_id: StreamIdPath, session: SessionDep, caller: OperatorDep, ctx: ContextDep
+) -> Response:
+    """Stop the stream if it runs, then delete it with its schedules (its events stay)."""
+    manager = manager_of(ctx)
+    row = get_stream(session, caller.tenant_id, stream_id)
+    session.delete(row)
+    record_event(
+        session, tenant_id=caller.tenant_id, stream_id=stream_id, kind="deleted", detail=_by(caller)
+    )
+    session.commit()
+    anyio.from_thread.run(manager.reconcile, stream_id)
+    return Response(status_code=204)
+
+
+def _by(caller: Caller) -> dict[str, str]:
+    return {"key_id": caller.key_id, "role": caller.role}
+
+
+def _act(
+    action: str, stream_id: str, session: Session, caller: Caller, ctx: AppContext
+) -> StreamPublic:
+    manager = manager_of(ctx)
+    row = get_stream(session, caller.tenant_id, stream_id)
+    allowed, target = TRANSITIONS[action]
+    state = row.desired_state
+    stalled = stream_id not in manager.runner.running()
+    if state not in allowed and not (action == "start" and state != "stopped" and stalled):
+        raise ProblemError(
+            409, f"cannot {action} a stream that is {state}", kind="illegal-transition"
+        )
+    if target != "stopped" and not selected_products(session, row.tenant_id, row.product_ids):
+        raise ProblemError(409, "the stream has no products to present", kind="no-products")
+    row.desired_state, row.updated_at = target, utcnow()
+    detail = {**_by(caller), "from": state, "to": target}
+    record_event(session, tenant_id=row.tenant_id, stream_id=row.id, kind=action, detail=detail)
+    session.commit()
+    anyio.from_thread.run(manager.reconcile, stream_id)
+    return public(row, ctx, caller)
+
+
+@router.post("/{stream_id}/start", response_model=StreamPublic, responses=ACTION)
+def start_stream(
+    stream_id: StreamIdPath, session: SessionDep, caller: WriterDep, ctx: ContextDep
+) -> StreamPublic:
+    """Go live. Also brings back a stream meant to be live whose worker failed."""
+    return _act("start", stream_id, session, caller, ctx)
+
+
+@router.post("/{stream_id}/stop", response_model=StreamPublic, responses=ACTION)
+def stop_stream(
+    stream_id: StreamIdPath, session: SessionDep, caller: StopperDep, ctx: ContextDep
+) -> StreamPublic:
+    """Stop a live or paused stream; a stopped stream is not restarted."""
+    return _act("stop", stream_id, session, caller, ctx)
+
+
+@router.post("/{stream_id}/pause", response_model=StreamPublic, responses=ACTION)
+def pause_stream(
+    stream_id: StreamIdPath, session: SessionDep, caller: PauserDep, ctx: ContextDep
+) -> StreamPublic:
+    """Hold the talk: the avatar idles and the stream stays on air."""
+    return _act("pause", stream_id, session, caller, ctx)
+
+
+@router.post("/{stream_id}/resume", response_model=StreamPublic, responses=ACTION)
+def resume_stream(
+    stream_id: StreamIdPath, session: SessionDep, caller: PauserDep, ctx: ContextDep
+) -> StreamPublic:
+    return _act("resume", stream_id, session, caller, ctx)

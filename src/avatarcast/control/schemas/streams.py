@@ -1,0 +1,127 @@
+"""Streams and schedules: ``XCreate`` in, ``XUpdate`` for PATCH, ``XPublic`` out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from avatarcast.control.schemas.common import In, Out
+
+DesiredState = Literal["stopped", "live", "paused"]
+Writer = Literal["template", "llm"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_NAME = Field(min_length=1, max_length=120, pattern=r"^\S(.*\S)?$")
+_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class StreamCreate(In):
+    name: str = _NAME
+    product_ids: list[str] | None = Field(
+        default=None, max_length=10_000, description="Products to present; null = all, in order"
+    )
+    avatar: str | None = Field(default=None, max_length=64, description="See GET /v1/avatars")
+    voice: str | None = Field(default=None, max_length=64, description="See GET /v1/voices")
+    lang: str | None = Field(default=None, min_length=2, max_length=16)
+    writer: Writer = "template"
+    destination_ids: list[str] = Field(default_factory=list, max_length=20)
+    record: bool = Field(default=False, description="Record to the server's recordings folder")
+
+
+class DestinationHealth(Out):
+    name: str = Field(description="The destination URL, its stream key redacted")
+    state: str
+    bytes_sent: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+
+
+class StreamHealth(Out):
+    """What the stream is doing now, from its runner and the worker's last report."""
+
+    state: str = Field(description="starting, live, paused, stopping, stopped, failed, crashed…")
+    restarts: int = 0
+    uptime_s: float | None = None
+    frames: int | None = None
+    fps: float | None = None
+    av_offset_ms: float | None = None
+    encode_lag_ms: float | None = None
+    product_id: str | None = None
+    price: str | None = None
+    sentence: str | None = None
+    destinations: list[DestinationHealth] = Field(default_factory=list)
+    recording_dir: str | None = None
+    last_error: str | None = None
+
+
+class StreamPublic(Out):
+    id: str
+    name: str
+    product_ids: list[str] | None
+    avatar: str
+    voice: str
+    lang: str
+    writer: Writer
+    destination_ids: list[str]
+    record: bool
+    desired_state: DesiredState
+    status: StreamHealth
+    whep_url: str = Field(description="WHEP endpoint (POST an SDP offer with ?token=)")
+    player_url: str = Field(description="A browser player page (add ?token=)")
+    whep_token: str | None = Field(
+        default=None, description="Viewer token for whep_url; shown to operator and admin keys"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class StreamPage(Out):
+    items: list[StreamPublic]
+    next_cursor: str | None = None
+
+
+class ScheduleCreate(In):
+    stream_id: str = _ID
+    name: str = _NAME
+    timezone: str = Field(min_length=1, max_length=64, examples=["Europe/Amsterdam"])
+    days: list[Weekday] = Field(min_length=1, max_length=7, description="Days a window starts")
+    start: str = Field(pattern=_HHMM, description="Local start time, HH:MM")
+    end: str = Field(pattern=_HHMM, description="Local end time; before start = next day")
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ScheduleCreate:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class ScheduleUpdate(In):
+    name: str | None = Field(default=None, min_length=1, max_length=120, pattern=r"^\S(.*\S)?$")
+    timezone: str | None = Field(default=None, min_length=1, max_length=64)
+    days: list[Weekday] | None = Field(default=None, min_length=1, max_length=7)
+    start: str | None = Field(default=None, pattern=_HHMM)
+    end: str | None = Field(default=None, pattern=_HHMM)
+    enabled: bool | None = None
+
+
+class Window(Out):
+    starts_at: datetime
+    ends_at: datetime
+
+
+class SchedulePublic(Out):
+    id: str
+    stream_id: str
+    name: str
+    timezone: str
+    days: list[Weekday]
+    start: str
+    end: str
+    enabled: bool
+    next_window: Window | None = Field(description="The open or next window, in UTC")
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,224 @@
+"""The RTMP push loop, run by ``RtmpSink`` as ``python -m avatarcast.output._rtmp_push IN OUT``.
+
+It lives in its own process because PyAV opens an output (TCP connect, TLS and RTMP
+handshakes, the FLV header) while holding the GIL and with no timeout: a destination that
+accepts the connection and then says nothing would freeze every thread of the programme.
+Here it can only freeze this process, which the parent then kills.
+
+IN and OUT are pipe descriptors. Messages in: a ``PushConfig`` first, then
+``("packet", EncodedPacket)``, ``("resync",)``, ``("stop",)``. Out: status dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+from urllib.parse import urlsplit
+
+import av
+from av.container import OutputContainer
+
+from avatarcast.frames import EncodedPacket
+from avatarcast.output._mux import add_streams, to_av_packet
+from avatarcast.output.base import StreamHeaders
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushConfig:
+    url: str
+    redacted: str
+    headers: StreamHeaders
+    metadata: dict[str, str]
+    backoff_start: float
+    backoff_cap: float
+    jitter: float
+    max_retries: int | None
+    max_queue_seconds: float
+    connect_timeout: float
+
+
+def trim_gops(queue: deque[EncodedPacket], max_seconds: float) -> int:
+    """Drop whole GOPs from the head while ``queue`` spans more than ``max_seconds``."""
+    dropped = 0
+    while len(queue) > 1:
+        head, tail = queue[0], queue[-1]
+        if tail.dts * tail.time_base - head.dts * head.time_base <= max_seconds:
+            break
+        queue.popleft()
+        dropped += 1
+        while queue and not (queue[0].kind == "video" and queue[0].keyframe):
+            queue.popleft()
+            dropped += 1
+    return dropped
+
+
+def run_pusher(config: PushConfig, inbox: Connection, outbox: Connection) -> None:
+    pusher = _Pusher(config, inbox, outbox)
+    try:
+        pusher.run()
+    except BaseException as exc:  # report scrubbed: a traceback could show the stream key
+        pusher.report_crash(exc)
+        raise SystemExit(1) from None
+
+
+def main(argv: list[str]) -> None:
+    # Run as __main__, this module's classes are not the pickled ones: use the package's.
+    from avatarcast.output import _rtmp_push
+
+    inbox = Connection(int(argv[1]), writable=False)
+    outbox = Connection(int(argv[2]), readable=False)
+    config = inbox.recv()
+    if not isinstance(config, _rtmp_push.PushConfig):
+        raise SystemExit(2)
+    _rtmp_push.run_pusher(config, inbox, outbox)
+
+
+class _Pusher:
+    def __init__(self, config: PushConfig, inbox: Connection, outbox: Connection) -> None:
+        self.c = config
+        self._inbox, self._outbox = inbox, outbox
+        self._cond = threading.Condition()
+        self._queue: deque[EncodedPacket] = deque()
+        self._stop = False
+        self._resync = False
+        self._send_lock = threading.Lock()
+        self._stats: dict[str, Any] = {
+            "state": "connecting",
+            "bytes_sent": 0,
+            "packets_sent": 0,
+            "dropped_packets": 0,
+            "connects": 0,
+            "failures": 0,
+            "last_error": None,
+        }
+
+    def run(self) -> None:
+        threading.Thread(target=self._receive, daemon=True).start()
+        delay = self.c.backoff_start
+        while not self._stop_requested():
+            self._report(state="connecting")
+            try:
+                self._push()
+                break
+            except (av.FFmpegError, OSError) as exc:
+                error = self._scrub(f"{type(exc).__name__}: {exc}")
+                self._stats["failures"] += 1
+                self._report(last_error=error, log=("warning", error))
+            if self._stop_requested():
+                break
+            if self.c.max_retries is not None and self._stats["failures"] > self.c.max_retries:
+                self._report(state="failed", log=("error", "giving up"))
+                return
+            wait = delay * (1 + random.uniform(-self.c.jitter, self.c.jitter))
+            self._report(state="retrying", log=("info", f"reconnecting in {wait:.1f} s"))
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop, timeout=wait)
+            delay = min(delay * 2, self.c.backoff_cap)
+        self._report(state="closed")
+
+    def _push(self) -> None:
+        container = self._connect()
+        streams = {s.type: s for s in container.streams}
+        self._stats["connects"] += 1
+        self._report(state="connected", log=("info", "connected"))
+        sent_keyframe, clean, last_report = False, False, 0
+        try:
+            while True:
+                packet, resync = self._next()
+                if packet is None:
+                    if self._stop_requested():
+                        clean = True
+                        return
+                    continue
+                if resync:
+                    sent_keyframe = False
+                if not sent_keyframe:
+                    if not (packet.kind == "video" and packet.keyframe):
+                        continue
+                    sent_keyframe = True
+                container.mux(to_av_packet(packet, streams[packet.kind]))
+                self._stats["bytes_sent"] += len(packet.data)
+                self._stats["packets_sent"] += 1
+                if self._stats["packets_sent"] - last_report >= 25:
+                    last_report = self._stats["packets_sent"]
+                    self._report()
+        finally:
+            if clean:
+                container.close()
+            else:
+                with contextlib.suppress(Exception):
+                    container.close()
+
+    def _connect(self) -> OutputContainer:
+        parts = urlsplit(self.c.url)
+        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
+        with socket.create_connection((parts.hostname or "", port), self.c.connect_timeout):
+            pass  # refused or unreachable: fail fast, before PyAV takes the GIL
+        container = av.open(self.c.url, "w", format="flv")
+        try:
+            container.metadata.update({**self.c.headers.format.metadata, **self.c.metadata})
+            add_streams(container, self.c.headers)
+            container.start_encoding()  # connects; sends the header and onMetaData
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.close()
+            raise
+        return container
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                msg = self._inbox.recv()
+            except (EOFError, OSError):
+                msg = ("stop",)
+            with self._cond:
+                if msg[0] == "packet":
+                    self._queue.append(msg[1])
+                    dropped = trim_gops(self._queue, self.c.max_queue_seconds)
+                    if dropped:
+                        self._resync = True
+                        self._report(dropped_packets=self._stats["dropped_packets"] + dropped)
+                elif msg[0] == "resync":
+                    self._resync = True
+                elif msg[0] == "stop":
+                    self._stop = True
+                self._cond.notify_all()
+                if self._stop:
+                    return
+
+    def _next(self) -> tuple[EncodedPacket | None, bool]:
+        with self._cond:
+            if not self._queue and not self._stop:
+                self._cond.wait(1.0)
+            resync, self._resync = self._resync, False
+            return (self._queue.popleft() if self._queue else None), resync
+
+    def _stop_requested(self) -> bool:
+        with self._cond:
+            return self._stop
+
+    def _report(self, **changes: Any) -> None:
+        log = changes.pop("log", None)
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            self._stats.update(changes)
+            self._outbox.send({**self._stats, "log": log})
+
+    def report_crash(self, exc: BaseException) -> None:
+        error = self._scrub(f"push process crashed: {type(exc).__name__}: {exc}")
+        self._report(state="failed", last_error=error, log=("error", error))
+
+    def _scrub(self, text: str) -> str:
+        text = text.replace(self.c.url, self.c.redacted)
+        key = self.c.url.rstrip("/").rsplit("/", 1)[-1]
+        return text.replace(key, "****") if key else text
+
+
+if __name__ == "__main__":
+    main(sys.argv)

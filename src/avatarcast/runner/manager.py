@@ -1,0 +1,228 @@
+"""Keeps a runner in line with the database: desired states, product changes, events.
+
+The database says what each stream should be (``desired_state``); :meth:`StreamManager.reconcile`
+makes the runner match it, and is safe to call any number of times. Runner events and product
+pushes go through one queue that :meth:`StreamManager.run` works off, so callbacks from the
+runner or the change hub never block and never touch the database on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from avatarcast.catalog.model import Product
+from avatarcast.control.db.events import record_event
+from avatarcast.control.db.models import Destination, ProductRow
+from avatarcast.control.db.models_streams import StreamRow
+from avatarcast.control.db.products import to_product
+from avatarcast.control.hub import ProductChange, ProductChangeHub
+from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
+
+__all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgrammeDefaults:
+    """Server-wide settings every stream's programme shares."""
+
+    recordings_dir: Path
+    size: str = "720p"
+    fps: int = 25
+    ice_servers: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    tenant_id: str
+    product_ids: frozenset[str] | None  # None: the whole catalog
+
+
+def push_url(url: str, stream_key: str | None) -> str:
+    """The URL a sink pushes to: RTMP appends the key to the path, SRT sets ``streamid``."""
+    if not stream_key:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "srt":
+        query = "&".join(q for q in (parts.query, urlencode({"streamid": stream_key})) if q)
+        return urlunsplit(parts._replace(query=query))
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + stream_key))
+
+
+class StreamManager:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        runner: StreamRunner,
+        hub: ProductChangeHub,
+        defaults: ProgrammeDefaults,
+    ) -> None:
+        self.sessions = sessions
+        self.runner = runner
+        self.hub = hub
+        self.defaults = defaults
+        self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._selections: dict[str, _Selection] = {}
+        self._unsubscribe: dict[str, Callable[[], None]] = {}
+
+    # --- reconciling ------------------------------------------------------------------------
+
+    async def reconcile(self, stream_id: str) -> None:
+        """Start, stop, pause or resume ``stream_id`` so the runner matches the database."""
+        loaded = await asyncio.to_thread(self._load, stream_id)
+        status = self.runner.status(stream_id)
+        running = stream_id in self.runner.running() and status is not None
+        if loaded is None or loaded[0] == "stopped":
+            if running:
+                await self.runner.stop(stream_id)
+            self._selections.pop(stream_id, None)
+            return
+        desired, spec, selection = loaded
+        self._selections[stream_id] = selection
+        self._subscribe(selection.tenant_id)
+        if not running:
+            await self.runner.start(stream_id, spec)
+        elif desired == "paused":
+            await self.runner.pause(stream_id)
+        else:
+            await self.runner.resume(stream_id)
+
+    async def restore(self) -> list[str]:
+        """After a restart: bring back every stream that should be on air."""
+        ids = await asyncio.to_thread(self._on_air_ids)
+        for stream_id in ids:
+            try:
+                await self.reconcile(stream_id)
+            except Exception:
+                log.exception("could not restore stream %s", stream_id)
+        return ids
+
+    def _on_air_ids(self) -> list[str]:
+        with self.sessions() as session:
+            query = select(StreamRow.id).where(StreamRow.desired_state.in_(("live", "paused")))
+            return list(session.scalars(query.order_by(StreamRow.created_at)))
+
+    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection] | None:
+        with self.sessions() as session:
+            row = session.get(StreamRow, stream_id)
+            if row is None:
+                return None
+            return row.desired_state, self.spec_for(session, row), _selection(row)
+
+    def spec_for(self, session: Session, row: StreamRow) -> StreamSpec:
+        """The worker's spec: the selected products now, destinations with their keys."""
+        dests = session.scalars(
+            select(Destination).where(
+                Destination.tenant_id == row.tenant_id, Destination.id.in_(row.destination_ids)
+            )
+        ).all()
+        by_id = {d.id: d for d in dests}
+        urls = tuple(
+            push_url(by_id[d].url, by_id[d].stream_key) for d in row.destination_ids if d in by_id
+        )
+        d = self.defaults
+        return StreamSpec(
+            tenant_id=row.tenant_id,
+            lang=row.lang,
+            avatar=row.avatar,
+            voice=row.voice,
+            writer=row.writer,
+            size=d.size,
+            fps=d.fps,
+            products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
+            destinations=urls,
+            record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
+            paused=row.desired_state == "paused",
+            ice_servers=d.ice_servers,
+        )
+
+    # --- product changes --------------------------------------------------------------------
+
+    def _subscribe(self, tenant_id: str) -> None:
+        if tenant_id not in self._unsubscribe:
+            self._unsubscribe[tenant_id] = self.hub.subscribe(tenant_id, self._on_change)
+
+    def _on_change(self, change: ProductChange) -> None:
+        running = set(self.runner.running())
+        for stream_id, sel in list(self._selections.items()):
+            if sel.tenant_id != change.tenant_id or stream_id not in running:
+                continue
+            wanted = sel.product_ids
+            upserted = [p for p in change.upserted if wanted is None or p.id in wanted]
+            deleted = [i for i in change.deleted if wanted is None or i in wanted]
+            if upserted or deleted:
+                self._jobs.put_nowait(self._pusher(stream_id, upserted, deleted))
+
+    def _pusher(self, stream_id: str, upserted: list[Product], deleted: list[str]) -> Job:
+        async def push() -> None:
+            await self.runner.push_products(stream_id, upserted, deleted)
+
+        return push
+
+    # --- events -----------------------------------------------------------------------------
+
+    def on_event(self, event: StreamEvent) -> None:
+        """The runner's event callback: queue the database write."""
+        log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
+
+        async def write() -> None:
+            await asyncio.to_thread(self._write_event, event)
+
+        self._jobs.put_nowait(write)
+
+    def _write_event(self, event: StreamEvent) -> None:
+        with self.sessions() as session:
+            record_event(
+                session,
+                tenant_id=event.tenant_id,
+                stream_id=event.stream_id,
+                kind=event.kind,
+                detail=dict(event.detail),
+            )
+            session.commit()
+
+    async def run(self) -> None:
+        """Work off queued jobs until :meth:`close` queues the end."""
+        while (job := await self._jobs.get()) is not None:
+            try:
+                await job()
+            except Exception:
+                log.exception("stream manager job failed")
+
+    async def close(self) -> None:
+        """Stop every stream, keep the events they report, then end :meth:`run`."""
+        for unsubscribe in self._unsubscribe.values():
+            unsubscribe()
+        self._unsubscribe.clear()
+        await self.runner.drain()
+        self._jobs.put_nowait(None)
+
+
+def _selection(row: StreamRow) -> _Selection:
+    ids = frozenset(row.product_ids) if row.product_ids is not None else None
+    return _Selection(row.tenant_id, ids)
+
+
+def selected_products(
+    session: Session, tenant_id: str, product_ids: Sequence[str] | None
+) -> list[Product]:
+    """The tenant's products in rundown order: the given ids' order, else insertion order."""
+    query = select(ProductRow).where(ProductRow.tenant_id == tenant_id)
+    if product_ids is not None:
+        query = query.where(ProductRow.product_id.in_(list(product_ids)))
+    rows = {r.product_id: r for r in session.scalars(query.order_by(ProductRow.pk))}
+    order = list(product_ids) if product_ids is not None else list(rows)
+    return [to_product(rows[i]) for i in order if i in rows]

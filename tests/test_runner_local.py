@@ -1,0 +1,121 @@
+"""The local runner with real worker processes running the real live pipeline.
+
+Needs ``avatarcast.pipeline.live`` (run_live, LiveControl). Each test starts one or two
+workers, so the whole module takes about half a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from avatarcast.catalog.model import Product
+from avatarcast.runner.base import StreamEvent, StreamSpec, StreamStatus
+from avatarcast.runner.local import LocalRunner
+
+pytestmark = pytest.mark.timeout(120)
+
+FRYER = Product(id="AF-1", title="Air fryer", brand="Acme", price=Decimal("89.99"))
+SECRET_KEY = "sk_live_do_not_log_me"
+
+
+class Events(list[StreamEvent]):
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self]
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[tuple[LocalRunner, Events]]:
+    events = Events()
+    runner = LocalRunner(on_event=events.append, backoff_start=0.2, stop_timeout=5.0)
+    try:
+        yield runner, events
+    finally:
+        await runner.drain()
+
+
+async def wait_for(
+    runner: LocalRunner, stream_id: str, ok: Callable[[StreamStatus], bool], timeout: float = 20
+) -> StreamStatus:
+    """Poll the runner's snapshot (the worker reports every second) until ``ok``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = runner.status(stream_id)
+        if status is not None and ok(status):
+            return status
+        if time.monotonic() > deadline:
+            pytest.fail(f"{stream_id}: condition not met within {timeout} s; last {status}")
+        await asyncio.sleep(0.1)
+
+
+def spec(**kw: object) -> StreamSpec:
+    return StreamSpec(tenant_id="t1", products=(FRYER,), **kw)  # type: ignore[arg-type]
+
+
+async def test_live_run_records_reports_and_stops(
+    runner: tuple[LocalRunner, Events], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    r, events = runner
+    # an unreachable destination: the stream goes on, the key never shows
+    dest = f"rtmp://127.0.0.1:9/live/{SECRET_KEY}"
+    await r.start("s1", spec(record_dir=tmp_path / "rec", destinations=(dest,)))
+    st = await wait_for(r, "s1", lambda s: s.state == "live" and s.health.get("frames", 0) >= 50)
+    h = st.health
+    assert st.pid is not None and st.whep_port is not None
+    assert 20 <= h["fps"] <= 30
+    assert h["product_id"] == "AF-1" and h["price"] == "89.99"
+    assert {"uptime_s", "av_offset_ms", "encode_lag_ms", "sentence"} <= set(h)
+    assert len(h["destinations"]) == 1
+    assert SECRET_KEY not in json.dumps(h) and SECRET_KEY not in caplog.text
+
+    await r.pause("s1")
+    await wait_for(r, "s1", lambda s: s.state == "paused", timeout=5)
+    await r.resume("s1")
+    await wait_for(r, "s1", lambda s: s.state == "live", timeout=5)
+
+    await r.push_products("s1", [FRYER.model_copy(update={"price": Decimal("79.99")})])
+    t0 = time.monotonic()
+    await wait_for(r, "s1", lambda s: s.health.get("price") == "79.99", timeout=5)
+    assert time.monotonic() - t0 < 2.5
+
+    await r.stop("s1")
+    await wait_for(r, "s1", lambda s: s.state == "stopped", timeout=15)
+    assert events.kinds() == ["started", "stopped"]
+    assert "s1" not in r.running()
+    segments = list((tmp_path / "rec").glob("*/segment-*.mp4"))
+    assert segments and segments[0].stat().st_size > 10_000
+
+
+async def test_killed_worker_is_restarted_and_a_crash_recorded(
+    runner: tuple[LocalRunner, Events],
+) -> None:
+    r, events = runner
+    await r.start("s2", spec())
+    first = await wait_for(r, "s2", lambda s: s.state == "live")
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    again = await wait_for(r, "s2", lambda s: s.state == "live" and s.pid != first.pid)
+    assert again.restarts == 1
+    assert events.kinds()[:3] == ["started", "crashed", "restarted"]
+    crash = events[1]
+    assert crash.detail["signal"] == "SIGKILL" and crash.tenant_id == "t1"
+    await r.stop("s2")
+    await wait_for(r, "s2", lambda s: s.state == "stopped", timeout=15)
+    assert events.kinds()[-1] == "stopped"
+
+
+async def test_bad_options_fail_without_restarts(runner: tuple[LocalRunner, Events]) -> None:
+    r, events = runner
+    await r.start("s3", spec(avatar="nobody"))
+    st = await wait_for(r, "s3", lambda s: s.state == "failed")
+    assert st.last_error is not None and "nobody" in st.last_error
+    await asyncio.sleep(0.5)  # longer than the backoff: nothing restarts
+    assert events.kinds() == ["started", "failed"]
