@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -328,3 +329,86 @@ def test_a_check_takes_well_under_a_millisecond(guard: Guardrails) -> None:
             check(guard, text)
     per_check = (time.perf_counter() - start) / (20 * len(texts))
     assert per_check < 0.001, f"{per_check * 1000:.3f} ms per check"
+
+
+def template(g: Guardrails, text: str, *facts: str, product: Product | None = None) -> Verdict:
+    p = product or g.catalog.get("blender-b2")
+    assert p is not None
+    s = Sentence(text=text, lang="en", source="template", product_id=p.id, facts=facts)
+    return g.check(s, product=p, media_time=0.0)
+
+
+def test_template_wording_is_allowed_only_around_cited_facts(guard: Guardrails) -> None:
+    jar = "blender-b2:fact:jar"
+    assert template(guard, "Worth knowing, the jar: 1.5 litre glass jar.", jar).allowed
+    # the phrasing vocabulary never lets in a word that is neither phrasing nor cited fact
+    assert not template(guard, "Worth knowing: the jar also makes coffee.", jar).allowed
+    assert not template(guard, "Worth knowing: it crushes ice in seconds.", jar).allowed
+    # ... and free text (the model's) gets no phrasing vocabulary at all
+    assert not check(guard, "Worth knowing, the jar: 1.5 litre glass jar.").allowed
+    assert not check(guard, "It was never cheaper.").allowed
+    # numbers, banned terms and urgency stay strict for template sentences
+    assert not template(guard, "Worth knowing, the jar: 2.5 litre glass jar.", jar).allowed
+    assert not template(guard, "The best jar: 1.5 litre glass jar.", jar).allowed
+    assert not template(guard, "Stock check: 2 left.", "blender-b2:stock").allowed
+
+
+def test_template_vocabulary_follows_the_phrasings() -> None:
+    from avatarcast.script.guardrails import template_vocabulary
+    from avatarcast.script.template_phrases import PHRASES
+
+    for lang, slots in PHRASES.items():
+        vocab = template_vocabulary(lang)
+        for line in (line for lines in slots.values() for line in lines):
+            assert "{" not in " ".join(vocab.words)
+            for word in re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.sub(r"\{\w+\}", " ", line)):
+                assert word.casefold().replace("’", "'") in vocab, (lang, line, word)
+
+
+def test_price_stock_and_availability_facts_have_evidence(catalog: Catalog) -> None:
+    catalog.upsert([blender(prior_lowest_price=Decimal("99.99"), stock=4)])
+    g = Guardrails(catalog=catalog, lang="en", lexicon_dir=LEXICONS)
+    prior = "blender-b2:prior_lowest_price"
+    v = template(g, "In the thirty days before this offer, the lowest was €99.99.", prior)
+    assert v.allowed, v.reasons
+    assert template(g, "Stock check: 4 left.", "blender-b2:stock").allowed
+    assert template(g, "You can pre-order it now.", "blender-b2:availability").allowed
+    assert not template(g, "Stock check: 5 left.", "blender-b2:stock").allowed
+
+
+def test_numbers_in_the_title_name_the_product(catalog: Catalog) -> None:
+    catalog.upsert([blender(title={"en": "Sonavo Hush 700 headphones"})])
+    g = Guardrails(catalog=catalog, lang="en", lexicon_dir=LEXICONS)
+    assert check(g, "Meet the Sonavo Hush 700 headphones.").allowed
+    assert check(g, "The Hush 700 is here.").allowed
+    assert not check(g, "It has 700 speeds.").allowed
+    assert not check(g, "The Hush 700 has 700 speeds.").allowed
+
+
+def test_decimals_and_quoted_labels_are_not_stutters(catalog: Catalog) -> None:
+    g = Guardrails(catalog=catalog, lang="en", lexicon_dir=LEXICONS)
+    assert result(check(g, "It is 89.99 euro, not 119."), "loops")
+    facts = {
+        "bt": {"label": "Bluetooth", "value": "Bluetooth 5.3"},
+        "jar": {"label": "Jar", "value": "1.5 litre jar"},
+    }
+    catalog.upsert([blender(facts=facts)])
+    assert template(g, "Bluetooth: Bluetooth 5.3.", "blender-b2:fact:bt").allowed
+    assert template(g, "The jar holds 1.5 litres: 1.5 litre jar.", "blender-b2:fact:jar").allowed
+    assert not result(check(g, "It has Bluetooth Bluetooth Bluetooth."), "loops")
+    assert not result(check(g, "It is €89.99 €89.99."), "loops")
+
+
+def test_a_transition_is_checked_against_the_product_it_names(catalog: Catalog) -> None:
+    other = blender(id="kettle-k1", title="Kettle K1", brand="Boilo")
+    catalog.upsert([other])
+    g = Guardrails(catalog=catalog, lang="en", lexicon_dir=LEXICONS)
+    current = catalog.get("blender-b2")
+    s = Sentence(
+        text="Next up: the Kettle K1 from Boilo.",
+        lang="en",
+        source="template",
+        product_id="kettle-k1",
+        facts=("kettle-k1:title", "kettle-k1:brand"),
+    )
+    assert g.check(s, product=current, media_time=0.0).allowed

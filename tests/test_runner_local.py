@@ -43,16 +43,16 @@ async def runner() -> AsyncIterator[tuple[LocalRunner, Events]]:
 
 
 async def wait_for(
-    runner: LocalRunner, stream_id: str, ok: Callable[[StreamStatus], bool], timeout: float = 20
+    runner: LocalRunner, stream_id: str, ok: Callable[[StreamStatus], bool], within: float = 20
 ) -> StreamStatus:
     """Poll the runner's snapshot (the worker reports every second) until ``ok``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         status = runner.status(stream_id)
         if status is not None and ok(status):
             return status
         if time.monotonic() > deadline:
-            pytest.fail(f"{stream_id}: condition not met within {timeout} s; last {status}")
+            pytest.fail(f"{stream_id}: condition not met within {within} s; last {status}")
         await asyncio.sleep(0.1)
 
 
@@ -77,17 +77,17 @@ async def test_live_run_records_reports_and_stops(
     assert SECRET_KEY not in json.dumps(h) and SECRET_KEY not in caplog.text
 
     await r.pause("s1")
-    await wait_for(r, "s1", lambda s: s.state == "paused", timeout=5)
+    await wait_for(r, "s1", lambda s: s.state == "paused", within=5)
     await r.resume("s1")
-    await wait_for(r, "s1", lambda s: s.state == "live", timeout=5)
+    await wait_for(r, "s1", lambda s: s.state == "live", within=5)
 
     await r.push_products("s1", [FRYER.model_copy(update={"price": Decimal("79.99")})])
     t0 = time.monotonic()
-    await wait_for(r, "s1", lambda s: s.health.get("price") == "79.99", timeout=5)
+    await wait_for(r, "s1", lambda s: s.health.get("price") == "79.99", within=5)
     assert time.monotonic() - t0 < 2.5
 
     await r.stop("s1")
-    await wait_for(r, "s1", lambda s: s.state == "stopped", timeout=15)
+    await wait_for(r, "s1", lambda s: s.state == "stopped", within=15)
     assert events.kinds() == ["started", "stopped"]
     assert "s1" not in r.running()
     segments = list((tmp_path / "rec").glob("*/segment-*.mp4"))
@@ -108,7 +108,7 @@ async def test_killed_worker_is_restarted_and_a_crash_recorded(
     crash = events[1]
     assert crash.detail["signal"] == "SIGKILL" and crash.tenant_id == "t1"
     await r.stop("s2")
-    await wait_for(r, "s2", lambda s: s.state == "stopped", timeout=15)
+    await wait_for(r, "s2", lambda s: s.state == "stopped", within=15)
     assert events.kinds()[-1] == "stopped"
 
 

@@ -121,6 +121,84 @@ def replay(
 
 
 @app.command()
+def live(
+    catalog: CatalogOpt,
+    to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="RTMP/RTMPS destination URL with its key (repeatable)."),
+    ] = None,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Folder for the segmented MP4 recording.")
+    ] = None,
+    whep_port: Annotated[
+        int | None, typer.Option("--whep-port", help="Serve WHEP at http://127.0.0.1:PORT/whep.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Seconds on air (default: until Ctrl-C).")
+    ] = None,
+    lang: LangOpt = "en",
+    avatar: AvatarOpt = None,
+    voice: VoiceOpt = None,
+    writer: WriterOpt = "template",
+    seed: SeedOpt = 0,
+    size: SizeOpt = "720p",
+    fps: FpsOpt = 25,
+    segment_seconds: Annotated[
+        float, typer.Option("--segment-seconds", help="Length of recording segments.")
+    ] = 600.0,
+    start_at: Annotated[
+        float, typer.Option("--start-at", help="Media time of the first frame, in seconds.")
+    ] = 0.0,
+    status_json: Annotated[
+        bool, typer.Option("--status-json", help="Print status as JSON lines on stdout.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
+    from avatarcast.pipeline.build import ProgrammeOptions
+    from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+
+    _setup_logging(verbose)
+    opts = LiveOptions(
+        programme=ProgrammeOptions(
+            catalog_path=catalog,
+            lang=lang,
+            avatar=avatar,
+            voice=voice,
+            writer=writer,
+            seed=seed,
+            size=size,
+            fps=fps,
+        ),
+        destinations=tuple(to or ()),
+        record_dir=record,
+        segment_seconds=segment_seconds,
+        whep_port=whep_port,
+        duration=duration,
+        start_at=start_at,
+    )
+    control = LiveControl()
+
+    def on_status(status: dict[str, object]) -> None:
+        if status_json:
+            sys.stdout.write(json.dumps(status) + "\n")
+            sys.stdout.flush()
+
+    async def main() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, control.stop)
+        await run_live(opts, control=control, on_status=on_status if status_json else None)
+
+    try:
+        asyncio.run(main())
+    except (AvatarcastError, OSError) as e:
+        raise _fail(e) from None
+
+
+@app.command()
 def avatars() -> None:
     """List installed avatar packs."""
     from avatarcast.avatar.pack import list_packs, load_pack

@@ -170,8 +170,10 @@ CONCEPTS: dict[str, dict[str, str]] = {
 
 #: Multi-word phrasings rewritten to a concept word before tokenising (text is casefolded).
 PHRASES: tuple[tuple[str, str], ...] = (
-    (r"\bhow much\b(?!\s+(?:does|can|will|would)\s+(?:it|this|that|the\s+\w+)\s+(?:hold|fit|weigh))",
-     " price "),
+    (
+        r"\bhow much\b(?!\s+(?:does|can|will|would)\s+(?:it|this|that|the\s+\w+)\s+(?:hold|fit|weigh))",
+        " price ",
+    ),
     (r"\bsold out\b|\bin stock\b|\bop voorraad\b", " stock "),
     (r"\bwie maakt\b|\bwho makes\b", " brand "),
     (r"\bwat kost\b|\bhoeveel kost\b", " prijs "),

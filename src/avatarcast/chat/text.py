@@ -18,7 +18,8 @@ from avatarcast.chat.lexicon import CATEGORY_ALIASES, CONCEPTS, PHRASES, STOPWOR
 
 __all__ = ["Token", "detect_lang", "fold", "stem", "tokenize"]
 
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[\u3400-\u9fff]+")
+_L = r"[^\W_\u3400-\u9fff]"
+_WORD = re.compile(rf"{_L}+(?:[-']{_L}+)*|[\u3400-\u9fff]+")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -118,12 +119,19 @@ def tokenize(text: str, lang: str, *, keep_stopwords: bool = False) -> list[Toke
         if _HAN.match(word):
             out.extend(_han_tokens(word))
             continue
-        for part in [word, *word.split("-")] if "-" in word else [word]:
+        for part in _parts(word, latin):
             s = stem(part, latin)
             if not keep_stopwords and s in _STOP[latin]:
                 continue
             out.append(Token(s, _LATIN_CONCEPTS.get((latin, s), ())))
     return out
+
+
+def _parts(word: str, lang: str) -> list[str]:
+    """A hyphenated word whole if the vocabulary knows it ("usb-c"), else its parts ("5-litre")."""
+    if "-" not in word or (lang, stem(word, lang)) in _LATIN_CONCEPTS:
+        return [word]
+    return [p for p in word.split("-") if p]
 
 
 def _han_tokens(run: str) -> list[Token]:

@@ -105,6 +105,10 @@ class Encoder:
                 raise MediaError("encoder already flushed")
             if frame.pts <= self._last_pts:
                 raise MediaError(f"frame pts {frame.pts} not after {self._last_pts}")
+            if self._last_pts < 0 and frame.pts > 0:
+                # a programme that starts later in media time: audio starts at the same instant
+                self._samples = frame.pts * self._spf
+                self._next_video = frame.pts * fmt.video_time_base
             self._last_pts = frame.pts
             vf = av.VideoFrame.from_numpy_buffer(
                 np.ascontiguousarray(frame.yuv).reshape(fmt.height * 3 // 2, fmt.width),

@@ -43,6 +43,7 @@ class LiveOptions:
     whep_host: str = "127.0.0.1"
     whep_token: str | None = None
     duration: float | None = None
+    start_at: float = 0.0
     ice_servers: tuple[Mapping[str, Any], ...] = ()
     backoff_start: float = 1.0
     backoff_cap: float = 10.0
@@ -136,7 +137,8 @@ class LiveControl:
             "media_time_s": round(frames / fps, 3),
             "fps": round(self._fps, 2),
             "av_offset_ms": 0.0,
-            "encode_lag_ms": round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
+            "encode_lag_ms": round(stats.last_lateness_s * 1000, 1) if stats else 0.0,
+            "max_lag_ms": round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
             "late_frames": stats.late_frames if stats else 0,
             "product_id": product.id if product else None,
             "price": str(product.current_price) if product else None,
@@ -196,12 +198,14 @@ async def run_live(
         control._whep_url = whep_server.url
     built = build(resolved, live=True)
     control._built = built
+    await asyncio.to_thread(_warm_up, built)
     runner = ProgrammeRunner(
         programme=built.programme,
         compose=built.compositor,
         encoder=built.encoder,
         sinks=sinks,
         clock=WallClock(),
+        start_pts=round(opts.start_at * fmt.fps),
     )
     control._runner = runner
     if control._stop_requested:
@@ -232,6 +236,18 @@ async def run_live(
     if on_status is not None:
         on_status(final)
     return final
+
+
+def _warm_up(built: Built) -> None:
+    """Draw one frame before the clock starts, so the first due frame is not late."""
+    from avatarcast.avatar.base import AvatarState
+    from avatarcast.programme.yuv import YuvFrame
+
+    fmt = built.fmt
+    frame = YuvFrame(fmt.width, fmt.height)
+    built.compositor.compose(
+        frame, state=AvatarState(), product=built.programme.current_product, caption=None
+    )
 
 
 def _ice(spec: Mapping[str, Any]) -> IceServer:

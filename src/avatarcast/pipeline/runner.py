@@ -47,6 +47,7 @@ class RunStats:
     frames: int = 0
     late_frames: int = 0
     max_lateness_s: float = 0.0
+    last_lateness_s: float = 0.0
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: {"plan": 0.0, "compose": 0.0, "encode": 0.0, "sinks": 0.0}
     )
@@ -72,6 +73,7 @@ class ProgrammeRunner:
         clock: Clock,
         before_frame: Callable[[int], Awaitable[None]] | None = None,
         on_progress: Callable[[int], None] | None = None,
+        start_pts: int = 0,
     ) -> None:
         self._programme = programme
         self._compose = compose
@@ -80,6 +82,7 @@ class ProgrammeRunner:
         self._clock = clock
         self._before = before_frame
         self._on_progress = on_progress
+        self._start_pts = start_pts
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
         self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
@@ -138,7 +141,8 @@ class ProgrammeRunner:
         try:
             n = 0
             while (frames is None or n < frames) and not self._stop.is_set():
-                self.pts = n
+                pts = self._start_pts + n
+                self.pts = pts
                 due = n / fps
                 if not self._clock.simulated:
                     await self._clock.sleep_until(due)
@@ -146,12 +150,13 @@ class ProgrammeRunner:
                     if late > 1.0 / fps:
                         self.stats.late_frames += 1
                     self.stats.max_lateness_s = max(self.stats.max_lateness_s, late)
+                    self.stats.last_lateness_s = max(late, 0.0)
                 if self._before is not None:
-                    await self._before(n)
+                    await self._before(pts)
                 t0 = time.perf_counter()
-                plan = await self._programme.plan(n)
+                plan = await self._programme.plan(pts)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
-                buf = self._ring[n % len(self._ring)]
+                buf = self._ring[pts % len(self._ring)]
                 frame = await loop.run_in_executor(
                     self._compose_pool, self._timed_compose, plan, buf
                 )

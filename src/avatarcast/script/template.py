@@ -20,7 +20,7 @@ from avatarcast.frames import SegmentKind, Sentence
 from avatarcast.locale import format_price, language, spoken_price, spoken_units
 from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import normalise
-from avatarcast.script.template_phrases import PHRASES
+from avatarcast.script.template_phrases import MORE_THAN, PHRASES
 
 __all__ = ["TemplateWriter", "estimate_seconds"]
 
@@ -336,7 +336,7 @@ def pct_text(exact: Decimal, lang: str) -> str:
     whole = exact.quantize(Decimal(1), rounding=ROUND_DOWN)
     if whole == exact:
         return f"{whole}%"
-    return f"more than {whole}%" if lang != "nl" else f"meer dan {whole}%"
+    return MORE_THAN.get(lang, MORE_THAN["en"]).format(pct=f"{whole}%")
 
 
 def _lower(text: str) -> str:

@@ -398,3 +398,6 @@ NL: Final[Slots] = {
 }
 
 PHRASES: Final[dict[str, Slots]] = {"en": EN, "nl": NL}
+
+#: A percentage that was truncated: the exact reduction is a little more than ``{pct}``.
+MORE_THAN: Final[dict[str, str]] = {"en": "more than {pct}", "nl": "meer dan {pct}"}

@@ -10,6 +10,7 @@ the two never drift apart; free text (the model's) gets no such vocabulary.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -23,7 +24,7 @@ from avatarcast.script.guardrails.evidence import (
 )
 from avatarcast.script.guardrails.numbers import NUM_WITH_UNIT
 from avatarcast.script.guardrails.verdict import CheckResult
-from avatarcast.script.template_phrases import PHRASES
+from avatarcast.script.template_phrases import MORE_THAN, PHRASES
 
 __all__ = ["Vocabulary", "check_claims", "template_vocabulary"]
 
@@ -100,11 +101,11 @@ _EMPTY = Vocabulary(frozenset(), frozenset())
 @cache
 def template_vocabulary(lang: str) -> Vocabulary:
     """The template writer's fixed wording in ``lang``: its phrasings, placeholders removed."""
-    phrasings = PHRASES.get(lang, PHRASES["en"])
+    lines = [line for slot in PHRASES.get(lang, PHRASES["en"]).values() for line in slot]
+    lines.append(MORE_THAN.get(lang, MORE_THAN["en"]))
     latin = "nl" if lang == "nl" else "en"
     words = frozenset(
         t.casefold().replace("’", "'")
-        for lines in phrasings.values()
         for line in lines
         for t in tokens(_PLACEHOLDER.sub(" ", line))
     )
@@ -122,7 +123,7 @@ def check_claims(
     facts: list[str],
 ) -> CheckResult:
     """``text`` is case-folded. ``fixed``: the sentence is template phrasing plus cited facts."""
-    passages: tuple[Passage, ...] | list[Passage] = ev.passages if ev is not None else ()
+    passages: Sequence[Passage] = ev.passages if ev is not None else ()
     if cited:
         unknown = [f for f in cited if ev is None or f not in ev.by_id]
         if unknown:
@@ -148,10 +149,28 @@ def check_claims(
     covered = [u for u in units if any(_covers(p, u) for p in ranked)]
     if len(covered) < coverage * len(units):
         return CheckResult("claims", False, "combines facts that do not belong together")
-    if negated(text, ignore=vocab.words) != ranked[0].negated:
+    if fixed and cited:
+        contradiction = _unquoted_negation(text, passages, vocab)
+        if contradiction:
+            return CheckResult("claims", False, f"negation {contradiction!r} is not in its facts")
+    elif negated(text) != ranked[0].negated:
         return CheckResult("claims", False, f"contradicts {ranked[0].fact_id} (negation)")
     facts.extend(p.fact_id for p in ranked if any(_covers(p, u) for u in units))
     return CheckResult("claims", True)
+
+
+def _unquoted_negation(text: str, passages: Sequence[Passage], vocab: Vocabulary) -> str:
+    """A negation that is neither fixed phrasing nor quoted from a cited fact, or "".
+
+    A template sentence may cite several facts, some negated ("BPA-free") and some not, so its
+    polarity is checked word by word rather than against one best passage.
+    """
+    quoted = {t.lower().replace("’", "'") for p in passages for t in tokens(p.text)}
+    for token in tokens(text):
+        t = token.lower().replace("’", "'")
+        if is_negation(t) and t not in vocab.words and t not in quoted:
+            return token
+    return ""
 
 
 def _covers(passage: Passage, unit: str) -> bool:
