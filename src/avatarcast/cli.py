@@ -7,12 +7,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from avatarcast.errors import AvatarcastError
+
+if TYPE_CHECKING:
+    from avatarcast.script.llm import LlmOptions
+    from avatarcast.settings import Settings
 
 app = typer.Typer(
     name="avatarcast",
@@ -39,6 +43,26 @@ FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second: 25 or 30.
 def _fail(e: AvatarcastError | OSError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+def _llm_options(writer: str) -> LlmOptions | None:
+    """The model endpoint from settings (``[llm]``, ``AVATARCAST_LLM__*``) for ``--writer llm``."""
+    if writer != "llm":
+        return None
+    from avatarcast.script.llm import LlmOptions
+    from avatarcast.settings import Settings
+
+    try:
+        llm = Settings().llm
+    except (AvatarcastError, ValueError) as e:
+        err.print(f"[bold red]error:[/] settings: {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    return LlmOptions(
+        base_url=llm.base_url,
+        model=llm.model,
+        api_key=llm.api_key.get_secret_value() or "unused",
+        request_timeout=llm.timeout_s,
+    )
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -76,6 +100,7 @@ def render(
         avatar=avatar,
         voice=voice,
         writer=writer,
+        llm=_llm_options(writer),
         seed=seed,
         size=size,
         fps=fps,
@@ -166,6 +191,7 @@ def live(
             avatar=avatar,
             voice=voice,
             writer=writer,
+            llm=_llm_options(writer),
             seed=seed,
             size=size,
             fps=fps,
@@ -216,6 +242,110 @@ def voices() -> None:
     for v in list_voices():
         kind = "offline" if v.offline else "network"
         out.print(f"{v.name}\t{v.engine}\t{','.join(v.languages)}\t{kind}", highlight=False)
+
+
+HostOpt = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+def _server_settings(host: str | None, port: int | None) -> Settings:
+    """Settings with ``--host``/``--port`` over the file and environment."""
+    from avatarcast.settings import Settings
+
+    try:
+        settings = Settings()
+    except (AvatarcastError, ValueError) as e:
+        err.print(f"[bold red]error:[/] settings: {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    given = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    return settings.model_copy(update={"api": settings.api.model_copy(update=given)})
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False) -> None:
+    """Serve the control plane API; streams that should be live start again."""
+    import uvicorn
+
+    from avatarcast.control import create_app
+
+    _setup_logging(verbose)
+    settings = _server_settings(host, port)
+    uvicorn.run(
+        create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
+    )
+
+
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The control plane database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name; created if missing.")],
+    role: Annotated[
+        str, typer.Option("--role", help="admin, operator, supervisor or backend.")
+    ] = "operator",
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "",
+) -> None:
+    """Print a new API key. It is shown this once; only its hash is stored."""
+    from avatarcast.control import create_key, upgrade_database
+    from avatarcast.control.db import make_engine, make_sessionmaker
+
+    settings = _server_settings(None, None)
+    upgrade_database(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        _, key = create_key(make_sessionmaker(engine), tenant_name=tenant, role=role, key_name=name)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(code=2) from None
+    finally:
+        engine.dispose()
+    out.print(key, highlight=False, soft_wrap=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (the server also does this when it starts)."""
+    from avatarcast.control import upgrade_database
+    from avatarcast.control.db import current_revision
+
+    url = _server_settings(None, None).database_url
+    upgrade_database(url)
+    out.print(f"database at revision {current_revision(url)}", highlight=False)
+
+
+@app.command()
+def demo(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False) -> None:
+    """Serve the API on loopback with the demo catalog and one live, recorded demo stream."""
+    from avatarcast.control.demo import DemoInfo, serve_demo
+
+    _setup_logging(verbose)
+    settings = _server_settings(host or "127.0.0.1", port)
+
+    def ready(info: DemoInfo) -> None:
+        out.print(
+            f"avatarcast demo: {info.products} products, stream {info.stream_id} going live\n"
+            f"  player      {info.player_url}\n"
+            f"  API docs    {info.docs_url}\n"
+            f"  API key     {info.api_key}  (operator; shown once)\n"
+            f"  status      curl -H 'Authorization: Bearer {info.api_key}' "
+            f"{info.api_url}/v1/streams/{info.stream_id}\n"
+            f"  recordings  {info.recordings_dir}\n"
+            "Ctrl-C stops.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        asyncio.run(serve_demo(settings, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    except (AvatarcastError, OSError) as e:
+        raise _fail(e) from None
 
 
 def main() -> None:

@@ -60,9 +60,9 @@ class StreamDefaults(_Section):
 
 
 class LlmSettings(_Section):
-    """An OpenAI-compatible endpoint for the ``llm`` script writer."""
+    """An OpenAI-compatible endpoint for the ``llm`` script writer (none unless configured)."""
 
-    base_url: str = "http://127.0.0.1:11434/v1"
+    base_url: str = ""
     model: str = "llama3.1"
     api_key: SecretStr = SecretStr("")
     timeout_s: float = Field(default=30.0, gt=0)

@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from avatarcast.catalog.model import Product, localize
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.retrieval import Hit, Retrieval, Retriever
+from avatarcast.errors import UnknownNameError
 from avatarcast.frames import Sentence
 from avatarcast.locale import format_price, language, spoken_price, spoken_units
 from avatarcast.script.guardrails import Guardrails
@@ -89,6 +90,7 @@ class Answer:
     kind: AnswerKind
     confidence: float
     refused: tuple[str, ...] = ()  # guardrail reasons for a refused model reply
+    body: str = ""  # the text without the address and disclosure: what the claims are in
 
     def sentence(self, lang: str) -> Sentence:
         return Sentence(
@@ -149,9 +151,19 @@ class Answerer:
         if self._client is not None:
             await self._client.close()
 
-    async def answer(self, question: str, names: Sequence[str], *, media_time: float) -> Answer:
-        """The answer to ``question`` for ``names``; never raises for a model failure."""
-        found = self.retriever.search(question)
+    async def answer(
+        self,
+        question: str,
+        names: Sequence[str],
+        *,
+        media_time: float,
+        product_id: str | None = None,
+    ) -> Answer:
+        """The answer to ``question`` for ``names``; never raises for a model failure.
+
+        ``product_id`` is the product on air when the question was asked ("it").
+        """
+        found = self.retriever.search(question, current=product_id)
         template = self.template(found, names)
         if template.kind == "unknown" or self.llm is None or self._client is None:
             return template
@@ -189,6 +201,7 @@ class Answerer:
         text = prefix + (lead + _lower(body) if lead else _upper(body))
         spoken = prefix + (lead.replace("@", "") + _lower(spoken_body) if lead else spoken_body)
         return Answer(
+            body=_upper(body),
             text=text,
             spoken=spoken_units(spoken, self.lang),
             facts=facts,
@@ -197,6 +210,11 @@ class Answerer:
             confidence=confidence,
             refused=refused,
         )
+
+    def honest(self, product_id: str | None, names: Sequence[str]) -> Answer:
+        """The "I don't know, please check the product page" reply."""
+        product = self.catalog.get(product_id) if product_id else None
+        return self._unknown(product, names, 0.0)
 
     def _unknown(self, product: Product | None, names: Sequence[str], conf: float) -> Answer:
         lang = _text_lang(self.lang)
@@ -207,6 +225,7 @@ class Answerer:
         prefix = p["disclosure"] if self.disclosure else ""
         facts = (product.fact_id("title"),) if product is not None else ()
         return Answer(
+            body="",
             text=prefix + _upper(text),
             spoken=prefix + _upper(text.replace("@", "")),
             facts=facts,
@@ -242,6 +261,7 @@ class Answerer:
         if not verdict.allowed:
             self.refusals.append((body, verdict.reasons))
             return Answer(
+                body=template.body,
                 text=template.text,
                 spoken=template.spoken,
                 facts=template.facts,
@@ -333,7 +353,7 @@ def _plain_label(label: str, lang: str) -> bool:
 def _text_lang(lang: str) -> str:
     try:
         return language(lang).text
-    except Exception:
+    except UnknownNameError:
         return "en"
 
 

@@ -171,7 +171,8 @@ CONCEPTS: dict[str, dict[str, str]] = {
 #: Multi-word phrasings rewritten to a concept word before tokenising (text is casefolded).
 PHRASES: tuple[tuple[str, str], ...] = (
     (
-        r"\bhow much\b(?!\s+(?:does|can|will|would)\s+(?:it|this|that|the\s+\w+)\s+(?:hold|fit|weigh))",
+        r"\bhow much\b(?!\s+(?:does|can|will|would)\s+(?:it|this|that|the\s+\w+)\s+"
+        r"(?:hold|fit|weigh))",
         " price ",
     ),
     (r"\bsold out\b|\bin stock\b|\bop voorraad\b", " stock "),

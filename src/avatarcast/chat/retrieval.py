@@ -105,12 +105,18 @@ class Retriever:
         self.top_k = top_k
         self._indexes: dict[str, _Index] = {}
 
-    def search(self, question: str, *, lang: str | None = None) -> Retrieval:
-        """The passages of the product the question is about, best first."""
+    def search(
+        self, question: str, *, lang: str | None = None, current: str | None = None
+    ) -> Retrieval:
+        """The passages of the product the question is about, best first.
+
+        ``current`` is the product "it" means (the one on air when it was asked); without it
+        the ``current_product`` callback is asked.
+        """
         qlang = detect_lang(question, lang or self.lang)
         text_lang = self._text_lang(lang or self.lang)
         index = self._index(text_lang)
-        product_id, named = self._target(question, qlang, index)
+        product_id, named = self._target(question, qlang, index, current)
         units = [u for u in tokenize(question, qlang) if u.term not in index.name_terms]
         if product_id is None or not units or index.bm25 is None:
             return Retrieval(
@@ -140,7 +146,9 @@ class Retriever:
 
     # --- targets -------------------------------------------------------------------------------
 
-    def _target(self, question: str, lang: str, index: _Index) -> tuple[str | None, bool]:
+    def _target(
+        self, question: str, lang: str, index: _Index, current: str | None
+    ) -> tuple[str | None, bool]:
         """The product a question names (fuzzy on brand/model/title words), else the one on air."""
         words = [t.term for t in tokenize(question, lang, keep_stopwords=True) if t.term]
         best: tuple[float, str] | None = None
@@ -153,7 +161,7 @@ class Retriever:
                 best = (score, pid)
         if best is not None:
             return best[1], True
-        current = self.current_product()
+        current = current if current is not None else self.current_product()
         if current is not None and current in self.catalog:
             return current, False
         ids = self.catalog.ids()

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avatarcast.avatar.animator import Animator
 from avatarcast.avatar.pack import AvatarPack, list_packs, load_pack
@@ -28,13 +29,16 @@ from avatarcast.programme.compositor import Compositor
 from avatarcast.programme.overlays import LabelConfig, label_text
 from avatarcast.programme.programme import Programme, SpokenLine
 from avatarcast.script.base import ScriptWriter
+from avatarcast.script.guardrails import Refusal
 from avatarcast.script.rundown import Rundown
-from avatarcast.script.template import TemplateWriter
+from avatarcast.script.stack import ScriptStack, check_writer
 from avatarcast.voice.base import Voice
 from avatarcast.voice.registry import create_voice, default_voice_for, list_voices
 
+if TYPE_CHECKING:
+    from avatarcast.script.llm import LlmOptions
+
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-WRITERS = ("template", "llm")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +50,8 @@ class ProgrammeOptions:
     avatar: str | None = None
     voice: str | None = None
     writer: str = "template"
+    #: the model endpoint for ``writer="llm"`` (from Settings, read by the CLI only)
+    llm: LlmOptions | None = None
     seed: int = 0
     size: str = "720p"
     fps: int = 25
@@ -73,8 +79,7 @@ def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> R
         raise UnknownNameError("frame size", opts.size, list(SIZES))
     if opts.fps not in (25, 30):
         raise ConfigError(f"--fps must be 25 or 30, got {opts.fps}")
-    if opts.writer not in WRITERS:
-        raise UnknownNameError("writer", opts.writer, list(WRITERS))
+    check_writer(opts.writer, opts.llm)
     packs = list_packs()
     avatar = opts.avatar or (packs[0] if packs else "")
     if avatar not in packs:
@@ -133,6 +138,7 @@ class Built:
     voice: Voice
     writer: ScriptWriter
     pack: AvatarPack
+    script: ScriptStack | None = None
     recent: deque[SpokenLine] = field(default_factory=lambda: deque(maxlen=200))
     listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
 
@@ -145,7 +151,19 @@ class Built:
     def fmt(self) -> StreamFormat:
         return self.resolved.fmt
 
+    @property
+    def refusals(self) -> tuple[Refusal, ...]:
+        """The latest sentences the guardrails refused before they were spoken, with reasons."""
+        return tuple(self.script.refusals) if self.script is not None else ()
+
+    async def start(self) -> None:
+        """Start background parts (the LLM lookahead); call before running the programme."""
+        if self.script is not None:
+            await self.script.start()
+
     async def aclose(self) -> None:
+        if self.script is not None:
+            await self.script.aclose()
         await self.voice.aclose()
         close = getattr(self.encoder, "close", None)
         if close is not None:
@@ -166,7 +184,11 @@ def build(
     guard: Guard | None = None,
     encoder: FrameEncoder | None = None,
 ) -> Built:
-    """Assemble the parts. ``live`` picks prefetching talk over pulled talk."""
+    """Assemble the parts. ``live`` picks prefetching talk over pulled talk.
+
+    Every sentence passes the stream language's guardrails before it is voiced (``guard``
+    replaces them, for tests). ``writer`` replaces the one ``opts.writer`` names.
+    """
     opts, fmt = resolved.opts, resolved.fmt
     catalog = catalog if catalog is not None else Catalog(resolved.products)
     pack = load_pack(resolved.avatar)
@@ -180,14 +202,22 @@ def build(
         label=LabelConfig(text=opts.label_text, position=opts.label_position),  # type: ignore[arg-type]
     )
     voice = create_voice(resolved.voice)
-    writer = writer if writer is not None else TemplateWriter(seed=opts.seed)
+    script = ScriptStack(
+        catalog=catalog,
+        lang=opts.lang,
+        seed=opts.seed,
+        writer=opts.writer,
+        llm=opts.llm,
+        live=live,
+    )
+    writer = writer if writer is not None else script.writer
     rundown = Rundown(catalog, lang=opts.lang)
     talk = TalkSource(
         catalog=catalog,
         next_segment=rundown.next,
         writer=writer,
         voice=voice,
-        guard=guard,
+        guard=guard if guard is not None else script.guard,
         prefetch=3 if live else 0,
     )
     animator = Animator(fps=fmt.fps, seed=opts.seed, lang=opts.lang)
@@ -213,6 +243,7 @@ def build(
         voice=voice,
         writer=writer,
         pack=pack,
+        script=script,
     )
     hub.append(built._on_line)
     return built

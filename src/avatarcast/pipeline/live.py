@@ -18,6 +18,7 @@ from typing import Any
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.clock import WallClock
+from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
 from avatarcast.logs import redact
 from avatarcast.output.base import Sink
@@ -83,6 +84,8 @@ class LiveControl:
     _fps_window: tuple[float, int] = (0.0, 0)
     _fps: float = 0.0
     _stop_requested: bool = False
+    _bad_destinations: list[Status] = field(default_factory=list)
+    _whep_error: str | None = None
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -143,8 +146,9 @@ class LiveControl:
             "product_id": product.id if product else None,
             "price": str(product.current_price) if product else None,
             "sentence": sentence.text if sentence else None,
-            "destinations": [_dest_status(s) for s in self._rtmp],
+            "destinations": [_dest_status(s) for s in self._rtmp] + self._bad_destinations,
             "whep_url": self._whep_url,
+            "whep_error": self._whep_error,
             "recording_dir": self._recording_dir,
         }
 
@@ -172,16 +176,30 @@ async def run_live(
     control = control or LiveControl()
     resolved = validate(opts.programme, products)
     fmt = resolved.fmt
-    sinks: list[Sink] = [
-        RtmpSink(
-            url,
-            metadata=fmt.metadata,
-            backoff_start=opts.backoff_start,
-            backoff_cap=opts.backoff_cap,
-            name=redact_url(url),
-        )
-        for url in opts.destinations
-    ]
+    sinks: list[Sink] = []
+    for url in opts.destinations:
+        try:
+            sinks.append(
+                RtmpSink(
+                    url,
+                    metadata=fmt.metadata,
+                    backoff_start=opts.backoff_start,
+                    backoff_cap=opts.backoff_cap,
+                    name=redact_url(url),
+                )
+            )
+        except ConfigError as e:
+            # one bad destination must not keep the others (or the recording) off air
+            log.error("destination %s refused: %s", redact_url(url), e)
+            control._bad_destinations.append(
+                {
+                    "name": redact_url(url),
+                    "state": "failed",
+                    "bytes_sent": 0,
+                    "reconnects": 0,
+                    "last_error": redact(str(e)),
+                }
+            )
     control._rtmp = [s for s in sinks if isinstance(s, RtmpSink)]
     if opts.record_dir is not None:
         sinks.append(
@@ -193,9 +211,16 @@ async def run_live(
     whep_server: WhepServer | None = None
     if opts.whep_port is not None:
         whep = WhepSink(ice_servers=tuple(_ice(s) for s in opts.ice_servers))
-        whep_server = await serve_whep(whep, opts.whep_host, opts.whep_port, token=opts.whep_token)
-        sinks += [whep, _PcmTap(whep)]
-        control._whep_url = whep_server.url
+        try:
+            whep_server = await serve_whep(
+                whep, opts.whep_host, opts.whep_port, token=opts.whep_token
+            )
+        except OutputError as e:
+            log.error("WHEP is off: %s", e)
+            control._whep_error = str(e)
+        else:
+            sinks += [whep, _PcmTap(whep)]
+            control._whep_url = whep_server.url
     built = build(resolved, live=True)
     control._built = built
     await asyncio.to_thread(_warm_up, built)
@@ -214,6 +239,7 @@ async def run_live(
     control.started_wall = time.perf_counter()
     control.state = "live"
     try:
+        await built.start()  # the LLM lookahead, when --writer llm
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
             reporter = tg.create_task(_report(control, on_status, status_interval))

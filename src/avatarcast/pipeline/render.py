@@ -19,10 +19,12 @@ from avatarcast.frames import StreamFormat
 from avatarcast.health import LabelProbe, analyse
 from avatarcast.output.encoder_process import ProcessEncoder
 from avatarcast.output.mp4 import Mp4FileSink
+from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
+from avatarcast.pipeline.talk import Guard
 from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.replay import EventLog, apply_event, load_session
+from avatarcast.replay import EventLog, accept_chat, apply_event, chat_summary, load_session
 
 
 @dataclass(slots=True, kw_only=True)
@@ -207,9 +209,16 @@ async def replay_session(
     )
     resolved = validate(opts)
     catalog = Catalog(resolved.products)
+    guards: list[Guard] = []  # the chat's guard, bound once the programme is built
     built = build(
-        resolved, live=False, catalog=catalog, encoder=deterministic_encoder(resolved.fmt)
+        resolved,
+        live=False,
+        catalog=catalog,
+        encoder=deterministic_encoder(resolved.fmt),
+        guard=lambda s, p, t: guards[0](s, p, t),
     )
+    chat = ProgrammeChat(built, disclosure=bool(o.get("disclosure", False)))
+    guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
     events = list(session.events)
     log = EventLog()
@@ -219,6 +228,9 @@ async def replay_session(
         t = pts / fps
         while events and events[0].t <= t:
             ev = events.pop(0)
+            if ev.type == "chat":
+                accept_chat(ev, chat.desk, log)
+                continue
             changed = apply_event(ev, catalog, log)
             if changed:
                 built.programme.catalog_changed(changed, pts)
@@ -235,6 +247,10 @@ async def replay_session(
                             }
                         )
 
+        if chat.desk.pending:
+            await chat.desk.answer_pending(t)
+        chat.before_frame(pts)
+
     frames = round(duration * fps)
     with atomic_text(transcript) as tf:
         result = await render_built(
@@ -243,6 +259,8 @@ async def replay_session(
     for ev in events:  # events after the end are reported, not dropped
         log.unhandled[f"{ev.type} (after end)"] += 1
     rep = build_report(result, built, log, price_marks, session_path)
+    rep["summary"].update(chat_summary(chat.desk))
+    rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
     with atomic_text(report) as rf:
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)

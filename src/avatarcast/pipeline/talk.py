@@ -104,7 +104,9 @@ class TalkSource:
 
     async def _next_sentence(self) -> tuple[Sentence, Product | None] | None:
         while True:
-            if self._urgent and not self._pending:
+            # a sentence (a viewer's answer) goes at the next sentence boundary; a whole
+            # segment waits for the one being said to finish
+            if self._urgent and (not self._pending or isinstance(self._urgent[0], Sentence)):
                 item = self._urgent.popleft()
                 if isinstance(item, Sentence):
                     prod = self._catalog.get(item.product_id) if item.product_id else None

@@ -15,7 +15,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
 from avatarcast.frames import Sentence
 from avatarcast.script.base import ScriptWriter, SegmentRequest
-from avatarcast.script.guardrails import Guardrails, Verdict, normalise
+from avatarcast.script.guardrails import Guardrails, Refusal, Verdict, normalise
 
 __all__ = [
     "CircuitBreaker",
@@ -65,7 +65,7 @@ class LlmOptions:
 
     base_url: str
     model: str
-    api_key: str = "unused"
+    api_key: str = field(default="unused", repr=False)  # never in a log line or a traceback
     temperature: float = 0.7
     persona: str = "a friendly live-shopping host"
     tone: str = "warm, clear and brief"
@@ -76,18 +76,6 @@ class LlmOptions:
     max_sentences: int = 3
     max_tokens: int = 200
     regenerations_per_segment: int = 2
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Refusal:
-    """A sentence the guardrails refused, why, and what was said instead."""
-
-    text: str
-    reasons: tuple[str, ...]
-    product_id: str | None
-    segment: str | None
-    media_time: float
-    replaced_by: Literal["llm", "template", "nothing"]
 
 
 class CircuitBreaker:
@@ -335,7 +323,7 @@ class LlmWriter:
             sentence, product=request.product, media_time=request.media_time
         )
         if not verdict.allowed:
-            self._refused(sentence.text, verdict, request, "nothing")
+            self._refused(sentence.text, verdict, request, "nothing", sentence.source)
             return None
         return verdict.apply(sentence)
 
@@ -354,6 +342,7 @@ class LlmWriter:
         verdict: Verdict,
         request: SegmentRequest,
         replaced_by: Literal["llm", "template", "nothing"],
+        source: str = "llm",
     ) -> None:
         self.refusals.append(
             Refusal(
@@ -362,6 +351,7 @@ class LlmWriter:
                 product_id=request.product.id,
                 segment=request.kind,
                 media_time=request.media_time,
+                source=source,
                 replaced_by=replaced_by,
             )
         )

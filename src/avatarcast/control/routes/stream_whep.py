@@ -33,12 +33,6 @@ TokenQuery = Annotated[
 MAX_OFFER_BYTES = 64 * 1024
 #: The worker answers once ICE gathering is complete, which can take a few seconds.
 FORWARD_TIMEOUT = httpx.Timeout(20.0, connect=2.0)
-_SDP_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/sdp": {"schema": {"type": "string"}}},
-    }
-}
 _ANSWER: dict[int | str, dict[str, Any]] = {
     201: {
         "description": "The SDP answer; Location names the session",
@@ -86,12 +80,15 @@ def _worker(ctx: AppContext, stream_id: str) -> tuple[str, str]:
 
 @router.get(
     "/{stream_id}/player",
-    response_class=HTMLResponse,
-    responses=problem_responses(401, 404, 422),
+    response_class=Response,
+    responses={
+        200: {"description": "An HTML player page", "content": {"text/html": {"schema": {}}}},
+        **problem_responses(401, 404, 422),
+    },
 )
 async def player(
     stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
-) -> HTMLResponse:
+) -> Response:
     """A one-page browser player for the stream (open it with ``?token=``)."""
     await _authorise(ctx, request, stream_id, token)
     endpoint = json.dumps(f"/v1/streams/{stream_id}/whep")
@@ -102,13 +99,14 @@ async def player(
     "/{stream_id}/whep",
     status_code=201,
     response_class=Response,
-    openapi_extra=_SDP_BODY,
     responses={**_ANSWER, **problem_responses(400, 401, 404, 413, 415, 422, 502, 503)},
 )
 async def whep_offer(
     stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
 ) -> Response:
-    """WHEP (RFC 9725): POST an SDP offer, get the answer; no API key, the viewer token."""
+    """WHEP (RFC 9725): the body is an SDP offer sent as ``application/sdp``; the answer comes
+    back the same way. No API key: the stream's viewer token. (The body is not declared in the
+    OpenAPI document because generic clients and fuzzers cannot produce SDP.)"""
     await _authorise(ctx, request, stream_id, token)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
@@ -131,7 +129,10 @@ async def whep_offer(
 @router.delete(
     "/{stream_id}/whep/{session_id}",
     response_class=Response,
-    responses={200: {"description": "The session ended"}, **problem_responses(401, 404, 503)},
+    responses={
+        200: {"description": "The session ended"},
+        **problem_responses(401, 404, 422, 502, 503),
+    },
 )
 async def whep_end(
     stream_id: StreamIdPath,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,19 +22,21 @@ from avatarcast.script.guardrails.claims import Vocabulary, check_claims, templa
 from avatarcast.script.guardrails.evidence import Evidence, build_evidence, stem
 from avatarcast.script.guardrails.lexicon import check_banned, load_lexicon
 from avatarcast.script.guardrails.loops import LoopMemory, normalise, stutter
-from avatarcast.script.guardrails.numbers import parse_numbers
+from avatarcast.script.guardrails.numbers import check_numbers, parse_numbers
 from avatarcast.script.guardrails.speech import check_speech, clean_non_speech
 from avatarcast.script.guardrails.urgency import check_urgency
-from avatarcast.script.guardrails.verdict import CHECKS, CheckResult, Verdict
+from avatarcast.script.guardrails.verdict import CHECKS, CheckResult, Refusal, Verdict
 
 __all__ = [
     "CHECKS",
     "DEFAULT_LEXICONS",
     "CheckResult",
     "Guardrails",
+    "Refusal",
     "Verdict",
     "Vocabulary",
     "clean_non_speech",
+    "default_lexicon_dir",
     "load_lexicon",
     "normalise",
     "parse_numbers",
@@ -43,9 +46,17 @@ __all__ = [
 ]
 
 DEFAULT_LEXICONS = Path("configs/lexicons")
+_SHIPPED_LEXICONS = Path(__file__).resolve().parents[4] / "configs" / "lexicons"
 _TRUSTED_SOURCES = frozenset({"supervisor", "disclosure"})
 #: Sources whose sentences are fixed phrasing plus the catalog facts they cite.
 _FIXED_SOURCES = frozenset({"template"})
+
+
+def default_lexicon_dir() -> Path:
+    """``configs/lexicons`` in the working directory, else the one shipped with the source."""
+    if DEFAULT_LEXICONS.is_dir() or not _SHIPPED_LEXICONS.is_dir():
+        return DEFAULT_LEXICONS
+    return _SHIPPED_LEXICONS
 
 
 class Guardrails:
@@ -154,12 +165,22 @@ class Guardrails:
         self, sentence: Sentence, product: Product | None, media_time: float
     ) -> Sentence | None:
         """Check, then commit what passes: the ``Guard`` shape the talk pipeline takes."""
-        verdict = self.check(sentence, product=product, media_time=media_time)
+        verdict = self.recheck(sentence, product=product, media_time=media_time)
         if not verdict.allowed:
             return None
         checked = verdict.apply(sentence)
         self.commit(checked, media_time)
         return checked
+
+    def recheck(self, sentence: Sentence, *, product: Product | None, media_time: float) -> Verdict:
+        """``check`` for a sentence that may have passed before, as it is about to be spoken.
+
+        A model's sentence carries the fact ids an earlier check matched it to; those are not a
+        citation, so it is checked again as free text, against the catalog as it is now.
+        """
+        if sentence.source not in _FIXED_SOURCES and sentence.verdicts:
+            sentence = replace(sentence, facts=())
+        return self.check(sentence, product=product, media_time=media_time)
 
     # --- caches --------------------------------------------------------------------------------
 
@@ -190,6 +211,4 @@ def _numbers(
     seen: set[Decimal],
     facts: list[str],
 ) -> CheckResult:
-    from avatarcast.script.guardrails.numbers import check_numbers
-
     return check_numbers(text, live, ev, prices_seen=seen, facts=facts)

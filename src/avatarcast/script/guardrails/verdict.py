@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from avatarcast.frames import Sentence
 
-__all__ = ["CHECKS", "CheckResult", "Verdict"]
+__all__ = ["CHECKS", "CheckResult", "Refusal", "Verdict"]
 
 CHECKS = ("non_speech", "numbers", "claims", "banned_terms", "urgency", "loops")
 
@@ -46,3 +47,16 @@ class Verdict:
             facts=sentence.facts or self.facts,
             verdicts=self.verdicts(),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    """A sentence the guardrails refused, why, and what was said instead."""
+
+    text: str
+    reasons: tuple[str, ...]
+    product_id: str | None
+    segment: str | None
+    media_time: float
+    source: str = ""
+    replaced_by: Literal["llm", "template", "nothing"] = "nothing"

@@ -1,0 +1,145 @@
+"""Wires a chat desk into a built programme: answers in, spoken times out, talk gives way.
+
+Answers go through ``TalkSource.say_now``; the sentence on air when one arrives is ended at the
+end of the word being spoken (``before_frame``), so a viewer hears the answer within a second
+instead of after the rest of a long sentence. Answers pass the stream's guardrails on their
+way to the voice with the askers' names taken out (names are not claims); a refused answer
+is replaced by the honest reply, and a repeat of what the rundown said recently is allowed
+(the viewer asked for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from avatarcast.catalog.model import Product
+from avatarcast.chat.answers import Answerer
+from avatarcast.chat.desk import ChatDesk
+from avatarcast.chat.moderation import Moderator
+from avatarcast.chat.retrieval import Retriever
+from avatarcast.frames import Sentence, SpeechChunk, TimedWord
+
+if TYPE_CHECKING:
+    from avatarcast.pipeline.build import Built
+    from avatarcast.script.llm import LlmOptions
+
+__all__ = ["ProgrammeChat", "cut_point_ms"]
+
+
+def cut_point_ms(words: list[TimedWord] | tuple[TimedWord, ...], elapsed_ms: float) -> float:
+    """Where to end a sentence that is ``elapsed_ms`` in: the end of the word being spoken."""
+    ends = [w.end_ms for w in words if w.end_ms >= elapsed_ms]
+    return float(min(ends)) if ends else elapsed_ms
+
+
+class ProgrammeChat:
+    """A ``ChatDesk`` attached to a ``Built`` programme; call ``before_frame`` every frame."""
+
+    def __init__(
+        self,
+        built: Built,
+        *,
+        moderator: Moderator | None = None,
+        llm: LlmOptions | None = None,
+        disclosure: bool = False,
+        finish_ms: int = 400,
+    ) -> None:
+        self.built = built
+        self.finish_ms = finish_ms
+        lang = built.resolved.opts.lang
+        guardrails = built.script.guardrails if built.script is not None else None
+        retriever = Retriever(catalog=built.catalog, lang=lang, current_product=self._on_air)
+        self.answerer = Answerer(
+            catalog=built.catalog,
+            lang=lang,
+            retriever=retriever,
+            guardrails=guardrails,
+            llm=llm,
+            disclosure=disclosure,
+        )
+        if moderator is None:
+            from avatarcast.script.guardrails import default_lexicon_dir
+
+            moderator = Moderator(lexicon_dir=default_lexicon_dir())
+        self.desk = ChatDesk(
+            answerer=self.answerer,
+            moderator=moderator,
+            say=self._say,
+            lang=lang,
+            current_product=self._on_air,
+        )
+        self.cuts = 0
+        self._playing: tuple[int, SpeechChunk] | None = None
+        self._cut_at: float | None = None
+        built.listeners.append(self.desk.on_line)
+        original = built.animator.start_chunk
+
+        def start_chunk(chunk: SpeechChunk, frame_index: int) -> None:
+            self._playing = (frame_index, chunk)
+            self._cut_at = None
+            original(chunk, frame_index)
+
+        built.animator.start_chunk = start_chunk  # type: ignore[method-assign]
+
+    def _on_air(self) -> str | None:
+        product = self.built.programme.current_product
+        return product.id if product is not None else None
+
+    def _say(self, sentence: Sentence) -> None:
+        self.built.talk.say_now(sentence)
+
+    # --- giving way ----------------------------------------------------------------------------
+
+    def before_frame(self, pts: int) -> None:
+        """End the sentence on air at a word boundary when an answer is waiting."""
+        if not self.desk.awaiting_speech or self._playing is None:
+            return
+        current = self.built.programme.current_sentence
+        start, chunk = self._playing
+        if current is None or current.source == "answer" or chunk.sentence is not current:
+            return
+        elapsed = (pts - start) * 1000 / self.built.fmt.fps
+        if chunk.duration_ms - elapsed <= self.finish_ms:
+            return  # nearly done: let it finish
+        if self._cut_at is None:
+            self._cut_at = cut_point_ms(tuple(chunk.words), elapsed)
+        if elapsed >= self._cut_at:
+            self.built.programme.interrupt(pts)
+            self.cuts += 1
+            self._playing = None
+
+    # --- the guard on the way to the voice -----------------------------------------------------
+
+    def guard(
+        self, inner: Callable[[Sentence, Product | None, float], Sentence | None] | None
+    ) -> Callable[[Sentence, Product | None, float], Sentence | None]:
+        """``inner`` (the stream's guard) for talk; the answer check for answers."""
+
+        def check(sentence: Sentence, product: Product | None, t: float) -> Sentence | None:
+            if sentence.source != "answer":
+                return inner(sentence, product, t) if inner is not None else sentence
+            return self._check_answer(sentence, product, t)
+
+        return check
+
+    def _check_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
+        handed = self.desk.handed(s.text)
+        guardrails = self.answerer.guardrails
+        if handed is None or guardrails is None:
+            return s
+        answer, names = handed
+        if answer.kind == "unknown" or not answer.body:
+            return s  # fixed phrasing that names the product and claims nothing
+        verdict = guardrails.check(replace(s, text=answer.body, spoken=None), product=product,
+                                   media_time=t)
+        reasons = [r for r in verdict.reasons if not r.startswith("loops")]
+        if not reasons:
+            guardrails.commit(replace(s, text=verdict.text), t)
+            return replace(s, verdicts=verdict.verdicts())
+        self.desk.guardrail_refusals += 1
+        honest = self.answerer.honest(answer.product_id, names)
+        out = honest.sentence(s.lang)
+        self.desk.replace_handed(s.text, honest, out.text)
+        return out

@@ -1,0 +1,188 @@
+"""Acceptance of going live: the real programme to a real nginx-rtmp, a recording and WHEP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from avatarcast.errors import ConfigError
+from avatarcast.pipeline.build import ProgrammeOptions
+from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from rtmp_server import RtmpServer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "configs" / "demo-catalog.json"
+FPS = 25
+
+
+def _opts(**kw: Any) -> LiveOptions:
+    return LiveOptions(programme=ProgrammeOptions(catalog_path=DEMO, lang="nl"), **kw)
+
+
+async def _probe(url: str, *args: str, limit: float = 20) -> Any:
+    exe = shutil.which("ffprobe")
+    assert exe, "ffprobe is required: apt-get install ffmpeg"
+    proc = await asyncio.create_subprocess_exec(
+        exe,
+        "-v",
+        "error",
+        "-rw_timeout",
+        "8000000",
+        "-print_format",
+        "json",
+        *args,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), limit)
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
+
+
+def _recorded_frames(folder: Path) -> int:
+    frames = 0
+    for seg in sorted(folder.glob("segment-*.mp4")):
+        with av.open(str(seg)) as c:
+            frames += sum(1 for _ in c.decode(video=0))
+    return frames
+
+
+async def test_rtmp_push_is_readable_with_label_metadata(
+    rtmp_server: RtmpServer, tmp_path: Path
+) -> None:
+    control = LiveControl()
+    url = rtmp_server.url("main-secret-key")
+    task = asyncio.create_task(
+        run_live(
+            _opts(destinations=(url,), record_dir=tmp_path / "rec", duration=9), control=control
+        )
+    )
+    await asyncio.sleep(3.0)
+    info = await _probe(url, "-show_streams", "-show_format")
+    packets = await _probe(
+        url,
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "packet=pts_time,flags",
+        "-read_intervals",
+        "%+4.5",
+    )
+    final = await task
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    v, a = streams["video"], streams["audio"]
+    assert (v["codec_name"], v["width"], v["height"]) == ("h264", 1280, 720)
+    assert v["avg_frame_rate"] in ("25/1", "25")
+    assert a["codec_name"] == "aac" and int(a["sample_rate"]) == 48000
+    tags = {k.lower(): val for k, val in info["format"].get("tags", {}).items()}
+    aigc = json.loads(tags["aigc"])
+    assert aigc["Label"] == "1" and "ContentProducer" in aigc and "ProduceID" in aigc
+    assert "ai" in tags["ai_label"].lower()
+    keys = [float(p["pts_time"]) for p in packets["packets"] if "K" in p["flags"]]
+    assert len(keys) >= 2
+    assert max(b - a for a, b in itertools.pairwise(keys)) <= 2.0 + 1e-6
+    assert final["state"] == "stopped"
+    assert "main-secret-key" not in json.dumps(final)
+    assert final["destinations"][0]["state"] in ("connected", "closed")
+
+
+async def test_destination_outage_recovers_and_others_keep_going(tmp_path: Path) -> None:
+    a, b = RtmpServer(tmp_path / "a"), RtmpServer(tmp_path / "b")
+    a.start()
+    b.start()
+    duration = 40.0
+    control = LiveControl()
+    opts = _opts(
+        destinations=(a.url("key-a"), b.url("key-b")),
+        record_dir=tmp_path / "rec",
+        segment_seconds=10,
+        duration=duration,
+    )
+    try:
+        task = asyncio.create_task(run_live(opts, control=control))
+        await asyncio.sleep(4.0)
+        assert [d["state"] for d in control.status()["destinations"]] == ["connected"] * 2
+        a.stop()
+        down_at = asyncio.get_running_loop().time()
+        b_bytes = [control.status()["destinations"][1]["bytes_sent"]]
+        while asyncio.get_running_loop().time() - down_at < 15.0:
+            await asyncio.sleep(1.0)
+            b_bytes.append(control.status()["destinations"][1]["bytes_sent"])
+        assert control.status()["destinations"][0]["state"] in ("retrying", "connecting")
+        a.start()
+        back_at = asyncio.get_running_loop().time()
+        while control.status()["destinations"][0]["state"] != "connected":
+            assert asyncio.get_running_loop().time() - back_at < 12.0, control.status()
+            await asyncio.sleep(0.25)
+        info = await _probe(a.url("key-a"), "-show_streams")
+        assert {s["codec_type"] for s in info["streams"]} == {"video", "audio"}
+        final = await task
+    finally:
+        a.stop()
+        b.stop()
+    # the backup destination received data every second of the outage
+    assert all(y > x for x, y in itertools.pairwise(b_bytes)), b_bytes
+    assert final["destinations"][0]["reconnects"] >= 1
+    assert abs(_recorded_frames(tmp_path / "rec") - duration * FPS) <= 1
+
+
+async def test_timestamps_continue_past_4h39m(rtmp_server: RtmpServer, tmp_path: Path) -> None:
+    """RTMP's 24-bit timestamp runs out at 16777.215 s (4:39:37); extended ones take over."""
+    start = 4 * 3600 + 38 * 60 + 59.0
+    url = rtmp_server.url("ext")
+    task = asyncio.create_task(run_live(_opts(destinations=(url,), start_at=start, duration=46)))
+    await asyncio.sleep(41.0)  # media time is now about 4:39:40, past the 24-bit limit
+    packets = await _probe(
+        url, "-select_streams", "v", "-show_entries", "packet=pts_time", "-read_intervals", "%+3"
+    )
+    await task
+    times = [float(p["pts_time"]) for p in packets["packets"] if p.get("pts_time")]
+    assert len(times) >= 25
+    assert min(times) > 16777.215 and max(times) < start + 50
+    assert all(y > x for x, y in itertools.pairwise(times))
+
+
+async def test_bad_outputs_fail_clearly_and_the_rest_keeps_running(
+    rtmp_server: RtmpServer, tmp_path: Path
+) -> None:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    good = rtmp_server.url("good")
+    control = LiveControl()
+    opts = _opts(
+        destinations=("rtmp://127.0.0.1:1/live/unreachable-key", "http://example/x", good),
+        record_dir=tmp_path / "rec",
+        whep_port=port,
+        duration=8,
+    )
+    try:
+        final = await run_live(opts, control=control)
+    finally:
+        busy.close()
+    dests = {d["name"]: d for d in final["destinations"]}
+    assert "unreachable-key" not in json.dumps(final)
+    unreachable = dests["rtmp://127.0.0.1:1/live/****"]
+    assert unreachable["reconnects"] >= 0 and unreachable["last_error"]
+    malformed = next(d for n, d in dests.items() if n.startswith("http"))
+    assert malformed["state"] == "failed" and "must start with rtmp://" in malformed["last_error"]
+    assert dests[f"{good.rsplit('/', 1)[0]}/****"]["bytes_sent"] > 0
+    assert "in use" in (final["whep_error"] or "")
+    assert abs(_recorded_frames(tmp_path / "rec") - 8 * FPS) <= 1
+
+
+async def test_unknown_options_refused_before_going_live(tmp_path: Path) -> None:
+    opts = LiveOptions(programme=ProgrammeOptions(catalog_path=DEMO, lang="xx"))
+    with pytest.raises(ConfigError, match="xx"):
+        await run_live(opts)
