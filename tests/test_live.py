@@ -186,3 +186,62 @@ async def test_unknown_options_refused_before_going_live(tmp_path: Path) -> None
     opts = LiveOptions(programme=ProgrammeOptions(catalog_path=DEMO, lang="xx"))
     with pytest.raises(ConfigError, match="xx"):
         await run_live(opts)
+
+
+async def test_whep_viewers_watch_the_live_programme(tmp_path: Path) -> None:
+    """An aiortc viewer and headless Chromium both watch the real programme over WHEP."""
+    import tempfile
+
+    import httpx
+
+    from test_whep import (
+        _AUDIO_PACKETS,
+        _DECODED_FRAMES,
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        Viewer,
+        _require_chromium,
+    )
+
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    control = LiveControl()
+    task = asyncio.create_task(run_live(_opts(whep_port=0, duration=30), control=control))
+    while control.status()["whep_url"] is None:
+        assert not task.done(), task
+        await asyncio.sleep(0.1)
+    base = control.status()["whep_url"]
+    viewer = Viewer()
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            response = await viewer.start(client, "/whep")
+            assert response.status_code == 201, response.text
+            await viewer.wait_for_video()
+            await asyncio.sleep(10.2)
+            assert viewer.frames_within(10.0) >= 240, viewer.frames_within(10.0)
+            assert viewer.sizes == {(1280, 720)}
+            assert viewer.audio_frames >= 300
+        profile = tempfile.mkdtemp(prefix="live-chromium-")
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(base + "/whep/player")
+                await page.wait_for_function(
+                    "document.getElementById('video').videoWidth === 1280", timeout=15_000
+                )
+                first = await page.evaluate(_DECODED_FRAMES)
+                await asyncio.sleep(3)
+                assert await page.evaluate(_DECODED_FRAMES) - first >= 45
+                tracks = "document.getElementById('video').srcObject.getAudioTracks().length"
+                assert await page.evaluate(tracks) >= 1
+                assert await page.evaluate(_AUDIO_PACKETS) > 0
+            finally:
+                await browser.close()
+    finally:
+        await viewer.close()
+        control.stop()
+        await task

@@ -60,7 +60,8 @@ def test_replay_report_is_healthy(session: Path, tmp_path: Path) -> None:
     # every event is accounted for: handled, reported unhandled, or reported as an error
     accounted = s["events_handled"] + s["events_unhandled"] + len(report["events"]["errors"])
     assert accounted == len(events)
-    for k in kinds - {"price_change", "stock_change", "product_update", "product_remove"}:
+    handled = {"price_change", "stock_change", "product_update", "product_remove", "chat"}
+    for k in kinds - handled:
         assert k in report["events"]["unhandled"]
     info = ffprobe(out)
     assert stream_of(info, "video")["codec_name"] == "h264"

@@ -3,23 +3,28 @@
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
 and options; every other line is an event with ``t`` (seconds into the programme) and ``type``.
 Event types this build handles: ``price_change``, ``stock_change``, ``product_update``,
-``product_remove``. Any other type is counted in the report as unhandled, never dropped silently.
+``product_remove``, and ``chat`` (``viewer_id``, ``name``, ``text``: a viewer's message, given
+to the chat desk). Any other type is counted in the report as unhandled, never dropped silently.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.errors import SessionError
+
+if TYPE_CHECKING:
+    from avatarcast.chat.desk import ChatDesk
 
 HANDLED = frozenset({"price_change", "stock_change", "product_update", "product_remove"})
 
@@ -78,6 +83,9 @@ def load_session(path: Path) -> Session:
     return Session(options=options, events=events, path=path)
 
 
+CHAT = "chat"
+
+
 @dataclass(slots=True)
 class EventLog:
     handled: Counter[str] = field(default_factory=Counter)
@@ -133,3 +141,53 @@ def _field_update(event: SessionEvent) -> dict[str, Any]:
     if "stock" not in d and "availability" not in d:
         raise ValueError("stock_change needs 'stock' or 'availability'")
     return {k: d[k] for k in ("stock", "availability") if k in d}
+
+
+def accept_chat(event: SessionEvent, desk: ChatDesk, log: EventLog) -> None:
+    """Give a ``chat`` event to the desk; a malformed one is reported as an error."""
+    from avatarcast.chat.message import ChatMessage
+
+    d = event.data
+    fields = {k: d.get(k) for k in ("viewer_id", "name", "text")}
+    bad = [k for k, v in fields.items() if not isinstance(v, str)]
+    if bad:
+        log.errors.append(f"line {event.line}: chat: field {bad[0]!r} must be a string")
+        return
+    msg_id = d.get("id")
+    desk.accept(
+        [
+            ChatMessage(
+                viewer_id=str(fields["viewer_id"]),
+                name=str(fields["name"]),
+                text=str(fields["text"]),
+                time=event.t,
+                id=msg_id if isinstance(msg_id, str) else f"line{event.line}",
+            )
+        ]
+    )
+    log.handled[CHAT] += 1
+
+
+def chat_summary(desk: ChatDesk) -> dict[str, Any]:
+    """Answer latencies (message to first audio, media seconds) and outcome counts."""
+    fates = desk.fates()
+    latencies = sorted(x for f in fates if (x := f.latency) is not None and f.reason == "")
+    outcomes = Counter(f.status for f in fates)
+    return {
+        "chat_messages": len(fates),
+        "chat_outcomes": dict(outcomes),
+        "answer_latency_p50": _percentile(latencies, 0.50),
+        "answer_latency_p95": _percentile(latencies, 0.95),
+        "guardrail_refusals": desk.guardrail_refusals,
+        "answers_unspoken": sum(
+            1 for f in fates if f.status in ("answered", "merged") and f.spoken_at is None
+        ),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted ``values``; None when there are none."""
+    if not values:
+        return None
+    rank = max(1, math.ceil(q * len(values)))
+    return round(values[rank - 1], 3)

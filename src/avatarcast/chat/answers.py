@@ -29,7 +29,7 @@ from avatarcast.locale import format_price, language, spoken_price, spoken_units
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions
 
-__all__ = ["Answer", "AnswerKind", "Answerer", "address"]
+__all__ = ["Answer", "AnswerKind", "Answerer", "address", "short_title"]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,8 @@ AnswerKind = Literal["template", "llm", "unknown"]
 _PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "lead": "{names}, good question: ",
-        "unknown": "{names}, good question! I don't have that detail{about}, so please check "
-        "the product page.",
-        "about": " for the {title}",
+        "unknown": "{names}, I don't know that one{about}; please check the product page.",
+        "about": " about the {title}",
         "fact_of": "the {title} has a {label} of {value}.",
         "fact": "{Label} of the {title}: {value}.",
         "sp": "one thing about the {title}: {point}.",
@@ -57,8 +56,7 @@ _PHRASES: dict[str, dict[str, str]] = {
     },
     "nl": {
         "lead": "{names}, goede vraag: ",
-        "unknown": "{names}, goede vraag! Dat staat niet in mijn gegevens{about}, dus kijk even "
-        "op de productpagina.",
+        "unknown": "{names}, dat weet ik niet{about}; kijk even op de productpagina.",
         "about": " over de {title}",
         "fact_of": "de {title} heeft een {label} van {value}.",
         "fact": "{Label} van de {title}: {value}.",
@@ -219,7 +217,7 @@ class Answerer:
     def _unknown(self, product: Product | None, names: Sequence[str], conf: float) -> Answer:
         lang = _text_lang(self.lang)
         p = _PHRASES[lang]
-        about = p["about"].format(title=product.title_in(lang)) if product is not None else ""
+        about = p["about"].format(title=short_title(product, lang)) if product is not None else ""
         text = p["unknown"].format(names=address(names, lang) or "", about=about)
         text = text.lstrip(", ")
         prefix = p["disclosure"] if self.disclosure else ""
@@ -315,7 +313,7 @@ def grounded_messages(
 def _body(hit: Hit, product: Product, lang: str) -> tuple[str, str]:
     """The answer's sentence for one passage, as captioned and as spoken."""
     p = _PHRASES[lang]
-    title = product.title_in(lang)
+    title = short_title(product, lang)
     if hit.kind == "fact":
         fact = product.facts[hit.key]
         label, value = fact.label_in(lang).strip(), fact.value_in(lang).strip()
@@ -340,6 +338,15 @@ def _body(hit: Hit, product: Product, lang: str) -> tuple[str, str]:
         return text, text
     text = p[product.availability].format(title=title)
     return text, text
+
+
+def short_title(product: Product, lang: str) -> str:
+    """Brand and model ("Kovana AF550"): the title up to its first word with a digit."""
+    words = product.title_in(lang).split()
+    for i, w in enumerate(words):
+        if any(c.isdigit() for c in w):
+            return " ".join(words[: i + 1])
+    return " ".join(words)
 
 
 def _plain_label(label: str, lang: str) -> bool:

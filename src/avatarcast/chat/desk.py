@@ -72,6 +72,7 @@ class ChatDesk:
         lang: str,
         current_product: Callable[[], str | None] = lambda: None,
         merge_ratio: float = 85.0,
+        hold: float = 0.0,
         repeat_window: float = 60.0,
         max_pending: int = 32,
         ledger_size: int = 10_000,
@@ -80,6 +81,7 @@ class ChatDesk:
         self.moderator = moderator
         self.lang = lang
         self.merge_ratio = merge_ratio
+        self.hold = hold
         self.repeat_window = repeat_window
         self.max_pending = max_pending
         self.ledger_size = ledger_size
@@ -168,9 +170,13 @@ class ChatDesk:
         return len(self._pending)
 
     async def answer_pending(self, now: float) -> list[Fate]:
-        """Answer every queued question, in arrival order; returns the answered leads."""
+        """Answer the queued questions, in arrival order; returns the answered leads.
+
+        A question waits ``hold`` seconds after it arrived, so near-identical ones sent in the
+        same moment share its answer.
+        """
         done: list[Fate] = []
-        while self._pending:
+        while self._pending and self._pending[0].lead.accepted_at + self.hold <= now:
             group = self._pending.popleft()
             await self._answer(group, now)
             done.append(group.lead)

@@ -204,7 +204,7 @@ STOPWORDS: dict[str, str] = {
         "hello please thanks thank question quick ask wondering wonder know tell say said "
         "product item thing things come comes use used work works good great nice love like want "
         "need kind type sort long well still actually anyone someone lol wow guys host sanne "
-        "daan mila dear think pls plz u ur r"
+        "daan mila dear think pls plz u ur r now today currently right"
     ),
     "nl": (
         "de het een en of maar dus als dan van in op aan met voor door naar bij uit over onder om "
@@ -214,7 +214,7 @@ STOPWORDS: dict[str, str] = {
         "eens toch nu wat wie hoe waarom welk welke waar wanneer hoeveel hoelang lang mee hoi "
         "hallo dag goedemiddag goedenavond vraag vraagje goede goeie weet iemand product ding "
         "apparaat zit zitten gaat gaan doen doet werkt werken graag alsjeblieft aub bedankt "
-        "dank leuk mooi fijn eigenlijk precies ongeveer soort type sanne daan mila"
+        "dank leuk mooi fijn eigenlijk precies ongeveer soort type sanne daan mila nu vandaag"
     ),
 }
 

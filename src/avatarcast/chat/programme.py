@@ -45,6 +45,7 @@ class ProgrammeChat:
         llm: LlmOptions | None = None,
         disclosure: bool = False,
         finish_ms: int = 400,
+        hold: float = 0.5,
     ) -> None:
         self.built = built
         self.finish_ms = finish_ms
@@ -69,6 +70,7 @@ class ProgrammeChat:
             say=self._say,
             lang=lang,
             current_product=self._on_air,
+            hold=hold,
         )
         self.cuts = 0
         self._playing: tuple[int, SpeechChunk] | None = None
@@ -132,8 +134,9 @@ class ProgrammeChat:
         answer, names = handed
         if answer.kind == "unknown" or not answer.body:
             return s  # fixed phrasing that names the product and claims nothing
-        verdict = guardrails.check(replace(s, text=answer.body, spoken=None), product=product,
-                                   media_time=t)
+        verdict = guardrails.check(
+            replace(s, text=answer.body, spoken=None), product=product, media_time=t
+        )
         reasons = [r for r in verdict.reasons if not r.startswith("loops")]
         if not reasons:
             guardrails.commit(replace(s, text=verdict.text), t)

@@ -59,6 +59,8 @@ class ProgrammeOptions:
     label_position: str = "top-left"
     producer: str = "avatarcast"
     stream_id: str = "local"
+    #: seconds between spoken AI disclosures (the first is at the start); None turns them off
+    disclosure_interval_s: float | None = 600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +230,8 @@ def build(
         talk=talk,
         animator=animator,
         wait_for_talk=not live,
+        lang=opts.lang,
+        disclosure_interval_s=opts.disclosure_interval_s,
         on_line=lambda line: _dispatch(hub, line),
     )
     built = Built(

@@ -103,6 +103,73 @@ class LiveControl:
             self._built.programme.paused = False
             self.state = "live"
 
+    # --- supervisor actions -------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Cut the talk at the next frame and end the stream cleanly (encoders flushed)."""
+        if self._built is not None:
+            pts = self._runner.pts if self._runner is not None else 0
+            self._built.programme.muted = True
+            self._built.programme.interrupt(pts)
+            self._built.talk.flush()
+        self.stop()
+
+    def mute(self) -> None:
+        if self._built is not None:
+            self._built.programme.muted = True
+
+    def unmute(self) -> None:
+        if self._built is not None:
+            self._built.programme.muted = False
+
+    def set_safe_mode(self, on: bool) -> None:
+        """Safe mode: "back soon" slate, a quiet audio bed, no selling talk; the label stays."""
+        if self._built is not None:
+            self._built.programme.safe_mode = on
+            if on:
+                self._built.talk.flush()
+            self.state = "safe_mode" if on else "live"
+
+    def say(self, text: str) -> None:
+        """Say ``text`` now: selling talk on air is cut, the line goes ahead of the rundown."""
+        from avatarcast.frames import Sentence
+
+        if self._built is None:
+            return
+        lang = self._built.resolved.opts.lang
+        self._built.talk.say_now(Sentence(text=text, lang=lang, source="supervisor"))
+        if self._runner is not None and self._built.programme.current_sentence is not None:
+            cur = self._built.programme.current_sentence
+            if cur.source in ("template", "llm"):
+                self._built.programme.interrupt(self._runner.pts)
+
+    def skip_product(self) -> None:
+        """Move on to the next product now."""
+        if self._built is None:
+            return
+        current = self._built.programme.current_product
+        ids = self._built.catalog.ids()
+        if current is not None and current.id in ids and len(ids) > 1:
+            nxt = ids[(ids.index(current.id) + 1) % len(ids)]
+            self._built.rundown.jump_to(nxt)
+        self._built.talk.flush()
+        if self._runner is not None:
+            self._built.programme.interrupt(self._runner.pts)
+
+    def pause_product(self, product_id: str) -> None:
+        """No talk about ``product_id`` until it is resumed."""
+        if self._built is None:
+            return
+        self._built.talk.excluded.add(product_id)
+        self._built.talk.invalidate((product_id,))
+        current = self._built.programme.current_product
+        if current is not None and current.id == product_id:
+            self.skip_product()
+
+    def resume_product(self, product_id: str) -> None:
+        if self._built is not None:
+            self._built.talk.excluded.discard(product_id)
+
     def update_products(self, products: list[Product]) -> None:
         if self._built is None:
             return

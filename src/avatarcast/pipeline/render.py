@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from avatarcast.catalog.store import Catalog
+from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import SimulatedClock
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import StreamFormat
 from avatarcast.health import LabelProbe, analyse
 from avatarcast.output.encoder_process import ProcessEncoder
 from avatarcast.output.mp4 import Mp4FileSink
-from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.talk import Guard
 from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.pipeline.talk import Guard
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.replay import EventLog, accept_chat, apply_event, chat_summary, load_session
 
@@ -261,6 +261,8 @@ async def replay_session(
     rep = build_report(result, built, log, price_marks, session_path)
     rep["summary"].update(chat_summary(chat.desk))
     rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
+    for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
+        rep[key] = rep["summary"][key]
     with atomic_text(report) as rf:
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)

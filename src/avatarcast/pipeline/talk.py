@@ -67,7 +67,11 @@ class TalkSource:
         self._pending_request: SegmentRequest | None = None
         self._ready: asyncio.Queue[Talk] = asyncio.Queue(maxsize=max(prefetch, 1))
         self._media_time = 0.0
+        self._ready_urgent: asyncio.Queue[Talk] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._skipped = 0
+        #: products the supervisor paused: no talk about them until resumed
+        self.excluded: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.dropped_stale = 0
 
@@ -98,11 +102,19 @@ class TalkSource:
             dropped += len(self._pending)
             self._pending.clear()
         self.dropped_stale += dropped
+        self._wake.set()
         return dropped
+
+    def flush(self) -> None:
+        """Drop all queued rundown talk (a supervisor skipped a product or killed the stream)."""
+        while not self._ready.empty():
+            self._ready.get_nowait()
+        self._pending.clear()
+        self._wake.set()
 
     # --- producing -----------------------------------------------------------------------------
 
-    async def _next_sentence(self) -> tuple[Sentence, Product | None] | None:
+    async def _next_sentence(self) -> tuple[Sentence, Product | None, bool] | None:
         while True:
             # a sentence (a viewer's answer) goes at the next sentence boundary; a whole
             # segment waits for the one being said to finish
@@ -110,14 +122,26 @@ class TalkSource:
                 item = self._urgent.popleft()
                 if isinstance(item, Sentence):
                     prod = self._catalog.get(item.product_id) if item.product_id else None
-                    return item, prod
+                    return item, prod, True
                 await self._fill(item)
                 continue
             if self._pending:
-                return self._pending.popleft(), self._pending_product
+                sentence = self._pending.popleft()
+                product = self._pending_product
+                if product is not None and product.id in self.excluded:
+                    self._pending.clear()
+                    continue
+                return sentence, product, False
             request = self._next_segment(self._media_time)
             if request is None:
                 return None
+            if request.product.id in self.excluded:
+                self._skipped += 1
+                if self._skipped > 50:  # every product is paused: say nothing
+                    self._skipped = 0
+                    return None
+                continue
+            self._skipped = 0
             await self._fill(request)
 
     async def _fill(self, request: SegmentRequest) -> None:
@@ -126,12 +150,12 @@ class TalkSource:
         self._pending_product = request.product
         self._pending_request = request
 
-    async def _produce_one(self) -> Talk | None:
+    async def _produce_one(self) -> tuple[Talk, bool] | None:
         for _ in range(50):  # a writer that yields nothing for 50 segments is broken
             got = await self._next_sentence()
             if got is None:
                 return None
-            sentence, product = got
+            sentence, product, urgent = got
             if product is not None:
                 current = self._catalog.get(product.id)
                 if current is None:
@@ -150,24 +174,32 @@ class TalkSource:
                     continue
                 sentence = checked
             chunk = await self._voice.synthesize(sentence)
-            return Talk(chunk, product)
+            return Talk(chunk, product), urgent
         return None
 
     async def next(self, *, wait: bool) -> Talk | None:
-        """The next voiced sentence; ``wait=False`` returns None at once if none is ready."""
+        """The next voiced sentence; ``wait=False`` returns None at once if none is ready.
+
+        Urgent talk (answers, corrections, disclosures) comes before the prefetched rundown.
+        """
         if self._prefetch <= 0:
             while True:
-                talk = await self._produce_one() if wait else None
-                if talk is None or not _stale(talk, self._catalog):
-                    return talk
+                got = await self._produce_one() if wait else None
+                if got is None:
+                    return None
+                if not _stale(got[0], self._catalog):
+                    return got[0]
         while True:
-            if wait:
+            if not self._ready_urgent.empty():
+                talk = self._ready_urgent.get_nowait()
+            elif wait:
                 talk = await self._ready.get()
             else:
                 try:
                     talk = self._ready.get_nowait()
                 except asyncio.QueueEmpty:
                     return None
+            self._wake.set()  # room in the queue: the prefetcher may go on
             if not _stale(talk, self._catalog):
                 return talk
             self.dropped_stale += 1
@@ -175,17 +207,26 @@ class TalkSource:
     async def run_prefetch(self) -> None:
         """Keep ``prefetch`` chunks ready. Run it as a task owned by the programme's TaskGroup."""
         while True:
+            if self._ready.full() and not self._urgent:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                continue
             try:
-                talk = await self._produce_one()
+                got = await self._produce_one()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("talk production failed; retrying after a pause")
                 await asyncio.sleep(0.5)
                 continue
-            if talk is None:
+            if got is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
-            await self._ready.put(talk)
+            talk, urgent = got
+            if urgent:
+                self._ready_urgent.put_nowait(talk)
+            else:
+                await self._ready.put(talk)

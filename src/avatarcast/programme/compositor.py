@@ -177,6 +177,7 @@ class Compositor:
         self._captions: OrderedDict[str, _Blend] = OrderedDict()
         self._last_product: Product | None = None
         self._last_card: Placed | None = None
+        self._slates: dict[str, YuvFrame] = {}
 
     # --- per frame ------------------------------------------------------------------------
 
@@ -199,7 +200,24 @@ class Compositor:
 
     def __call__(self, plan: PlanLike, out: YuvFrame) -> None:
         """Compose a frame plan; fits ``pipeline.runner.Compose``."""
+        slate = getattr(plan, "slate", None)
+        if slate:
+            self.compose_slate(out, slate)
+            return
         self.compose(out, state=plan.state, product=plan.product, caption=plan.caption)
+
+    def compose_slate(self, out: YuvFrame, text: str) -> None:
+        """A "back soon" slate: the backdrop, one centred message, and the AI label on top."""
+        cached = self._slates.get(text)
+        if cached is None:
+            cached = self._base.copy()
+            plate = Sprite.from_rgba(
+                render_caption(text, max_width=self.width * 2 // 3, scale=self.scale * 1.6)
+            )
+            cached.blit(plate, (self.width - plate.width) // 2, (self.height - plate.height) // 2)
+            self._slates[text] = cached
+        np.copyto(out.buf, cached.buf)
+        out.blit(self._label.sprite, self._label.x, self._label.y)
 
     # --- geometry -------------------------------------------------------------------------
 

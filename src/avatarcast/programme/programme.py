@@ -21,6 +21,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.frames import Sentence, SpeechChunk, StreamFormat
 from avatarcast.pipeline.talk import Talk, TalkSource
+from avatarcast.programme.disclosure import audio_bed, disclosure_sentence, slate_text
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class FramePlan:
     caption: str | None
     pcm: npt.NDArray[np.int16]
     sentence: Sentence | None
+    slate: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +101,8 @@ class Programme:
         animator: FrameAnimator,
         wait_for_talk: bool,
         on_line: Callable[[SpokenLine], None] | None = None,
+        lang: str = "en",
+        disclosure_interval_s: float | None = 600.0,
     ) -> None:
         self.fmt = fmt
         self._catalog = catalog
@@ -114,6 +118,17 @@ class Programme:
         self._caption: str | None = None
         self._caption_until = 0
         self.paused = False
+        #: silenced by a supervisor: no talk, avatar idles
+        self.muted = False
+        #: no supervisor on duty: "back soon" slate, a quiet bed, no selling talk
+        self.safe_mode = False
+        self.lang = lang
+        self._disclosure_every = (
+            None if disclosure_interval_s is None else round(disclosure_interval_s * fmt.fps)
+        )
+        self._next_disclosure = 0
+        self._bed = audio_bed()
+        self._slate = slate_text(lang)
         self.stats = ProgrammeStats()
 
     @property
@@ -161,9 +176,20 @@ class Programme:
     async def plan(self, pts: int) -> FramePlan:
         """The plan of frame ``pts``. Awaits talk only on a simulated clock."""
         self._talk.set_media_time(pts / self.fmt.fps)
-        if self.paused and self._playing is not None:
+        quiet = self.paused or self.muted or self.safe_mode
+        if quiet and self._playing is not None:
             self._end_playing(pts, cut=True)
-        if self._playing is None and pts >= self._gap_until and not self.paused:
+        if self.safe_mode:
+            return self._slate_plan(pts)
+        if (
+            self._disclosure_every is not None
+            and pts >= self._next_disclosure
+            and self._playing is None
+            and not quiet
+        ):
+            self._talk.say_now(disclosure_sentence(self.lang))
+            self._next_disclosure = pts + self._disclosure_every
+        if self._playing is None and pts >= self._gap_until and not quiet:
             talk = await self._talk.next(wait=self._wait)
             if talk is not None:
                 self._start(talk, pts)
@@ -190,6 +216,21 @@ class Programme:
             caption=caption,
             pcm=pcm,
             sentence=sentence,
+        )
+
+    def _slate_plan(self, pts: int) -> FramePlan:
+        start = (pts * self._spf) % len(self._bed)
+        pcm = np.take(self._bed, np.arange(start, start + self._spf), mode="wrap")
+        self.stats.frames += 1
+        self.stats.idle_frames += 1
+        return FramePlan(
+            pts=pts,
+            state=self._animator.state(pts),
+            product=self.current_product,
+            caption=None,
+            pcm=pcm,
+            sentence=None,
+            slate=self._slate,
         )
 
     def _start(self, talk: Talk, pts: int) -> None:

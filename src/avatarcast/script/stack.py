@@ -47,8 +47,8 @@ def check_writer(name: str, llm: LlmOptions | None) -> None:
 class ScriptStack:
     """Builds the writer for ``writer`` and owns it; ``guard`` is the talk pipeline's Guard.
 
-    ``refusals`` keeps the last ``max_refusals`` refused sentences with their reasons (what the
-    pipeline refused; an LLM writer's own refusals are in ``llm_refusals``).
+    ``refusals`` keeps the last ``max_refusals`` refused sentences with their reasons: those the
+    pipeline refused just before speaking and those the LLM writer replaced while writing.
     """
 
     def __init__(
@@ -72,7 +72,6 @@ class ScriptStack:
         self.template = TemplateWriter(seed=seed)
         self._exit = AsyncExitStack()
         self._started = False
-        self._llm_refusals: deque[Refusal] | None = None
         self._lookahead: LookaheadWriter | None = None
         self.writer: ScriptWriter = self.template
         if writer == "llm" and llm is not None:
@@ -82,16 +81,12 @@ class ScriptStack:
         from avatarcast.script.llm import LlmWriter, LookaheadWriter
 
         llm = LlmWriter(options, guardrails=self.guardrails, fallback=self.template)
-        self._llm_refusals = llm.refusals
+        llm.refusals = self.refusals  # one record of every refusal, whoever refused
         self._exit.push_async_callback(llm.aclose)
         if not live:
             return llm
         self._lookahead = LookaheadWriter(primary=llm, fallback=self.template, deadline=deadline)
         return self._lookahead
-
-    @property
-    def llm_refusals(self) -> tuple[Refusal, ...]:
-        return tuple(self._llm_refusals or ())
 
     def guard(
         self, sentence: Sentence, product: Product | None, media_time: float

@@ -1,0 +1,51 @@
+"""What the programme says and shows about itself: spoken AI disclosures and the safe-mode slate.
+
+The visible label is drawn by the compositor on every frame; these are the spoken side and the
+"back soon" slate shown when no human supervisor is watching.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from avatarcast.frames import SAMPLE_RATE, Sentence
+
+_DISCLOSURE = {
+    "en": "A quick note: I am an AI-generated presenter, and a human team supervises this stream.",
+    "nl": "Even ter info: ik ben een door AI gegenereerde presentator, "
+    "en een menselijk team houdt toezicht op deze stream.",
+    "zh": "温馨提示：我是AI生成的虚拟主播，本直播由真人团队监管。",
+}
+_SLATE = {
+    "en": "We'll be right back",
+    "nl": "We zijn zo terug",
+    "zh": "马上回来",
+}
+
+
+def disclosure_sentence(lang: str, text: str | None = None) -> Sentence:
+    """The spoken disclosure in the stream's language (English when it has none)."""
+    return Sentence(
+        text=text or _DISCLOSURE.get(lang, _DISCLOSURE["en"]),
+        lang=lang if lang in _DISCLOSURE else "en",
+        source="disclosure",
+        pause_after_ms=400,
+    )
+
+
+def slate_text(lang: str) -> str:
+    return _SLATE.get(lang, _SLATE["en"])
+
+
+def audio_bed(seconds: float = 8.0, *, level_dbfs: float = -38.0) -> npt.NDArray[np.int16]:
+    """A quiet, slowly breathing chord to play under the slate: never dead air, never loud.
+
+    It loops seamlessly: every partial completes whole cycles in ``seconds``.
+    """
+    n = round(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.5, 330.0)) / 3
+    swell = 0.6 + 0.4 * np.sin(2 * np.pi * t / seconds) ** 2
+    peak = 32767 * 10 ** (level_dbfs / 20)
+    return np.asarray(np.round(chord * swell * peak), dtype=np.int16)
