@@ -46,7 +46,7 @@ def wait_status(
 
 
 def on_air(status: dict[str, Any]) -> bool:
-    return status["state"] == "live" and (status["frames"] or 0) > 25
+    return status["state"] == "live" and (status["frames"] or 0) > 25 and (status["fps"] or 0) > 0
 
 
 def test_create_validates_names_and_fields(api: Api) -> None:

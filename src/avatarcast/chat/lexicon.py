@@ -214,7 +214,8 @@ STOPWORDS: dict[str, str] = {
         "eens toch nu wat wie hoe waarom welk welke waar wanneer hoeveel hoelang lang mee hoi "
         "hallo dag goedemiddag goedenavond vraag vraagje goede goeie weet iemand product ding "
         "apparaat zit zitten gaat gaan doen doet werkt werken graag alsjeblieft aub bedankt "
-        "dank leuk mooi fijn eigenlijk precies ongeveer soort type sanne daan mila nu vandaag"
+        "dank leuk mooi fijn eigenlijk precies ongeveer soort type sanne daan mila nu vandaag "
+        "heb hebt veel nodig"
     ),
 }
 
@@ -223,5 +224,5 @@ ZH_NEUTRAL = (
     "请问 主播 你好 您好 大家 宝贝 这款 那款 这个 那个 产品 商品 东西 一下 可以 能不能 能否 "
     "会不会 是不是 有没有 是否 怎么样 怎么 什么 多少 知道 想问 谢谢 支持 里面 这 那 款 个 它 "
     "的 了 吗 呢 是 有 没 能 会 不 啊 吧 哦 呀 嘛 我 你 您 们 想 问 还 也 都 就 在 和 要 用 "
-    "里 上 下 一 请 放 进 到 吃 给 得 么 多 好 大 很 太"
+    "里 上 下 一 请 放 进 到 吃 给 得 么 多 好 大 很 太 功能 需要 需不需要 支不支持 支持"
 )

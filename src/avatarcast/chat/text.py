@@ -94,7 +94,8 @@ def _concept_index() -> tuple[dict[tuple[str, str], tuple[str, ...]], list[tuple
 
 
 _LATIN_CONCEPTS, _HAN_CONCEPTS = _concept_index()
-_STOP = {lang: frozenset(stem(w, lang) for w in words.split()) for lang, words in STOPWORDS.items()}
+_NL_WORDS = [(w, c) for c, by in CONCEPTS.items() for w in by.get("nl", "").split() if len(w) >= 5]
+_STOP = {lang: frozenset(words.split()) for lang, words in STOPWORDS.items()}
 _PHRASES = [(re.compile(p), repl) for p, repl in PHRASES]
 _ALIASES = sorted(CATEGORY_ALIASES.items(), key=lambda kv: len(kv[0]), reverse=True)
 _NEUTRAL = sorted(ZH_NEUTRAL.split(), key=len, reverse=True)
@@ -120,11 +121,21 @@ def tokenize(text: str, lang: str, *, keep_stopwords: bool = False) -> list[Toke
             out.extend(_han_tokens(word))
             continue
         for part in _parts(word, latin):
-            s = stem(part, latin)
-            if not keep_stopwords and s in _STOP[latin]:
+            if not keep_stopwords and part in _STOP[latin]:
                 continue
-            out.append(Token(s, _LATIN_CONCEPTS.get((latin, s), ())))
+            s = stem(part, latin)
+            out.append(Token(s, _LATIN_CONCEPTS.get((latin, s)) or _compound(s, latin)))
     return out
+
+
+def _compound(s: str, lang: str) -> tuple[str, ...]:
+    """Dutch compounds ("temperatuurbereik"): the concepts of a long known word they start with."""
+    if lang != "nl" or len(s) < 8:
+        return ()
+    for word, concept in _NL_WORDS:
+        if s.startswith(word):
+            return (concept,)
+    return ()
 
 
 def _parts(word: str, lang: str) -> list[str]:
