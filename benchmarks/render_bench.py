@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from avatarcast.frames import ProgrammeFrame
-from avatarcast.pipeline.build import ProgrammeOptions, build, validate
 from avatarcast.output.encoder import Encoder
+from avatarcast.pipeline.build import ProgrammeOptions, build, validate
 from avatarcast.pipeline.render import deterministic_encoder, render_built
 
 ROOT = Path(__file__).resolve().parents[1]

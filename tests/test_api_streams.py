@@ -139,6 +139,10 @@ def test_live_health_price_change_and_whep(api: Api) -> None:
     assert 20 <= st["fps"] <= 30 and st["uptime_s"] > 0
     assert st["product_id"] == "AF-1" and st["price"] == "89.99"
     assert st["av_offset_ms"] is not None and st["destinations"] == []
+    deadline = time.monotonic() + 3
+    while f'avatarcast_stream_fps{{stream="{sid}"}}' not in c.get("/metrics").text:
+        assert time.monotonic() < deadline, "no fps gauge for the stream"
+        time.sleep(0.1)
 
     assert c.patch("/v1/products/AF-1", json={"price": "79.99"}, headers=h).status_code == 200
     t0 = time.monotonic()
@@ -180,3 +184,5 @@ def test_a_live_stream_is_live_again_after_a_restart(
         events = second.client.get(f"/v1/streams/{sid}/events", headers=second.auth()).json()
         kinds = [e["kind"] for e in events["items"]]
         assert kinds == ["created", "start", "started", "stopped", "started"]
+        stopped = next(e for e in events["items"] if e["kind"] == "stopped")
+        assert stopped["detail"]["reason"] == "shutdown"

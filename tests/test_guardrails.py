@@ -412,3 +412,14 @@ def test_a_transition_is_checked_against_the_product_it_names(catalog: Catalog) 
         facts=("kettle-k1:title", "kettle-k1:brand"),
     )
     assert g.check(s, product=current, media_time=0.0).allowed
+
+
+def test_a_disclosure_may_be_repeated_but_model_talk_may_not(guard: Guardrails) -> None:
+    p = guard.catalog.get("blender-b2")
+    text = "A quick note: I am an AI-generated presenter, and a human team supervises this stream."
+    for t in (0.0, 600.0, 1200.0):
+        s = Sentence(text=text, lang="en", source="disclosure")
+        assert guard.guard(s, p, t) is not None
+    s = Sentence(text="It crushes ice in seconds.", lang="en", source="llm")
+    assert guard.guard(s, p, 0.0) is not None
+    assert guard.guard(s, p, 600.0) is None

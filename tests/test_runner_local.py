@@ -89,6 +89,7 @@ async def test_live_run_records_reports_and_stops(
     await r.stop("s1")
     await wait_for(r, "s1", lambda s: s.state == "stopped", within=15)
     assert events.kinds() == ["started", "stopped"]
+    assert events[-1].detail["reason"] == "requested"
     assert "s1" not in r.running()
     segments = list((tmp_path / "rec").glob("*/segment-*.mp4"))
     assert segments and segments[0].stat().st_size > 10_000

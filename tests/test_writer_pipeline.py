@@ -72,18 +72,18 @@ SECRET = "sk-test-never-log-this-key"
 
 
 def _script(server: ScriptedLlmServer) -> None:
+    """Per request, in order: intro, facts, offer, cta (each maybe with regenerations)."""
     server.script(
-        Reply(" ".join(GOOD[:2]) + " " + BAD[0], first_delay=2.5),  # slow first token: retried
-        Reply(" ".join(GOOD[:2]) + " " + BAD[0]),
-        Reply(BAD[1] + " " + GOOD[2]),
-        Reply(BAD[2]),  # regeneration of a refused sentence: refused again
+        Reply(GOOD[0] + " " + BAD[0], first_delay=2.5),  # slow first token: timed out, retried
+        Reply(GOOD[0] + " " + BAD[0]),
+        Reply(BAD[1] + " " + GOOD[2]),  # the regeneration is refused too: template instead
         Status(429),
         Status(500),
-        Garbage(),  # three failures: the segment falls back to the template writer
-        Reply(BAD[3] + " " + EMOJI + " " + GOOD[3]),
-        Reply(BAD[4] + "\n😂🔥💯\n" + BAD[5]),
+        Garbage(),  # three failures in a row: the segment falls back to the template writer
+        Reply(BAD[2] + " " + BAD[4] + "\n😂🔥💯\n" + BAD[5]),
+        Reply(BAD[3] + " " + GOOD[3]),  # the regeneration of the first: refused again
     )
-    server.default = Reply(" ".join(GOOD))
+    server.default = Reply(EMOJI + ". " + " ".join(GOOD[1:]))
 
 
 def _render(tmp: Path, *, base_url: str) -> subprocess.CompletedProcess[str]:
@@ -94,7 +94,7 @@ def _render(tmp: Path, *, base_url: str) -> subprocess.CompletedProcess[str]:
         "AVATARCAST_LLM__API_KEY": SECRET,
     }
     args = ["render", "--catalog", str(DEMO), "--out", str(tmp / "llm.mp4")]
-    args += ["--duration", "20", "--writer", "llm", "--transcript", str(tmp / "t.jsonl"), "-q"]
+    args += ["--duration", "30", "--writer", "llm", "--transcript", str(tmp / "t.jsonl"), "-q"]
     return subprocess.run(
         [sys.executable, "-m", "avatarcast.cli", *args, "--verbose"],
         cwd=tmp,

@@ -75,3 +75,7 @@ class OutputError(MediaError):
 
 class SessionError(AvatarcastError):
     """A replay session file is malformed."""
+
+
+class ComplianceError(AvatarcastError):
+    """An audit file, retention run, export or C2PA signature failed (not retryable)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
@@ -78,6 +78,22 @@ class WhepSettings(_Section):
     ice_servers: list[IceServer] = Field(default_factory=list)
 
 
+class RetentionSettings(_Section):
+    """How long recordings, transcripts, chat and price logs and audit entries are kept."""
+
+    days: int = Field(default=3 * 365, ge=1)
+
+
+class C2paSettings(_Section):
+    """C2PA signing of recordings and renders; off until a certificate chain and key are set."""
+
+    enabled: bool = False
+    cert_chain: Path | None = None  # PEM: end-entity certificate first, then intermediates
+    private_key: Path | None = None  # PEM, PKCS#8
+    algorithm: Literal["es256", "ps256"] = "es256"
+    tsa_url: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARCAST_",
@@ -91,6 +107,8 @@ class Settings(BaseSettings):
     stream: StreamDefaults = Field(default_factory=StreamDefaults)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    c2pa: C2paSettings = Field(default_factory=C2paSettings)
 
     @classmethod
     def settings_customise_sources(

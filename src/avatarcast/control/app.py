@@ -45,10 +45,21 @@ ROUTE_MODULES: tuple[str, ...] = (
     "stream_whep",
     "schedules",
     "events",
+    "audit",
 )
 #: Modules that must exist; the others are picked up when someone writes them.
 REQUIRED_ROUTE_MODULES = frozenset(
-    {"health", "tenants", "keys", "products", "destinations", "avatars", "voices", "events"}
+    {
+        "health",
+        "tenants",
+        "keys",
+        "products",
+        "destinations",
+        "avatars",
+        "voices",
+        "events",
+        "audit",
+    }
 )
 
 Lifespan = Callable[[AppContext], AbstractAsyncContextManager[None]]

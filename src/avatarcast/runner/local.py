@@ -58,6 +58,7 @@ class _Stream:
     whep_port: int | None = None
     whep_token: str | None = None
     last_error: str | None = None
+    stop_reason: str = "ended"
     health: Mapping[str, Any] = field(default_factory=dict)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
@@ -89,7 +90,7 @@ class LocalRunner:
     async def start(self, stream_id: str, spec: StreamSpec) -> None:
         previous = self._streams.get(stream_id)
         if previous is not None:
-            self._request_stop(previous)
+            self._request_stop(previous, "replaced")
         stream = _Stream(stream_id, spec)
         self._streams[stream_id] = stream
         stream.task = asyncio.get_running_loop().create_task(
@@ -99,7 +100,7 @@ class LocalRunner:
     async def stop(self, stream_id: str) -> None:
         stream = self._streams.get(stream_id)
         if stream is not None:
-            self._request_stop(stream)
+            self._request_stop(stream, "requested")
 
     async def pause(self, stream_id: str) -> None:
         self._set_paused(stream_id, True)
@@ -156,15 +157,16 @@ class LocalRunner:
     async def drain(self) -> None:
         streams = list(self._streams.values())
         for s in streams:
-            self._request_stop(s)
+            self._request_stop(s, "shutdown")
         tasks = [s.task for s in streams if s.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- supervision ----------------------------------------------------------------------------
 
-    def _request_stop(self, s: _Stream) -> None:
+    def _request_stop(self, s: _Stream, reason: str) -> None:
         if not s.stop_requested.is_set():
+            s.stop_reason = reason
             s.stop_requested.set()
             if s.state not in ("stopped", "failed"):
                 s.state = "stopping"
@@ -225,7 +227,7 @@ class LocalRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(s.stop_requested.wait(), delay)
         s.state = "stopped"
-        self._emit(s, "stopped")
+        self._emit(s, "stopped", reason=s.stop_reason)
 
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from avatarcast.control.db.models import Destination, ProductRow
 from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.db.products import to_product
 from avatarcast.control.hub import ProductChange, ProductChangeHub
+from avatarcast.control.metrics import ControlMetrics
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 
 __all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
@@ -202,6 +204,28 @@ class StreamManager:
             except Exception:
                 log.exception("stream manager job failed")
 
+    async def publish_metrics(self, metrics: ControlMetrics, interval: float = 1.0) -> None:
+        """Copy each running stream's health into the Prometheus gauges, forever."""
+        reconnects: dict[tuple[str, str], int] = {}
+        shown: set[str] = set()
+        while True:
+            states: Counter[tuple[str, str]] = Counter()
+            running = set(self.runner.running())
+            for stream_id in running:
+                status = self.runner.status(stream_id)
+                selection = self._selections.get(stream_id)
+                if status is None or selection is None:
+                    continue
+                states[(selection.tenant_id, status.state)] += 1
+                _set_gauges(metrics, stream_id, status.health, reconnects)
+            for gone in shown - running:
+                metrics.forget_stream(gone)
+            shown = running
+            metrics.streams.clear()
+            for (tenant_id, state), n in states.items():
+                metrics.streams.labels(tenant_id, state).set(n)
+            await asyncio.sleep(interval)
+
     async def close(self) -> None:
         """Stop every stream, keep the events they report, then end :meth:`run`."""
         for unsubscribe in self._unsubscribe.values():
@@ -209,6 +233,26 @@ class StreamManager:
         self._unsubscribe.clear()
         await self.runner.drain()
         self._jobs.put_nowait(None)
+
+
+def _set_gauges(
+    metrics: ControlMetrics,
+    stream_id: str,
+    health: Mapping[str, Any],
+    reconnects: dict[tuple[str, str], int],
+) -> None:
+    if isinstance(health.get("fps"), int | float):
+        metrics.stream_fps.labels(stream_id).set(health["fps"])
+    if isinstance(health.get("encode_lag_ms"), int | float):
+        metrics.stream_encode_lag.labels(stream_id).set(health["encode_lag_ms"] / 1000)
+    if isinstance(health.get("av_offset_ms"), int | float):
+        metrics.stream_av_offset.labels(stream_id).set(health["av_offset_ms"] / 1000)
+    for dest in health.get("destinations") or ():
+        name, count = str(dest.get("name", "")), int(dest.get("reconnects") or 0)
+        before = reconnects.get((stream_id, name), 0)
+        if count > before:
+            metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
+        reconnects[(stream_id, name)] = count
 
 
 def _selection(row: StreamRow) -> _Selection:

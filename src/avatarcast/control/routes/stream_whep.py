@@ -104,9 +104,11 @@ async def player(
 async def whep_offer(
     stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
 ) -> Response:
-    """WHEP (RFC 9725): the body is an SDP offer sent as ``application/sdp``; the answer comes
-    back the same way. No API key: the stream's viewer token. (The body is not declared in the
-    OpenAPI document because generic clients and fuzzers cannot produce SDP.)"""
+    """WHEP (RFC 9725): POST an SDP offer as ``application/sdp``, get the answer back.
+
+    No API key: the stream's viewer token. The body is not declared in the OpenAPI document
+    because generic clients and fuzzers cannot produce SDP.
+    """
     await _authorise(ctx, request, stream_id, token)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":

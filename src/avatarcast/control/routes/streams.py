@@ -79,10 +79,12 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     ctx.extras[EXTRAS_KEY] = manager
     async with asyncio.TaskGroup() as tg:
         tg.create_task(manager.run())
+        gauges = tg.create_task(manager.publish_metrics(ctx.metrics))
         await manager.restore()
         try:
             yield
         finally:
+            gauges.cancel()
             await manager.close()
 
 

@@ -78,10 +78,17 @@ class LoopMemory:
                 del self._spoken[old]
 
     def check(
-        self, text: str, lang: str, media_time: float, *, quoted: Iterable[str] = ()
+        self,
+        text: str,
+        lang: str,
+        media_time: float,
+        *,
+        quoted: Iterable[str] = (),
+        repeat_ok: bool = False,
     ) -> CheckResult:
+        """``repeat_ok``: the text must be said again when due (the AI disclosure)."""
         last = self._spoken.get(normalise(text))
-        if last is not None and media_time - last < self.window:
+        if last is not None and media_time - last < self.window and not repeat_ok:
             return CheckResult("loops", False, f"said {media_time - last:.0f} s ago")
         found = stutter(text, lang, quoted=quoted)
         if found:

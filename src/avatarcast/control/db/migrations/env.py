@@ -11,7 +11,11 @@ from avatarcast.control.db.base import Base
 from avatarcast.control.db.engine import make_engine
 
 # every module that declares tables; models_streams arrives with the stream runner
-for _name in ("avatarcast.control.db.models", "avatarcast.control.db.models_streams"):
+for _name in (
+    "avatarcast.control.db.models",
+    "avatarcast.control.db.models_streams",
+    "avatarcast.compliance.models",
+):
     if importlib.util.find_spec(_name) is not None:
         importlib.import_module(_name)
 

@@ -1,0 +1,75 @@
+"""Where one stream's record lives on disk: ``<recordings_dir>/<tenant_id>/<stream_id>/``.
+
+The recorder writes ``segment-NNNNN.mp4`` and ``index.json`` there. Transcripts, chat and price
+snapshots go next to them as JSON Lines (``transcript*.jsonl``, ``chat*.jsonl``,
+``prices*.jsonl``); a writer that rotates them (``transcript-2025-06-01.jsonl``) lets retention
+drop old days of a long stream. A file's end time is its modification time: the moment its last
+byte was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["RECORD_KINDS", "RecordFile", "record_files", "stream_dir", "write_json_atomic"]
+
+RecordKind = Literal["segment", "transcript", "chat", "prices"]
+#: What retention and export look for in a stream's folder.
+RECORD_KINDS: dict[RecordKind, str] = {
+    "segment": "segment-*.mp4",
+    "transcript": "transcript*.jsonl",
+    "chat": "chat*.jsonl",
+    "prices": "prices*.jsonl",
+}
+INDEX_NAME = "index.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFile:
+    kind: RecordKind
+    path: Path
+    ended: datetime
+
+
+def stream_dir(recordings_dir: Path, tenant_id: str, stream_id: str) -> Path:
+    return recordings_dir / tenant_id / stream_id
+
+
+def stream_dirs(recordings_dir: Path) -> Iterator[tuple[str, str, Path]]:
+    """``(tenant_id, stream_id, folder)`` of every stream folder, in name order."""
+    if not recordings_dir.is_dir():
+        return
+    for tenant in sorted(p for p in recordings_dir.iterdir() if p.is_dir()):
+        for stream in sorted(p for p in tenant.iterdir() if p.is_dir()):
+            yield tenant.name, stream.name, stream
+
+
+def record_files(folder: Path) -> list[RecordFile]:
+    """The record files of one stream folder, by kind then name (hidden temp files skipped)."""
+    found: list[RecordFile] = []
+    for kind, pattern in RECORD_KINDS.items():
+        for path in sorted(folder.glob(pattern)):
+            if path.is_file() and not path.name.startswith("."):
+                ended = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                found.append(RecordFile(kind, path, ended))
+    return found
+
+
+def write_json_atomic(path: Path, body: object) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
