@@ -147,6 +147,13 @@ class Proc:
         self.p.stdin.write(text)
         self.p.stdin.flush()
 
+    def exited(self) -> bool:
+        """Whether the child has ended, without reaping it (``wait`` wants its rusage)."""
+        if self.returncode is not None:
+            return True
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, self.p.pid, flags) is not None
+
     def signal(self, sig: int) -> None:
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -267,7 +274,7 @@ def run_streams(server: RtmpServer, n: int, seconds: float, work: Path) -> dict[
     loads = []
     deadline = time.monotonic() + seconds + 90
     for _ in range(int(seconds + 90)):
-        if all(p.p.poll() is not None for p in procs) or time.monotonic() > deadline:
+        if all(p.exited() for p in procs) or time.monotonic() > deadline:
             break
         time.sleep(1)
         loads.append(loadavg()[0])
@@ -400,7 +407,7 @@ def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str
     clients: list[Proc] = []
     try:
         for _ in range(300):
-            if server.lines or server.p.poll() is not None:
+            if server.lines or server.exited():
                 break
             time.sleep(0.1)
         split = [n // 2, n - n // 2] if n >= 10 else [n]

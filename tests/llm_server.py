@@ -4,21 +4,28 @@ Each request to ``POST /v1/chat/completions`` takes the next behaviour from a qu
 streamed token by token as server-sent events (or as one JSON body when ``stream`` is false),
 an HTTP error, garbage bytes, an invalid JSON chunk, or a hang. The real ``openai`` client talks
 to it over TCP, so tests exercise the SDK's own streaming, parsing and error mapping.
+
+``POST /v1/audio/speech`` has its own queue (``script_speech``): real audio synthesised with
+numpy (a voiced-sounding burst per syllable) as ``pcm`` (24 kHz s16le, like OpenAI) or ``wav``,
+an HTTP error, or a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import socket
 import threading
 import time
+import wave
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,6 +73,42 @@ class Hang:
 Behaviour = Reply | Status | Garbage | BadJson | Hang
 
 
+@dataclass(frozen=True)
+class Speech:
+    """Answer ``/v1/audio/speech`` with ``seconds`` of audio (default: ``SPEECH_S_PER_CHAR`` a
+    character of the input) in the requested format, at ``rate`` Hz, after ``delay``."""
+
+    seconds: float | None = None
+    rate: int = 24_000
+    delay: float = 0.0
+
+
+SpeechBehaviour = Speech | Status | Hang
+
+SPEECH_S_PER_CHAR = 0.06
+SYLLABLE_S = 0.2  # one voiced burst of 0.15 s, then 0.05 s of silence
+
+
+def speech_pcm(seconds: float, rate: int = 24_000) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """A deterministic voiced-sounding signal: bursts of a 140 Hz tone with harmonics."""
+    n = round(seconds * rate)
+    t = np.arange(n) / rate
+    tone = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in (1, 2, 3, 4))
+    phase = np.mod(t, SYLLABLE_S)
+    envelope = np.where(phase < 0.15, np.sin(np.pi * np.minimum(phase, 0.15) / 0.15), 0.0)
+    return np.rint(tone * envelope * 6000).astype(np.int16)
+
+
+def wav_bytes(pcm: np.ndarray[Any, np.dtype[np.int16]], rate: int) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return buf.getvalue()
+
+
 def tokens(text: str) -> list[str]:
     """Split like a tokenizer would: words with their leading space, Han characters one by one."""
     return re.findall(r"\s*[\u4e00-\u9fff]|\s*[^\s\u4e00-\u9fff]+|\s+", text)
@@ -95,6 +138,10 @@ class ScriptedLlmServer:
         self.default: Behaviour = default or Reply("Hello.")
         self.queue: deque[Behaviour] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.speech_default: SpeechBehaviour = Speech()
+        self.speech_queue: deque[SpeechBehaviour] = deque()
+        self.speech_requests: list[dict[str, Any]] = []
+        self.speech_headers: list[dict[str, str]] = []
         self._stop = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -107,10 +154,17 @@ class ScriptedLlmServer:
     def script(self, *behaviours: Behaviour) -> None:
         self.queue.extend(behaviours)
 
+    def script_speech(self, *behaviours: SpeechBehaviour) -> None:
+        self.speech_queue.extend(behaviours)
+
     def reset(self) -> None:
         self.queue.clear()
         self.requests.clear()
         self.default = Reply("Hello.")
+        self.speech_queue.clear()
+        self.speech_requests.clear()
+        self.speech_headers.clear()
+        self.speech_default = Speech()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -119,7 +173,12 @@ class ScriptedLlmServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        app = Starlette(routes=[Route("/v1/chat/completions", self._handle, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._handle, methods=["POST"]),
+                Route("/v1/audio/speech", self._speech, methods=["POST"]),
+            ]
+        )
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
         )
@@ -164,6 +223,30 @@ class ScriptedLlmServer:
             await self._sleep(behaviour.first_delay)
             return JSONResponse(self._completion(behaviour.text))
         return StreamingResponse(self._events(behaviour), media_type="text/event-stream")
+
+    async def _speech(self, request: Request) -> Response:
+        body = await request.json()
+        self.speech_requests.append(body)
+        self.speech_headers.append(dict(request.headers))
+        behaviour = self.speech_queue.popleft() if self.speech_queue else self.speech_default
+        if isinstance(behaviour, Status):
+            error = {"error": {"message": f"scripted {behaviour.code}", "type": "scripted"}}
+            return JSONResponse(error, status_code=behaviour.code)
+        if isinstance(behaviour, Hang):
+            await self._sleep(behaviour.seconds)
+            return JSONResponse({"error": {"message": "hung"}}, status_code=504)
+        await self._sleep(behaviour.delay)
+        seconds = behaviour.seconds
+        if seconds is None:
+            seconds = SPEECH_S_PER_CHAR * len(str(body.get("input", "")))
+        pcm = speech_pcm(seconds, behaviour.rate)
+        fmt = body.get("response_format", "mp3")
+        if fmt == "pcm":
+            return Response(pcm.astype("<i2").tobytes(), media_type="audio/pcm")
+        if fmt == "wav":
+            return Response(wav_bytes(pcm, behaviour.rate), media_type="audio/wav")
+        error = {"error": {"message": f"format {fmt!r} not scripted", "type": "invalid"}}
+        return JSONResponse(error, status_code=400)
 
     async def _events(self, behaviour: Behaviour) -> AsyncIterator[bytes]:
         if isinstance(behaviour, Garbage):

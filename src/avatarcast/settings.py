@@ -68,6 +68,22 @@ class LlmSettings(_Section):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+class TtsSettings(_Section):
+    """Network voices (``openai:*``, ``edge:*``); each falls back to espeak when it fails.
+
+    An empty ``base_url`` or ``api_key`` borrows the ``[llm]`` one, so one OpenAI-compatible
+    endpoint can serve both the writer and the voice.
+    """
+
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    model: str = "gpt-4o-mini-tts"
+    timeout_s: float = Field(default=15.0, gt=0)
+    edge_proxy: str | None = None
+    failures_to_open: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=60.0, ge=0)
+
+
 class IceServer(_Section):
     urls: list[str]
     username: str | None = None
@@ -106,6 +122,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     stream: StreamDefaults = Field(default_factory=StreamDefaults)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)

@@ -23,7 +23,7 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from avatarcast import __version__
-from avatarcast.compliance.audit import AuditLog, format_time, write_jsonl
+from avatarcast.compliance.audit import AuditLog, ChainHead, format_time, write_jsonl
 from avatarcast.compliance.records import INDEX_NAME, record_files, stream_dir
 from avatarcast.errors import ComplianceError
 
@@ -101,7 +101,7 @@ def export_stream(
     return ExportResult(out, manifest)
 
 
-def _head_json(head: Any) -> dict[str, Any] | None:
+def _head_json(head: ChainHead | None) -> dict[str, Any] | None:
     if head is None:
         return None
     return {
@@ -137,7 +137,7 @@ def _add_file(tar: tarfile.TarFile, name: str, path: Path, now: datetime) -> dic
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size  # a snapshot: a growing file is cut here
         reader = _HashingReader(f)
-        tar.addfile(_info(name, size, now), reader)  # type: ignore[arg-type]
+        tar.addfile(_info(name, size, now), reader)
     return {"path": name.split("/", 1)[1], "size": size, "sha256": reader.sha256.hexdigest()}
 
 

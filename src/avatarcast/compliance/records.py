@@ -13,12 +13,20 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
-__all__ = ["RECORD_KINDS", "RecordFile", "record_files", "stream_dir", "write_json_atomic"]
+__all__ = [
+    "RECORD_KINDS",
+    "RecordFile",
+    "atomic_text",
+    "record_files",
+    "stream_dir",
+    "write_json_atomic",
+]
 
 RecordKind = Literal["segment", "transcript", "chat", "prices"]
 #: What retention and export look for in a stream's folder.
@@ -67,6 +75,22 @@ def write_json_atomic(path: Path, body: object) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(body, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """A text file that appears at ``path``, complete, only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

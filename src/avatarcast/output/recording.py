@@ -5,14 +5,17 @@ fragmented MP4 (a fragment at each keyframe and at least every second, empty moo
 process dies the closed segments are whole and the current one is readable up to its last
 fragment, about a second before the end. ``index.json``
 lists the closed segments and is replaced atomically (temp file + rename) after each one.
+``on_segment_closed`` is then called with the segment's path in the recorder's worker thread
+(C2PA signing hooks in here); an exception from it is logged and the recording goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +32,7 @@ from avatarcast.output.base import StreamHeaders
 __all__ = ["SegmentInfo", "SegmentedRecorder"]
 
 INDEX_NAME = "index.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -61,6 +65,7 @@ class SegmentedRecorder:
         segment_seconds: float = 600,
         metadata: Mapping[str, str] | None = None,
         name: str = "recording",
+        on_segment_closed: Callable[[Path], None] | None = None,
     ) -> None:
         if segment_seconds <= 0:
             raise OutputError(f"segment_seconds must be > 0, got {segment_seconds}")
@@ -68,6 +73,7 @@ class SegmentedRecorder:
         self.name = name
         self.segment_seconds = Fraction(segment_seconds)
         self.metadata = dict(metadata or {})
+        self.on_segment_closed = on_segment_closed
         self.segments: list[SegmentInfo] = []
         self._worker = SerialWorker(f"avatarcast-{name}")
         self._headers: StreamHeaders | None = None
@@ -159,6 +165,11 @@ class SegmentedRecorder:
         seg.info.duration = float(seg.end - seg.start)
         self.segments.append(seg.info)
         self._write_index()
+        if self.on_segment_closed is not None:
+            try:
+                self.on_segment_closed(self.dir / seg.info.file)
+            except Exception:
+                log.exception("%s: on_segment_closed failed for %s", self.name, seg.info.file)
 
     def _write_index(self) -> None:
         body = {

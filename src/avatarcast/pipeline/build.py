@@ -33,7 +33,12 @@ from avatarcast.script.guardrails import Refusal
 from avatarcast.script.rundown import Rundown
 from avatarcast.script.stack import ScriptStack, check_writer
 from avatarcast.voice.base import Voice
-from avatarcast.voice.registry import create_voice, default_voice_for, list_voices
+from avatarcast.voice.registry import (
+    NetworkVoiceOptions,
+    create_voice,
+    default_voice_for,
+    list_voices,
+)
 
 if TYPE_CHECKING:
     from avatarcast.script.llm import LlmOptions
@@ -52,6 +57,8 @@ class ProgrammeOptions:
     writer: str = "template"
     #: the model endpoint for ``writer="llm"`` (from Settings, read by the CLI only)
     llm: LlmOptions | None = None
+    #: where network voices (``openai:*``, ``edge:*``) connect (from Settings, read by the CLI)
+    tts: NetworkVoiceOptions | None = None
     seed: int = 0
     size: str = "720p"
     fps: int = 25
@@ -203,7 +210,7 @@ def build(
         background=renderer.render_background(fmt.width, fmt.height),
         label=LabelConfig(text=opts.label_text, position=opts.label_position),  # type: ignore[arg-type]
     )
-    voice = create_voice(resolved.voice)
+    voice = create_voice(resolved.voice, lang=opts.lang, network=opts.tts)
     script = ScriptStack(
         catalog=catalog,
         lang=opts.lang,

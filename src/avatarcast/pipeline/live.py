@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
+from avatarcast.chat.message import ChatMessage
+from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import WallClock
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
@@ -28,6 +30,7 @@ from avatarcast.output.whep import IceServer, WhepSink
 from avatarcast.output.whep_http import WhepServer, serve_whep
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.pipeline.talk import Guard
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ class LiveOptions:
     duration: float | None = None
     start_at: float = 0.0
     ice_servers: tuple[Mapping[str, Any], ...] = ()
+    #: speak a short AI disclosure at the start of each answer to a viewer
+    disclose_answers: bool = False
     backoff_start: float = 1.0
     backoff_cap: float = 10.0
 
@@ -86,6 +91,7 @@ class LiveControl:
     _stop_requested: bool = False
     _bad_destinations: list[Status] = field(default_factory=list)
     _whep_error: str | None = None
+    _chat: ProgrammeChat | None = None
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -169,6 +175,29 @@ class LiveControl:
     def resume_product(self, product_id: str) -> None:
         if self._built is not None:
             self._built.talk.excluded.discard(product_id)
+
+    def chat(self, messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Take a batch of viewer messages; returns each one's fate (accepted or rejected)."""
+        if self._chat is None or self._runner is None or self._built is None:
+            raise OutputError("the stream is not on air yet; chat is taken once it is live")
+        now = self._runner.pts / self._built.fmt.fps
+        batch = [
+            ChatMessage(
+                viewer_id=str(m.get("viewer_id", "")),
+                name=str(m.get("name", "")),
+                text=str(m.get("text", "")),
+                time=now,
+                id=str(m.get("id", "")),
+            )
+            for m in messages
+        ]
+        return [f.as_dict() for f in self._chat.desk.submit(batch)]
+
+    def chat_fate(self, message_id: str) -> dict[str, Any] | None:
+        if self._chat is None:
+            return None
+        fate = self._chat.desk.fate(message_id)
+        return fate.as_dict() if fate is not None else None
 
     def update_products(self, products: list[Product]) -> None:
         if self._built is None:
@@ -288,8 +317,12 @@ async def run_live(
         else:
             sinks += [whep, _PcmTap(whep)]
             control._whep_url = whep_server.url
-    built = build(resolved, live=True)
+    guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
+    built = build(resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t))
+    chat = ProgrammeChat(built, disclosure=opts.disclose_answers)
+    guards.append(chat.guard(built.script.guard if built.script is not None else None))
     control._built = built
+    control._chat = chat
     await asyncio.to_thread(_warm_up, built)
     runner = ProgrammeRunner(
         programme=built.programme,
@@ -298,6 +331,7 @@ async def run_live(
         sinks=sinks,
         clock=WallClock(),
         start_pts=round(opts.start_at * fmt.fps),
+        before_frame=_chat_hook(chat),
     )
     control._runner = runner
     if control._stop_requested:
@@ -310,11 +344,13 @@ async def run_live(
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
             reporter = tg.create_task(_report(control, on_status, status_interval))
+            answers = tg.create_task(_answer_chat(chat, runner, fmt.fps))
             try:
                 await runner.run(frames=frames)
             finally:
                 prefetch.cancel()
                 reporter.cancel()
+                answers.cancel()
         control.state = "stopped"
     except BaseException:
         control.state = "failed"
@@ -329,6 +365,24 @@ async def run_live(
     if on_status is not None:
         on_status(final)
     return final
+
+
+def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:
+    async def before_frame(pts: int) -> None:
+        chat.before_frame(pts)
+
+    return before_frame
+
+
+async def _answer_chat(chat: ProgrammeChat, runner: ProgrammeRunner, fps: int) -> None:
+    """Answer held questions as their hold time passes, off the frame loop."""
+    while True:
+        await asyncio.sleep(0.05)
+        if chat.desk.pending:
+            try:
+                await chat.desk.answer_pending(runner.pts / fps)
+            except Exception:
+                log.exception("answering chat failed")
 
 
 def _warm_up(built: Built) -> None:

@@ -1,1 +1,10 @@
-"""runner."""
+"""Stream backends: run each stream somewhere, restart it when it crashes, report events.
+
+``base`` is the interface, ``local`` runs each stream as a ``worker`` process on this machine,
+``manager`` keeps a runner in line with the control plane's database.
+"""
+
+from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec, StreamStatus
+from avatarcast.runner.local import LocalRunner
+
+__all__ = ["LocalRunner", "StreamEvent", "StreamRunner", "StreamSpec", "StreamStatus"]

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from avatarcast.catalog.model import Product
 
 __all__ = [
+    "EXIT_CONFIG",
     "EventCallback",
     "StreamEvent",
     "StreamRunner",
@@ -22,6 +23,9 @@ __all__ = [
     "StreamState",
     "StreamStatus",
 ]
+
+#: A worker's exit code for options no retry can fix: the stream fails and is not restarted.
+EXIT_CONFIG = 3
 
 StreamState = Literal[
     "starting", "live", "paused", "stopping", "stopped", "failed", "crashed", "restarting"

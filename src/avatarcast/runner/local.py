@@ -26,13 +26,13 @@ from typing import Any
 from avatarcast.catalog.model import Product
 from avatarcast.logs import redact
 from avatarcast.runner.base import (
+    EXIT_CONFIG,
     EventCallback,
     StreamEvent,
     StreamSpec,
     StreamState,
     StreamStatus,
 )
-from avatarcast.runner.worker import EXIT_CONFIG
 
 __all__ = ["LocalRunner"]
 

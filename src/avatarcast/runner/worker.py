@@ -26,10 +26,9 @@ from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
 from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.runner.base import EXIT_CONFIG
 
 log = logging.getLogger(__name__)
-
-EXIT_CONFIG = 3
 
 
 class Worker:

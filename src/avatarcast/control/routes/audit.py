@@ -45,6 +45,7 @@ def _public(row: AuditRow) -> AuditEntryPublic:
         id=row.id,
         seq=row.seq,
         time=row.time,
+        tenant_id=row.tenant_id,
         stream_id=row.stream_id,
         actor=row.actor,
         kind=row.kind,

@@ -9,11 +9,12 @@ from avatarcast.control.schemas.common import Out
 
 
 class AuditEntryPublic(Out):
-    """One audit entry with its chain hashes; ``id`` is only the page position."""
+    """One audit entry with every field its hash covers; ``id`` is only the page position."""
 
     id: int
     seq: int
     time: datetime
+    tenant_id: str
     stream_id: str = Field(description='"" for the tenant\'s own chain')
     actor: str
     kind: str
