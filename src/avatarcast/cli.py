@@ -44,6 +44,17 @@ WriterOpt = Annotated[str, typer.Option("--writer", help="Script writer: templat
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed: same seed, same output.")]
 SizeOpt = Annotated[str, typer.Option("--size", help="Frame size: 720p or 1080p.")]
 FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second: 25 or 30.")]
+SellerOpt = Annotated[
+    str | None,
+    typer.Option("--seller", help='Seller shown on screen: "NAME" or "NAME|CONTACT".'),
+]
+
+
+def _seller(value: str | None) -> tuple[str, str] | None:
+    if not value or not value.strip():
+        return None
+    name, _, contact = value.partition("|")
+    return name.strip(), contact.strip()
 
 
 def _fail(e: AvatarcastError | OSError) -> typer.Exit:
@@ -113,6 +124,7 @@ def render(
     seed: SeedOpt = 0,
     size: SizeOpt = "720p",
     fps: FpsOpt = 25,
+    seller: SellerOpt = None,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -135,6 +147,7 @@ def render(
         seed=seed,
         size=size,
         fps=fps,
+        seller=_seller(seller),
     )
     try:
         result = asyncio.run(
@@ -199,6 +212,7 @@ def live(
     seed: SeedOpt = 0,
     size: SizeOpt = "720p",
     fps: FpsOpt = 25,
+    seller: SellerOpt = None,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -227,6 +241,7 @@ def live(
             seed=seed,
             size=size,
             fps=fps,
+            seller=_seller(seller),
         ),
         destinations=tuple(to or ()),
         record_dir=record,

@@ -25,7 +25,7 @@ from avatarcast.locale import language
 from avatarcast.output.encoder import Encoder
 from avatarcast.pipeline.runner import FrameEncoder
 from avatarcast.pipeline.talk import Guard, TalkSource
-from avatarcast.programme.compositor import Compositor
+from avatarcast.programme.compositor import Compositor, SellerInfo
 from avatarcast.programme.overlays import LabelConfig, label_text
 from avatarcast.programme.programme import Programme, SpokenLine
 from avatarcast.script.base import ScriptWriter
@@ -66,6 +66,8 @@ class ProgrammeOptions:
     label_position: str = "top-left"
     producer: str = "avatarcast"
     stream_id: str = "local"
+    #: seller shown on screen for the whole stream: (name, contact)
+    seller: tuple[str, str] | None = None
     #: seconds between spoken AI disclosures (the first is at the start); None turns them off
     disclosure_interval_s: float | None = 600.0
 
@@ -209,6 +211,7 @@ def build(
         renderer=renderer,
         background=renderer.render_background(fmt.width, fmt.height),
         label=LabelConfig(text=opts.label_text, position=opts.label_position),  # type: ignore[arg-type]
+        seller=SellerInfo(name=opts.seller[0], contact=opts.seller[1]) if opts.seller else None,
     )
     voice = create_voice(resolved.voice, lang=opts.lang, network=opts.tts)
     script = ScriptStack(

@@ -36,10 +36,10 @@ from avatarcast.programme.overlays import (
 )
 from avatarcast.programme.yuv import Sprite, YuvFrame
 
-__all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName"]
+__all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo"]
 
 U16 = npt.NDArray[np.uint16]
-RegionName = Literal["label", "card", "caption", "avatar"]
+RegionName = Literal["label", "card", "caption", "avatar", "seller"]
 
 _CARD_CACHE = 16
 _CAPTION_CACHE = 64
@@ -150,6 +150,18 @@ def _clip(sprite: Sprite, x: int, y: int, width: int, height: int) -> Placed:
     return Placed(part, x0, y0)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SellerInfo:
+    """Who sells: shown on screen for the whole stream (live-commerce rules ask for it)."""
+
+    name: str
+    contact: str = ""
+
+    def line(self, lang: str) -> str:
+        word = {"nl": "Verkoper", "zh": "商家"}.get(lang, "Seller")
+        return f"{word}: {self.name}" + (f" · {self.contact}" if self.contact else "")
+
+
 class Compositor:
     """Composes programme frames in yuv420p. One instance per compose thread (scratch buffers)."""
 
@@ -162,6 +174,7 @@ class Compositor:
         renderer: AvatarRenderer,
         background: Sprite | None = None,
         label: LabelConfig | None = None,
+        seller: SellerInfo | None = None,
     ) -> None:
         if width % 2 or height % 2 or width < 320 or height < 180:
             raise ConfigError(f"frame size {width}x{height} must be even and at least 320x180")
@@ -173,6 +186,9 @@ class Compositor:
         self._base = self._backdrop(background)
         self.label, self._label = self._make_label(label or LabelConfig())
         self._regions = self._layout(self.label.box)
+        self.seller = seller
+        if seller is not None:
+            self._place_seller(seller)
         self._cards: OrderedDict[tuple[object, ...], Placed] = OrderedDict()
         self._captions: OrderedDict[str, _Blend] = OrderedDict()
         self._last_product: Product | None = None
@@ -248,6 +264,17 @@ class Compositor:
             "caption": Box(cap_x, cap_bottom - cap_h, cap_w, cap_h),
             "avatar": Box(0, 0, card_x - gap, h),
         }
+
+    def _place_seller(self, seller: SellerInfo) -> None:
+        """Bake the seller panel into the backdrop under the card column (it never changes)."""
+        card = self._regions["card"]
+        text = seller.line(self.lang)
+        sprite = Sprite.from_rgba(render_caption(text, max_width=card.w, scale=self.scale * 0.7))
+        x = card.x + (card.w - sprite.width) // 2
+        y = card.bottom - sprite.height
+        self._base.blit(sprite, x, y)
+        self._regions["seller"] = Box(x - x % 2, y - y % 2, sprite.width, sprite.height)
+        self._regions["card"] = Box(card.x, card.y, card.w, card.h - sprite.height - self._gap)
 
     # --- cached layers --------------------------------------------------------------------
 
