@@ -1,14 +1,15 @@
 """Where one live stream spends its CPU: py-spy on an ``avatarcast live`` process.
 
     pip install py-spy
-    python benchmarks/live_profile.py [--seconds 10] [--native] [--top 10]
+    python benchmarks/live_profile.py [--seconds 10] [--native] [--gil] [--top 10]
 
 Starts a throwaway nginx-rtmp on loopback (tests/rtmp_server.py) and one 720p25 live stream
 that pushes to it and records, waits until it has been on air for 3 s, then samples it (and
 its children: the RTMP push process) with ``py-spy record`` for SECONDS. Prints the top
 functions by own samples (the leaf of the stack) and by inclusive samples, as JSON and as a
-markdown table on stderr. Without ``--native`` time inside C code (libx264, numpy) is charged
-to the Python function that called it.
+markdown table on stderr. py-spy's idle detection misses some waits (a thread pool worker
+blocked on its queue, the selector), so read ``--gil`` too. Without ``--native`` time inside
+C code (libx264, numpy) is charged to the Python function that called it.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def parse(raw: str) -> tuple[int, collections.Counter[str], collections.Counter[
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--native", action="store_true")
+    ap.add_argument("--gil", action="store_true", help="only samples of threads holding the GIL")
     ap.add_argument("--top", type=int, default=10)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="live-profile-") as tmp:
@@ -87,6 +89,7 @@ def main() -> None:
             spy = ["py-spy", "record", "--pid", str(live.pid), "--duration", str(args.seconds)]
             spy += ["--rate", "100", "--format", "raw", "--output", str(out), "--subprocesses"]
             spy += ["--native"] if args.native else []
+            spy += ["--gil"] if args.gil else []
             subprocess.run(spy, check=True, timeout=args.seconds + 60, capture_output=True)
             total, own, incl = parse(out.read_text())
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -77,7 +78,7 @@ def test_entries_chain_and_verify(db: tuple[Engine, sessionmaker[Session]]) -> N
     chain = [e for e in entries if e.stream_id == "s1"]
     assert [e.seq for e in chain] == [1, 2, 3, 4, 5]
     assert chain[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(chain, chain[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
     assert all(e.computed_hash() == e.hash for e in entries)
     assert chain[2].detail == {"product": "p2", "price": 12.5, "currency": "CNY", "note": "降价"}
     assert chain[0].time == T0 + timedelta(seconds=1)  # microseconds survive the database

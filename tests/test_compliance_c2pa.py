@@ -124,9 +124,7 @@ def make_pki(folder: Path, algorithm: str) -> Pki:
     (folder / "root.pem").write_bytes(root.public_bytes(pem))
     (folder / "chain.pem").write_bytes(leaf.public_bytes(pem) + root.public_bytes(pem))
     (folder / "signer.key").write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     config = SignerConfig(
         cert_chain=folder / "chain.pem",

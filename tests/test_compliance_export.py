@@ -6,7 +6,6 @@ import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -72,9 +71,7 @@ def test_export_lists_every_file_with_its_hash(
     files = make_record(rec, sessions)
     out = tmp_path / "out" / "s1.tar.gz"
     with sessions() as session:
-        result = export_stream(
-            session, recordings_dir=rec, tenant_id="t1", stream_id="s1", out=out
-        )
+        result = export_stream(session, recordings_dir=rec, tenant_id="t1", stream_id="s1", out=out)
     assert check_export(out) == []
     got = members(out)
     assert list(got)[-1] == "stream-s1/manifest.json"
@@ -128,14 +125,24 @@ def test_a_changed_member_is_reported(
     assert check_export(forged) == ["logs/chat.jsonl: size or SHA-256 differs from the manifest"]
 
 
-def test_nothing_to_export_leaves_no_file(
+def test_a_failed_export_leaves_no_file(
     db: tuple[Engine, sessionmaker[Session]], tmp_path: Path
 ) -> None:
     _, sessions = db
-    out = tmp_path / "x.tar.gz"
+    rec = tmp_path / "recordings"
+    make_record(rec, sessions)
+    target = tmp_path / "out"
+    target.mkdir()
     with sessions() as session, pytest.raises(ComplianceError, match="no record"):
-        export_stream(session, recordings_dir=tmp_path, tenant_id="t1", stream_id="nope", out=out)
-    assert list(tmp_path.iterdir()) == []
+        export_stream(
+            session, recordings_dir=rec, tenant_id="t1", stream_id="nope", out=target / "x.tgz"
+        )
+    (target / "taken.tgz").mkdir()  # the rename fails: the temporary file must go
+    with sessions() as session, pytest.raises(ComplianceError, match="cannot write"):
+        export_stream(
+            session, recordings_dir=rec, tenant_id="t1", stream_id="s1", out=target / "taken.tgz"
+        )
+    assert [p.name for p in target.iterdir()] == ["taken.tgz"]
 
 
 def test_cli_export(tmp_path: Path) -> None:
@@ -151,6 +158,5 @@ def test_cli_export(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     assert "7 files, 3 audit entries" in done.output
     assert check_export(out) == []
-    assert datetime.now(UTC).year >= 2025
     done = CliRunner().invoke(cli, ["export", "--stream", "zz", "--out", str(out)], env=env)
     assert done.exit_code == 2 and "pass --tenant" in done.output

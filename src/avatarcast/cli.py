@@ -419,7 +419,11 @@ def audit_verify(
     from avatarcast.compliance.audit import AuditLog, ChainHead, read_jsonl, verify
 
     if file is not None and database_url is not None:
-        err.print("[bold red]error:[/] give --database-url or --file, not both", highlight=False)
+        err.print(
+            "[bold red]error:[/] give --database-url or --file, not both",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(code=2)
     try:
         if file is not None:
@@ -434,7 +438,11 @@ def audit_verify(
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
     if result.first_bad is not None:
-        err.print(f"audit trail in {source} is BROKEN: {result.first_bad}", highlight=False)
+        err.print(
+            f"audit trail in {source} is BROKEN: {result.first_bad}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(code=1)
     note = ""
     if result.starts_mid_chain:
@@ -442,6 +450,7 @@ def audit_verify(
     out.print(
         f"ok: {result.entries} entries in {result.chains} chain(s) in {source}{note}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -473,7 +482,7 @@ def audit_export(
             n = write_jsonl(AuditLog().entries(session, tenant_id=tenant, stream_id=stream), f)
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    out.print(f"wrote {n} entries to {out_path}", highlight=False)
+    out.print(f"wrote {n} entries to {out_path}", highlight=False, soft_wrap=True)
 
 
 @audit_app.command("anchor")
@@ -490,7 +499,7 @@ def audit_anchor(
             n = AuditLog().write_anchor(session, out_path)
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    out.print(f"anchored {n} chain head(s) in {out_path}", highlight=False)
+    out.print(f"anchored {n} chain head(s) in {out_path}", highlight=False, soft_wrap=True)
 
 
 @retention_app.command("purge")
@@ -525,19 +534,28 @@ def retention_purge(
         raise _fail(e) from None
     verb = "would delete" if dry_run else "deleted"
     for _, item in report.files:
-        out.print(f"{verb} {item.kind} {item.path} (ended {item.ended:%Y-%m-%d})", highlight=False)
+        out.print(
+            f"{verb} {item.kind} {item.path} (ended {item.ended:%Y-%m-%d})",
+            highlight=False,
+            soft_wrap=True,
+        )
     for (tenant_id, stream_id), (first, last) in sorted(report.audit.items()):
         chain = f"{tenant_id}/{stream_id or '(tenant)'}"
-        out.print(f"{verb} audit entries {first}-{last} of {chain}", highlight=False)
+        out.print(
+            f"{verb} audit entries {first}-{last} of {chain}", highlight=False, soft_wrap=True
+        )
     for tenant_id, stream_id in report.skipped_running:
-        out.print(f"kept {tenant_id}/{stream_id}: the stream is running", highlight=False)
+        out.print(
+            f"kept {tenant_id}/{stream_id}: the stream is running", highlight=False, soft_wrap=True
+        )
     out.print(
         f"retention {settings.retention.days} days, cutoff {report.cutoff:%Y-%m-%d %H:%M} UTC: "
         f"{len(report.files)} file(s), {len(report.audit)} audit chain(s) {verb}",
         highlight=False,
+        soft_wrap=True,
     )
     for error in report.errors:
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     if report.errors:
         raise typer.Exit(code=1)
 
@@ -570,6 +588,7 @@ def export_cmd(
         f"wrote {out_path}: {len(result.manifest['files'])} files, "
         f"{result.manifest['audit']['entries']} audit entries",
         highlight=False,
+        soft_wrap=True,
     )
 
 
