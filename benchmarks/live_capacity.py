@@ -312,7 +312,6 @@ def stream_row(p: Proc, seconds: float) -> dict[str, Any]:
         "cpu_s": round(p.cpu_s or 0.0, 2),
         "cpu_per_media_s": round((p.cpu_s or 0.0) / max(frames / FPS, 1e-9), 3),
         "peak_rss_mb": round(p.peak_rss_mb, 1),
-        "maxrss_main_mb": round(p.maxrss_mb or 0.0, 1),
     }
 
 

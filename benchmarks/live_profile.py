@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import re
 import signal
 import subprocess
@@ -64,6 +65,31 @@ def parse(raw: str) -> tuple[int, collections.Counter[str], collections.Counter[
     return total, own, incl
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of every thread of ``pid`` and of its children, by thread name."""
+    out: collections.Counter[str] = collections.Counter()
+    pids = [pid] + [
+        int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _ppid(e.name) == pid
+    ]
+    for p in pids:
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            label = re.sub(r"[_-]?\d+$", "", name) + ("" if p == pid else " (child)")
+            out[label] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return dict(out)
+
+
+def _ppid(pid: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
@@ -90,7 +116,10 @@ def main() -> None:
             spy += ["--rate", "100", "--format", "raw", "--output", str(out), "--subprocesses"]
             spy += ["--native"] if args.native else []
             spy += ["--gil"] if args.gil else []
+            cpu0, t0 = thread_cpu(live.pid), time.monotonic()
             subprocess.run(spy, check=True, timeout=args.seconds + 60, capture_output=True)
+            cpu1, wall = thread_cpu(live.pid), time.monotonic() - t0
+            by_thread = {k: round((v - cpu0.get(k, 0.0)) / wall, 3) for k, v in cpu1.items()}
             total, own, incl = parse(out.read_text())
         finally:
             live.send_signal(signal.SIGTERM)
@@ -107,6 +136,7 @@ def main() -> None:
         "busy_cores": round(total / 100 / args.seconds, 2),
         "load_1m_5m_15m": load,
         "state_at_start": first.get("state"),
+        "cores_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1])),
         "top_own": [(f, n, round(n / total, 3)) for f, n in own.most_common(args.top)],
         "top_inclusive": [(f, n, round(n / total, 3)) for f, n in incl.most_common(args.top)],
     }
