@@ -47,9 +47,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database(f"api_{next(_db_numbers)}", template="api_template")
 
 
-def make_settings(database_url: str, **api: Any) -> Settings:
+def make_settings(
+    database_url: str, *, sections: dict[str, Any] | None = None, **api: Any
+) -> Settings:
     api.setdefault("rate_limit", {"rate": 10_000, "burst": 10_000})
-    return Settings(database_url=database_url, api=api)
+    return Settings(database_url=database_url, api=api, **(sections or {}))
 
 
 @dataclass
@@ -78,14 +80,40 @@ class Api:
         assert body["title"] and body["type"]
         return body
 
+    def supervisor(self, name: str = "Sam Watcher") -> tuple[str, dict[str, str]]:
+        """A new supervisor record and the auth headers of a key linked to it."""
+        body = {"full_name": name, "contact": "+31 20 555 0100", "reference": "ID-0042"}
+        r = self.client.post("/v1/supervisors", json=body, headers=self.auth("operator"))
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        key = {"name": f"{name} key", "role": "supervisor", "supervisor_id": sid}
+        r = self.client.post("/v1/keys", json=key, headers=self.auth("operator"))
+        assert r.status_code == 201, r.text
+        return sid, {"Authorization": f"Bearer {r.json()['key']}"}
+
+    def on_duty(self, stream_id: str) -> tuple[str, dict[str, str]]:
+        """Put a new supervisor on duty for ``stream_id`` (a stream cannot start without)."""
+        sid, headers = self.supervisor()
+        r = self.client.post(
+            f"/v1/streams/{stream_id}/supervisor/duty",
+            json={"supervisor_id": sid},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        return sid, headers
+
     @property
     def other(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.other_key}"}
 
 
 @contextmanager
-def start_api(database_url: str, **api: Any) -> Iterator[Api]:
-    """Migrate, create tenants ``acme`` (every role) and ``globex`` (operator), serve."""
+def start_api(
+    database_url: str, *, sections: dict[str, Any] | None = None, **api: Any
+) -> Iterator[Api]:
+    """Migrate, create tenants ``acme`` (every role) and ``globex`` (operator), serve.
+
+    ``sections`` are other settings sections, e.g. ``{"supervision": {...}}``."""
     upgrade_database(database_url)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
@@ -94,7 +122,7 @@ def start_api(database_url: str, **api: Any) -> Iterator[Api]:
     for role in ROLES:
         tenant_id, keys[role] = create_key(sessions, tenant_name="acme", role=role)
     other_tenant, other_key = create_key(sessions, tenant_name="globex", role="operator")
-    app = create_app(make_settings(database_url, **api))
+    app = create_app(make_settings(database_url, sections=sections, **api))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(app, client, engine, database_url, tenant_id, keys, other_tenant, other_key)
     engine.dispose()

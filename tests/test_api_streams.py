@@ -102,6 +102,8 @@ def test_transitions(api: Api) -> None:
 
     assert api.problem(act("start", "backend"), 409)["type"].endswith("/no-products")
     add_product(api)
+    assert api.problem(act("start", "backend"), 409)["type"].endswith("/no-supervisor")
+    api.on_duty(sid)
     for action in ("stop", "pause", "resume"):
         assert api.problem(act(action, "operator"), 409)["type"].endswith("/illegal-transition")
     r = act("start", "backend")
@@ -133,6 +135,7 @@ def test_live_health_price_change_and_whep(api: Api) -> None:
     add_product(api)
     made = create(api).json()
     sid, token = made["id"], made["whep_token"]
+    api.on_duty(sid)
     assert c.post(f"/v1/streams/{sid}/start", headers=h).status_code == 200
     body = wait_status(api, sid, on_air)
     st = body["status"]
@@ -176,6 +179,7 @@ def test_a_live_stream_is_live_again_after_a_restart(
     with api_factory() as first:
         add_product(first)
         sid = create(first).json()["id"]
+        first.on_duty(sid)
         first.client.post(f"/v1/streams/{sid}/start", headers=first.auth("operator"))
         wait_status(first, sid, on_air)
     with api_factory() as second:  # same database, new app: the stream comes back by itself

@@ -270,3 +270,31 @@ def test_api_lists_the_tenants_audit(api: Api) -> None:
     assert api.client.get("/v1/audit", headers=api.auth("backend")).status_code == 403
     theirs = api.client.get("/v1/audit", headers=api.other).json()["items"]  # an operator
     assert [(e["tenant_id"], e["seq"]) for e in theirs] == [(api.other_tenant_id, 1)]
+
+
+def test_a_second_writer_waits_for_the_first(db: tuple[Engine, sessionmaker[Session]]) -> None:
+    """Writer B cannot read the chain head while A's entry is uncommitted; it builds on A's."""
+    _, sessions = db
+    log = AuditLog()
+    fill(sessions, log, 1)
+    a = sessions()
+    a.begin()
+    first = log.append(a, tenant_id="t1", stream_id="s1", actor="key:a", kind="k")
+    done = threading.Event()
+    got: list[AuditEntry] = []
+
+    def writer_b() -> None:
+        with sessions() as b, b.begin():
+            got.append(log.append(b, tenant_id="t1", stream_id="s1", actor="key:b", kind="k"))
+        done.set()
+
+    thread = threading.Thread(target=writer_b)
+    thread.start()
+    assert not done.wait(0.5), "B appended while A held the chain head"
+    a.commit()
+    a.close()
+    thread.join(timeout=30)
+    assert done.is_set()
+    assert (first.seq, got[0].seq) == (2, 3) and got[0].prev_hash == first.hash
+    with sessions() as session:
+        assert log.verify_database(session).ok

@@ -6,16 +6,18 @@ import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from avatarcast.cli import app as cli
 from avatarcast.compliance.audit import AuditLog, read_jsonl, verify
 from avatarcast.compliance.export import check_export, export_stream
+from avatarcast.compliance.records import transcript_table
 from avatarcast.control import upgrade_database
 from avatarcast.control.db import make_engine, make_sessionmaker
 from avatarcast.errors import ComplianceError
@@ -45,12 +47,31 @@ def make_record(rec: Path, sessions: sessionmaker[Session]) -> dict[str, bytes]:
     for name, body in files.items():
         (folder / name.split("/", 1)[1]).write_bytes(body)
     (folder / ".index.tmp.json").write_bytes(b"half-written")  # never exported
+    lines = transcript_table()
+    if lines is not None:  # the control plane's transcript table, when this build has it
+        with sessions() as session, session.begin():
+            for stream, text in [("s1", "第一句"), ("s2", "other"), ("s1", "second")]:
+                session.execute(insert(lines).values(**transcript_line(stream, text)))
     log = AuditLog()
     with sessions() as session, session.begin():
         for kind in ("stream.state", "price.changed", "guardrail.refused"):
             log.append(session, tenant_id="t1", stream_id="s1", actor="key:k", kind=kind)
         log.append(session, tenant_id="t1", stream_id="s2", actor="key:k", kind="stream.state")
     return files
+
+
+def transcript_line(stream: str, text: str) -> dict[str, object]:
+    return {
+        "tenant_id": "t1",
+        "stream_id": stream,
+        "run": 0,
+        "t": 1.5,
+        "wall_time": datetime(2025, 6, 1, tzinfo=UTC),
+        "text": text,
+        "source": "talk",
+        "facts": ["p1.price"],
+        "verdicts": {},
+    }
 
 
 def members(archive: Path) -> dict[str, bytes]:
@@ -79,6 +100,11 @@ def test_export_lists_every_file_with_its_hash(
     assert manifest == result.manifest
     assert (manifest["tenant_id"], manifest["stream_id"]) == ("t1", "s1")
     listed = {f["path"]: f for f in manifest["files"]}
+    if transcript_table() is not None:
+        db_lines = got.pop("stream-s1/logs/transcript_lines.jsonl").decode().splitlines()
+        assert [json.loads(x)["text"] for x in db_lines] == ["第一句", "second"]
+        assert json.loads(db_lines[0])["wall_time"].startswith("2025-06-01T00:00:00")
+        listed.pop("logs/transcript_lines.jsonl")
     assert set(listed) == {*files, "audit.jsonl"}
     for name, body in files.items():
         assert got[f"stream-s1/{name}"] == body
@@ -156,7 +182,8 @@ def test_cli_export(tmp_path: Path) -> None:
     out = tmp_path / "export" / "s1.tar.gz"
     done = CliRunner().invoke(cli, ["export", "--stream", "s1", "--out", str(out)], env=env)
     assert done.exit_code == 0, done.output
-    assert "7 files, 3 audit entries" in done.output
+    files = 8 if transcript_table() is not None else 7
+    assert f"{files} files, 3 audit entries" in done.output
     assert check_export(out) == []
     done = CliRunner().invoke(cli, ["export", "--stream", "zz", "--out", str(out)], env=env)
     assert done.exit_code == 2 and "pass --tenant" in done.output

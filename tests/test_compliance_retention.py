@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from avatarcast.cli import app as cli
 from avatarcast.compliance.audit import AuditLog
+from avatarcast.compliance.records import transcript_table
 from avatarcast.compliance.retention import Retention, RetentionPolicy
 from avatarcast.control import upgrade_database
 from avatarcast.control.db import make_engine, make_sessionmaker
@@ -51,6 +52,20 @@ def recording(folder: Path, ends: list[datetime]) -> None:
     (folder / "index.json").write_text(json.dumps({"segment_seconds": 600, "segments": segments}))
 
 
+def line(stream: str, wall_time: datetime, i: int) -> dict[str, object]:
+    return {
+        "tenant_id": "t1",
+        "stream_id": stream,
+        "run": 0,
+        "t": float(i),
+        "wall_time": wall_time,
+        "text": f"line {i}",
+        "source": "talk",
+        "facts": [],
+        "verdicts": {},
+    }
+
+
 class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -82,6 +97,11 @@ def test_purge_keeps_younger_items_and_logs_what_went(
         for t in (OLD - timedelta(days=1), OLD, YOUNG, YOUNG + timedelta(days=1)):
             clock.now = t
             audit.append(session, tenant_id="t1", stream_id="done", actor="a", kind="k")
+    lines = transcript_table()
+    if lines is not None:  # the control plane's transcript table, when this build has it
+        with sessions() as session, session.begin():
+            for i, (stream, t) in enumerate([("done", OLD), ("done", YOUNG), ("live", OLD)]):
+                session.execute(insert(lines).values(**line(stream, t, i)))
     clock.now = NOW
     retention = Retention(
         policy=POLICY,
@@ -136,6 +156,13 @@ def test_purge_keeps_younger_items_and_logs_what_went(
     }
     assert logged["old"]["files"] == [{"kind": "segment", "name": "segment-00001.mp4"}]
     assert logged["old"]["days"] == 3 * 365
+
+    if lines is not None:
+        assert report.transcript_lines == {("t1", "done"): 1, ("t1", "live"): 1}
+        assert logged["done"]["transcript_lines"] == 1
+        with sessions() as session:
+            left = session.execute(select(lines.c.stream_id, lines.c.wall_time)).all()
+        assert [(s, t.replace(tzinfo=UTC)) for s, t in left] == [("done", YOUNG)]
 
     again = retention.purge(NOW)
     assert again.files == [] and again.audit == {}

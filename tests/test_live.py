@@ -229,9 +229,9 @@ async def test_whep_viewers_watch_the_live_programme(tmp_path: Path) -> None:
             )
             try:
                 page = await browser.new_page()
-                await page.goto(base + "/whep/player")
+                await page.goto(base + "/whep/player", wait_until="commit", timeout=60_000)
                 await page.wait_for_function(
-                    "document.getElementById('video').videoWidth === 1280", timeout=15_000
+                    "document.getElementById('video').videoWidth === 1280", timeout=30_000
                 )
                 first = await page.evaluate(_DECODED_FRAMES)
                 await asyncio.sleep(3)

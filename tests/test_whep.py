@@ -258,10 +258,12 @@ async def test_chromium_plays_the_player_page(live: Live) -> None:
             )
             try:
                 page = await browser.new_page()
-                await page.goto(live.server.url + "/whep/player")
+                await page.goto(
+                    live.server.url + "/whep/player", wait_until="commit", timeout=60_000
+                )
                 try:
                     await page.wait_for_function(
-                        "document.getElementById('video').videoWidth === 1280", timeout=15_000
+                        "document.getElementById('video').videoWidth === 1280", timeout=30_000
                     )
                 except Exception:
                     status = await page.evaluate("document.getElementById('status').textContent")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from avatarcast.errors import AvatarcastError
 
@@ -437,6 +438,8 @@ def audit_verify(
             source = "the database"
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
+    except SQLAlchemyError as e:
+        raise _fail(_database_error(e)) from None
     if result.first_bad is not None:
         err.print(
             f"audit trail in {source} is BROKEN: {result.first_bad}",
@@ -482,6 +485,8 @@ def audit_export(
             n = write_jsonl(AuditLog().entries(session, tenant_id=tenant, stream_id=stream), f)
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
+    except SQLAlchemyError as e:
+        raise _fail(_database_error(e)) from None
     out.print(f"wrote {n} entries to {out_path}", highlight=False, soft_wrap=True)
 
 
@@ -499,6 +504,8 @@ def audit_anchor(
             n = AuditLog().write_anchor(session, out_path)
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
+    except SQLAlchemyError as e:
+        raise _fail(_database_error(e)) from None
     out.print(f"anchored {n} chain head(s) in {out_path}", highlight=False, soft_wrap=True)
 
 
@@ -532,6 +539,8 @@ def retention_purge(
         engine.dispose()
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
+    except SQLAlchemyError as e:
+        raise _fail(_database_error(e)) from None
     verb = "would delete" if dry_run else "deleted"
     for _, item in report.files:
         out.print(
@@ -584,6 +593,8 @@ def export_cmd(
             )
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
+    except SQLAlchemyError as e:
+        raise _fail(_database_error(e)) from None
     out.print(
         f"wrote {out_path}: {len(result.manifest['files'])} files, "
         f"{result.manifest['audit']['entries']} audit entries",
@@ -627,6 +638,12 @@ def _session(url: str) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def _database_error(e: Exception) -> AvatarcastError:
+    """A short message: the driver's own words, not SQLAlchemy's traceback (no bound values)."""
+    cause = getattr(e, "orig", None) or e
+    return AvatarcastError(f"database: {str(cause).splitlines()[0]}")
 
 
 def main() -> None:

@@ -59,6 +59,21 @@ class StreamDefaults(_Section):
     writer: str = "template"
 
 
+class SupervisionSettings(_Section):
+    """A human supervisor's heartbeats: when they lapse, safe mode, then the stream stops."""
+
+    heartbeat_timeout_s: float = Field(default=60.0, gt=0)
+    stop_after_s: float = Field(default=300.0, gt=0)
+    check_interval_s: float = Field(default=0.5, gt=0, le=2.0)
+
+
+class ChatSettings(_Section):
+    """Limits on viewer chat handed to a stream through the API."""
+
+    max_batch: int = Field(default=500, ge=1)
+    max_text: int = Field(default=500, ge=1)
+
+
 class LlmSettings(_Section):
     """An OpenAI-compatible endpoint for the ``llm`` script writer (none unless configured)."""
 
@@ -121,6 +136,8 @@ class Settings(BaseSettings):
     recordings_dir: Path = Path("./recordings")
     api: ApiSettings = Field(default_factory=ApiSettings)
     stream: StreamDefaults = Field(default_factory=StreamDefaults)
+    supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)

@@ -6,6 +6,9 @@ addressed to every asker), rejected with the moderator's reason (or "queue_full"
 bounded queue is full), or skipped when it asks nothing. Answers go to ``say`` (the talk
 source's ``say_now``) as ``source="answer"`` sentences with their fact ids; ``on_line`` hears
 the programme start speaking them, which gives each question's latency to first audio.
+
+With ``require_approval`` on, a written answer waits (``awaiting_approval``) until a supervisor
+approves it (it goes on air) or rejects it (its askers' messages are rejected).
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class ChatDesk:
         self._unspoken: deque[tuple[str, _Group, Answer]] = deque()
         self._seq = 0
         self._wake = asyncio.Event()
+        self.require_approval = False
+        self._awaiting: OrderedDict[str, tuple[_Group, Answer, Sentence]] = OrderedDict()
+        self._answer_seq = 0
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -204,10 +210,55 @@ class ChatDesk:
                 answer.kind,
                 answer.facts,
             )
+        if self.require_approval:
+            self._answer_seq += 1
+            answer_id = f"a{self._answer_seq}"
+            self._awaiting[answer_id] = (group, answer, sentence)
+            for f in group.fates:
+                f.reason = f"answer {answer_id} awaits approval"
+            return
+        self._hand(group, answer, sentence, now)
+
+    def _hand(self, group: _Group, answer: Answer, sentence: Sentence, now: float) -> None:
         group.lead.status = "answered"
         self._answered.append((now, group))
         self._unspoken.append((sentence.text, group, answer))
         self._say(sentence)
+
+    # --- approval before air ---------------------------------------------------------------------
+
+    def awaiting_approval(self) -> list[dict[str, object]]:
+        """Answers written but held for a supervisor, oldest first."""
+        return [
+            {
+                "answer_id": answer_id,
+                "question": group.lead.text,
+                "message_ids": [f.message_id for f in group.fates],
+                "askers": [f.name for f in group.fates],
+                "product_id": group.lead.product_id,
+                "answer": sentence.text,
+                "facts": list(answer.facts),
+            }
+            for answer_id, (group, answer, sentence) in self._awaiting.items()
+        ]
+
+    def approve(self, answer_id: str) -> bool:
+        held = self._awaiting.pop(answer_id, None)
+        if held is None:
+            return False
+        group, answer, sentence = held
+        for f in group.fates:
+            f.reason = ""
+        self._hand(group, answer, sentence, group.lead.handed_at or 0.0)
+        return True
+
+    def reject(self, answer_id: str) -> bool:
+        held = self._awaiting.pop(answer_id, None)
+        if held is None:
+            return False
+        for f in held[0].fates:
+            f.status, f.reason = "rejected", f"answer {answer_id} rejected by a supervisor"
+        return True
 
     # --- hearing the programme -----------------------------------------------------------------
 

@@ -16,10 +16,13 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from avatarcast import __version__
 from avatarcast.errors import ComplianceError, ConfigError
+
+if TYPE_CHECKING:
+    from avatarcast.settings import C2paSettings
 
 __all__ = [
     "AIGC_LABEL",
@@ -59,8 +62,8 @@ class SignerConfig:
     tsa_url: str | None = None
 
     @classmethod
-    def from_section(cls, section: Any) -> SignerConfig:
-        """From ``settings.c2pa`` (a ``C2paSettings``); ConfigError when it is incomplete."""
+    def from_section(cls, section: C2paSettings) -> SignerConfig:
+        """From ``settings.c2pa``; ConfigError when the certificate chain or key is unset."""
         if section.cert_chain is None or section.private_key is None:
             raise ConfigError("c2pa signing needs c2pa.cert_chain and c2pa.private_key")
         return cls(

@@ -1,9 +1,10 @@
 """One stream's whole record as a single ``.tar.gz`` a regulator or a court can check alone.
 
 The archive holds ``stream-<id>/recording/`` (segments and ``index.json``), ``logs/``
-(transcript, chat and price JSON Lines), ``audit.jsonl`` (the stream's audit chain with its
-hashes) and, last, ``manifest.json`` listing every other member with its size and SHA-256. It
-is written to a temporary file beside ``out`` and renamed into place only when complete.
+(transcript, chat and price JSON Lines, and ``transcript_lines.jsonl`` from the database),
+``audit.jsonl`` (the stream's audit chain with its hashes) and, last, ``manifest.json``
+listing every other member with its size and SHA-256. It is written to a temporary file
+beside ``out`` and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from sqlalchemy.orm import Session
 
 from avatarcast import __version__
 from avatarcast.compliance.audit import AuditLog, ChainHead, format_time, write_jsonl
-from avatarcast.compliance.records import INDEX_NAME, record_files, stream_dir
+from avatarcast.compliance.records import INDEX_NAME, record_files, stream_dir, transcript_rows
 from avatarcast.errors import ComplianceError
 
 __all__ = ["EXPORT_FORMAT", "ExportResult", "check_export", "export_stream"]
 
 EXPORT_FORMAT = "avatarcast-export/1"
 MANIFEST_NAME = "manifest.json"
+#: The control plane's ``transcript_lines`` rows of the stream, one JSON object a line.
+TRANSCRIPT_LINES_NAME = "transcript_lines.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,11 @@ def export_stream(
     files = record_files(folder) if folder.is_dir() else []
     buf = io.StringIO()
     count = write_jsonl(audit.entries(session, tenant_id=tenant_id, stream_id=stream_id), buf)
-    if not files and count == 0:
+    lines = [
+        json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+        for row in transcript_rows(session, tenant_id, stream_id)
+    ]
+    if not files and count == 0 and not lines:
         raise ComplianceError(f"stream {stream_id!r} of tenant {tenant_id!r} has no record")
     head = audit.heads(session, tenant_id=tenant_id, stream_id=stream_id).get(
         (tenant_id, stream_id)
@@ -85,6 +92,9 @@ def export_stream(
                 members += [(f"logs/{f.path.name}", f.path) for f in files if f.kind != "segment"]
                 for name, path in members:
                     manifest["files"].append(_add_file(tar, f"{root}/{name}", path, now))
+                if lines:
+                    name = f"{root}/logs/{TRANSCRIPT_LINES_NAME}"
+                    manifest["files"].append(_add_bytes(tar, name, "".join(lines).encode(), now))
                 audit_bytes = buf.getvalue().encode()
                 manifest["files"].append(_add_bytes(tar, f"{root}/audit.jsonl", audit_bytes, now))
                 body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()

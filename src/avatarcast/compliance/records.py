@@ -4,7 +4,8 @@ The recorder writes ``segment-NNNNN.mp4`` and ``index.json`` there. Transcripts,
 snapshots go next to them as JSON Lines (``transcript*.jsonl``, ``chat*.jsonl``,
 ``prices*.jsonl``); a writer that rotates them (``transcript-2025-06-01.jsonl``) lets retention
 drop old days of a long stream. A file's end time is its modification time: the moment its last
-byte was written.
+byte was written. Transcript lines the control plane keeps in its ``transcript_lines`` table
+count too; a line's end time is its ``wall_time``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
 
 __all__ = [
     "RECORD_KINDS",
@@ -25,6 +29,8 @@ __all__ = [
     "atomic_text",
     "record_files",
     "stream_dir",
+    "transcript_rows",
+    "transcript_table",
     "write_json_atomic",
 ]
 
@@ -97,3 +103,28 @@ def atomic_text(path: Path) -> Iterator[TextIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def transcript_table() -> Table | None:
+    """The control plane's ``transcript_lines`` table, when this build has one."""
+    import importlib
+
+    from avatarcast.control.db.base import Base
+
+    importlib.import_module("avatarcast.control.db.models_streams")
+    return Base.metadata.tables.get("transcript_lines")
+
+
+def transcript_rows(session: Session, tenant_id: str, stream_id: str) -> Iterator[dict[str, Any]]:
+    """A stream's transcript lines from the database, oldest first, as JSON-safe dicts."""
+    table = transcript_table()
+    if table is None:
+        return
+    query = (
+        select(table)
+        .where(table.c.tenant_id == tenant_id, table.c.stream_id == stream_id)
+        .order_by(table.c.id)
+        .execution_options(yield_per=1000)
+    )
+    for row in session.execute(query).mappings():
+        yield {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}

@@ -1,10 +1,12 @@
 """Keep a stream's record for the policy's time (3 years by default), then delete it.
 
 An item goes only when its *end* is older than the policy: a segment or log file by the time it
-was last written, an audit entry by its own time. Nothing in the folder of a stream that is
-still running is touched: its recorder rewrites ``index.json`` from memory after each segment,
-and its logs are still being appended to. What a purge deletes is written to the audit trail
-of the stream it belonged to (kind ``retention.purged``, actor ``system:retention``).
+was last written, an audit entry or a transcript line by its own time. Nothing in the folder of
+a stream that is still running is touched: its recorder rewrites ``index.json`` from memory
+after each segment, and its logs are still being appended to. (Rows of ``transcript_lines``
+are whole lines, so old ones go even while their stream runs.) What a purge deletes is written
+to the audit trail of the stream it belonged to (kind ``retention.purged``, actor
+``system:retention``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from avatarcast.compliance.audit import AuditLog, ChainKey, format_time
@@ -25,6 +28,7 @@ from avatarcast.compliance.records import (
     RecordFile,
     record_files,
     stream_dirs,
+    transcript_table,
     write_json_atomic,
 )
 from avatarcast.errors import ComplianceError
@@ -56,6 +60,8 @@ class PurgeReport:
     dry_run: bool
     files: list[tuple[ChainKey, RecordFile]] = field(default_factory=list)
     audit: dict[ChainKey, tuple[int, int]] = field(default_factory=dict)
+    #: Rows of the ``transcript_lines`` table per stream, by their ``wall_time``.
+    transcript_lines: dict[ChainKey, int] = field(default_factory=dict)
     skipped_running: list[ChainKey] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -87,6 +93,7 @@ class Retention:
         self._find_files(report)
         with self.sessions() as session, session.begin():
             report.audit = self.audit.purge_before(session, report.cutoff, dry_run=dry_run)
+            report.transcript_lines = _purge_transcript_lines(session, report.cutoff, dry_run)
             if not dry_run:
                 self._log(session, report)
         if not dry_run:
@@ -111,6 +118,8 @@ class Retention:
             detail["files"].append({"kind": item.kind, "name": item.path.name})
         for key, (first, last) in report.audit.items():
             by_chain.setdefault(key, {})["audit_seq"] = [first, last]
+        for key, count in report.transcript_lines.items():
+            by_chain.setdefault(key, {})["transcript_lines"] = count
         for (tenant_id, stream_id), detail in sorted(by_chain.items()):
             detail |= {"cutoff": format_time(report.cutoff), "days": self.policy.days}
             self.audit.append(
@@ -167,10 +176,26 @@ def _prune_index(folder: Path, gone: set[str]) -> None:
         folder.rmdir()
 
 
+def _purge_transcript_lines(
+    session: Session, cutoff: datetime, dry_run: bool
+) -> dict[ChainKey, int]:
+    """Transcript lines spoken before ``cutoff``; each line is whole, running stream or not."""
+    table = transcript_table()
+    if table is None:
+        return {}
+    old = table.c.wall_time < cutoff
+    counts = session.execute(
+        select(table.c.tenant_id, table.c.stream_id, func.count())
+        .where(old)
+        .group_by(table.c.tenant_id, table.c.stream_id)
+    ).all()
+    if not dry_run and counts:
+        session.execute(delete(table).where(old))
+    return {(str(t), str(s)): int(n) for t, s, n in counts}
+
+
 def running_streams(session: Session) -> set[ChainKey]:
     """Streams the control plane wants on air or paused: their folders are left alone."""
-    from sqlalchemy import select
-
     from avatarcast.control.db.models_streams import StreamRow
 
     rows = session.execute(

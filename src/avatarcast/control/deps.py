@@ -42,6 +42,8 @@ class Caller:
     key_id: str
     tenant_id: str
     role: str
+    #: the supervisor record a supervisor key acts as (None for other keys)
+    supervisor_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -61,7 +63,12 @@ def current_caller(
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    parts = split_token(credentials.credentials)
+    return caller_for_token(ctx, session, credentials.credentials)
+
+
+def caller_for_token(ctx: AppContext, session: Session, token: str) -> Caller:
+    """The caller a raw key stands for (also for WebSockets, which send no Bearer header)."""
+    parts = split_token(token)
     key = session.get(ApiKey, parts[0]) if parts else None
     if parts is None or key is None or not secret_matches(parts[0], parts[1], key.secret_hash):
         raise _unauthorized("the API key is not valid")
@@ -75,7 +82,10 @@ def current_caller(
             kind="rate-limited",
             headers={"Retry-After": retry_after_header(wait)},
         )
-    return Caller(key_id=key.id, tenant_id=key.tenant_id, role=key.role)
+    supervisor_id = key.supervisor_id if key.role == "supervisor" else None
+    return Caller(
+        key_id=key.id, tenant_id=key.tenant_id, role=key.role, supervisor_id=supervisor_id
+    )
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -64,6 +64,8 @@ class ProgrammeOptions:
     fps: int = 25
     label_text: str | None = None
     label_position: str = "top-left"
+    #: the language of the label's default wording (None: the programme's)
+    label_lang: str | None = None
     producer: str = "avatarcast"
     stream_id: str = "local"
     #: seller shown on screen for the whole stream: (name, contact)
@@ -115,7 +117,7 @@ def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> R
 
 def aigc_metadata(opts: ProgrammeOptions) -> dict[str, str]:
     """Container metadata: a title, the visible label's text and the implicit AIGC label."""
-    text = opts.label_text or label_text(opts.lang)
+    text = opts.label_text or label_text(opts.label_lang or opts.lang)
     aigc = {
         "Label": "1",
         "ContentProducer": opts.producer,
@@ -210,7 +212,11 @@ def build(
         lang=opts.lang,
         renderer=renderer,
         background=renderer.render_background(fmt.width, fmt.height),
-        label=LabelConfig(text=opts.label_text, position=opts.label_position),  # type: ignore[arg-type]
+        label=LabelConfig(
+            text=opts.label_text,
+            lang=opts.label_lang,
+            position=opts.label_position,  # type: ignore[arg-type]
+        ),
         seller=SellerInfo(name=opts.seller[0], contact=opts.seller[1]) if opts.seller else None,
     )
     voice = create_voice(resolved.voice, lang=opts.lang, network=opts.tts)

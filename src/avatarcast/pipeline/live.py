@@ -31,6 +31,7 @@ from avatarcast.output.whep_http import WhepServer, serve_whep
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.pipeline.talk import Guard
+from avatarcast.programme.programme import SpokenLine
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class LiveControl:
     _bad_destinations: list[Status] = field(default_factory=list)
     _whep_error: str | None = None
     _chat: ProgrammeChat | None = None
+    #: called with every sentence as the programme starts speaking it (the transcript)
+    line_listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -213,6 +216,10 @@ class LiveControl:
             self._built.programme.catalog_changed((product_id,), pts)
 
     @property
+    def built(self) -> Built | None:
+        return self._built
+
+    @property
     def catalog(self) -> Catalog | None:
         return self._built.catalog if self._built is not None else None
 
@@ -321,6 +328,7 @@ async def run_live(
     built = build(resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t))
     chat = ProgrammeChat(built, disclosure=opts.disclose_answers)
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
+    built.listeners.extend(control.line_listeners)
     control._built = built
     control._chat = chat
     await asyncio.to_thread(_warm_up, built)

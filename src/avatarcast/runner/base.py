@@ -16,6 +16,7 @@ from avatarcast.catalog.model import Product
 
 __all__ = [
     "EXIT_CONFIG",
+    "CommandFailed",
     "EventCallback",
     "StreamEvent",
     "StreamRunner",
@@ -28,7 +29,15 @@ __all__ = [
 EXIT_CONFIG = 3
 
 StreamState = Literal[
-    "starting", "live", "paused", "stopping", "stopped", "failed", "crashed", "restarting"
+    "starting",
+    "live",
+    "paused",
+    "safe_mode",
+    "stopping",
+    "stopped",
+    "failed",
+    "crashed",
+    "restarting",
 ]
 
 
@@ -45,6 +54,9 @@ class StreamSpec:
     fps: int = 25
     seed: int = 0
     label_text: str | None = None
+    label_lang: str | None = None
+    label_position: str = "top-left"
+    approve_answers: bool = False
     products: tuple[Product, ...] = ()
     destinations: tuple[str, ...] = field(default=(), repr=False)
     record_dir: Path | None = None
@@ -65,6 +77,9 @@ class StreamSpec:
             "fps": self.fps,
             "seed": self.seed,
             "label_text": self.label_text,
+            "label_lang": self.label_lang,
+            "label_position": self.label_position,
+            "approve_answers": self.approve_answers,
             "products": [p.model_dump(mode="json", exclude_none=True) for p in self.products],
             "destinations": list(self.destinations),
             "record_dir": str(self.record_dir) if self.record_dir is not None else None,
@@ -91,7 +106,10 @@ class StreamStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamEvent:
-    """Something that happened to a stream: ``started``, ``crashed``, ``restarted``, ``stopped``."""
+    """Something that happened to a stream: ``started``, ``crashed``, ``restarted``, ``stopped``
+    (also ``failed``); or, to a runner's output callback, what it put on air: ``line`` (a
+    spoken sentence; ``detail`` holds ``run``, ``t``, ``wall``, ``text``, ``source``,
+    ``facts``, ``verdicts``) and ``refusal`` (a sentence the guardrails refused)."""
 
     stream_id: str
     tenant_id: str
@@ -138,3 +156,25 @@ class StreamRunner(Protocol):
     async def drain(self) -> None:
         """Stop every stream gracefully and wait until all have ended."""
         ...
+
+    async def kill(self, stream_id: str) -> None:
+        """Cut the talk now and end the stream cleanly; it is not restarted."""
+        ...
+
+    async def send(self, stream_id: str, command: Mapping[str, Any]) -> None:
+        """Hand the running stream one worker command (see ``runner.worker``), not waiting."""
+        ...
+
+    async def request(
+        self, stream_id: str, command: Mapping[str, Any], *, wait_s: float = 5.0
+    ) -> Any:
+        """A command whose result the worker sends back; raises :class:`CommandFailed`."""
+        ...
+
+
+class CommandFailed(Exception):
+    """A worker command that was not carried out. ``retryable``: trying later may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -27,6 +27,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.logs import redact
 from avatarcast.runner.base import (
     EXIT_CONFIG,
+    CommandFailed,
     EventCallback,
     StreamEvent,
     StreamSpec,
@@ -39,8 +40,19 @@ __all__ = ["LocalRunner"]
 log = logging.getLogger(__name__)
 
 _WORKER = ("-m", "avatarcast.runner.worker")
+_ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _STATES: frozenset[str] = frozenset(
-    {"starting", "live", "paused", "stopping", "stopped", "failed", "crashed", "restarting"}
+    {
+        "starting",
+        "live",
+        "paused",
+        "safe_mode",
+        "stopping",
+        "stopped",
+        "failed",
+        "crashed",
+        "restarting",
+    }
 )
 
 
@@ -61,6 +73,7 @@ class _Stream:
     stop_reason: str = "ended"
     health: Mapping[str, Any] = field(default_factory=dict)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    requests: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
 
 class LocalRunner:
@@ -70,6 +83,7 @@ class LocalRunner:
         self,
         *,
         on_event: EventCallback | None = None,
+        on_output: EventCallback | None = None,
         python: str = sys.executable,
         backoff_start: float = 1.0,
         backoff_cap: float = 30.0,
@@ -78,6 +92,7 @@ class LocalRunner:
         whep_host: str = "127.0.0.1",
     ) -> None:
         self._on_event = on_event
+        self._on_output = on_output
         self._python = python
         self._backoff = (backoff_start, backoff_cap)
         self._stable_after = stable_after
@@ -117,7 +132,7 @@ class LocalRunner:
             state=s.state,
             pid=s.proc.pid if s.proc is not None and s.proc.returncode is None else None,
             restarts=s.restarts,
-            whep_port=s.whep_port if s.state in ("live", "paused") else None,
+            whep_port=s.whep_port if s.state in _ON_AIR else None,
             last_error=s.last_error,
             health=s.health,
         )
@@ -130,7 +145,7 @@ class LocalRunner:
         s = self._streams.get(stream_id)
         if s is None or s.whep_port is None or s.whep_token is None:
             return None
-        if s.state not in ("live", "paused"):
+        if s.state not in _ON_AIR:
             return None
         return f"http://{self._whep_host}:{s.whep_port}", s.whep_token
 
@@ -153,6 +168,37 @@ class LocalRunner:
                 "remove": list(removed),
             },
         )
+
+    async def kill(self, stream_id: str) -> None:
+        s = self._streams.get(stream_id)
+        if s is not None:
+            self._send(s, {"cmd": "kill"})  # before the stop: the talk is cut at the next frame
+            self._request_stop(s, "killed")
+
+    async def send(self, stream_id: str, command: Mapping[str, Any]) -> None:
+        s = self._streams.get(stream_id)
+        if s is not None:
+            self._send(s, command)
+
+    async def request(
+        self, stream_id: str, command: Mapping[str, Any], *, wait_s: float = 5.0
+    ) -> Any:
+        s = self._streams.get(stream_id)
+        proc = s.proc if s is not None else None
+        if s is None or s.stop_requested.is_set() or proc is None or proc.returncode is not None:
+            raise CommandFailed(f"stream {stream_id} is not running", retryable=False)
+        request_id = secrets.token_hex(6)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        s.requests[request_id] = future
+        try:
+            self._send(s, {**command, "id": request_id})
+            return await asyncio.wait_for(future, wait_s)
+        except TimeoutError:
+            raise CommandFailed(
+                f"stream {stream_id} did not answer within {wait_s:g} s", retryable=True
+            ) from None
+        finally:
+            s.requests.pop(request_id, None)
 
     async def drain(self) -> None:
         streams = list(self._streams.values())
@@ -187,14 +233,18 @@ class LocalRunner:
             return
         proc.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
 
-    def _emit(self, s: _Stream, kind: str, **detail: Any) -> None:
-        if self._on_event is None:
+    def _emit(
+        self, s: _Stream, kind: str, *, callback: EventCallback | None = None, **detail: Any
+    ) -> None:
+        """Report to ``on_event`` (what happened), or ``callback`` (what went on air)."""
+        callback = callback or self._on_event
+        if callback is None:
             return
         event = StreamEvent(
             stream_id=s.stream_id, tenant_id=s.spec.tenant_id, kind=kind, detail=detail
         )
         try:
-            self._on_event(event)
+            callback(event)
         except Exception:
             log.exception("event callback failed for stream %s", s.stream_id)
 
@@ -261,6 +311,9 @@ class LocalRunner:
             enforcer = tg.create_task(self._enforce_stop(s, proc))
             code = await proc.wait()
             enforcer.cancel()
+        for future in s.requests.values():
+            if not future.done():
+                future.set_exception(CommandFailed("the worker ended", retryable=True))
         return code
 
     async def _read_status(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
@@ -284,8 +337,25 @@ class LocalRunner:
                 state = msg.get("state")
                 if state in _STATES and not s.stop_requested.is_set():
                     s.state = state
+            elif msg.get("type") == "result":
+                self._resolve(s, msg)
+            elif msg.get("type") in ("line", "refusal"):
+                kind = msg.pop("type")
+                if self._on_output is not None:
+                    self._emit(s, kind, run=s.restarts, **msg, callback=self._on_output)
             elif msg.get("type") == "error":
                 s.last_error = redact(str(msg.get("error", "")))[:2000]
+
+    @staticmethod
+    def _resolve(s: _Stream, msg: Mapping[str, Any]) -> None:
+        future = s.requests.get(str(msg.get("id")))
+        if future is None or future.done():
+            return
+        if msg.get("ok"):
+            future.set_result(msg.get("result"))
+        else:
+            error = str(msg.get("error") or "the command failed")
+            future.set_exception(CommandFailed(error, retryable=True))
 
     async def _read_stderr(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -21,12 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.catalog.model import Product
+from avatarcast.control.auditing import audit_system
+from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.events import record_event
 from avatarcast.control.db.models import Destination, ProductRow
-from avatarcast.control.db.models_streams import StreamRow
+from avatarcast.control.db.models_streams import StreamRow, TranscriptLine
 from avatarcast.control.db.products import to_product
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.metrics import ControlMetrics
+from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 
 __all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
@@ -34,6 +38,8 @@ __all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+#: Runner events that say what a stream's process did; they go to events and the audit log.
+_STATE_EVENTS = frozenset({"started", "restarted", "crashed", "stopped", "failed"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,11 +77,13 @@ class StreamManager:
         runner: StreamRunner,
         hub: ProductChangeHub,
         defaults: ProgrammeDefaults,
+        watch: SupervisionWatch | None = None,
     ) -> None:
         self.sessions = sessions
         self.runner = runner
         self.hub = hub
         self.defaults = defaults
+        self.watch = watch
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self._selections: dict[str, _Selection] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
@@ -91,9 +99,13 @@ class StreamManager:
             if running:
                 await self.runner.stop(stream_id)
             self._selections.pop(stream_id, None)
+            if self.watch is not None:
+                self.watch.disarm(stream_id)
             return
         desired, spec, selection = loaded
         self._selections[stream_id] = selection
+        if self.watch is not None:
+            self.watch.arm(stream_id)
         self._subscribe(selection.tenant_id)
         if not running:
             await self.runner.start(stream_id, spec)
@@ -136,8 +148,13 @@ class StreamManager:
             push_url(by_id[d].url, by_id[d].stream_key) for d in row.destination_ids if d in by_id
         )
         d = self.defaults
+        label = row.label or {}
         return StreamSpec(
             tenant_id=row.tenant_id,
+            label_text=label.get("text"),
+            label_lang=label.get("lang"),
+            label_position=label.get("position") or "top-left",
+            approve_answers=row.approve_answers,
             lang=row.lang,
             avatar=row.avatar,
             voice=row.voice,
@@ -178,7 +195,11 @@ class StreamManager:
 
     def on_event(self, event: StreamEvent) -> None:
         """The runner's event callback: queue the database write."""
-        log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
+        if event.kind not in ("line", "refusal"):
+            log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
+        if event.kind in ("started", "restarted") and self.watch is not None:
+            if self.watch.in_safe_mode(event.stream_id):  # a new worker starts selling
+                self._jobs.put_nowait(self._sender(event.stream_id, _safe(True)))
 
         async def write() -> None:
             await asyncio.to_thread(self._write_event, event)
@@ -187,12 +208,95 @@ class StreamManager:
 
     def _write_event(self, event: StreamEvent) -> None:
         with self.sessions() as session:
-            record_event(
+            if event.kind == "line":
+                session.add(_transcript_line(event))
+            elif event.kind == "refusal":
+                audit_system(
+                    session,
+                    tenant_id=event.tenant_id,
+                    stream_id=event.stream_id,
+                    part="guardrails",
+                    kind="guardrail_refusal",
+                    detail=dict(event.detail),
+                )
+            else:
+                record_event(
+                    session,
+                    tenant_id=event.tenant_id,
+                    stream_id=event.stream_id,
+                    kind=event.kind,
+                    detail=dict(event.detail),
+                )
+                if event.kind in _STATE_EVENTS:
+                    audit_system(
+                        session,
+                        tenant_id=event.tenant_id,
+                        stream_id=event.stream_id,
+                        part="runner",
+                        kind=f"stream_{event.kind}",
+                        detail=dict(event.detail),
+                    )
+            session.commit()
+
+    def _sender(self, stream_id: str, command: Mapping[str, Any]) -> Job:
+        async def send() -> None:
+            await self.runner.send(stream_id, command)
+
+        return send
+
+    # --- supervision ------------------------------------------------------------------------
+
+    async def supervise(self, interval: float) -> None:
+        """Tick the heartbeat watch forever and carry out what falls due."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.apply_supervision()
+
+    async def apply_supervision(self) -> list[SupervisionAction]:
+        if self.watch is None:
+            return []
+        actions = self.watch.tick()
+        for action in actions:
+            try:
+                await self._apply(action)
+            except Exception:
+                log.exception("supervision action %s failed", action)
+        return actions
+
+    async def _apply(self, action: SupervisionAction) -> None:
+        sid = action.stream_id
+        if action.kind == "safe_mode_entered":
+            await self.runner.send(sid, _safe(True))
+        elif action.kind == "safe_mode_left":
+            await self.runner.send(sid, _safe(False))
+        await asyncio.to_thread(self._record_supervision, action)
+        if action.kind == "stop":
+            await self.reconcile(sid)
+
+    def _record_supervision(self, action: SupervisionAction) -> None:
+        """Audit what the watch did; a lapse that ends the stream sets it to stopped."""
+        with self.sessions() as session:
+            row = session.get(StreamRow, action.stream_id)
+            if row is None:
+                return
+            detail: dict[str, Any] = {"silent_s": round(action.silent_s, 3)}
+            if self.watch is not None:
+                detail["timeout_s"] = self.watch.timeout_s
+            if action.kind == "stop":
+                detail["from"], detail["to"] = row.desired_state, "stopped"
+                detail["reason"] = "supervisor heartbeats lapsed"
+                row.desired_state, row.updated_at = "stopped", utcnow()
+                record_event(
+                    session, tenant_id=row.tenant_id, stream_id=row.id, kind="stop", detail=detail
+                )
+            kind = "supervision_stop" if action.kind == "stop" else action.kind
+            audit_system(
                 session,
-                tenant_id=event.tenant_id,
-                stream_id=event.stream_id,
-                kind=event.kind,
-                detail=dict(event.detail),
+                tenant_id=row.tenant_id,
+                stream_id=row.id,
+                part="supervision",
+                kind=kind,
+                detail=detail,
             )
             session.commit()
 
@@ -253,6 +357,27 @@ def _set_gauges(
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
         reconnects[(stream_id, name)] = count
+
+
+def _safe(on: bool) -> dict[str, Any]:
+    return {"cmd": "safe_mode", "on": on}
+
+
+def _transcript_line(event: StreamEvent) -> TranscriptLine:
+    d = event.detail
+    wall = d.get("wall")
+    return TranscriptLine(
+        tenant_id=event.tenant_id,
+        stream_id=event.stream_id,
+        run=int(d.get("run") or 0),
+        t=float(d.get("t") or 0.0),
+        wall_time=datetime.fromtimestamp(float(wall), UTC) if wall else utcnow(),
+        text=str(d.get("text", "")),
+        source=str(d.get("source", "")),
+        product_id=d.get("product_id"),
+        facts=list(d.get("facts") or ()),
+        verdicts=dict(d.get("verdicts") or {}),
+    )
 
 
 def _selection(row: StreamRow) -> _Selection:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from avatarcast.control.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
@@ -32,6 +33,14 @@ class StreamRow(Base):
     desired_state: Mapped[str] = mapped_column(String(16), default="stopped")
     #: The viewer token of the stream's WHEP preview (``?token=``); not an API key.
     whep_token: Mapped[str] = mapped_column(String(64))
+    #: ``{text, lang, position}`` of the AI label; it is always shown, only its wording varies.
+    label: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    #: Viewer answers wait for a supervisor's approval before they go on air.
+    approve_answers: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The supervisor on duty (None: nobody; the stream cannot start).
+    duty_supervisor_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    duty_since: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -71,3 +80,36 @@ class ScheduleRun(Base):
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class SupervisorRow(Base):
+    """A person who watches streams: who they are and how to reach them, per tenant."""
+
+    __tablename__ = "supervisors"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    full_name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str] = mapped_column(String(200))
+    #: An ID document number or staff reference, as the tenant records it.
+    reference: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class TranscriptLine(Base):
+    """One sentence a stream spoke: media time ``t`` within run ``run``, and the wall time."""
+
+    __tablename__ = "transcript_lines"
+    __table_args__ = (Index("ix_transcript_lines_stream", "tenant_id", "stream_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    stream_id: Mapped[str] = mapped_column(String(64))
+    run: Mapped[int] = mapped_column(default=0)
+    t: Mapped[float] = mapped_column(Float)
+    wall_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    product_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    facts: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    verdicts: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict)

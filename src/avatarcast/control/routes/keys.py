@@ -10,8 +10,9 @@ from sqlalchemy import select
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models import ApiKey, Tenant
 from avatarcast.control.deps import Caller, ContextDep, OperatorDep, SessionDep
-from avatarcast.control.problems import ProblemError, problem_responses
+from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
+from avatarcast.control.routes.supervisors import find as find_supervisor
 from avatarcast.control.schemas.keys import KeyCreate, KeyCreated, KeyPublic
 from avatarcast.control.security import new_key
 
@@ -32,6 +33,18 @@ def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> Key
     if body.role == "admin" and not caller.is_admin:
         raise ProblemError(403, "only an admin key can create admin keys", kind="forbidden")
     tenant_id = _tenant_for(caller, body.tenant_id, session)
+    if body.supervisor_id is not None:
+        if body.role != "supervisor":
+            raise validation_problem(
+                [
+                    {
+                        "field": "body.supervisor_id",
+                        "message": "only for supervisor keys",
+                        "type": "value",
+                    }
+                ]
+            )
+        find_supervisor(session, tenant_id, body.supervisor_id)
     made = new_key()
     row = ApiKey(
         id=made.id,
@@ -39,6 +52,7 @@ def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> Key
         name=body.name,
         role=body.role,
         secret_hash=made.secret_hash,
+        supervisor_id=body.supervisor_id,
     )
     session.add(row)
     session.commit()

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.avatar.pack import list_packs
+from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.events import record_event
@@ -39,11 +40,14 @@ from avatarcast.control.problems import ProblemError, problem_responses, validat
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.streams import (
     DestinationHealth,
+    LabelConfigIn,
     StreamCreate,
     StreamHealth,
     StreamPage,
     StreamPublic,
+    StreamUpdate,
 )
+from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.errors import AvatarcastError
 from avatarcast.locale import language
 from avatarcast.runner.local import LocalRunner
@@ -71,20 +75,30 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     """Own the runner: restore streams that should be live, drain them all at shutdown."""
     holder: list[StreamManager] = []
-    runner = LocalRunner(on_event=lambda e: holder[0].on_event(e))
+    runner = LocalRunner(
+        on_event=lambda e: holder[0].on_event(e), on_output=lambda e: holder[0].on_event(e)
+    )
+    policy = ctx.settings.supervision
+    watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)
     manager = StreamManager(
-        sessions=ctx.sessions, runner=runner, hub=ctx.hub, defaults=programme_defaults(ctx)
+        sessions=ctx.sessions,
+        runner=runner,
+        hub=ctx.hub,
+        defaults=programme_defaults(ctx),
+        watch=watch,
     )
     holder.append(manager)
     ctx.extras[EXTRAS_KEY] = manager
     async with asyncio.TaskGroup() as tg:
         tg.create_task(manager.run())
         gauges = tg.create_task(manager.publish_metrics(ctx.metrics))
+        supervision = tg.create_task(manager.supervise(policy.check_interval_s))
         await manager.restore()
         try:
             yield
         finally:
             gauges.cancel()
+            supervision.cancel()
             await manager.close()
 
 
@@ -155,6 +169,9 @@ def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
         writer=row.writer,
         destination_ids=list(row.destination_ids),
         record=row.record,
+        label=LabelConfigIn.model_validate(row.label or {}),
+        approve_answers=row.approve_answers,
+        supervisor_on_duty=row.duty_supervisor_id,
         desired_state=row.desired_state,
         status=health_of(ctx, row.id),
         whep_url=f"{base}/whep",
@@ -256,6 +273,8 @@ def create_stream(
         writer=body.writer,
         destination_ids=list(dict.fromkeys(body.destination_ids)),
         record=body.record,
+        label=body.label.model_dump(exclude_none=True) if body.label else None,
+        approve_answers=body.approve_answers,
         desired_state="stopped",
         whep_token=secrets.token_urlsafe(24),
         created_at=now,
@@ -265,6 +284,7 @@ def create_stream(
     record_event(
         session, tenant_id=caller.tenant_id, stream_id=row.id, kind="created", detail=_by(caller)
     )
+    audit(session, caller, kind="stream_created", stream_id=row.id, detail={"name": row.name})
     try:
         session.commit()
     except IntegrityError:
@@ -292,6 +312,7 @@ def delete_stream(
     record_event(
         session, tenant_id=caller.tenant_id, stream_id=stream_id, kind="deleted", detail=_by(caller)
     )
+    audit(session, caller, kind="stream_deleted", stream_id=stream_id)
     session.commit()
     anyio.from_thread.run(manager.reconcile, stream_id)
     return Response(status_code=204)
@@ -315,9 +336,23 @@ def _act(
         )
     if target != "stopped" and not selected_products(session, row.tenant_id, row.product_ids):
         raise ProblemError(409, "the stream has no products to present", kind="no-products")
+    if action == "start" and row.duty_supervisor_id is None:
+        raise ProblemError(
+            409,
+            "no supervisor is on duty for this stream: a supervisor must go on duty "
+            f"(POST /v1/streams/{stream_id}/supervisor/duty) before it can start",
+            kind="no-supervisor",
+        )
     row.desired_state, row.updated_at = target, utcnow()
     detail = {**_by(caller), "from": state, "to": target}
     record_event(session, tenant_id=row.tenant_id, stream_id=row.id, kind=action, detail=detail)
+    audit(
+        session,
+        caller,
+        kind=f"stream_{action}",
+        stream_id=row.id,
+        detail={"from": state, "to": target, "supervisor_on_duty": row.duty_supervisor_id},
+    )
     session.commit()
     anyio.from_thread.run(manager.reconcile, stream_id)
     return public(row, ctx, caller)
@@ -352,3 +387,28 @@ def resume_stream(
     stream_id: StreamIdPath, session: SessionDep, caller: PauserDep, ctx: ContextDep
 ) -> StreamPublic:
     return _act("resume", stream_id, session, caller, ctx)
+
+
+@router.patch("/{stream_id}", response_model=StreamPublic, responses=NOT_FOUND)
+def update_stream(
+    stream_id: StreamIdPath,
+    body: StreamUpdate,
+    session: SessionDep,
+    caller: OperatorDep,
+    ctx: ContextDep,
+) -> StreamPublic:
+    """Change the label's wording or place, or approval of answers; a running stream takes the
+    change at its next start (approval at once)."""
+    row = get_stream(session, caller.tenant_id, stream_id)
+    changed = body.model_dump(mode="json", exclude_unset=True)
+    if body.label is not None:
+        row.label = body.label.model_dump(exclude_none=True)
+    if body.approve_answers is not None:
+        row.approve_answers = body.approve_answers
+    row.updated_at = utcnow()
+    audit(session, caller, kind="stream_updated", stream_id=row.id, detail=changed)
+    session.commit()
+    if body.approve_answers is not None and stream_id in manager_of(ctx).runner.running():
+        command = {"cmd": "approve_answers", "on": body.approve_answers}
+        anyio.from_thread.run(manager_of(ctx).runner.send, stream_id, command)
+    return public(row, ctx, caller)

@@ -16,6 +16,9 @@ class KeyCreate(In):
     tenant_id: str | None = Field(
         default=None, max_length=32, description="Another tenant's key (admin only)"
     )
+    supervisor_id: str | None = Field(
+        default=None, max_length=32, description="Supervisor keys: the supervisor it acts as"
+    )
 
 
 class KeyPublic(Out):
@@ -23,6 +26,7 @@ class KeyPublic(Out):
     tenant_id: str
     name: str
     role: Role
+    supervisor_id: str | None = None
     created_at: datetime
     revoked_at: datetime | None = None
 

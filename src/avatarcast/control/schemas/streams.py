@@ -18,6 +18,21 @@ _ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+
+
+class LabelConfigIn(In):
+    """The AI label's wording and place. It cannot be switched off: there is no such field."""
+
+    text: str | None = Field(
+        default=None, min_length=1, max_length=120, pattern=r"\S", description="None: default"
+    )
+    lang: str | None = Field(
+        default=None, min_length=2, max_length=16, description="Language of the default text"
+    )
+    position: Corner = "top-left"
+
+
 class StreamCreate(In):
     name: str = _NAME
     product_ids: list[str] | None = Field(
@@ -29,6 +44,15 @@ class StreamCreate(In):
     writer: Writer = "template"
     destination_ids: list[str] = Field(default_factory=list, max_length=20)
     record: bool = Field(default=False, description="Record to the server's recordings folder")
+    label: LabelConfigIn | None = None
+    approve_answers: bool = Field(
+        default=False, description="Viewer answers wait for a supervisor's approval"
+    )
+
+
+class StreamUpdate(In):
+    label: LabelConfigIn | None = None
+    approve_answers: bool | None = None
 
 
 class DestinationHealth(Out):
@@ -67,6 +91,9 @@ class StreamPublic(Out):
     writer: Writer
     destination_ids: list[str]
     record: bool
+    label: LabelConfigIn
+    approve_answers: bool
+    supervisor_on_duty: str | None = Field(description="The supervisor on duty, if any")
     desired_state: DesiredState
     status: StreamHealth
     whep_url: str = Field(description="WHEP endpoint (POST an SDP offer with ?token=)")

@@ -1,0 +1,92 @@
+"""The heartbeat watch: a stream whose supervisor stops answering goes safe, then stops.
+
+Pure bookkeeping on an injected monotonic clock: :meth:`SupervisionWatch.tick` says what is due
+and the caller (the stream manager) carries it out, so tests drive it with a fake clock and
+never sleep. A heartbeat during safe mode brings the stream back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["SupervisionAction", "SupervisionWatch"]
+
+ActionKind = Literal["safe_mode_entered", "safe_mode_left", "stop"]
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionAction:
+    stream_id: str
+    kind: ActionKind
+    #: seconds since the last heartbeat when the action fell due
+    silent_s: float
+
+
+@dataclass(slots=True)
+class _Watched:
+    last_beat: float
+    safe_since: float | None = None
+    stopped: bool = False
+
+
+class SupervisionWatch:
+    """Tracks the last heartbeat of every stream on air."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        stop_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.stop_after_s = stop_after_s
+        self._clock = clock
+        self._streams: dict[str, _Watched] = {}
+
+    def arm(self, stream_id: str) -> None:
+        """Start watching (a stream went on air); the full timeout runs from now."""
+        if stream_id not in self._streams:
+            self._streams[stream_id] = _Watched(last_beat=self._clock())
+
+    def disarm(self, stream_id: str) -> None:
+        self._streams.pop(stream_id, None)
+
+    def watching(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    def in_safe_mode(self, stream_id: str) -> bool:
+        w = self._streams.get(stream_id)
+        return w is not None and w.safe_since is not None
+
+    def beat(self, stream_id: str) -> SupervisionAction | None:
+        """A heartbeat; returns ``safe_mode_left`` when it ends a safe mode."""
+        w = self._streams.get(stream_id)
+        if w is None:
+            return None
+        now = self._clock()
+        silent = now - w.last_beat
+        w.last_beat = now
+        if w.safe_since is None or w.stopped:
+            return None
+        w.safe_since = None
+        return SupervisionAction(stream_id, "safe_mode_left", silent)
+
+    def tick(self) -> list[SupervisionAction]:
+        """What fell due since the last tick, each action once."""
+        now = self._clock()
+        due: list[SupervisionAction] = []
+        for stream_id, w in self._streams.items():
+            silent = now - w.last_beat
+            if w.stopped or silent < self.timeout_s:
+                continue
+            if w.safe_since is None:
+                w.safe_since = now
+                due.append(SupervisionAction(stream_id, "safe_mode_entered", silent))
+            if now - w.safe_since >= self.stop_after_s:
+                w.stopped = True
+                due.append(SupervisionAction(stream_id, "stop", silent))
+        return due
