@@ -229,3 +229,41 @@ def test_bad_key_leaves_the_file_alone(tmp_path: Path) -> None:
         sign_mp4(out, signer_config=wrong)
     assert out.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_render_and_live_recordings_are_signed_from_settings(tmp_path: Path) -> None:
+    """`avatarcast render` and `live --record` sign what they write when c2pa is enabled."""
+    import os
+    import subprocess
+    import sys
+
+    pki = make_pki(tmp_path, "es256")
+    env = {
+        **os.environ,
+        "AVATARCAST_C2PA__ENABLED": "true",
+        "AVATARCAST_C2PA__CERT_CHAIN": str(pki.config.cert_chain),
+        "AVATARCAST_C2PA__PRIVATE_KEY": str(pki.config.private_key),
+    }
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo-catalog.json"
+    out = tmp_path / "signed.mp4"
+    rec = tmp_path / "rec"
+    for args in (
+        ["render", "--duration", "2", "--out", str(out)],
+        ["live", "--duration", "4", "--record", str(rec), "--segment-seconds", "2"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "avatarcast.cli", *args, "--catalog", str(demo)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert r.returncode == 0, r.stderr
+    for path in [out, *sorted(rec.glob("segment-*.mp4"))]:
+        report = read_c2pa(path, trust_anchors=pki.root)
+        assert report.state == "Trusted", (path, report.failures)
+        assert report.actions()[0]["digitalSourceType"] == DIGITAL_SOURCE_TYPE
+        aigc = report.assertion(AIGC_LABEL)
+        assert aigc is not None and aigc["Label"] == "1" and aigc["ContentProducer"]
+    assert len(list(rec.glob("segment-*.mp4"))) >= 2

@@ -18,6 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from avatarcast.errors import AvatarcastError
 
 if TYPE_CHECKING:
+    from avatarcast.compliance.c2pa import SignerConfig
+
+if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from avatarcast.compliance.audit import ChainHead
@@ -49,6 +52,15 @@ SellerOpt = Annotated[
     str | None,
     typer.Option("--seller", help='Seller shown on screen: "NAME" or "NAME|CONTACT".'),
 ]
+
+
+def _c2pa() -> SignerConfig | None:
+    """The C2PA signer from settings (``c2pa.enabled``), or None."""
+    from avatarcast.compliance.c2pa import SignerConfig
+    from avatarcast.settings import Settings
+
+    section = Settings().c2pa
+    return SignerConfig.from_section(section) if section.enabled else None
 
 
 def _seller(value: str | None) -> tuple[str, str] | None:
@@ -158,6 +170,7 @@ def render(
                 duration=duration,
                 transcript=transcript,
                 progress=not quiet and sys.stderr.isatty(),
+                c2pa=_c2pa(),
             )
         )
     except (AvatarcastError, OSError) as e:
@@ -250,6 +263,7 @@ def live(
         whep_port=whep_port,
         duration=duration,
         start_at=start_at,
+        c2pa=_c2pa(),
     )
     control = LiveControl()
 

@@ -119,6 +119,19 @@ class SegmentedRecorder:
             os.unlink(probe)
         except OSError as exc:
             raise OutputError(f"cannot record into {self.dir}: {exc.strerror or exc}") from exc
+        self._resume_index()
+
+    def _resume_index(self) -> None:
+        """Keep an earlier recording in the same folder: number new segments after its last."""
+        index = self.dir / INDEX_NAME
+        if not index.exists():
+            return
+        try:
+            body = json.loads(index.read_text(encoding="utf-8"))
+            earlier = [SegmentInfo(**s) for s in body.get("segments", [])]
+        except (OSError, ValueError, TypeError) as exc:
+            raise OutputError(f"cannot continue the recording in {self.dir}: {exc}") from exc
+        self.segments = earlier + self.segments
 
     def _write(self, packet: EncodedPacket) -> None:
         t = packet.dts * packet.time_base
@@ -140,6 +153,9 @@ class SegmentedRecorder:
         assert self._headers is not None
         n = len(self.segments) + 1
         path = self.dir / f"segment-{n:05d}.mp4"
+        while path.exists():  # a segment a killed run left behind, not in the index
+            n += 1
+            path = self.dir / f"segment-{n:05d}.mp4"
         try:
             options = {"movflags": _FRAG_FLAGS, "frag_duration": "1000000", "flush_packets": "1"}
             container = av.open(str(path), "w", format="mp4", options=options)

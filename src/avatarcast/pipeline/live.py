@@ -20,6 +20,7 @@ from avatarcast.catalog.store import Catalog
 from avatarcast.chat.message import ChatMessage
 from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import WallClock
+from avatarcast.compliance.c2pa import SignerConfig, segment_signer
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
 from avatarcast.logs import redact
@@ -50,6 +51,8 @@ class LiveOptions:
     duration: float | None = None
     start_at: float = 0.0
     ice_servers: tuple[Mapping[str, Any], ...] = ()
+    #: sign each closed recording segment with a C2PA manifest (None: not signed)
+    c2pa: SignerConfig | None = None
     #: speak a short AI disclosure at the start of each answer to a viewer
     disclose_answers: bool = False
     backoff_start: float = 1.0
@@ -307,7 +310,10 @@ async def run_live(
     if opts.record_dir is not None:
         sinks.append(
             SegmentedRecorder(
-                opts.record_dir, segment_seconds=opts.segment_seconds, metadata=fmt.metadata
+                opts.record_dir,
+                segment_seconds=opts.segment_seconds,
+                metadata=fmt.metadata,
+                on_segment_closed=segment_signer(opts.c2pa) if opts.c2pa else None,
             )
         )
         control._recording_dir = str(opts.record_dir)

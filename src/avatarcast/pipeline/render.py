@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any, TextIO
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import SimulatedClock
+from avatarcast.compliance.c2pa import SignerConfig, sign_mp4
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import StreamFormat
 from avatarcast.health import LabelProbe, analyse
@@ -174,6 +176,7 @@ async def render_file(
     duration: float,
     transcript: Path | None = None,
     progress: bool = False,
+    c2pa: SignerConfig | None = None,
 ) -> RenderResult:
     """``avatarcast render``: validate everything, then render ``duration`` seconds."""
     if duration <= 0 or duration > 24 * 3600:
@@ -185,7 +188,15 @@ async def render_file(
     built = build(resolved, live=False, encoder=deterministic_encoder(resolved.fmt))
     frames = round(duration * resolved.fmt.fps)
     with atomic_text(transcript) as tf:
-        return await render_built(built, out=out, frames=frames, transcript=tf, progress=progress)
+        result = await render_built(built, out=out, frames=frames, transcript=tf, progress=progress)
+    if c2pa is not None:
+        try:
+            await asyncio.to_thread(sign_mp4, out, signer_config=c2pa)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out)  # an unsigned file must not pass for a signed one
+            raise
+    return result
 
 
 async def replay_session(
