@@ -43,6 +43,10 @@ async def main(seconds: float, lang: str) -> dict[str, object]:
         return encode(frame)  # type: ignore[return-value]
 
     built.encoder.encode = keep  # type: ignore[method-assign]
+    # one-time start-up (loading espeak-ng, importing scipy) is not throughput: pay it first
+    from avatarcast.frames import Sentence
+
+    await built.voice.synthesize(Sentence(text="Hallo.", lang=lang, source="filler"))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         result = await render_built(

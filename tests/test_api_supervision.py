@@ -106,6 +106,18 @@ def test_supervisors_keys_duty_and_labels(api: Api) -> None:
     kinds = [e["kind"] for e in audit_items(api, sid)]
     assert kinds == ["stream_created", "supervisor_on_duty", "supervisor_off_duty"]
 
+    # product changes land in the tenant's own chain, a price change with both prices
+    assert c.patch("/v1/products/AF-1", json={"price": "79.99"}, headers=op).status_code == 200
+    tenant = [e for e in audit_items(api, "") if e["kind"].startswith("product_")]
+    assert [e["kind"] for e in tenant] == ["product_created", "product_updated"]
+    assert tenant[1]["detail"] == {
+        "key_id": tenant[1]["detail"]["key_id"],
+        "role": "operator",
+        "product_id": "AF-1",
+        "price": "79.99",
+        "old_price": "89.99",
+    }
+
 
 def audit_items(api: Api, stream_id: str) -> list[dict[str, Any]]:
     r = api.client.get(

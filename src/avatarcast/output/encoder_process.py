@@ -1,15 +1,17 @@
 """The encoder in a child process, so compositing and encoding use two cores.
 
-PyAV holds the GIL while libx264 encodes a frame, so an encoder thread cannot overlap with
-the compose thread in the same process. Here the frame travels through shared memory (one
-copy) and the packets come back over a pipe; the calling thread waits on the pipe without
-holding the GIL. Same interface and same output as ``Encoder``.
+PyAV holds the GIL while libx264 encodes a frame, so an encoder thread cannot run beside the
+compositor in one process. Here frames travel through a small ring of shared-memory slots and
+packets come back over a pipe. ``encode`` returns at once with whatever packets are ready; it
+waits only when every slot is still being encoded. Output is the same as ``Encoder``'s, in
+the same order, a few frames later.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -23,12 +25,14 @@ from avatarcast.output.encoder import Encoder
 
 __all__ = ["ProcessEncoder"]
 
+SLOTS = 4
+
 
 def _serve(conn: Connection, shm_name: str, fmt: StreamFormat, options: dict[str, Any]) -> None:
     shm = SharedMemory(name=shm_name)
+    size = fmt.width * fmt.height * 3 // 2
+    views = [np.ndarray((size,), np.uint8, buffer=shm.buf, offset=i * size) for i in range(SLOTS)]
     try:
-        size = fmt.width * fmt.height * 3 // 2
-        view = np.ndarray((size,), np.uint8, buffer=shm.buf)
         try:
             encoder = Encoder(fmt, **options)
         except Exception as e:
@@ -39,8 +43,8 @@ def _serve(conn: Connection, shm_name: str, fmt: StreamFormat, options: dict[str
             msg = conn.recv()
             try:
                 if msg[0] == "frame":
-                    _, pts, pcm = msg
-                    frame = ProgrammeFrame(pts=pts, yuv=view, pcm=pcm)
+                    _, slot, pts, pcm = msg
+                    frame = ProgrammeFrame(pts=pts, yuv=views[slot], pcm=pcm)
                     conn.send(("packets", encoder.encode(frame)))
                 elif msg[0] == "flush":
                     conn.send(("packets", encoder.flush()))
@@ -49,7 +53,7 @@ def _serve(conn: Connection, shm_name: str, fmt: StreamFormat, options: dict[str
             except Exception as e:
                 conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
-        del view
+        views.clear()
         shm.close()
 
 
@@ -59,8 +63,12 @@ class ProcessEncoder:
     def __init__(self, fmt: StreamFormat, **options: Any) -> None:
         self.format = fmt
         self._size = fmt.width * fmt.height * 3 // 2
-        self._shm = SharedMemory(create=True, size=self._size)
-        self._view = np.ndarray((self._size,), np.uint8, buffer=self._shm.buf)
+        self._shm = SharedMemory(create=True, size=self._size * SLOTS)
+        self._views = [
+            np.ndarray((self._size,), np.uint8, buffer=self._shm.buf, offset=i * self._size)
+            for i in range(SLOTS)
+        ]
+        self._busy: deque[int] = deque()  # slots sent and not yet answered, oldest first
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
@@ -80,14 +88,18 @@ class ProcessEncoder:
             kind, payload = self._conn.recv()
         except (EOFError, OSError) as e:
             raise MediaError(f"encoder process died (exit code {self._proc.exitcode})") from e
-        return str(kind), payload
-
-    def _call(self, msg: tuple[Any, ...]) -> list[EncodedPacket]:
-        self._conn.send(msg)
-        kind, payload = self._receive()
         if kind == "error":
             raise MediaError(f"encoder process: {payload}")
-        return list(payload)
+        return str(kind), payload
+
+    def _collect(self, *, block: bool) -> list[EncodedPacket]:
+        out: list[EncodedPacket] = []
+        while self._busy and (block or self._conn.poll(0)):
+            _, packets = self._receive()
+            self._busy.popleft()
+            out += packets
+            block = False
+        return out
 
     def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
         if frame.yuv.size != self._size:
@@ -95,12 +107,21 @@ class ProcessEncoder:
                 f"frame {frame.pts}: yuv has {frame.yuv.size} bytes, expected {self._size}"
             )
         with self._lock:
-            np.copyto(self._view, frame.yuv.reshape(-1))
-            return self._call(("frame", frame.pts, frame.pcm))
+            out = self._collect(block=len(self._busy) == SLOTS)
+            slot = next(i for i in range(SLOTS) if i not in self._busy)
+            np.copyto(self._views[slot], frame.yuv.reshape(-1))
+            self._conn.send(("frame", slot, frame.pts, frame.pcm))
+            self._busy.append(slot)
+            return out + self._collect(block=False)
 
     def flush(self) -> list[EncodedPacket]:
         with self._lock:
-            return self._call(("flush",))
+            out: list[EncodedPacket] = []
+            while self._busy:
+                out += self._collect(block=True)
+            self._conn.send(("flush",))
+            _, packets = self._receive()
+            return out + list(packets)
 
     def close(self) -> None:
         with self._lock:
@@ -114,6 +135,6 @@ class ProcessEncoder:
                 self._proc.kill()
                 self._proc.join()
             self._conn.close()
-            del self._view
+            self._views.clear()
             self._shm.close()
             self._shm.unlink()

@@ -111,6 +111,9 @@ class ProgrammeRunner:
             product_id=plan.product.id if plan.product else None,
         )
 
+    def _compose_and_encode(self, plan: FramePlan, buf: YuvFrame) -> list[EncodedPacket]:
+        return self._timed_encode(self._timed_compose(plan, buf))
+
     def _timed_encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
         t0 = time.perf_counter()
         packets = self._encoder.encode(frame)
@@ -157,15 +160,23 @@ class ProgrammeRunner:
                 plan = await self._programme.plan(pts)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
-                frame = await loop.run_in_executor(
-                    self._compose_pool, self._timed_compose, plan, buf
-                )
-                for tap in taps:
-                    tap.on_frame(frame)
-                if pending is not None:
-                    packets = await asyncio.wrap_future(pending)
+                if self._clock.simulated and not taps:
+                    # offline: compose and encode back to back in one thread. PyAV holds the
+                    # GIL while encoding, so two threads would only hand it back and forth.
+                    packets = await loop.run_in_executor(
+                        self._encode_pool, self._compose_and_encode, plan, buf
+                    )
                     await self._fan_out(packets)
-                pending = self._encode_pool.submit(self._timed_encode, frame)
+                else:
+                    frame = await loop.run_in_executor(
+                        self._compose_pool, self._timed_compose, plan, buf
+                    )
+                    for tap in taps:
+                        tap.on_frame(frame)
+                    if pending is not None:
+                        packets = await asyncio.wrap_future(pending)
+                        await self._fan_out(packets)
+                    pending = self._encode_pool.submit(self._timed_encode, frame)
                 if self._clock.simulated:
                     await self._clock.sleep_until((n + 1) / fps)
                 n += 1

@@ -68,6 +68,7 @@ class TalkSource:
         self._ready: asyncio.Queue[Talk] = asyncio.Queue(maxsize=max(prefetch, 1))
         self._media_time = 0.0
         self._ready_urgent: asyncio.Queue[Talk] = asyncio.Queue()
+        self._ahead: tuple[asyncio.Future[SpeechChunk], Product | None] | None = None
         self._wake = asyncio.Event()
         self._skipped = 0
         #: products the supervisor paused: no talk about them until resumed
@@ -151,6 +152,15 @@ class TalkSource:
         self._pending_request = request
 
     async def _produce_one(self) -> tuple[Talk, bool] | None:
+        decided = await self._decide_one()
+        if decided is None:
+            return None
+        sentence, product, urgent = decided
+        chunk = await self._voice.synthesize(sentence)
+        return Talk(chunk, product), urgent
+
+    async def _decide_one(self) -> tuple[Sentence, Product | None, bool] | None:
+        """The next sentence to say, written and checked, not yet voiced."""
         for _ in range(50):  # a writer that yields nothing for 50 segments is broken
             got = await self._next_sentence()
             if got is None:
@@ -173,9 +183,40 @@ class TalkSource:
                 if checked is None:
                     continue
                 sentence = checked
-            chunk = await self._voice.synthesize(sentence)
-            return Talk(chunk, product), urgent
+            return sentence, product, urgent
         return None
+
+    async def _next_pulled(self) -> Talk | None:
+        """Pulled talk for a simulated clock, voicing one sentence ahead.
+
+        The next sentence is decided (written, checked) in order on the event loop, exactly
+        as without look-ahead, so the output does not depend on timing; only its synthesis
+        runs in a worker thread while frames are rendered. Urgent sentences go first.
+        """
+        if self._urgent and isinstance(self._urgent[0], Sentence):
+            got = await self._produce_one()
+            return got[0] if got is not None else None
+        if self._ahead is None:
+            got = await self._produce_one()
+            if got is None:
+                return None
+            talk = got[0]
+        else:
+            pending, product = self._ahead
+            self._ahead = None
+            talk = Talk(await pending, product)
+        decided = await self._decide_one()
+        if decided is not None:
+            sentence, next_product, _ = decided
+            task = asyncio.ensure_future(self._voice.synthesize(sentence))
+            self._ahead = (task, next_product)
+        return talk
+
+    def close(self) -> None:
+        """Cancel a look-ahead synthesis still running."""
+        if self._ahead is not None:
+            self._ahead[0].cancel()
+            self._ahead = None
 
     async def next(self, *, wait: bool) -> Talk | None:
         """The next voiced sentence; ``wait=False`` returns None at once if none is ready.
@@ -184,11 +225,9 @@ class TalkSource:
         """
         if self._prefetch <= 0:
             while True:
-                got = await self._produce_one() if wait else None
-                if got is None:
-                    return None
-                if not _stale(got[0], self._catalog):
-                    return got[0]
+                talk = await self._next_pulled() if wait else None
+                if talk is None or not _stale(talk, self._catalog):
+                    return talk
         while True:
             if not self._ready_urgent.empty():
                 talk = self._ready_urgent.get_nowait()

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models import Destination
 from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, SupervisorDep
@@ -102,6 +103,8 @@ def create_destination(
         updated_at=now,
     )
     session.add(row)
+    detail = {"destination_id": row.id, "name": row.name, "stream_key": key is not None}
+    audit(session, caller, kind="destination_created", detail=detail)
     _commit(session, body.name)
     return _public(row)
 
@@ -134,6 +137,9 @@ def update_destination(
     if "stream_key" in given:
         row.stream_key = body.stream_key.get_secret_value() or None if body.stream_key else None
     row.updated_at = utcnow()
+    changed = sorted(given & {"url", "name", "stream_key"})  # which fields, never the values
+    detail = {"destination_id": row.id, "name": row.name, "changed": changed}
+    audit(session, caller, kind="destination_updated", detail=detail)
     _commit(session, row.name)
     return _public(row)
 
@@ -141,5 +147,6 @@ def update_destination(
 @router.delete("/{destination_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
 def delete_destination(destination_id: str, session: SessionDep, caller: OperatorDep) -> Response:
     session.delete(_get(session, caller.tenant_id, destination_id))
+    audit(session, caller, kind="destination_deleted", detail={"destination_id": destination_id})
     session.commit()
     return Response(status_code=204)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 
 from avatarcast.catalog.feeds import FeedFormat, parse_feed
 from avatarcast.catalog.model import Product
+from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.db import products as repo
 from avatarcast.control.db.models import ProductRow
-from avatarcast.control.deps import ContextDep, ReaderDep, SessionDep, WriterDep
+from avatarcast.control.deps import Caller, ContextDep, ReaderDep, SessionDep, WriterDep
 from avatarcast.control.hub import ProductChange
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.problems import (
@@ -60,6 +61,17 @@ def _announce(
         ctx.hub.publish(ProductChange(tenant_id, tuple(upserted), deleted))
 
 
+def _audit(
+    session: Session, caller: Caller, kind: str, product: Product, old_price: Any = None
+) -> None:
+    """A product change in the tenant's audit chain; a price change names both prices."""
+    price = product.model_dump(mode="json").get("price")
+    detail: dict[str, Any] = {"product_id": product.id, "price": price}
+    if old_price is not None and old_price != price:
+        detail["old_price"] = old_price
+    audit(session, caller, kind=kind, detail=detail)
+
+
 def _plain(body: Product) -> Product:
     return Product.model_validate(body.model_dump())
 
@@ -81,6 +93,7 @@ def create_product(
         raise ProblemError(409, f"product {body.id!r} exists; PUT replaces it", kind="conflict")
     product = _plain(body)
     repo.upsert(session, caller.tenant_id, [product])
+    _audit(session, caller, "product_created", product)
     try:
         session.commit()
     except IntegrityError:
@@ -115,12 +128,13 @@ async def import_products(
 ) -> ImportResult:
     """Import a feed: good rows in one transaction, bad rows reported; ids already there update."""
     data = await request.body()
-    return await run_in_threadpool(_import, ctx, caller.tenant_id, data, format, currency)
+    return await run_in_threadpool(_import, ctx, caller, data, format, currency)
 
 
 def _import(
-    ctx: AppContext, tenant_id: str, data: bytes, fmt: FeedFormat, currency: str
+    ctx: AppContext, caller: Caller, data: bytes, fmt: FeedFormat, currency: str
 ) -> ImportResult:
+    tenant_id = caller.tenant_id
     try:
         parsed = parse_feed(data, fmt, currency=currency)
     except CatalogError as e:
@@ -141,6 +155,14 @@ def _import(
             unique[product.id] = product
     with ctx.sessions() as session:
         outcome = repo.upsert(session, tenant_id, list(unique.values()))
+        detail = {
+            "format": fmt,
+            "created": [p.id for p in outcome.created],
+            "updated": [p.id for p in outcome.updated],
+            "unchanged": len(outcome.unchanged),
+            "errors": len(errors),
+        }
+        audit(session, caller, kind="products_imported", detail=detail)
         session.commit()
     _announce(ctx, tenant_id, outcome.changed)
     return ImportResult.model_validate(
@@ -176,7 +198,12 @@ def replace_product(
         error = {"field": "body.id", "message": "must equal the id in the path", "type": "value"}
         raise validation_problem([error])
     product = _plain(body)
+    before = repo.get_row(session, caller.tenant_id, product_id)
+    old_price = before.payload.get("price") if before is not None else None
     outcome = repo.upsert(session, caller.tenant_id, [product])
+    if outcome.changed:
+        kind = "product_created" if outcome.created else "product_replaced"
+        _audit(session, caller, kind, product, old_price)
     session.commit()
     response.status_code = 201 if outcome.created else 200
     _announce(ctx, caller.tenant_id, outcome.changed)
@@ -188,6 +215,7 @@ def update_product(
     product_id: str, body: ProductUpdate, session: SessionDep, caller: WriterDep, ctx: ContextDep
 ) -> ProductPublic:
     row = _get(session, caller.tenant_id, product_id)
+    old_price = row.payload.get("price")
     merged = dict(row.payload)
     for key, value in body.model_dump(mode="json", exclude_unset=True).items():
         if value is None:
@@ -199,6 +227,8 @@ def update_product(
     except ValidationError as e:
         raise from_pydantic(e) from None
     outcome = repo.upsert(session, caller.tenant_id, [product])
+    if outcome.changed:
+        _audit(session, caller, "product_updated", product, old_price)
     session.commit()
     _announce(ctx, caller.tenant_id, outcome.changed)
     return _public(row)
@@ -209,6 +239,7 @@ def delete_product(
     product_id: str, session: SessionDep, caller: WriterDep, ctx: ContextDep
 ) -> Response:
     session.delete(_get(session, caller.tenant_id, product_id))
+    audit(session, caller, kind="product_deleted", detail={"product_id": product_id})
     session.commit()
     _announce(ctx, caller.tenant_id, [], (product_id,))
     return Response(status_code=204)
