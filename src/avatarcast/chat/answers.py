@@ -14,11 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from typing import TYPE_CHECKING, Literal
 
 from avatarcast.catalog.model import Product, localize
 from avatarcast.catalog.store import Catalog
@@ -28,6 +24,10 @@ from avatarcast.frames import Sentence
 from avatarcast.locale import format_price, language, spoken_price, spoken_units
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
 __all__ = ["Answer", "AnswerKind", "Answerer", "address", "short_title"]
 
@@ -138,6 +138,8 @@ class Answerer:
         self.failures: deque[str] = deque(maxlen=1000)
         self._client = client
         if llm is not None and client is None:
+            from openai import AsyncOpenAI
+
             self._client = AsyncOpenAI(
                 base_url=llm.base_url,
                 api_key=llm.api_key,
@@ -243,7 +245,7 @@ class Answerer:
             return template
         try:
             body = await self._ask(found, product)
-        except (openai.OpenAIError, TimeoutError, ValueError) as exc:
+        except (_openai_error(), TimeoutError, ValueError) as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
             log.warning("answer model failed, using the template answer: %s", exc)
             return template
@@ -372,3 +374,9 @@ def _lower(text: str) -> str:
 
 def _upper(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
+
+
+def _openai_error() -> type[Exception]:
+    import openai
+
+    return openai.OpenAIError

@@ -108,11 +108,36 @@ class RtmpSink:
         self._remote: dict[str, Any] = {"state": "idle"}
         self._process: subprocess.Popen[bytes] | None = None
         self._threads: list[threading.Thread] = []
+        self._pipes: tuple[int, int] | None = None
 
     # --- the Sink interface, on the event loop --------------------------------------------------
 
-    async def open(self, headers: StreamHeaders) -> None:
+    async def prestart(self) -> None:
+        """Start the push process now, so its start-up overlaps with building the programme."""
         if self._process is not None:
+            return
+        # A fresh interpreter, not multiprocessing: spawn would re-import the caller's
+        # __main__, and fork would copy the event loop's threads and locks.
+        in_r, in_w = os.pipe()
+        st_r, st_w = os.pipe()
+        try:
+            self._process = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", "avatarcast.output._rtmp_push", str(in_r), str(st_w)],
+                pass_fds=(in_r, st_w),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            os.close(in_w)
+            os.close(st_r)
+            raise
+        finally:
+            os.close(in_r)
+            os.close(st_w)
+        self._pipes = (in_w, st_r)
+
+    async def open(self, headers: StreamHeaders) -> None:
+        if self._threads:
             raise OutputError(f"{self.name} is already open")
         start, cap, jitter, retries, timeout = self._settings
         config = PushConfig(
@@ -127,20 +152,9 @@ class RtmpSink:
             max_queue_seconds=self._max_queue,
             connect_timeout=timeout,
         )
-        # A fresh interpreter, not multiprocessing: spawn would re-import the caller's
-        # __main__, and fork would copy the event loop's threads and locks.
-        in_r, in_w = os.pipe()
-        st_r, st_w = os.pipe()
-        try:
-            self._process = await asyncio.to_thread(
-                subprocess.Popen,
-                [sys.executable, "-m", "avatarcast.output._rtmp_push", str(in_r), str(st_w)],
-                pass_fds=(in_r, st_w),
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            os.close(in_r)
-            os.close(st_w)
+        await self.prestart()
+        assert self._pipes is not None
+        in_w, st_r = self._pipes
         inbox, status = Connection(in_w, readable=False), Connection(st_r, writable=False)
         inbox.send(config)  # the URL goes through the pipe, never onto a command line
         self._remote["state"] = "connecting"
@@ -166,6 +180,10 @@ class RtmpSink:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+        if self._pipes is not None and not self._threads:
+            for fd in self._pipes:  # started early, never opened: EOF ends the push process
+                os.close(fd)
+            self._pipes = None
         if self._process is not None:
             await asyncio.to_thread(self._stop_process)
 

@@ -331,7 +331,16 @@ async def run_live(
             sinks += [whep, _PcmTap(whep)]
             control._whep_url = whep_server.url
     guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
-    built = build(resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t))
+    try:
+        for rtmp in control._rtmp:
+            await rtmp.prestart()  # their start-up overlaps with building the programme
+        built = build(resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t))
+    except BaseException:
+        for sink in sinks:
+            await sink.aclose()
+        if whep_server is not None:
+            await whep_server.aclose()
+        raise
     chat = ProgrammeChat(built, disclosure=opts.disclose_answers)
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)

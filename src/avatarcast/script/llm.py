@@ -18,11 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal
-
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from typing import TYPE_CHECKING, Any, Literal
 
 from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
@@ -41,7 +37,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-Message = ChatCompletionMessageParam
+if TYPE_CHECKING:  # the openai SDK is imported when an LLM is first used, not at start-up
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
+
+    Message = ChatCompletionMessageParam
 
 _LANGUAGES = {"en": "English", "nl": "Dutch", "zh": "Simplified Chinese"}
 _SEGMENTS = {
@@ -239,6 +239,8 @@ class LlmWriter:
         self.breaker = breaker or CircuitBreaker()
         self.refusals: deque[Refusal] = deque(maxlen=1000)
         self.failures: deque[str] = deque(maxlen=1000)
+        from openai import AsyncOpenAI
+
         self._client = client or AsyncOpenAI(
             base_url=options.base_url,
             api_key=options.api_key,
@@ -447,6 +449,8 @@ def _delta(chunk: object) -> str:
 
 
 def _translate(exc: BaseException) -> LlmError:
+    import openai
+
     if isinstance(exc, LlmError):
         return exc
     if isinstance(exc, TimeoutError):

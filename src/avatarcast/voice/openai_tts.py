@@ -7,19 +7,20 @@ It gives no phoneme timings, so the animator follows the audio's energy. Errors 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
-import openai
-from openai import AsyncOpenAI
 
 from avatarcast.errors import VoiceError
 from avatarcast.frames import Sentence, SpeechChunk
 from avatarcast.voice.audio import decode_pcm_s16le, decode_wav
 from avatarcast.voice.base import VoiceInfo
 from avatarcast.voice.fallback import redact
+
+if TYPE_CHECKING:  # imported on first use: a network voice is opt-in
+    from openai import AsyncOpenAI
 
 __all__ = ["OPENAI_PCM_RATE", "OPENAI_VOICES", "OpenAiTtsVoice", "openai_voice_infos"]
 
@@ -78,6 +79,8 @@ class OpenAiTtsVoice:
         self._model = model
         self._voice = voice
         self._format: ResponseFormat = response_format
+        from openai import AsyncOpenAI
+
         self._client = client or AsyncOpenAI(
             base_url=base_url or None,
             api_key=api_key or "unused",  # local OpenAI-compatible servers take no key
@@ -100,6 +103,8 @@ class OpenAiTtsVoice:
         return SpeechChunk(pcm=pcm, sentence=sentence, voice=self.info.name)
 
     async def _fetch(self, text: str) -> bytes:
+        import openai
+
         what = f"openai tts {self._voice!r} at {self._where}"
         try:
             response = await self._client.audio.speech.create(
