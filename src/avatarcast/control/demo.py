@@ -33,7 +33,10 @@ from avatarcast.voice.registry import default_voice_for
 
 __all__ = ["DEMO_CATALOG", "DemoInfo", "Prepared", "prepare_demo", "serve_demo"]
 
+#: the demo catalog in the working folder, else the one in the source tree
 DEMO_CATALOG = Path("configs/demo-catalog.json")
+if not DEMO_CATALOG.exists():
+    DEMO_CATALOG = Path(__file__).resolve().parents[3] / "configs" / "demo-catalog.json"
 DEMO_TENANT = "demo"
 DEMO_STREAM = "demo"
 
