@@ -18,12 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from avatarcast.errors import AvatarcastError
 
 if TYPE_CHECKING:
-    from avatarcast.compliance.c2pa import SignerConfig
-
-if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from avatarcast.compliance.audit import ChainHead
+    from avatarcast.compliance.c2pa import SignerConfig
+    from avatarcast.pipeline.build import ProgrammeOptions
     from avatarcast.script.llm import LlmOptions
     from avatarcast.settings import Settings
     from avatarcast.voice.registry import NetworkVoiceOptions
@@ -73,6 +72,49 @@ def _seller(value: str | None) -> tuple[str, str] | None:
 def _fail(e: AvatarcastError | OSError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+PersonaOpt = Annotated[
+    str | None, typer.Option("--persona", help="Who the LLM host is (with --writer llm).")
+]
+ToneOpt = Annotated[str | None, typer.Option("--tone", help="How the LLM host speaks.")]
+
+
+def _programme_options(
+    *,
+    catalog: Path,
+    lang: str,
+    avatar: str | None,
+    voice: str | None,
+    writer: str,
+    seed: int,
+    size: str,
+    fps: int,
+    seller: str | None,
+    persona: str | None,
+    tone: str | None,
+) -> ProgrammeOptions:
+    """The options `render` and `live` share, with settings read only where a flag needs them."""
+    from dataclasses import replace
+
+    from avatarcast.pipeline.build import ProgrammeOptions
+
+    llm = _llm_options(writer)
+    if llm is not None:
+        llm = replace(llm, persona=persona or llm.persona, tone=tone or llm.tone)
+    return ProgrammeOptions(
+        catalog_path=catalog,
+        lang=lang,
+        avatar=avatar,
+        voice=voice,
+        writer=writer,
+        llm=llm,
+        tts=_tts_options(voice),
+        seed=seed,
+        size=size,
+        fps=fps,
+        seller=_seller(seller),
+    )
 
 
 def _llm_options(writer: str) -> LlmOptions | None:
@@ -138,6 +180,8 @@ def render(
     size: SizeOpt = "720p",
     fps: FpsOpt = 25,
     seller: SellerOpt = None,
+    persona: PersonaOpt = None,
+    tone: ToneOpt = None,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -145,23 +189,13 @@ def render(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Render the catalog's programme offline, as fast as the machine allows."""
-    from avatarcast.pipeline.build import ProgrammeOptions
     from avatarcast.pipeline.render import render_file
 
     _setup_logging(verbose)
-    opts = ProgrammeOptions(
-        catalog_path=catalog,
-        lang=lang,
-        avatar=avatar,
-        voice=voice,
-        writer=writer,
-        llm=_llm_options(writer),
-        tts=_tts_options(voice),
-        seed=seed,
-        size=size,
-        fps=fps,
-        seller=_seller(seller),
-    )
+    opts = _programme_options(
+        catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
+        size=size, fps=fps, seller=seller, persona=persona, tone=tone,
+    )  # fmt: skip
     try:
         result = asyncio.run(
             render_file(
@@ -227,6 +261,8 @@ def live(
     size: SizeOpt = "720p",
     fps: FpsOpt = 25,
     seller: SellerOpt = None,
+    persona: PersonaOpt = None,
+    tone: ToneOpt = None,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -239,23 +275,22 @@ def live(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
-    from avatarcast.pipeline.build import ProgrammeOptions
     from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 
     _setup_logging(verbose)
     opts = LiveOptions(
-        programme=ProgrammeOptions(
-            catalog_path=catalog,
+        programme=_programme_options(
+            catalog=catalog,
             lang=lang,
             avatar=avatar,
             voice=voice,
             writer=writer,
-            llm=_llm_options(writer),
-            tts=_tts_options(voice),
             seed=seed,
             size=size,
             fps=fps,
-            seller=_seller(seller),
+            seller=seller,
+            persona=persona,
+            tone=tone,
         ),
         destinations=tuple(to or ()),
         record_dir=record,
