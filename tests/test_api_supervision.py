@@ -128,11 +128,11 @@ def audit_items(api: Api, stream_id: str) -> list[dict[str, Any]]:
     return items
 
 
-def transcript(api: Api, stream_id: str, source: str) -> list[dict[str, Any]]:
+def transcript(api: Api, stream_id: str, source: str | None) -> list[dict[str, Any]]:
+    """The stream's transcript lines from ``source``, or all of them for None."""
+    params: dict[str, Any] = {"limit": 500} | ({"source": source} if source else {})
     r = api.client.get(
-        f"/v1/streams/{stream_id}/transcript",
-        params={"source": source, "limit": 500},
-        headers=api.auth("backend"),
+        f"/v1/streams/{stream_id}/transcript", params=params, headers=api.auth("backend")
     )
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
@@ -142,11 +142,12 @@ def transcript(api: Api, stream_id: str, source: str) -> list[dict[str, Any]]:
 class Live:
     """A live stream with a supervisor on duty; ``until`` polls and keeps the heartbeat up."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, **stream: Any) -> None:
         self.api, c, op = api, api.client, api.auth("operator")
         for product in (FRYER, KETTLE):
             assert c.post("/v1/products", json=product, headers=op).status_code == 201
-        self.sid = c.post("/v1/streams", json={"name": "live"}, headers=op).json()["id"]
+        body = {"name": "live", **stream}
+        self.sid = c.post("/v1/streams", json=body, headers=op).json()["id"]
         self.supervisor_id, self.sup = api.on_duty(self.sid)
         assert c.post(f"/v1/streams/{self.sid}/start", headers=op).status_code == 200
 
@@ -262,3 +263,55 @@ def test_live_supervision_chat_transcript_and_audit(
         with Session(api.engine) as session:
             result = AuditLog().verify_database(session)
         assert result.ok and result.entries >= len(items), result.first_bad
+
+
+def test_answers_wait_for_a_supervisor_before_they_go_on_air(api: Api) -> None:
+    """With approval on, an answer is held out of the programme (and so out of the transcript)
+    until approved; a rejected one never goes on air."""
+    live = Live(api, approve_answers=True)
+    sid, c = live.sid, api.client
+    live.until(lambda: (live.status()["frames"] or 0) > 25, 25)
+
+    def ask(message_id: str, text: str) -> dict[str, Any]:
+        msg = [{"viewer_id": message_id, "name": "Sanne", "text": text, "id": message_id}]
+        r = c.post(f"/v1/streams/{sid}/chat", json=msg, headers=api.auth("backend"))
+        assert r.status_code == 200, r.text
+        fate: dict[str, Any] = r.json()["fates"][0]
+        return fate
+
+    def pending() -> list[dict[str, Any]]:
+        r = c.get(f"/v1/streams/{sid}/answers/pending", headers=live.sup)
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()
+        return items
+
+    assert ask("q1", "How much is the air fryer?")["outcome"] == "pending"
+    assert ask("q2", "How much is the kettle?")["outcome"] == "pending"
+    live.until(lambda: len(pending()) == 2, 10)
+    held = {a["message_ids"][0]: a for a in pending()}
+    fryer, kettle = held["q1"], held["q2"]
+    assert "KT-2:price" in kettle["facts"] and "29.99" in kettle["answer"]
+    assert fryer["askers"] == ["Sanne"] and fryer["answer"] != kettle["answer"]
+
+    # held: the programme talks on (new lines reach the transcript) and no answer is among them
+    seen = len(transcript(api, sid, None))
+    live.until(lambda: len(transcript(api, sid, None)) >= seen + 2, 20)
+    assert transcript(api, sid, "answer") == []
+    said = {x["text"] for x in transcript(api, sid, None)}
+    assert fryer["answer"] not in said and kettle["answer"] not in said
+
+    api.problem(c.post(f"/v1/streams/{sid}/answers/a99/approve", headers=live.sup), 409)
+    live.act(f"answers/{kettle['answer_id']}/reject")
+    live.act(f"answers/{fryer['answer_id']}/approve")
+    assert pending() == []
+    live.until(lambda: transcript(api, sid, "answer"), 15)
+    [aired] = transcript(api, sid, "answer")
+    assert aired["text"] == fryer["answer"] and aired["source"] == "answer"
+
+    # the programme goes on past the approved answer; the rejected one never comes
+    seen = len(transcript(api, sid, None))
+    live.until(lambda: len(transcript(api, sid, None)) >= seen + 2, 20)
+    assert [x["text"] for x in transcript(api, sid, "answer")] == [fryer["answer"]]
+    assert kettle["answer"] not in {x["text"] for x in transcript(api, sid, None)}
+    kinds = [e["kind"] for e in audit_items(api, sid)]
+    assert "answer_rejected" in kinds and "answer_approved" in kinds

@@ -36,6 +36,7 @@ from avatarcast.settings import Settings
 ROUTE_MODULES: tuple[str, ...] = (
     "health",
     "tenants",
+    "tenant_seller",
     "keys",
     "products",
     "destinations",
@@ -55,6 +56,7 @@ REQUIRED_ROUTE_MODULES = frozenset(
     {
         "health",
         "tenants",
+        "tenant_seller",
         "keys",
         "products",
         "destinations",

@@ -33,12 +33,15 @@ def audit(
     kind: str,
     stream_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
+    tenant_id: str | None = None,
 ) -> AuditEntry:
-    """Append one caller's action to the tenant's (or the stream's) chain; the caller commits."""
+    """Append one caller's action to the tenant's (or the stream's) chain; the caller commits.
+
+    ``tenant_id`` names another tenant's chain, for an admin acting on that tenant."""
     full = {"key_id": caller.key_id, "role": caller.role, **(detail or {})}
     return _log.append(
         session,
-        tenant_id=caller.tenant_id,
+        tenant_id=tenant_id or caller.tenant_id,
         stream_id=stream_id,
         actor=actor_of(caller),
         kind=kind,

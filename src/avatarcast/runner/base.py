@@ -56,6 +56,8 @@ class StreamSpec:
     label_text: str | None = None
     label_lang: str | None = None
     label_position: str = "top-left"
+    #: the tenant's seller on screen for the whole stream: (name, contact); None: no panel
+    seller: tuple[str, str] | None = None
     approve_answers: bool = False
     products: tuple[Product, ...] = ()
     destinations: tuple[str, ...] = field(default=(), repr=False)
@@ -79,6 +81,7 @@ class StreamSpec:
             "label_text": self.label_text,
             "label_lang": self.label_lang,
             "label_position": self.label_position,
+            "seller": list(self.seller) if self.seller is not None else None,
             "approve_answers": self.approve_answers,
             "products": [p.model_dump(mode="json", exclude_none=True) for p in self.products],
             "destinations": list(self.destinations),

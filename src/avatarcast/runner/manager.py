@@ -25,7 +25,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models import Destination, ProductRow
+from avatarcast.control.db.models import Destination, ProductRow, Tenant
 from avatarcast.control.db.models_streams import StreamRow, TranscriptLine
 from avatarcast.control.db.products import to_product
 from avatarcast.control.hub import ProductChange, ProductChangeHub
@@ -137,7 +137,8 @@ class StreamManager:
             return row.desired_state, self.spec_for(session, row), _selection(row)
 
     def spec_for(self, session: Session, row: StreamRow) -> StreamSpec:
-        """The worker's spec: the selected products now, destinations with their keys."""
+        """The worker's spec: the selected products now, destinations with their keys, the
+        tenant's seller."""
         dests = session.scalars(
             select(Destination).where(
                 Destination.tenant_id == row.tenant_id, Destination.id.in_(row.destination_ids)
@@ -149,11 +150,13 @@ class StreamManager:
         )
         d = self.defaults
         label = row.label or {}
+        tenant = session.get(Tenant, row.tenant_id)
         return StreamSpec(
             tenant_id=row.tenant_id,
             label_text=label.get("text"),
             label_lang=label.get("lang"),
             label_position=label.get("position") or "top-left",
+            seller=tenant.seller if tenant is not None else None,
             approve_answers=row.approve_answers,
             lang=row.lang,
             avatar=row.avatar,

@@ -238,6 +238,7 @@ _KNOWN = frozenset({"say", "skip_product", "chat", "chat_fate", "answers", "appr
 
 
 def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
+    seller = spec.get("seller")
     programme = ProgrammeOptions(
         lang=spec.get("lang") or "en",
         avatar=spec.get("avatar"),
@@ -249,6 +250,7 @@ def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
         label_text=spec.get("label_text"),
         label_lang=spec.get("label_lang"),
         label_position=spec.get("label_position") or "top-left",
+        seller=(str(seller[0]), str(seller[1])) if seller else None,
         stream_id=str(spec["stream_id"]),
     )
     record_dir = spec.get("record_dir")

@@ -16,7 +16,18 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    #: The seller shown on every stream of the tenant (live-commerce rules); None: no panel.
+    seller_name: Mapped[str | None] = mapped_column(String(120), default=None)
+    #: An address or contact link shown after the seller's name.
+    seller_contact: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    @property
+    def seller(self) -> tuple[str, str] | None:
+        """``(name, contact)`` for the on-screen panel, or None when no seller is set."""
+        if not self.seller_name:
+            return None
+        return self.seller_name, self.seller_contact or ""
 
 
 class ApiKey(Base):

@@ -250,4 +250,5 @@ def decide_answer(
     row = _on_air(session, caller, ctx, stream_id)
     command = {"cmd": verdict, "answer_id": answer_id}
     detail = {"answer_id": answer_id}
-    return _command(ctx, session, caller, row, f"answer_{verdict}d", command, detail)
+    kind = "answer_approved" if verdict == "approve" else "answer_rejected"
+    return _command(ctx, session, caller, row, kind, command, detail)

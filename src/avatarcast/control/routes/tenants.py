@@ -1,4 +1,4 @@
-"""Tenants: admin keys only."""
+"""Tenants: admin keys only. A tenant's seller is also set by its operators (``tenant_seller``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ import secrets
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.db.models import Tenant
-from avatarcast.control.deps import AdminDep, SessionDep
+from avatarcast.control.deps import AdminDep, Caller, SessionDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery
-from avatarcast.control.problems import ProblemError, problem_responses
+from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
-from avatarcast.control.schemas.tenants import TenantCreate, TenantPage, TenantPublic
+from avatarcast.control.schemas.tenants import (
+    TenantCreate,
+    TenantPage,
+    TenantPublic,
+    TenantUpdate,
+)
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=AUTH_PROBLEMS)
 
@@ -23,6 +30,30 @@ def _get(session: SessionDep, tenant_id: str) -> Tenant:
     if tenant is None:
         raise ProblemError(404, f"no tenant {tenant_id!r}", kind="not-found")
     return tenant
+
+
+def set_seller(
+    session: Session, caller: Caller, tenant: Tenant, name: str | None, contact: str | None
+) -> None:
+    """Change the tenant's seller and audit it in the tenant's chain; the caller commits.
+
+    A contact needs a name to follow (the panel reads "Seller: NAME · CONTACT"). Streams
+    running now keep their panel until their next start."""
+    if contact and not name:
+        raise validation_problem(
+            [
+                {
+                    "field": "body.seller_name",
+                    "message": "a seller contact needs a seller name",
+                    "type": "value",
+                }
+            ]
+        )
+    if (tenant.seller_name, tenant.seller_contact) == (name, contact):
+        return
+    tenant.seller_name, tenant.seller_contact = name, contact
+    detail = {"seller_name": name, "seller_contact": contact}
+    audit(session, caller, kind="seller_updated", detail=detail, tenant_id=tenant.id)
 
 
 @router.get("", response_model=TenantPage)
@@ -41,22 +72,48 @@ def list_tenants(
 
 
 @router.post("", status_code=201, response_model=TenantPublic, responses=problem_responses(409))
-def create_tenant(body: TenantCreate, session: SessionDep, _: AdminDep) -> TenantPublic:
+def create_tenant(body: TenantCreate, session: SessionDep, caller: AdminDep) -> TenantPublic:
+    conflict = ProblemError(409, f"a tenant named {body.name!r} exists", kind="conflict")
     if session.scalar(select(Tenant.id).where(Tenant.name == body.name)) is not None:
-        raise ProblemError(409, f"a tenant named {body.name!r} exists", kind="conflict")
+        raise conflict
     tenant = Tenant(id=secrets.token_hex(8), name=body.name)
     session.add(tenant)
+    set_seller(session, caller, tenant, body.seller_name, body.seller_contact)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise ProblemError(409, f"a tenant named {body.name!r} exists", kind="conflict") from None
+        raise conflict from None
     return TenantPublic.model_validate(tenant)
 
 
 @router.get("/{tenant_id}", response_model=TenantPublic, responses=problem_responses(404))
 def get_tenant(tenant_id: str, session: SessionDep, _: AdminDep) -> TenantPublic:
     return TenantPublic.model_validate(_get(session, tenant_id))
+
+
+@router.patch("/{tenant_id}", response_model=TenantPublic, responses=problem_responses(404, 409))
+def update_tenant(
+    tenant_id: str, body: TenantUpdate, session: SessionDep, caller: AdminDep
+) -> TenantPublic:
+    """Rename a tenant or change its seller; only the fields sent change."""
+    tenant = _get(session, tenant_id)
+    sent = body.model_fields_set
+    conflict = ProblemError(409, f"a tenant named {body.name!r} exists", kind="conflict")
+    if body.name is not None and body.name != tenant.name:
+        taken = select(Tenant.id).where(Tenant.name == body.name, Tenant.id != tenant.id)
+        if session.scalar(taken) is not None:
+            raise conflict
+        tenant.name = body.name
+    name = body.seller_name if "seller_name" in sent else tenant.seller_name
+    contact = body.seller_contact if "seller_contact" in sent else tenant.seller_contact
+    set_seller(session, caller, tenant, name, contact)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict from None
+    return TenantPublic.model_validate(tenant)
 
 
 @router.delete(

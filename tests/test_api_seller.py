@@ -1,0 +1,150 @@
+"""A tenant's seller through the API, and its panel in the picture of a real stream's recording.
+
+On SQLite and PostgreSQL: admins set the seller on ``/v1/tenants``, operators on
+``/v1/tenant/seller``; the runner carries it to the worker, and the recorded frames show the
+panel as the compositor draws it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from avatarcast.avatar.base import AvatarState
+from avatarcast.avatar.pack import load_pack
+from avatarcast.avatar.render import SpriteAvatarRenderer
+from avatarcast.programme.compositor import Compositor, SellerInfo
+from avatarcast.programme.yuv import YuvFrame
+from test_api_streams import FRYER, on_air, wait_status
+
+if TYPE_CHECKING:
+    from conftest_api import Api
+
+pytest_plugins = ("conftest_api",)
+pytestmark = pytest.mark.timeout(180)
+
+SELLER = {"name": "Kovana Store BV", "contact": "service@kovana.example"}
+I16 = npt.NDArray[np.int16]
+
+
+def test_admins_and_operators_set_the_seller(api: Api) -> None:
+    c, admin, op = api.client, api.auth(), api.auth("operator")
+    made = {"name": "initech", "seller_name": "Initech BV", "seller_contact": "https://i.example"}
+    r = c.post("/v1/tenants", json=made, headers=admin)
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    assert (r.json()["seller_name"], r.json()["seller_contact"]) == (
+        "Initech BV",
+        "https://i.example",
+    )
+    contact_only = {"name": "x", "seller_contact": "a@b.example"}
+    bad = api.problem(c.post("/v1/tenants", json=contact_only, headers=admin), 422)
+    assert [e["field"] for e in bad["errors"]] == ["body.seller_name"]
+    api.problem(
+        c.post("/v1/tenants", json={"name": "y", "seller_name": " pad"}, headers=admin), 422
+    )
+
+    patched = c.patch(f"/v1/tenants/{tid}", json={"seller_contact": None}, headers=admin).json()
+    assert (patched["name"], patched["seller_name"], patched["seller_contact"]) == (
+        "initech",
+        "Initech BV",
+        None,
+    )
+    api.problem(c.patch(f"/v1/tenants/{tid}", json={"name": "acme"}, headers=admin), 409)
+    api.problem(
+        c.patch(
+            f"/v1/tenants/{tid}", json={"seller_name": None, "seller_contact": "c"}, headers=admin
+        ),
+        422,
+    )
+    api.problem(c.patch(f"/v1/tenants/{tid}", json={"name": "z"}, headers=op), 403)
+    api.problem(c.patch("/v1/tenants/nope", json={}, headers=admin), 404)
+
+    # the tenant's own operators
+    assert c.get("/v1/tenant/seller", headers=op).json() == {"name": None, "contact": None}
+    api.problem(c.put("/v1/tenant/seller", json=SELLER, headers=api.auth("supervisor")), 403)
+    api.problem(c.put("/v1/tenant/seller", json={"contact": "x"}, headers=op), 422)
+    r = c.put("/v1/tenant/seller", json=SELLER, headers=op)
+    assert r.status_code == 200 and r.json() == SELLER
+    assert c.get("/v1/tenant/seller", headers=api.auth("backend")).json() == SELLER
+    assert c.get("/v1/tenant/seller", headers=api.other).json()["name"] is None
+    mine = c.get(f"/v1/tenants/{api.tenant_id}", headers=admin).json()
+    assert (mine["seller_name"], mine["seller_contact"]) == (SELLER["name"], SELLER["contact"])
+    assert c.delete("/v1/tenant/seller", headers=op).status_code == 204
+    assert c.get("/v1/tenant/seller", headers=op).json()["name"] is None
+
+    audit = c.get("/v1/audit", params={"limit": 500}, headers=admin).json()["items"]
+    changes = [e["detail"]["seller_name"] for e in audit if e["kind"] == "seller_updated"]
+    assert changes == [SELLER["name"], None]
+
+
+def _recorded_luma(folder: Path, every: int = 25) -> list[npt.NDArray[np.uint8]]:
+    segments = sorted(folder.rglob("segment-*.mp4"))  # one folder per run of the stream
+    assert segments, f"no recording in {folder}"
+    frames = []
+    for seg in segments:
+        with av.open(str(seg)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i % every == 0:
+                    frames.append(frame.to_ndarray(format="yuv420p")[: frame.height])
+    return frames
+
+
+def _references(avatar: str, lang: str) -> tuple[Compositor, I16, I16]:
+    """The seller box and its luma as the compositor draws it, with and without a seller."""
+    out: list[I16] = []
+    comps = []
+    for seller in (SellerInfo(**SELLER), None):
+        renderer = SpriteAvatarRenderer(load_pack(avatar))
+        comp = Compositor(
+            lang=lang,
+            renderer=renderer,
+            background=renderer.render_background(1280, 720),
+            seller=seller,
+        )
+        frame = YuvFrame(1280, 720)
+        comp.compose(frame, state=AvatarState(), product=None, caption=None)
+        comps.append(comp)
+        out.append(frame.y.astype(np.int16))
+    return comps[0], out[0], out[1]
+
+
+def test_the_tenants_seller_is_on_the_recorded_stream(
+    api_factory: Callable[..., AbstractContextManager[Api]], tmp_path: Path
+) -> None:
+    with api_factory(sections={"recordings_dir": str(tmp_path / "rec")}) as api:
+        c, op = api.client, api.auth("operator")
+        assert c.put("/v1/tenant/seller", json=SELLER, headers=op).status_code == 200
+        assert c.post("/v1/products", json=FRYER, headers=op).status_code == 201
+        body: dict[str, Any] = {"name": "seller", "lang": "nl", "record": True}
+        made = c.post("/v1/streams", json=body, headers=op).json()
+        sid = made["id"]
+        api.on_duty(sid)
+        assert c.post(f"/v1/streams/{sid}/start", headers=op).status_code == 200
+        wait_status(api, sid, lambda s: on_air(s) and s["frames"] > 100)
+        assert c.post(f"/v1/streams/{sid}/stop", headers=op).status_code == 200
+        wait_status(api, sid, lambda s: s["state"] == "stopped", timeout=15)
+
+    comp, with_seller, without = _references(made["avatar"], "nl")
+    box = comp.region_of("seller")
+
+    def panel(y: npt.NDArray[Any]) -> I16:
+        return np.asarray(y[box.y : box.bottom, box.x : box.right], np.int16)
+
+    frames = _recorded_luma(tmp_path / "rec" / api.tenant_id / sid)
+    assert len(frames) >= 4
+    # the reference itself: white text on the panel, which the backdrop alone does not have
+    assert (panel(with_seller) > 200).sum() > 200 and (panel(without) > 200).sum() == 0
+    for i, y in enumerate(frames):
+        got = panel(y)
+        near = float(np.abs(got - panel(with_seller)).mean())
+        far = float(np.abs(got - panel(without)).mean())
+        assert near < 4 and far > 10, f"frame {i * 25}: {near=:.1f} {far=:.1f}"
+        assert (got > 200).sum() > 0.8 * (panel(with_seller) > 200).sum()
