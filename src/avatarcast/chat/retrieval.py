@@ -20,7 +20,7 @@ from rapidfuzz import fuzz
 
 from avatarcast.catalog.model import Product, localize
 from avatarcast.catalog.store import Catalog
-from avatarcast.chat.text import Token, detect_lang, fold, stem, tokenize
+from avatarcast.chat.text import Token, canonical, detect_lang, fold, stem, tokenize
 from avatarcast.locale import language
 
 __all__ = ["Hit", "PassageKind", "Retrieval", "Retriever"]
@@ -246,7 +246,8 @@ def _name_tokens(p: Product, lang: str) -> list[tuple[str, float]]:
     """Words that name a product: brand and model weigh double, category words once."""
     out: dict[str, float] = {}
     brand = fold(p.brand)
-    for word in fold(f"{p.title_in(lang)} {p.title_in('en')}").replace("-", " ").split():
+    title = canonical(f"{p.title_in(lang)} {p.title_in('en')}")
+    for word in title.replace("-", " ").split():
         if word.isdigit() or len(word) < 2:
             continue
         model = any(c.isdigit() for c in word) or word == brand

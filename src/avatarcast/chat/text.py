@@ -101,11 +101,19 @@ _ALIASES = sorted(CATEGORY_ALIASES.items(), key=lambda kv: len(kv[0]), reverse=T
 _NEUTRAL = sorted(ZH_NEUTRAL.split(), key=len, reverse=True)
 
 
-def _prepare(text: str) -> str:
+def canonical(text: str) -> str:
+    """``text`` folded, with category aliases ("air fryer") mapped to one word ("airfryer").
+
+    Questions and product names go through the same mapping, so they meet on the same words.
+    """
     text = fold(text)
-    text = re.sub(r"@\S+", " ", text)  # "@Sanne": the host's name asks nothing
-    for alias, canonical in _ALIASES:
-        text = text.replace(alias, f" {canonical} ")
+    for alias, word in _ALIASES:
+        text = text.replace(alias, f" {word} ")
+    return text
+
+
+def _prepare(text: str) -> str:
+    text = canonical(re.sub(r"@\S+", " ", text))  # "@Sanne": the host's name asks nothing
     for pattern, repl in _PHRASES:
         text = pattern.sub(repl, text)
     return text
