@@ -382,6 +382,11 @@ def summarise(
     kinds: dict[str, int] = {}
     for r in rows:
         kinds[str(r["answer_kind"])] = kinds.get(str(r["answer_kind"]), 0) + 1
+    by_kind: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        ks = [r["latency_wall_s"] for r in rows if str(r["answer_kind"]) == kind]
+        ks = [x for x in ks if x is not None]
+        by_kind[kind] = {"n": len(ks), "p50_s": pct(ks, 50), "p95_s": pct(ks, 95)}
     flat = [x[0] for x in run.load]
     return {
         "part": run.part,
@@ -398,6 +403,7 @@ def summarise(
         "not_behind_p50_s": pct(free, 50),
         "not_behind_p95_s": pct(free, 95),
         "answer_kinds": kinds,
+        "by_kind": by_kind,
         "model_failures": failures[:5],
         "stream_late_frames": final.get("late_frames"),
         "stream_frames": final.get("frames"),
@@ -431,7 +437,13 @@ def table(results: list[dict[str, Any]], llm_delay: float) -> str:
             f"{r['load1_min']:.1f}–{r['load1_max']:.1f} |"
         )
     by = {r["part"]: r for r in results}
-    notes = []
+    notes = [
+        f"\n{r['part']} by answer kind: "
+        + "; ".join(
+            f"{k} n={v['n']} p50 {v['p50_s']} p95 {v['p95_s']}" for k, v in r["by_kind"].items()
+        )
+        for r in results
+    ]
     if "llm" in by and "baseline" in by and by["llm"]["p50_s"] and by["baseline"]["p50_s"]:
         d50 = by["llm"]["p50_s"] - llm_delay
         d95 = (by["llm"]["p95_s"] or 0) - llm_delay

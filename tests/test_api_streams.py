@@ -58,6 +58,7 @@ def test_create_validates_names_and_fields(api: Api) -> None:
         ({"lang": "nl", "voice": "espeak-en-f"}, "body.voice"),
         ({"destination_ids": ["nope"]}, "body.destination_ids"),
         ({"writer": "poet"}, "body.writer"),
+        ({"writer": "llm"}, "body.writer"),  # no model endpoint configured
     ]:
         bad = api.problem(create(api, **body), 422)
         assert [e["field"] for e in bad["errors"]] == [field], body

@@ -120,3 +120,31 @@ async def test_bad_options_fail_without_restarts(runner: tuple[LocalRunner, Even
     assert st.last_error is not None and "nobody" in st.last_error
     await asyncio.sleep(0.5)  # longer than the backoff: nothing restarts
     assert events.kinds() == ["started", "failed"]
+
+
+async def test_an_llm_stream_speaks_checked_llm_lines(
+    tmp_path: Path, llm_server: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream with writer "llm" gets the endpoint through its spec; the key never shows."""
+    from llm_server import Reply, ScriptedLlmServer
+
+    assert isinstance(llm_server, ScriptedLlmServer)
+    good = (
+        "The Acme Air fryer costs €89.99.",
+        "Meet the Acme Air fryer.",
+        "The Air fryer from Acme is here for €89.99.",
+    )
+    llm_server.script(*[Reply(t) for t in good * 4])
+    lines: list[StreamEvent] = []
+    r = LocalRunner(on_event=lambda e: None, on_output=lines.append, stop_timeout=5.0)
+    try:
+        llm = {"base_url": llm_server.base_url, "model": "test", "api_key": SECRET_KEY}
+        await r.start("s-llm", spec(writer="llm", llm=llm))
+        deadline = time.monotonic() + 30
+        while not any(e.detail.get("source") == "llm" for e in lines if e.kind == "line"):
+            assert time.monotonic() < deadline, [e.detail for e in lines][:5]
+            await asyncio.sleep(0.2)
+    finally:
+        await r.drain()
+    assert SECRET_KEY not in caplog.text
+    assert all(e.detail.get("verdicts") for e in lines if e.kind == "line")

@@ -65,6 +65,8 @@ class StreamSpec:
     paused: bool = False
     duration: float | None = None
     ice_servers: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+    #: the LLM endpoint for writer "llm"; holds its API key: secret
+    llm: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def to_json(self, *, stream_id: str, whep_port: int | None, whep_token: str | None) -> Any:
         """The JSON object a worker reads from its first stdin line."""
@@ -82,6 +84,7 @@ class StreamSpec:
             "label_lang": self.label_lang,
             "label_position": self.label_position,
             "seller": list(self.seller) if self.seller is not None else None,
+            "llm": dict(self.llm) if self.llm is not None else None,
             "approve_answers": self.approve_answers,
             "products": [p.model_dump(mode="json", exclude_none=True) for p in self.products],
             "destinations": list(self.destinations),

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ class ProgrammeDefaults:
     size: str = "720p"
     fps: int = 25
     ice_servers: tuple[Mapping[str, Any], ...] = ()
+    #: the model endpoint for streams with writer "llm" (base_url, model, api_key, timeout)
+    llm: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ class StreamManager:
             label_lang=label.get("lang"),
             label_position=label.get("position") or "top-left",
             seller=tenant.seller if tenant is not None else None,
+            llm=d.llm if row.writer == "llm" else None,
             approve_answers=row.approve_answers,
             lang=row.lang,
             avatar=row.avatar,

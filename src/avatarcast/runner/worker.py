@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,6 +41,7 @@ from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG
 from avatarcast.script.guardrails import Refusal
+from avatarcast.script.llm import LlmOptions
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +239,22 @@ class Worker:
 _KNOWN = frozenset({"say", "skip_product", "chat", "chat_fate", "answers", "approve", "reject"})
 
 
+def _llm(raw: Any) -> LlmOptions | None:
+    if not raw:
+        return None
+    options = LlmOptions(
+        base_url=str(raw.get("base_url") or ""),
+        model=str(raw.get("model") or ""),
+        api_key=str(raw.get("api_key") or "unused"),
+        request_timeout=float(raw.get("timeout") or 10.0),
+    )
+    return replace(
+        options,
+        persona=str(raw.get("persona") or options.persona),
+        tone=str(raw.get("tone") or options.tone),
+    )
+
+
 def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
     seller = spec.get("seller")
     programme = ProgrammeOptions(
@@ -251,6 +269,7 @@ def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
         label_lang=spec.get("label_lang"),
         label_position=spec.get("label_position") or "top-left",
         seller=(str(seller[0]), str(seller[1])) if seller else None,
+        llm=_llm(spec.get("llm")),
         stream_id=str(spec["stream_id"]),
     )
     record_dir = spec.get("record_dir")

@@ -112,7 +112,16 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         }
         for s in ctx.settings.whep.ice_servers
     )
+    llm = ctx.settings.llm
     return ProgrammeDefaults(
+        llm={
+            "base_url": llm.base_url,
+            "model": llm.model,
+            "api_key": llm.api_key.get_secret_value(),
+            "timeout": llm.timeout_s,
+        }
+        if llm.base_url
+        else None,
         recordings_dir=ctx.settings.recordings_dir.resolve(),
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,
@@ -254,6 +263,12 @@ def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
     lang, avatar, voice = resolve_names(body, ctx)
+    if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
+        raise _field_error(
+            "body.writer",
+            "writer 'llm' needs a model endpoint: set llm.base_url and llm.model "
+            "(AVATARCAST_LLM__BASE_URL, AVATARCAST_LLM__MODEL)",
+        )
     _check_destinations(session, caller.tenant_id, body.destination_ids)
     taken = select(StreamRow.id).where(
         StreamRow.tenant_id == caller.tenant_id, StreamRow.name == body.name
