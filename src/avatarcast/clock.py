@@ -37,6 +37,10 @@ class WallClock:
     def __init__(self) -> None:
         self._origin = time.monotonic()
 
+    def restart(self) -> None:
+        """Make now 0: the programme's first frame is due when the outputs are ready."""
+        self._origin = time.monotonic()
+
     def now(self) -> float:
         return time.monotonic() - self._origin
 

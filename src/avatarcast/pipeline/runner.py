@@ -138,6 +138,9 @@ class ProgrammeRunner:
         headers = self._encoder.headers
         for sink in self._sinks:
             await sink.open(headers)
+        restart = getattr(self._clock, "restart", None)
+        if restart is not None:
+            restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
         pending: Future[list[EncodedPacket]] | None = None
         taps: list[FrameTap] = [s for s in self._sinks if isinstance(s, FrameTap)]
