@@ -14,8 +14,9 @@ idle      the mix (GET /v1/streams/{id}, PATCH /v1/products/{id} price) with 0 s
 live      the same mix with STREAMS live 720p25 workers, each of which gets every price change
 
 Latency is measured from the scheduled send time to the end of the response, so a client or
-server that falls behind shows up in it. Results are JSON on stdout; progress and a markdown
-table go to stderr (and to ``--markdown``).
+server that falls behind shows up in it; failures and 5 s timeouts count as errors, and what is
+still unanswered 10 s after the last send as unfinished. Results are JSON on stdout; progress
+and a markdown table go to stderr (and to ``--markdown``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from rtmp_server import free_port  # noqa: E402
 CATALOG = ROOT / "configs/demo-catalog.json"
 CLI = [sys.executable, "-m", "avatarcast.cli"]
 MAX_IN_FLIGHT = 400
+GRACE_S = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -71,6 +73,7 @@ class Phase:
     elapsed: float = 0.0
     load: tuple[float, float] = (0.0, 0.0)
     server_cpu: float = 0.0
+    unfinished: int = 0
 
     def record(self, kind: str, ms: float, ok: bool) -> None:
         if ok:
@@ -82,11 +85,19 @@ class Phase:
         out: dict[str, Any] = {
             "rate": round(self.sent / self.elapsed, 1) if self.elapsed else 0.0,
             "requests": self.sent,
+            "answered_per_s": round(
+                (sum(map(len, self.latencies.values())) + sum(self.errors.values()))
+                / max(self.elapsed, 1e-9),
+                1,
+            ),
+            "unfinished": self.unfinished,
             "errors": dict(self.errors),
             "load_1m": list(self.load),
             "server_cpu_pct": round(100 * self.server_cpu / self.elapsed, 1),
         }
         for kind, xs in sorted(self.latencies.items()):
+            if len(xs) < 2:
+                continue
             q = statistics.quantiles(xs, n=100, method="inclusive")
             out[kind] = {"n": len(xs), "p50_ms": round(q[49], 2), "p99_ms": round(q[98], 2)}
         return out
@@ -223,29 +234,51 @@ async def drive(c: httpx.AsyncClient, phase: Phase, rate: float, next_request, p
     total = int(phase.seconds * rate)
     load0, cpu0 = loadavg(), cpu_seconds(pid)
     start = time.perf_counter()
-    async with asyncio.TaskGroup() as tg:
-        for i in range(total):
-            when = start + i / rate
-            delay = when - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tg.create_task(one(when, *next_request()))
-            phase.sent += 1
+    try:  # bounded: what has not been answered GRACE_S after the last send counts as unfinished
+        async with asyncio.timeout(phase.seconds + GRACE_S), asyncio.TaskGroup() as tg:
+            for i in range(total):
+                when = start + i / rate
+                delay = when - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tg.create_task(one(when, *next_request()))
+                phase.sent += 1
+    except TimeoutError:
+        pass
     phase.elapsed = time.perf_counter() - start
+    phase.unfinished = phase.sent - sum(map(len, phase.latencies.values()))
+    phase.unfinished -= sum(phase.errors.values())
     phase.load, phase.server_cpu = (load0, loadavg()), cpu_seconds(pid) - cpu0
+
+
+async def drain(c: httpx.AsyncClient, limit_s: float = 60) -> float:
+    """Wait until the server answers /healthz quickly again (its backlog is gone)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        t = time.perf_counter()
+        try:
+            await c.get("/healthz", timeout=5)
+            if time.perf_counter() - t < 0.05:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"the server did not recover within {limit_s} s")
 
 
 def markdown(results: dict[str, Any]) -> str:
     rows = [
-        "| phase | achieved req/s | request | p50 ms | p99 ms | errors | load 1m | server CPU |",
-        "|---|---|---|---|---|---|---|---|",
+        "| phase | sent/s | answered/s | request | p50 ms | p99 ms | errors | unfinished "
+        "| load 1m | server CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["phases"].items():
         for kind in ("healthz", "get_stream", "patch_product"):
             if kind in r:
                 rows.append(
-                    f"| {name} | {r['rate']} | {kind} | {r[kind]['p50_ms']} | "
-                    f"{r[kind]['p99_ms']} | {r['errors'].get(kind, 0)} | "
+                    f"| {name} | {r['rate']} | {r['answered_per_s']} | {kind} | "
+                    f"{r[kind]['p50_ms']} | {r[kind]['p99_ms']} | {r['errors'].get(kind, 0)} | "
+                    f"{r['unfinished']} | "
                     f"{r['load_1m'][0]}→{r['load_1m'][1]} | {r['server_cpu_pct']} % |"
                 )
     return "\n".join(rows)
@@ -258,7 +291,7 @@ async def run(args: argparse.Namespace, server: Server, key: str) -> dict[str, A
     assert server.proc is not None
     pid = server.proc.pid
     async with httpx.AsyncClient(
-        base_url=server.base, headers=headers, limits=limits, timeout=10
+        base_url=server.base, headers=headers, limits=limits, timeout=5
     ) as c:
         ids, products, sh = await setup(c, args.streams)
         phases: dict[str, Phase] = {}
@@ -266,10 +299,12 @@ async def run(args: argparse.Namespace, server: Server, key: str) -> dict[str, A
         log(f"healthz: {args.rate}/s for {args.seconds} s, no stream running")
         phases["healthz"] = p = Phase("healthz", args.seconds)
         await drive(c, p, args.rate, lambda: ("healthz", "GET", "/healthz", None), pid)
+        await drain(c)
 
         log(f"idle: the mix at {args.rate}/s for {args.seconds} s, 0 streams running")
         phases["idle"] = p = Phase("idle", args.seconds)
         await drive(c, p, args.rate, mix(ids, products, args.patch_share, rng), pid)
+        log(f"idle: server recovered after {await drain(c):.1f} s")
 
         for sid in ids:
             (await c.post(f"/v1/streams/{sid}/start")).raise_for_status()
@@ -282,6 +317,7 @@ async def run(args: argparse.Namespace, server: Server, key: str) -> dict[str, A
         log(f"live: the mix at {args.rate}/s for {args.seconds} s, {len(ids)} streams live")
         phases["live"] = p = Phase("live", args.seconds)
         await drive(c, p, args.rate, mix(ids, products, args.patch_share, rng), pid)
+        log(f"live: server recovered after {await drain(c):.1f} s")
         states = [(await c.get(f"/v1/streams/{s}")).json()["status"] for s in ids]
         for sid in ids:
             await c.post(f"/v1/streams/{sid}/stop")

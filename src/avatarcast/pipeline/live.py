@@ -341,7 +341,7 @@ async def run_live(
         if whep_server is not None:
             await whep_server.aclose()
         raise
-    chat = ProgrammeChat(built, disclosure=opts.disclose_answers)
+    chat = ProgrammeChat(built, disclosure=opts.disclose_answers, llm=opts.programme.llm)
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     control._built = built
