@@ -247,3 +247,29 @@ async def test_desk_merges_duplicates_and_never_loses_a_question(catalog: Catalo
     assert [s.text.split(",")[0] for s in out] == ["@Sanne and @Tom", "@Ann"]
     assert d.fate("a").status == "answered" and d.fate("b").into == "a"  # type: ignore[union-attr]
     assert d.fate("a").handed_at == 1.0  # type: ignore[union-attr]
+
+
+async def test_a_backlog_of_unspoken_answers_turns_new_questions_away(catalog: Catalog) -> None:
+    """Questions faster than the host can speak: later ones are rejected with a reason, not
+    answered minutes late, and every message keeps a fate."""
+    out: list[Sentence] = []
+    d = desk(catalog, "en", out, max_unspoken=3)
+    texts = [
+        "How many watts?",
+        "Is there a timer?",
+        "How hot does it get?",
+        "What does it cost?",
+        "Can the basket go in the dishwasher?",
+        "Does it need preheating?",
+        "How big is the basket?",
+        "Who makes it?",
+    ]
+    fates = []
+    for i, text in enumerate(texts):
+        fates += d.accept([ChatMessage(f"v{i}", f"N{i}", text, float(i), id=f"q{i}")])
+        await d.answer_pending(float(i) + 0.5)
+    statuses = [f.status for f in fates]
+    assert statuses.count("rejected") >= 4 and len(out) == 3
+    backlog = [f for f in fates if f.status == "rejected"]
+    assert all(f.reason.startswith("backlog") for f in backlog)
+    assert all(d.fate(f"q{i}") is not None for i in range(8))

@@ -78,6 +78,7 @@ class ChatDesk:
         hold: float = 0.0,
         repeat_window: float = 60.0,
         max_pending: int = 32,
+        max_unspoken: int = 6,
         ledger_size: int = 10_000,
     ) -> None:
         self.answerer = answerer
@@ -87,6 +88,9 @@ class ChatDesk:
         self.hold = hold
         self.repeat_window = repeat_window
         self.max_pending = max_pending
+        #: answers handed to the programme but not spoken yet; past this, new questions are
+        #: turned away with a reason rather than answered minutes late
+        self.max_unspoken = max_unspoken
         self.ledger_size = ledger_size
         self.guardrail_refusals = 0
         self._say = say
@@ -137,6 +141,10 @@ class ChatDesk:
             return fate
         if len(self._pending) >= self.max_pending:
             fate.status, fate.reason = "rejected", f"queue_full: {self.max_pending} waiting"
+            return fate
+        if len(self._unspoken) + len(self._pending) >= self.max_unspoken:
+            fate.status = "rejected"
+            fate.reason = f"backlog: {len(self._unspoken)} answers still to be spoken"
             return fate
         self._pending.append(_Group(fate, key))
         return fate
