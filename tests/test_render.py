@@ -202,3 +202,19 @@ def test_bad_input_fails_clearly_without_output(tmp_path: Path, case: str, expec
     assert "Traceback" not in r.stderr
     assert not out.exists()
     assert list(tmp_path.glob("*.mp4*")) == [] and list(tmp_path.glob(".*.mp4*")) == []
+
+
+def test_spoken_disclosure_opens_and_repeats(tmp_path: Path) -> None:
+    """The AI disclosure is the first sentence and comes back at the configured interval."""
+    out, transcript = tmp_path / "d.mp4", tmp_path / "d.jsonl"
+    r = _cli(
+        "render", "--catalog", str(DEMO), "--lang", "nl", "--duration", "75", "--out", str(out),
+        "--transcript", str(transcript), "--disclosure-every", "30",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in transcript.read_text().splitlines()]
+    said = [x["t"] for x in lines if x["source"] == "disclosure"]
+    assert said[0] == 0.0 and lines[0]["source"] == "disclosure"
+    assert "AI" in lines[0]["text"]
+    assert len(said) >= 2 and all(30.0 <= b - a <= 45.0 for a, b in itertools.pairwise(said))

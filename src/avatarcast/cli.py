@@ -78,6 +78,14 @@ PersonaOpt = Annotated[
     str | None, typer.Option("--persona", help="Who the LLM host is (with --writer llm).")
 ]
 ToneOpt = Annotated[str | None, typer.Option("--tone", help="How the LLM host speaks.")]
+DisclosureOpt = Annotated[
+    float,
+    typer.Option(
+        "--disclosure-every",
+        help="Seconds between spoken AI disclosures (the first opens the programme).",
+        min=30.0,
+    ),
+]
 
 
 def _programme_options(
@@ -93,6 +101,7 @@ def _programme_options(
     seller: str | None,
     persona: str | None,
     tone: str | None,
+    disclosure_every: float = 600.0,
 ) -> ProgrammeOptions:
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
@@ -114,6 +123,7 @@ def _programme_options(
         size=size,
         fps=fps,
         seller=_seller(seller),
+        disclosure_interval_s=disclosure_every,
     )
 
 
@@ -182,6 +192,7 @@ def render(
     seller: SellerOpt = None,
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
+    disclosure_every: DisclosureOpt = 600.0,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -195,6 +206,7 @@ def render(
     opts = _programme_options(
         catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
         size=size, fps=fps, seller=seller, persona=persona, tone=tone,
+        disclosure_every=disclosure_every,
     )  # fmt: skip
     try:
         result = asyncio.run(
@@ -263,6 +275,7 @@ def live(
     seller: SellerOpt = None,
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
+    disclosure_every: DisclosureOpt = 600.0,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -291,6 +304,7 @@ def live(
             seller=seller,
             persona=persona,
             tone=tone,
+            disclosure_every=disclosure_every,
         ),
         destinations=tuple(to or ()),
         record_dir=record,
