@@ -15,8 +15,7 @@ streams   the same, while EXTRA more ``avatarcast live --duration N --record DIR
 llm       the answerer phrased by a model: tests/llm_server.py in its own process, a reply
           after ``--llm-delay`` s (non-streamed, as ``Answerer`` asks), no other streams
 
-``run_live`` builds its ``ProgrammeChat`` without a model, so the llm part passes one in by
-swapping ``avatarcast.pipeline.live.ProgrammeChat`` for the same class with ``llm=`` set.
+The llm part gives the stream a model (``ProgrammeOptions.llm``); its chat answers use it.
 The scripted model answers with the best retrieved fact from its own prompt, so its replies
 pass the guardrails like a grounded model's would. Loopback only. JSON on stdout; progress and
 a markdown table on stderr (and ``--markdown``).
@@ -27,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import multiprocessing as mp
 import re
@@ -277,10 +275,11 @@ async def run_part(
     drain = 150.0
     span = 15 + len(questions) * spacing + drain
     extras = start_extra(extra, span + 60, tmp) if extra else []
-    original_chat = live.ProgrammeChat
-    if llm_url is not None:
-        llm = LlmOptions(base_url=llm_url, model="scripted", request_timeout=5.0)
-        live.ProgrammeChat = functools.partial(original_chat, llm=llm)  # type: ignore[misc]
+    llm = (
+        LlmOptions(base_url=llm_url, model="scripted", request_timeout=5.0)
+        if llm_url is not None
+        else None
+    )
     control = live.LiveControl()
     by_name: dict[str, Asked] = {}
 
@@ -296,7 +295,9 @@ async def run_part(
 
     control.line_listeners.append(on_line)
     opts = live.LiveOptions(
-        programme=ProgrammeOptions(catalog_path=DEMO, lang="nl", disclosure_interval_s=None),
+        programme=ProgrammeOptions(
+            catalog_path=DEMO, lang="nl", disclosure_interval_s=None, llm=llm
+        ),
         record_dir=tmp / f"main-{part}",
         duration=span + 15,
     )
@@ -340,7 +341,6 @@ async def run_part(
             failures += [f"refused {t!r}: {r}" for t, r in answerer.refusals] if answerer else []
             control.stop()
     finally:
-        live.ProgrammeChat = original_chat  # type: ignore[misc]
         if extras:
             extra_summary = stop_extra(extras)
         run.load.append(loadavg())

@@ -136,6 +136,8 @@ class Answerer:
         self.disclosure = disclosure
         self.refusals: deque[tuple[str, tuple[str, ...]]] = deque(maxlen=1000)
         self.failures: deque[str] = deque(maxlen=1000)
+        #: model replies started when a question was accepted, by (question, product on air)
+        self._early: dict[tuple[str, str | None], asyncio.Task[str]] = {}
         self._client = client
         if llm is not None and client is None:
             from openai import AsyncOpenAI
@@ -163,11 +165,33 @@ class Answerer:
 
         ``product_id`` is the product on air when the question was asked ("it").
         """
+        early = self._early.pop((question, product_id), None)
         found = self.retriever.search(question, current=product_id)
         template = self.template(found, names)
         if template.kind == "unknown" or self.llm is None or self._client is None:
+            if early is not None:
+                early.cancel()
             return template
-        return await self._from_model(found, names, template, media_time)
+        return await self._from_model(found, names, template, media_time, early)
+
+    def start_early(self, question: str, product_id: str | None) -> None:
+        """Ask the model now, while the desk holds the question to merge duplicates.
+
+        The prompt depends only on the question and the catalog, not on who asked, so the
+        reply can be written while more askers join; ``answer`` picks it up.
+        """
+        if self.llm is None or self._client is None or len(self._early) >= 16:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        found = self.retriever.search(question, current=product_id)
+        product = self.catalog.get(found.product_id) if found.product_id else None
+        best = found.best
+        if product is None or best is None or best.confidence < self.retriever.min_confidence:
+            return
+        self._early[(question, product_id)] = loop.create_task(self._ask(found, product))
 
     def template(self, found: Retrieval, names: Sequence[str]) -> Answer:
         """The offline answer: the best passage in a phrasing, or the honest reply."""
@@ -237,14 +261,21 @@ class Answerer:
     # --- the model -----------------------------------------------------------------------------
 
     async def _from_model(
-        self, found: Retrieval, names: Sequence[str], template: Answer, media_time: float
+        self,
+        found: Retrieval,
+        names: Sequence[str],
+        template: Answer,
+        media_time: float,
+        early: asyncio.Task[str] | None = None,
     ) -> Answer:
         assert self.llm is not None and self._client is not None
         product = self.catalog.get(found.product_id) if found.product_id else None
         if product is None:
+            if early is not None:
+                early.cancel()
             return template
         try:
-            body = await self._ask(found, product)
+            body = await (early if early is not None else self._ask(found, product))
         except (_openai_error(), TimeoutError, ValueError) as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
             log.warning("answer model failed, using the template answer: %s", exc)

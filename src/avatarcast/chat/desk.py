@@ -147,6 +147,7 @@ class ChatDesk:
             fate.reason = f"backlog: {len(self._unspoken)} answers still to be spoken"
             return fate
         self._pending.append(_Group(fate, key))
+        self.answerer.start_early(msg.text, fate.product_id)
         return fate
 
     def _merge(self, fate: Fate, key: str, now: float) -> bool:
