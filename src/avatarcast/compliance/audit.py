@@ -185,7 +185,7 @@ class AuditLog:
             query = query.where(AuditRow.stream_id == stream_id)
         order = (AuditRow.tenant_id, AuditRow.stream_id, AuditRow.seq)
         for row in session.scalars(query.order_by(*order).execution_options(yield_per=1000)):
-            yield _entry_of(row)
+            yield entry_of(row)
 
     def heads(
         self, session: Session, *, tenant_id: str | None = None, stream_id: str | None = None
@@ -223,7 +223,7 @@ class AuditLog:
         query = query.order_by(AuditRow.tenant_id, AuditRow.stream_id, AuditRow.seq)
         entries: list[AuditEntry] = []
         for row, head in session.execute(query.execution_options(yield_per=1000)):
-            entries.append(_entry_of(row))
+            entries.append(entry_of(row))
             key = (row.tenant_id, row.stream_id)
             if head is None:
                 heads.pop(key, None)
@@ -298,7 +298,8 @@ class AuditLog:
         return span
 
 
-def _entry_of(row: AuditRow) -> AuditEntry:
+def entry_of(row: AuditRow) -> AuditEntry:
+    """The chain entry a stored row holds."""
     return AuditEntry(
         seq=row.seq,
         time=row.time,

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from avatarcast.catalog.model import Product
 from avatarcast.logs import redact
@@ -41,19 +41,7 @@ log = logging.getLogger(__name__)
 
 _WORKER = ("-m", "avatarcast.runner.worker")
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
-_STATES: frozenset[str] = frozenset(
-    {
-        "starting",
-        "live",
-        "paused",
-        "safe_mode",
-        "stopping",
-        "stopped",
-        "failed",
-        "crashed",
-        "restarting",
-    }
-)
+_STATES: frozenset[str] = frozenset(get_args(StreamState))
 
 
 @dataclass(eq=False, slots=True)

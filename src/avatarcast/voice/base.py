@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from avatarcast.errors import VoiceError
 from avatarcast.frames import Sentence, SpeechChunk
 
 
@@ -25,3 +26,13 @@ class Voice(Protocol):
     async def synthesize(self, sentence: Sentence) -> SpeechChunk: ...
 
     async def aclose(self) -> None: ...
+
+
+def speakable(info: VoiceInfo, sentence: Sentence, *, closed: bool) -> str:
+    """The text a network voice should send, or a VoiceError if there is nothing to say."""
+    if closed:
+        raise VoiceError(f"voice {info.name!r} is closed")
+    text = sentence.speech_text.strip()
+    if not text:
+        raise VoiceError(f"voice {info.name!r} was given an empty sentence")
+    return text

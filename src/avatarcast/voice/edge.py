@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from avatarcast.errors import VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence, SpeechChunk, TimedWord
 from avatarcast.voice.audio import decode_mp3
-from avatarcast.voice.base import VoiceInfo
+from avatarcast.voice.base import VoiceInfo, speakable
 
 __all__ = ["EDGE_VOICES", "EdgeVoice", "edge_voice_infos", "is_edge_short_name"]
 
@@ -99,11 +99,7 @@ class EdgeVoice:
         self._closed = False
 
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
-        if self._closed:
-            raise VoiceError(f"voice {self.info.name!r} is closed")
-        text = sentence.speech_text.strip()
-        if not text:
-            raise VoiceError(f"voice {self.info.name!r} was given an empty sentence")
+        text = speakable(self.info, sentence, closed=self._closed)
         got = await self._stream(text)
         pcm = await asyncio.to_thread(decode_mp3, b"".join(got.mp3))
         end_ms = len(pcm) * 1000 // SAMPLE_RATE

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from avatarcast.errors import VoiceError
 from avatarcast.frames import Sentence, SpeechChunk
 from avatarcast.voice.audio import decode_pcm_s16le, decode_wav
-from avatarcast.voice.base import VoiceInfo
+from avatarcast.voice.base import VoiceInfo, speakable
 from avatarcast.voice.fallback import redact
 
 if TYPE_CHECKING:  # imported on first use: a network voice is opt-in
@@ -91,11 +91,7 @@ class OpenAiTtsVoice:
         self._closed = False
 
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
-        if self._closed:
-            raise VoiceError(f"voice {self.info.name!r} is closed")
-        text = sentence.speech_text.strip()
-        if not text:
-            raise VoiceError(f"voice {self.info.name!r} was given an empty sentence")
+        text = speakable(self.info, sentence, closed=self._closed)
         body = await self._fetch(text)
         pcm = await asyncio.to_thread(self._decode, body)
         if len(pcm) == 0:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from avatarcast.compliance.audit import AuditLog
+from avatarcast.compliance.audit import AuditLog, entry_of
 from avatarcast.compliance.models import AuditRow
 from avatarcast.control.deps import SessionDep, SupervisorDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
@@ -41,15 +41,4 @@ def list_audit(
 
 
 def _public(row: AuditRow) -> AuditEntryPublic:
-    return AuditEntryPublic(
-        id=row.id,
-        seq=row.seq,
-        time=row.time,
-        tenant_id=row.tenant_id,
-        stream_id=row.stream_id,
-        actor=row.actor,
-        kind=row.kind,
-        detail=json.loads(row.detail),
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return AuditEntryPublic(id=row.id, **asdict(entry_of(row)))
