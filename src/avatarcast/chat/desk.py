@@ -80,6 +80,7 @@ class ChatDesk:
         max_pending: int = 32,
         max_unspoken: int = 6,
         ledger_size: int = 10_000,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.answerer = answerer
         self.moderator = moderator
@@ -104,6 +105,9 @@ class ChatDesk:
         self.require_approval = False
         self._awaiting: OrderedDict[str, tuple[_Group, Answer, Sentence]] = OrderedDict()
         self._answer_seq = 0
+        self._last_now = 0.0
+        #: media seconds now, for the stamps; without one, the time ``answer_pending`` was given
+        self.clock: Callable[[], float] = clock or (lambda: self._last_now)
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -191,8 +195,12 @@ class ChatDesk:
         same moment share its answer.
         """
         done: list[Fate] = []
+        self._last_now = now
         while self._pending and self._pending[0].lead.accepted_at + self.hold <= now:
             group = self._pending.popleft()
+            held = self.clock()
+            for f in group.fates:
+                f.held_at = held
             await self._answer(group, now)
             done.append(group.lead)
         return done
@@ -212,9 +220,11 @@ class ChatDesk:
         if answer.refused:
             self.guardrail_refusals += 1
         sentence = answer.sentence(self.lang)
+        written = self.clock()
         for f in group.fates:
+            f.written_at = written
             f.handed_at, f.answer, f.answer_kind, f.facts = (
-                now,
+                written,
                 answer.text,
                 answer.kind,
                 answer.facts,
@@ -290,6 +300,15 @@ class ChatDesk:
                 self._unspoken[i] = (sentence_text, group, answer)
                 for f in group.fates:
                     f.answer, f.answer_kind, f.facts = answer.text, answer.kind, answer.facts
+                return
+
+    def stamp(self, text: str, stage: str) -> None:
+        """A handed answer reached ``stage`` ("checked" or "voiced") on its way to air."""
+        t = self.clock()
+        for handed, group, _ in self._unspoken:
+            if handed == text:
+                for f in group.fates:
+                    setattr(f, f"{stage}_at", t)
                 return
 
     def on_line(self, line: SpokenLine) -> None:

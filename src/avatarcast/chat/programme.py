@@ -46,6 +46,7 @@ class ProgrammeChat:
         disclosure: bool = False,
         finish_ms: int = 400,
         hold: float = 0.5,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.built = built
         self.finish_ms = finish_ms
@@ -71,11 +72,13 @@ class ProgrammeChat:
             lang=lang,
             current_product=self._on_air,
             hold=hold,
+            clock=clock,
         )
         self.cuts = 0
         self._playing: tuple[int, SpeechChunk] | None = None
         self._cut_at: float | None = None
         built.listeners.append(self.desk.on_line)
+        built.talk.on_voiced.append(self._voiced)
         original = built.animator.start_chunk
 
         def start_chunk(chunk: SpeechChunk, frame_index: int) -> None:
@@ -88,6 +91,10 @@ class ProgrammeChat:
     def _on_air(self) -> str | None:
         product = self.built.programme.current_product
         return product.id if product is not None else None
+
+    def _voiced(self, sentence: Sentence) -> None:
+        if sentence.source == "answer":
+            self.desk.stamp(sentence.text, "voiced")
 
     def _say(self, sentence: Sentence) -> None:
         self.built.talk.say_now(sentence)
@@ -127,6 +134,12 @@ class ProgrammeChat:
         return check
 
     def _check_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
+        out = self._checked_answer(s, product, t)
+        if out is not None:
+            self.desk.stamp(out.text, "checked")
+        return out
+
+    def _checked_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
         handed = self.desk.handed(s.text)
         guardrails = self.answerer.guardrails
         if handed is None or guardrails is None:

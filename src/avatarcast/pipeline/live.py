@@ -186,7 +186,7 @@ class LiveControl:
         """Take a batch of viewer messages; returns each one's fate (accepted or rejected)."""
         if self._chat is None or self._runner is None or self._built is None:
             raise OutputError("the stream is not on air yet; chat is taken once it is live")
-        now = self._runner.pts / self._built.fmt.fps
+        now = self._chat.desk.clock()
         batch = [
             ChatMessage(
                 viewer_id=str(m.get("viewer_id", "")),
@@ -341,7 +341,13 @@ async def run_live(
         if whep_server is not None:
             await whep_server.aclose()
         raise
-    chat = ProgrammeChat(built, disclosure=opts.disclose_answers, llm=opts.programme.llm)
+    wall = WallClock()
+    chat = ProgrammeChat(
+        built,
+        disclosure=opts.disclose_answers,
+        llm=opts.programme.llm,
+        clock=lambda: opts.start_at + wall.now(),  # media seconds between frames too
+    )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     control._built = built
@@ -352,7 +358,7 @@ async def run_live(
         compose=built.compositor,
         encoder=built.encoder,
         sinks=sinks,
-        clock=WallClock(),
+        clock=wall,
         start_pts=round(opts.start_at * fmt.fps),
         before_frame=_chat_hook(chat),
     )

@@ -75,6 +75,8 @@ class TalkSource:
         self.excluded: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.dropped_stale = 0
+        #: hear each urgent sentence (an answer) the moment its audio is ready
+        self.on_voiced: list[Callable[[Sentence], None]] = []
 
     # --- control (called from the programme) -------------------------------------------------
 
@@ -157,6 +159,9 @@ class TalkSource:
             return None
         sentence, product, urgent = decided
         chunk = await self._voice.synthesize(sentence)
+        if urgent:
+            for listener in self.on_voiced:
+                listener(chunk.sentence)
         return Talk(chunk, product), urgent
 
     async def _decide_one(self) -> tuple[Sentence, Product | None, bool] | None:
