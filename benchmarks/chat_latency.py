@@ -234,6 +234,20 @@ def stop_extra(extras: list[Extra]) -> list[dict[str, Any]]:
     return summary
 
 
+def _before(prev: Any, line: Any) -> dict[str, Any] | None:
+    """What the answer followed: a sentence cut for it, or one that ended (and the pause)."""
+    if prev is None:
+        return None
+    end = prev.t + prev.duration
+    return {
+        "source": prev.source,
+        "cut": line.t < end - 0.05,
+        "played_s": round(min(end, line.t) - prev.t, 3),
+        "duration_s": round(prev.duration, 3),
+        "pause_after_end_s": round(max(0.0, line.t - end), 3),
+    }
+
+
 # --- one measured run ------------------------------------------------------------------------
 
 
@@ -247,6 +261,7 @@ class Asked:
     behind: bool  # an answer was on air or waiting when this one was asked
     heard_wall: float | None = None
     heard_lateness_s: float | None = None
+    before: dict[str, Any] | None = None  # the line on air before the answer, and how it ended
 
 
 @dataclass
@@ -282,8 +297,11 @@ async def run_part(
     )
     control = live.LiveControl()
     by_name: dict[str, Asked] = {}
+    last: list[SpokenLine] = []
 
     def on_line(line: SpokenLine) -> None:
+        prev = last[-1] if last else None
+        last[:] = [line]
         if line.source != "answer":
             return
         now = time.perf_counter()
@@ -292,6 +310,7 @@ async def run_part(
             a = by_name.get(name)
             if a is not None and a.heard_wall is None:
                 a.heard_wall, a.heard_lateness_s = now, lateness
+                a.before = _before(prev, line)
 
     control.line_listeners.append(on_line)
     opts = live.LiveOptions(
@@ -371,6 +390,7 @@ def summarise(
                 "handed_after_s": _minus(f.get("handed_t"), f.get("accepted_t")),
                 "stages_s": {st: _minus(f.get(f"{st}_t"), f.get("accepted_t")) for st in STAGES},
                 "lateness_at_answer_s": a.heard_lateness_s,
+                "before": a.before,
             }
         )
     lat = [r["latency_wall_s"] for r in rows if r["latency_wall_s"] is not None]
@@ -431,7 +451,12 @@ def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     timed = [r for r in rows if r["latency_wall_s"] is not None]
     timed.sort(key=lambda r: -r["latency_wall_s"])
     return [
-        {"question": r["question"], "wall_s": r["latency_wall_s"], **r["stages_s"]}
+        {
+            "question": r["question"],
+            "wall_s": r["latency_wall_s"],
+            **r["stages_s"],
+            "before": r["before"],
+        }
         for r in timed[:3]
     ]
 

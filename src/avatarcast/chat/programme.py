@@ -1,11 +1,11 @@
 """Wires a chat desk into a built programme: answers in, spoken times out, talk gives way.
 
-Answers go through ``TalkSource.say_now``; the sentence on air when one arrives is ended at the
-end of the word being spoken (``before_frame``), so a viewer hears the answer within a second
-instead of after the rest of a long sentence. Answers pass the stream's guardrails on their
-way to the voice with the askers' names taken out (names are not claims); a refused answer
-is replaced by the honest reply, and a repeat of what the rundown said recently is allowed
-(the viewer asked for it).
+Answers go through ``TalkSource.say_now``, which voices them ahead of the rundown. Once an
+answer's audio is ready, the sentence on air is ended at the end of the word being spoken
+(``before_frame``), so a viewer hears the answer within a second instead of after the rest of
+a long sentence. Answers pass the stream's guardrails on their way to the voice with the
+askers' names taken out (names are not claims); a refused answer is replaced by the honest
+reply, and a repeat of what the rundown said recently is allowed (the viewer asked for it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from avatarcast.catalog.model import Product
-from avatarcast.chat.answers import Answerer
+from avatarcast.chat.answers import Answerer, answer_reasons
 from avatarcast.chat.desk import ChatDesk
 from avatarcast.chat.moderation import Moderator
 from avatarcast.chat.retrieval import Retriever
@@ -29,9 +29,12 @@ __all__ = ["ProgrammeChat", "cut_point_ms"]
 
 
 def cut_point_ms(words: list[TimedWord] | tuple[TimedWord, ...], elapsed_ms: float) -> float:
-    """Where to end a sentence that is ``elapsed_ms`` in: the end of the word being spoken."""
-    ends = [w.end_ms for w in words if w.end_ms >= elapsed_ms]
-    return float(min(ends)) if ends else elapsed_ms
+    """Where to end a sentence that is ``elapsed_ms`` in: the end of the word being spoken, or
+    now when it is between words (a pause, the silence before the first or after the last)."""
+    for w in words:
+        if w.start_ms <= elapsed_ms < w.end_ms:
+            return float(w.end_ms)
+    return elapsed_ms
 
 
 class ProgrammeChat:
@@ -44,8 +47,9 @@ class ProgrammeChat:
         moderator: Moderator | None = None,
         llm: LlmOptions | None = None,
         disclosure: bool = False,
-        finish_ms: int = 400,
+        finish_ms: int = 250,
         hold: float = 0.5,
+        min_hold: float = 0.25,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.built = built
@@ -72,7 +76,9 @@ class ProgrammeChat:
             lang=lang,
             current_product=self._on_air,
             hold=hold,
+            min_hold=min_hold,
             clock=clock,
+            replace=built.talk.replace_urgent,
         )
         self.cuts = 0
         self._playing: tuple[int, SpeechChunk] | None = None
@@ -102,18 +108,24 @@ class ProgrammeChat:
     # --- giving way ----------------------------------------------------------------------------
 
     def before_frame(self, pts: int) -> None:
-        """End the sentence on air at a word boundary when an answer is waiting."""
+        """End the sentence on air at a word boundary once an answer's audio is ready.
+
+        Not before: cutting earlier would only start the next rundown sentence or leave a
+        silence. A sentence that would end within ``finish_ms`` of the cut is let finish.
+        """
         if not self.desk.awaiting_speech or self._playing is None:
+            return
+        if not self.built.talk.urgent_ready():
             return
         current = self.built.programme.current_sentence
         start, chunk = self._playing
         if current is None or current.source == "answer" or chunk.sentence is not current:
             return
         elapsed = (pts - start) * 1000 / self.built.fmt.fps
-        if chunk.duration_ms - elapsed <= self.finish_ms:
-            return  # nearly done: let it finish
         if self._cut_at is None:
             self._cut_at = cut_point_ms(tuple(chunk.words), elapsed)
+        if chunk.duration_ms - self._cut_at <= self.finish_ms:
+            return  # nearly done: let it finish
         if elapsed >= self._cut_at:
             self.built.programme.interrupt(pts)
             self.cuts += 1
@@ -150,8 +162,7 @@ class ProgrammeChat:
         verdict = guardrails.check(
             replace(s, text=answer.body, spoken=None), product=product, media_time=t
         )
-        reasons = [r for r in verdict.reasons if not r.startswith("loops")]
-        if not reasons:
+        if not answer_reasons(verdict):
             guardrails.commit(replace(s, text=verdict.text), t)
             return replace(s, verdicts=verdict.verdicts())
         self.desk.guardrail_refusals += 1

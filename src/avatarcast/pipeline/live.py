@@ -373,7 +373,7 @@ async def run_live(
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
             reporter = tg.create_task(_report(control, on_status, status_interval))
-            answers = tg.create_task(_answer_chat(chat, runner, fmt.fps))
+            answers = tg.create_task(chat.desk.run())
             try:
                 await runner.run(frames=frames)
             finally:
@@ -401,17 +401,6 @@ def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:
         chat.before_frame(pts)
 
     return before_frame
-
-
-async def _answer_chat(chat: ProgrammeChat, runner: ProgrammeRunner, fps: int) -> None:
-    """Answer held questions as their hold time passes, off the frame loop."""
-    while True:
-        await asyncio.sleep(0.05)
-        if chat.desk.pending:
-            try:
-                await chat.desk.answer_pending(runner.pts / fps)
-            except Exception:
-                log.exception("answering chat failed")
 
 
 def _warm_up(built: Built) -> None:
