@@ -77,6 +77,7 @@ async def test_an_answer_is_voiced_while_the_rundown_writer_waits_for_its_model(
     )
     voiced = asyncio.Event()
     talk.on_voiced.append(lambda s: voiced.set())
+    await voice.synthesize(answer("Warming up the voice."))  # its first use loads espeak
     try:
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(talk.run_prefetch())
@@ -226,3 +227,45 @@ async def test_the_sentence_on_air_ends_at_a_word_once_the_answer_is_voiced(
     answer_frame = round(said.t * fps)
     assert (answer_frame - began) * 1000 / fps == pytest.approx(cut, abs=1000 / fps)
     assert chat.cuts == 1 or chunk.duration_ms - cut <= chat.finish_ms
+
+
+async def test_the_host_stops_at_a_word_while_the_answer_is_still_being_written(
+    live: tuple[Built, ProgrammeChat, list[SpokenLine]],
+) -> None:
+    """A question whose answer is due in 0.3 s: the host ends the word on air, the rundown
+    waits (no sentence starts in the pause), and the answer starts when it is handed."""
+    built, chat, lines = live
+    fps = built.fmt.fps
+    pts = 0
+    chat.desk.clock = lambda: pts / fps
+    chat.desk.min_hold = 0.3
+    async with asyncio.timeout(10):
+        while not lines or len(built.programme.current_sentence.text) < 60:  # type: ignore[union-attr]
+            chat.before_frame(pts)
+            await built.programme.plan(pts)
+            pts += 1
+            if built.programme.current_sentence is None:
+                await asyncio.sleep(0.01)
+    rundown, asked = lines[-1], pts / fps
+    assert chat._playing is not None
+    began, chunk = chat._playing
+    cut = began / fps + cut_point_ms(tuple(chunk.words), (pts - began) * 1000 / fps) / 1000
+    voiced = asyncio.Event()
+    built.talk.on_voiced.append(lambda s: voiced.set())
+    chat.desk.accept([ChatMessage("v1", "Sanne", "Heeft de airfryer een timer?", asked)])
+    silent = 0
+    while lines[-1].source != "answer":
+        if await chat.desk.answer_pending(pts / fps):
+            async with asyncio.timeout(5):
+                await voiced.wait()
+        chat.before_frame(pts)
+        plan = await built.programme.plan(pts)
+        silent += plan.sentence is None
+        pts += 1
+        assert pts / fps - asked < 2
+    said = lines[-1]
+    assert lines[-2] is rundown and said.text.startswith("@Sanne, goede vraag")
+    if chat.cuts:  # not let finish: cut at the word on air when the question came
+        assert built.programme.stats.cut_sentences == 1
+        assert said.t == pytest.approx(max(cut, asked + 0.3), abs=2 / fps)
+    assert silent <= round(0.3 * fps) + 2

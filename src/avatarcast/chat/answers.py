@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -150,6 +151,9 @@ class Answerer:
         self.failures: deque[str] = deque(maxlen=1000)
         #: model replies started when a question was accepted, by (question, product on air)
         self._early: dict[tuple[str, str | None], asyncio.Task[str]] = {}
+        self._asked_at: dict[tuple[str, str | None], float] = {}
+        #: how long the model takes to reply (seconds, moving average), to plan the host's pause
+        self.model_s = 0.5
         self._client = client
         if llm is not None and client is None:
             from openai import AsyncOpenAI
@@ -178,6 +182,7 @@ class Answerer:
         ``product_id`` is the product on air when the question was asked ("it").
         """
         early = self._early.pop((question, product_id), None)
+        self._asked_at.pop((question, product_id), None)
         found = self.retriever.search(question, current=product_id)
         template = self.template(found, names)
         if template.kind == "unknown" or self.llm is None or self._client is None:
@@ -190,6 +195,13 @@ class Answerer:
         """Whether ``answer`` would return without waiting for a model reply started early."""
         early = self._early.get((question, product_id))
         return early is None or early.done()
+
+    def expected_wait(self, question: str, product_id: str | None) -> float:
+        """Seconds until the early model reply is expected (0 when ready or none was asked)."""
+        key = (question, product_id)
+        if self.ready(question, product_id) or key not in self._asked_at:
+            return 0.0
+        return max(0.0, self._asked_at[key] + self.model_s - time.monotonic())
 
     def start_early(self, question: str, product_id: str | None) -> asyncio.Task[str] | None:
         """Ask the model now, while the desk holds the question to merge duplicates.
@@ -208,7 +220,9 @@ class Answerer:
         best = found.best
         if product is None or best is None or best.confidence < self.retriever.min_confidence:
             return None
-        task = self._early[(question, product_id)] = loop.create_task(self._ask(found, product))
+        key = (question, product_id)
+        self._asked_at[key] = time.monotonic()
+        task = self._early[key] = loop.create_task(self._ask(found, product))
         return task
 
     def template(self, found: Retrieval, names: Sequence[str]) -> Answer:
@@ -336,6 +350,7 @@ class Answerer:
     async def _ask(self, found: Retrieval, product: Product) -> str:
         assert self.llm is not None and self._client is not None
         o = self.llm
+        t0 = time.monotonic()
         async with asyncio.timeout(o.request_timeout):
             reply = await self._client.chat.completions.create(
                 model=o.model,
@@ -344,6 +359,7 @@ class Answerer:
                 max_tokens=min(o.max_tokens, 120),
                 stream=False,
             )
+        self.model_s = 0.7 * self.model_s + 0.3 * (time.monotonic() - t0)
         if not reply.choices:
             raise ValueError("the model sent no choices")
         return (reply.choices[0].message.content or "").strip()

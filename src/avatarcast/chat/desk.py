@@ -355,6 +355,22 @@ class ChatDesk:
             f.status, f.reason = "rejected", f"answer {answer_id} rejected by a supervisor"
         return True
 
+    def answer_expected_at(self) -> float | None:
+        """When the next answer should be ready to voice (media seconds), if one is coming.
+
+        The programme uses it to stop talking at a word boundary in time for the answer. None
+        while answers wait for a supervisor, or when nothing is pending or handed.
+        """
+        if self.require_approval:
+            return None
+        if self._unspoken:
+            return self.clock()
+        if not self._pending:
+            return None
+        lead = self._pending[0].lead
+        wait = self.answerer.expected_wait(lead.text, lead.product_id)
+        return max(lead.accepted_at + self.min_hold, self.clock() + wait)
+
     # --- hearing the programme -----------------------------------------------------------------
 
     @property

@@ -1,11 +1,14 @@
 """Wires a chat desk into a built programme: answers in, spoken times out, talk gives way.
 
-Answers go through ``TalkSource.say_now``, which voices them ahead of the rundown. Once an
-answer's audio is ready, the sentence on air is ended at the end of the word being spoken
-(``before_frame``), so a viewer hears the answer within a second instead of after the rest of
-a long sentence. Answers pass the stream's guardrails on their way to the voice with the
-askers' names taken out (names are not claims); a refused answer is replaced by the honest
-reply, and a repeat of what the rundown said recently is allowed (the viewer asked for it).
+Answers go through ``TalkSource.say_now``, which voices them ahead of the rundown. When an
+answer will be ready by the time the word being spoken ends (or within ``max_silence`` of
+it), the sentence on air is ended there (``before_frame``) and the rundown is held back until
+the answer starts, so a viewer hears the answer within a second instead of after the rest of
+a long sentence, and the wait for the word overlaps the answer's writing.
+
+Answers pass the stream's guardrails on their way to the voice with the askers' names taken
+out (names are not claims); a refused answer is replaced by the honest reply, and a repeat of
+what the rundown said recently is allowed (the viewer asked for it).
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ class ProgrammeChat:
         llm: LlmOptions | None = None,
         disclosure: bool = False,
         finish_ms: int = 250,
+        max_silence: float = 0.3,
         hold: float = 0.5,
-        min_hold: float = 0.25,
+        min_hold: float = 0.4,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.built = built
         self.finish_ms = finish_ms
+        self.max_silence = max_silence
         lang = built.resolved.opts.lang
         guardrails = built.script.guardrails if built.script is not None else None
         retriever = Retriever(catalog=built.catalog, lang=lang, current_product=self._on_air)
@@ -85,6 +90,7 @@ class ProgrammeChat:
         self._cut_at: float | None = None
         built.listeners.append(self.desk.on_line)
         built.talk.on_voiced.append(self._voiced)
+        built.talk.hold_rundown = self._answer_due
         original = built.animator.start_chunk
 
         def start_chunk(chunk: SpeechChunk, frame_index: int) -> None:
@@ -107,15 +113,20 @@ class ProgrammeChat:
 
     # --- giving way ----------------------------------------------------------------------------
 
-    def before_frame(self, pts: int) -> None:
-        """End the sentence on air at a word boundary once an answer's audio is ready.
+    def _answer_due(self) -> bool:
+        """Whether an answer is due within ``max_silence``: the rundown waits for it."""
+        expected = self.desk.answer_expected_at()
+        return expected is not None and expected - self.desk.clock() <= self.max_silence
 
-        Not before: cutting earlier would only start the next rundown sentence or leave a
-        silence. A sentence that would end within ``finish_ms`` of the cut is let finish.
+    def before_frame(self, pts: int) -> None:
+        """End the sentence on air at the end of a word once an answer will be ready by then.
+
+        The end of the word being spoken is chosen when the answer's audio is ready, or when
+        it is expected within ``max_silence`` after that word (a model reply on its way): the
+        host stops and the answer follows. A sentence that would end within ``finish_ms``
+        after the cut is let finish.
         """
-        if not self.desk.awaiting_speech or self._playing is None:
-            return
-        if not self.built.talk.urgent_ready():
+        if self._playing is None:
             return
         current = self.built.programme.current_sentence
         start, chunk = self._playing
@@ -123,13 +134,24 @@ class ProgrammeChat:
             return
         elapsed = (pts - start) * 1000 / self.built.fmt.fps
         if self._cut_at is None:
-            self._cut_at = cut_point_ms(tuple(chunk.words), elapsed)
-        if chunk.duration_ms - self._cut_at <= self.finish_ms:
-            return  # nearly done: let it finish
-        if elapsed >= self._cut_at:
+            self._cut_at = self._plan_cut(chunk, elapsed, pts / self.built.fmt.fps)
+        if self._cut_at is not None and elapsed >= self._cut_at:
             self.built.programme.interrupt(pts)
             self.cuts += 1
             self._playing = None
+
+    def _plan_cut(self, chunk: SpeechChunk, elapsed: float, now: float) -> float | None:
+        """The cut point (ms into ``chunk``) if an answer will be ready by then, else None."""
+        ready = self.desk.awaiting_speech > 0 and self.built.talk.urgent_ready()
+        expected = None if ready else self.desk.answer_expected_at()
+        if not ready and expected is None:
+            return None
+        cut = cut_point_ms(tuple(chunk.words), elapsed)
+        if chunk.duration_ms - cut <= self.finish_ms:
+            return None  # nearly done: let it finish
+        if ready or expected is None:
+            return cut
+        return cut if expected - (now + (cut - elapsed) / 1000) <= self.max_silence else None
 
     # --- the guard on the way to the voice -----------------------------------------------------
 

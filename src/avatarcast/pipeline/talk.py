@@ -89,6 +89,8 @@ class TalkSource:
         self.excluded: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.dropped_stale = 0
+        #: while true, no rundown talk starts: an urgent sentence (an answer) is due any moment
+        self.hold_rundown: Callable[[], bool] = lambda: False
         #: hear each urgent sentence (an answer) the moment its audio is ready
         self.on_voiced: list[Callable[[Sentence], None]] = []
 
@@ -243,6 +245,8 @@ class TalkSource:
         if self._urgent and isinstance(self._urgent[0], Sentence):
             got = await self._produce_one()
             return got[0] if got is not None else None
+        if self.hold_rundown():
+            return None
         if self._ahead is None:
             got = await self._produce_one()
             if got is None:
@@ -278,6 +282,8 @@ class TalkSource:
         while True:
             if self._voiced:
                 talk = self._voiced.popleft()
+            elif self.hold_rundown():
+                return None
             elif wait:
                 talk = await self._ready.get()
             else:
