@@ -161,6 +161,22 @@ async def test_run_answers_when_woken_without_polling(catalog: Catalog) -> None:
     assert fate.status == "answered" and fate.handed_at == 3.0
 
 
+async def test_the_next_answer_is_due_until_it_is_stuck(catalog: Catalog) -> None:
+    """The programme holds its rundown for a due answer, never for one lost on its way (its
+    product went stale, say): past ``voice_within`` it is not waited for."""
+    air = Air()
+    now = [5.0]
+    d = make_desk(catalog, air, hold=0.5, min_hold=0.2, clock=lambda: now[0])
+    assert d.answer_expected_at() is None
+    d.accept([ChatMessage("v1", "Sanne", "How many watts?", 5.0)])
+    assert d.answer_expected_at() == 5.2
+    now[0] = 5.2
+    await d.answer_pending(5.2)
+    assert d.awaiting_speech == 1 and d.answer_expected_at() == 5.2
+    now[0] = 6.3
+    assert d.awaiting_speech == 1 and d.answer_expected_at() is None
+
+
 # --- model answers -------------------------------------------------------------------------------
 
 

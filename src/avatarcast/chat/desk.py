@@ -101,6 +101,8 @@ class ChatDesk:
         self._seq = 0
         self._wake = asyncio.Event()
         self.require_approval = False
+        #: seconds an answer handed to the programme normally takes to be voiced
+        self.voice_within = 1.0
         self._awaiting: OrderedDict[str, tuple[_Group, Answer, Sentence]] = OrderedDict()
         self._answer_seq = 0
         self._last_now = 0.0
@@ -359,12 +361,17 @@ class ChatDesk:
         """When the next answer should be ready to voice (media seconds), if one is coming.
 
         The programme uses it to stop talking at a word boundary in time for the answer. None
-        while answers wait for a supervisor, or when nothing is pending or handed.
+        while answers wait for a supervisor, or when nothing is pending or handed lately: an
+        answer handed ``voice_within`` seconds ago and still unspoken is queued behind another
+        answer or was dropped on its way (a stale product); the rundown must not wait for it.
         """
         if self.require_approval:
             return None
-        if self._unspoken:
-            return self.clock()
+        now = self.clock()
+        for h in self._unspoken:
+            handed = h.group.lead.handed_at
+            if handed is not None and now - handed <= self.voice_within:
+                return now
         if not self._pending:
             return None
         lead = self._pending[0].lead
