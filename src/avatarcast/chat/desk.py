@@ -6,6 +6,8 @@ addressed to every asker), rejected with the moderator's reason (or "queue_full"
 bounded queue is full), or skipped when it asks nothing. Answers go to ``say`` (the talk
 source's ``say_now``) as ``source="answer"`` sentences with their fact ids; ``on_line`` hears
 the programme start speaking them, which gives each question's latency to first audio.
+Askers who join an answer handed but not yet spoken are named in it (``replace``), and a
+question whose answer repeats one just given joins that one instead of looping.
 
 With ``require_approval`` on, a written answer waits (``awaiting_approval``) until a supervisor
 approves it (it goes on air) or rejects it (its askers' messages are rejected).
@@ -17,11 +19,11 @@ import asyncio
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 
 from avatarcast.chat.answers import Answer, Answerer
+from avatarcast.chat.handed import Group, Unspoken
 from avatarcast.chat.message import ChatMessage, Fate
 from avatarcast.chat.moderation import Moderator
 from avatarcast.chat.questions import is_question, merge_key
@@ -31,28 +33,6 @@ from avatarcast.programme.programme import SpokenLine
 __all__ = ["ChatDesk", "is_question"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Group:
-    """A question and the near-identical ones merged into it: one answer for all askers."""
-
-    lead: Fate
-    key: str
-    members: list[Fate] = field(default_factory=list)
-
-    @property
-    def fates(self) -> list[Fate]:
-        return [self.lead, *self.members]
-
-
-@dataclass(slots=True)
-class _Handed:
-    """An answer handed to the programme and not spoken yet, under every text it went as."""
-
-    texts: list[str]
-    group: _Group
-    answer: Answer
 
 
 class ChatDesk:
@@ -95,15 +75,15 @@ class ChatDesk:
         self._replace = replace
         self._current = current_product
         self._ledger: OrderedDict[str, Fate] = OrderedDict()
-        self._pending: deque[_Group] = deque()
-        self._answered: deque[tuple[float, _Group]] = deque()
-        self._unspoken: deque[_Handed] = deque()
+        self._pending: deque[Group] = deque()
+        self._answered: deque[tuple[float, Group]] = deque()
+        self._unspoken = Unspoken()
         self._seq = 0
         self._wake = asyncio.Event()
         self.require_approval = False
         #: seconds an answer handed to the programme normally takes to be voiced
         self.voice_within = 1.0
-        self._awaiting: OrderedDict[str, tuple[_Group, Answer, Sentence]] = OrderedDict()
+        self._awaiting: OrderedDict[str, tuple[Group, Answer, Sentence]] = OrderedDict()
         self._answer_seq = 0
         self._last_now = 0.0
         #: media seconds now, for the stamps; without one, the time ``answer_pending`` was given
@@ -150,7 +130,7 @@ class ChatDesk:
             fate.status = "rejected"
             fate.reason = f"backlog: {len(self._unspoken)} answers still to be spoken"
             return fate
-        self._pending.append(_Group(fate, key))
+        self._pending.append(Group(fate, key))
         early = self.answerer.start_early(msg.text, fate.product_id)
         if early is not None:
             early.add_done_callback(lambda _: self._wake.set())  # the hold may end now
@@ -181,9 +161,9 @@ class ChatDesk:
                 return True
         return False
 
-    def _join_unspoken(self, group: _Group, fates: list[Fate]) -> bool:
+    def _join_unspoken(self, group: Group, fates: list[Fate]) -> bool:
         """Add askers to an answer not spoken yet, readdressed to them if it can still be."""
-        h = next((h for h in self._unspoken if h.group is group), None)
+        h = self._unspoken.of(group)
         if h is None:
             return False
         lead = group.lead
@@ -206,7 +186,7 @@ class ChatDesk:
             fate.reason = "joined an answer already on its way; not named in it"
         return True
 
-    def _same(self, group: _Group, fate: Fate, key: str) -> bool:
+    def _same(self, group: Group, fate: Fate, key: str) -> bool:
         if group.lead.product_id != fate.product_id:
             return False
         return fuzz.token_sort_ratio(group.key, key) >= self.merge_ratio
@@ -217,7 +197,7 @@ class ChatDesk:
     def pending(self) -> int:
         return len(self._pending)
 
-    def _due(self, group: _Group) -> float:
+    def _due(self, group: Group) -> float:
         """When a question's hold ends: ``min_hold`` if its answer is ready, else ``hold``."""
         lead = group.lead
         ready = self.answerer.ready(lead.text, lead.product_id)
@@ -262,7 +242,7 @@ class ChatDesk:
             except TimeoutError:
                 pass
 
-    async def _answer(self, group: _Group, now: float) -> None:
+    async def _answer(self, group: Group, now: float) -> None:
         names = [f.name for f in group.fates]
         answer = await self.answerer.answer(
             group.lead.text, names, media_time=now, product_id=group.lead.product_id
@@ -290,7 +270,7 @@ class ChatDesk:
             return
         self._hand(group, answer, sentence, now)
 
-    def _same_answer(self, group: _Group, answer: Answer) -> bool:
+    def _same_answer(self, group: Group, answer: Answer) -> bool:
         """Merge ``group`` into an earlier identical answer rather than say it twice (a loop).
 
         Differently worded questions can get the same answer; its askers join that one:
@@ -316,10 +296,10 @@ class ChatDesk:
             return True
         return False
 
-    def _hand(self, group: _Group, answer: Answer, sentence: Sentence, now: float) -> None:
+    def _hand(self, group: Group, answer: Answer, sentence: Sentence, now: float) -> None:
         group.lead.status = "answered"
         self._answered.append((now, group))
-        self._unspoken.append(_Handed([sentence.text], group, answer))
+        self._unspoken.add(sentence.text, group, answer)
         self._say(sentence)
 
     # --- approval before air ---------------------------------------------------------------------
@@ -387,41 +367,32 @@ class ChatDesk:
 
     def handed(self, text: str) -> tuple[Answer, list[str]] | None:
         """The answer (and the askers' names) behind a handed sentence's text, if unspoken."""
-        for h in self._unspoken:
-            if text in h.texts:
-                return h.answer, [f.name for f in h.group.fates]
-        return None
+        h = self._unspoken.find(text)
+        return None if h is None else (h.answer, [f.name for f in h.group.fates])
 
     def replace_handed(self, text: str, answer: Answer, sentence_text: str) -> None:
         """A handed answer was replaced on its way to the voice (refused): track the new one."""
-        for h in self._unspoken:
-            if text in h.texts:
-                h.texts.append(sentence_text)
-                h.answer = answer
-                for f in h.group.fates:
-                    f.answer, f.answer_kind, f.facts = answer.text, answer.kind, answer.facts
-                return
+        h = self._unspoken.find(text)
+        if h is not None:
+            h.texts.append(sentence_text)
+            h.answer = answer
+            for f in h.group.fates:
+                f.answer, f.answer_kind, f.facts = answer.text, answer.kind, answer.facts
 
     def stamp(self, text: str, stage: str) -> None:
         """A handed answer reached ``stage`` ("checked" or "voiced") on its way to air."""
-        t = self.clock()
-        for h in self._unspoken:
-            if text in h.texts:
-                for f in h.group.fates:
-                    if getattr(f, f"{stage}_at") is None:
-                        setattr(f, f"{stage}_at", t)
-                return
+        t, h = self.clock(), self._unspoken.find(text)
+        for f in h.group.fates if h is not None else ():
+            if getattr(f, f"{stage}_at") is None:
+                setattr(f, f"{stage}_at", t)
 
     def on_line(self, line: SpokenLine) -> None:
         """The programme started speaking ``line``: stamps the askers' first-audio time."""
         if line.source != "answer":
             return
-        for i, h in enumerate(self._unspoken):
-            if line.text in h.texts:
-                del self._unspoken[i]
-                for f in h.group.fates:
-                    f.spoken_at = line.t
-                return
+        h = self._unspoken.pop(line.text)
+        for f in h.group.fates if h is not None else ():
+            f.spoken_at = line.t
 
     # --- the ledger ----------------------------------------------------------------------------
 
