@@ -186,7 +186,7 @@ class LiveControl:
         """Take a batch of viewer messages; returns each one's fate (accepted or rejected)."""
         if self._chat is None or self._runner is None or self._built is None:
             raise OutputError("the stream is not on air yet; chat is taken once it is live")
-        now = self._runner.pts / self._built.fmt.fps
+        now = self._chat.desk.clock()
         batch = [
             ChatMessage(
                 viewer_id=str(m.get("viewer_id", "")),
@@ -341,7 +341,13 @@ async def run_live(
         if whep_server is not None:
             await whep_server.aclose()
         raise
-    chat = ProgrammeChat(built, disclosure=opts.disclose_answers, llm=opts.programme.llm)
+    wall = WallClock()
+    chat = ProgrammeChat(
+        built,
+        disclosure=opts.disclose_answers,
+        llm=opts.programme.llm,
+        clock=lambda: opts.start_at + wall.now(),  # media seconds between frames too
+    )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     control._built = built
@@ -352,7 +358,7 @@ async def run_live(
         compose=built.compositor,
         encoder=built.encoder,
         sinks=sinks,
-        clock=WallClock(),
+        clock=wall,
         start_pts=round(opts.start_at * fmt.fps),
         before_frame=_chat_hook(chat),
     )
@@ -367,7 +373,7 @@ async def run_live(
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
             reporter = tg.create_task(_report(control, on_status, status_interval))
-            answers = tg.create_task(_answer_chat(chat, runner, fmt.fps))
+            answers = tg.create_task(chat.desk.run())
             try:
                 await runner.run(frames=frames)
             finally:
@@ -395,17 +401,6 @@ def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:
         chat.before_frame(pts)
 
     return before_frame
-
-
-async def _answer_chat(chat: ProgrammeChat, runner: ProgrammeRunner, fps: int) -> None:
-    """Answer held questions as their hold time passes, off the frame loop."""
-    while True:
-        await asyncio.sleep(0.05)
-        if chat.desk.pending:
-            try:
-                await chat.desk.answer_pending(runner.pts / fps)
-            except Exception:
-                log.exception("answering chat failed")
 
 
 def _warm_up(built: Built) -> None:
