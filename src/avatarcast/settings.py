@@ -47,6 +47,9 @@ class ApiSettings(_Section):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     allow_private_destinations: bool = False
     migrate_on_start: bool = True
+    #: How long a key row is reused before it is read again; also the most a revocation made
+    #: outside this process (another API process, a hand edit) takes to be seen. 0: no cache.
+    key_cache_s: float = Field(default=2.0, ge=0, le=60)
 
 
 class StreamDefaults(_Section):

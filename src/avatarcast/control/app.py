@@ -23,6 +23,7 @@ from avatarcast.control.db.engine import make_engine, make_sessionmaker
 from avatarcast.control.db.migrate import upgrade_database
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
+from avatarcast.control.keycache import KeyCache
 from avatarcast.control.metrics import ControlMetrics, LatencyMiddleware
 from avatarcast.control.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -96,6 +97,7 @@ def create_app(
         buckets=TokenBuckets(
             rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
         ),
+        keys=KeyCache(ttl_s=settings.api.key_cache_s),
     )
     modules = load_route_modules()
     lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]
