@@ -31,6 +31,7 @@ from avatarcast.control.problems import (
     install_problem_handlers,
 )
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.settings import Settings
 
 #: Route modules under ``avatarcast.control.routes``, in the order of the OpenAPI document.
@@ -127,6 +128,14 @@ def create_app(
         app.include_router(router)
     install_problem_handlers(app)
     app.add_middleware(RequestGuardMiddleware, limit=settings.api.body_limit_bytes)
+    shedding = settings.api.load_shedding
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        running=shedding.running,
+        waiting=shedding.waiting,
+        wait_s=shedding.wait_s,
+        metrics=ctx.metrics,
+    )
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics)
     app.add_middleware(UnhandledErrorMiddleware)
     _problem_media_type_in_openapi(app)
