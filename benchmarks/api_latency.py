@@ -71,8 +71,10 @@ class Phase:
     errors: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     elapsed: float = 0.0
+    sending: float = 0.0
     load: tuple[float, float] = (0.0, 0.0)
     server_cpu: float = 0.0
+    client_cpu: float = 0.0
     unfinished: int = 0
 
     def record(self, kind: str, ms: float, ok: bool) -> None:
@@ -82,8 +84,9 @@ class Phase:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
     def summary(self) -> dict[str, Any]:
+        answered = sum(map(len, self.latencies.values())) + sum(self.errors.values())
         out: dict[str, Any] = {
-            "rate": round(self.sent / self.elapsed, 1) if self.elapsed else 0.0,
+            "rate": round(self.sent / self.sending, 1) if self.sending else 0.0,
             "requests": self.sent,
             "answered_per_s": round(
                 (sum(map(len, self.latencies.values())) + sum(self.errors.values()))
@@ -94,6 +97,8 @@ class Phase:
             "errors": dict(self.errors),
             "load_1m": list(self.load),
             "server_cpu_pct": round(100 * self.server_cpu / self.elapsed, 1),
+            "client_cpu_pct": round(100 * self.client_cpu / self.elapsed, 1),
+            "server_cpu_ms_per_answer": round(1000 * self.server_cpu / max(answered, 1), 2),
         }
         for kind, xs in sorted(self.latencies.items()):
             if len(xs) < 2:
@@ -232,7 +237,7 @@ async def drive(c: httpx.AsyncClient, phase: Phase, rate: float, next_request, p
             phase.record(kind, (time.perf_counter() - when) * 1000, ok)
 
     total = int(phase.seconds * rate)
-    load0, cpu0 = loadavg(), cpu_seconds(pid)
+    load0, cpu0, own0 = loadavg(), cpu_seconds(pid), time.process_time()
     start = time.perf_counter()
     try:  # bounded: what has not been answered GRACE_S after the last send counts as unfinished
         async with asyncio.timeout(phase.seconds + GRACE_S), asyncio.TaskGroup() as tg:
@@ -243,12 +248,15 @@ async def drive(c: httpx.AsyncClient, phase: Phase, rate: float, next_request, p
                     await asyncio.sleep(delay)
                 tg.create_task(one(when, *next_request()))
                 phase.sent += 1
+            phase.sending = time.perf_counter() - start
     except TimeoutError:
         pass
     phase.elapsed = time.perf_counter() - start
+    phase.sending = phase.sending or phase.elapsed
     phase.unfinished = phase.sent - sum(map(len, phase.latencies.values()))
     phase.unfinished -= sum(phase.errors.values())
     phase.load, phase.server_cpu = (load0, loadavg()), cpu_seconds(pid) - cpu0
+    phase.client_cpu = time.process_time() - own0
 
 
 async def drain(c: httpx.AsyncClient, limit_s: float = 60) -> float:
@@ -269,8 +277,8 @@ async def drain(c: httpx.AsyncClient, limit_s: float = 60) -> float:
 def markdown(results: dict[str, Any]) -> str:
     rows = [
         "| phase | sent/s | answered/s | request | p50 ms | p99 ms | errors | unfinished "
-        "| load 1m | server CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| load 1m | server CPU | ms CPU/answer | client CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["phases"].items():
         for kind in ("healthz", "get_stream", "patch_product"):
@@ -279,7 +287,8 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {name} | {r['rate']} | {r['answered_per_s']} | {kind} | "
                     f"{r[kind]['p50_ms']} | {r[kind]['p99_ms']} | {r['errors'].get(kind, 0)} | "
                     f"{r['unfinished']} | "
-                    f"{r['load_1m'][0]}→{r['load_1m'][1]} | {r['server_cpu_pct']} % |"
+                    f"{r['load_1m'][0]}→{r['load_1m'][1]} | {r['server_cpu_pct']} % | "
+                    f"{r['server_cpu_ms_per_answer']} | {r['client_cpu_pct']} % |"
                 )
     return "\n".join(rows)
 
