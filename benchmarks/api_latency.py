@@ -62,6 +62,8 @@ class Phase:
     seconds: float
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    #: what the errors were: an HTTP status or an exception name, with counts
+    failures: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     elapsed: float = 0.0
     sending: float = 0.0
@@ -89,6 +91,7 @@ class Phase:
             ),
             "unfinished": self.unfinished,
             "errors": dict(self.errors),
+            "failures": dict(self.failures),
             "load_1m": list(self.load),
             "server_cpu_pct": round(100 * self.server_cpu / self.elapsed, 1),
             "client_cpu_pct": round(100 * self.client_cpu / self.elapsed, 1),
@@ -226,9 +229,12 @@ async def drive(send, phase: Phase, rate: float, next_request, pid: int) -> None
     async def one(when: float, kind: str, method: str, path: str, body: Any) -> None:
         async with in_flight:
             try:
-                ok = await send(method, path, body) < 400
-            except (httpx.HTTPError, OSError, TimeoutError, ValueError, IndexError):
-                ok = False
+                status = await send(method, path, body)
+                ok, what = status < 400, str(status)
+            except (httpx.HTTPError, OSError, TimeoutError, ValueError, IndexError) as e:
+                ok, what = False, type(e).__name__
+            if not ok:
+                phase.failures[what] = phase.failures.get(what, 0) + 1
             phase.record(kind, (time.perf_counter() - when) * 1000, ok)
 
     total = int(phase.seconds * rate)

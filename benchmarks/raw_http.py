@@ -16,6 +16,10 @@ from typing import Any
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+class _Stale(ConnectionError):
+    """The connection was closed before the request was answered (httpx retries these too)."""
+
+
 class RawClient:
     def __init__(
         self, host: str, port: int, headers: dict[str, str], *, size: int = 100, timeout: float = 5
@@ -29,27 +33,39 @@ class RawClient:
         """Send one request and read the whole answer; raises on a failure or the timeout."""
         async with asyncio.timeout(self.timeout), self._slots:
             conn = self._idle.pop() if self._idle else None
-            try:
-                if conn is None:
-                    conn = await asyncio.open_connection(self.host, self.port)
-                status, keep = await self._exchange(conn, method, path, body)
-            except BaseException:
-                if conn is not None:
-                    conn[1].close()
-                raise
-            if keep:
-                self._idle.append(conn)
-            else:
-                conn[1].close()
-            return status
+            if conn is not None:  # the server may have closed it while idle (keep-alive timeout)
+                try:
+                    return await self._on(conn, method, path, body)
+                except _Stale:
+                    pass
+            conn = await asyncio.open_connection(self.host, self.port)
+            return await self._on(conn, method, path, body)
+
+    async def _on(self, conn: Conn, method: str, path: str, body: Any) -> int:
+        try:
+            status, keep = await self._exchange(conn, method, path, body)
+        except BaseException:
+            conn[1].close()
+            raise
+        if keep:
+            self._idle.append(conn)
+        else:
+            conn[1].close()
+        return status
 
     async def _exchange(self, conn: Conn, method: str, path: str, body: Any) -> tuple[int, bool]:
         reader, writer = conn
         data = b"" if body is None else json.dumps(body).encode()
         kind = "Content-Type: application/json\r\n" if body is not None else ""
         head = f"{method} {path} HTTP/1.1\r\n{self._head}{kind}Content-Length: {len(data)}\r\n\r\n"
-        writer.write(head.encode() + data)
-        status = int((await reader.readline()).split()[1])
+        try:
+            writer.write(head.encode() + data)
+            first = await reader.readline()
+        except ConnectionError as e:
+            raise _Stale from e
+        if not first:  # closed before answering: the request was not taken
+            raise _Stale
+        status = int(first.split()[1])
         length, keep = 0, True
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
