@@ -288,6 +288,9 @@ def live(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
+    from avatarcast.threads import import_in_background
+
+    import_in_background("avatarcast.pipeline.live")  # at low priority: streams on air go first
     from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 
     _setup_logging(verbose)

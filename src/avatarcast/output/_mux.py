@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from av.stream import Stream
 
 from avatarcast.frames import EncodedPacket
 from avatarcast.output.base import StreamHeaders
+from avatarcast.threads import named_pool
 
 _T = TypeVar("_T")
 _SMPTE170M = 6
@@ -78,7 +78,7 @@ class SerialWorker:
     """
 
     def __init__(self, name: str, *, max_pending: int = 256) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pool = named_pool(name)
         self._pending: deque[asyncio.Future[None]] = deque()
         self._max = max_pending
         self.error: BaseException | None = None

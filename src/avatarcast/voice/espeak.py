@@ -9,7 +9,6 @@ speaking within a few milliseconds and ends with a short pause of its own.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import ctypes
 import os
@@ -24,6 +23,7 @@ import numpy.typing as npt
 
 from avatarcast.errors import UnknownNameError, VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence, SpeechChunk, TimedPhoneme, TimedWord
+from avatarcast.threads import in_background, os_thread_named
 from avatarcast.voice.base import VoiceInfo
 
 __all__ = ["ESPEAK_VOICES", "EspeakSpec", "EspeakVoice", "espeak_voice_infos"]
@@ -244,14 +244,16 @@ class EspeakVoice:
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
         if self._closed:
             raise VoiceError(f"voice {self.info.name!r} is closed")
-        return await asyncio.to_thread(self.synthesize_blocking, sentence)
+        # seconds ahead of air, so at low priority: the frame clock's threads go first
+        return await in_background(self.synthesize_blocking, sentence)
 
     def synthesize_blocking(self, sentence: Sentence) -> SpeechChunk:
         """The work of ``synthesize``, for callers already off the event loop."""
         text = _clean(sentence.speech_text)
-        raw = _Library.get().synthesize(
-            text, voice=self._spec.espeak_name, rate=self._rate, pitch=self._pitch
-        )
+        with os_thread_named("voice"):
+            raw = _Library.get().synthesize(
+                text, voice=self._spec.espeak_name, rate=self._rate, pitch=self._pitch
+            )
         native = np.frombuffer(b"".join(raw.pcm), dtype=np.int16)
         pcm = _resample(native, raw.sample_rate)
         end_ms = len(pcm) * 1000 // SAMPLE_RATE
