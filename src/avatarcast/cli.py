@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
 from avatarcast.errors import AvatarcastError
 
@@ -34,6 +33,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _db_error() -> type[Exception]:
+    """SQLAlchemy's error class, imported only when an exception is being matched: importing
+    SQLAlchemy costs 0.15 CPU s, which every ``live`` start would pay for nothing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError
+
+
 err = Console(stderr=True)
 out = Console()
 
@@ -288,10 +297,17 @@ def live(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
+    from avatarcast.startup import StartupSlot
     from avatarcast.threads import import_in_background
 
-    import_in_background("avatarcast.pipeline.live")  # at low priority: streams on air go first
-    from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+    slot = StartupSlot()  # launches on one machine start in turn; see avatarcast.startup
+    slot.acquire()
+    try:
+        import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
+        from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+    except BaseException:
+        slot.release()
+        raise
 
     _setup_logging(verbose)
     opts = LiveOptions(
@@ -330,12 +346,19 @@ def live(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
-        await run_live(opts, control=control, on_status=on_status if status_json else None)
+        await run_live(
+            opts,
+            control=control,
+            on_status=on_status if status_json else None,
+            on_air=slot.release,
+        )
 
     try:
         asyncio.run(main())
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
+    finally:
+        slot.release()
 
 
 @app.command()
@@ -504,7 +527,7 @@ def audit_verify(
             source = "the database"
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    except SQLAlchemyError as e:
+    except _db_error() as e:
         raise _fail(_database_error(e)) from None
     if result.first_bad is not None:
         err.print(
@@ -551,7 +574,7 @@ def audit_export(
             n = write_jsonl(AuditLog().entries(session, tenant_id=tenant, stream_id=stream), f)
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    except SQLAlchemyError as e:
+    except _db_error() as e:
         raise _fail(_database_error(e)) from None
     out.print(f"wrote {n} entries to {out_path}", highlight=False, soft_wrap=True)
 
@@ -570,7 +593,7 @@ def audit_anchor(
             n = AuditLog().write_anchor(session, out_path)
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    except SQLAlchemyError as e:
+    except _db_error() as e:
         raise _fail(_database_error(e)) from None
     out.print(f"anchored {n} chain head(s) in {out_path}", highlight=False, soft_wrap=True)
 
@@ -605,7 +628,7 @@ def retention_purge(
         engine.dispose()
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    except SQLAlchemyError as e:
+    except _db_error() as e:
         raise _fail(_database_error(e)) from None
     verb = "would delete" if dry_run else "deleted"
     for _, item in report.files:
@@ -659,7 +682,7 @@ def export_cmd(
             )
     except (AvatarcastError, OSError) as e:
         raise _fail(e) from None
-    except SQLAlchemyError as e:
+    except _db_error() as e:
         raise _fail(_database_error(e)) from None
     out.print(
         f"wrote {out_path}: {len(result.manifest['files'])} files, "

@@ -286,8 +286,13 @@ async def run_live(
     control: LiveControl | None = None,
     on_status: Callable[[Status], None] | None = None,
     status_interval: float = 1.0,
+    on_air: Callable[[], None] | None = None,
 ) -> Status:
-    """Run the programme live until ``opts.duration`` passes or ``control.stop()``."""
+    """Run the programme live until ``opts.duration`` passes or ``control.stop()``.
+
+    ``on_air`` is called once everything is built and warmed up, just before the clock starts
+    (the CLI gives back its machine-wide start-up slot there).
+    """
     control = control or LiveControl()
     resolved = await in_background(validate, opts.programme, products)
     fmt = resolved.fmt
@@ -372,6 +377,8 @@ async def run_live(
     if control._stop_requested:
         runner.stop()
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
+    if on_air is not None:
+        on_air()
     control.started_wall = time.perf_counter()
     control.state = "live"
     try:
