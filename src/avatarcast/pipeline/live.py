@@ -255,7 +255,8 @@ class LiveControl:
             "price": str(product.current_price) if product else None,
             "sentence": sentence.text if sentence else None,
             "destinations": [_dest_status(s) for s in self._rtmp] + self._bad_destinations,
-            "whep_url": self._whep_url,
+            # given out once the runner has opened its sinks: before, WHEP answers 503
+            "whep_url": self._whep_url if stats is not None and stats.started_wall else None,
             "whep_error": self._whep_error,
             "recording_dir": self._recording_dir,
         }

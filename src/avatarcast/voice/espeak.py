@@ -25,6 +25,7 @@ from avatarcast.errors import UnknownNameError, VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence, SpeechChunk, TimedPhoneme, TimedWord
 from avatarcast.threads import in_background, os_thread_named
 from avatarcast.voice.base import VoiceInfo
+from avatarcast.voice.resample import resample_poly_int16
 
 __all__ = ["ESPEAK_VOICES", "EspeakSpec", "EspeakVoice", "espeak_voice_infos"]
 
@@ -277,13 +278,7 @@ def _resample(native: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.int16]
         return np.zeros(0, np.int16)
     if rate == SAMPLE_RATE:
         return native.copy()
-    from scipy.signal import resample_poly
-
-    g = np.gcd(SAMPLE_RATE, rate)
-    out: npt.NDArray[np.float64] = resample_poly(
-        native.astype(np.float64), SAMPLE_RATE // g, rate // g
-    )
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+    return resample_poly_int16(native, SAMPLE_RATE, rate)
 
 
 def _ms(sample: int, rate: int) -> int:
