@@ -5,14 +5,12 @@ per-stage CPU split (compose, encode, x264, recorder, RTMP feed, voice) needs th
 which ``prctl(PR_SET_NAME)`` sets for the calling thread (at most 15 bytes). Threads a C
 library starts (libx264's) inherit the name of the thread that started them.
 
-Work before a stream's clock starts (imports, building the programme, warm-up, starting the
-RTMP push process, which keeps the priority for its life) runs in a thread at a lower
+Work that is not on the frame clock (imports and building a programme before it goes on air,
+voice synthesis seconds ahead, starting the RTMP push process) runs in a thread at a lower
 priority (Linux ``nice`` is per thread, and threads and processes started from such a thread
 inherit it). Several streams launched at once then cannot make the ones already on air late:
 the frame clock's threads win the CPU whenever both want it. No privilege is needed, as the
-priority only ever goes down, and on an idle machine nothing changes. Not for Python work in a
-process whose clock runs: a low-priority thread preempted while it holds the GIL would stall
-that process's frame threads (priority inversion).
+priority only ever goes down, and on an idle machine nothing changes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ speaking within a few milliseconds and ends with a short pause of its own.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import ctypes
 import os
@@ -24,7 +23,7 @@ import numpy.typing as npt
 
 from avatarcast.errors import UnknownNameError, VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence, SpeechChunk, TimedPhoneme, TimedWord
-from avatarcast.threads import os_thread_named
+from avatarcast.threads import in_background, os_thread_named
 from avatarcast.voice.base import VoiceInfo
 from avatarcast.voice.resample import resample_poly_int16
 
@@ -246,9 +245,8 @@ class EspeakVoice:
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
         if self._closed:
             raise VoiceError(f"voice {self.info.name!r} is closed")
-        # Not at low priority (threads.in_background): once the clock runs, a low-priority
-        # thread preempted while it holds the GIL would hold up this stream's frame threads.
-        return await asyncio.to_thread(self.synthesize_blocking, sentence)
+        # seconds ahead of air, so at low priority: the frame clock's threads go first
+        return await in_background(self.synthesize_blocking, sentence)
 
     def synthesize_blocking(self, sentence: Sentence) -> SpeechChunk:
         """The work of ``synthesize``, for callers already off the event loop."""
