@@ -10,7 +10,10 @@ voice synthesis seconds ahead, starting the RTMP push process) runs in a thread 
 priority (Linux ``nice`` is per thread, and threads and processes started from such a thread
 inherit it). Several streams launched at once then cannot make the ones already on air late:
 the frame clock's threads win the CPU whenever both want it. No privilege is needed, as the
-priority only ever goes down, and on an idle machine nothing changes.
+priority only ever goes down, and on an idle machine nothing changes. The price: such a thread
+can be preempted while it holds the GIL and hold up its own process's frame threads for a
+moment; with voice synthesis at normal priority instead, 8-10 streams had more late frames
+(benchmarks/README.md, run C), so voice stays low.
 """
 
 from __future__ import annotations
