@@ -269,7 +269,17 @@ def live(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
-    from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+    from avatarcast.startup import StartupSlot
+    from avatarcast.threads import import_in_background
+
+    slot = StartupSlot()  # launches on one machine start in turn; see avatarcast.startup
+    slot.acquire()
+    try:
+        import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
+        from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+    except BaseException:
+        slot.release()
+        raise
 
     setup_logging(verbose)
     opts = LiveOptions(
@@ -308,12 +318,19 @@ def live(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
-        await run_live(opts, control=control, on_status=on_status if status_json else None)
+        await run_live(
+            opts,
+            control=control,
+            on_status=on_status if status_json else None,
+            on_air=slot.release,
+        )
 
     try:
         asyncio.run(main())
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None
+    finally:
+        slot.release()
 
 
 @app.command()

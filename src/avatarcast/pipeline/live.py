@@ -33,6 +33,7 @@ from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.pipeline.talk import Guard
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.threads import in_background
 
 log = logging.getLogger(__name__)
 
@@ -249,14 +250,23 @@ class LiveControl:
             "encode_lag_ms": round(stats.last_lateness_s * 1000, 1) if stats else 0.0,
             "max_lag_ms": round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
             "late_frames": stats.late_frames if stats else 0,
+            "stage_cpu_s": _stage_cpu(self._runner, built),
             "product_id": product.id if product else None,
             "price": str(product.current_price) if product else None,
             "sentence": sentence.text if sentence else None,
             "destinations": [_dest_status(s) for s in self._rtmp] + self._bad_destinations,
-            "whep_url": self._whep_url,
+            # given out once the runner has opened its sinks: before, WHEP answers 503
+            "whep_url": self._whep_url if stats is not None and stats.started_wall else None,
             "whep_error": self._whep_error,
             "recording_dir": self._recording_dir,
         }
+
+
+def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:
+    """CPU seconds so far in compose and encode (split into x264 and AAC where known)."""
+    cpu = dict(runner.stats.stage_cpu) if runner is not None else {}
+    cpu.update(getattr(built.encoder, "cpu_seconds", {}) if built is not None else {})
+    return {k: round(v, 3) for k, v in cpu.items()}
 
 
 def _dest_status(sink: RtmpSink) -> Status:
@@ -277,10 +287,15 @@ async def run_live(
     control: LiveControl | None = None,
     on_status: Callable[[Status], None] | None = None,
     status_interval: float = 1.0,
+    on_air: Callable[[], None] | None = None,
 ) -> Status:
-    """Run the programme live until ``opts.duration`` passes or ``control.stop()``."""
+    """Run the programme live until ``opts.duration`` passes or ``control.stop()``.
+
+    ``on_air`` is called once everything is built and warmed up, just before the clock starts
+    (the CLI gives back its machine-wide start-up slot there).
+    """
     control = control or LiveControl()
-    resolved = validate(opts.programme, products)
+    resolved = await in_background(validate, opts.programme, products)
     fmt = resolved.fmt
     sinks: list[Sink] = []
     for url in opts.destinations:
@@ -334,7 +349,10 @@ async def run_live(
     try:
         for rtmp in control._rtmp:
             await rtmp.prestart()  # their start-up overlaps with building the programme
-        built = build(resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t))
+        # built at low priority, so other streams' frames on this machine stay on time
+        built = await in_background(
+            build, resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t)
+        )
     except BaseException:
         for sink in sinks:
             await sink.aclose()
@@ -352,7 +370,7 @@ async def run_live(
     built.listeners.extend(control.line_listeners)
     control._built = built
     control._chat = chat
-    await asyncio.to_thread(_warm_up, built)
+    await in_background(_warm_up, built)
     runner = ProgrammeRunner(
         programme=built.programme,
         compose=built.compositor,
@@ -366,6 +384,8 @@ async def run_live(
     if control._stop_requested:
         runner.stop()
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
+    if on_air is not None:
+        on_air()
     control.started_wall = time.perf_counter()
     control.state = "live"
     try:
