@@ -41,6 +41,7 @@ from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG
+from avatarcast.runner.changes import CatalogChanges
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.llm import LlmOptions
 from avatarcast.startup import StartupSlot
@@ -68,8 +69,8 @@ class Worker:
         self._muted = False
         self._excluded: set[str] = set()
         self._approve: bool | None = None
-        self._pending: list[Product] = []
-        self._removed: list[str] = []
+        self._changes = CatalogChanges()
+        self._changes_timer: asyncio.TimerHandle | None = None
         self._last_refusal: object | None = None
 
     def emit(self, message: dict[str, Any]) -> None:
@@ -122,10 +123,11 @@ class Worker:
             self._approve = bool(msg.get("on"))
         elif cmd == "products":
             try:
-                self._pending += [Product.model_validate(p) for p in msg.get("upsert", ())]
+                upsert = [Product.model_validate(p) for p in msg.get("upsert", ())]
             except ValidationError as e:
                 log.warning("ignoring products that do not validate: %s", e)
-            self._removed += [str(i) for i in msg.get("remove", ())]
+                upsert = []
+            self._changes.add(upsert=upsert, remove=[str(i) for i in msg.get("remove", ())])
         elif cmd == "pause_product":
             self._excluded.add(str(msg.get("product_id", "")))
             if control.built is not None:
@@ -179,11 +181,7 @@ class Worker:
         control, built = self.control, self.control.built
         if built is None or control.catalog is None:
             return
-        if self._pending:
-            products, self._pending = self._pending, []
-            control.update_products(products)
-        while self._removed:
-            control.remove_product(self._removed.pop(0))
+        self._apply_changes()
         for product_id in self._excluded - built.talk.excluded:
             control.pause_product(product_id)
         if self._approve is not None and control._chat is not None:
@@ -196,6 +194,25 @@ class Worker:
             control.pause()
         elif not self._paused and control.state == "paused":
             control.resume()
+
+    def _apply_changes(self) -> None:
+        """Hand waiting catalog changes to the programme now, or at the end of the interval."""
+        due = self._changes.due_in()
+        if due is None or self._changes_timer is not None:
+            return
+        if due > 0:
+            loop = asyncio.get_running_loop()
+            self._changes_timer = loop.call_later(due, self._changes_due)
+            return
+        upserts, removals = self._changes.take()
+        if upserts:
+            self.control.update_products(upserts)
+        for product_id in removals:
+            self.control.remove_product(product_id)
+
+    def _changes_due(self) -> None:
+        self._changes_timer = None
+        self._reconcile()
 
     def set_paused(self, paused: bool) -> None:
         self._paused = paused
