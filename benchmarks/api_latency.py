@@ -72,10 +72,13 @@ class Phase:
     client_cpu: float = 0.0
     workers_cpu: float = 0.0
     unfinished: int = 0
+    #: every answered request as (second of the phase it was sent in, latency ms)
+    timeline: list[tuple[int, float]] = field(default_factory=list)
 
-    def record(self, kind: str, ms: float, ok: bool) -> None:
+    def record(self, kind: str, ms: float, ok: bool, *, second: int = 0) -> None:
         if ok:
             self.latencies.setdefault(kind, []).append(ms)
+            self.timeline.append((second, ms))
         else:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
@@ -102,8 +105,24 @@ class Phase:
             if len(xs) < 2:
                 continue
             q = statistics.quantiles(xs, n=100, method="inclusive")
-            out[kind] = {"n": len(xs), "p50_ms": round(q[49], 2), "p99_ms": round(q[98], 2)}
+            out[kind] = {
+                "n": len(xs),
+                "p50_ms": round(q[49], 2),
+                "p90_ms": round(q[89], 2),
+                "p95_ms": round(q[94], 2),
+                "p99_ms": round(q[98], 2),
+            }
+        out["slow_by_second"] = self.slow_by_second()
         return out
+
+    def slow_by_second(self, over_ms: float = 50.0) -> dict[int, int]:
+        """How many answers took over ``over_ms``, by the second they were sent in: tells a
+        steady queue (every second) from stalls (a few seconds)."""
+        slow: dict[int, int] = {}
+        for second, ms in self.timeline:
+            if ms > over_ms:
+                slow[second] = slow.get(second, 0) + 1
+        return dict(sorted(slow.items()))
 
 
 class Server:
@@ -235,7 +254,8 @@ async def drive(send, phase: Phase, rate: float, next_request, pid: int) -> None
                 ok, what = False, type(e).__name__
             if not ok:
                 phase.failures[what] = phase.failures.get(what, 0) + 1
-            phase.record(kind, (time.perf_counter() - when) * 1000, ok)
+            second = int(when - start)
+            phase.record(kind, (time.perf_counter() - when) * 1000, ok, second=second)
 
     total = int(phase.seconds * rate)
     load0, cpu0, own0 = loadavg(), cpu_seconds(pid), time.process_time()
