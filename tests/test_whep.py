@@ -30,6 +30,7 @@ from avatarcast.frames import ProgrammeFrame, StreamFormat
 from avatarcast.output.encoder import Encoder
 from avatarcast.output.whep import ViewerLimitError, WhepSink
 from avatarcast.output.whep_http import WhepServer, serve_whep, whep_app
+from avatarcast.output.whep_process import WhepProcess
 
 FMT = StreamFormat(width=1280, height=720, fps=25)
 CHROMIUM = "/usr/bin/chromium"
@@ -58,7 +59,7 @@ class CountingEncoder(Encoder):
 class LiveSource:
     """A moving pattern and a 440 Hz tone, encoded once per frame, paced by the wall clock."""
 
-    def __init__(self, sink: WhepSink) -> None:
+    def __init__(self, sink: WhepSink | WhepProcess) -> None:
         self.sink = sink
         self.encoder = CountingEncoder(FMT)
         self.frames = 0
