@@ -385,11 +385,11 @@ def part_streams(work: Path, counts: list[int], seconds: float) -> dict[str, Any
 # --- part (c): WHEP viewers ------------------------------------------------------------------
 
 
-def part_viewers(work: Path, counts: list[int], mode: str) -> dict[str, Any]:
+def part_viewers(work: Path, counts: list[int], mode: str, per_client: int) -> dict[str, Any]:
     rows = []
     for n in counts:
         log(f"viewers ({mode}): {n}, load {loadavg()}")
-        rows.append(run_viewers(work, n, mode))
+        rows.append(run_viewers(work, n, mode, per_client))
         r = rows[-1]
         log(
             f"viewers ({mode}): {n}: connected {r['connected']}, min fps {r['min_fps']}, "
@@ -399,7 +399,9 @@ def part_viewers(work: Path, counts: list[int], mode: str) -> dict[str, Any]:
     return {"mode": mode, "runs": rows, "max_viewers_24fps": max(ok, default=0), "goal": 50}
 
 
-def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str, Any]:
+def run_viewers(
+    work: Path, n: int, mode: str, per_client: int, window: float = 10.0
+) -> dict[str, Any]:
     port = free_port()
     argv = [*LIVE, "--whep-port", str(port), "--duration", "180", "--status-json"]
     server = Proc(argv, work / f"whep-{mode}-{n}.err").start()
@@ -409,7 +411,8 @@ def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str
             if server.lines or server.exited():
                 break
             time.sleep(0.1)
-        split = [n // 2, n - n // 2] if n >= 10 else [n]
+        procs = max(-(-n // per_client), 2 if n >= 10 else 1)
+        split = [n // procs + (j < n % procs) for j in range(procs)]
         me = [sys.executable, str(Path(__file__).resolve()), "--client"]
         for k, share in enumerate(split):
             argv = [*me, f"http://127.0.0.1:{port}/whep", str(share), mode]
@@ -441,6 +444,7 @@ def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str
     final = server.final() or {}
     return {
         "viewers": n,
+        "client_processes": len(clients),
         "connected": sum(c.lines[0][1]["connected"] for c in clients if c.lines),
         "all_24fps": bool(fps) and min(fps) >= 24.0,
         "min_fps": round(min(fps), 1),
@@ -470,6 +474,35 @@ def _null_video_decoder() -> None:
         return Assembled() if codec.mimeType.lower().startswith("video/") else real(codec)
 
     receiver.get_decoder = get_decoder
+
+
+def _count_complete_frames(pc: Any, on_frame: Any) -> None:
+    """Mode ``count``: replace each receiver's packet handler with a complete-frame counter.
+
+    A video frame counts when its marker packet arrives and every sequence number since the
+    previous frame's marker arrived too (SRTP-authenticated, first delivery: the handler
+    sends no NACKs, so nothing is retransmitted). This is what a jitter buffer would call a
+    complete frame, minus aiortc's per-packet Python (jitter buffer, REMB estimator, NACK
+    generator), so the clients stop measuring themselves.
+    """
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "video":
+            continue
+        state: dict[str, Any] = {"ssrc": None, "marker": None, "count": 0}
+
+        async def handle(packet: Any, arrival_time_ms: int, state: Any = state) -> None:
+            if state["ssrc"] is None:
+                state["ssrc"] = packet.ssrc
+            elif packet.ssrc != state["ssrc"]:
+                return
+            state["count"] += 1
+            if packet.marker:
+                last, state["marker"] = state["marker"], packet.sequence_number
+                if last is not None and (packet.sequence_number - last) % 65536 == state["count"]:
+                    on_frame()
+                state["count"] = 0
+
+        transceiver.receiver._handle_rtp_packet = handle
 
 
 async def client(endpoint: str, n: int, mode: str) -> None:
@@ -506,6 +539,8 @@ async def client(endpoint: str, n: int, mode: str) -> None:
                 print(f"viewer {i}: {r.status_code} {r.text[:200]}", file=sys.stderr)
                 return False
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+        if mode == "count":
+            _count_complete_frames(pc, lambda: times[i].append(time.monotonic()))
         return True
 
     async with httpx.AsyncClient(timeout=20) as http:
@@ -583,6 +618,8 @@ def main() -> None:
     ap.add_argument("--streams", default="1,2,4,6,8")
     ap.add_argument("--viewers", default="1,10,25,50")
     ap.add_argument("--decode-viewers", default="1,10")
+    ap.add_argument("--viewer-mode", default="assemble", choices=("assemble", "count"))
+    ap.add_argument("--viewers-per-client", type=int, default=25)
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--client", nargs=3, metavar=("ENDPOINT", "N", "MODE"))
     args = ap.parse_args()
@@ -604,12 +641,12 @@ def main() -> None:
             counts = [int(x) for x in args.streams.split(",")]
             res["streams"] = part_streams(work, counts, args.seconds)
         if "viewers" in parts:
-            res["viewers"] = part_viewers(
-                work, [int(x) for x in args.viewers.split(",")], "assemble"
-            )
+            counts = [int(x) for x in args.viewers.split(",")]
+            per = args.viewers_per_client
+            res["viewers"] = part_viewers(work, counts, args.viewer_mode, per)
             if args.decode_viewers:
                 counts = [int(x) for x in args.decode_viewers.split(",")]
-                res["viewers_decode"] = part_viewers(work, counts, "decode")
+                res["viewers_decode"] = part_viewers(work, counts, "decode", per)
     res["load_end"] = loadavg()
     print(json.dumps(res, indent=2))
     table = markdown(res)
