@@ -2,6 +2,7 @@
 
     python benchmarks/live_capacity.py [--parts first,streams,viewers] [--seconds 30]
         [--streams 1,2,4,6,8] [--viewers 1,10,25,50] [--decode-viewers 1,10] [--markdown FILE]
+        [--viewer-mode assemble|count] [--viewers-per-client 25]
 
 Every stream is a real ``avatarcast live`` process; RTMP goes to a throwaway nginx-rtmp on
 loopback (tests/rtmp_server.py). Results are JSON on stdout; progress and a markdown table go
@@ -16,11 +17,15 @@ streams  N live 720p25 processes at once, each pushing to nginx and recording, f
          peak RSS summed over the process tree, sampled every 0.5 s. Baseline: CPU seconds per
          media second of the bare encoder (avatarcast ``Encoder``) on frames decoded from the
          N=1 recording, and the stream count that bare encode alone would allow.
-viewers  one ``avatarcast live --whep-port`` process and 1..50 aiortc viewers in one or two
-         client processes; each viewer's frames in a common 10 s window. Mode ``assemble``
-         counts complete H.264 frames out of aiortc's jitter buffer without decoding them (the
-         clients share the 2 cores with the server, and 50 software decodes of 720p would
-         measure the clients); mode ``decode`` decodes like a browser would.
+viewers  one ``avatarcast live --whep-port`` process and 1..100 aiortc viewers in client
+         processes of up to ``--viewers-per-client`` each (at least two from 10 viewers);
+         each viewer's frames in a common 10 s window. Mode ``assemble`` counts complete H.264
+         frames out of aiortc's jitter buffer without decoding them (the clients share the 2
+         cores with the server, and 50 software decodes of 720p would measure the clients);
+         mode ``count`` counts complete frames (every RTP sequence number between two markers,
+         first delivery, no NACK) in place of aiortc's receive pipeline, and the lag spread:
+         how far a viewer's arrivals drift from the media clock within the window; mode
+         ``decode`` decodes like a browser would. UDP drops: the host's RcvbufErrors delta.
 """
 
 from __future__ import annotations
@@ -61,6 +66,12 @@ def loadavg() -> list[float]:
 
 
 # --- processes -------------------------------------------------------------------------------
+
+
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped, host-wide, because a receiving socket's buffer was full."""
+    rows = [r.split() for r in Path("/proc/net/snmp").read_text().splitlines() if r[:4] == "Udp:"]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -425,9 +436,10 @@ def run_viewers(
             with contextlib.suppress(OSError):
                 c.send(f"{t_start} {window}\n")
         time.sleep(max(0.0, t_start - time.monotonic()))
-        cpu0 = tree_cpu(server.p.pid)
+        cpu0, drops0 = tree_cpu(server.p.pid), udp_rcvbuf_errors()
         time.sleep(window)
         server_cores = (tree_cpu(server.p.pid) - cpu0) / window
+        udp_drops = udp_rcvbuf_errors() - drops0
         load = loadavg()
         for c in clients:
             c.wait(30)
@@ -438,6 +450,7 @@ def run_viewers(
             c.signal(signal.SIGTERM)
             c.wait(10)
     counts = [f for c in clients if len(c.lines) > 1 for f in c.lines[-1][1]["frames"]]
+    lag_ms = [g for c in clients if len(c.lines) > 1 for g in c.lines[-1][1].get("lag_ms", [])]
     fps = sorted(f / window for f in counts) + [0.0] * (n - len(counts))
     client_cpu = sum(c.cpu_s or 0.0 for c in clients)
     client_wall = max((time.monotonic() - c.started for c in clients), default=1.0)
@@ -451,6 +464,8 @@ def run_viewers(
         "median_fps": round(statistics.median(fps), 1),
         "server_cores": round(server_cores, 2),
         "client_cores": round(client_cpu / client_wall, 2),
+        "udp_rcvbuf_drops": udp_drops,
+        "max_lag_ms": max(lag_ms, default=None),
         "server_late_frames": final.get("late_frames"),
         "server_frames": final.get("frames"),
         "load_1m": load[0],
@@ -499,7 +514,7 @@ def _count_complete_frames(pc: Any, on_frame: Any) -> None:
             if packet.marker:
                 last, state["marker"] = state["marker"], packet.sequence_number
                 if last is not None and (packet.sequence_number - last) % 65536 == state["count"]:
-                    on_frame()
+                    on_frame(packet.timestamp)
                 state["count"] = 0
 
         transceiver.receiver._handle_rtp_packet = handle
@@ -512,6 +527,15 @@ async def client(endpoint: str, n: int, mode: str) -> None:
     if mode == "assemble":
         _null_video_decoder()
     times: list[list[float]] = [[] for _ in range(n)]
+    lags: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # (arrival, arrival - media)
+    origins: dict[int, int] = {}
+
+    def on_frame(i: int, rtp_ts: int) -> None:
+        now = time.monotonic()
+        times[i].append(now)
+        media = ((rtp_ts - origins.setdefault(i, rtp_ts)) % 2**32) / 90_000
+        lags[i].append((now, now - media))
+
     pcs: list[Any] = []
     tasks: set[asyncio.Task[None]] = set()
 
@@ -540,7 +564,7 @@ async def client(endpoint: str, n: int, mode: str) -> None:
                 return False
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
         if mode == "count":
-            _count_complete_frames(pc, lambda: times[i].append(time.monotonic()))
+            _count_complete_frames(pc, lambda ts: on_frame(i, ts))
         return True
 
     async with httpx.AsyncClient(timeout=20) as http:
@@ -555,7 +579,9 @@ async def client(endpoint: str, n: int, mode: str) -> None:
         t_start, window = (float(x) for x in line.split())
         await asyncio.sleep(max(0.0, t_start + window - time.monotonic()) + 0.3)
         frames = [sum(1 for t in ts if t_start <= t < t_start + window) for ts in times]
-        print(json.dumps({"frames": frames}), flush=True)
+        spread = [[d for t, d in ls if t_start <= t < t_start + window] for ls in lags]
+        lag_ms = [round(1000 * (max(d) - min(d))) for d in spread if d]
+        print(json.dumps({"frames": frames, "lag_ms": lag_ms}), flush=True)
         for pc in pcs:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pc.close(), 5)
@@ -599,13 +625,15 @@ def markdown(res: dict[str, Any]) -> str:
             v = res[key]
             out += [
                 f"| viewers ({v['mode']}) | connected | min fps | median fps | server cores "
-                "| client cores | server late frames |",
-                "|---|---|---|---|---|---|---|",
+                "| client cores (procs) | UDP drops | max lag ms | server late frames | load 1m |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for r in v["runs"]:
                 out.append(
                     f"| {r['viewers']} | {r['connected']} | {r['min_fps']} | {r['median_fps']} "
-                    f"| {r['server_cores']} | {r['client_cores']} | {r['server_late_frames']} |"
+                    f"| {r['server_cores']} | {r['client_cores']} ({r['client_processes']}) "
+                    f"| {r['udp_rcvbuf_drops']} | {r.get('max_lag_ms')} "
+                    f"| {r['server_late_frames']} | {r['load_1m']} |"
                 )
             out.append("")
     return "\n".join(out)

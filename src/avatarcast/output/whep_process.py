@@ -51,7 +51,7 @@ class WhepProcess:
         path: str = "/whep",
         token: str | None = None,
         ice_servers: Sequence[IceServer] = (),
-        max_viewers: int = 50,
+        max_viewers: int = 100,
         queue_seconds: float = 2.0,
         max_queue: int = 200,
         start_timeout: float = 60.0,
