@@ -17,13 +17,15 @@ import asyncio
 import logging
 import sys
 import threading
+import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avatarcast.errors import OutputError
-from avatarcast.output.whep import IceServer, WhepSink
-from avatarcast.output.whep_http import serve_whep
+
+if TYPE_CHECKING:
+    from avatarcast.output.whep import IceServer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +56,9 @@ class _PipeLogHandler(logging.Handler):
 
 async def serve(config: WhepConfig, inbox: Connection, outbox: Connection) -> None:
     """Serve WHEP until ``("stop",)`` or the end of the pipe; report the URL or the error."""
+    from avatarcast.output.whep import WhepSink
+    from avatarcast.output.whep_http import serve_whep
+
     lock = threading.Lock()
     root = logging.getLogger()
     root.addHandler(_PipeLogHandler(outbox, lock))
@@ -108,15 +113,32 @@ def _read(
 
 
 def main(argv: list[str]) -> None:
+    """Run ``serve``; a crash goes to the parent through the pipe (stdout/stderr are /dev/null).
+
+    The child must not hold the parent's stdout or stderr: a supervisor reading those to EOF
+    would otherwise wait for this process too after the parent died.
+    """
     # Run as __main__, this module's classes are not the pickled ones: use the package's.
     from avatarcast.output import _whep_serve
 
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
-    config = inbox.recv()
-    if not isinstance(config, _whep_serve.WhepConfig):
-        raise SystemExit(2)
-    asyncio.run(_whep_serve.serve(config, inbox, outbox))
+    try:
+        config = inbox.recv()
+        if not isinstance(config, _whep_serve.WhepConfig):
+            raise SystemExit(2)
+        asyncio.run(_whep_serve.serve(config, inbox, outbox))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    except SystemExit:
+        raise
+    except BaseException:
+        text = f"WHEP process crashed: {traceback.format_exc(limit=8)}"
+        try:
+            outbox.send({"error": text, "retryable": True})
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

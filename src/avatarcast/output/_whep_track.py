@@ -15,6 +15,8 @@ from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpsender import RTCEncodedFrame
 
+from avatarcast.errors import OutputError
+
 __all__ = ["Packed", "PacketTrack"]
 
 
@@ -72,6 +74,12 @@ class PacketTrack(MediaStreamTrack):
         aiortc's sender loop asks ``_next_encoded_frame`` for payloads and then only writes
         headers, SRTP and RTCP; answering that call here skips its per-viewer packetizer.
         """
+
+        if not callable(getattr(sender, "_next_encoded_frame", None)):
+            raise OutputError(
+                "this aiortc's RTCRtpSender has no _next_encoded_frame to feed shared RTP "
+                "payloads through (aiortc 1.16 has it)"
+            )
 
         async def next_encoded_frame(codec: Any) -> RTCEncodedFrame:
             packed = await self.recv()

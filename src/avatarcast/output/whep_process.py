@@ -93,6 +93,8 @@ class WhepProcess:
                 [sys.executable, "-m", "avatarcast.output._whep_serve", str(in_r), str(st_w)],
                 pass_fds=(in_r, st_w),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # not ours to hold: see _whep_serve.main
+                stderr=subprocess.DEVNULL,
             )
         except BaseException:
             os.close(in_w)
@@ -200,6 +202,8 @@ class WhepProcess:
             if "log" in msg:
                 level, name, text = msg["log"]
                 logging.getLogger(name).log(level, "%s", text)
+            elif "error" in msg:
+                log.error("%s", msg["error"])
         conn.close()
         with self._cond:
             if not self._stop:
