@@ -41,26 +41,19 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from procstat import cpu_seconds, descendants_cpu, loadavg  # noqa: E402
+from raw_http import RawClient  # noqa: E402
+
 from rtmp_server import free_port  # noqa: E402
 
 CATALOG = ROOT / "configs/demo-catalog.json"
 CLI = [sys.executable, "-m", "avatarcast.cli"]
 MAX_IN_FLIGHT = 400
 GRACE_S = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 @dataclass
@@ -69,10 +62,15 @@ class Phase:
     seconds: float
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    #: what the errors were: an HTTP status or an exception name, with counts
+    failures: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     elapsed: float = 0.0
+    sending: float = 0.0
     load: tuple[float, float] = (0.0, 0.0)
     server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    workers_cpu: float = 0.0
     unfinished: int = 0
 
     def record(self, kind: str, ms: float, ok: bool) -> None:
@@ -82,8 +80,9 @@ class Phase:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
     def summary(self) -> dict[str, Any]:
+        answered = sum(map(len, self.latencies.values())) + sum(self.errors.values())
         out: dict[str, Any] = {
-            "rate": round(self.sent / self.elapsed, 1) if self.elapsed else 0.0,
+            "rate": round(self.sent / self.sending, 1) if self.sending else 0.0,
             "requests": self.sent,
             "answered_per_s": round(
                 (sum(map(len, self.latencies.values())) + sum(self.errors.values()))
@@ -92,8 +91,12 @@ class Phase:
             ),
             "unfinished": self.unfinished,
             "errors": dict(self.errors),
+            "failures": dict(self.failures),
             "load_1m": list(self.load),
             "server_cpu_pct": round(100 * self.server_cpu / self.elapsed, 1),
+            "client_cpu_pct": round(100 * self.client_cpu / self.elapsed, 1),
+            "workers_cpu_pct": round(100 * self.workers_cpu / self.elapsed, 1),
+            "server_cpu_ms_per_answer": round(1000 * self.server_cpu / max(answered, 1), 2),
         }
         for kind, xs in sorted(self.latencies.items()):
             if len(xs) < 2:
@@ -218,21 +221,25 @@ def mix(ids: list[str], products: list[dict[str, Any]], patch_share: float, rng:
     return next_request
 
 
-async def drive(c: httpx.AsyncClient, phase: Phase, rate: float, next_request, pid: int) -> None:
-    """Open loop: request i is sent at start + i / rate, whatever happened to the others."""
+async def drive(send, phase: Phase, rate: float, next_request, pid: int) -> None:
+    """Open loop: request i is sent at start + i / rate, whatever happened to the others.
+    ``send(method, path, body)`` returns the status code."""
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def one(when: float, kind: str, method: str, path: str, body: Any) -> None:
         async with in_flight:
             try:
-                r = await c.request(method, path, json=body)
-                ok = r.status_code < 400
-            except httpx.HTTPError:
-                ok = False
+                status = await send(method, path, body)
+                ok, what = status < 400, str(status)
+            except (httpx.HTTPError, OSError, TimeoutError, ValueError, IndexError) as e:
+                ok, what = False, type(e).__name__
+            if not ok:
+                phase.failures[what] = phase.failures.get(what, 0) + 1
             phase.record(kind, (time.perf_counter() - when) * 1000, ok)
 
     total = int(phase.seconds * rate)
-    load0, cpu0 = loadavg(), cpu_seconds(pid)
+    load0, cpu0, own0 = loadavg(), cpu_seconds(pid), time.process_time()
+    workers0 = descendants_cpu(pid)
     start = time.perf_counter()
     try:  # bounded: what has not been answered GRACE_S after the last send counts as unfinished
         async with asyncio.timeout(phase.seconds + GRACE_S), asyncio.TaskGroup() as tg:
@@ -243,12 +250,17 @@ async def drive(c: httpx.AsyncClient, phase: Phase, rate: float, next_request, p
                     await asyncio.sleep(delay)
                 tg.create_task(one(when, *next_request()))
                 phase.sent += 1
+            phase.sending = time.perf_counter() - start
     except TimeoutError:
         pass
     phase.elapsed = time.perf_counter() - start
+    phase.sending = phase.sending or phase.elapsed
     phase.unfinished = phase.sent - sum(map(len, phase.latencies.values()))
     phase.unfinished -= sum(phase.errors.values())
     phase.load, phase.server_cpu = (load0, loadavg()), cpu_seconds(pid) - cpu0
+    phase.client_cpu = time.process_time() - own0
+    workers = descendants_cpu(pid)
+    phase.workers_cpu = sum(t - workers0.get(p, 0.0) for p, t in workers.items())
 
 
 async def drain(c: httpx.AsyncClient, limit_s: float = 60) -> float:
@@ -269,8 +281,8 @@ async def drain(c: httpx.AsyncClient, limit_s: float = 60) -> float:
 def markdown(results: dict[str, Any]) -> str:
     rows = [
         "| phase | sent/s | answered/s | request | p50 ms | p99 ms | errors | unfinished "
-        "| load 1m | server CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| load 1m | server CPU | ms CPU/answer | client CPU | workers CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["phases"].items():
         for kind in ("healthz", "get_stream", "patch_product"):
@@ -279,7 +291,9 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {name} | {r['rate']} | {r['answered_per_s']} | {kind} | "
                     f"{r[kind]['p50_ms']} | {r[kind]['p99_ms']} | {r['errors'].get(kind, 0)} | "
                     f"{r['unfinished']} | "
-                    f"{r['load_1m'][0]}→{r['load_1m'][1]} | {r['server_cpu_pct']} % |"
+                    f"{r['load_1m'][0]}→{r['load_1m'][1]} | {r['server_cpu_pct']} % | "
+                    f"{r['server_cpu_ms_per_answer']} | {r['client_cpu_pct']} % | "
+                    f"{r['workers_cpu_pct']} % |"
                 )
     return "\n".join(rows)
 
@@ -295,15 +309,21 @@ async def run(args: argparse.Namespace, server: Server, key: str) -> dict[str, A
     ) as c:
         ids, products, sh = await setup(c, args.streams)
         phases: dict[str, Phase] = {}
+        raw = RawClient("127.0.0.1", server.port, headers, size=100, timeout=5)
+
+        async def send(method: str, path: str, body: Any) -> int:
+            if args.client == "raw":
+                return await raw.status(method, path, body)
+            return (await c.request(method, path, json=body)).status_code
 
         log(f"healthz: {args.rate}/s for {args.seconds} s, no stream running")
         phases["healthz"] = p = Phase("healthz", args.seconds)
-        await drive(c, p, args.rate, lambda: ("healthz", "GET", "/healthz", None), pid)
+        await drive(send, p, args.rate, lambda: ("healthz", "GET", "/healthz", None), pid)
         await drain(c)
 
         log(f"idle: the mix at {args.rate}/s for {args.seconds} s, 0 streams running")
         phases["idle"] = p = Phase("idle", args.seconds)
-        await drive(c, p, args.rate, mix(ids, products, args.patch_share, rng), pid)
+        await drive(send, p, args.rate, mix(ids, products, args.patch_share, rng), pid)
         log(f"idle: server recovered after {await drain(c):.1f} s")
 
         for sid in ids:
@@ -316,17 +336,19 @@ async def run(args: argparse.Namespace, server: Server, key: str) -> dict[str, A
             r.raise_for_status()
         log(f"live: the mix at {args.rate}/s for {args.seconds} s, {len(ids)} streams live")
         phases["live"] = p = Phase("live", args.seconds)
-        await drive(c, p, args.rate, mix(ids, products, args.patch_share, rng), pid)
+        await drive(send, p, args.rate, mix(ids, products, args.patch_share, rng), pid)
         log(f"live: server recovered after {await drain(c):.1f} s")
         states = [(await c.get(f"/v1/streams/{s}")).json()["status"] for s in ids]
         for sid in ids:
             await c.post(f"/v1/streams/{sid}/stop")
+        await raw.aclose()
 
     results: dict[str, Any] = {
         "rate_asked": args.rate,
         "seconds": args.seconds,
         "streams": args.streams,
         "patch_share": args.patch_share,
+        "client": args.client,
         "cpus": os.cpu_count(),
         "phases": {name: ph.summary() for name, ph in phases.items()},
         "streams_after": [
@@ -355,6 +377,12 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--patch-share", type=float, default=0.2)
     ap.add_argument("--markdown", type=Path)
+    ap.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="load generator: httpx (~1.5 ms CPU a request) or raw_http.RawClient (lighter)",
+    )
     args = ap.parse_args()
     if not (0 < args.rate <= 2000 and 0 < args.seconds <= 300 and 0 <= args.streams <= 16):
         ap.error("bounded: rate 0..2000, seconds 0..300, streams 0..16")

@@ -234,6 +234,20 @@ def stop_extra(extras: list[Extra]) -> list[dict[str, Any]]:
     return summary
 
 
+def _before(prev: Any, line: Any) -> dict[str, Any] | None:
+    """What the answer followed: a sentence cut for it, or one that ended (and the pause)."""
+    if prev is None:
+        return None
+    end = prev.t + prev.duration
+    return {
+        "source": prev.source,
+        "cut": line.t < end - 0.05,
+        "played_s": round(min(end, line.t) - prev.t, 3),
+        "duration_s": round(prev.duration, 3),
+        "pause_after_end_s": round(max(0.0, line.t - end), 3),
+    }
+
+
 # --- one measured run ------------------------------------------------------------------------
 
 
@@ -247,6 +261,7 @@ class Asked:
     behind: bool  # an answer was on air or waiting when this one was asked
     heard_wall: float | None = None
     heard_lateness_s: float | None = None
+    before: dict[str, Any] | None = None  # the line on air before the answer, and how it ended
 
 
 @dataclass
@@ -282,8 +297,11 @@ async def run_part(
     )
     control = live.LiveControl()
     by_name: dict[str, Asked] = {}
+    last: list[SpokenLine] = []
 
     def on_line(line: SpokenLine) -> None:
+        prev = last[-1] if last else None
+        last[:] = [line]
         if line.source != "answer":
             return
         now = time.perf_counter()
@@ -292,6 +310,7 @@ async def run_part(
             a = by_name.get(name)
             if a is not None and a.heard_wall is None:
                 a.heard_wall, a.heard_lateness_s = now, lateness
+                a.before = _before(prev, line)
 
     control.line_listeners.append(on_line)
     opts = live.LiveOptions(
@@ -369,7 +388,9 @@ def summarise(
                 "latency_wall_s": wall,
                 "latency_media_s": f.get("latency_s"),
                 "handed_after_s": _minus(f.get("handed_t"), f.get("accepted_t")),
+                "stages_s": {st: _minus(f.get(f"{st}_t"), f.get("accepted_t")) for st in STAGES},
                 "lateness_at_answer_s": a.heard_lateness_s,
+                "before": a.before,
             }
         )
     lat = [r["latency_wall_s"] for r in rows if r["latency_wall_s"] is not None]
@@ -399,6 +420,12 @@ def summarise(
         "media_p50_s": pct(media, 50),
         "media_p95_s": pct(media, 95),
         "handed_p50_s": pct([r["handed_after_s"] for r in rows if r["handed_after_s"]], 50),
+        "stages_p50_p95_s": {
+            st: [pct(xs, 50), pct(xs, 95)]
+            for st in STAGES
+            if (xs := [x for r in rows if (x := r["stages_s"][st]) is not None])
+        },
+        "slowest": _slowest(rows),
         "not_behind_n": len(free),
         "not_behind_p50_s": pct(free, 50),
         "not_behind_p95_s": pct(free, 95),
@@ -413,6 +440,25 @@ def summarise(
         "load1_max": max(flat),
         "questions": rows,
     }
+
+
+#: the answer's way to air, each stamped by the desk (media seconds after acceptance)
+STAGES = ("held", "written", "handed", "checked", "voiced", "spoken")
+
+
+def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The three slowest answers with their stages: what makes the p95."""
+    timed = [r for r in rows if r["latency_wall_s"] is not None]
+    timed.sort(key=lambda r: -r["latency_wall_s"])
+    return [
+        {
+            "question": r["question"],
+            "wall_s": r["latency_wall_s"],
+            **r["stages_s"],
+            "before": r["before"],
+        }
+        for r in timed[:3]
+    ]
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -451,6 +497,11 @@ def table(results: list[dict[str, Any]], llm_delay: float) -> str:
             f"\nllm minus the {llm_delay:.1f} s model delay: p50 {d50:.3f} s, p95 {d95:.3f} s; "
             f"llm minus baseline: p50 {by['llm']['p50_s'] - by['baseline']['p50_s']:+.3f} s"
         )
+    for r in results:
+        stages = ", ".join(f"{st} {v[0]}/{v[1]}" for st, v in r["stages_p50_p95_s"].items())
+        notes.append(f"\n{r['part']} stages after acceptance, p50/p95 s (media): {stages}")
+        for slow in r["slowest"]:
+            notes.append(f"\n  slow: {slow}")
     return head + "\n".join(out) + "".join(notes) + "\n"
 
 

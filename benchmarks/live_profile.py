@@ -1,11 +1,15 @@
 """Where one live stream spends its CPU: py-spy on an ``avatarcast live`` process.
 
     pip install py-spy
-    python benchmarks/live_profile.py [--seconds 10] [--native] [--gil] [--top 10]
+    python benchmarks/live_profile.py [--seconds 10] [--native] [--gil] [--top 10] [--no-spy]
 
 Starts a throwaway nginx-rtmp on loopback (tests/rtmp_server.py) and one 720p25 live stream
-that pushes to it and records, waits until it has been on air for 3 s, then samples it (and
-its children: the RTMP push process) with ``py-spy record`` for SECONDS. Prints the top
+that pushes to it and records, waits until it has been on air for 3 s, then reads the CPU time
+of every thread (``/proc/PID/task/*/stat``, by the OS thread name avatarcast gives each one:
+compose, encode, x264, recorder, rtmp-feed, voice...; the main thread runs the event loop) and
+of the RTMP push child, over SECONDS, as CPU seconds per media second. With py-spy (default;
+``--no-spy`` skips it, as sampling costs CPU itself) it also samples the process and the child
+with ``py-spy record`` over the same window. Prints the top
 functions by own samples (the leaf of the stack) and by inclusive samples, as JSON and as a
 markdown table on stderr. py-spy's idle detection misses some waits (a thread pool worker
 blocked on its queue, the selector), so read ``--gil`` too. Without ``--native`` time inside
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -23,8 +28,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -78,9 +85,24 @@ def thread_cpu(pid: int) -> dict[str, float]:
                 fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
+            if task.name == str(p):
+                name = "main (event loop)" if p == pid else name
             label = re.sub(r"[_-]?\d+$", "", name) + ("" if p == pid else " (child)")
             out[label] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return dict(out)
+
+
+def _read_status(live: subprocess.Popen[str], into: list[dict[str, Any]]) -> None:
+    assert live.stdout is not None
+    for line in live.stdout:
+        with contextlib.suppress(ValueError):
+            into.append(json.loads(line))
+
+
+def _stage(statuses: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
+    """Media seconds and per-stage CPU seconds of the latest status line."""
+    last = statuses[-1] if statuses else {}
+    return float(last.get("media_time_s", 0.0)), dict(last.get("stage_cpu_s") or {})
 
 
 def _ppid(pid: str) -> int:
@@ -96,6 +118,7 @@ def main() -> None:
     ap.add_argument("--native", action="store_true")
     ap.add_argument("--gil", action="store_true", help="only samples of threads holding the GIL")
     ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--no-spy", action="store_true", help="thread CPU only, no py-spy sampling")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="live-profile-") as tmp:
         work = Path(tmp)
@@ -109,6 +132,8 @@ def main() -> None:
         try:
             assert live.stdout is not None
             first = json.loads(live.stdout.readline())  # the first status: on air for 1 s
+            statuses: list[dict[str, Any]] = []
+            threading.Thread(target=_read_status, args=(live, statuses), daemon=True).start()
             time.sleep(2)
             load = Path("/proc/loadavg").read_text().split()[:3]
             out = work / "profile.txt"
@@ -116,11 +141,21 @@ def main() -> None:
             spy += ["--rate", "100", "--format", "raw", "--output", str(out), "--subprocesses"]
             spy += ["--native"] if args.native else []
             spy += ["--gil"] if args.gil else []
-            cpu0, t0 = thread_cpu(live.pid), time.monotonic()
-            subprocess.run(spy, check=True, timeout=args.seconds + 60, capture_output=True)
-            cpu1, wall = thread_cpu(live.pid), time.monotonic() - t0
-            by_thread = {k: round((v - cpu0.get(k, 0.0)) / wall, 3) for k, v in cpu1.items()}
-            total, own, incl = parse(out.read_text())
+            cpu0, t0, stage0 = thread_cpu(live.pid), time.monotonic(), _stage(statuses)
+            if args.no_spy:
+                time.sleep(args.seconds)
+            else:
+                subprocess.run(spy, check=True, timeout=args.seconds + 60, capture_output=True)
+            cpu1, wall, stage1 = thread_cpu(live.pid), time.monotonic() - t0, _stage(statuses)
+            by_thread = {k: round((v - cpu0.get(k, 0.0)) / wall, 4) for k, v in cpu1.items()}
+            media = (stage1[0] - stage0[0]) or 1.0
+            by_stage = {
+                k: round((v - stage0[1].get(k, 0.0)) / media, 4) for k, v in stage1[1].items()
+            }
+            total, own, incl = (1, collections.Counter(), collections.Counter())
+            if not args.no_spy:
+                total, own, incl = parse(out.read_text())
+            load_end = Path("/proc/loadavg").read_text().split()[:3]
         finally:
             live.send_signal(signal.SIGTERM)
             try:
@@ -135,13 +170,22 @@ def main() -> None:
         "samples": total,
         "busy_cores": round(total / 100 / args.seconds, 2),
         "load_1m_5m_15m": load,
+        "load_at_end": load_end,
+        "cpu_s_per_media_s": round(sum(by_thread.values()), 4),
         "state_at_start": first.get("state"),
         "cores_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1])),
+        "stages_in_encode_thread": by_stage,
         "top_own": [(f, n, round(n / total, 3)) for f, n in own.most_common(args.top)],
         "top_inclusive": [(f, n, round(n / total, 3)) for f, n in incl.most_common(args.top)],
     }
     print(json.dumps(res, indent=2))
-    rows = ["| # | function (own samples) | share |", "|---|---|---|"]
+    rows = ["| thread | CPU s per media s |", "|---|---|"]
+    rows += [f"| {k} | {v:.4f} |" for k, v in res["cores_by_thread"].items()]
+    rows += [f"| **total** | **{res['cpu_s_per_media_s']:.4f}** |", ""]
+    rows += ["| stage (thread CPU, in the process's own count) | CPU s per media s |", "|---|---|"]
+    rows += [f"| {k} | {v:.4f} |" for k, v in by_stage.items()]
+    rows += [""]
+    rows += ["| # | function (own samples) | share |", "|---|---|---|"]
     rows += [f"| {i} | `{f}` | {s:.1%} |" for i, (f, _, s) in enumerate(res["top_own"], 1)]
     print("\n".join(rows), file=sys.stderr)
 

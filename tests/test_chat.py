@@ -273,3 +273,52 @@ async def test_a_backlog_of_unspoken_answers_turns_new_questions_away(catalog: C
     backlog = [f for f in fates if f.status == "rejected"]
     assert all(f.reason.startswith("backlog") for f in backlog)
     assert all(d.fate(f"q{i}") is not None for i in range(8))
+
+
+# --- questions in the catalog's other language ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stream", "question", "answer"),
+    [
+        (
+            "nl",
+            "What is the wattage of the airfryer?",
+            "@Tom, goede vraag: vermogen van de Kovana AF550: 1500 W.",
+        ),
+        (
+            "nl",
+            "How heavy is the Tidyra stick vacuum?",
+            "@Tom, goede vraag: de Tidyra S9 heeft een gewicht van 2,6 kg.",
+        ),
+        (
+            "en",
+            "Hoeveel liter past er in de airfryer?",
+            "@Tom, good question: the Kovana AF550 has a capacity of 5.5 litres.",
+        ),
+    ],
+)
+async def test_a_question_in_the_other_language_is_answered_in_the_streams(
+    catalog: Catalog, stream: str, question: str, answer: str
+) -> None:
+    out: list[Sentence] = []
+    d = desk(catalog, stream, out)
+    [fate] = d.accept([ChatMessage("v1", "Tom", question, 0.0)])
+    await d.answer_pending(1.0)
+    assert fate.answer_kind == "template", fate
+    assert [s.text for s in out] == [answer]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Is it waterproof?", "What is the warranty on the airfryer?", "Does it come in red?"],
+)
+async def test_the_other_language_still_says_it_does_not_know(
+    catalog: Catalog, question: str
+) -> None:
+    out: list[Sentence] = []
+    d = desk(catalog, "nl", out)
+    [fate] = d.accept([ChatMessage("v1", "Tom", question, 0.0)])
+    await d.answer_pending(1.0)
+    assert fate.answer_kind == "unknown"
+    assert "dat weet ik niet" in out[0].text

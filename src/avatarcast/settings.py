@@ -40,13 +40,26 @@ class RateLimitSettings(_Section):
     burst: int = Field(default=40, ge=1)
 
 
+class LoadSheddingSettings(_Section):
+    """How many API requests run at once and how many may wait; the rest get 503 at once."""
+
+    running: int = Field(default=32, ge=1, le=1024)
+    waiting: int = Field(default=256, ge=0, le=100_000)
+    #: A request that waited this long is answered 503: its client has likely given up.
+    wait_s: float = Field(default=2.0, gt=0, le=60)
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     body_limit_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    load_shedding: LoadSheddingSettings = Field(default_factory=LoadSheddingSettings)
     allow_private_destinations: bool = False
     migrate_on_start: bool = True
+    #: How long a key row is reused before it is read again; also the most a revocation made
+    #: outside this process (another API process, a hand edit) takes to be seen. 0: no cache.
+    key_cache_s: float = Field(default=2.0, ge=0, le=60)
 
 
 class StreamDefaults(_Section):

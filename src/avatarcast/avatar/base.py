@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from avatarcast.programme.yuv import YuvFrame
 
@@ -35,3 +35,32 @@ class AvatarRenderer(Protocol):
     def mouth_box(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) in frame pixels that contains the mouth at any head offset."""
         ...
+
+
+Box = tuple[int, int, int, int]
+"""(x, y, w, h) in frame pixels, x and y even."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pose:
+    """Where an avatar's layers go for one state: the body and head (``key`` identifies them)
+    and the mouth, which changes from frame to frame while the rest mostly stays put."""
+
+    key: tuple[object, ...]
+    body: Box
+    head: Box
+    eyes: str
+    mouth: str
+    mouth_box: Box
+
+
+@runtime_checkable
+class LayeredRenderer(Protocol):
+    """A renderer whose frames the compositor can cache: ``draw`` equals ``draw_pose`` then
+    ``draw_mouth`` for ``pose(state)``, and a pose draws only inside its boxes."""
+
+    def pose(self, state: AvatarState) -> Pose: ...
+
+    def draw_pose(self, frame: YuvFrame, pose: Pose) -> None: ...
+
+    def draw_mouth(self, frame: YuvFrame, pose: Pose) -> None: ...

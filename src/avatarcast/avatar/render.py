@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from avatarcast.avatar.base import AvatarState
+from avatarcast.avatar.base import AvatarState, Pose
 from avatarcast.avatar.pack import EYE_STATES, AvatarPack, Background, Placed
 from avatarcast.programme.yuv import Sprite, YuvFrame
 
@@ -173,14 +173,37 @@ class SpriteAvatarRenderer:
         return _even(dx * s), _even((dy - lift) * s), _even(-lift * s)
 
     def draw(self, frame: YuvFrame, state: AvatarState) -> None:
+        pose = self.pose(state)
+        self.draw_pose(frame, pose)
+        self.draw_mouth(frame, pose)
+
+    def pose(self, state: AvatarState) -> Pose:
+        """Where each layer of ``state`` goes; poses with equal ``key`` draw the same body."""
         dx, dy, by = self._offsets(state)
         ox, oy = self._origin
-        self._body.draw(frame, ox + self._body_at[0], oy + self._body_at[1] + by)
-        hx, hy = ox + self._head_at[0] + dx, oy + self._head_at[1] + dy
-        self._heads[self.pack.eyes_for(state.blink)].draw(frame, hx, hy)
-        self._mouths[self.mouth_name(state)].draw(
-            frame, hx + self._mouth_at[0], hy + self._mouth_at[1]
+        eyes = self.pack.eyes_for(state.blink)
+        body = (ox + self._body_at[0], oy + self._body_at[1] + by)
+        head = (ox + self._head_at[0] + dx, oy + self._head_at[1] + dy)
+        mouth = self.mouth_name(state)
+        at = (head[0] + self._mouth_at[0], head[1] + self._mouth_at[1])
+        head_stamp, mouth_stamp = self._heads[eyes], self._mouths[mouth]
+        return Pose(
+            key=(body, head, eyes),
+            body=(*body, self._body.w, self._body.h),
+            head=(*head, head_stamp.w, head_stamp.h),
+            eyes=eyes,
+            mouth=mouth,
+            mouth_box=(*at, mouth_stamp.w, mouth_stamp.h),
         )
+
+    def draw_pose(self, frame: YuvFrame, pose: Pose) -> None:
+        """The body and the head with its eyes: the part of a pose that is the same for many
+        frames (the compositor caches it per ``pose.key``)."""
+        self._body.draw(frame, pose.body[0], pose.body[1])
+        self._heads[pose.eyes].draw(frame, pose.head[0], pose.head[1])
+
+    def draw_mouth(self, frame: YuvFrame, pose: Pose) -> None:
+        self._mouths[pose.mouth].draw(frame, pose.mouth_box[0], pose.mouth_box[1])
 
     def mouth_box(self) -> tuple[int, int, int, int]:
         ox, oy = self._origin

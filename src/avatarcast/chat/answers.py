@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from avatarcast.catalog.model import Product, localize
@@ -23,13 +24,14 @@ from avatarcast.errors import UnknownNameError
 from avatarcast.frames import Sentence
 from avatarcast.locale import format_price, language, spoken_price, spoken_units
 from avatarcast.script.guardrails import Guardrails
+from avatarcast.script.guardrails.verdict import Verdict
 from avatarcast.script.llm import LlmOptions
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from openai.types.chat import ChatCompletionMessageParam
 
-__all__ = ["Answer", "AnswerKind", "Answerer", "address", "short_title"]
+__all__ = ["Answer", "AnswerKind", "Answerer", "address", "answer_reasons", "short_title"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class Answer:
     confidence: float
     refused: tuple[str, ...] = ()  # guardrail reasons for a refused model reply
     body: str = ""  # the text without the address and disclosure: what the claims are in
+    spoken_body: str = ""  # ``body`` as spoken (prices in words)
 
     def sentence(self, lang: str) -> Sentence:
         return Sentence(
@@ -99,6 +102,16 @@ class Answer:
             product_id=self.product_id,
             facts=self.facts,
         )
+
+
+def answer_reasons(verdict: Verdict) -> tuple[str, ...]:
+    """The guardrail reasons that refuse an answer: all but "said N s ago".
+
+    The viewer asked, so repeating a fact the rundown just said is what they want; a stutter
+    inside the answer is still refused. Repeating an earlier *answer* is the desk's business:
+    it merges the askers into that answer instead of saying it again.
+    """
+    return tuple(r for r in verdict.reasons if not r.startswith("loops: said"))
 
 
 def address(names: Sequence[str], lang: str) -> str:
@@ -138,6 +151,9 @@ class Answerer:
         self.failures: deque[str] = deque(maxlen=1000)
         #: model replies started when a question was accepted, by (question, product on air)
         self._early: dict[tuple[str, str | None], asyncio.Task[str]] = {}
+        self._asked_at: dict[tuple[str, str | None], float] = {}
+        #: how long the model takes to reply (seconds, moving average), to plan the host's pause
+        self.model_s = 0.5
         self._client = client
         if llm is not None and client is None:
             from openai import AsyncOpenAI
@@ -166,6 +182,7 @@ class Answerer:
         ``product_id`` is the product on air when the question was asked ("it").
         """
         early = self._early.pop((question, product_id), None)
+        self._asked_at.pop((question, product_id), None)
         found = self.retriever.search(question, current=product_id)
         template = self.template(found, names)
         if template.kind == "unknown" or self.llm is None or self._client is None:
@@ -174,24 +191,39 @@ class Answerer:
             return template
         return await self._from_model(found, names, template, media_time, early)
 
-    def start_early(self, question: str, product_id: str | None) -> None:
+    def ready(self, question: str, product_id: str | None) -> bool:
+        """Whether ``answer`` would return without waiting for a model reply started early."""
+        early = self._early.get((question, product_id))
+        return early is None or early.done()
+
+    def expected_wait(self, question: str, product_id: str | None) -> float:
+        """Seconds until the early model reply is expected (0 when ready or none was asked)."""
+        key = (question, product_id)
+        if self.ready(question, product_id) or key not in self._asked_at:
+            return 0.0
+        return max(0.0, self._asked_at[key] + self.model_s - time.monotonic())
+
+    def start_early(self, question: str, product_id: str | None) -> asyncio.Task[str] | None:
         """Ask the model now, while the desk holds the question to merge duplicates.
 
         The prompt depends only on the question and the catalog, not on who asked, so the
         reply can be written while more askers join; ``answer`` picks it up.
         """
         if self.llm is None or self._client is None or len(self._early) >= 16:
-            return
+            return None
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return
+            return None
         found = self.retriever.search(question, current=product_id)
         product = self.catalog.get(found.product_id) if found.product_id else None
         best = found.best
         if product is None or best is None or best.confidence < self.retriever.min_confidence:
-            return
-        self._early[(question, product_id)] = loop.create_task(self._ask(found, product))
+            return None
+        key = (question, product_id)
+        self._asked_at[key] = time.monotonic()
+        task = self._early[key] = loop.create_task(self._ask(found, product))
+        return task
 
     def template(self, found: Retrieval, names: Sequence[str]) -> Answer:
         """The offline answer: the best passage in a phrasing, or the honest reply."""
@@ -203,6 +235,22 @@ class Answerer:
         body, spoken_body = _body(best, product, lang)
         return self._compose(
             names, body, spoken_body, (best.fact_id,), product.id, "template", best.confidence
+        )
+
+    def readdress(self, answer: Answer, names: Sequence[str]) -> Answer:
+        """The same answer addressed to ``names`` (more askers joined before it was spoken)."""
+        if answer.kind == "unknown" or not answer.body:
+            product = self.catalog.get(answer.product_id) if answer.product_id else None
+            return self._unknown(product, names, answer.confidence)
+        return self._compose(
+            names,
+            answer.body,
+            answer.spoken_body or answer.body,
+            answer.facts,
+            answer.product_id,
+            answer.kind,
+            answer.confidence,
+            answer.refused,
         )
 
     # --- composing -----------------------------------------------------------------------------
@@ -226,6 +274,7 @@ class Answerer:
         spoken = prefix + (lead.replace("@", "") + _lower(spoken_body) if lead else spoken_body)
         return Answer(
             body=_upper(body),
+            spoken_body=_upper(spoken_body),
             text=text,
             spoken=spoken_units(spoken, self.lang),
             facts=facts,
@@ -289,18 +338,10 @@ class Answerer:
             text=body, lang=self.lang, source="answer", product_id=product.id, facts=facts
         )
         verdict = self.guardrails.check(sentence, product=product, media_time=media_time)
-        if not verdict.allowed:
-            self.refusals.append((body, verdict.reasons))
-            return Answer(
-                body=template.body,
-                text=template.text,
-                spoken=template.spoken,
-                facts=template.facts,
-                product_id=template.product_id,
-                kind=template.kind,
-                confidence=template.confidence,
-                refused=verdict.reasons,
-            )
+        reasons = answer_reasons(verdict)
+        if reasons:
+            self.refusals.append((body, reasons))
+            return replace(template, refused=reasons)
         used = verdict.facts or facts
         return self._compose(
             names, verdict.text, verdict.text, used, product.id, "llm", found.confidence
@@ -309,6 +350,7 @@ class Answerer:
     async def _ask(self, found: Retrieval, product: Product) -> str:
         assert self.llm is not None and self._client is not None
         o = self.llm
+        t0 = time.monotonic()
         async with asyncio.timeout(o.request_timeout):
             reply = await self._client.chat.completions.create(
                 model=o.model,
@@ -317,6 +359,7 @@ class Answerer:
                 max_tokens=min(o.max_tokens, 120),
                 stream=False,
             )
+        self.model_s = 0.7 * self.model_s + 0.3 * (time.monotonic() - t0)
         if not reply.choices:
             raise ValueError("the model sent no choices")
         return (reply.choices[0].message.content or "").strip()

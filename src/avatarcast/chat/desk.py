@@ -6,6 +6,8 @@ addressed to every asker), rejected with the moderator's reason (or "queue_full"
 bounded queue is full), or skipped when it asks nothing. Answers go to ``say`` (the talk
 source's ``say_now``) as ``source="answer"`` sentences with their fact ids; ``on_line`` hears
 the programme start speaking them, which gives each question's latency to first audio.
+Askers who join an answer handed but not yet spoken are named in it (``replace``), and a
+question whose answer repeats one just given joins that one instead of looping.
 
 With ``require_approval`` on, a written answer waits (``awaiting_approval``) until a supervisor
 approves it (it goes on air) or rejects it (its askers' messages are rejected).
@@ -14,53 +16,23 @@ approves it (it goes on air) or rejects it (its askers' messages are rejected).
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 
 from avatarcast.chat.answers import Answer, Answerer
+from avatarcast.chat.handed import Group, Unspoken
 from avatarcast.chat.message import ChatMessage, Fate
 from avatarcast.chat.moderation import Moderator
-from avatarcast.chat.text import fold
+from avatarcast.chat.questions import is_question, merge_key
 from avatarcast.frames import Sentence
 from avatarcast.programme.programme import SpokenLine
 
 __all__ = ["ChatDesk", "is_question"]
 
-_QUESTION_WORDS = {
-    "en": "how what which does do did is are can could will would where when why who whats "
-    "hows any anyone has have should",
-    "nl": "hoe wat welke welk heeft hebben is zijn kan kun kunt mag moet wanneer waarom wie "
-    "waar hoeveel zit past gaat werkt",
-}
-_ZH_QUESTION = re.compile(
-    r"[吗呢嘛么]|多少|什么|怎么|几|哪|是否|能不能|有没有|可不可以|是不是|多大|多重|多久"
-)
-
-
-def is_question(text: str, lang: str) -> bool:
-    """A question mark, a leading question word or a Chinese question particle."""
-    if "?" in text or "？" in text or _ZH_QUESTION.search(text):
-        return True
-    words = re.findall(r"[^\W\d_]+", re.sub(r"@\S+", " ", fold(text)))
-    starters = set(_QUESTION_WORDS.get(lang, "").split()) | set(_QUESTION_WORDS["en"].split())
-    return bool(words) and words[0] in starters
-
-
-@dataclass(slots=True)
-class _Group:
-    """A question and the near-identical ones merged into it: one answer for all askers."""
-
-    lead: Fate
-    key: str
-    members: list[Fate] = field(default_factory=list)
-
-    @property
-    def fates(self) -> list[Fate]:
-        return [self.lead, *self.members]
+log = logging.getLogger(__name__)
 
 
 class ChatDesk:
@@ -76,16 +48,22 @@ class ChatDesk:
         current_product: Callable[[], str | None] = lambda: None,
         merge_ratio: float = 85.0,
         hold: float = 0.0,
+        min_hold: float | None = None,
         repeat_window: float = 60.0,
         max_pending: int = 32,
         max_unspoken: int = 6,
         ledger_size: int = 10_000,
+        clock: Callable[[], float] | None = None,
+        replace: Callable[[str, Sentence], bool] = lambda old, new: False,
     ) -> None:
         self.answerer = answerer
         self.moderator = moderator
         self.lang = lang
         self.merge_ratio = merge_ratio
+        #: a question waits at least ``min_hold`` and at most ``hold`` for near-identical ones;
+        #: between the two, until its answer is ready (a model reply started on acceptance)
         self.hold = hold
+        self.min_hold = hold if min_hold is None else min(min_hold, hold)
         self.repeat_window = repeat_window
         self.max_pending = max_pending
         #: answers handed to the programme but not spoken yet; past this, new questions are
@@ -94,16 +72,22 @@ class ChatDesk:
         self.ledger_size = ledger_size
         self.guardrail_refusals = 0
         self._say = say
+        self._replace = replace
         self._current = current_product
         self._ledger: OrderedDict[str, Fate] = OrderedDict()
-        self._pending: deque[_Group] = deque()
-        self._answered: deque[tuple[float, _Group]] = deque()
-        self._unspoken: deque[tuple[str, _Group, Answer]] = deque()
+        self._pending: deque[Group] = deque()
+        self._answered: deque[tuple[float, Group]] = deque()
+        self._unspoken = Unspoken()
         self._seq = 0
         self._wake = asyncio.Event()
         self.require_approval = False
-        self._awaiting: OrderedDict[str, tuple[_Group, Answer, Sentence]] = OrderedDict()
+        #: seconds an answer handed to the programme normally takes to be voiced
+        self.voice_within = 1.0
+        self._awaiting: OrderedDict[str, tuple[Group, Answer, Sentence]] = OrderedDict()
         self._answer_seq = 0
+        self._last_now = 0.0
+        #: media seconds now, for the stamps; without one, the time ``answer_pending`` was given
+        self.clock: Callable[[], float] = clock or (lambda: self._last_now)
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -136,7 +120,7 @@ class ChatDesk:
         if not is_question(msg.text, self.lang):
             fate.status, fate.reason = "skipped", "not a question"
             return fate
-        key = _key(msg.text)
+        key = merge_key(msg.text)
         if self._merge(fate, key, msg.time):
             return fate
         if len(self._pending) >= self.max_pending:
@@ -146,8 +130,10 @@ class ChatDesk:
             fate.status = "rejected"
             fate.reason = f"backlog: {len(self._unspoken)} answers still to be spoken"
             return fate
-        self._pending.append(_Group(fate, key))
-        self.answerer.start_early(msg.text, fate.product_id)
+        self._pending.append(Group(fate, key))
+        early = self.answerer.start_early(msg.text, fate.product_id)
+        if early is not None:
+            early.add_done_callback(lambda _: self._wake.set())  # the hold may end now
         return fate
 
     def _merge(self, fate: Fate, key: str, now: float) -> bool:
@@ -160,6 +146,8 @@ class ChatDesk:
             self._answered.popleft()
         for handed, group in reversed(self._answered):
             if self._same(group, fate, key):
+                if self._join_unspoken(group, [fate]):
+                    return True
                 lead = group.lead
                 fate.status, fate.into = "merged", lead.message_id
                 fate.reason = f"already answered at {handed:.2f} s"
@@ -173,7 +161,32 @@ class ChatDesk:
                 return True
         return False
 
-    def _same(self, group: _Group, fate: Fate, key: str) -> bool:
+    def _join_unspoken(self, group: Group, fates: list[Fate]) -> bool:
+        """Add askers to an answer not spoken yet, readdressed to them if it can still be."""
+        h = self._unspoken.of(group)
+        if h is None:
+            return False
+        lead = group.lead
+        group.members.extend(fates)
+        for fate in fates:
+            fate.status, fate.into = "merged", lead.message_id
+            fate.answer_kind, fate.facts, fate.reason = lead.answer_kind, lead.facts, ""
+            for stage in ("held", "written", "handed", "checked", "voiced"):
+                setattr(fate, f"{stage}_at", getattr(lead, f"{stage}_at"))
+        answer = self.answerer.readdress(h.answer, [f.name for f in group.fates])
+        sentence = answer.sentence(self.lang)
+        if self._replace(h.texts[-1], sentence):
+            h.texts.append(sentence.text)
+            h.answer = answer
+            for f in group.fates:
+                f.answer = answer.text
+            return True
+        for fate in fates:
+            fate.answer = lead.answer
+            fate.reason = "joined an answer already on its way; not named in it"
+        return True
+
+    def _same(self, group: Group, fate: Fate, key: str) -> bool:
         if group.lead.product_id != fate.product_id:
             return False
         return fuzz.token_sort_ratio(group.key, key) >= self.merge_ratio
@@ -184,37 +197,66 @@ class ChatDesk:
     def pending(self) -> int:
         return len(self._pending)
 
+    def _due(self, group: Group) -> float:
+        """When a question's hold ends: ``min_hold`` if its answer is ready, else ``hold``."""
+        lead = group.lead
+        ready = self.answerer.ready(lead.text, lead.product_id)
+        return lead.accepted_at + (self.min_hold if ready else self.hold)
+
     async def answer_pending(self, now: float) -> list[Fate]:
         """Answer the queued questions, in arrival order; returns the answered leads.
 
-        A question waits ``hold`` seconds after it arrived, so near-identical ones sent in the
-        same moment share its answer.
+        A question waits a moment after it arrived, so near-identical ones sent then share its
+        answer: ``min_hold`` when the answer is ready, longer (up to ``hold``) while a model
+        reply started on acceptance is still coming, since it costs no extra time then.
         """
         done: list[Fate] = []
-        while self._pending and self._pending[0].lead.accepted_at + self.hold <= now:
+        self._last_now = now
+        while self._pending and self._due(self._pending[0]) <= now:
             group = self._pending.popleft()
+            held = self.clock()
+            for f in group.fates:
+                f.held_at = held
             await self._answer(group, now)
             done.append(group.lead)
         return done
 
-    async def run(self, now: Callable[[], float]) -> None:
-        """Answer as questions arrive. Run it as a task owned by the stream's TaskGroup."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.answer_pending(now())
+    async def run(self) -> None:
+        """Answer each question the moment its hold ends, on ``clock`` (live media seconds).
 
-    async def _answer(self, group: _Group, now: float) -> None:
+        Event-driven: it sleeps until the first hold ends, a question arrives or a model reply
+        comes in. Run it as a task owned by the stream's TaskGroup.
+        """
+        while True:
+            self._wake.clear()
+            try:
+                await self.answer_pending(self.clock())
+            except Exception:
+                log.exception("answering chat failed")
+            timeout = None
+            if self._pending:
+                timeout = max(0.0, self._due(self._pending[0]) - self.clock())
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _answer(self, group: Group, now: float) -> None:
         names = [f.name for f in group.fates]
         answer = await self.answerer.answer(
             group.lead.text, names, media_time=now, product_id=group.lead.product_id
         )
         if answer.refused:
             self.guardrail_refusals += 1
+        if self._same_answer(group, answer):
+            return
         sentence = answer.sentence(self.lang)
+        written = self.clock()
         for f in group.fates:
+            f.written_at = written
             f.handed_at, f.answer, f.answer_kind, f.facts = (
-                now,
+                written,
                 answer.text,
                 answer.kind,
                 answer.facts,
@@ -228,10 +270,36 @@ class ChatDesk:
             return
         self._hand(group, answer, sentence, now)
 
-    def _hand(self, group: _Group, answer: Answer, sentence: Sentence, now: float) -> None:
+    def _same_answer(self, group: Group, answer: Answer) -> bool:
+        """Merge ``group`` into an earlier identical answer rather than say it twice (a loop).
+
+        Differently worded questions can get the same answer; its askers join that one:
+        named in it if it is not spoken yet, else told it was just answered.
+        """
+        if not answer.body:
+            return False
+        for _, earlier in reversed(self._answered):
+            lead = earlier.lead
+            same = lead.product_id == group.lead.product_id and lead.facts == answer.facts
+            if not same or lead.answer is None:
+                continue
+            if answer.body.casefold() not in lead.answer.casefold():
+                continue
+            if self._join_unspoken(earlier, group.fates):
+                return True
+            for f in group.fates:
+                earlier.members.append(f)
+                f.status, f.into = "merged", lead.message_id
+                f.reason = f"already answered at {lead.handed_at or 0.0:.2f} s"
+                f.handed_at, f.spoken_at = lead.handed_at, lead.spoken_at
+                f.answer, f.answer_kind, f.facts = lead.answer, lead.answer_kind, lead.facts
+            return True
+        return False
+
+    def _hand(self, group: Group, answer: Answer, sentence: Sentence, now: float) -> None:
         group.lead.status = "answered"
         self._answered.append((now, group))
-        self._unspoken.append((sentence.text, group, answer))
+        self._unspoken.add(sentence.text, group, answer)
         self._say(sentence)
 
     # --- approval before air ---------------------------------------------------------------------
@@ -269,6 +337,27 @@ class ChatDesk:
             f.status, f.reason = "rejected", f"answer {answer_id} rejected by a supervisor"
         return True
 
+    def answer_expected_at(self) -> float | None:
+        """When the next answer should be ready to voice (media seconds), if one is coming.
+
+        The programme uses it to stop talking at a word boundary in time for the answer. None
+        while answers wait for a supervisor, or when nothing is pending or handed lately: an
+        answer handed ``voice_within`` seconds ago and still unspoken is queued behind another
+        answer or was dropped on its way (a stale product); the rundown must not wait for it.
+        """
+        if self.require_approval:
+            return None
+        now = self.clock()
+        for h in self._unspoken:
+            handed = h.group.lead.handed_at
+            if handed is not None and now - handed <= self.voice_within:
+                return now
+        if not self._pending:
+            return None
+        lead = self._pending[0].lead
+        wait = self.answerer.expected_wait(lead.text, lead.product_id)
+        return max(lead.accepted_at + self.min_hold, self.clock() + wait)
+
     # --- hearing the programme -----------------------------------------------------------------
 
     @property
@@ -278,30 +367,32 @@ class ChatDesk:
 
     def handed(self, text: str) -> tuple[Answer, list[str]] | None:
         """The answer (and the askers' names) behind a handed sentence's text, if unspoken."""
-        for t, group, answer in self._unspoken:
-            if t == text:
-                return answer, [f.name for f in group.fates]
-        return None
+        h = self._unspoken.find(text)
+        return None if h is None else (h.answer, [f.name for f in h.group.fates])
 
     def replace_handed(self, text: str, answer: Answer, sentence_text: str) -> None:
         """A handed answer was replaced on its way to the voice (refused): track the new one."""
-        for i, (t, group, _) in enumerate(self._unspoken):
-            if t == text:
-                self._unspoken[i] = (sentence_text, group, answer)
-                for f in group.fates:
-                    f.answer, f.answer_kind, f.facts = answer.text, answer.kind, answer.facts
-                return
+        h = self._unspoken.find(text)
+        if h is not None:
+            h.texts.append(sentence_text)
+            h.answer = answer
+            for f in h.group.fates:
+                f.answer, f.answer_kind, f.facts = answer.text, answer.kind, answer.facts
+
+    def stamp(self, text: str, stage: str) -> None:
+        """A handed answer reached ``stage`` ("checked" or "voiced") on its way to air."""
+        t, h = self.clock(), self._unspoken.find(text)
+        for f in h.group.fates if h is not None else ():
+            if getattr(f, f"{stage}_at") is None:
+                setattr(f, f"{stage}_at", t)
 
     def on_line(self, line: SpokenLine) -> None:
         """The programme started speaking ``line``: stamps the askers' first-audio time."""
         if line.source != "answer":
             return
-        for i, (text, group, _) in enumerate(self._unspoken):
-            if text == line.text:
-                del self._unspoken[i]
-                for f in group.fates:
-                    f.spoken_at = line.t
-                return
+        h = self._unspoken.pop(line.text)
+        for f in h.group.fates if h is not None else ():
+            f.spoken_at = line.t
 
     # --- the ledger ----------------------------------------------------------------------------
 
@@ -316,8 +407,3 @@ class ChatDesk:
         self._ledger[fate.message_id] = fate
         while len(self._ledger) > self.ledger_size:
             self._ledger.popitem(last=False)
-
-
-def _key(text: str) -> str:
-    """A question as compared for merging: folded words, without @mentions."""
-    return " ".join(re.findall(r"[^\W_]+", re.sub(r"@\S+", " ", fold(text))))

@@ -26,8 +26,11 @@ class ChatMessage:
 class Fate:
     """What happened to one message: answered, merged into another, rejected or skipped.
 
-    ``handed_at`` is when the answer sentence went to the programme, ``spoken_at`` when the
-    programme started speaking it (both media seconds).
+    The stamps (media seconds) follow one answer through the pipeline, so a slow answer can be
+    traced to its stage: ``held_at`` the merge hold ended, ``written_at`` the answer text was
+    ready (model reply and its guardrail check included), ``handed_at`` it went to the
+    programme, ``checked_at`` it passed the guardrails on its way to the voice, ``voiced_at``
+    its audio was synthesised, ``spoken_at`` the programme started speaking it.
     """
 
     message_id: str
@@ -39,7 +42,11 @@ class Fate:
     reason: str = ""
     into: str | None = None
     product_id: str | None = None
+    held_at: float | None = None
+    written_at: float | None = None
     handed_at: float | None = None
+    checked_at: float | None = None
+    voiced_at: float | None = None
     spoken_at: float | None = None
     answer: str | None = None
     answer_kind: str | None = None
@@ -64,10 +71,18 @@ class Fate:
             "into": self.into,
             "product_id": self.product_id,
             "accepted_t": round(self.accepted_at, 3),
-            "handed_t": None if self.handed_at is None else round(self.handed_at, 3),
-            "spoken_t": None if self.spoken_at is None else round(self.spoken_at, 3),
+            "held_t": _r(self.held_at),
+            "written_t": _r(self.written_at),
+            "handed_t": _r(self.handed_at),
+            "checked_t": _r(self.checked_at),
+            "voiced_t": _r(self.voiced_at),
+            "spoken_t": _r(self.spoken_at),
             "latency_s": None if lat is None else round(lat, 3),
             "answer": self.answer,
             "answer_kind": self.answer_kind,
             "facts": list(self.facts),
         }
+
+
+def _r(t: float | None) -> float | None:
+    return None if t is None else round(t, 3)

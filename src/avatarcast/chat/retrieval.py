@@ -6,13 +6,18 @@ Every fact, FAQ entry and selling point of the live catalog is a passage, ranked
 Confidence is the IDF-weighted share of what the question asks about that the passage covers;
 words that appear nowhere in the catalog weigh the most, so "is it waterproof?" finds nothing
 rather than the nearest fact, and the answerer says it does not know.
+
+A question in the other catalog language (English on a Dutch stream) that the stream's
+language can't answer is searched in the catalog's text in its own language; the facts are the
+same ids, so the host answers in the stream's language. When neither finds the fact, the host
+still says it does not know.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from rank_bm25 import BM25Okapi  # type: ignore[import-untyped]
@@ -20,7 +25,15 @@ from rapidfuzz import fuzz
 
 from avatarcast.catalog.model import Product, localize
 from avatarcast.catalog.store import Catalog
-from avatarcast.chat.text import Token, canonical, detect_lang, fold, stem, tokenize
+from avatarcast.chat.text import (
+    Token,
+    canonical,
+    detect_lang,
+    fold,
+    latin_lang_of,
+    stem,
+    tokenize,
+)
 from avatarcast.locale import language
 
 __all__ = ["Hit", "PassageKind", "Retrieval", "Retriever"]
@@ -115,6 +128,23 @@ class Retriever:
         """
         qlang = detect_lang(question, lang or self.lang)
         text_lang = self._text_lang(lang or self.lang)
+        found = self._search(question, qlang, text_lang, current)
+        other = latin_lang_of(question) if text_lang in ("en", "nl") and qlang != "zh" else None
+        if found.confidence >= self.min_confidence or other in (None, text_lang):
+            return found
+        assert other is not None
+        crossed = self._search(question, other, other, current)
+        if crossed.confidence < self.min_confidence:
+            return found
+        return self._in_lang(crossed, text_lang)
+
+    def _in_lang(self, found: Retrieval, text_lang: str) -> Retrieval:
+        """``found`` with each passage's text as the catalog says it in ``text_lang``."""
+        texts = {p.fact_id: p.text for p in self._index(text_lang).passages}
+        hits = tuple(replace(h, text=texts.get(h.fact_id, h.text)) for h in found.hits)
+        return replace(found, hits=hits)
+
+    def _search(self, question: str, qlang: str, text_lang: str, current: str | None) -> Retrieval:
         index = self._index(text_lang)
         product_id, named = self._target(question, qlang, index, current)
         units = [u for u in tokenize(question, qlang) if u.term not in index.name_terms]

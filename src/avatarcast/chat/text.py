@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from avatarcast.chat.lexicon import CATEGORY_ALIASES, CONCEPTS, PHRASES, STOPWORDS, ZH_NEUTRAL
 
-__all__ = ["Token", "detect_lang", "fold", "stem", "tokenize"]
+__all__ = ["Token", "detect_lang", "fold", "latin_lang_of", "stem", "tokenize"]
 
 _L = r"[^\W_\u3400-\u9fff]"
 _WORD = re.compile(rf"{_L}+(?:[-']{_L}+)*|[\u3400-\u9fff]+")
@@ -32,6 +32,20 @@ def fold(text: str) -> str:
 def detect_lang(text: str, default: str) -> str:
     """``zh`` when the text has Han characters, otherwise the stream's language."""
     return "zh" if _HAN.search(text) else default
+
+
+def latin_lang_of(text: str) -> str | None:
+    """ "en" or "nl" when the text's function words say so clearly; None when they don't.
+
+    Counts the words that are stopwords in one language only ("what", "the" vs "hoeveel",
+    "de"), so a question with shared words only ("Timer?") stays with the stream's language.
+    """
+    words = re.findall(r"[^\W\d_]+", re.sub(r"@\S+", " ", fold(text)))
+    en = sum(1 for w in words if w in _STOP_ONLY["en"])
+    nl = sum(1 for w in words if w in _STOP_ONLY["nl"])
+    if en == nl:
+        return None
+    return "en" if en > nl else "nl"
 
 
 def stem(word: str, lang: str) -> str:
@@ -96,6 +110,7 @@ def _concept_index() -> tuple[dict[tuple[str, str], tuple[str, ...]], list[tuple
 _LATIN_CONCEPTS, _HAN_CONCEPTS = _concept_index()
 _NL_WORDS = [(w, c) for c, by in CONCEPTS.items() for w in by.get("nl", "").split() if len(w) >= 5]
 _STOP = {lang: frozenset(words.split()) for lang, words in STOPWORDS.items()}
+_STOP_ONLY = {"en": _STOP["en"] - _STOP["nl"], "nl": _STOP["nl"] - _STOP["en"]}
 _PHRASES = [(re.compile(p), repl) for p, repl in PHRASES]
 _ALIASES = sorted(CATEGORY_ALIASES.items(), key=lambda kv: len(kv[0]), reverse=True)
 _NEUTRAL = sorted(ZH_NEUTRAL.split(), key=len, reverse=True)

@@ -23,6 +23,7 @@ from avatarcast.control.db.engine import make_engine, make_sessionmaker
 from avatarcast.control.db.migrate import upgrade_database
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
+from avatarcast.control.keycache import KeyCache
 from avatarcast.control.metrics import ControlMetrics, LatencyMiddleware
 from avatarcast.control.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -30,6 +31,7 @@ from avatarcast.control.problems import (
     install_problem_handlers,
 )
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.settings import Settings
 
 #: Route modules under ``avatarcast.control.routes``, in the order of the OpenAPI document.
@@ -96,6 +98,7 @@ def create_app(
         buckets=TokenBuckets(
             rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
         ),
+        keys=KeyCache(ttl_s=settings.api.key_cache_s),
     )
     modules = load_route_modules()
     lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]
@@ -125,6 +128,14 @@ def create_app(
         app.include_router(router)
     install_problem_handlers(app)
     app.add_middleware(RequestGuardMiddleware, limit=settings.api.body_limit_bytes)
+    shedding = settings.api.load_shedding
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        running=shedding.running,
+        waiting=shedding.waiting,
+        wait_s=shedding.wait_s,
+        metrics=ctx.metrics,
+    )
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics)
     app.add_middleware(UnhandledErrorMiddleware)
     _problem_media_type_in_openapi(app)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.control.hub import ProductChangeHub
+from avatarcast.control.keycache import KeyCache
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.ratelimit import TokenBuckets
 from avatarcast.settings import Settings
@@ -24,4 +25,10 @@ class AppContext:
     hub: ProductChangeHub
     metrics: ControlMetrics
     buckets: TokenBuckets
+    keys: KeyCache
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def local_database(self) -> bool:
+        """SQLite: a query is an in-process call, not a round trip to a server."""
+        return self.engine.dialect.name == "sqlite"

@@ -1,23 +1,29 @@
-"""Dependencies every route shares: the app context, a DB session, the caller's key and role."""
+"""Dependencies every route shares: the app context, a DB session, the caller's key and role.
+
+The cheap ones are ``async def`` so FastAPI runs them on the event loop: a plain ``def``
+dependency costs a trip through the threadpool per request, and on a busy server those trips
+were a good part of the CPU spent on a request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.models import ApiKey
+from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.ratelimit import retry_after_header
 from avatarcast.control.security import ROLE_GRANTS, secret_matches, split_token
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -25,9 +31,19 @@ def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_session(ctx: ContextDep) -> Iterator[Session]:
-    with ctx.sessions() as session:
+async def get_session(ctx: ContextDep) -> AsyncIterator[Session]:
+    """The request's session. Opening one does no I/O (the connection is taken at the first
+    query), so it happens on the loop; so does closing it on SQLite, where handing the
+    connection back is an in-process call of microseconds. On a networked database closing
+    is a round trip, and goes to the threadpool."""
+    session = ctx.sessions()
+    try:
         yield session
+    finally:
+        if session.in_transaction() and not ctx.local_database:
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -56,25 +72,42 @@ def _unauthorized(detail: str) -> ProblemError:
     )
 
 
-def current_caller(
+async def current_caller(
     ctx: ContextDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    """The caller; the key row comes from ``ctx.keys`` and only a miss reads the database."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    return caller_for_token(ctx, session, credentials.credentials)
+    token = credentials.credentials
+    parts = split_token(token)
+    if parts is None:
+        raise _unauthorized("the API key is not valid")
+    record = ctx.keys.get(parts[0])
+    if record is None:
+        record = await run_in_threadpool(_load_key, ctx, parts[0])
+    return _admit(ctx, record, parts)
+
+
+def _load_key(ctx: AppContext, key_id: str) -> KeyRecord | None:
+    with ctx.sessions() as session:
+        return ctx.keys.load(session, key_id)
 
 
 def caller_for_token(ctx: AppContext, session: Session, token: str) -> Caller:
     """The caller a raw key stands for (also for WebSockets, which send no Bearer header)."""
     parts = split_token(token)
-    key = session.get(ApiKey, parts[0]) if parts else None
-    if parts is None or key is None or not secret_matches(parts[0], parts[1], key.secret_hash):
+    record = ctx.keys.load(session, parts[0]) if parts else None
+    return _admit(ctx, record, parts)
+
+
+def _admit(ctx: AppContext, record: KeyRecord | None, parts: tuple[str, str] | None) -> Caller:
+    """Check the secret (constant time), revocation and the key's rate limit."""
+    if parts is None or record is None or not secret_matches(*parts, record.secret_hash):
         raise _unauthorized("the API key is not valid")
-    if key.revoked_at is not None:
+    if record.revoked:
         raise _unauthorized("the API key was revoked")
-    wait = ctx.buckets.take(key.id)
+    wait = ctx.buckets.take(record.id)
     if wait > 0:
         raise ProblemError(
             429,
@@ -82,20 +115,20 @@ def caller_for_token(ctx: AppContext, session: Session, token: str) -> Caller:
             kind="rate-limited",
             headers={"Retry-After": retry_after_header(wait)},
         )
-    supervisor_id = key.supervisor_id if key.role == "supervisor" else None
+    supervisor_id = record.supervisor_id if record.role == "supervisor" else None
     return Caller(
-        key_id=key.id, tenant_id=key.tenant_id, role=key.role, supervisor_id=supervisor_id
+        key_id=record.id, tenant_id=record.tenant_id, role=record.role, supervisor_id=supervisor_id
     )
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def require_role(*roles: str) -> Callable[[Caller], Caller]:
+def require_role(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency admitting keys whose role grants any of ``roles`` (admin grants all)."""
     wanted = frozenset(roles)
 
-    def check(caller: CallerDep) -> Caller:
+    async def check(caller: CallerDep) -> Caller:
         if not ROLE_GRANTS.get(caller.role, frozenset()) & wanted:
             needed = " or ".join(sorted(wanted))
             raise ProblemError(403, f"this needs a {needed} key", kind="forbidden")

@@ -28,6 +28,11 @@ class ControlMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.shed_requests = Counter(
+            "avatarcast_http_requests_shed",
+            "API requests answered 503 at once because the server was at capacity.",
+            registry=r,
+        )
         self.streams = Gauge(
             "avatarcast_streams", "Streams by state.", ["tenant", "state"], registry=r
         )

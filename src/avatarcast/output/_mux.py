@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from fractions import Fraction
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from av.stream import Stream
 
 from avatarcast.frames import EncodedPacket
 from avatarcast.output.base import StreamHeaders
+from avatarcast.threads import named_pool
 
 _T = TypeVar("_T")
 _SMPTE170M = 6
@@ -78,8 +79,10 @@ class SerialWorker:
     """
 
     def __init__(self, name: str, *, max_pending: int = 256) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._pending: deque[asyncio.Future[None]] = deque()
+        self._pool = named_pool(name)
+        # plain futures: a finished call does not wake the event loop (once per frame, it
+        # did); they are checked on the next submit and awaited only at the bound
+        self._pending: deque[Future[None]] = deque()
         self._max = max_pending
         self.error: BaseException | None = None
 
@@ -92,14 +95,19 @@ class SerialWorker:
         """Queue ``fn``; waits only while ``max_pending`` calls are still running."""
         self._reap()
         while len(self._pending) >= self._max:
-            await asyncio.wait([self._pending[0]])
-            self._reap()
-        self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, fn))
+            await self._wait_oldest()
+        self._pending.append(self._pool.submit(fn))
 
     async def drain(self) -> None:
         while self._pending:
-            await asyncio.wait([self._pending[0]])
-            self._reap()
+            await self._wait_oldest()
+
+    async def _wait_oldest(self) -> None:
+        waiter = asyncio.wrap_future(self._pending[0])
+        await asyncio.wait([waiter])
+        if not waiter.cancelled():
+            waiter.exception()  # retrieved here, raised by _reap from the call's own future
+        self._reap()
 
     def _reap(self) -> None:
         while self._pending and self._pending[0].done():

@@ -5,8 +5,9 @@ handshakes, the FLV header) while holding the GIL and with no timeout: a destina
 accepts the connection and then says nothing would freeze every thread of the programme.
 Here it can only freeze this process, which the parent then kills.
 
-IN and OUT are pipe descriptors. Messages in: a ``PushConfig`` first, then
-``("packet", EncodedPacket)``, ``("resync",)``, ``("stop",)``. Out: status dicts.
+IN and OUT are pipe descriptors. Messages in: a pickled ``PushConfig`` first, then raw byte
+messages: ``P`` + packed packets (``pack_packets``: a fixed header per packet and its data,
+no pickling, one message per programme frame), ``R`` (resync), ``S`` (stop). Out: status dicts.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import struct
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +32,7 @@ from av.container import OutputContainer
 from avatarcast.frames import EncodedPacket
 from avatarcast.output._mux import add_streams, to_av_packet
 from avatarcast.output.base import StreamHeaders
+from avatarcast.threads import set_os_thread_name, start_named_thread
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +47,50 @@ class PushConfig:
     max_retries: int | None
     max_queue_seconds: float
     connect_timeout: float
+
+
+MSG_PACKETS, MSG_RESYNC, MSG_STOP = b"P", b"R", b"S"
+_HEAD = struct.Struct("<BqqiIII")  # flags, pts, dts, duration, time base num/den, data length
+_VIDEO, _KEY = 1, 2
+
+
+def pack_packets(packets: Iterable[EncodedPacket]) -> bytes:
+    """``packets`` as one ``P`` message: per packet a fixed header, then its data."""
+    parts = [MSG_PACKETS]
+    for p in packets:
+        flags = (_VIDEO if p.kind == "video" else 0) | (_KEY if p.keyframe else 0)
+        tb = p.time_base
+        head = _HEAD.pack(
+            flags, p.pts, p.dts, p.duration, tb.numerator, tb.denominator, len(p.data)
+        )
+        parts += (head, p.data)
+    return b"".join(parts)
+
+
+def unpack_packets(message: bytes) -> list[EncodedPacket]:
+    """The packets of a ``P`` message made by ``pack_packets``, in order."""
+    out: list[EncodedPacket] = []
+    time_bases: dict[tuple[int, int], Fraction] = {}
+    view, pos, end = memoryview(message), 1, len(message)
+    while pos < end:
+        flags, pts, dts, duration, num, den, size = _HEAD.unpack_from(view, pos)
+        pos += _HEAD.size
+        tb = time_bases.get((num, den))
+        if tb is None:
+            tb = time_bases[num, den] = Fraction(num, den)
+        out.append(
+            EncodedPacket(
+                kind="video" if flags & _VIDEO else "audio",
+                data=bytes(view[pos : pos + size]),
+                pts=pts,
+                dts=dts,
+                time_base=tb,
+                keyframe=bool(flags & _KEY),
+                duration=duration,
+            )
+        )
+        pos += size
+    return out
 
 
 def trim_gops(queue: deque[EncodedPacket], max_seconds: float) -> int:
@@ -72,6 +121,7 @@ def main(argv: list[str]) -> None:
     # Run as __main__, this module's classes are not the pickled ones: use the package's.
     from avatarcast.output import _rtmp_push
 
+    set_os_thread_name("rtmp-push")
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
     config = inbox.recv()
@@ -100,7 +150,7 @@ class _Pusher:
         }
 
     def run(self) -> None:
-        threading.Thread(target=self._receive, daemon=True).start()
+        start_named_thread("rtmp-recv", self._receive)
         delay = self.c.backoff_start
         while not self._stop_requested():
             self._report(state="connecting")
@@ -131,21 +181,22 @@ class _Pusher:
         sent_keyframe, clean, last_report = False, False, 0
         try:
             while True:
-                packet, resync = self._next()
-                if packet is None:
+                batch, resync = self._next()
+                if not batch:
                     if self._stop_requested():
                         clean = True
                         return
                     continue
                 if resync:
                     sent_keyframe = False
-                if not sent_keyframe:
-                    if not (packet.kind == "video" and packet.keyframe):
-                        continue
-                    sent_keyframe = True
-                container.mux(to_av_packet(packet, streams[packet.kind]))
-                self._stats["bytes_sent"] += len(packet.data)
-                self._stats["packets_sent"] += 1
+                for packet in batch:
+                    if not sent_keyframe:
+                        if not (packet.kind == "video" and packet.keyframe):
+                            continue
+                        sent_keyframe = True
+                    container.mux(to_av_packet(packet, streams[packet.kind]))
+                    self._stats["bytes_sent"] += len(packet.data)
+                    self._stats["packets_sent"] += 1
                 if self._stats["packets_sent"] - last_report >= 25:
                     last_report = self._stats["packets_sent"]
                     self._report()
@@ -175,30 +226,35 @@ class _Pusher:
     def _receive(self) -> None:
         while True:
             try:
-                msg = self._inbox.recv()
+                msg = self._inbox.recv_bytes()
             except (EOFError, OSError):
-                msg = ("stop",)
+                msg = MSG_STOP
+            tag = msg[:1]
+            packets = unpack_packets(msg) if tag == MSG_PACKETS else []
             with self._cond:
-                if msg[0] == "packet":
-                    self._queue.append(msg[1])
+                if packets:
+                    self._queue.extend(packets)
                     dropped = trim_gops(self._queue, self.c.max_queue_seconds)
                     if dropped:
                         self._resync = True
                         self._report(dropped_packets=self._stats["dropped_packets"] + dropped)
-                elif msg[0] == "resync":
+                elif tag == MSG_RESYNC:
                     self._resync = True
-                elif msg[0] == "stop":
+                elif tag == MSG_STOP:
                     self._stop = True
                 self._cond.notify_all()
                 if self._stop:
                     return
 
-    def _next(self) -> tuple[EncodedPacket | None, bool]:
+    def _next(self) -> tuple[list[EncodedPacket], bool]:
+        """Every packet queued so far (waiting up to a second for one), and a pending resync."""
         with self._cond:
             if not self._queue and not self._stop:
                 self._cond.wait(1.0)
             resync, self._resync = self._resync, False
-            return (self._queue.popleft() if self._queue else None), resync
+            batch = list(self._queue)
+            self._queue.clear()
+            return batch, resync
 
     def _stop_requested(self) -> bool:
         with self._cond:

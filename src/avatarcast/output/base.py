@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from avatarcast.frames import EncodedPacket, StreamFormat
 
@@ -30,3 +31,14 @@ class Sink(Protocol):
     async def write(self, packet: EncodedPacket) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """A sink that takes one frame's packets in one call.
+
+    The runner prefers ``write_batch`` where a sink has it: a sink that hands packets to a
+    thread or a process then wakes it once per frame instead of once per packet.
+    """
+
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None: ...

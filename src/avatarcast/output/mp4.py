@@ -47,7 +47,7 @@ class Mp4FileSink:
         self.name = name or f"mp4:{self.path.name}"
         self.metadata = dict(metadata or {})
         self._faststart = faststart
-        self._worker = SerialWorker(f"avatarcast-{self.name}")
+        self._worker = SerialWorker("mp4-file")
         self._tmp: Path | None = None
         self._container: OutputContainer | None = None
         self._streams: dict[str, Stream] = {}

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -75,7 +75,7 @@ class SegmentedRecorder:
         self.metadata = dict(metadata or {})
         self.on_segment_closed = on_segment_closed
         self.segments: list[SegmentInfo] = []
-        self._worker = SerialWorker(f"avatarcast-{name}")
+        self._worker = SerialWorker("recorder")
         self._headers: StreamHeaders | None = None
         self._current: _Segment | None = None
         self._early_audio: list[EncodedPacket] = []
@@ -86,10 +86,15 @@ class SegmentedRecorder:
         await self._worker.call(self._prepare_dir)
 
     async def write(self, packet: EncodedPacket) -> None:
+        await self.write_batch((packet,))
+
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
+        """Mux one frame's packets in one job of the worker thread."""
         if self._headers is None or self._closed:
             raise OutputError(f"{self.name}: write before open or after close")
+        batch = tuple(packets)
         try:
-            await self._worker.submit(lambda: self._write(packet))
+            await self._worker.submit(lambda: self._write_all(batch))
         except OutputError:
             raise
         except Exception as exc:
@@ -132,6 +137,10 @@ class SegmentedRecorder:
         except (OSError, ValueError, TypeError) as exc:
             raise OutputError(f"cannot continue the recording in {self.dir}: {exc}") from exc
         self.segments = earlier + self.segments
+
+    def _write_all(self, packets: tuple[EncodedPacket, ...]) -> None:
+        for packet in packets:
+            self._write(packet)
 
     def _write(self, packet: EncodedPacket) -> None:
         t = packet.dts * packet.time_base

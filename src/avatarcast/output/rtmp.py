@@ -18,15 +18,22 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
-from avatarcast.output._rtmp_push import PushConfig, trim_gops
+from avatarcast.output._rtmp_push import (
+    MSG_RESYNC,
+    MSG_STOP,
+    PushConfig,
+    pack_packets,
+    trim_gops,
+)
 from avatarcast.output.base import StreamHeaders
+from avatarcast.threads import in_background, start_named_thread
 
 __all__ = ["RtmpSink", "State", "redact_url"]
 
@@ -117,11 +124,13 @@ class RtmpSink:
         if self._process is not None:
             return
         # A fresh interpreter, not multiprocessing: spawn would re-import the caller's
-        # __main__, and fork would copy the event loop's threads and locks.
+        # __main__, and fork would copy the event loop's threads and locks. Started from a
+        # low-priority thread, it inherits that priority: the push runs on a 6 s queue, not
+        # on the frame clock, and its start-up must not make frames of other streams late.
         in_r, in_w = os.pipe()
         st_r, st_w = os.pipe()
         try:
-            self._process = await asyncio.to_thread(
+            self._process = await in_background(
                 subprocess.Popen,
                 [sys.executable, "-m", "avatarcast.output._rtmp_push", str(in_r), str(st_w)],
                 pass_fds=(in_r, st_w),
@@ -158,17 +167,19 @@ class RtmpSink:
         inbox, status = Connection(in_w, readable=False), Connection(st_r, writable=False)
         inbox.send(config)  # the URL goes through the pipe, never onto a command line
         self._remote["state"] = "connecting"
-        for target, conn in ((self._forward, inbox), (self._listen, status)):
-            t = threading.Thread(target=target, args=(conn,), name=f"{self.name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._threads.append(start_named_thread("rtmp-feed", self._forward, inbox))
+        self._threads.append(start_named_thread("rtmp-status", self._listen, status))
 
     async def write(self, packet: EncodedPacket) -> None:
         """Queue ``packet``; never waits for the network."""
+        await self.write_batch((packet,))
+
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
+        """Queue one frame's packets with one wake-up of the feeding thread."""
         with self._cond:
             if self._stop:
                 return
-            self._queue.append(packet)
+            self._queue.extend(packets)
             dropped = trim_gops(self._queue, self._max_queue)
             if dropped:
                 self._dropped += dropped
@@ -212,12 +223,13 @@ class RtmpSink:
                     self._cond.wait_for(lambda: self._queue or self._stop)
                     if not self._queue:
                         break
-                    packet = self._queue.popleft()
+                    batch = list(self._queue)
+                    self._queue.clear()
                     resync, self._resync = self._resync, False
                 if resync:
-                    conn.send(("resync",))
-                conn.send(("packet", packet))
-            conn.send(("stop",))
+                    conn.send_bytes(MSG_RESYNC)
+                conn.send_bytes(pack_packets(batch))
+            conn.send_bytes(MSG_STOP)
         except (OSError, ValueError):
             pass  # the child is gone; _listen reports it
         finally:

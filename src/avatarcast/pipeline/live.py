@@ -32,6 +32,7 @@ from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.pipeline.talk import Guard
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.threads import in_background
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class LiveControl:
         """Take a batch of viewer messages; returns each one's fate (accepted or rejected)."""
         if self._chat is None or self._runner is None or self._built is None:
             raise OutputError("the stream is not on air yet; chat is taken once it is live")
-        now = self._runner.pts / self._built.fmt.fps
+        now = self._chat.desk.clock()
         batch = [
             ChatMessage(
                 viewer_id=str(m.get("viewer_id", "")),
@@ -248,14 +249,23 @@ class LiveControl:
             "encode_lag_ms": round(stats.last_lateness_s * 1000, 1) if stats else 0.0,
             "max_lag_ms": round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
             "late_frames": stats.late_frames if stats else 0,
+            "stage_cpu_s": _stage_cpu(self._runner, built),
             "product_id": product.id if product else None,
             "price": str(product.current_price) if product else None,
             "sentence": sentence.text if sentence else None,
             "destinations": [_dest_status(s) for s in self._rtmp] + self._bad_destinations,
-            "whep_url": self._whep_url,
+            # given out once the runner has opened its sinks: before, WHEP answers 503
+            "whep_url": self._whep_url if stats is not None and stats.started_wall else None,
             "whep_error": self._whep_error,
             "recording_dir": self._recording_dir,
         }
+
+
+def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:
+    """CPU seconds so far in compose and encode (split into x264 and AAC where known)."""
+    cpu = dict(runner.stats.stage_cpu) if runner is not None else {}
+    cpu.update(getattr(built.encoder, "cpu_seconds", {}) if built is not None else {})
+    return {k: round(v, 3) for k, v in cpu.items()}
 
 
 def _dest_status(sink: RtmpSink) -> Status:
@@ -276,10 +286,15 @@ async def run_live(
     control: LiveControl | None = None,
     on_status: Callable[[Status], None] | None = None,
     status_interval: float = 1.0,
+    on_air: Callable[[], None] | None = None,
 ) -> Status:
-    """Run the programme live until ``opts.duration`` passes or ``control.stop()``."""
+    """Run the programme live until ``opts.duration`` passes or ``control.stop()``.
+
+    ``on_air`` is called once everything is built and warmed up, just before the clock starts
+    (the CLI gives back its machine-wide start-up slot there).
+    """
     control = control or LiveControl()
-    resolved = validate(opts.programme, products)
+    resolved = await in_background(validate, opts.programme, products)
     fmt = resolved.fmt
     sinks: list[Sink] = []
     for url in opts.destinations:
@@ -334,23 +349,32 @@ async def run_live(
     try:
         for rtmp in control._rtmp:
             await rtmp.prestart()  # their start-up overlaps with building the programme
-        built = build(resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t))
+        # built at low priority, so other streams' frames on this machine stay on time
+        built = await in_background(
+            build, resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t)
+        )
     except BaseException:
         for sink in sinks:
             await sink.aclose()
         raise
-    chat = ProgrammeChat(built, disclosure=opts.disclose_answers, llm=opts.programme.llm)
+    wall = WallClock()
+    chat = ProgrammeChat(
+        built,
+        disclosure=opts.disclose_answers,
+        llm=opts.programme.llm,
+        clock=lambda: opts.start_at + wall.now(),  # media seconds between frames too
+    )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     control._built = built
     control._chat = chat
-    await asyncio.to_thread(_warm_up, built)
+    await in_background(_warm_up, built)
     runner = ProgrammeRunner(
         programme=built.programme,
         compose=built.compositor,
         encoder=built.encoder,
         sinks=sinks,
-        clock=WallClock(),
+        clock=wall,
         start_pts=round(opts.start_at * fmt.fps),
         before_frame=_chat_hook(chat),
     )
@@ -358,6 +382,8 @@ async def run_live(
     if control._stop_requested:
         runner.stop()
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
+    if on_air is not None:
+        on_air()
     control.started_wall = time.perf_counter()
     control.state = "live"
     try:
@@ -365,7 +391,7 @@ async def run_live(
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
             reporter = tg.create_task(_report(control, on_status, status_interval))
-            answers = tg.create_task(_answer_chat(chat, runner, fmt.fps))
+            answers = tg.create_task(chat.desk.run())
             try:
                 await runner.run(frames=frames)
             finally:
@@ -390,17 +416,6 @@ def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:
         chat.before_frame(pts)
 
     return before_frame
-
-
-async def _answer_chat(chat: ProgrammeChat, runner: ProgrammeRunner, fps: int) -> None:
-    """Answer held questions as their hold time passes, off the frame loop."""
-    while True:
-        await asyncio.sleep(0.05)
-        if chat.desk.pending:
-            try:
-                await chat.desk.answer_pending(runner.pts / fps)
-            except Exception:
-                log.exception("answering chat failed")
 
 
 def _warm_up(built: Built) -> None:

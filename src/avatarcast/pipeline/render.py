@@ -228,7 +228,10 @@ async def replay_session(
         encoder=deterministic_encoder(resolved.fmt),
         guard=lambda s, p, t: guards[0](s, p, t),
     )
-    chat = ProgrammeChat(built, disclosure=bool(o.get("disclosure", False)))
+    media_now = [0.0]
+    chat = ProgrammeChat(
+        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: media_now[0]
+    )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
     events = list(session.events)
@@ -236,7 +239,7 @@ async def replay_session(
     price_marks: list[dict[str, Any]] = []
 
     async def before_frame(pts: int) -> None:
-        t = pts / fps
+        t = media_now[0] = pts / fps
         while events and events[0].t <= t:
             ev = events.pop(0)
             if ev.type == "chat":

@@ -1,8 +1,13 @@
 """Runs a programme: plan on the loop, compose and encode in worker threads, fan out to sinks.
 
-Frame n+1 is composed while frame n is encoded, so on two cores the slower of the two sets the
-pace. Live, frame n is planned at ``start + n / fps`` on the clock; on a simulated clock the
-loop runs as fast as the machine allows and produces the same output every time.
+Compose and encode of a frame run back to back in one worker thread, one hand-off per frame:
+at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
+cost a second thread wake-up per frame (offline, PyAV holds the GIL while encoding, so two
+threads would only pass it back and forth). Only a sink that taps the raw frame (WHEP's Opus)
+splits them, so it sees the frame before the encode. Live, frame n is planned at
+``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
+allows and produces the same output every time. The packets of a frame reach each sink in
+one ``write_batch`` where the sink has one.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +25,7 @@ from avatarcast.frames import EncodedPacket, ProgrammeFrame
 from avatarcast.output.base import Sink, StreamHeaders
 from avatarcast.programme.programme import FramePlan, Programme
 from avatarcast.programme.yuv import YuvFrame
+from avatarcast.threads import named_pool
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ class RunStats:
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: {"plan": 0.0, "compose": 0.0, "encode": 0.0, "sinks": 0.0}
     )
+    #: CPU seconds of the worker thread in compose and in encode (``time.thread_time``)
+    stage_cpu: dict[str, float] = field(default_factory=lambda: {"compose": 0.0, "encode": 0.0})
     started_wall: float = 0.0
     first_packet_wall: float | None = None
 
@@ -85,8 +93,8 @@ class ProgrammeRunner:
         self._start_pts = start_pts
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
-        self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="compose")
-        self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        self._compose_pool = named_pool("compose")
+        self._encode_pool = named_pool("encode")
         self._stop = asyncio.Event()
         self.stats = RunStats()
         self.pts = 0
@@ -99,9 +107,10 @@ class ProgrammeRunner:
         self._sinks.append(sink)
 
     def _timed_compose(self, plan: FramePlan, buf: YuvFrame) -> ProgrammeFrame:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._compose(plan, buf)
         self.stats.stage_seconds["compose"] += time.perf_counter() - t0
+        self.stats.stage_cpu["compose"] += time.thread_time() - c0
         return ProgrammeFrame(
             pts=plan.pts,
             yuv=buf.buf,
@@ -115,9 +124,10 @@ class ProgrammeRunner:
         return self._timed_encode(self._timed_compose(plan, buf))
 
     def _timed_encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         packets = self._encoder.encode(frame)
         self.stats.stage_seconds["encode"] += time.perf_counter() - t0
+        self.stats.stage_cpu["encode"] += time.thread_time() - c0
         return packets
 
     async def _fan_out(self, packets: Sequence[EncodedPacket]) -> None:
@@ -127,6 +137,10 @@ class ProgrammeRunner:
             self.stats.first_packet_wall = time.perf_counter()
         t0 = time.perf_counter()
         for sink in self._sinks:
+            write_batch = getattr(sink, "write_batch", None)
+            if write_batch is not None:
+                await write_batch(packets)
+                continue
             for pkt in packets:
                 await sink.write(pkt)
         self.stats.stage_seconds["sinks"] += time.perf_counter() - t0
@@ -163,9 +177,7 @@ class ProgrammeRunner:
                 plan = await self._programme.plan(pts)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
-                if self._clock.simulated and not taps:
-                    # offline: compose and encode back to back in one thread. PyAV holds the
-                    # GIL while encoding, so two threads would only hand it back and forth.
+                if not taps:
                     packets = await loop.run_in_executor(
                         self._encode_pool, self._compose_and_encode, plan, buf
                     )

@@ -2,7 +2,9 @@
 
 On a simulated clock the programme pulls chunks one at a time, so output depends only on the
 seed and the session. Live, a prefetcher keeps a few chunks ready so the programme never waits;
-when a product changes, queued chunks about it are dropped and its offer is rewritten.
+when a product changes, queued chunks about it are dropped and its offer is rewritten. Urgent
+sentences (a viewer's answer) are voiced live by a worker of their own, so they never wait
+behind the rundown's writing or synthesis.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ log = logging.getLogger(__name__)
 NextSegment = Callable[[float], SegmentRequest | None]
 #: Checks a sentence before it is voiced; returns the (maybe cleaned) sentence or None to drop it.
 Guard = Callable[[Sentence, Product | None, float], Sentence | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Redo:
+    """Voice ``new`` and put it in place of the voiced urgent sentence ``old_text``."""
+
+    old_text: str
+    new: Sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +77,11 @@ class TalkSource:
         self._pending_request: SegmentRequest | None = None
         self._ready: asyncio.Queue[Talk] = asyncio.Queue(maxsize=max(prefetch, 1))
         self._media_time = 0.0
-        self._ready_urgent: asyncio.Queue[Talk] = asyncio.Queue()
+        #: live: urgent sentences to voice (a ``_Redo`` replaces one already voiced), then voiced
+        self._to_voice: deque[Sentence | _Redo] = deque()
+        self._voicing: Sentence | None = None
+        self._voiced: deque[Talk] = deque()
+        self._voice_wake = asyncio.Event()
         self._ahead: tuple[asyncio.Future[SpeechChunk], Product | None] | None = None
         self._wake = asyncio.Event()
         self._skipped = 0
@@ -75,6 +89,10 @@ class TalkSource:
         self.excluded: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.dropped_stale = 0
+        #: while true, no rundown talk starts: an urgent sentence (an answer) is due any moment
+        self.hold_rundown: Callable[[], bool] = lambda: False
+        #: hear each urgent sentence (an answer) the moment its audio is ready
+        self.on_voiced: list[Callable[[Sentence], None]] = []
 
     # --- control (called from the programme) -------------------------------------------------
 
@@ -83,8 +101,36 @@ class TalkSource:
 
     def say_now(self, item: SegmentRequest | Sentence) -> None:
         """Put a segment or a sentence ahead of the rundown (at the next sentence boundary)."""
+        if self._prefetch > 0 and isinstance(item, Sentence):
+            self._to_voice.append(item)
+            self._voice_wake.set()
+            return
         self._urgent.append(item)
         self._wake.set()
+
+    def urgent_ready(self) -> bool:
+        """Whether an urgent sentence can start now (live: its audio is ready)."""
+        if self._prefetch > 0:
+            return bool(self._voiced)
+        return bool(self._urgent) and isinstance(self._urgent[0], Sentence)
+
+    def replace_urgent(self, old_text: str, new: Sentence) -> bool:
+        """Say ``new`` instead of the urgent sentence ``old_text`` if it is not on air yet.
+
+        Queued, it is swapped in place; already voiced, ``new`` is voiced and swapped in when
+        ready, while the old one stays ready to go, so a replacement never delays it.
+        """
+        for queue in (self._urgent, self._to_voice):
+            for i, item in enumerate(queue):
+                if isinstance(item, Sentence) and item.text == old_text:
+                    queue[i] = new
+                    return True
+        voicing = self._voicing is not None and self._voicing.text == old_text
+        if voicing or any(t.chunk.sentence.text == old_text for t in self._voiced):
+            self._to_voice.append(_Redo(old_text, new))
+            self._voice_wake.set()
+            return True
+        return False
 
     def invalidate(self, product_ids: tuple[str, ...]) -> int:
         """Drop queued talk about changed products. Returns how many chunks were dropped."""
@@ -157,6 +203,9 @@ class TalkSource:
             return None
         sentence, product, urgent = decided
         chunk = await self._voice.synthesize(sentence)
+        if urgent:
+            for listener in self.on_voiced:
+                listener(chunk.sentence)
         return Talk(chunk, product), urgent
 
     async def _decide_one(self) -> tuple[Sentence, Product | None, bool] | None:
@@ -196,6 +245,8 @@ class TalkSource:
         if self._urgent and isinstance(self._urgent[0], Sentence):
             got = await self._produce_one()
             return got[0] if got is not None else None
+        if self.hold_rundown():
+            return None
         if self._ahead is None:
             got = await self._produce_one()
             if got is None:
@@ -229,8 +280,10 @@ class TalkSource:
                 if talk is None or not _stale(talk, self._catalog):
                     return talk
         while True:
-            if not self._ready_urgent.empty():
-                talk = self._ready_urgent.get_nowait()
+            if self._voiced:
+                talk = self._voiced.popleft()
+            elif self.hold_rundown():
+                return None
             elif wait:
                 talk = await self._ready.get()
             else:
@@ -243,13 +296,13 @@ class TalkSource:
                 return talk
             self.dropped_stale += 1
 
-    async def run_prefetch(self) -> None:
-        """Keep ``prefetch`` chunks ready. Run it as a task owned by the programme's TaskGroup."""
+    async def _prefetch_rundown(self) -> None:
         while True:
             if self._ready.full() and not self._urgent:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                    async with asyncio.timeout(0.5):  # wait_for (3.11) can swallow a cancel
+                        await self._wake.wait()
                 continue
             try:
                 got = await self._produce_one()
@@ -262,10 +315,58 @@ class TalkSource:
             if got is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):  # wait_for (3.11) can swallow a cancel
+                        await self._wake.wait()
                 continue
             talk, urgent = got
             if urgent:
-                self._ready_urgent.put_nowait(talk)
+                self._voiced.append(talk)
             else:
                 await self._ready.put(talk)
+
+    async def run_prefetch(self) -> None:
+        """Keep ``prefetch`` chunks ready and voice urgent sentences as they come. Run it as a
+        task owned by the programme's TaskGroup."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._voice_urgent())
+            await self._prefetch_rundown()
+
+    async def _voice_urgent(self) -> None:
+        """Check and voice urgent sentences in order, at once: the rundown never holds them."""
+        while True:
+            if not self._to_voice:
+                self._voice_wake.clear()
+                await self._voice_wake.wait()
+                continue
+            item = self._to_voice.popleft()
+            old, sentence = (item.old_text, item.new) if isinstance(item, _Redo) else (None, item)
+            self._voicing = sentence
+            try:
+                talk = await self._voice_one(sentence)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("voicing an urgent sentence failed; it is dropped")
+                continue
+            finally:
+                self._voicing = None
+            if talk is None:
+                continue
+            if old is None:
+                self._voiced.append(talk)
+            else:
+                at = [i for i, t in enumerate(self._voiced) if t.chunk.sentence.text == old]
+                if not at:
+                    continue  # the old one went on air first
+                self._voiced[at[0]] = talk
+            for listener in self.on_voiced:
+                listener(talk.chunk.sentence)
+
+    async def _voice_one(self, sentence: Sentence) -> Talk | None:
+        product = self._catalog.get(sentence.product_id) if sentence.product_id else None
+        if self._guard is not None:
+            checked = self._guard(sentence, product, self._media_time)
+            if checked is None:
+                return None
+            sentence = checked
+        return Talk(await self._voice.synthesize(sentence), product)

@@ -1,9 +1,12 @@
 """The programme picture: backdrop, avatar, product card, captions and, on top, the AI label.
 
-A frame costs one copy of the cached backdrop, the renderer's draw, two opaque copies (card and
-label, each flattened onto the backdrop when it was made) and one small alpha blend (the
-caption, which may sit over the moving avatar). Text is laid out only when a product or a
-sentence changes, never per frame, and there is no float math per frame.
+Card and label are flattened onto the backdrop when they are made, so they are opaque copies.
+With a renderer that exposes its poses (``LayeredRenderer``), a frame redraws only what
+changed since its buffer was last drawn (``programme.layers``): a cached tile of the avatar's
+body and head, the mouth, the caption blend; otherwise it costs one copy of the cached
+backdrop, the renderer's draw, the card and label copies and the caption blend. Text is laid
+out only when a product or a sentence changes, never per frame, and there is no float math per
+frame.
 
 Layout, scaled from the frame size: the avatar stands left of centre, the card fills the right
 third, captions sit bottom-left under the avatar, and the label keeps its corner; card and
@@ -19,11 +22,12 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from avatarcast.avatar.base import AvatarRenderer, AvatarState
+from avatarcast.avatar.base import AvatarRenderer, AvatarState, LayeredRenderer
+from avatarcast.avatar.base import Box as Rect
 from avatarcast.catalog.model import Product
 from avatarcast.errors import ConfigError
+from avatarcast.programme.layers import FrameLayers
 from avatarcast.programme.overlays import (
     Box,
     LabelConfig,
@@ -34,11 +38,10 @@ from avatarcast.programme.overlays import (
     render_label,
     studio_background,
 )
-from avatarcast.programme.yuv import Sprite, YuvFrame
+from avatarcast.programme.yuv import Blend, Sprite, YuvFrame
 
 __all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo"]
 
-U16 = npt.NDArray[np.uint16]
 RegionName = Literal["label", "card", "caption", "avatar", "seller"]
 
 _CARD_CACHE = 16
@@ -85,47 +88,6 @@ class PlanLike(Protocol):
 
     @property
     def caption(self) -> str | None: ...
-
-
-class _Blend:
-    """A translucent sprite at a fixed place, with its blend terms precomputed in integers.
-
-    ``out = (src * a + dst * (256 - a) + 128) >> 8`` with ``a`` mapped to 0..256, so a frame
-    costs one multiply, one add and one shift per plane, in preallocated buffers.
-    """
-
-    __slots__ = ("h", "inv_c", "inv_y", "pre_u", "pre_v", "pre_y", "tmp_c", "tmp_y", "w", "x", "y")
-
-    def __init__(self, sprite: Sprite, x: int, y: int) -> None:
-        self.x, self.y, self.w, self.h = x, y, sprite.width, sprite.height
-        a = _alpha256(sprite.a)
-        a2 = _alpha256(sprite.a2)
-        self.pre_y = sprite.y.astype(np.uint16) * a + 128
-        self.pre_u = sprite.u.astype(np.uint16) * a2 + 128
-        self.pre_v = sprite.v.astype(np.uint16) * a2 + 128
-        self.inv_y = (256 - a).astype(np.uint16)
-        self.inv_c = (256 - a2).astype(np.uint16)
-        self.tmp_y = np.empty_like(self.pre_y)
-        self.tmp_c = np.empty_like(self.pre_u)
-
-    def draw(self, out: YuvFrame) -> None:
-        x, y, w, h = self.x, self.y, self.w, self.h
-        _blend_plane(out.y[y : y + h, x : x + w], self.pre_y, self.inv_y, self.tmp_y)
-        cx, cy, cw, ch = x // 2, y // 2, w // 2, h // 2
-        _blend_plane(out.u[cy : cy + ch, cx : cx + cw], self.pre_u, self.inv_c, self.tmp_c)
-        _blend_plane(out.v[cy : cy + ch, cx : cx + cw], self.pre_v, self.inv_c, self.tmp_c)
-
-
-def _alpha256(a: npt.NDArray[np.uint8]) -> U16:
-    a16 = a.astype(np.uint16)
-    return a16 + (a16 >> 7)
-
-
-def _blend_plane(dst: npt.NDArray[np.uint8], pre: U16, inv: U16, tmp: U16) -> None:
-    np.multiply(dst, inv, out=tmp)
-    tmp += pre
-    tmp >>= 8
-    dst[...] = tmp
 
 
 def _even(n: int) -> int:
@@ -175,6 +137,7 @@ class Compositor:
         background: Sprite | None = None,
         label: LabelConfig | None = None,
         seller: SellerInfo | None = None,
+        cache: bool = True,
     ) -> None:
         if width % 2 or height % 2 or width < 320 or height < 180:
             raise ConfigError(f"frame size {width}x{height} must be even and at least 320x180")
@@ -190,10 +153,12 @@ class Compositor:
         if seller is not None:
             self._place_seller(seller)
         self._cards: OrderedDict[tuple[object, ...], Placed] = OrderedDict()
-        self._captions: OrderedDict[str, _Blend] = OrderedDict()
+        self._captions: OrderedDict[str, Blend] = OrderedDict()
         self._last_product: Product | None = None
         self._last_card: Placed | None = None
         self._slates: dict[str, YuvFrame] = {}
+        layered = cache and isinstance(renderer, LayeredRenderer)
+        self._layers = FrameLayers(renderer, width, height) if layered else None  # type: ignore[arg-type]
 
     # --- per frame ------------------------------------------------------------------------
 
@@ -205,6 +170,9 @@ class Compositor:
             raise ValueError(
                 f"frame is {out.width}x{out.height}, compositor is {self.width}x{self.height}"
             )
+        if self._layers is not None:
+            self._compose_changes(self._layers, out, state, product, caption)
+            return
         np.copyto(out.buf, self._base.buf)
         self._renderer.draw(out, state)
         if product is not None:
@@ -213,6 +181,41 @@ class Compositor:
         if caption:
             self._caption(caption).draw(out)
         out.blit(self._label.sprite, self._label.x, self._label.y)
+
+    def _compose_changes(
+        self,
+        layers: FrameLayers,
+        out: YuvFrame,
+        state: AvatarState,
+        product: Product | None,
+        caption: str | None,
+    ) -> None:
+        """The same frame as drawing every layer, redrawing only what changed in ``out``."""
+        card = self.card_for(product) if product is not None else None
+        static = layers.static(card, lambda: self._static_frame(card))
+        pose = self._renderer.pose(state)  # type: ignore[attr-defined]
+        layers.restore(out, static, pose)
+        drawn = layers.draw_avatar(out, static, pose)
+        if caption:
+            blend = self._caption(caption)
+            blend.draw(out)
+            box = (blend.x, blend.y, blend.w, blend.h)
+            layers.put_back_label(out, static, box)
+            drawn.append(box)
+        layers.remember(out, static, drawn)
+
+    def _static_frame(
+        self, card: Placed | None
+    ) -> tuple[YuvFrame, list[tuple[int, int, int, int]]]:
+        """Backdrop, card and label: what every frame shows under and around the avatar."""
+        static = self._base.copy()
+        opaque: list[Rect] = []
+        if card is not None:
+            static.blit(card.sprite, card.x, card.y)
+            opaque.append(card.box)
+        static.blit(self._label.sprite, self._label.x, self._label.y)
+        opaque.append(self._label.box)  # last: see FrameLayers.put_back_label
+        return static, opaque
 
     def __call__(self, plan: PlanLike, out: YuvFrame) -> None:
         """Compose a frame plan; fits ``pipeline.runner.Compose``."""
@@ -234,6 +237,8 @@ class Compositor:
             self._slates[text] = cached
         np.copyto(out.buf, cached.buf)
         out.blit(self._label.sprite, self._label.x, self._label.y)
+        if self._layers is not None:
+            self._layers.forget(out)
 
     # --- geometry -------------------------------------------------------------------------
 
@@ -379,12 +384,12 @@ class Compositor:
         y = region.bottom - sprite.height
         return Placed(sprite, x - x % 2, y - y % 2)
 
-    def _caption(self, text: str) -> _Blend:
+    def _caption(self, text: str) -> Blend:
         blend = self._captions.get(text)
         if blend is None:
             placed = self.caption_for(text)
             clipped = _clip(placed.sprite, placed.x, placed.y, self.width, self.height)
-            blend = self._captions[text] = _Blend(clipped.sprite, clipped.x, clipped.y)
+            blend = self._captions[text] = Blend(clipped.sprite, clipped.x, clipped.y)
             if len(self._captions) > _CAPTION_CACHE:
                 self._captions.popitem(last=False)
         else:

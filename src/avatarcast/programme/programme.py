@@ -114,6 +114,7 @@ class Programme:
         self._silence = np.zeros(self._spf, np.int16)
         self._playing: _Playing | None = None
         self._gap_until = 0
+        self._urgent_from = 0  # an urgent sentence (an answer) may cut the pause short from here
         self._product: Product | None = next(iter(catalog.products()), None)
         self._caption: str | None = None
         self._caption_until = 0
@@ -167,10 +168,12 @@ class Programme:
         if cut:
             self.stats.cut_sentences += 1
             self._gap_until = pts + 1
+            self._urgent_from = pts
             self._caption_until = pts
         else:
             pause = p.talk.chunk.sentence.pause_after_ms
             self._gap_until = pts + math.ceil(pause * self.fmt.fps / 1000)
+            self._urgent_from = min(self._gap_until, pts + math.ceil(_URGENT_PAUSE * self.fmt.fps))
             self._caption_until = pts + max(1, self.fmt.fps // 5)
 
     async def plan(self, pts: int) -> FramePlan:
@@ -189,7 +192,7 @@ class Programme:
         ):
             self._talk.say_now(disclosure_sentence(self.lang))
             self._next_disclosure = pts + self._disclosure_every
-        if self._playing is None and pts >= self._gap_until and not quiet:
+        if self._playing is None and not quiet and self._may_start(pts):
             talk = await self._talk.next(wait=self._wait)
             if talk is not None:
                 self._start(talk, pts)
@@ -217,6 +220,12 @@ class Programme:
             pcm=pcm,
             sentence=sentence,
         )
+
+    def _may_start(self, pts: int) -> bool:
+        """After the pause that follows a sentence; an answer waits only a short breath."""
+        if pts >= self._gap_until:
+            return True
+        return pts >= self._urgent_from and self._talk.urgent_ready()
 
     def _slate_plan(self, pts: int) -> FramePlan:
         start = (pts * self._spf) % len(self._bed)
@@ -257,6 +266,10 @@ class Programme:
             del self.stats.transcript[:1000]
         if self._on_line is not None:
             self._on_line(line)
+
+
+#: the shortest pause (seconds) before an answer that follows a finished sentence
+_URGENT_PAUSE = 0.08
 
 
 def _uses_changed_facts(talk: Talk, now: Product | None) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 U8 = npt.NDArray[np.uint8]
+U16 = npt.NDArray[np.uint16]
 
 
 def rgb_to_yuv_planes(rgb: U8) -> tuple[U8, U8, U8]:
@@ -129,3 +130,44 @@ def _blend(dst: U8, src: U8, alpha: U8, opaque: bool) -> None:
     a = alpha.astype(np.uint16)
     out = (src.astype(np.uint16) * a + dst.astype(np.uint16) * (255 - a) + 127) // 255
     dst[...] = out.astype(np.uint8)
+
+
+class Blend:
+    """A translucent sprite at a fixed place, with its blend terms precomputed in integers.
+
+    ``out = (src * a + dst * (256 - a) + 128) >> 8`` with ``a`` mapped to 0..256, so a frame
+    costs one multiply, one add and one shift per plane, in preallocated buffers.
+    """
+
+    __slots__ = ("h", "inv_c", "inv_y", "pre_u", "pre_v", "pre_y", "tmp_c", "tmp_y", "w", "x", "y")
+
+    def __init__(self, sprite: Sprite, x: int, y: int) -> None:
+        self.x, self.y, self.w, self.h = x, y, sprite.width, sprite.height
+        a = _alpha256(sprite.a)
+        a2 = _alpha256(sprite.a2)
+        self.pre_y = sprite.y.astype(np.uint16) * a + 128
+        self.pre_u = sprite.u.astype(np.uint16) * a2 + 128
+        self.pre_v = sprite.v.astype(np.uint16) * a2 + 128
+        self.inv_y = (256 - a).astype(np.uint16)
+        self.inv_c = (256 - a2).astype(np.uint16)
+        self.tmp_y = np.empty_like(self.pre_y)
+        self.tmp_c = np.empty_like(self.pre_u)
+
+    def draw(self, out: YuvFrame) -> None:
+        x, y, w, h = self.x, self.y, self.w, self.h
+        _blend_plane(out.y[y : y + h, x : x + w], self.pre_y, self.inv_y, self.tmp_y)
+        cx, cy, cw, ch = x // 2, y // 2, w // 2, h // 2
+        _blend_plane(out.u[cy : cy + ch, cx : cx + cw], self.pre_u, self.inv_c, self.tmp_c)
+        _blend_plane(out.v[cy : cy + ch, cx : cx + cw], self.pre_v, self.inv_c, self.tmp_c)
+
+
+def _alpha256(a: npt.NDArray[np.uint8]) -> U16:
+    a16 = a.astype(np.uint16)
+    return a16 + (a16 >> 7)
+
+
+def _blend_plane(dst: npt.NDArray[np.uint8], pre: U16, inv: U16, tmp: U16) -> None:
+    np.multiply(dst, inv, out=tmp)
+    tmp += pre
+    tmp >>= 8
+    dst[...] = tmp

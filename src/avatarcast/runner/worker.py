@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +43,7 @@ from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.llm import LlmOptions
+from avatarcast.startup import StartupSlot
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +296,9 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
     loop.call_soon_threadsafe(worker.command, None)
 
 
-async def run_worker(spec: dict[str, Any], out: TextIO) -> int:
+async def run_worker(
+    spec: dict[str, Any], out: TextIO, *, on_air: Callable[[], None] | None = None
+) -> int:
     worker = Worker(out)
     worker.set_paused(bool(spec.get("paused")))
     worker.set_approve_answers(bool(spec.get("approve_answers")))
@@ -303,7 +307,13 @@ async def run_worker(spec: dict[str, Any], out: TextIO) -> int:
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
     try:
         opts, products = live_options(spec)
-        await run_live(opts, products=products, control=worker.control, on_status=worker.on_status)
+        await run_live(
+            opts,
+            products=products,
+            control=worker.control,
+            on_status=worker.on_status,
+            on_air=on_air,
+        )
     except AvatarcastError as e:
         if worker.control.started_wall or e.retryable:
             raise
@@ -321,7 +331,12 @@ def main() -> int:
     if not first.strip():
         return EXIT_CONFIG
     spec = json.loads(first)
-    return asyncio.run(run_worker(spec, sys.stdout))
+    slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
+    slot.acquire()
+    try:
+        return asyncio.run(run_worker(spec, sys.stdout, on_air=slot.release))
+    finally:
+        slot.release()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Decoding what network voices send (raw PCM, WAV, MP3) into avatarcast's audio format.
 
-Every function returns mono int16 at 48 kHz. Resampling goes through
-``scipy.signal.resample_poly``, so the same bytes always decode to the same samples. These are
+Every function returns mono int16 at 48 kHz. Resampling is ``voice.resample`` (SciPy's
+``resample_poly`` in numpy), so the same bytes always decode to the same samples. These are
 CPU work: call them from a worker thread.
 """
 
@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from avatarcast.errors import VoiceError
 from avatarcast.frames import SAMPLE_RATE
+from avatarcast.voice.resample import resample_poly_int16
 
 __all__ = ["decode_mp3", "decode_pcm_s16le", "decode_wav", "to_48k"]
 
@@ -27,13 +28,7 @@ def to_48k(pcm: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.int16]:
         return np.zeros(0, np.int16)
     if rate == SAMPLE_RATE:
         return pcm.astype(np.int16, copy=True)
-    from scipy.signal import resample_poly
-
-    g = int(np.gcd(SAMPLE_RATE, rate))
-    out: npt.NDArray[np.float64] = resample_poly(
-        pcm.astype(np.float64), SAMPLE_RATE // g, rate // g
-    )
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+    return resample_poly_int16(pcm, SAMPLE_RATE, rate)
 
 
 def decode_pcm_s16le(data: bytes, *, rate: int, channels: int = 1) -> npt.NDArray[np.int16]:

@@ -9,7 +9,6 @@ speaking within a few milliseconds and ends with a short pause of its own.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import ctypes
 import os
@@ -24,7 +23,9 @@ import numpy.typing as npt
 
 from avatarcast.errors import UnknownNameError, VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence, SpeechChunk, TimedPhoneme, TimedWord
+from avatarcast.threads import in_background, os_thread_named
 from avatarcast.voice.base import VoiceInfo
+from avatarcast.voice.resample import resample_poly_int16
 
 __all__ = ["ESPEAK_VOICES", "EspeakSpec", "EspeakVoice", "espeak_voice_infos"]
 
@@ -244,14 +245,16 @@ class EspeakVoice:
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
         if self._closed:
             raise VoiceError(f"voice {self.info.name!r} is closed")
-        return await asyncio.to_thread(self.synthesize_blocking, sentence)
+        # seconds ahead of air, so at low priority: the frame clock's threads go first
+        return await in_background(self.synthesize_blocking, sentence)
 
     def synthesize_blocking(self, sentence: Sentence) -> SpeechChunk:
         """The work of ``synthesize``, for callers already off the event loop."""
         text = _clean(sentence.speech_text)
-        raw = _Library.get().synthesize(
-            text, voice=self._spec.espeak_name, rate=self._rate, pitch=self._pitch
-        )
+        with os_thread_named("voice"):
+            raw = _Library.get().synthesize(
+                text, voice=self._spec.espeak_name, rate=self._rate, pitch=self._pitch
+            )
         native = np.frombuffer(b"".join(raw.pcm), dtype=np.int16)
         pcm = _resample(native, raw.sample_rate)
         end_ms = len(pcm) * 1000 // SAMPLE_RATE
@@ -275,13 +278,7 @@ def _resample(native: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.int16]
         return np.zeros(0, np.int16)
     if rate == SAMPLE_RATE:
         return native.copy()
-    from scipy.signal import resample_poly
-
-    g = np.gcd(SAMPLE_RATE, rate)
-    out: npt.NDArray[np.float64] = resample_poly(
-        native.astype(np.float64), SAMPLE_RATE // g, rate // g
-    )
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+    return resample_poly_int16(native, SAMPLE_RATE, rate)
 
 
 def _ms(sample: int, rate: int) -> int:

@@ -36,8 +36,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys on; a write-ahead log so readers never wait for a writer (nor it for them),
+    and an fsync per checkpoint instead of per commit: a power cut may lose the last commits
+    but never corrupts the file (https://sqlite.org/wal.html)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -1,4 +1,8 @@
-"""Liveness, readiness (the database answers) and Prometheus metrics. No key needed."""
+"""Liveness, readiness (the database answers) and Prometheus metrics. No key needed.
+
+Liveness and metrics are ``async def``: they run on the event loop and never wait for a
+threadpool thread, so they answer at once even while every thread waits on the database.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ class Health(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health(status="ok")
 
 
@@ -40,5 +44,5 @@ def readyz(ctx: ContextDep) -> Health:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-def metrics(ctx: ContextDep) -> Response:
+async def metrics(ctx: ContextDep) -> Response:
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

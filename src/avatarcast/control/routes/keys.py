@@ -87,4 +87,5 @@ def revoke_key(key_id: str, session: SessionDep, caller: OperatorDep, ctx: Conte
         row.revoked_at = utcnow()
         session.commit()
     ctx.buckets.forget(key_id)
+    ctx.keys.forget(key_id)
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
 from avatarcast.control.db.models import Tenant
-from avatarcast.control.deps import AdminDep, Caller, SessionDep
+from avatarcast.control.deps import AdminDep, Caller, ContextDep, SessionDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -119,11 +119,14 @@ def update_tenant(
 @router.delete(
     "/{tenant_id}", status_code=204, response_class=Response, responses=problem_responses(404, 409)
 )
-def delete_tenant(tenant_id: str, session: SessionDep, caller: AdminDep) -> Response:
+def delete_tenant(
+    tenant_id: str, session: SessionDep, caller: AdminDep, ctx: ContextDep
+) -> Response:
     """Delete a tenant with its keys, products, destinations and events."""
     tenant = _get(session, tenant_id)
     if tenant.id == caller.tenant_id:
         raise ProblemError(409, "an admin cannot delete its own tenant", kind="conflict")
     session.delete(tenant)
     session.commit()
+    ctx.keys.forget_tenant(tenant_id)
     return Response(status_code=204)
