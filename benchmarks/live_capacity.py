@@ -2,6 +2,7 @@
 
     python benchmarks/live_capacity.py [--parts first,streams,viewers] [--seconds 30]
         [--streams 1,2,4,6,8] [--viewers 1,10,25,50] [--decode-viewers 1,10] [--markdown FILE]
+        [--viewer-mode assemble|count] [--viewers-per-client 25]
 
 Every stream is a real ``avatarcast live`` process; RTMP goes to a throwaway nginx-rtmp on
 loopback (tests/rtmp_server.py). Results are JSON on stdout; progress and a markdown table go
@@ -16,11 +17,15 @@ streams  N live 720p25 processes at once, each pushing to nginx and recording, f
          peak RSS summed over the process tree, sampled every 0.5 s. Baseline: CPU seconds per
          media second of the bare encoder (avatarcast ``Encoder``) on frames decoded from the
          N=1 recording, and the stream count that bare encode alone would allow.
-viewers  one ``avatarcast live --whep-port`` process and 1..50 aiortc viewers in one or two
-         client processes; each viewer's frames in a common 10 s window. Mode ``assemble``
-         counts complete H.264 frames out of aiortc's jitter buffer without decoding them (the
-         clients share the 2 cores with the server, and 50 software decodes of 720p would
-         measure the clients); mode ``decode`` decodes like a browser would.
+viewers  one ``avatarcast live --whep-port`` process and 1..100 aiortc viewers in client
+         processes of up to ``--viewers-per-client`` each (at least two from 10 viewers);
+         each viewer's frames in a common 10 s window. Mode ``assemble`` counts complete H.264
+         frames out of aiortc's jitter buffer without decoding them (the clients share the 2
+         cores with the server, and 50 software decodes of 720p would measure the clients);
+         mode ``count`` counts complete frames (every RTP sequence number between two markers,
+         first delivery, no NACK) in place of aiortc's receive pipeline, and the lag spread:
+         how far a viewer's arrivals drift from the media clock within the window; mode
+         ``decode`` decodes like a browser would. UDP drops: the host's RcvbufErrors delta.
 """
 
 from __future__ import annotations
@@ -61,6 +66,12 @@ def loadavg() -> list[float]:
 
 
 # --- processes -------------------------------------------------------------------------------
+
+
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped, host-wide, because a receiving socket's buffer was full."""
+    rows = [r.split() for r in Path("/proc/net/snmp").read_text().splitlines() if r[:4] == "Udp:"]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -385,11 +396,11 @@ def part_streams(work: Path, counts: list[int], seconds: float) -> dict[str, Any
 # --- part (c): WHEP viewers ------------------------------------------------------------------
 
 
-def part_viewers(work: Path, counts: list[int], mode: str) -> dict[str, Any]:
+def part_viewers(work: Path, counts: list[int], mode: str, per_client: int) -> dict[str, Any]:
     rows = []
     for n in counts:
         log(f"viewers ({mode}): {n}, load {loadavg()}")
-        rows.append(run_viewers(work, n, mode))
+        rows.append(run_viewers(work, n, mode, per_client))
         r = rows[-1]
         log(
             f"viewers ({mode}): {n}: connected {r['connected']}, min fps {r['min_fps']}, "
@@ -399,7 +410,9 @@ def part_viewers(work: Path, counts: list[int], mode: str) -> dict[str, Any]:
     return {"mode": mode, "runs": rows, "max_viewers_24fps": max(ok, default=0), "goal": 50}
 
 
-def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str, Any]:
+def run_viewers(
+    work: Path, n: int, mode: str, per_client: int, window: float = 10.0
+) -> dict[str, Any]:
     port = free_port()
     argv = [*LIVE, "--whep-port", str(port), "--duration", "180", "--status-json"]
     server = Proc(argv, work / f"whep-{mode}-{n}.err").start()
@@ -409,7 +422,8 @@ def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str
             if server.lines or server.exited():
                 break
             time.sleep(0.1)
-        split = [n // 2, n - n // 2] if n >= 10 else [n]
+        procs = max(-(-n // per_client), 2 if n >= 10 else 1)
+        split = [n // procs + (j < n % procs) for j in range(procs)]
         me = [sys.executable, str(Path(__file__).resolve()), "--client"]
         for k, share in enumerate(split):
             argv = [*me, f"http://127.0.0.1:{port}/whep", str(share), mode]
@@ -422,9 +436,10 @@ def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str
             with contextlib.suppress(OSError):
                 c.send(f"{t_start} {window}\n")
         time.sleep(max(0.0, t_start - time.monotonic()))
-        cpu0 = tree_cpu(server.p.pid)
+        cpu0, drops0 = tree_cpu(server.p.pid), udp_rcvbuf_errors()
         time.sleep(window)
         server_cores = (tree_cpu(server.p.pid) - cpu0) / window
+        udp_drops = udp_rcvbuf_errors() - drops0
         load = loadavg()
         for c in clients:
             c.wait(30)
@@ -435,18 +450,22 @@ def run_viewers(work: Path, n: int, mode: str, window: float = 10.0) -> dict[str
             c.signal(signal.SIGTERM)
             c.wait(10)
     counts = [f for c in clients if len(c.lines) > 1 for f in c.lines[-1][1]["frames"]]
+    lag_ms = [g for c in clients if len(c.lines) > 1 for g in c.lines[-1][1].get("lag_ms", [])]
     fps = sorted(f / window for f in counts) + [0.0] * (n - len(counts))
     client_cpu = sum(c.cpu_s or 0.0 for c in clients)
     client_wall = max((time.monotonic() - c.started for c in clients), default=1.0)
     final = server.final() or {}
     return {
         "viewers": n,
+        "client_processes": len(clients),
         "connected": sum(c.lines[0][1]["connected"] for c in clients if c.lines),
         "all_24fps": bool(fps) and min(fps) >= 24.0,
         "min_fps": round(min(fps), 1),
         "median_fps": round(statistics.median(fps), 1),
         "server_cores": round(server_cores, 2),
         "client_cores": round(client_cpu / client_wall, 2),
+        "udp_rcvbuf_drops": udp_drops,
+        "max_lag_ms": max(lag_ms, default=None),
         "server_late_frames": final.get("late_frames"),
         "server_frames": final.get("frames"),
         "load_1m": load[0],
@@ -472,6 +491,35 @@ def _null_video_decoder() -> None:
     receiver.get_decoder = get_decoder
 
 
+def _count_complete_frames(pc: Any, on_frame: Any) -> None:
+    """Mode ``count``: replace each receiver's packet handler with a complete-frame counter.
+
+    A video frame counts when its marker packet arrives and every sequence number since the
+    previous frame's marker arrived too (SRTP-authenticated, first delivery: the handler
+    sends no NACKs, so nothing is retransmitted). This is what a jitter buffer would call a
+    complete frame, minus aiortc's per-packet Python (jitter buffer, REMB estimator, NACK
+    generator), so the clients stop measuring themselves.
+    """
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "video":
+            continue
+        state: dict[str, Any] = {"ssrc": None, "marker": None, "count": 0}
+
+        async def handle(packet: Any, arrival_time_ms: int, state: Any = state) -> None:
+            if state["ssrc"] is None:
+                state["ssrc"] = packet.ssrc
+            elif packet.ssrc != state["ssrc"]:
+                return
+            state["count"] += 1
+            if packet.marker:
+                last, state["marker"] = state["marker"], packet.sequence_number
+                if last is not None and (packet.sequence_number - last) % 65536 == state["count"]:
+                    on_frame(packet.timestamp)
+                state["count"] = 0
+
+        transceiver.receiver._handle_rtp_packet = handle
+
+
 async def client(endpoint: str, n: int, mode: str) -> None:
     import httpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -479,6 +527,15 @@ async def client(endpoint: str, n: int, mode: str) -> None:
     if mode == "assemble":
         _null_video_decoder()
     times: list[list[float]] = [[] for _ in range(n)]
+    lags: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # (arrival, arrival - media)
+    origins: dict[int, int] = {}
+
+    def on_frame(i: int, rtp_ts: int) -> None:
+        now = time.monotonic()
+        times[i].append(now)
+        media = ((rtp_ts - origins.setdefault(i, rtp_ts)) % 2**32) / 90_000
+        lags[i].append((now, now - media))
+
     pcs: list[Any] = []
     tasks: set[asyncio.Task[None]] = set()
 
@@ -506,6 +563,8 @@ async def client(endpoint: str, n: int, mode: str) -> None:
                 print(f"viewer {i}: {r.status_code} {r.text[:200]}", file=sys.stderr)
                 return False
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+        if mode == "count":
+            _count_complete_frames(pc, lambda ts: on_frame(i, ts))
         return True
 
     async with httpx.AsyncClient(timeout=20) as http:
@@ -520,7 +579,9 @@ async def client(endpoint: str, n: int, mode: str) -> None:
         t_start, window = (float(x) for x in line.split())
         await asyncio.sleep(max(0.0, t_start + window - time.monotonic()) + 0.3)
         frames = [sum(1 for t in ts if t_start <= t < t_start + window) for ts in times]
-        print(json.dumps({"frames": frames}), flush=True)
+        spread = [[d for t, d in ls if t_start <= t < t_start + window] for ls in lags]
+        lag_ms = [round(1000 * (max(d) - min(d))) for d in spread if d]
+        print(json.dumps({"frames": frames, "lag_ms": lag_ms}), flush=True)
         for pc in pcs:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pc.close(), 5)
@@ -564,13 +625,15 @@ def markdown(res: dict[str, Any]) -> str:
             v = res[key]
             out += [
                 f"| viewers ({v['mode']}) | connected | min fps | median fps | server cores "
-                "| client cores | server late frames |",
-                "|---|---|---|---|---|---|---|",
+                "| client cores (procs) | UDP drops | max lag ms | server late frames | load 1m |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for r in v["runs"]:
                 out.append(
                     f"| {r['viewers']} | {r['connected']} | {r['min_fps']} | {r['median_fps']} "
-                    f"| {r['server_cores']} | {r['client_cores']} | {r['server_late_frames']} |"
+                    f"| {r['server_cores']} | {r['client_cores']} ({r['client_processes']}) "
+                    f"| {r['udp_rcvbuf_drops']} | {r.get('max_lag_ms')} "
+                    f"| {r['server_late_frames']} | {r['load_1m']} |"
                 )
             out.append("")
     return "\n".join(out)
@@ -583,6 +646,8 @@ def main() -> None:
     ap.add_argument("--streams", default="1,2,4,6,8")
     ap.add_argument("--viewers", default="1,10,25,50")
     ap.add_argument("--decode-viewers", default="1,10")
+    ap.add_argument("--viewer-mode", default="assemble", choices=("assemble", "count"))
+    ap.add_argument("--viewers-per-client", type=int, default=25)
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--client", nargs=3, metavar=("ENDPOINT", "N", "MODE"))
     args = ap.parse_args()
@@ -604,12 +669,12 @@ def main() -> None:
             counts = [int(x) for x in args.streams.split(",")]
             res["streams"] = part_streams(work, counts, args.seconds)
         if "viewers" in parts:
-            res["viewers"] = part_viewers(
-                work, [int(x) for x in args.viewers.split(",")], "assemble"
-            )
+            counts = [int(x) for x in args.viewers.split(",")]
+            per = args.viewers_per_client
+            res["viewers"] = part_viewers(work, counts, args.viewer_mode, per)
             if args.decode_viewers:
                 counts = [int(x) for x in args.decode_viewers.split(",")]
-                res["viewers_decode"] = part_viewers(work, counts, "decode")
+                res["viewers_decode"] = part_viewers(work, counts, "decode", per)
     res["load_end"] = loadavg()
     print(json.dumps(res, indent=2))
     table = markdown(res)

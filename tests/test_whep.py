@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from avatarcast.frames import ProgrammeFrame, StreamFormat
 from avatarcast.output.encoder import Encoder
 from avatarcast.output.whep import ViewerLimitError, WhepSink
 from avatarcast.output.whep_http import WhepServer, serve_whep, whep_app
+from avatarcast.output.whep_process import WhepProcess
 
 FMT = StreamFormat(width=1280, height=720, fps=25)
 CHROMIUM = "/usr/bin/chromium"
@@ -58,7 +58,7 @@ class CountingEncoder(Encoder):
 class LiveSource:
     """A moving pattern and a 440 Hz tone, encoded once per frame, paced by the wall clock."""
 
-    def __init__(self, sink: WhepSink) -> None:
+    def __init__(self, sink: WhepSink | WhepProcess) -> None:
         self.sink = sink
         self.encoder = CountingEncoder(FMT)
         self.frames = 0
@@ -371,7 +371,7 @@ async def _offer_sdp() -> str:
 
 async def test_late_joiner_starts_at_a_keyframe_that_carries_sps_pps() -> None:
     source = LiveSource(WhepSink())
-    sink = WhepSink(max_viewers=1, queue_seconds=0.4)  # 10 video packets per viewer
+    sink = WhepSink(max_viewers=1, queue_seconds=0.4)  # 10 video frames per viewer
     await sink.open(source.encoder.headers)
     try:
         session = await sink.connect(await _offer_sdp())
@@ -384,14 +384,38 @@ async def test_late_joiner_starts_at_a_keyframe_that_carries_sps_pps() -> None:
         for packet in video[3:]:
             await sink.write(packet)
         first = await track.recv()
-        assert first.pts == 100 * 3600 and first.time_base == Fraction(1, 90_000)
-        assert bytes(first).startswith(sink._parameter_sets)  # SPS/PPS ahead of the IDR
-        assert bytes(first)[4] & 0x1F == 7
+        assert first.timestamp == 100 * 3600  # the 90 kHz RTP clock
+        stap_a = first.payloads[0]  # SPS and PPS aggregated ahead of the IDR
+        assert stap_a[0] & 0x1F == 24 and stap_a[3] & 0x1F == 7, stap_a[:8].hex()
+        assert stap_a[3:].startswith(sink._parameter_sets[4:20])
+        assert any(p[0] & 0x1F == 28 and p[1] & 0x1F == 5 for p in first.payloads)  # IDR, FU-A
         assert track.dropped == 10 + 40  # the queued 50..59, then 60..99 while waiting
-        rest = [(await track.recv()).pts for _ in range(5)]
+        rest = [(await track.recv()).timestamp for _ in range(5)]
         assert rest == [n * 3600 for n in range(101, 106)]
         with pytest.raises(ViewerLimitError):
             await sink.connect(await _offer_sdp())
     finally:
         await sink.aclose()
     assert sink.viewer_count == 0
+
+
+async def test_viewers_share_one_packetization_and_a_slow_one_holds_back_nobody() -> None:
+    source = LiveSource(WhepSink())
+    sink = WhepSink(max_viewers=3, queue_seconds=0.4)  # 10 video frames per viewer
+    await sink.open(source.encoder.headers)
+    try:
+        ids = [(await sink.connect(await _offer_sdp())).id for _ in range(3)]
+        slow, *fast = (sink._viewers[i].video for i in ids)
+        got: list[list[object]] = [[], []]
+        packets = [p for n in range(61) for p in source.encoder.encode(source.frame(n))]
+        for packet in (p for p in packets if p.kind == "video"):
+            await sink.write(packet)
+            for track, frames in zip(fast, got, strict=True):
+                frames.append(await track.recv())  # these two keep up; the slow one never reads
+        assert [len(frames) for frames in got] == [60, 60]
+        assert all(a is b for a, b in zip(*got, strict=True))  # the same payload lists, once
+        assert [f.timestamp for f in got[0]] == [n * 3600 for n in range(60)]  # type: ignore[attr-defined]
+        assert slow.sent == 0 and slow.dropped >= 40  # it lost frames; the others lost none
+        assert all(sink._viewers[i].video.dropped == 0 for i in ids[1:])
+    finally:
+        await sink.aclose()

@@ -1,9 +1,9 @@
 """WebRTC viewers (WHEP, RFC 9725) from the one shared encode.
 
-The H.264 packets the encoder already made go to every viewer as they are: each viewer's video
-track returns ``av.Packet``s and aiortc's sender packetizes them (``H264Encoder.pack``), so a
-viewer costs RTP and SRTP work, never an encode. WebRTC has no AAC, so the programme's PCM is
-pushed here separately and encoded to Opus once, for all viewers.
+The H.264 packets the encoder already made are split into RTP payloads once, here, and the
+same payloads go to every viewer: each viewer's sender only adds its RTP header and SRTP, so
+a viewer costs neither an encode nor a packetization. WebRTC has no AAC, so the programme's
+PCM is pushed here separately and encoded to Opus once, for all viewers.
 
 A viewer joins at the next keyframe; SPS/PPS ride in front of every keyframe so a late joiner
 can decode. Each viewer's queue is bounded: a viewer that falls behind loses what is queued and
@@ -19,25 +19,26 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import (
-    MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.sdp import SessionDescription, parse_h264_profile_level_id
 from av.packet import Packet
 
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import SAMPLE_RATE, EncodedPacket
+from avatarcast.output._whep_track import Packed, PacketTrack
 from avatarcast.output.base import StreamHeaders
 
 __all__ = [
@@ -83,53 +84,12 @@ class WhepSession:
     answer_sdp: str
 
 
-class _PacketTrack(MediaStreamTrack):
-    """A track whose ``recv`` hands aiortc already-encoded packets from a bounded queue.
-
-    Video is gated: nothing is queued until a keyframe, and an overflow empties the queue and
-    waits for the next keyframe again. Audio overflow just drops what is queued.
-    """
-
-    def __init__(self, kind: Literal["audio", "video"], *, capacity: int) -> None:
-        super().__init__()
-        self.kind = kind
-        self._queue: asyncio.Queue[Packet[Any]] = asyncio.Queue(capacity)
-        self._awaiting_key = kind == "video"
-        self._lagging = False
-        self.sent = 0
-        self.dropped = 0
-
-    def offer(self, packet: Packet[Any], *, keyframe: bool) -> None:
-        if self.readyState != "live":
-            return
-        if self._awaiting_key and not keyframe:
-            self.dropped += self._lagging  # a late join skips; a lagging viewer loses
-            return
-        self._awaiting_key = self._lagging = False
-        if self._queue.full():
-            while not self._queue.empty():
-                self._queue.get_nowait()
-                self.dropped += 1
-            if self.kind == "video" and not keyframe:
-                self._awaiting_key = self._lagging = True
-                self.dropped += 1
-                return
-        self._queue.put_nowait(packet)
-
-    async def recv(self) -> Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self._queue.get()
-        self.sent += 1
-        return packet
-
-
 @dataclass(slots=True, kw_only=True)
 class _Viewer:
     id: str
     pc: RTCPeerConnection
-    video: _PacketTrack
-    audio: _PacketTrack | None
+    video: PacketTrack
+    audio: PacketTrack | None
 
 
 class WhepSink:
@@ -169,6 +129,8 @@ class WhepSink:
         self._video_codecs: list[Any] = []
         self._audio_codecs: list[Any] = []
         self._opus: Any = None
+        self._h264 = H264Encoder()  # used only to packetize, never to encode
+        self._opus_packer = OpusEncoder()
         self._pcm = np.zeros(0, np.int16)
         self._opus_pts: int | None = None
         self._closed = False
@@ -196,8 +158,9 @@ class WhepSink:
         out = av.Packet(data)
         out.pts = out.dts = round(packet.pts * packet.time_base / VIDEO_CLOCK)
         out.time_base = VIDEO_CLOCK
+        packed = Packed(*self._h264.pack(out))
         for viewer in self._viewers.values():
-            viewer.video.offer(out, keyframe=packet.keyframe)
+            viewer.video.offer(packed, keyframe=packet.keyframe)
 
     def push_pcm(self, pcm: npt.NDArray[np.int16], *, pts: int) -> None:
         """Take programme audio (mono int16, 48 kHz; ``pts`` = index of its first sample).
@@ -281,14 +244,16 @@ class WhepSink:
     async def _answer(self, offer_sdp: str, kinds: set[str]) -> _Viewer:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers()))
         try:
-            video = _PacketTrack("video", capacity=self._video_capacity)
-            pc.addTransceiver(video, direction="sendonly").setCodecPreferences(self._video_codecs)
+            video = PacketTrack("video", capacity=self._video_capacity)
+            transceiver = pc.addTransceiver(video, direction="sendonly")
+            transceiver.setCodecPreferences(self._video_codecs)
+            video.feed(transceiver.sender)
             audio = None
             if "audio" in kinds:
-                audio = _PacketTrack("audio", capacity=round(50 * self._queue_seconds))
-                pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(
-                    self._audio_codecs
-                )
+                audio = PacketTrack("audio", capacity=round(50 * self._queue_seconds))
+                transceiver = pc.addTransceiver(audio, direction="sendonly")
+                transceiver.setCodecPreferences(self._audio_codecs)
+                audio.feed(transceiver.sender)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             except Exception as exc:  # aiortc raises ValueError, OperationError, ...
@@ -309,9 +274,10 @@ class WhepSink:
             task.add_done_callback(self._tasks.discard)
 
     def _fan_out_audio(self, encoded: Packet[Any]) -> None:
+        packed = Packed(*self._opus_packer.pack(encoded))
         for viewer in self._viewers.values():
             if viewer.audio is not None:
-                viewer.audio.offer(encoded, keyframe=True)
+                viewer.audio.offer(packed, keyframe=True)
 
     def _rtc_ice_servers(self) -> list[RTCIceServer]:
         return [

@@ -7,7 +7,6 @@ stalling the programme or the others; the recording never waits on the network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,8 +26,8 @@ from avatarcast.logs import redact
 from avatarcast.output.base import Sink
 from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
-from avatarcast.output.whep import IceServer, WhepSink
-from avatarcast.output.whep_http import WhepServer, serve_whep
+from avatarcast.output.whep import IceServer
+from avatarcast.output.whep_process import WhepProcess
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.pipeline.talk import Guard
@@ -63,7 +62,7 @@ class LiveOptions:
 class _PcmTap:
     """Hands each frame's PCM to the WHEP sink, which encodes Opus once for all viewers."""
 
-    def __init__(self, sink: WhepSink) -> None:
+    def __init__(self, sink: WhepProcess) -> None:
         self.name = "whep-audio"
         self._sink = sink
 
@@ -332,19 +331,20 @@ async def run_live(
             )
         )
         control._recording_dir = str(opts.record_dir)
-    whep_server: WhepServer | None = None
     if opts.whep_port is not None:
-        whep = WhepSink(ice_servers=tuple(_ice(s) for s in opts.ice_servers))
+        whep = WhepProcess(
+            host=opts.whep_host,
+            port=opts.whep_port,
+            token=opts.whep_token,
+            ice_servers=tuple(_ice(s) for s in opts.ice_servers),
+        )
         try:
-            whep_server = await serve_whep(
-                whep, opts.whep_host, opts.whep_port, token=opts.whep_token
-            )
+            control._whep_url = await whep.start()
         except OutputError as e:
             log.error("WHEP is off: %s", e)
             control._whep_error = str(e)
         else:
             sinks += [whep, _PcmTap(whep)]
-            control._whep_url = whep_server.url
     guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
     try:
         for rtmp in control._rtmp:
@@ -356,8 +356,6 @@ async def run_live(
     except BaseException:
         for sink in sinks:
             await sink.aclose()
-        if whep_server is not None:
-            await whep_server.aclose()
         raise
     wall = WallClock()
     chat = ProgrammeChat(
@@ -406,9 +404,6 @@ async def run_live(
         raise
     finally:
         await runner.close_sinks()
-        if whep_server is not None:
-            with contextlib.suppress(Exception):
-                await whep_server.aclose()
         await built.aclose()
     final = control.status()
     if on_status is not None:

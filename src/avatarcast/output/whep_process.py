@@ -1,0 +1,222 @@
+"""WHEP viewers served from a child process, so viewers cannot make the programme late.
+
+``WhepProcess`` is the Sink the live pipeline sees: ``write`` and ``push_pcm`` only append to
+a bounded queue that a thread feeds into the child's pipe (see ``_whep_serve``), which runs
+the WHEP HTTP endpoint and a ``WhepSink`` on its own event loop. If the child falls behind,
+the queue is emptied and video resumes at the next keyframe; the programme never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from avatarcast.errors import ConfigError, OutputError
+from avatarcast.frames import EncodedPacket
+from avatarcast.output._whep_serve import WhepConfig
+from avatarcast.output.base import StreamHeaders
+from avatarcast.output.whep import IceServer
+
+__all__ = ["WhepProcess"]
+
+log = logging.getLogger(__name__)
+
+
+class WhepProcess:
+    """A Sink that serves WHEP viewers from a child process at ``http://HOST:PORT/whep``.
+
+    ``start`` launches the child and returns the URL once it listens (``port=0`` picks a
+    free one); a busy port is an ``OutputError`` from ``start``. ``max_queue`` bounds the
+    messages (video packets and PCM chunks) waiting for the child.
+    """
+
+    name = "whep"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8889,
+        path: str = "/whep",
+        token: str | None = None,
+        ice_servers: Sequence[IceServer] = (),
+        max_viewers: int = 100,
+        queue_seconds: float = 2.0,
+        max_queue: int = 200,
+        start_timeout: float = 60.0,
+        close_timeout: float = 5.0,
+    ) -> None:
+        if max_queue < 1:
+            raise ConfigError(f"max_queue must be >= 1, got {max_queue}")
+        self.ice_servers = tuple(ice_servers)
+        self._config = WhepConfig(
+            host=host,
+            port=port,
+            path=path,
+            token=token,
+            ice_servers=self.ice_servers,
+            max_viewers=max_viewers,
+            queue_seconds=queue_seconds,
+        )
+        self._max_queue = max_queue
+        self._start_timeout = start_timeout
+        self._close_timeout = close_timeout
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._awaiting_key = False
+        self._stop = False
+        self.dropped = 0
+        self.url: str | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._threads: list[threading.Thread] = []
+
+    async def start(self) -> str:
+        """Launch the child and wait until its WHEP endpoint listens; returns its base URL."""
+        if self._process is not None:
+            raise OutputError("the WHEP process is already started")
+        in_r, in_w = os.pipe()
+        st_r, st_w = os.pipe()
+        try:
+            self._process = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", "avatarcast.output._whep_serve", str(in_r), str(st_w)],
+                pass_fds=(in_r, st_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # not ours to hold: see _whep_serve.main
+                stderr=subprocess.DEVNULL,
+            )
+        except BaseException:
+            os.close(in_w)
+            os.close(st_r)
+            raise
+        finally:
+            os.close(in_r)
+            os.close(st_w)
+        inbox, status = Connection(in_w, readable=False), Connection(st_r, writable=False)
+        try:
+            inbox.send(self._config)  # the token goes through the pipe, not the command line
+            reply = await asyncio.to_thread(self._first_reply, status)
+        except BaseException:
+            inbox.close()
+            status.close()
+            await asyncio.to_thread(self._stop_process)
+            raise
+        self.url = reply
+        for target, conn in ((self._forward, inbox), (self._listen, status)):
+            t = threading.Thread(target=target, args=(conn,), name="whep", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return reply
+
+    # --- the Sink interface, on the event loop --------------------------------------------------
+
+    async def open(self, headers: StreamHeaders) -> None:
+        with self._cond:
+            self._queue.append(("open", headers))
+            self._cond.notify_all()
+
+    async def write(self, packet: EncodedPacket) -> None:
+        """Queue a video packet (WebRTC has no AAC); never waits for the child."""
+        if packet.kind != "video":
+            return
+        with self._cond:
+            if self._awaiting_key and not packet.keyframe:
+                self.dropped += 1
+                return
+            self._awaiting_key = False
+            self._offer(("video", packet), video=True)
+
+    def push_pcm(self, pcm: npt.NDArray[np.int16], *, pts: int) -> None:
+        """Queue programme audio (mono int16, 48 kHz), encoded to Opus in the child."""
+        with self._cond:
+            self._offer(("pcm", np.array(pcm, np.int16).ravel(), pts), video=False)
+
+    async def aclose(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._process is not None:
+            await asyncio.to_thread(self._stop_process)
+
+    # --- threads --------------------------------------------------------------------------------
+
+    def _offer(self, msg: tuple[Any, ...], *, video: bool) -> None:
+        """Append under the lock; a full queue loses its media and video waits for a keyframe."""
+        if self._stop:
+            return
+        if len(self._queue) >= self._max_queue:
+            kept = [m for m in self._queue if m[0] == "open"]
+            self.dropped += len(self._queue) - len(kept) + 1
+            self._queue = deque(kept)
+            self._awaiting_key = True
+            if video and not msg[1].keyframe:
+                return
+            self._awaiting_key = not video
+        self._queue.append(msg)
+        self._cond.notify_all()
+
+    def _first_reply(self, status: Connection) -> str:
+        if not status.poll(self._start_timeout):
+            raise OutputError(f"the WHEP process did not start in {self._start_timeout:.0f} s")
+        try:
+            reply: dict[str, Any] = status.recv()
+        except EOFError:
+            raise OutputError("the WHEP process ended before it listened") from None
+        if "error" in reply:
+            raise OutputError(reply["error"], retryable=bool(reply.get("retryable")))
+        return str(reply["url"])
+
+    def _forward(self, conn: Connection) -> None:
+        """Feed the child; blocks on the pipe while the child is busy, so ``_offer`` drops."""
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._queue or self._stop)
+                    if not self._queue:
+                        break
+                    msg = self._queue.popleft()
+                conn.send(msg)
+            conn.send(("stop",))
+        except (OSError, ValueError):
+            pass  # the child is gone; _listen reports it
+        finally:
+            conn.close()
+
+    def _listen(self, conn: Connection) -> None:
+        while True:
+            try:
+                msg: dict[str, Any] = conn.recv()
+            except (EOFError, OSError):
+                break
+            if "log" in msg:
+                level, name, text = msg["log"]
+                logging.getLogger(name).log(level, "%s", text)
+            elif "error" in msg:
+                log.error("%s", msg["error"])
+        conn.close()
+        with self._cond:
+            if not self._stop:
+                log.error("the WHEP process ended; viewers are gone")
+
+    def _stop_process(self) -> None:
+        proc = self._process
+        assert proc is not None
+        try:
+            proc.wait(self._close_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the WHEP process is stuck after %.1f s; killing it", self._close_timeout)
+            proc.kill()
+            proc.wait(5)
+        for t in self._threads:
+            t.join(5)
