@@ -148,3 +148,16 @@ async def test_an_llm_stream_speaks_checked_llm_lines(
         await r.drain()
     assert SECRET_KEY not in caplog.text
     assert all(e.detail.get("verdicts") for e in lines if e.kind == "line")
+
+
+async def test_workers_run_below_the_api_priority() -> None:
+    """``runner.worker_nice``: a stream worker runs that many nice steps below its parent."""
+    r = LocalRunner(on_event=lambda e: None, stop_timeout=5.0, nice=3)
+    try:
+        await r.start("s-nice", spec())
+        st = await wait_for(r, "s-nice", lambda s: s.state == "live")
+        assert st.pid is not None
+        parent = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, st.pid) == min(19, parent + 3)
+    finally:
+        await r.drain()

@@ -118,6 +118,15 @@ class IceServer(_Section):
     credential: SecretStr | None = None
 
 
+class RunnerSettings(_Section):
+    """How stream workers run beside the API."""
+
+    #: Nice steps below the API process. The API is the operators' way in (a kill or a mute must
+    #: get through when the streams fill the machine), and a stream has the slack of a frame
+    #: period where a request has none; 0 runs workers at the API's priority.
+    worker_nice: int = Field(default=5, ge=0, le=19)
+
+
 class WhepSettings(_Section):
     ice_servers: list[IceServer] = Field(default_factory=list)
 
@@ -154,6 +163,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
 

@@ -78,6 +78,7 @@ class LocalRunner:
         stable_after: float = 60.0,
         stop_timeout: float = 10.0,
         whep_host: str = "127.0.0.1",
+        nice: int = 0,
     ) -> None:
         self._on_event = on_event
         self._on_output = on_output
@@ -86,6 +87,7 @@ class LocalRunner:
         self._stable_after = stable_after
         self._stop_timeout = stop_timeout
         self._whep_host = whep_host
+        self._nice = nice
         self._streams: dict[str, _Stream] = {}
 
     # --- the StreamRunner interface -----------------------------------------------------------
@@ -285,6 +287,7 @@ class LocalRunner:
             run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             spec = dataclasses.replace(spec, record_dir=spec.record_dir / f"{run}-{s.restarts}")
         first = spec.to_json(stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token)
+        first["nice"] = self._nice
         proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
         if restarted:
             s.restarts += 1

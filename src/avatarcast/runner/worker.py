@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -348,6 +349,8 @@ def main() -> int:
     if not first.strip():
         return EXIT_CONFIG
     spec = json.loads(first)
+    if nice := int(spec.get("nice") or 0):
+        os.nice(nice)  # below the API, before the start-up work (see RunnerSettings)
     slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
     slot.acquire()
     try:

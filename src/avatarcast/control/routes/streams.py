@@ -76,7 +76,9 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     """Own the runner: restore streams that should be live, drain them all at shutdown."""
     holder: list[StreamManager] = []
     runner = LocalRunner(
-        on_event=lambda e: holder[0].on_event(e), on_output=lambda e: holder[0].on_event(e)
+        on_event=lambda e: holder[0].on_event(e),
+        on_output=lambda e: holder[0].on_event(e),
+        nice=ctx.settings.runner.worker_nice,
     )
     policy = ctx.settings.supervision
     watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)
