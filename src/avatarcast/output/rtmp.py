@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
+from avatarcast.output._child import spawn_child, stop_child
 from avatarcast.output._rtmp_push import (
     MSG_RESYNC,
     MSG_STOP,
@@ -123,26 +123,12 @@ class RtmpSink:
         """Start the push process now, so its start-up overlaps with building the programme."""
         if self._process is not None:
             return
-        # A fresh interpreter, not multiprocessing: spawn would re-import the caller's
-        # __main__, and fork would copy the event loop's threads and locks. Started from a
-        # low-priority thread, it inherits that priority: the push runs on a 6 s queue, not
-        # on the frame clock, and its start-up must not make frames of other streams late.
-        in_r, in_w = os.pipe()
-        st_r, st_w = os.pipe()
-        try:
-            self._process = await in_background(
-                subprocess.Popen,
-                [sys.executable, "-m", "avatarcast.output._rtmp_push", str(in_r), str(st_w)],
-                pass_fds=(in_r, st_w),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            os.close(in_w)
-            os.close(st_r)
-            raise
-        finally:
-            os.close(in_r)
-            os.close(st_w)
+        # Started from a low-priority thread, it inherits that priority: the push runs on a
+        # 6 s queue, not on the frame clock, and its start-up must not make frames of other
+        # streams late.
+        self._process, in_w, st_r = await spawn_child(
+            "avatarcast.output._rtmp_push", run=in_background
+        )
         self._pipes = (in_w, st_r)
 
     async def open(self, headers: StreamHeaders) -> None:
@@ -264,14 +250,7 @@ class RtmpSink:
     def _stop_process(self) -> None:
         proc = self._process
         assert proc is not None
-        try:
-            proc.wait(self._close_timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s: push stuck after %.1f s; killing it", self.url, self._close_timeout)
-            proc.kill()
-            proc.wait(5)
-        for t in self._threads:
-            t.join(5)
+        stop_child(proc, self._threads, timeout=self._close_timeout, what=f"{self.url}: push")
         with self._cond:
             if self._remote.get("state") != "failed" or proc.returncode == 0:
                 self._remote = {**self._remote, "state": "closed"}

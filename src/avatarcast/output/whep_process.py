@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
-import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -24,9 +22,11 @@ import numpy.typing as npt
 
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
+from avatarcast.output._child import spawn_child, stop_child
 from avatarcast.output._whep_serve import WhepConfig
 from avatarcast.output.base import StreamHeaders
 from avatarcast.output.whep import IceServer
+from avatarcast.threads import start_named_thread
 
 __all__ = ["WhepProcess"]
 
@@ -85,24 +85,12 @@ class WhepProcess:
         """Launch the child and wait until its WHEP endpoint listens; returns its base URL."""
         if self._process is not None:
             raise OutputError("the WHEP process is already started")
-        in_r, in_w = os.pipe()
-        st_r, st_w = os.pipe()
-        try:
-            self._process = await asyncio.to_thread(
-                subprocess.Popen,
-                [sys.executable, "-m", "avatarcast.output._whep_serve", str(in_r), str(st_w)],
-                pass_fds=(in_r, st_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # not ours to hold: see _whep_serve.main
-                stderr=subprocess.DEVNULL,
-            )
-        except BaseException:
-            os.close(in_w)
-            os.close(st_r)
-            raise
-        finally:
-            os.close(in_r)
-            os.close(st_w)
+        self._process, in_w, st_r = await spawn_child(
+            "avatarcast.output._whep_serve",
+            run=asyncio.to_thread,
+            stdout=subprocess.DEVNULL,  # not ours to hold: see _whep_serve.main
+            stderr=subprocess.DEVNULL,
+        )
         inbox, status = Connection(in_w, readable=False), Connection(st_r, writable=False)
         try:
             inbox.send(self._config)  # the token goes through the pipe, not the command line
@@ -113,10 +101,8 @@ class WhepProcess:
             await asyncio.to_thread(self._stop_process)
             raise
         self.url = reply
-        for target, conn in ((self._forward, inbox), (self._listen, status)):
-            t = threading.Thread(target=target, args=(conn,), name="whep", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._threads.append(start_named_thread("whep-feed", self._forward, inbox))
+        self._threads.append(start_named_thread("whep-status", self._listen, status))
         return reply
 
     # --- the Sink interface, on the event loop --------------------------------------------------
@@ -210,13 +196,7 @@ class WhepProcess:
                 log.error("the WHEP process ended; viewers are gone")
 
     def _stop_process(self) -> None:
-        proc = self._process
-        assert proc is not None
-        try:
-            proc.wait(self._close_timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the WHEP process is stuck after %.1f s; killing it", self._close_timeout)
-            proc.kill()
-            proc.wait(5)
-        for t in self._threads:
-            t.join(5)
+        assert self._process is not None
+        stop_child(
+            self._process, self._threads, timeout=self._close_timeout, what="the WHEP process"
+        )
