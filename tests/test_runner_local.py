@@ -150,6 +150,13 @@ async def test_an_llm_stream_speaks_checked_llm_lines(
     assert all(e.detail.get("verdicts") for e in lines if e.kind == "line")
 
 
+AUTOGROUP = Path("/proc/self/autogroup").exists()
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text()  # /proc: no disk, no wait
+
+
 async def test_workers_run_below_the_api_priority() -> None:
     """``runner.worker_nice``: a stream worker runs that many nice steps below its parent."""
     r = LocalRunner(on_event=lambda e: None, stop_timeout=5.0, nice=3)
@@ -159,5 +166,10 @@ async def test_workers_run_below_the_api_priority() -> None:
         assert st.pid is not None
         parent = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, st.pid) == min(19, parent + 3)
+        # the worker has its own session; under autogroup its group must be lowered as well,
+        # or the API shares the CPU with it as an equal whatever the process's nice says
+        if AUTOGROUP:
+            group = _read(f"/proc/{st.pid}/autogroup")
+            assert group.split()[-1] == "3", group
     finally:
         await r.drain()

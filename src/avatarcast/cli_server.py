@@ -26,7 +26,11 @@ def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = Fals
     setup_logging(verbose)
     settings = server_settings(host, port)
     uvicorn.run(
-        create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=None,
+        access_log=settings.api.access_log or verbose,
     )
 
 

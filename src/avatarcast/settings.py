@@ -60,6 +60,10 @@ class ApiSettings(_Section):
     #: How long a key row is reused before it is read again; also the most a revocation made
     #: outside this process (another API process, a hand edit) takes to be seen. 0: no cache.
     key_cache_s: float = Field(default=2.0, ge=0, le=60)
+    #: A log line per request (uvicorn's access log). Off by default, as in gunicorn: at
+    #: hundreds of requests a second it is a good share of the API's CPU, and every request
+    #: is already counted in /metrics and every change written to the audit trail.
+    access_log: bool = False
 
 
 class StreamDefaults(_Section):

@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.engine import make_engine, make_sessionmaker
+from avatarcast.control.db.engine import make_engine, make_loop_engine, make_sessionmaker
 from avatarcast.control.db.migrate import upgrade_database
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
@@ -89,10 +89,12 @@ def create_app(
 ) -> FastAPI:
     """A ready-to-serve app; the database is migrated on startup unless switched off."""
     engine = make_engine(settings.database_url)
+    loop_engine = make_loop_engine(settings.database_url)
     ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
+        loop_sessions=make_sessionmaker(loop_engine) if loop_engine is not None else None,
         hub=hub or ProductChangeHub(),
         metrics=metrics or ControlMetrics(),
         buckets=TokenBuckets(
@@ -114,6 +116,8 @@ def create_app(
                 yield
         finally:
             engine.dispose()
+            if loop_engine is not None:
+                loop_engine.dispose()
 
     app = FastAPI(
         title="avatarcast control plane",

@@ -340,6 +340,22 @@ async def run_worker(
     return 0
 
 
+def lower_priority(steps: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
+    """Run ``steps`` nice steps below the API, as a process and as a scheduling group.
+
+    A worker starts its own session, and where the kernel groups each session's tasks
+    (autogroup, on by default in many distributions) the groups share the CPU as equals: a
+    process's nice then ranks it only inside its group, and the API would compete with each
+    worker one to one. The group's own nice is the ``autogroup`` file; without it (no
+    autogroup, or tasks in a cpu cgroup) the process's nice is what counts.
+    """
+    os.nice(steps)
+    try:
+        autogroup.write_text(f"{steps}\n")
+    except OSError:
+        pass
+
+
 def main() -> int:
     from avatarcast.logs import setup_logging
 
@@ -350,7 +366,7 @@ def main() -> int:
         return EXIT_CONFIG
     spec = json.loads(first)
     if nice := int(spec.get("nice") or 0):
-        os.nice(nice)  # below the API, before the start-up work (see RunnerSettings)
+        lower_priority(nice)  # below the API, before the start-up work (see RunnerSettings)
     slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
     slot.acquire()
     try:

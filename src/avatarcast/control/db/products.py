@@ -54,10 +54,19 @@ class UpsertOutcome:
         return self.created + self.updated
 
 
-def upsert(session: Session, tenant_id: str, products: Sequence[Product]) -> UpsertOutcome:
-    """Insert or replace ``products`` in the session's transaction; the caller commits."""
-    ids = [p.id for p in products]
-    existing: dict[str, ProductRow] = {}
+def upsert(
+    session: Session,
+    tenant_id: str,
+    products: Sequence[Product],
+    *,
+    loaded: Sequence[ProductRow] = (),
+) -> UpsertOutcome:
+    """Insert or replace ``products`` in the session's transaction; the caller commits.
+
+    ``loaded``: rows of this tenant the caller has already read in this session, so they
+    are not read again."""
+    existing: dict[str, ProductRow] = {r.product_id: r for r in loaded if r.tenant_id == tenant_id}
+    ids = [p.id for p in products if p.id not in existing]
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[start : start + _IN_CHUNK]
         rows = session.scalars(

@@ -26,6 +26,7 @@ from avatarcast.control.problems import (
     problem_responses,
     validation_problem,
 )
+from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.products import (
     ImportResult,
@@ -176,8 +177,9 @@ def _import(
 
 
 @router.get("/{product_id}", response_model=ProductPublic, responses=NOT_FOUND)
-def get_product(product_id: str, session: SessionDep, caller: ReaderDep) -> ProductPublic:
-    return _public(_get(session, caller.tenant_id, product_id))
+async def get_product(product_id: str, caller: ReaderDep, ctx: ContextDep) -> Response:
+    product = await ctx.read(lambda session: _public(_get(session, caller.tenant_id, product_id)))
+    return model_response(product)
 
 
 @router.put(
@@ -213,7 +215,7 @@ def replace_product(
 @router.patch("/{product_id}", response_model=ProductPublic, responses=NOT_FOUND)
 def update_product(
     product_id: str, body: ProductUpdate, session: SessionDep, caller: WriterDep, ctx: ContextDep
-) -> ProductPublic:
+) -> Response:
     row = _get(session, caller.tenant_id, product_id)
     old_price = row.payload.get("price")
     merged = dict(row.payload)
@@ -226,12 +228,12 @@ def update_product(
         product = Product.model_validate(merged)
     except ValidationError as e:
         raise from_pydantic(e) from None
-    outcome = repo.upsert(session, caller.tenant_id, [product])
+    outcome = repo.upsert(session, caller.tenant_id, [product], loaded=[row])
     if outcome.changed:
         _audit(session, caller, "product_updated", product, old_price)
     session.commit()
     _announce(ctx, caller.tenant_id, outcome.changed)
-    return _public(row)
+    return model_response(_public(row))
 
 
 @router.delete("/{product_id}", status_code=204, response_class=Response, responses=NOT_FOUND)

@@ -37,6 +37,7 @@ from avatarcast.control.deps import (
 )
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.streams import (
     DestinationHealth,
@@ -311,11 +312,10 @@ def create_stream(
 
 
 @router.get("/{stream_id}", response_model=StreamPublic, responses=NOT_FOUND)
-def get_stream_route(
-    stream_id: StreamIdPath, session: SessionDep, caller: ReaderDep, ctx: ContextDep
-) -> StreamPublic:
+async def get_stream_route(stream_id: StreamIdPath, caller: ReaderDep, ctx: ContextDep) -> Response:
     """The stream with its live health: state, uptime, fps, A/V offset, destinations."""
-    return public(get_stream(session, caller.tenant_id, stream_id), ctx, caller)
+    row = await ctx.read(lambda session: get_stream(session, caller.tenant_id, stream_id))
+    return model_response(public(row, ctx, caller))
 
 
 @router.delete("/{stream_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
