@@ -160,3 +160,29 @@ def test_changed_facts_name_what_a_sentence_may_have_stated() -> None:
     assert not states_changed_fact(("blender-b2:title", "blender-b2:fact:jar"), before, now)
     assert not states_changed_fact((), before, now)
     assert states_changed_fact((), before, None)  # the product is gone
+
+
+async def test_pausing_a_product_drops_all_queued_talk_about_it() -> None:
+    """``LiveControl.pause_product`` excludes the product and invalidates it: nothing said
+    about it may go on air, whatever facts it states (the catalog did not change)."""
+    product = blender()
+    catalog = Catalog([product])
+    voice = Counting(create_voice("default", lang="en"))
+    talk = TalkSource(
+        catalog=catalog,
+        next_segment=lambda t: offer(catalog, t),
+        writer=ThreeFacts(),
+        voice=voice,
+        prefetch=3,
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            prefetch = tg.create_task(talk.run_prefetch())
+            await voice.until_voiced(3)
+            talk.excluded.add(product.id)
+            dropped = talk.invalidate((product.id,))
+            after = await talk.next(wait=False)
+            prefetch.cancel()
+    finally:
+        await voice.aclose()
+    assert dropped == 3 and after is None

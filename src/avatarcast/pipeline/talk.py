@@ -143,16 +143,20 @@ class TalkSource:
         return False
 
     def invalidate(self, product_ids: tuple[str, ...]) -> int:
-        """Drop queued talk that states a fact of a changed product that no longer holds; the
-        rest of the talk about it stays, bound to the product as it is now. Returns how many
-        sentences (voiced or only written) were dropped."""
+        """Drop queued talk that states a fact of a changed product that no longer holds, and
+        all talk about a paused product; the rest of the talk about a changed product stays,
+        bound to it as it is now. Returns how many sentences (voiced or only written) were
+        dropped."""
         ids = set(product_ids)
         kept: list[Talk] = []
         dropped = 0
         while not self._ready.empty():
             t = self._ready.get_nowait()
             about = t.product.id if t.product is not None else None
-            fresh = _rebound(t, self._catalog) if about in ids else t
+            if about in self.excluded:
+                fresh = None
+            else:
+                fresh = _rebound(t, self._catalog) if about in ids else t
             if fresh is None:
                 dropped += 1
             else:
@@ -161,7 +165,7 @@ class TalkSource:
             self._ready.put_nowait(t)
         before = self._pending_product
         if before is not None and before.id in ids:
-            now = self._catalog.get(before.id)
+            now = None if before.id in self.excluded else self._catalog.get(before.id)
             keep = [s for s in self._pending if not states_changed_fact(s.facts, before, now)]
             dropped += len(self._pending) - len(keep)
             self._pending = deque(keep)
