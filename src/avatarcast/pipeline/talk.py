@@ -1,10 +1,11 @@
 """Talk: rundown -> writer -> guardrails -> voice, as a stream of speech chunks.
 
 On a simulated clock the programme pulls chunks one at a time, so output depends only on the
-seed and the session. Live, a prefetcher keeps a few chunks ready so the programme never waits;
-when a product changes, queued chunks about it are dropped and its offer is rewritten. Urgent
-sentences (a viewer's answer) are voiced live by a worker of their own, so they never wait
-behind the rundown's writing or synthesis.
+seed and the session. Live, a prefetcher keeps a few chunks ready so the programme never waits.
+When a product changes, queued sentences that state a changed fact (see ``catalog.diff``) are
+dropped and the rest stay as voiced: a new price costs the sentence quoting it, not the whole
+look-ahead. Urgent sentences (a viewer's answer) are voiced live by a worker of their own, so
+they never wait behind the rundown's writing or synthesis.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from avatarcast.catalog.diff import states_changed_fact
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.frames import Sentence, SpeechChunk
@@ -46,10 +48,18 @@ class Talk:
     product: Product | None
 
 
-def _stale(talk: Talk, catalog: Catalog) -> bool:
-    if talk.product is None:
-        return False
-    return catalog.get(talk.product.id) != talk.product
+def _rebound(talk: Talk, catalog: Catalog) -> Talk | None:
+    """``talk`` bound to its product as the catalog has it now, or None when the product is
+    gone or the sentence states a fact that changed since it was written."""
+    before = talk.product
+    if before is None:
+        return talk
+    now = catalog.get(before.id)
+    if now is before:
+        return talk
+    if states_changed_fact(talk.chunk.sentence.facts, before, now):
+        return None
+    return Talk(talk.chunk, now)
 
 
 class TalkSource:
@@ -133,21 +143,36 @@ class TalkSource:
         return False
 
     def invalidate(self, product_ids: tuple[str, ...]) -> int:
-        """Drop queued talk about changed products. Returns how many chunks were dropped."""
+        """Drop queued talk that states a fact of a changed product that no longer holds, and
+        all talk about a paused product; the rest of the talk about a changed product stays,
+        bound to it as it is now. Returns how many sentences (voiced or only written) were
+        dropped."""
         ids = set(product_ids)
         kept: list[Talk] = []
         dropped = 0
         while not self._ready.empty():
             t = self._ready.get_nowait()
-            if t.product is not None and t.product.id in ids:
+            about = t.product.id if t.product is not None else None
+            if about in self.excluded:
+                fresh = None
+            else:
+                fresh = _rebound(t, self._catalog) if about in ids else t
+            if fresh is None:
                 dropped += 1
             else:
-                kept.append(t)
+                kept.append(fresh)
         for t in kept:
             self._ready.put_nowait(t)
-        if self._pending_product is not None and self._pending_product.id in ids:
-            dropped += len(self._pending)
-            self._pending.clear()
+        before = self._pending_product
+        if before is not None and before.id in ids:
+            now = None if before.id in self.excluded else self._catalog.get(before.id)
+            keep = [s for s in self._pending if not states_changed_fact(s.facts, before, now)]
+            dropped += len(self._pending) - len(keep)
+            self._pending = deque(keep)
+            if now is not None:
+                self._pending_product = now
+                if self._pending_request is not None:
+                    self._pending_request = replace(self._pending_request, product=now)
         self.dropped_stale += dropped
         self._wake.set()
         return dropped
@@ -219,7 +244,7 @@ class TalkSource:
                 current = self._catalog.get(product.id)
                 if current is None:
                     continue
-                if current != product:
+                if states_changed_fact(sentence.facts, product, current):
                     # written against an older catalog: rewrite the segment with today's facts
                     self._pending.clear()
                     if self._pending_request is not None and (
@@ -227,6 +252,7 @@ class TalkSource:
                     ):
                         await self._fill(replace(self._pending_request, product=current))
                     continue
+                product = current  # what it states still holds
             if self._guard is not None:
                 checked = self._guard(sentence, product, self._media_time)
                 if checked is None:
@@ -277,8 +303,9 @@ class TalkSource:
         if self._prefetch <= 0:
             while True:
                 talk = await self._next_pulled() if wait else None
-                if talk is None or not _stale(talk, self._catalog):
-                    return talk
+                fresh = _rebound(talk, self._catalog) if talk is not None else None
+                if talk is None or fresh is not None:
+                    return fresh
         while True:
             if self._voiced:
                 talk = self._voiced.popleft()
@@ -292,8 +319,9 @@ class TalkSource:
                 except asyncio.QueueEmpty:
                     return None
             self._wake.set()  # room in the queue: the prefetcher may go on
-            if not _stale(talk, self._catalog):
-                return talk
+            fresh = _rebound(talk, self._catalog)
+            if fresh is not None:
+                return fresh
             self.dropped_stale += 1
 
     async def _prefetch_rundown(self) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatarcast.avatar.base import AvatarState
+from avatarcast.catalog.diff import states_changed_fact
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.frames import Sentence, SpeechChunk, StreamFormat
@@ -148,7 +149,7 @@ class Programme:
         p = self._playing
         if p is not None and p.talk.product is not None and p.talk.product.id in product_ids:
             now = self._catalog.get(p.talk.product.id)
-            if now != p.talk.product and _uses_changed_facts(p.talk, now):
+            if states_changed_fact(p.talk.chunk.sentence.facts, p.talk.product, now):
                 self._end_playing(pts, cut=True)
         for pid in product_ids:
             if self._product is not None and self._product.id == pid:
@@ -270,20 +271,3 @@ class Programme:
 
 #: the shortest pause (seconds) before an answer that follows a finished sentence
 _URGENT_PAUSE = 0.08
-
-
-def _uses_changed_facts(talk: Talk, now: Product | None) -> bool:
-    """Whether the sentence on air states a fact that no longer holds."""
-    before = talk.product
-    if before is None or now is None:
-        return True
-    changed: set[str] = set()
-    for name in ("price", "sale_price", "prior_lowest_price", "stock", "availability"):
-        if getattr(before, name) != getattr(now, name):
-            changed.add(before.fact_id(name))
-    for key, fact in before.facts.items():
-        if now.facts.get(key) != fact:
-            changed.add(before.fact_id("fact", key))
-    if before.title != now.title:
-        changed.add(before.fact_id("title"))
-    return bool(changed & set(talk.chunk.sentence.facts))

@@ -34,8 +34,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
 from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
 from avatarcast.pipeline.build import ProgrammeOptions
@@ -123,11 +121,8 @@ class Worker:
         elif cmd == "approve_answers":
             self._approve = bool(msg.get("on"))
         elif cmd == "products":
-            try:
-                upsert = [Product.model_validate(p) for p in msg.get("upsert", ())]
-            except ValidationError as e:
-                log.warning("ignoring products that do not validate: %s", e)
-                upsert = []
+            # validated when applied: in a storm only the latest version of each product is
+            upsert = [p for p in msg.get("upsert", ()) if isinstance(p, dict)]
             self._changes.add(upsert=upsert, remove=[str(i) for i in msg.get("remove", ())])
         elif cmd == "pause_product":
             self._excluded.add(str(msg.get("product_id", "")))
