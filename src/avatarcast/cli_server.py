@@ -26,7 +26,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = Fals
     setup_logging(verbose)
     settings = server_settings(host, port)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         host=settings.api.host,
         port=settings.api.port,
         log_config=None,

@@ -117,7 +117,11 @@ async def serve_demo(
     demo = prepare_demo(settings, catalog=catalog)
     host, port = settings.api.host, settings.api.port
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="warning", access_log=False
+        create_app(settings, freeze_gc=True),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
     )
     server = uvicorn.Server(config)
     base = f"http://{host}:{port}"

@@ -5,6 +5,7 @@ Each app owns its registry, so several apps (tests, one process per tenant) neve
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -63,6 +64,13 @@ class ControlMetrics:
             ["tenant"],
             registry=r,
         )
+
+        self.gc_frozen = Gauge(
+            "avatarcast_python_gc_frozen_objects",
+            "Objects kept out of Python's garbage collection since start-up (gc.freeze).",
+            registry=r,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
 
     def forget_stream(self, stream_id: str) -> None:
         """Drop a finished stream's series so the registry does not grow forever."""
