@@ -78,9 +78,8 @@ def offer(catalog: Catalog, t: float) -> SegmentRequest:
     return SegmentRequest(product=product, kind="offer", lang="en", media_time=t)
 
 
-async def test_a_new_price_drops_only_the_sentence_quoting_it() -> None:
-    product, other = blender(), blender(id="other-1")
-    catalog = Catalog([product, other])
+def three_ahead(catalog: Catalog) -> tuple[TalkSource, Counting]:
+    """Talk about the blender, three sentences voiced ahead, with a counting espeak voice."""
     voice = Counting(create_voice("default", lang="en"))
     talk = TalkSource(
         catalog=catalog,
@@ -89,6 +88,13 @@ async def test_a_new_price_drops_only_the_sentence_quoting_it() -> None:
         voice=voice,
         prefetch=3,
     )
+    return talk, voice
+
+
+async def test_a_new_price_drops_only_the_sentence_quoting_it() -> None:
+    product, other = blender(), blender(id="other-1")
+    catalog = Catalog([product, other])
+    talk, voice = three_ahead(catalog)
     try:
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(talk.run_prefetch())
@@ -167,14 +173,7 @@ async def test_pausing_a_product_drops_all_queued_talk_about_it() -> None:
     about it may go on air, whatever facts it states (the catalog did not change)."""
     product = blender()
     catalog = Catalog([product])
-    voice = Counting(create_voice("default", lang="en"))
-    talk = TalkSource(
-        catalog=catalog,
-        next_segment=lambda t: offer(catalog, t),
-        writer=ThreeFacts(),
-        voice=voice,
-        prefetch=3,
-    )
+    talk, voice = three_ahead(catalog)
     try:
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(talk.run_prefetch())
