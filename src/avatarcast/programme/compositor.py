@@ -27,14 +27,14 @@ from avatarcast.avatar.base import AvatarRenderer, AvatarState, LayeredRenderer
 from avatarcast.avatar.base import Box as Rect
 from avatarcast.catalog.model import Product
 from avatarcast.errors import ConfigError
+from avatarcast.programme.card import render_card
+from avatarcast.programme.drawing import Box
 from avatarcast.programme.layers import FrameLayers
 from avatarcast.programme.overlays import (
-    Box,
     LabelConfig,
     caption_max_height,
     label_text,
     render_caption,
-    render_card,
     render_label,
     studio_background,
 )
