@@ -22,7 +22,7 @@ from avatarcast.control.db.models_streams import ScheduleRow
 from avatarcast.control.deps import OperatorDep, SessionDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
-from avatarcast.control.routes.streams import EXTRAS_KEY, get_stream
+from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.scheduler import Scheduler, WeeklyWindow, load_zone
 from avatarcast.control.schemas.streams import (
     WEEKDAYS,
@@ -31,6 +31,7 @@ from avatarcast.control.schemas.streams import (
     ScheduleUpdate,
     Window,
 )
+from avatarcast.control.streaming import EXTRAS_KEY
 from avatarcast.runner.manager import StreamManager
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=AUTH_PROBLEMS)

@@ -30,7 +30,7 @@ from avatarcast.control.deps import (
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
-from avatarcast.control.routes.streams import get_stream, manager_of
+from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.schemas.supervision import (
     ChatMessageIn,
     ChatResult,
@@ -39,6 +39,7 @@ from avatarcast.control.schemas.supervision import (
     TranscriptPage,
 )
 from avatarcast.control.security import ROLE_GRANTS
+from avatarcast.control.streaming import manager_of
 from avatarcast.runner.base import CommandFailed
 
 router = APIRouter(prefix="/v1/streams", tags=["chat"], responses=AUTH_PROBLEMS)

@@ -22,7 +22,7 @@ from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import Caller, ContextDep, SessionDep, SupervisorDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.routes import AUTH_PROBLEMS
-from avatarcast.control.routes.streams import get_stream, manager_of
+from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.routes.supervisors import find as find_supervisor
 from avatarcast.control.schemas.supervision import (
     ActionResult,
@@ -31,6 +31,7 @@ from avatarcast.control.schemas.supervision import (
     PendingAnswer,
     SayCreate,
 )
+from avatarcast.control.streaming import manager_of
 from avatarcast.runner.base import CommandFailed
 
 router = APIRouter(prefix="/v1/streams", tags=["supervision"], responses=AUTH_PROBLEMS)

@@ -1,5 +1,8 @@
 """Streams: create, list, start/stop/pause/resume, live status; the runner starts with the app.
 
+The runner itself (its lifespan, :func:`manager_of`) is in :mod:`avatarcast.control.streaming`;
+its ``lifespan`` is exported here so the app factory starts it with this router.
+
 Roles: operators (and admins) manage streams; a backend key may start and stop; a supervisor
 may pause, resume and stop. Actions change ``desired_state`` first, then the runner follows, so
 a stream that should be live is live again after a restart. A route never waits on a worker.
@@ -7,11 +10,8 @@ a stream that should be live is live again after a restart. A route never waits 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.from_thread
 from fastapi import APIRouter, Depends, Path, Response
@@ -40,28 +40,26 @@ from avatarcast.control.problems import ProblemError, problem_responses, validat
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.streams import (
-    DestinationHealth,
     LabelConfigIn,
     StreamCreate,
-    StreamHealth,
     StreamPage,
     StreamPublic,
     StreamUpdate,
 )
-from avatarcast.control.supervision import SupervisionWatch
+from avatarcast.control.streaming import health_of, manager_of
+from avatarcast.control.streaming import lifespan as runner_lifespan
 from avatarcast.errors import AvatarcastError
 from avatarcast.locale import language
-from avatarcast.runner.local import LocalRunner
-from avatarcast.runner.manager import ProgrammeDefaults, StreamManager, selected_products
+from avatarcast.runner.manager import selected_products
 from avatarcast.voice.registry import default_voice_for, list_voices
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
+lifespan = runner_lifespan  # the app factory starts the runner with this router
 NOT_FOUND = problem_responses(404)
 ACTION = problem_responses(404, 409)
 StreamIdPath = Annotated[str, Path(max_length=64)]
 StopperDep = Annotated[Caller, Depends(require_role("operator", "backend", "supervisor"))]
 PauserDep = Annotated[Caller, Depends(require_role("operator", "supervisor"))]
-EXTRAS_KEY = "streams"
 
 #: action -> (desired states it may leave, the desired state it sets)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -72,101 +70,11 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
-@asynccontextmanager
-async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
-    """Own the runner: restore streams that should be live, drain them all at shutdown."""
-    holder: list[StreamManager] = []
-    runner = LocalRunner(
-        on_event=lambda e: holder[0].on_event(e),
-        on_output=lambda e: holder[0].on_event(e),
-        nice=ctx.settings.runner.worker_nice,
-    )
-    policy = ctx.settings.supervision
-    watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)
-    manager = StreamManager(
-        sessions=ctx.sessions,
-        runner=runner,
-        hub=ctx.hub,
-        defaults=programme_defaults(ctx),
-        watch=watch,
-    )
-    holder.append(manager)
-    ctx.extras[EXTRAS_KEY] = manager
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(manager.run())
-        gauges = tg.create_task(manager.publish_metrics(ctx.metrics))
-        supervision = tg.create_task(manager.supervise(policy.check_interval_s))
-        await manager.restore()
-        try:
-            yield
-        finally:
-            gauges.cancel()
-            supervision.cancel()
-            await manager.close()
-
-
-def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
-    stream = ctx.settings.stream
-    ice = tuple(
-        {
-            "urls": s.urls,
-            "username": s.username,
-            "credential": s.credential.get_secret_value() if s.credential else None,
-        }
-        for s in ctx.settings.whep.ice_servers
-    )
-    llm = ctx.settings.llm
-    return ProgrammeDefaults(
-        llm={
-            "base_url": llm.base_url,
-            "model": llm.model,
-            "api_key": llm.api_key.get_secret_value(),
-            "timeout": llm.timeout_s,
-        }
-        if llm.base_url
-        else None,
-        recordings_dir=ctx.settings.recordings_dir.resolve(),
-        size="1080p" if stream.height >= 1080 else "720p",
-        fps=stream.fps if stream.fps in (25, 30) else 25,
-        ice_servers=ice,
-    )
-
-
-def manager_of(ctx: AppContext) -> StreamManager:
-    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
-    if manager is None:
-        raise ProblemError(503, "the stream runner is not running", kind="not-ready")
-    return manager
-
-
 def get_stream(session: Session, tenant_id: str, stream_id: str) -> StreamRow:
     row = session.get(StreamRow, stream_id)
     if row is None or row.tenant_id != tenant_id:
         raise ProblemError(404, f"no stream {stream_id!r}", kind="not-found")
     return row
-
-
-def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
-    manager = ctx.extras.get(EXTRAS_KEY)
-    status = manager.runner.status(stream_id) if manager is not None else None
-    if status is None:
-        return StreamHealth(state="stopped")
-    h: dict[str, Any] = dict(status.health)
-    return StreamHealth(
-        state=status.state,
-        restarts=status.restarts,
-        uptime_s=h.get("uptime_s"),
-        frames=h.get("frames"),
-        fps=h.get("fps"),
-        av_offset_ms=h.get("av_offset_ms"),
-        encode_lag_ms=h.get("encode_lag_ms"),
-        product_id=h.get("product_id"),
-        price=h.get("price"),
-        sentence=h.get("sentence"),
-        destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
-        recording_dir=h.get("recording_dir"),
-        last_error=status.last_error,
-    )
 
 
 def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:

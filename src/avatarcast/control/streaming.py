@@ -1,0 +1,115 @@
+"""The stream runner's place in the app: started and drained with it, reached by the routes.
+
+:func:`lifespan` owns the :class:`LocalRunner` and its :class:`StreamManager` for the app's
+life (``routes/streams.py`` hands it to the app factory); routes reach the manager through
+:func:`manager_of` and a stream's live health through :func:`health_of`, neither of which waits
+on a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from avatarcast.control.context import AppContext
+from avatarcast.control.problems import ProblemError
+from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
+from avatarcast.control.supervision import SupervisionWatch
+from avatarcast.runner.local import LocalRunner
+from avatarcast.runner.manager import ProgrammeDefaults, StreamManager
+
+__all__ = ["EXTRAS_KEY", "health_of", "lifespan", "manager_of", "programme_defaults"]
+
+EXTRAS_KEY = "streams"
+
+
+@asynccontextmanager
+async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
+    """Own the runner: restore streams that should be live, drain them all at shutdown."""
+    holder: list[StreamManager] = []
+    runner = LocalRunner(
+        on_event=lambda e: holder[0].on_event(e),
+        on_output=lambda e: holder[0].on_event(e),
+        nice=ctx.settings.runner.worker_nice,
+    )
+    policy = ctx.settings.supervision
+    watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)
+    manager = StreamManager(
+        sessions=ctx.sessions,
+        runner=runner,
+        hub=ctx.hub,
+        defaults=programme_defaults(ctx),
+        watch=watch,
+    )
+    holder.append(manager)
+    ctx.extras[EXTRAS_KEY] = manager
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(manager.run())
+        gauges = tg.create_task(manager.publish_metrics(ctx.metrics))
+        supervision = tg.create_task(manager.supervise(policy.check_interval_s))
+        await manager.restore()
+        try:
+            yield
+        finally:
+            gauges.cancel()
+            supervision.cancel()
+            await manager.close()
+
+
+def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
+    stream = ctx.settings.stream
+    ice = tuple(
+        {
+            "urls": s.urls,
+            "username": s.username,
+            "credential": s.credential.get_secret_value() if s.credential else None,
+        }
+        for s in ctx.settings.whep.ice_servers
+    )
+    llm = ctx.settings.llm
+    return ProgrammeDefaults(
+        llm={
+            "base_url": llm.base_url,
+            "model": llm.model,
+            "api_key": llm.api_key.get_secret_value(),
+            "timeout": llm.timeout_s,
+        }
+        if llm.base_url
+        else None,
+        recordings_dir=ctx.settings.recordings_dir.resolve(),
+        size="1080p" if stream.height >= 1080 else "720p",
+        fps=stream.fps if stream.fps in (25, 30) else 25,
+        ice_servers=ice,
+    )
+
+
+def manager_of(ctx: AppContext) -> StreamManager:
+    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
+    if manager is None:
+        raise ProblemError(503, "the stream runner is not running", kind="not-ready")
+    return manager
+
+
+def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
+    manager = ctx.extras.get(EXTRAS_KEY)
+    status = manager.runner.status(stream_id) if manager is not None else None
+    if status is None:
+        return StreamHealth(state="stopped")
+    h: dict[str, Any] = dict(status.health)
+    return StreamHealth(
+        state=status.state,
+        restarts=status.restarts,
+        uptime_s=h.get("uptime_s"),
+        frames=h.get("frames"),
+        fps=h.get("fps"),
+        av_offset_ms=h.get("av_offset_ms"),
+        encode_lag_ms=h.get("encode_lag_ms"),
+        product_id=h.get("product_id"),
+        price=h.get("price"),
+        sentence=h.get("sentence"),
+        destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
+        recording_dir=h.get("recording_dir"),
+        last_error=status.last_error,
+    )
