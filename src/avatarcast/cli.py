@@ -37,7 +37,19 @@ AvatarOpt = Annotated[str | None, typer.Option("--avatar", help="Avatar pack nam
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice name (see `voices`).")]
 WriterOpt = Annotated[str, typer.Option("--writer", help="Script writer: template or llm.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed: same seed, same output.")]
-SizeOpt = Annotated[str, typer.Option("--size", help="Frame size: 720p or 1080p.")]
+SizeOpt = Annotated[
+    str,
+    typer.Option(
+        "--size", help="Frame size: 720p, 1080p (landscape), 720x1280 or 1080x1920 (portrait)."
+    ),
+]
+PresetOpt = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="Keep overlays clear of an app's interface: none, tiktok, douyin, instagram, youtube.",
+    ),
+]
 FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second: 25 or 30.")]
 SellerOpt = Annotated[
     str | None,
@@ -89,6 +101,7 @@ def _programme_options(
     persona: str | None,
     tone: str | None,
     disclosure_every: float = 600.0,
+    preset: str = "none",
 ) -> ProgrammeOptions:
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
@@ -108,6 +121,7 @@ def _programme_options(
         tts=_tts_options(voice),
         seed=seed,
         size=size,
+        preset=preset,
         fps=fps,
         seller=_seller(seller),
         disclosure_interval_s=disclosure_every,
@@ -169,6 +183,7 @@ def render(
     writer: WriterOpt = "template",
     seed: SeedOpt = 0,
     size: SizeOpt = "720p",
+    preset: PresetOpt = "none",
     fps: FpsOpt = 25,
     seller: SellerOpt = None,
     persona: PersonaOpt = None,
@@ -187,7 +202,7 @@ def render(
     opts = _programme_options(
         catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
         size=size, fps=fps, seller=seller, persona=persona, tone=tone,
-        disclosure_every=disclosure_every,
+        disclosure_every=disclosure_every, preset=preset,
     )  # fmt: skip
     try:
         result = asyncio.run(
@@ -252,6 +267,7 @@ def live(
     writer: WriterOpt = "template",
     seed: SeedOpt = 0,
     size: SizeOpt = "720p",
+    preset: PresetOpt = "none",
     fps: FpsOpt = 25,
     seller: SellerOpt = None,
     persona: PersonaOpt = None,
@@ -296,6 +312,7 @@ def live(
             persona=persona,
             tone=tone,
             disclosure_every=disclosure_every,
+            preset=preset,
         ),
         destinations=tuple(to or ()),
         record_dir=record,

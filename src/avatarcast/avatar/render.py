@@ -8,6 +8,10 @@ few hundred microseconds at 720p, against several milliseconds for a full alpha 
 
 Head sway and breathing move whole stamps by even pixel offsets (yuv420 chroma is subsampled
 2x2), so no pose needs a cache of its own.
+
+A portrait frame places the avatar with an ``AvatarFraming`` (``programme.portrait``): a closer
+shot, and the body's bottom rows repeated down to the frame's edge, since a pack's body is cut
+where its landscape frame ends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from PIL import Image
 
 from avatarcast.avatar.base import AvatarState, Pose
 from avatarcast.avatar.pack import EYE_STATES, AvatarPack, Background, Placed
+from avatarcast.programme.portrait import AvatarFraming
 from avatarcast.programme.yuv import Sprite, YuvFrame
 
 __all__ = ["SpriteAvatarRenderer", "studio_background"]
@@ -124,20 +129,29 @@ class SpriteAvatarRenderer:
         *,
         frame_width: int | None = None,
         frame_height: int | None = None,
+        framing: AvatarFraming | None = None,
     ) -> None:
         self.pack = pack
         self.name = pack.name
         fw0, fh0 = pack.frame_size
         self.width = frame_width or fw0
         self.height = frame_height or fh0
-        self.scale = s = self.height / fh0
-        ox = pack.origin[0] + (self.width / s - fw0) / 2  # keep the layout centred when wider
-        self._origin = (_even(ox * s), _even(pack.origin[1] * s))
+        if framing is None:
+            self.scale = s = self.height / fh0
+            ox = pack.origin[0] + (self.width / s - fw0) / 2  # keep the layout centred when wider
+            self._origin = (_even(ox * s), _even(pack.origin[1] * s))
+        else:
+            self.scale = s = framing.scale
+            self._origin = (_even(framing.x), _even(framing.y))
         self._body_at = (_even(pack.body.x * s), _even(pack.body.y * s))
         self._head_at = (_even(pack.head.x * s), _even(pack.head.y * s))
         mouth = pack.mouths["rest"]
         self._mouth_at = (_even(mouth.x * s), _even(mouth.y * s))
-        self._body = _Stamp(Sprite.from_rgba(_rgba(pack.body, s)))
+        body = _rgba(pack.body, s)
+        if framing is not None:
+            reach = framing.extend_to - self._origin[1] - self._body_at[1]
+            body = _extend_down(body, reach + 2 * _even(pack.idle.breath_amplitude_px * s))
+        self._body = _Stamp(Sprite.from_rgba(body))
         head = _rgba(pack.head, s)
         self._heads = {
             e: _Stamp(Sprite.from_rgba(_with_eyes(head, pack.eyes[e], s))) for e in EYE_STATES
@@ -227,6 +241,15 @@ class SpriteAvatarRenderer:
         ax, ay, aw, ah = self.avatar_box()
         glow = ((ax + aw / 2) / self.width, (ay + ah * 0.35) / self.height)
         return studio_background(self.pack.background, w, h, glow=glow)
+
+
+def _extend_down(img: U8, rows: int) -> U8:
+    """``img`` at least ``rows`` tall, its last row repeated below it (an even height)."""
+    h = img.shape[0]
+    if rows <= h:
+        return img
+    rows += rows % 2
+    return np.concatenate((img, np.repeat(img[-1:], rows - h, axis=0)))
 
 
 def _with_eyes(head: U8, eyes: Placed, scale: float) -> U8:

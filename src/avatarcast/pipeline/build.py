@@ -23,9 +23,11 @@ from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.frames import StreamFormat
 from avatarcast.locale import language
 from avatarcast.output.encoder import Encoder
+from avatarcast.pipeline.layouts import make_view
 from avatarcast.pipeline.runner import FrameEncoder
 from avatarcast.pipeline.talk import Guard, TalkSource
 from avatarcast.programme.compositor import Compositor, SellerInfo
+from avatarcast.programme.layout import SIZES, Layout, check_preset, check_size
 from avatarcast.programme.overlays import LabelConfig, label_text
 from avatarcast.programme.programme import Programme, SpokenLine
 from avatarcast.script.base import ScriptWriter
@@ -43,7 +45,7 @@ from avatarcast.voice.registry import (
 if TYPE_CHECKING:
     from avatarcast.script.llm import LlmOptions
 
-SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+__all__ = ["SIZES", "Built", "ProgrammeOptions", "Resolved", "build", "validate"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +63,8 @@ class ProgrammeOptions:
     tts: NetworkVoiceOptions | None = None
     seed: int = 0
     size: str = "720p"
+    #: the platform whose interface the overlays keep clear of (``programme.layout.PRESETS``)
+    preset: str = "none"
     fps: int = 25
     label_text: str | None = None
     label_position: str = "top-left"
@@ -88,8 +92,8 @@ class Resolved:
 def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> Resolved:
     """Check every option; raises a ConfigError/CatalogError that names the bad value."""
     language(opts.lang)
-    if opts.size not in SIZES:
-        raise UnknownNameError("frame size", opts.size, list(SIZES))
+    check_size(opts.size)
+    check_preset(opts.preset)
     if opts.fps not in (25, 30):
         raise ConfigError(f"--fps must be 25 or 30, got {opts.fps}")
     check_writer(opts.writer, opts.llm)
@@ -183,6 +187,18 @@ class Built:
             close()
 
 
+def label_config(opts: ProgrammeOptions) -> LabelConfig:
+    return LabelConfig(
+        text=opts.label_text,
+        lang=opts.label_lang,
+        position=opts.label_position,  # type: ignore[arg-type]
+    )
+
+
+def seller_info(opts: ProgrammeOptions) -> SellerInfo | None:
+    return SellerInfo(name=opts.seller[0], contact=opts.seller[1]) if opts.seller else None
+
+
 def _dispatch(listeners: list[Callable[[SpokenLine], None]], line: SpokenLine) -> None:
     for listener in listeners:
         listener(line)
@@ -205,20 +221,15 @@ def build(
     opts, fmt = resolved.opts, resolved.fmt
     catalog = catalog if catalog is not None else Catalog(resolved.products)
     pack = load_pack(resolved.avatar)
-    renderer = SpriteAvatarRenderer(pack, frame_width=fmt.width, frame_height=fmt.height)
-    compositor = Compositor(
-        width=fmt.width,
-        height=fmt.height,
+    view = make_view(
+        pack,
+        Layout(opts.size, opts.preset),
+        fmt=fmt,
         lang=opts.lang,
-        renderer=renderer,
-        background=renderer.render_background(fmt.width, fmt.height),
-        label=LabelConfig(
-            text=opts.label_text,
-            lang=opts.label_lang,
-            position=opts.label_position,  # type: ignore[arg-type]
-        ),
-        seller=SellerInfo(name=opts.seller[0], contact=opts.seller[1]) if opts.seller else None,
+        label=label_config(opts),
+        seller=seller_info(opts),
     )
+    renderer, compositor = view.renderer, view.compositor
     voice = create_voice(resolved.voice, lang=opts.lang, network=opts.tts)
     script = ScriptStack(
         catalog=catalog,

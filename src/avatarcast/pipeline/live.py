@@ -1,7 +1,11 @@
 """Live: the programme on the wall clock, to RTMP destinations, WHEP viewers and a recording.
 
-One encode feeds every output. A destination that fails is retried by its own sink without
-stalling the programme or the others; the recording never waits on the network.
+One encode per frame shape feeds every output of that shape. A destination may ask for its
+own layout (``destination_layouts``: a portrait ``720x1280/tiktok`` beside the landscape
+programme); each distinct layout is drawn from the same plan and encoded once, and the
+recording and WHEP take the programme's own layout. A destination that fails is retried by its
+own sink without stalling the programme or the others; the recording never waits on the
+network.
 """
 
 from __future__ import annotations
@@ -26,10 +30,19 @@ from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.output.whep import IceServer
 from avatarcast.output.whep_process import WhepProcess
-from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
+from avatarcast.pipeline.build import (
+    Built,
+    ProgrammeOptions,
+    build,
+    label_config,
+    seller_info,
+    validate,
+)
+from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, Status
-from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.pipeline.runner import ProgrammeRunner, ViewOutput
 from avatarcast.pipeline.talk import Guard
+from avatarcast.programme.layout import Layout, parse_layout
 from avatarcast.threads import in_background
 
 # LiveControl and Status are defined in live_control; callers import them from here too
@@ -42,6 +55,8 @@ log = logging.getLogger(__name__)
 class LiveOptions:
     programme: ProgrammeOptions
     destinations: tuple[str, ...] = ()
+    #: per destination, its layout (``SIZE/PRESET``); missing or None: the programme's own
+    destination_layouts: tuple[str | None, ...] = ()
     record_dir: Path | None = None
     segment_seconds: float = 600.0
     whep_port: int | None = None
@@ -95,18 +110,24 @@ async def run_live(
     control = control or LiveControl()
     resolved = await in_background(validate, opts.programme, products)
     fmt = resolved.fmt
+    main = Layout(opts.programme.size, opts.programme.preset)
+    wanted = destination_layouts(opts, main)
     sinks: list[Sink] = []
-    for url in opts.destinations:
+    by_layout: dict[Layout, list[Sink]] = {}
+    for url, layout in zip(opts.destinations, wanted, strict=True):
         try:
-            sinks.append(
-                RtmpSink(
-                    url,
-                    metadata=fmt.metadata,
-                    backoff_start=opts.backoff_start,
-                    backoff_cap=opts.backoff_cap,
-                    name=redact_url(url),
-                )
+            sink = RtmpSink(
+                url,
+                metadata=fmt.metadata,
+                backoff_start=opts.backoff_start,
+                backoff_cap=opts.backoff_cap,
+                name=redact_url(url),
             )
+            control._layouts[sink.name] = layout.name
+            if layout == main:
+                sinks.append(sink)
+            else:
+                by_layout.setdefault(layout, []).append(sink)
         except ConfigError as e:
             # one bad destination must not keep the others (or the recording) off air
             log.error("destination %s refused: %s", redact_url(url), e)
@@ -119,7 +140,8 @@ async def run_live(
                     "last_error": redact(str(e)),
                 }
             )
-    control._rtmp = [s for s in sinks if isinstance(s, RtmpSink)]
+    extra_sinks = [s for group in by_layout.values() for s in group]
+    control._rtmp = [s for s in [*sinks, *extra_sinks] if isinstance(s, RtmpSink)]
     if opts.record_dir is not None:
         sinks.append(
             SegmentedRecorder(
@@ -152,9 +174,10 @@ async def run_live(
         built = await in_background(
             build, resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t)
         )
+        views = await in_background(_views, built, by_layout)
     except BaseException:
-        for sink in sinks:
-            await sink.aclose()
+        for opened in [*sinks, *extra_sinks]:
+            await opened.aclose()
         raise
     wall = WallClock()
     chat = ProgrammeChat(
@@ -176,8 +199,10 @@ async def run_live(
         clock=wall,
         start_pts=round(opts.start_at * fmt.fps),
         before_frame=_chat_hook(chat),
+        views=views,
     )
     control._runner = runner
+    control._main_layout = main.name
     if control._stop_requested:
         runner.stop()
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
@@ -208,6 +233,51 @@ async def run_live(
     if on_status is not None:
         on_status(final)
     return final
+
+
+def destination_layouts(opts: LiveOptions, main: Layout) -> list[Layout]:
+    """Each destination's layout, checked before anything starts (a ConfigError names it)."""
+    given = list(opts.destination_layouts)
+    if len(given) > len(opts.destinations):
+        raise ConfigError(
+            f"{len(given)} destination layouts for {len(opts.destinations)} destinations"
+        )
+    given += [None] * (len(opts.destinations) - len(given))
+    return [main if g is None else parse_layout(g, default_preset=main.preset) for g in given]
+
+
+def _views(built: Built, by_layout: Mapping[Layout, list[Sink]]) -> list[ViewOutput]:
+    """A renderer, compositor and encoder per extra layout, warmed up like the main one."""
+    from avatarcast.avatar.base import AvatarState
+    from avatarcast.output.encoder import Encoder
+    from avatarcast.programme.yuv import YuvFrame
+
+    opts = built.resolved.opts
+    out: list[ViewOutput] = []
+    for layout, group in by_layout.items():
+        view = make_view(
+            built.pack,
+            layout,
+            fmt=built.fmt,
+            lang=opts.lang,
+            label=label_config(opts),
+            seller=seller_info(opts),
+        )
+        frame = YuvFrame(layout.width, layout.height)
+        view.compositor.compose(
+            frame, state=AvatarState(), product=built.programme.current_product, caption=None
+        )
+        out.append(
+            ViewOutput(
+                name=layout.name,
+                compose=view.compositor,
+                encoder=Encoder(view_format(built.fmt, layout)),
+                sinks=group,
+                width=layout.width,
+                height=layout.height,
+            )
+        )
+    return out
 
 
 def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:

@@ -16,8 +16,9 @@ from avatarcast.errors import OutputError
 from avatarcast.logs import redact
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.pipeline.build import Built
-from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.pipeline.runner import ProgrammeRunner, ViewOutput
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.programme.yuv import YuvFrame
 
 __all__ = ["LiveControl", "Status"]
 
@@ -43,6 +44,9 @@ class LiveControl:
     _bad_destinations: list[Status] = field(default_factory=list)
     _whep_error: str | None = None
     _chat: ProgrammeChat | None = None
+    #: each destination's layout, by its redacted name, and the programme's own layout
+    _layouts: dict[str, str] = field(default_factory=dict)
+    _main_layout: str = ""
     #: called with every sentence as the programme starts speaking it (the transcript)
     line_listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
 
@@ -200,12 +204,48 @@ class LiveControl:
             "product_id": product.id if product else None,
             "price": str(product.current_price) if product else None,
             "sentence": sentence.text if sentence else None,
-            "destinations": [_dest_status(s) for s in self._rtmp] + self._bad_destinations,
+            "destinations": [self._dest_status(s) for s in self._rtmp] + self._bad_destinations,
+            "layouts": self._layout_status(),
             # given out once the runner has opened its sinks: before, WHEP answers 503
             "whep_url": self._whep_url if stats is not None and stats.started_wall else None,
             "whep_error": self._whep_error,
             "recording_dir": self._recording_dir,
         }
+
+    def _dest_status(self, sink: RtmpSink) -> Status:
+        st = _dest_status(sink)
+        if sink.name in self._layouts:
+            st["layout"] = self._layouts[sink.name]
+        return st
+
+    def _layout_status(self) -> list[Status]:
+        """Every layout on air: its size and the destinations that take it."""
+        if not self._main_layout:
+            return []
+        names = [self._main_layout, *(v.name for v in self._views())]
+        return [
+            {
+                "layout": name,
+                "size": name.split("/")[0],
+                "preset": name.split("/")[1],
+                "destinations": [d for d, lay in self._layouts.items() if lay == name],
+                "recording": name == self._main_layout and self._recording_dir is not None,
+                "whep": name == self._main_layout and self._whep_url is not None,
+            }
+            for name in names
+        ]
+
+    def _views(self) -> list[ViewOutput]:
+        return self._runner.views if self._runner is not None else []
+
+    def still(self, layout: str | None = None) -> YuvFrame | None:
+        """The last frame drawn in ``layout`` (the programme's own when None), or None."""
+        if self._runner is None:
+            return None
+        if layout is None or layout == self._main_layout:
+            return self._runner.last_frame
+        view = next((v for v in self._views() if v.name == layout), None)
+        return view.last if view is not None else None
 
 
 def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:

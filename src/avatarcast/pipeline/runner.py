@@ -8,6 +8,10 @@ splits them, so it sees the frame before the encode. Live, frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
 one ``write_batch`` where the sink has one.
+
+Extra ``views`` (other frame shapes of the same programme, ``pipeline.layouts``) draw the same
+``FramePlan`` in the same worker call, right after the main frame, each into its own buffer
+and its own encoder, whose packets go to that view's sinks only.
 """
 
 from __future__ import annotations
@@ -48,6 +52,28 @@ class FrameTap(Protocol):
     def on_frame(self, frame: ProgrammeFrame) -> None: ...
 
 
+@dataclass(slots=True, kw_only=True)
+class ViewOutput:
+    """Another shape of the programme: its compose, its encoder, the sinks that take it."""
+
+    name: str
+    compose: Compose
+    encoder: FrameEncoder
+    sinks: list[Sink]
+    width: int
+    height: int
+    #: the last frame drawn (for preview stills); two buffers, so one is never being drawn
+    frames: list[YuvFrame] = field(default_factory=list)
+    drawn: int = -1
+
+    def __post_init__(self) -> None:
+        self.frames = [YuvFrame(self.width, self.height) for _ in range(2)]
+
+    @property
+    def last(self) -> YuvFrame | None:
+        return self.frames[self.drawn % 2] if self.drawn >= 0 else None
+
+
 @dataclass(slots=True)
 class RunStats:
     frames: int = 0
@@ -82,6 +108,7 @@ class ProgrammeRunner:
         before_frame: Callable[[int], Awaitable[None]] | None = None,
         on_progress: Callable[[int], None] | None = None,
         start_pts: int = 0,
+        views: Sequence[ViewOutput] = (),
     ) -> None:
         self._programme = programme
         self._compose = compose
@@ -91,6 +118,7 @@ class ProgrammeRunner:
         self._before = before_frame
         self._on_progress = on_progress
         self._start_pts = start_pts
+        self.views = list(views)
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
         self._compose_pool = named_pool("compose")
@@ -98,6 +126,12 @@ class ProgrammeRunner:
         self._stop = asyncio.Event()
         self.stats = RunStats()
         self.pts = 0
+        self._last: YuvFrame | None = None
+
+    @property
+    def last_frame(self) -> YuvFrame | None:
+        """The programme's last composed frame (the ring keeps it for two more frames)."""
+        return self._last
 
     def stop(self) -> None:
         """End after the current frame; the encoder is flushed and sinks closed cleanly."""
@@ -123,6 +157,43 @@ class ProgrammeRunner:
     def _compose_and_encode(self, plan: FramePlan, buf: YuvFrame) -> list[EncodedPacket]:
         return self._timed_encode(self._timed_compose(plan, buf))
 
+    def _all_views(
+        self, plan: FramePlan, buf: YuvFrame
+    ) -> tuple[list[EncodedPacket], list[list[EncodedPacket]]]:
+        return self._compose_and_encode(plan, buf), self._draw_views(plan)
+
+    def _draw_views(self, plan: FramePlan) -> list[list[EncodedPacket]]:
+        """The same plan in every other shape: compose and encode each once."""
+        out: list[list[EncodedPacket]] = []
+        for view in self.views:
+            n = view.drawn + 1
+            buf = view.frames[n % 2]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            view.compose(plan, buf)
+            view.drawn = n
+            self.stats.stage_seconds["compose"] += time.perf_counter() - t0
+            self.stats.stage_cpu["compose"] += time.thread_time() - c0
+            frame = ProgrammeFrame(
+                pts=plan.pts,
+                yuv=buf.buf,
+                pcm=plan.pcm,
+                mouth_open=plan.state.mouth_open,
+                sentence=plan.sentence,
+                product_id=plan.product.id if plan.product else None,
+            )
+            t0, c0 = time.perf_counter(), time.thread_time()
+            out.append(view.encoder.encode(frame))
+            self.stats.stage_seconds["encode"] += time.perf_counter() - t0
+            self.stats.stage_cpu["encode"] += time.thread_time() - c0
+        return out
+
+    async def _fan_out_views(self, packets: Sequence[list[EncodedPacket]]) -> None:
+        for view, pkts in zip(self.views, packets, strict=True):
+            await self._fan_out(pkts, view.sinks)
+
+    def _flush_views(self) -> list[list[EncodedPacket]]:
+        return [view.encoder.flush() for view in self.views]
+
     def _timed_encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
         t0, c0 = time.perf_counter(), time.thread_time()
         packets = self._encoder.encode(frame)
@@ -130,13 +201,15 @@ class ProgrammeRunner:
         self.stats.stage_cpu["encode"] += time.thread_time() - c0
         return packets
 
-    async def _fan_out(self, packets: Sequence[EncodedPacket]) -> None:
+    async def _fan_out(
+        self, packets: Sequence[EncodedPacket], sinks: Sequence[Sink] | None = None
+    ) -> None:
         if not packets:
             return
         if self.stats.first_packet_wall is None:
             self.stats.first_packet_wall = time.perf_counter()
         t0 = time.perf_counter()
-        for sink in self._sinks:
+        for sink in self._sinks if sinks is None else sinks:
             write_batch = getattr(sink, "write_batch", None)
             if write_batch is not None:
                 await write_batch(packets)
@@ -152,6 +225,9 @@ class ProgrammeRunner:
         headers = self._encoder.headers
         for sink in self._sinks:
             await sink.open(headers)
+        for view in self.views:
+            for sink in view.sinks:
+                await sink.open(view.encoder.headers)
         restart = getattr(self._clock, "restart", None)
         if restart is not None:
             restart()  # frames are due from now, not from when the runner was built
@@ -177,7 +253,13 @@ class ProgrammeRunner:
                 plan = await self._programme.plan(pts)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
-                if not taps:
+                if not taps and self.views:
+                    packets, others = await loop.run_in_executor(
+                        self._encode_pool, self._all_views, plan, buf
+                    )
+                    await self._fan_out(packets)
+                    await self._fan_out_views(others)
+                elif not taps:
                     packets = await loop.run_in_executor(
                         self._encode_pool, self._compose_and_encode, plan, buf
                     )
@@ -192,6 +274,12 @@ class ProgrammeRunner:
                         packets = await asyncio.wrap_future(pending)
                         await self._fan_out(packets)
                     pending = self._encode_pool.submit(self._timed_encode, frame)
+                    if self.views:
+                        others = await loop.run_in_executor(
+                            self._compose_pool, self._draw_views, plan
+                        )
+                        await self._fan_out_views(others)
+                self._last = buf
                 if self._clock.simulated:
                     await self._clock.sleep_until((n + 1) / fps)
                 n += 1
@@ -204,6 +292,9 @@ class ProgrammeRunner:
                 pending = None
             tail = await loop.run_in_executor(self._encode_pool, self._encoder.flush)
             await self._fan_out(tail)
+            if self.views:
+                tails = await loop.run_in_executor(self._encode_pool, self._flush_views)
+                await self._fan_out_views(tails)
         finally:
             if pending is not None:
                 pending.cancel()
@@ -212,7 +303,7 @@ class ProgrammeRunner:
         return self.stats
 
     async def close_sinks(self) -> None:
-        for sink in self._sinks:
+        for sink in [*self._sinks, *(s for view in self.views for s in view.sinks)]:
             try:
                 await sink.aclose()
             except Exception:

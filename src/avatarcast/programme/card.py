@@ -2,7 +2,9 @@
 
 Pure like the other overlays: a product in, an RGBA array with its drop shadow out; the
 compositor caches it as a sprite. The card is a column of blocks, each a height and a painter;
-when the column is too tall the image shrinks (or goes), then the title loses lines.
+when the column is too tall the image shrinks (or goes), then the title loses lines. A portrait
+frame has no room for a column: ``render_card_row`` lays the same facts out as one compact row
+(image, brand and title over availability, the price on the right) for a phone.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from avatarcast.programme.drawing import (
 )
 from avatarcast.programme.fonts import Style, font_for
 
-__all__ = ["CardImage", "render_card"]
+__all__ = ["CardImage", "render_card", "render_card_row"]
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +271,58 @@ def render_card(
     panel.putalpha(rounded_mask(width, height, px(16, s)))
     margin, drop = even(px(20, s)), px(6, s)
     shadow_alpha = soft_shadow(width, height, px(16, s), px(9, s), margin, drop)
+    out = Image.new("RGBA", shadow_alpha.size, (0, 0, 0, 0))
+    out.putalpha(shadow_alpha)
+    out.alpha_composite(panel, (margin, margin))
+    return CardImage(rgba=rgba(out), panel=Box(margin, margin, width, height))
+
+
+def render_card_row(
+    product: Product, *, lang: str, width: int, height: int, scale: float
+) -> CardImage:
+    """The product card as one row ``width`` x ``height``: image, brand, title, availability
+    on the left, the price block (with the sale tag and the old price) on the right."""
+    s = scale
+    width, height = even(width), even(height)
+    pad = px(16, s)
+    fonts = _fonts(product, lang, s * 0.82)
+    panel = Image.new("RGBA", (width, height), (*_PANEL, 255))
+    draw = ImageDraw.Draw(panel)
+    x = pad
+    image = _load_image(product.image)
+    if image is not None:
+        side = height - 2 * pad
+        _image_block(image, x, side, side, s)[1](draw, panel, pad)
+        x += side + pad
+    price = price_text(product.current_price, product.currency, lang)
+    regular = price_text(product.price, product.currency, lang) if product.sale_price else None
+    price_w = math.ceil(max(fonts.big.getlength(price), fonts.old.getlength(regular or "")))
+    right = width - pad - price_w
+    inner = max(1, right - pad - x)
+    title = fit_lines(product.title_in(lang), fonts.title, inner, 1)
+    blocks = [
+        _text_block([product.brand.upper()], fonts.brand, _MUTED, x),
+        _gap(px(2, s)),
+        _text_block(title, fonts.title, _INK, x),
+        _gap(px(6, s)),
+        _availability_block(product, lang, fonts.avail, x, s * 0.82),
+    ]
+    y = (height - sum(h for h, _ in blocks)) // 2
+    for h, paint in blocks:
+        paint(draw, panel, y)
+        y += h
+    ph, paint = _price_block(product, lang, fonts, right, price_w, s)
+    tag_h = 0
+    if regular is not None:
+        tag_h, tag = _tag_block(phrase(lang, "sale"), fonts.tag, right, s * 0.82)
+        tag_h += px(4, s)
+    y = (height - ph - tag_h) // 2
+    if regular is not None:
+        tag(draw, panel, y)
+    paint(draw, panel, y + tag_h)
+    panel.putalpha(rounded_mask(width, height, px(14, s)))
+    margin, drop = even(px(14, s)), px(4, s)
+    shadow_alpha = soft_shadow(width, height, px(14, s), px(7, s), margin, drop)
     out = Image.new("RGBA", shadow_alpha.size, (0, 0, 0, 0))
     out.putalpha(shadow_alpha)
     out.alpha_composite(panel, (margin, margin))

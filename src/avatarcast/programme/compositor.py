@@ -12,6 +12,11 @@ Layout, scaled from the frame size: the avatar stands left of centre, the card f
 third, captions sit bottom-left under the avatar, and the label keeps its corner; card and
 captions move aside so they never cover it. The label is drawn last on every frame and the
 configuration can change its text, language and corner but cannot remove it.
+
+A platform preset (``programme.layout.SafeZones``) moves the label, card and captions out of
+the areas that app covers. A portrait frame follows its own plan (``programme.portrait``):
+label and seller on the top row, the face below, a compact card row over the chest and the
+captions above the app's comments.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from avatarcast.avatar.base import AvatarRenderer, AvatarState, LayeredRenderer
 from avatarcast.avatar.base import Box as Rect
 from avatarcast.catalog.model import Product
 from avatarcast.errors import ConfigError
-from avatarcast.programme.card import render_card
+from avatarcast.programme.card import render_card, render_card_row
 from avatarcast.programme.drawing import Box
 from avatarcast.programme.layers import FrameLayers
+from avatarcast.programme.layout import SafeZones, safe_zones
 from avatarcast.programme.overlays import (
     LabelConfig,
     caption_max_height,
@@ -38,9 +44,10 @@ from avatarcast.programme.overlays import (
     render_label,
     studio_background,
 )
+from avatarcast.programme.portrait import PortraitPlan, plan_portrait
 from avatarcast.programme.yuv import Blend, Sprite, YuvFrame
 
-__all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo"]
+__all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo", "portrait_plan"]
 
 RegionName = Literal["label", "card", "caption", "avatar", "seller"]
 
@@ -138,20 +145,31 @@ class Compositor:
         label: LabelConfig | None = None,
         seller: SellerInfo | None = None,
         cache: bool = True,
+        safe: SafeZones | None = None,
+        portrait: PortraitPlan | None = None,
     ) -> None:
-        if width % 2 or height % 2 or width < 320 or height < 180:
+        if width % 2 or height % 2 or min(width, height) < 180 or max(width, height) < 320:
             raise ConfigError(f"frame size {width}x{height} must be even and at least 320x180")
         self.width, self.height, self.lang = width, height, lang
         self._renderer = renderer
-        self.scale = min(width / 1280, height / 720)
-        self._margin = _even(round(28 * self.scale)) or 2
-        self._gap = _even(round(20 * self.scale)) or 2
+        self.safe = safe if safe is not None else safe_zones("none", width, height)
+        self._portrait = portrait
+        if portrait is not None:
+            self.scale = portrait.scale
+            self._margin, self._gap = portrait.margin, portrait.gap
+        else:
+            self.scale = min(width / 1280, height / 720)
+            self._margin = _even(round(28 * self.scale)) or 2
+            self._gap = _even(round(20 * self.scale)) or 2
         self._base = self._backdrop(background)
         self.label, self._label = self._make_label(label or LabelConfig())
-        self._regions = self._layout(self.label.box)
+        self._regions = (
+            self._portrait_regions(portrait) if portrait else self._layout(self.label.box)
+        )
         self.seller = seller
         if seller is not None:
             self._place_seller(seller)
+        self._check_clear()
         self._cards: OrderedDict[tuple[object, ...], Placed] = OrderedDict()
         self._captions: OrderedDict[str, Blend] = OrderedDict()
         self._last_product: Product | None = None
@@ -250,9 +268,10 @@ class Compositor:
 
     def _layout(self, label: Box) -> dict[str, Box]:
         w, h, m, gap = self.width, self.height, self._margin, self._gap
+        clear_top, clear_bottom = self.safe.clear_top, self.safe.clear_bottom
         card_w = _even(round(w / 3) - m)
         card_x = w - m - card_w
-        top, bottom = m, h - m
+        top, bottom = clear_top + m, clear_bottom - m
         if Box(card_x, 0, card_w, h).intersects(label):
             if label.y + label.h // 2 < h // 2:
                 top = label.bottom + gap
@@ -260,9 +279,12 @@ class Compositor:
                 bottom = label.y - gap
         cap_h = caption_max_height(self.scale)
         cap_x, cap_w = m, card_x - gap - m
-        cap_bottom = h - m
+        cap_bottom = clear_bottom - m
         if Box(cap_x, cap_bottom - cap_h, cap_w, cap_h).intersects(label):
             cap_bottom = label.y - gap
+        for _, area in self.safe.covered:  # e.g. an app's comments in the lower left
+            if Box(cap_x, cap_bottom - cap_h, cap_w, cap_h).intersects(area):
+                cap_bottom = min(cap_bottom, area.y - gap)
         return {
             "label": label,
             "card": Box(card_x, top, card_w, bottom - top),
@@ -270,10 +292,40 @@ class Compositor:
             "avatar": Box(0, 0, card_x - gap, h),
         }
 
+    def _portrait_regions(self, plan: PortraitPlan) -> dict[str, Box]:
+        return {
+            "label": self.label.box,
+            "card": plan.card,
+            "caption": plan.caption,
+            "avatar": Box(0, plan.avatar_top, self.width, self.height - plan.avatar_top),
+        }
+
+    def _check_clear(self) -> None:
+        """Label, card, captions and seller must stay out of the preset's covered areas."""
+        for name in ("label", "card", "caption", "seller"):
+            box = self._regions.get(name)
+            hits = self.safe.hits(box) if box is not None else []
+            if hits:
+                raise ConfigError(
+                    f"the {name} at {tuple(box or ())} falls under the {self.safe.preset} "
+                    f"interface ({', '.join(hits)}) in a {self.width}x{self.height} frame"
+                )
+
     def _place_seller(self, seller: SellerInfo) -> None:
         """Bake the seller panel into the backdrop under the card column (it never changes)."""
-        card = self._regions["card"]
         text = seller.line(self.lang)
+        if self._portrait is not None:
+            slot = self._portrait.seller  # under the label, on its side
+            plate = render_caption(text, max_width=slot.w, scale=self.scale * 0.7)
+            sprite = Sprite.from_rgba(plate)
+            left = self.label.box.x - slot.x < slot.right - self.label.box.right
+            x = slot.x if left else slot.right - sprite.width
+            y = slot.y + (slot.h - sprite.height) // 2
+            x, y = x - x % 2, y - y % 2
+            self._base.blit(sprite, x, y)
+            self._regions["seller"] = Box(x, y, sprite.width, sprite.height)
+            return
+        card = self._regions["card"]
         sprite = Sprite.from_rgba(render_caption(text, max_width=card.w, scale=self.scale * 0.7))
         x = card.x + (card.w - sprite.width) // 2
         y = card.bottom - sprite.height
@@ -315,8 +367,13 @@ class Compositor:
         )
         lh, lw = image.rgba.shape[:2]
         left = config.position.endswith("left")
-        x = m if left else self.width - m - lw
-        y = m if config.position.startswith("top") else self.height - m - lh
+        top = config.position.startswith("top")
+        if self._portrait is not None:
+            x, y = self._portrait.label_xy
+        else:
+            y = self.safe.clear_top + m if top else self.safe.clear_bottom - m - lh
+            x0, x1 = self.safe.free_span(y, y + lh)
+            x = x0 + m if left else x1 - m - lw
         placed = self._flatten(Sprite.from_rgba(image.rgba), x, y)
         tb = image.text_box
         overlay = LabelOverlay(
@@ -332,6 +389,13 @@ class Compositor:
     def render_card(self, product: Product) -> Placed:
         """A freshly drawn card for ``product``, flattened and placed (no cache)."""
         slot = self._regions["card"]
+        if self._portrait is not None:
+            card = render_card_row(
+                product, lang=self.lang, width=slot.w, height=slot.h, scale=self.scale
+            )
+            return self._flatten(
+                Sprite.from_rgba(card.rgba), slot.x - card.panel.x, slot.y - card.panel.y
+            )
         card = render_card(
             product, lang=self.lang, width=slot.w, max_height=slot.h, scale=self.scale
         )
@@ -395,3 +459,36 @@ class Compositor:
         else:
             self._captions.move_to_end(text)
         return blend
+
+
+def portrait_plan(
+    *,
+    width: int,
+    height: int,
+    lang: str,
+    label: LabelConfig,
+    safe: SafeZones,
+    seller: bool,
+) -> PortraitPlan:
+    """The portrait plan for a frame: measures the label and the captions it must make room
+    for (the avatar renderer is framed from it before the compositor is made)."""
+    scale = width / 720
+    m = _even(round(28 * scale)) or 2
+    text = label.text or label_text(label.lang or lang)
+    image = render_label(text, frame_width=width, frame_height=height, max_width=width - 2 * m)
+    lh, lw = image.rgba.shape[:2]
+    return plan_portrait(
+        width=width,
+        height=height,
+        safe=safe,
+        label_size=(lw, lh),
+        label_top=label.position.startswith("top"),
+        label_left=label.position.endswith("left"),
+        caption_h=caption_max_height(scale),
+        seller_h=_seller_height(scale) if seller else 0,
+    )
+
+
+def _seller_height(scale: float) -> int:
+    """One line of the seller panel (``render_caption`` at 0.7 of the caption size)."""
+    return int(render_caption("Seller", max_width=10_000, scale=scale * 0.7).shape[0])

@@ -1,0 +1,92 @@
+"""One programme, several shapes: a renderer, compositor and encoder per layout.
+
+Talk, voice, animation and the frame plan are made once per stream; each layout only draws
+the plan in its own shape and encodes it once, for every destination that asked for that
+shape (``ProgrammeRunner`` runs the extra views after the main one, in the same worker
+thread and from the same ``FramePlan``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from avatarcast.avatar.pack import AvatarPack
+from avatarcast.avatar.render import SpriteAvatarRenderer
+from avatarcast.frames import StreamFormat
+from avatarcast.output.base import Sink
+from avatarcast.programme.compositor import Compositor, SellerInfo, portrait_plan
+from avatarcast.programme.layout import Layout, SafeZones, safe_zones
+from avatarcast.programme.overlays import LabelConfig
+
+__all__ = ["View", "face_metrics", "make_view", "view_format"]
+
+
+@dataclass(slots=True, kw_only=True)
+class View:
+    """A layout's drawing parts, and (live) the encoder and sinks that take its frames."""
+
+    layout: Layout
+    fmt: StreamFormat
+    renderer: SpriteAvatarRenderer
+    compositor: Compositor
+    safe: SafeZones
+    sinks: list[Sink] = field(default_factory=list)
+
+
+def face_metrics(pack: AvatarPack) -> dict[str, float]:
+    """Chin height, face height and avatar width of ``pack`` in its own pixels (for framing).
+
+    The chin is taken as the mouth's bottom plus its own height below it.
+    """
+    rest = pack.mouths["rest"]
+    mouth_h = rest.rgba().shape[0]
+    chin = pack.head.y + rest.y + 2 * mouth_h
+    return {
+        "chin_px": float(chin),
+        "face_h_px": float(chin - pack.head.y),
+        "width_px": float(pack.size[0]),
+    }
+
+
+def view_format(base: StreamFormat, layout: Layout) -> StreamFormat:
+    return replace(base, width=layout.width, height=layout.height)
+
+
+def make_view(
+    pack: AvatarPack,
+    layout: Layout,
+    *,
+    fmt: StreamFormat,
+    lang: str,
+    label: LabelConfig,
+    seller: SellerInfo | None,
+) -> View:
+    """Frame the presenter, lay out the overlays and draw the backdrop for ``layout``."""
+    w, h = layout.width, layout.height
+    safe = safe_zones(layout.preset, w, h)
+    plan = None
+    framing = None
+    if layout.portrait:
+        plan = portrait_plan(
+            width=w, height=h, lang=lang, label=label, safe=safe, seller=seller is not None
+        )
+        framing = plan.framing(**face_metrics(pack))
+    renderer = SpriteAvatarRenderer(pack, frame_width=w, frame_height=h, framing=framing)
+    compositor = Compositor(
+        width=w,
+        height=h,
+        lang=lang,
+        renderer=renderer,
+        background=renderer.render_background(w, h),
+        label=label,
+        seller=seller,
+        safe=safe,
+        portrait=plan,
+    )
+    return View(
+        layout=layout,
+        fmt=view_format(fmt, layout),
+        renderer=renderer,
+        compositor=compositor,
+        safe=safe,
+    )
