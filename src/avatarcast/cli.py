@@ -66,6 +66,14 @@ def _c2pa() -> SignerConfig | None:
     return SignerConfig.from_section(section) if section.enabled else None
 
 
+def _target(value: str) -> tuple[str | None, str]:
+    """``[SIZE/PRESET=]URL``: a layout before the first ``=`` unless that part is in the URL."""
+    head, sep, tail = value.partition("=")
+    if sep and "://" not in head:
+        return head, tail
+    return None, value
+
+
 def _seller(value: str | None) -> tuple[str, str] | None:
     if not value or not value.strip():
         return None
@@ -250,7 +258,13 @@ def live(
     catalog: CatalogOpt,
     to: Annotated[
         list[str] | None,
-        typer.Option("--to", help="RTMP/RTMPS destination URL with its key (repeatable)."),
+        typer.Option(
+            "--to",
+            help=(
+                "RTMP/RTMPS destination URL with its key (repeatable); "
+                "[SIZE/PRESET=]URL gives it its own layout, e.g. 720x1280/tiktok=rtmp://..."
+            ),
+        ),
     ] = None,
     record: Annotated[
         Path | None, typer.Option("--record", help="Folder for the segmented MP4 recording.")
@@ -298,6 +312,7 @@ def live(
         raise
 
     setup_logging(verbose)
+    targets = [_target(t) for t in to or ()]
     opts = LiveOptions(
         programme=_programme_options(
             catalog=catalog,
@@ -314,7 +329,8 @@ def live(
             disclosure_every=disclosure_every,
             preset=preset,
         ),
-        destinations=tuple(to or ()),
+        destinations=tuple(url for _, url in targets),
+        destination_layouts=tuple(layout for layout, _ in targets),
         record_dir=record,
         segment_seconds=segment_seconds,
         whep_port=whep_port,

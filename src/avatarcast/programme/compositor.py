@@ -362,8 +362,11 @@ class Compositor:
         lang = config.lang or self.lang
         text = config.text or label_text(lang)
         m = self._margin
+        max_w = self.width - 2 * m
+        if self._portrait is not None:
+            max_w = self._portrait.label_max_width
         image = render_label(
-            text, frame_width=self.width, frame_height=self.height, max_width=self.width - 2 * m
+            text, frame_width=self.width, frame_height=self.height, max_width=max_w
         )
         lh, lw = image.rgba.shape[:2]
         left = config.position.endswith("left")
@@ -475,9 +478,16 @@ def portrait_plan(
     scale = width / 720
     m = _even(round(28 * scale)) or 2
     text = label.text or label_text(label.lang or lang)
-    image = render_label(text, frame_width=width, frame_height=height, max_width=width - 2 * m)
+    row = round(180 * scale)  # the most a two-line label can take
+    if label.position.startswith("top"):
+        x0, x1 = safe.free_span(safe.clear_top, safe.clear_top + row)
+    else:
+        x0, x1 = safe.free_span(safe.clear_bottom - row, safe.clear_bottom)
+    max_w = x1 - x0 - 2 * m
+    image = render_label(text, frame_width=width, frame_height=height, max_width=max_w)
     lh, lw = image.rgba.shape[:2]
     return plan_portrait(
+        label_max_width=max_w,
         width=width,
         height=height,
         safe=safe,

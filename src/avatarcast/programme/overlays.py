@@ -115,34 +115,75 @@ def render_label(
     """A solid high-contrast plate whose text inks at least 5% of the frame's shorter side.
 
     The font size is found by measuring the rendered ink, not assumed from the point size, with
-    a little headroom so a video encoder's blur cannot take the text under the floor.
+    a little headroom so a video encoder's blur cannot take the text under the floor. Text too
+    wide for ``max_width`` on one line (a long wording in a narrow portrait frame) goes on two,
+    each of them inking the same floor.
     """
     short = min(frame_width, frame_height)
     target = math.ceil(short * LABEL_MIN_TEXT_FRACTION * 1.1)
-    style: Style = "condensed-bold"
-    size = target
-    font = font_for(text, size, style=style)
-    ink = _ink_box(text, font)
-    while ink.h < target and size < 4 * target:
-        size += max(1, (target - ink.h) // 2)
-        font = font_for(text, size, style=style)
-        ink = _ink_box(text, font)
-    pad_y = max(4, round(ink.h * 0.32))
-    pad_x = max(6, round(ink.h * 0.5))
-    w, h = even(ink.w + 2 * pad_x), even(ink.h + 2 * pad_y)
     limit = max_width if max_width is not None else frame_width
+    font, inks = _label_font([text], target)
+    lines = [text]
+    pad_y = max(4, round(inks[0].h * 0.32))
+    pad_x = max(6, round(inks[0].h * 0.5))
+    if even(inks[0].w + 2 * pad_x) > limit and len(text.split()) > 1:
+        lines = _two_lines(text)
+        font, inks = _label_font(lines, target)
+    if len(lines) == 1:
+        ink = inks[0]
+        w, h = even(ink.w + 2 * pad_x), even(ink.h + 2 * pad_y)
+    else:
+        step = max(i.h for i in inks) + pad_y // 2
+        w = even(max(i.w for i in inks) + 2 * pad_x)
+        h = even(step * (len(lines) - 1) + inks[-1].h + 2 * pad_y)
     if w > limit:
         raise ConfigError(f"label text {text!r} needs {w} px but the frame allows {limit} px")
     plate = Image.new("RGB", (w, h), LABEL_PLATE_RGB)
-    ox, oy = (w - ink.w) // 2, (h - ink.h) // 2
-    ImageDraw.Draw(plate).text((ox - ink.x, oy - ink.y), text, font=font, fill=LABEL_TEXT_RGB)
-    plate.putalpha(rounded_mask(w, h, round(h * 0.14)))
+    draw = ImageDraw.Draw(plate)
+    if len(lines) == 1:
+        ink = inks[0]
+        ox, oy = (w - ink.w) // 2, (h - ink.h) // 2
+        draw.text((ox - ink.x, oy - ink.y), text, font=font, fill=LABEL_TEXT_RGB)
+        box = Box(ox, oy, ink.w, ink.h)
+    else:
+        x0, y0, x1, y1 = w, h, 0, 0
+        for i, (line, ink) in enumerate(zip(lines, inks, strict=True)):
+            ox, oy = (w - ink.w) // 2, pad_y + i * step
+            draw.text((ox - ink.x, oy - ink.y), line, font=font, fill=LABEL_TEXT_RGB)
+            x0, y0 = min(x0, ox), min(y0, oy)
+            x1, y1 = max(x1, ox + ink.w), max(y1, oy + ink.h)
+        box = Box(x0, y0, x1 - x0, y1 - y0)
+    plate.putalpha(rounded_mask(w, h, round(min(h, inks[0].h + 2 * pad_y) * 0.14)))
     return LabelImage(
         rgba=rgba(plate),
-        text_box=Box(ox, oy, ink.w, ink.h),
+        text_box=box,
         plate_rgb=LABEL_PLATE_RGB,
         text_rgb=LABEL_TEXT_RGB,
     )
+
+
+def _label_font(lines: list[str], target: int) -> tuple[Font, list[Box]]:
+    """The smallest condensed-bold font (from ``target`` up) whose every line inks ``target``."""
+    style: Style = "condensed-bold"
+    text = " ".join(lines)
+    size = target
+    font = font_for(text, size, style=style)
+    inks = [_ink_box(line, font) for line in lines]
+    while min(i.h for i in inks) < target and size < 4 * target:
+        size += max(1, (target - min(i.h for i in inks)) // 2)
+        font = font_for(text, size, style=style)
+        inks = [_ink_box(line, font) for line in lines]
+    return font, inks
+
+
+def _two_lines(text: str) -> list[str]:
+    """``text`` split at the space nearest its middle."""
+    words = text.split()
+    best = min(
+        range(1, len(words)),
+        key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))),
+    )
+    return [" ".join(words[:best]), " ".join(words[best:])]
 
 
 # --- captions -----------------------------------------------------------------------------------

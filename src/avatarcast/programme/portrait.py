@@ -50,6 +50,7 @@ class PortraitPlan:
     margin: int
     gap: int
     label_xy: tuple[int, int]
+    label_max_width: int
     seller: Box  # the seller panel's row (empty without a seller): it is drawn at most this big
     card: Box
     caption: Box
@@ -75,6 +76,7 @@ def plan_portrait(
     label_left: bool,
     caption_h: int,
     seller_h: int,
+    label_max_width: int,
 ) -> PortraitPlan:
     """Place label, seller, card, captions and the presenter's face clear of ``safe``.
 
@@ -117,6 +119,7 @@ def plan_portrait(
         margin=m,
         gap=gap,
         label_xy=(label_x, label_y),
+        label_max_width=label_max_width,
         seller=seller,
         card=card,
         caption=caption,

@@ -279,6 +279,7 @@ def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
         writer=spec.get("writer") or "template",
         seed=int(spec.get("seed") or 0),
         size=spec.get("size") or "720p",
+        preset=spec.get("preset") or "none",
         fps=int(spec.get("fps") or 25),
         label_text=spec.get("label_text"),
         label_lang=spec.get("label_lang"),
@@ -291,6 +292,7 @@ def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
     opts = LiveOptions(
         programme=programme,
         destinations=tuple(spec.get("destinations") or ()),
+        destination_layouts=tuple(spec.get("destination_layouts") or ()),
         record_dir=Path(record_dir) if record_dir else None,
         whep_port=spec.get("whep_port"),
         whep_token=spec.get("whep_token"),
