@@ -15,7 +15,7 @@ from typing import Any
 
 from avatarcast.control.context import AppContext
 from avatarcast.control.problems import ProblemError
-from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
+from avatarcast.control.schemas.streams import DestinationHealth, LayoutHealth, StreamHealth
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
 from avatarcast.runner.manager import ProgrammeDefaults, StreamManager
@@ -110,6 +110,7 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         price=h.get("price"),
         sentence=h.get("sentence"),
         destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
+        layouts=[LayoutHealth.model_validate(x) for x in h.get("layouts") or ()],
         recording_dir=h.get("recording_dir"),
         last_error=status.last_error,
     )

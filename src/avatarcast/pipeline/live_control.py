@@ -47,6 +47,8 @@ class LiveControl:
     #: each destination's layout, by its redacted name, and the programme's own layout
     _layouts: dict[str, str] = field(default_factory=dict)
     _main_layout: str = ""
+    _stills_at: float = 0.0
+    _stills_cache: dict[str, str] = field(default_factory=dict)
     #: called with every sentence as the programme starts speaking it (the transcript)
     line_listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
 
@@ -223,9 +225,11 @@ class LiveControl:
         if not self._main_layout:
             return []
         names = [self._main_layout, *(v.name for v in self._views())]
+        stills = self._stills()
         return [
             {
                 "layout": name,
+                "still": stills.get(name),
                 "size": name.split("/")[0],
                 "preset": name.split("/")[1],
                 "destinations": [d for d, lay in self._layouts.items() if lay == name],
@@ -234,6 +238,20 @@ class LiveControl:
             }
             for name in names
         ]
+
+    def _stills(self) -> dict[str, str]:
+        """A small JPEG of each layout's last frame, remade at most every ``STILL_EVERY_S``."""
+        now = time.perf_counter()
+        if now - self._stills_at < STILL_EVERY_S and self._stills_cache:
+            return self._stills_cache
+        names = [self._main_layout, *(v.name for v in self._views())]
+        out: dict[str, str] = {}
+        for name in names:
+            frame = self.still(name)
+            if frame is not None:
+                out[name] = thumbnail_data_url(frame)
+        self._stills_at, self._stills_cache = now, out
+        return out
 
     def _views(self) -> list[ViewOutput]:
         return self._runner.views if self._runner is not None else []
@@ -246,6 +264,31 @@ class LiveControl:
             return self._runner.last_frame
         view = next((v for v in self._views() if v.name == layout), None)
         return view.last if view is not None else None
+
+
+STILL_EVERY_S = 5.0
+"""How often the preview stills in the status are remade."""
+
+
+def thumbnail_data_url(frame: YuvFrame, *, long_side: int = 160) -> str:
+    """``frame`` as a small JPEG ``data:`` URL (every n-th pixel: no filtering, ~1 ms)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    step = max(2, 2 * round(max(frame.width, frame.height) / long_side / 2))
+    y = frame.y[::step, ::step].astype(np.float32) - 16.0
+    u = frame.u[:: step // 2, :: step // 2].astype(np.float32) - 128.0
+    v = frame.v[:: step // 2, :: step // 2].astype(np.float32) - 128.0
+    h, w = min(y.shape[0], u.shape[0]), min(y.shape[1], u.shape[1])
+    y, u, v = y[:h, :w] * 1.164, u[:h, :w], v[:h, :w]
+    rgb = np.stack((y + 1.596 * v, y - 0.392 * u - 0.813 * v, y + 2.017 * u), axis=-1)
+    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:

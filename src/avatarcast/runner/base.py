@@ -51,6 +51,7 @@ class StreamSpec:
     voice: str | None = None
     writer: str = "template"
     size: str = "720p"
+    preset: str = "none"
     fps: int = 25
     seed: int = 0
     label_text: str | None = None
@@ -61,6 +62,8 @@ class StreamSpec:
     approve_answers: bool = False
     products: tuple[Product, ...] = ()
     destinations: tuple[str, ...] = field(default=(), repr=False)
+    #: per destination, its layout ``SIZE/PRESET`` (None: the stream's own)
+    destination_layouts: tuple[str | None, ...] = ()
     record_dir: Path | None = None
     paused: bool = False
     duration: float | None = None
@@ -78,6 +81,8 @@ class StreamSpec:
             "voice": self.voice,
             "writer": self.writer,
             "size": self.size,
+            "preset": self.preset,
+            "destination_layouts": list(self.destination_layouts),
             "fps": self.fps,
             "seed": self.seed,
             "label_text": self.label_text,

@@ -147,8 +147,14 @@ class StreamManager:
             )
         ).all()
         by_id = {d.id: d for d in dests}
-        urls = tuple(
-            push_url(by_id[d].url, by_id[d].stream_key) for d in row.destination_ids if d in by_id
+        chosen = [by_id[d] for d in row.destination_ids if d in by_id]
+        urls = tuple(push_url(dest.url, dest.stream_key) for dest in chosen)
+        preset = row.preset or "none"
+        layouts = tuple(
+            f"{dest.size or row.size or self.defaults.size}/{dest.preset or preset}"
+            if dest.size or dest.preset
+            else None
+            for dest in chosen
         )
         d = self.defaults
         label = row.label or {}
@@ -165,7 +171,9 @@ class StreamManager:
             avatar=row.avatar,
             voice=row.voice,
             writer=row.writer,
-            size=d.size,
+            size=row.size or d.size,
+            preset=preset,
+            destination_layouts=layouts,
             fps=d.fps,
             products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
             destinations=urls,

@@ -71,6 +71,9 @@ class Destination(Base):
     name: Mapped[str] = mapped_column(String(120))
     url: Mapped[str] = mapped_column(String(2048))
     stream_key: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The layout this destination takes (None: the stream's own), e.g. 720x1280 + tiktok.
+    size: Mapped[str | None] = mapped_column(String(16), default=None)
+    preset: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

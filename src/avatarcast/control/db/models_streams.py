@@ -35,6 +35,10 @@ class StreamRow(Base):
     whep_token: Mapped[str] = mapped_column(String(64))
     #: ``{text, lang, position}`` of the AI label; it is always shown, only its wording varies.
     label: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    #: The programme's frame size and platform preset (None: the server's size, "none");
+    #: the recording and WHEP take this layout, each destination may choose its own.
+    size: Mapped[str | None] = mapped_column(String(16), default=None)
+    preset: Mapped[str | None] = mapped_column(String(16), default=None)
     #: Viewer answers wait for a supervisor's approval before they go on air.
     approve_answers: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The supervisor on duty (None: nobody; the stream cannot start).

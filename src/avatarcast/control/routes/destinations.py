@@ -32,6 +32,8 @@ def _public(row: Destination) -> DestinationPublic:
         name=row.name,
         url=redact_url(row.url),
         has_key=bool(row.stream_key),
+        size=row.size,
+        preset=row.preset,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -99,6 +101,8 @@ def create_destination(
         name=body.name,
         url=url,
         stream_key=key or None,
+        size=body.size,
+        preset=body.preset,
         created_at=now,
         updated_at=now,
     )
@@ -134,10 +138,16 @@ def update_destination(
         if _name_taken(session, caller.tenant_id, body.name):
             raise _conflict(body.name)
         row.name = body.name
+    if "size" in given:
+        row.size = body.size
+    if "preset" in given:
+        row.preset = body.preset
     if "stream_key" in given:
         row.stream_key = body.stream_key.get_secret_value() or None if body.stream_key else None
     row.updated_at = utcnow()
-    changed = sorted(given & {"url", "name", "stream_key"})  # which fields, never the values
+    changed = sorted(
+        given & {"url", "name", "stream_key", "size", "preset"}
+    )  # which fields, never the values
     detail = {"destination_id": row.id, "name": row.name, "changed": changed}
     audit(session, caller, kind="destination_updated", detail=detail)
     _commit(session, row.name)

@@ -7,12 +7,17 @@ from datetime import datetime
 from pydantic import Field, SecretStr
 
 from avatarcast.control.schemas.common import In, Out
+from avatarcast.control.schemas.streams import Preset, Size
 
 
 class DestinationCreate(In):
     name: str = Field(min_length=1, max_length=120)
     url: str = Field(min_length=1, max_length=2048, description="rtmp, rtmps or srt; no key")
     stream_key: SecretStr | None = Field(default=None, max_length=1024)
+    size: Size | None = Field(default=None, description="Frame size it takes; null: the stream's")
+    preset: Preset | None = Field(
+        default=None, description="Platform whose interface overlays avoid; null: the stream's"
+    )
 
 
 class DestinationUpdate(In):
@@ -21,6 +26,8 @@ class DestinationUpdate(In):
     stream_key: SecretStr | None = Field(
         default=None, max_length=1024, description="null removes the key"
     )
+    size: Size | None = None
+    preset: Preset | None = None
 
 
 class DestinationPublic(Out):
@@ -28,5 +35,7 @@ class DestinationPublic(Out):
     name: str
     url: str = Field(description="With any password or secret query value redacted")
     has_key: bool
+    size: Size | None = None
+    preset: Preset | None = None
     created_at: datetime
     updated_at: datetime

@@ -19,6 +19,9 @@ _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+#: frame sizes and platform presets (``avatarcast.programme.layout``: SIZES, PRESETS)
+Size = Literal["720p", "1080p", "720x1280", "1080x1920"]
+Preset = Literal["none", "tiktok", "douyin", "instagram", "youtube"]
 
 
 class LabelConfigIn(In):
@@ -48,6 +51,12 @@ class StreamCreate(In):
     approve_answers: bool = Field(
         default=False, description="Viewer answers wait for a supervisor's approval"
     )
+    size: Size | None = Field(
+        default=None, description="Frame size (recording, WHEP); null: the server's default"
+    )
+    preset: Preset = Field(
+        default="none", description="Platform whose interface the overlays keep clear of"
+    )
 
 
 class StreamUpdate(In):
@@ -61,6 +70,21 @@ class DestinationHealth(Out):
     bytes_sent: int = 0
     reconnects: int = 0
     last_error: str | None = None
+    layout: str | None = Field(default=None, description="The layout it takes: SIZE/PRESET")
+
+
+class LayoutHealth(Out):
+    """One shape the stream is drawn in, which outputs take it, and a preview still."""
+
+    layout: str = Field(description="SIZE/PRESET, e.g. 720x1280/tiktok")
+    size: str
+    preset: str
+    destinations: list[str] = Field(default_factory=list)
+    recording: bool = False
+    whep: bool = False
+    still: str | None = Field(
+        default=None, description="A small JPEG preview of the last frame, as a data: URL"
+    )
 
 
 class StreamHealth(Out):
@@ -77,6 +101,7 @@ class StreamHealth(Out):
     price: str | None = None
     sentence: str | None = None
     destinations: list[DestinationHealth] = Field(default_factory=list)
+    layouts: list[LayoutHealth] = Field(default_factory=list)
     recording_dir: str | None = None
     last_error: str | None = None
 
@@ -93,6 +118,8 @@ class StreamPublic(Out):
     record: bool
     label: LabelConfigIn
     approve_answers: bool
+    size: Size | None = None
+    preset: Preset = "none"
     supervisor_on_duty: str | None = Field(description="The supervisor on duty, if any")
     desired_state: DesiredState
     status: StreamHealth
