@@ -53,7 +53,14 @@ class Encoder:
     Packets leave in decode-time order across calls, not just within one: AAC lags a frame or
     two behind, so a video packet is held until no audio packet can still come that starts
     before it. A muxer fed in this order never has to buffer to interleave.
+
+    Another frame shape of the same programme (``pipeline.layouts``) has the same sound: with
+    ``audio_from`` this encoder encodes only video and takes the audio packets the other
+    encoder made for the same frame (it must encode each frame first, in the same thread).
+    That saves an AAC encode per extra shape, 0.017 CPU s per media second.
     """
+
+    headers: StreamHeaders
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class Encoder:
         crf: float | None = 20.0,
         audio_bitrate: int = 128_000,
         threads: int = 1,
+        audio_from: Encoder | None = None,
     ) -> None:
         if fmt.width % 2 or fmt.height % 2:
             raise ConfigError(f"width and height must be even, got {fmt.width}x{fmt.height}")
@@ -88,7 +96,10 @@ class Encoder:
                 crf=crf,
                 threads=threads,
             )
-        self._audio = _open_audio(fmt.sample_rate, audio_bitrate)
+        self._audio_from = audio_from
+        self._audio = _open_audio(fmt.sample_rate, audio_bitrate) if audio_from is None else None
+        #: the audio packets the last ``encode``/``flush`` call made (before interleaving)
+        self.last_audio: list[EncodedPacket] = []
         self._pending = np.zeros(0, np.int16)
         self._samples = 0  # samples handed to the AAC encoder so far
         self._last_pts = -1
@@ -98,13 +109,20 @@ class Encoder:
         self._flushed = False
         #: CPU seconds of the calling thread spent in the video and in the audio encoder
         self.cpu_seconds = {"x264": 0.0, "aac": 0.0}
+        if self._audio is not None:
+            audio_extradata = self._audio.extradata or b""
+            audio_frame_size = self._audio.frame_size or AAC_FRAME_SIZE
+        else:
+            assert audio_from is not None
+            shared = audio_from.headers
+            audio_extradata, audio_frame_size = shared.audio_extradata, shared.audio_frame_size
         self.headers = StreamHeaders(
             format=fmt,
             video_codec="h264",
             video_extradata=self._video.extradata or b"",
             audio_codec="aac",
-            audio_extradata=self._audio.extradata or b"",
-            audio_frame_size=self._audio.frame_size or AAC_FRAME_SIZE,
+            audio_extradata=audio_extradata,
+            audio_frame_size=audio_frame_size,
         )
 
     def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
@@ -140,7 +158,7 @@ class Encoder:
             c0 = time.thread_time()
             out = self._wrap(self._video.encode(vf), "video")
             c1 = time.thread_time()
-            out += self._encode_audio(frame.pcm, final=False)
+            out += self._audio_for(frame.pcm, final=False)
             self.cpu_seconds["x264"] += c1 - c0
             self.cpu_seconds["aac"] += time.thread_time() - c1
             return self._release(out, final=False)
@@ -151,7 +169,7 @@ class Encoder:
             if self._flushed:
                 return []
             self._flushed = True
-            out = self._encode_audio(np.zeros(0, np.int16), final=True)
+            out = self._audio_for(np.zeros(0, np.int16), final=True)
             out += self._wrap(self._video.encode(None), "video")
             return self._release(out, final=True)
 
@@ -174,12 +192,19 @@ class Encoder:
         self._held = held[n:]
         return held[:n]
 
+    def _audio_for(self, pcm: npt.NDArray[np.int16], *, final: bool) -> list[EncodedPacket]:
+        if self._audio_from is not None:
+            return list(self._audio_from.last_audio)
+        self.last_audio = self._encode_audio(pcm, final=final)
+        return self.last_audio
+
     def _encode_audio(self, pcm: npt.NDArray[np.int16], *, final: bool) -> list[EncodedPacket]:
         self._pending = np.concatenate((self._pending, pcm)) if len(pcm) else self._pending
         packets: list[Packet[Any]] = []
         n = len(self._pending) // AAC_FRAME_SIZE * AAC_FRAME_SIZE
         if final and len(self._pending) > n:
             n = len(self._pending)  # the AAC encoder accepts one short last frame
+        assert self._audio is not None
         for start in range(0, n, AAC_FRAME_SIZE):
             chunk = self._pending[start : start + AAC_FRAME_SIZE]
             samples = (chunk.astype(np.float32) / 32768.0).reshape(1, -1)

@@ -253,6 +253,8 @@ def _views(built: Built, by_layout: Mapping[Layout, list[Sink]]) -> list[ViewOut
     from avatarcast.programme.yuv import YuvFrame
 
     opts = built.resolved.opts
+    # the same sound in every shape: one AAC encode, the main encoder's (when it is in-thread)
+    main_encoder = built.encoder if isinstance(built.encoder, Encoder) else None
     out: list[ViewOutput] = []
     for layout, group in by_layout.items():
         view = make_view(
@@ -271,7 +273,7 @@ def _views(built: Built, by_layout: Mapping[Layout, list[Sink]]) -> list[ViewOut
             ViewOutput(
                 name=layout.name,
                 compose=view.compositor,
-                encoder=Encoder(view_format(built.fmt, layout)),
+                encoder=Encoder(view_format(built.fmt, layout), audio_from=main_encoder),
                 sinks=group,
                 width=layout.width,
                 height=layout.height,

@@ -274,9 +274,9 @@ class ProgrammeRunner:
                         packets = await asyncio.wrap_future(pending)
                         await self._fan_out(packets)
                     pending = self._encode_pool.submit(self._timed_encode, frame)
-                    if self.views:
+                    if self.views:  # after the main encode: views may share its audio
                         others = await loop.run_in_executor(
-                            self._compose_pool, self._draw_views, plan
+                            self._encode_pool, self._draw_views, plan
                         )
                         await self._fan_out_views(others)
                 self._last = buf
