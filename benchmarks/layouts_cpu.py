@@ -6,8 +6,8 @@ Starts a throwaway nginx-rtmp on loopback (tests/rtmp_server.py), then, alternat
 times each: ``avatarcast live`` pushing the 720p programme to one destination (one layout);
 the same to two destinations in that one layout (what a second destination costs by itself:
 its RTMP push process); and the same with the second destination taking ``720x1280/tiktok``
-(two layouts: the same talk, voice and animation drawn twice and encoded twice). CPU is the process tree's (the stream and
-its RTMP push children, from /proc) between the first status line past 3 s of media and the
+(two layouts: the same talk, voice and animation drawn twice and encoded twice). CPU is the
+process tree's (the stream and its RTMP push children, from /proc) between the first status line past 3 s of media and the
 last one, divided by the media seconds between them, so start-up is left out. The lower bound
 of what a second layout can cost is measured in the same run: x264 alone (the live
 ``Encoder``'s video part; the extra layout shares the main one's AAC) at 720x1280 on composed
@@ -161,7 +161,8 @@ def main() -> None:
         "|---|---|---|---|\n"
         f"| 1 (720p), 1 destination | {one:.3f} | 1.00 | |\n"
         f"| 1 (720p), 2 destinations | {one2:.3f} | {one2 / one:.2f} | |\n"
-        f"| 2 (720p + 720x1280/tiktok), 2 destinations | {two:.3f} | {two / one:.2f} | {floor:.2f} |\n"
+        f"| 2 (720p + 720x1280/tiktok), 2 destinations | {two:.3f} | {two / one:.2f} "
+        f"| {floor:.2f} |\n"
     )
     print(table, file=sys.stderr)
     if args.markdown is not None:
