@@ -6,12 +6,13 @@ Starts a throwaway nginx-rtmp on loopback (tests/rtmp_server.py), then, alternat
 times each: ``avatarcast live`` pushing the 720p programme to one destination (one layout);
 the same to two destinations in that one layout (what a second destination costs by itself:
 its RTMP push process); and the same with the second destination taking ``720x1280/tiktok``
-(two layouts: the same talk, voice and animation drawn twice and encoded twice). CPU is the
-process tree's (the stream and its RTMP push children, from /proc) between the first status
-line past 3 s of media and the last one, divided by the media seconds between them, so
-start-up is left out. The lower bound of what a second layout can cost is measured in the same run: x264 alone (the live
-``Encoder``'s video part; the extra layout shares the main one's AAC) at 720x1280 on composed
-portrait frames with a moving mouth.
+(two layouts: the same talk, voice and animation drawn twice and encoded twice).
+
+CPU is the process tree's (the stream and its RTMP push children, from /proc) between the
+first status line past 3 s of media and the last one, divided by the media seconds between
+them, so start-up is left out. The floor of what a second layout can cost is measured in the
+same run: x264 alone (the live ``Encoder``'s video part; the extra layout shares the main
+one's AAC) at 720x1280 on composed portrait frames with a moving mouth.
 """
 
 from __future__ import annotations
