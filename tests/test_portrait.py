@@ -17,11 +17,16 @@ import av
 import numpy as np
 import pytest
 
+from avatarcast.avatar.pack import list_packs, load_pack
+from avatarcast.frames import StreamFormat
 from avatarcast.health import mouth_openness
 from avatarcast.pipeline.build import ProgrammeOptions
+from avatarcast.pipeline.layouts import make_view
 from avatarcast.pipeline.render import RenderResult, render_file
+from avatarcast.programme.compositor import SellerInfo
 from avatarcast.programme.drawing import Box
-from avatarcast.programme.layout import safe_zones
+from avatarcast.programme.layout import PRESETS, Layout, safe_zones
+from avatarcast.programme.overlays import LabelConfig
 from media_probe import decoded_luma, ffprobe, rate, stream_of
 from ocr import ocr_words
 
@@ -94,26 +99,31 @@ def test_label_read_by_ocr_in_every_sampled_frame_clear_of_tiktok_ui(
 
 
 def test_overlays_stay_out_of_every_presets_covered_areas() -> None:
-    from avatarcast.pipeline.build import build, validate
-
-    for size in ("720x1280", "1080x1920"):
-        for preset in ("tiktok", "douyin", "instagram", "youtube", "none"):
-            opts = ProgrammeOptions(
-                catalog_path=DEMO, lang="nl", size=size, preset=preset, seller=("A", "b.example")
-            )
-            built = build(validate(opts), live=False)
-            comp, safe = built.compositor, built.compositor.safe
-            w, h = comp.width, comp.height
-            for name in ("label", "card", "caption", "seller"):
-                box = comp.region_of(name)  # type: ignore[arg-type]
-                assert not safe.hits(box), (size, preset, name, box, safe.hits(box))
-                assert box.x >= 0 and box.y >= 0 and box.right <= w and box.bottom <= h
-            assert comp.label.text_box.h >= 0.05 * min(w, h)
-            # the face (the mouth at any head offset) stays in the clear band
-            mx, my, mw, mh = built.renderer.mouth_box()
-            assert not safe.hits(Box(mx, my, mw, mh)), (size, preset)
-            assert my + mh <= comp.region_of("card").y
-            asyncio.run(built.aclose())
+    pack = load_pack(list_packs()[0])
+    fmt = StreamFormat(width=1280, height=720, fps=25)
+    cases = [(size, preset) for size in ("720x1280", "720p") for preset in PRESETS]
+    cases += [("1080x1920", "instagram"), ("1080p", "tiktok")]  # the plan scales with the size
+    for size, preset in cases:
+        view = make_view(
+            pack,
+            Layout(size, preset),
+            fmt=fmt,
+            lang="nl",
+            label=LabelConfig(),
+            seller=SellerInfo(name="Acme Home", contact="acme.example"),
+        )
+        comp, safe = view.compositor, view.safe
+        w, h = comp.width, comp.height
+        for name in ("label", "card", "caption", "seller"):
+            box = comp.region_of(name)  # type: ignore[arg-type]
+            assert not safe.hits(box), (size, preset, name, box, safe.hits(box))
+            assert box.x >= 0 and box.y >= 0 and box.right <= w and box.bottom <= h
+        assert comp.label.text_box.h >= 0.05 * min(w, h)
+        # the face (the mouth at any head offset) stays clear of the app and the overlays
+        mouth = Box(*view.renderer.mouth_box())
+        assert not safe.hits(mouth), (size, preset)
+        for name in ("label", "card", "caption", "seller"):
+            assert not comp.region_of(name).intersects(mouth), (size, preset, name)  # type: ignore[arg-type]
 
 
 def test_mouth_region_moves_with_the_voice(rendered: tuple[Path, RenderResult]) -> None:

@@ -282,9 +282,15 @@ class Compositor:
         cap_bottom = clear_bottom - m
         if Box(cap_x, cap_bottom - cap_h, cap_w, cap_h).intersects(label):
             cap_bottom = label.y - gap
-        for _, area in self.safe.covered:  # e.g. an app's comments in the lower left
-            if Box(cap_x, cap_bottom - cap_h, cap_w, cap_h).intersects(area):
-                cap_bottom = min(cap_bottom, area.y - gap)
+        if self.safe.hits(Box(cap_x, cap_bottom - cap_h, cap_w, cap_h)):
+            # an app's comments in the lower left: beside them if there is room, else above
+            x0, x1 = self.safe.free_span(cap_bottom - cap_h, cap_bottom)
+            left, right = max(cap_x, x0 + m), min(cap_x + cap_w, x1 - m)
+            if right - left >= w // 4:
+                cap_x, cap_w = left, right - left
+            for _, area in self.safe.covered:
+                if Box(cap_x, cap_bottom - cap_h, cap_w, cap_h).intersects(area):
+                    cap_bottom = min(cap_bottom, area.y - gap)
         return {
             "label": label,
             "card": Box(card_x, top, card_w, bottom - top),
