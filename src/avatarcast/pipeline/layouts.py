@@ -17,6 +17,7 @@ from avatarcast.output.base import Sink
 from avatarcast.programme.compositor import Compositor, SellerInfo, portrait_plan
 from avatarcast.programme.layout import Layout, SafeZones, safe_zones
 from avatarcast.programme.overlays import LabelConfig
+from avatarcast.programme.portrait import FaceMetrics
 
 __all__ = ["View", "face_metrics", "make_view", "view_format"]
 
@@ -33,19 +34,21 @@ class View:
     sinks: list[Sink] = field(default_factory=list)
 
 
-def face_metrics(pack: AvatarPack) -> dict[str, float]:
-    """Chin height, face height and avatar width of ``pack`` in its own pixels (for framing).
+def face_metrics(pack: AvatarPack) -> FaceMetrics:
+    """Where ``pack``'s face is in its avatar box (for framing a portrait shot).
 
-    The chin is taken as the mouth's bottom plus its own height below it.
+    The chin is taken as the mouth's bottom plus the mouth's own height below it.
     """
     rest = pack.mouths["rest"]
     mouth_h = rest.rgba().shape[0]
+    head_w = pack.head.rgba().shape[1]
     chin = pack.head.y + rest.y + 2 * mouth_h
-    return {
-        "chin_px": float(chin),
-        "face_h_px": float(chin - pack.head.y),
-        "width_px": float(pack.size[0]),
-    }
+    return FaceMetrics(
+        chin=float(chin),
+        face_h=float(chin - pack.head.y),
+        head_cx=pack.head.x + head_w / 2,
+        head_w=float(head_w),
+    )
 
 
 def view_format(base: StreamFormat, layout: Layout) -> StreamFormat:
@@ -68,9 +71,15 @@ def make_view(
     framing = None
     if layout.portrait:
         plan = portrait_plan(
-            width=w, height=h, lang=lang, label=label, safe=safe, seller=seller is not None
+            width=w,
+            height=h,
+            lang=lang,
+            label=label,
+            safe=safe,
+            seller=seller is not None,
+            face=face_metrics(pack),
         )
-        framing = plan.framing(**face_metrics(pack))
+        framing = plan.framing
     renderer = SpriteAvatarRenderer(pack, frame_width=w, frame_height=h, framing=framing)
     compositor = Compositor(
         width=w,

@@ -44,7 +44,7 @@ from avatarcast.programme.overlays import (
     render_label,
     studio_background,
 )
-from avatarcast.programme.portrait import PortraitPlan, plan_portrait
+from avatarcast.programme.portrait import FaceMetrics, PortraitPlan, plan_portrait
 from avatarcast.programme.yuv import Blend, Sprite, YuvFrame
 
 __all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo", "portrait_plan"]
@@ -303,7 +303,7 @@ class Compositor:
             "label": self.label.box,
             "card": plan.card,
             "caption": plan.caption,
-            "avatar": Box(0, plan.avatar_top, self.width, self.height - plan.avatar_top),
+            "avatar": Box(0, plan.framing.y, self.width, self.height - plan.framing.y),
         }
 
     def _check_clear(self) -> None:
@@ -398,16 +398,16 @@ class Compositor:
     def render_card(self, product: Product) -> Placed:
         """A freshly drawn card for ``product``, flattened and placed (no cache)."""
         slot = self._regions["card"]
-        if self._portrait is not None:
+        if self._portrait is not None and not self._portrait.card_beside:
             card = render_card_row(
                 product, lang=self.lang, width=slot.w, height=slot.h, scale=self.scale
             )
             return self._flatten(
                 Sprite.from_rgba(card.rgba), slot.x - card.panel.x, slot.y - card.panel.y
             )
-        card = render_card(
-            product, lang=self.lang, width=slot.w, max_height=slot.h, scale=self.scale
-        )
+        # a column beside a portrait presenter is narrower than the landscape one: smaller type
+        scale = self.scale * (0.82 if self._portrait is not None else 1.0)
+        card = render_card(product, lang=self.lang, width=slot.w, max_height=slot.h, scale=scale)
         panel = card.panel
         y = slot.y + (slot.h - panel.h) // 2
         return self._flatten(Sprite.from_rgba(card.rgba), slot.x - panel.x, y - panel.y)
@@ -478,6 +478,7 @@ def portrait_plan(
     label: LabelConfig,
     safe: SafeZones,
     seller: bool,
+    face: FaceMetrics,
 ) -> PortraitPlan:
     """The portrait plan for a frame: measures the label and the captions it must make room
     for (the avatar renderer is framed from it before the compositor is made)."""
@@ -502,6 +503,7 @@ def portrait_plan(
         label_left=label.position.endswith("left"),
         caption_h=caption_max_height(scale),
         seller_h=_seller_height(scale) if seller else 0,
+        face=face,
     )
 
 

@@ -17,7 +17,7 @@ from avatarcast.errors import ConfigError
 from avatarcast.programme.drawing import Box
 from avatarcast.programme.layout import SafeZones
 
-__all__ = ["AvatarFraming", "PortraitPlan", "plan_portrait"]
+__all__ = ["AvatarFraming", "FaceMetrics", "PortraitPlan", "plan_portrait"]
 
 #: the presenter's face height (hair to chin) at most this share of the frame width
 _MAX_FACE = 0.62
@@ -41,8 +41,23 @@ class AvatarFraming:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FaceMetrics:
+    """A pack's presenter in its own pixels, from the top-left of its avatar box."""
+
+    chin: float  # how far below the box's top the chin is
+    face_h: float  # hair to chin
+    head_cx: float  # the head's centre, across
+    head_w: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PortraitPlan:
-    """The boxes of a portrait frame, in frame pixels."""
+    """The boxes of a portrait frame, in frame pixels, and where the presenter stands.
+
+    ``card_beside`` says which of two arrangements won: the card as a row under the face
+    (a centred presenter; roomy presets), or as a column left of a presenter standing right
+    of centre (tight presets, whose clear band leaves a face too small above a card row).
+    """
 
     width: int
     height: int
@@ -53,17 +68,15 @@ class PortraitPlan:
     label_max_width: int
     seller: Box  # the seller panel's row (empty without a seller): it is drawn at most this big
     card: Box
+    card_beside: bool
     caption: Box
-    avatar_top: int
-    chin_limit: int
+    framing: AvatarFraming
 
-    def framing(self, *, chin_px: float, face_h_px: float, width_px: float) -> AvatarFraming:
-        """The avatar box for a pack whose chin is ``chin_px`` below the top of its avatar box
-        and whose face is ``face_h_px`` tall (pack pixels), in an avatar ``width_px`` wide."""
-        room = self.chin_limit - self.avatar_top
-        scale = min(room / chin_px, _MAX_FACE * self.width / face_h_px)
-        x = _even((self.width - width_px * scale) / 2)
-        return AvatarFraming(scale=scale, x=x, y=_even(self.avatar_top), extend_to=self.height)
+
+def _face_scale(room_h: float, room_w: float, face: FaceMetrics, width: int) -> float:
+    """The largest scale whose chin fits ``room_h`` below the top and head ``room_w`` across,
+    and whose face stays under ``_MAX_FACE`` of the frame width."""
+    return min(room_h / face.chin, room_w / face.head_w, _MAX_FACE * width / face.face_h)
 
 
 def plan_portrait(
@@ -77,6 +90,7 @@ def plan_portrait(
     caption_h: int,
     seller_h: int,
     label_max_width: int,
+    face: FaceMetrics,
 ) -> PortraitPlan:
     """Place label, seller, card, captions and the presenter's face clear of ``safe``.
 
@@ -96,22 +110,37 @@ def plan_portrait(
     else:
         seller_y = label_y - gap // 2 - seller_h
         upper, lower = top + m, seller_y - gap
+    sx0, sx1 = safe.free_span(seller_y, seller_y + seller_h)
+    seller = Box(sx0 + m, seller_y, sx1 - sx0 - 2 * m, seller_h)
     cap_top = lower - caption_h
     cx0, cx1 = safe.free_span(cap_top, lower)
     caption = Box(cx0 + m, cap_top, cx1 - cx0 - 2 * m, caption_h)
+    # a card row under the face, the presenter centred
     card_h = _even(_CARD_H * s)
-    card_top = cap_top - gap - card_h
-    kx0, kx1 = safe.free_span(card_top, card_top + card_h)
-    card = Box(kx0 + m, card_top, kx1 - kx0 - 2 * m, card_h)
-    sx0, sx1 = safe.free_span(seller_y, seller_y + seller_h)
-    seller = Box(sx0 + m, seller_y, sx1 - sx0 - 2 * m, seller_h)
-    avatar_top = upper
-    chin_limit = card_top - gap
-    if chin_limit - avatar_top < _MIN_FACE_PX * s:
+    row_top = cap_top - gap - card_h
+    kx0, kx1 = safe.free_span(row_top, row_top + card_h)
+    row = Box(kx0 + m, row_top, kx1 - kx0 - 2 * m, card_h)
+    row_scale = _face_scale(row_top - gap - upper, width - 2 * m, face, width)
+    # or a card column at the left, the presenter right of it, the chin down to the captions
+    col_w = _even(width * 0.42)
+    bx0, bx1 = safe.free_span(upper, cap_top - gap)
+    col = Box(bx0 + m, upper, col_w, cap_top - gap - upper)
+    side_w = bx1 - m - (col.right + gap)
+    side_scale = _face_scale(cap_top - gap - upper, side_w, face, width)
+    beside = side_scale > row_scale * 1.15  # the row keeps a centred presenter unless clearly worse
+    scale = side_scale if beside else row_scale
+    if face.chin * scale < _MIN_FACE_PX * s or scale <= 0:
         raise ConfigError(
-            f"the {safe.preset} safe zones leave {chin_limit - avatar_top} px for the "
-            f"presenter's face in a {width}x{height} frame; {round(_MIN_FACE_PX * s)} needed"
+            f"the {safe.preset} safe zones leave no room for a recognisable face in a "
+            f"{width}x{height} frame (the presenter would be {round(face.face_h * scale)} px tall)"
         )
+    centre = (col.right + gap + bx1 - m) / 2 if beside else width / 2
+    framing = AvatarFraming(
+        scale=scale,
+        x=_even(centre - face.head_cx * scale),
+        y=_even(upper),
+        extend_to=height,
+    )
     return PortraitPlan(
         width=width,
         height=height,
@@ -121,8 +150,8 @@ def plan_portrait(
         label_xy=(label_x, label_y),
         label_max_width=label_max_width,
         seller=seller,
-        card=card,
+        card=col if beside else row,
+        card_beside=beside,
         caption=caption,
-        avatar_top=avatar_top,
-        chin_limit=chin_limit,
+        framing=framing,
     )
