@@ -167,3 +167,15 @@ def test_unknown_size_or_preset_exits_2_naming_the_allowed_values(
     text = " ".join((proc.stderr + proc.stdout).split())
     assert value in text and allowed in text, text
     assert not out.exists()
+
+
+def test_cli_destination_layout_prefix() -> None:
+    from avatarcast.cli import _target
+
+    assert _target("720x1280/tiktok=rtmp://h.example/app/k") == (
+        "720x1280/tiktok",
+        "rtmp://h.example/app/k",
+    )
+    assert _target("rtmp://h.example/app/k") == (None, "rtmp://h.example/app/k")
+    srt = "srt://h.example:9000?streamid=abc"
+    assert _target(srt) == (None, srt)  # an "=" inside the URL is not a layout

@@ -15,8 +15,8 @@ configuration can change its text, language and corner but cannot remove it.
 
 A platform preset (``programme.layout.SafeZones``) moves the label, card and captions out of
 the areas that app covers. A portrait frame follows its own plan (``programme.portrait``):
-label and seller on the top row, the face below, a compact card row over the chest and the
-captions above the app's comments.
+label and seller on top, the face below, the card as a row over the chest or a column beside
+the presenter, and the captions above the app's comments.
 """
 
 from __future__ import annotations

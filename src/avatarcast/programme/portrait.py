@@ -2,11 +2,13 @@
 
 On a phone the app's own interface covers the top band, the lower third (comments, the
 product bag) and a rail on the right (``programme.layout.SafeZones``). So, from the top of
-the clear band down: the AI label at its corner with the seller beside it; the presenter's
-face, as large as fits between them and the card; a compact product card over the chest; the
-captions just above the covered lower part. The presenter's body runs on to the bottom edge
-behind the app's comments, as a phone viewer expects from a live seller. Sizes are given for
-a 720-pixel-wide frame and scaled by ``width / 720``.
+the clear band down: the AI label at its corner with the seller under it; the presenter's
+face, as large as fits; the captions just above the covered lower part. The product card is
+either a compact row over the chest under a centred presenter (roomy presets), or a column at
+the left with the presenter right of it (tight presets, where a row would leave a small face):
+the plan takes whichever gives the larger face. The presenter's body runs on to the bottom
+edge behind the app's comments, as a phone viewer expects from a live seller. Sizes are given
+for a 720-pixel-wide frame and scaled by ``width / 720``.
 """
 
 from __future__ import annotations
