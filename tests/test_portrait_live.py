@@ -134,10 +134,9 @@ async def test_one_stream_two_layouts_to_two_destinations(
 
     layouts = {lay["layout"]: lay for lay in status["layouts"]}
     assert set(layouts) == {"720p/youtube", "720x1280/tiktok"}
-    assert (
-        layouts["720x1280/tiktok"]["destinations"]
-        == [d["name"] for d in status["destinations"]][1:]
-    )
+    assert [d["layout"] for d in status["destinations"]] == ["720p/youtube", "720x1280/tiktok"]
+    assert len(layouts["720x1280/tiktok"]["destinations"]) == 1
+    assert len(layouts["720p/youtube"]["destinations"]) == 1
     assert final["state"] == "stopped"
     assert "tiktok-key" not in json.dumps(final)
 

@@ -123,7 +123,7 @@ async def run_live(
                 backoff_cap=opts.backoff_cap,
                 name=redact_url(url),
             )
-            control._layouts[sink.name] = layout.name
+            control._layouts[id(sink)] = layout.name
             if layout == main:
                 sinks.append(sink)
             else:

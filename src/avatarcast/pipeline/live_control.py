@@ -44,8 +44,9 @@ class LiveControl:
     _bad_destinations: list[Status] = field(default_factory=list)
     _whep_error: str | None = None
     _chat: ProgrammeChat | None = None
-    #: each destination's layout, by its redacted name, and the programme's own layout
-    _layouts: dict[str, str] = field(default_factory=dict)
+    #: each destination's layout, by ``id`` of its sink (redacted names can be equal), and the
+    #: programme's own layout
+    _layouts: dict[int, str] = field(default_factory=dict)
     _main_layout: str = ""
     _stills_at: float = 0.0
     _stills_cache: dict[str, str] = field(default_factory=dict)
@@ -216,8 +217,8 @@ class LiveControl:
 
     def _dest_status(self, sink: RtmpSink) -> Status:
         st = _dest_status(sink)
-        if sink.name in self._layouts:
-            st["layout"] = self._layouts[sink.name]
+        if id(sink) in self._layouts:
+            st["layout"] = self._layouts[id(sink)]
         return st
 
     def _layout_status(self) -> list[Status]:
@@ -232,7 +233,7 @@ class LiveControl:
                 "still": stills.get(name),
                 "size": name.split("/")[0],
                 "preset": name.split("/")[1],
-                "destinations": [d for d, lay in self._layouts.items() if lay == name],
+                "destinations": [s.name for s in self._rtmp if self._layouts.get(id(s)) == name],
                 "recording": name == self._main_layout and self._recording_dir is not None,
                 "whep": name == self._main_layout and self._whep_url is not None,
             }
