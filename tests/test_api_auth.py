@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from avatarcast.control.db import ApiKey, make_engine
 from avatarcast.control.routes.installed import list_installed
+from avatarcast.db import ApiKey, make_engine
 
 if TYPE_CHECKING:
     from conftest_api import Api

@@ -72,7 +72,7 @@ def server_settings(host: str | None, port: int | None) -> Settings:
 @contextmanager
 def session_at(url: str) -> Iterator[Session]:
     """A database session on its own engine, disposed of afterwards (one-shot commands)."""
-    from avatarcast.control.db import make_engine, make_sessionmaker
+    from avatarcast.db import make_engine, make_sessionmaker
 
     engine = make_engine(url)
     try:

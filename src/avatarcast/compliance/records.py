@@ -109,9 +109,9 @@ def transcript_table() -> Table | None:
     """The control plane's ``transcript_lines`` table, when this build has one."""
     import importlib
 
-    from avatarcast.control.db.base import Base
+    from avatarcast.db.base import Base
 
-    importlib.import_module("avatarcast.control.db.models_streams")
+    importlib.import_module("avatarcast.db.models_streams")
     return Base.metadata.tables.get("transcript_lines")
 
 

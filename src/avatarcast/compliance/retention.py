@@ -196,7 +196,7 @@ def _purge_transcript_lines(
 
 def running_streams(session: Session) -> set[ChainKey]:
     """Streams the control plane wants on air or paused: their folders are left alone."""
-    from avatarcast.control.db.models_streams import StreamRow
+    from avatarcast.db.models_streams import StreamRow
 
     rows = session.execute(
         select(StreamRow.tenant_id, StreamRow.id).where(StreamRow.desired_state != "stopped")

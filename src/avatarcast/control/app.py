@@ -20,8 +20,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.engine import make_engine, make_loop_engine, make_sessionmaker
-from avatarcast.control.db.migrate import upgrade_database
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
@@ -33,6 +31,8 @@ from avatarcast.control.problems import (
 )
 from avatarcast.control.ratelimit import TokenBuckets
 from avatarcast.control.shedding import LoadSheddingMiddleware
+from avatarcast.db.engine import make_engine, make_loop_engine, make_sessionmaker
+from avatarcast.db.migrate import upgrade_database
 from avatarcast.settings import Settings
 
 #: Route modules under ``avatarcast.control.routes``, in the order of the OpenAPI document.

@@ -23,14 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.catalog.model import Product
 from avatarcast.control.auditing import audit_system
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models import Destination, ProductRow, Tenant
-from avatarcast.control.db.models_streams import StreamRow, TranscriptLine
-from avatarcast.control.db.products import to_product
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models import Destination, ProductRow, Tenant
+from avatarcast.db.models_streams import StreamRow, TranscriptLine
+from avatarcast.db.products import to_product
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 
 __all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]

@@ -17,8 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.models_streams import ScheduleRow
 from avatarcast.control.deps import OperatorDep, SessionDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -32,6 +30,8 @@ from avatarcast.control.schemas.streams import (
     Window,
 )
 from avatarcast.control.streaming import EXTRAS_KEY
+from avatarcast.db.base import utcnow
+from avatarcast.db.models_streams import ScheduleRow
 from avatarcast.runner.manager import StreamManager
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=AUTH_PROBLEMS)

@@ -16,9 +16,6 @@ from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import Caller, ContextDep, SessionDep, SupervisorDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -32,6 +29,9 @@ from avatarcast.control.schemas.supervision import (
     SayCreate,
 )
 from avatarcast.control.streaming import manager_of
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.runner.base import CommandFailed
 
 router = APIRouter(prefix="/v1/streams", tags=["supervision"], responses=AUTH_PROBLEMS)

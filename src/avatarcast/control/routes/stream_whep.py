@@ -19,10 +19,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import ContextDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.streaming import manager_of
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.output.whep_http import _PLAYER_HTML
 
 router = APIRouter(prefix="/v1/streams", tags=["playback"])

@@ -22,10 +22,6 @@ from sqlalchemy.orm import Session
 from avatarcast.avatar.pack import list_packs
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models import Destination
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import (
     Caller,
     ContextDep,
@@ -48,6 +44,10 @@ from avatarcast.control.schemas.streams import (
 )
 from avatarcast.control.streaming import health_of, manager_of
 from avatarcast.control.streaming import lifespan as runner_lifespan
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models import Destination
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.errors import AvatarcastError
 from avatarcast.locale import language
 from avatarcast.runner.manager import selected_products

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from avatarcast.control.db.models import Tenant
 from avatarcast.control.deps import OperatorDep, ReaderDep, SessionDep
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.tenants import set_seller
 from avatarcast.control.schemas.tenants import SellerIn, SellerPublic
+from avatarcast.db.models import Tenant
 
 router = APIRouter(prefix="/v1/tenant", tags=["tenants"], responses=AUTH_PROBLEMS)
 

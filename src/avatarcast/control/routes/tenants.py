@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.db.models import Tenant
 from avatarcast.control.deps import AdminDep, Caller, ContextDep, SessionDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
@@ -21,6 +20,7 @@ from avatarcast.control.schemas.tenants import (
     TenantPublic,
     TenantUpdate,
 )
+from avatarcast.db.models import Tenant
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=AUTH_PROBLEMS)
 

@@ -7,13 +7,13 @@ import importlib.util
 
 from alembic import context
 
-from avatarcast.control.db.base import Base
-from avatarcast.control.db.engine import make_engine
+from avatarcast.db.base import Base
+from avatarcast.db.engine import make_engine
 
 # every module that declares tables; models_streams arrives with the stream runner
 for _name in (
-    "avatarcast.control.db.models",
-    "avatarcast.control.db.models_streams",
+    "avatarcast.db.models",
+    "avatarcast.db.models_streams",
     "avatarcast.compliance.models",
 ):
     if importlib.util.find_spec(_name) is not None:
