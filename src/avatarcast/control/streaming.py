@@ -14,11 +14,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from avatarcast.control.context import AppContext
+from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
-from avatarcast.runner.manager import ProgrammeDefaults, StreamManager
 
 __all__ = ["EXTRAS_KEY", "health_of", "lifespan", "manager_of", "programme_defaults"]
 

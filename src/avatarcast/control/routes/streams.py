@@ -31,6 +31,7 @@ from avatarcast.control.deps import (
     WriterDep,
     require_role,
 )
+from avatarcast.control.manager import selected_products
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.responses import model_response
@@ -50,7 +51,6 @@ from avatarcast.db.models import Destination
 from avatarcast.db.models_streams import StreamRow
 from avatarcast.errors import AvatarcastError
 from avatarcast.locale import language
-from avatarcast.runner.manager import selected_products
 from avatarcast.voice.registry import default_voice_for, list_voices
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
