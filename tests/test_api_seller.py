@@ -21,7 +21,7 @@ from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
 from avatarcast.programme.compositor import Compositor, SellerInfo
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 from test_api_streams import FRYER, on_air, wait_status
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from avatarcast.programme.overlays import (
     caption_max_height,
     label_text,
 )
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 
 U8 = npt.NDArray[np.uint8]
 SIZES = [(1280, 720), (1920, 1080)]
@@ -237,7 +237,7 @@ def test_card_in_frame_is_the_card_for_that_price(comp: Compositor) -> None:
 
 
 def _sprite_frame(sprite: object) -> YuvFrame:
-    from avatarcast.programme.yuv import Sprite
+    from avatarcast.yuv import Sprite
 
     assert isinstance(sprite, Sprite)
     frame = YuvFrame(sprite.width, sprite.height)

@@ -30,7 +30,7 @@ from avatarcast.pipeline.build import SIZES, ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.compositor import Compositor, LabelOverlay
 from avatarcast.programme.overlays import LABEL_MIN_TEXT_FRACTION, studio_background
-from avatarcast.programme.yuv import Sprite, YuvFrame
+from avatarcast.yuv import Sprite, YuvFrame
 from rtmp_server import RtmpServer
 
 pytestmark = pytest.mark.timeout(240)

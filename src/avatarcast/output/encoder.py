@@ -28,7 +28,7 @@ from avatarcast.threads import os_thread_named
 __all__ = ["AAC_FRAME_SIZE", "Encoder"]
 
 AAC_FRAME_SIZE = 1024
-# AVCOL_* values for BT.601 limited range, as the compositor produces (programme/yuv.py).
+# AVCOL_* values for BT.601 limited range, as the compositor produces (avatarcast/yuv.py).
 _SMPTE170M = 6
 _RANGE_MPEG = 1
 _GLOBAL_HEADER = 1 << 22

@@ -220,7 +220,7 @@ def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:
 def _warm_up(built: Built) -> None:
     """Draw one frame before the clock starts, so the first due frame is not late."""
     from avatarcast.avatar.base import AvatarState
-    from avatarcast.programme.yuv import YuvFrame
+    from avatarcast.yuv import YuvFrame
 
     fmt = built.fmt
     frame = YuvFrame(fmt.width, fmt.height)

@@ -24,8 +24,8 @@ from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
 from avatarcast.output.base import Sink, StreamHeaders
 from avatarcast.programme.programme import FramePlan, Programme
-from avatarcast.programme.yuv import YuvFrame
 from avatarcast.threads import named_pool
+from avatarcast.yuv import YuvFrame
 
 log = logging.getLogger(__name__)
 

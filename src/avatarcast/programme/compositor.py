@@ -38,7 +38,7 @@ from avatarcast.programme.overlays import (
     render_label,
     studio_background,
 )
-from avatarcast.programme.yuv import Blend, Sprite, YuvFrame
+from avatarcast.yuv import Blend, Sprite, YuvFrame
 
 __all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo"]
 
