@@ -1,8 +1,6 @@
 """An answer's way onto the air: voiced ahead of the rundown, swapped when readdressed, and the
 sentence on air ended at the word being spoken once the answer's audio is ready."""
 
-# ruff: noqa: F811  (the fixture is imported until conftest.py wires in conftest_llm)
-
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +14,7 @@ from avatarcast.catalog.store import Catalog
 from avatarcast.chat import ChatMessage
 from avatarcast.chat.programme import ProgrammeChat, cut_point_ms
 from avatarcast.frames import Sentence, TimedWord
+from avatarcast.models import MemoryModelClient, Scripted
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.talk import Guard, TalkSource
 from avatarcast.programme.programme import SpokenLine
@@ -23,8 +22,6 @@ from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions, LlmWriter
 from avatarcast.voice.registry import create_voice
-from conftest_llm import llm_server  # noqa: F401
-from llm_server import Hang, ScriptedLlmServer
 from test_guardrails import LEXICONS, blender
 from test_llm_writer import FactTemplate, request
 
@@ -49,18 +46,16 @@ def test_the_cut_is_at_the_end_of_the_word_being_spoken_or_now_between_words() -
     assert cut_point_ms(words, 1400) == 1400
 
 
-async def test_an_answer_is_voiced_while_the_rundown_writer_waits_for_its_model(
-    llm_server: ScriptedLlmServer,
-) -> None:
+async def test_an_answer_is_voiced_while_the_rundown_writer_waits_for_its_model() -> None:
     """The rundown's writer is stuck on a slow model; an answer is voiced at once regardless."""
-    llm_server.script(Hang(4.0), Hang(4.0))
+    hung = MemoryModelClient(Scripted(delay=4.0), Scripted(delay=4.0))
     product = blender()
     catalog = Catalog([product])
     guard = Guardrails(catalog=catalog, lang="en", lexicon_dir=LEXICONS)
     opts = LlmOptions(
-        base_url=llm_server.base_url, model="scripted", first_token_timeout=3.0, request_timeout=4.0
+        base_url="http://127.0.0.1:9/v1", model="m", first_token_timeout=3.0, request_timeout=4.0
     )
-    writer = LlmWriter(opts, guardrails=guard, fallback=FactTemplate())
+    writer = LlmWriter(opts, guardrails=guard, fallback=FactTemplate(), client=hung)
     voice = create_voice("default", lang="en")
     asked = asyncio.Event()
 
