@@ -28,6 +28,10 @@ class Clock(Protocol):
         """Wait until ``now() >= t``."""
         ...
 
+    def restart(self) -> None:
+        """Called when the outputs are ready: the first frame is due from now."""
+        ...
+
 
 class WallClock:
     """Real time: for live output."""
@@ -60,6 +64,9 @@ class SimulatedClock:
 
     def now(self) -> float:
         return self._t
+
+    def restart(self) -> None:
+        """Nothing to do: simulated time is media time, and it has not moved yet."""
 
     async def sleep_until(self, t: float) -> None:
         if t > self._t:

@@ -107,6 +107,9 @@ class Encoder:
             audio_frame_size=self._audio.frame_size or AAC_FRAME_SIZE,
         )
 
+    def close(self) -> None:
+        """Nothing to release: the codec contexts go with the object."""
+
     def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
         """Encode one programme frame and its audio; returns whatever packets are ready."""
         fmt = self.format

@@ -22,8 +22,8 @@ from avatarcast.catalog.store import Catalog
 from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.frames import StreamFormat
 from avatarcast.locale import language
+from avatarcast.output.base import FrameEncoder
 from avatarcast.output.encoder import Encoder
-from avatarcast.pipeline.runner import FrameEncoder
 from avatarcast.pipeline.talk import Guard, TalkSource
 from avatarcast.programme.compositor import Compositor, SellerInfo
 from avatarcast.programme.overlays import LabelConfig, label_text
@@ -178,9 +178,7 @@ class Built:
         if self.script is not None:
             await self.script.aclose()
         await self.voice.aclose()
-        close = getattr(self.encoder, "close", None)
-        if close is not None:
-            close()
+        self.encoder.close()
 
 
 def _dispatch(listeners: list[Callable[[SpokenLine], None]], line: SpokenLine) -> None:

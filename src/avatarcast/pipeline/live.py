@@ -71,6 +71,9 @@ class _PcmTap:
     async def write(self, packet: Any) -> None:
         return None
 
+    async def write_batch(self, packets: Any) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

@@ -211,7 +211,7 @@ class LiveControl:
 def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:
     """CPU seconds so far in compose and encode (split into x264 and AAC where known)."""
     cpu = dict(runner.stats.stage_cpu) if runner is not None else {}
-    cpu.update(getattr(built.encoder, "cpu_seconds", {}) if built is not None else {})
+    cpu.update(built.encoder.cpu_seconds if built is not None else {})
     return {k: round(v, 3) for k, v in cpu.items()}
 
 

@@ -7,7 +7,7 @@ threads would only pass it back and forth). Only a sink that taps the raw frame 
 splits them, so it sees the frame before the encode. Live, frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
-one ``write_batch`` where the sink has one.
+one ``write_batch``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
-from avatarcast.output.base import Sink, StreamHeaders
+from avatarcast.output.base import FrameEncoder, Sink
 from avatarcast.programme.programme import FramePlan, Programme
 from avatarcast.threads import named_pool
 from avatarcast.yuv import YuvFrame
@@ -30,15 +30,6 @@ from avatarcast.yuv import YuvFrame
 log = logging.getLogger(__name__)
 
 Compose = Callable[[FramePlan, YuvFrame], None]
-
-
-class FrameEncoder(Protocol):
-    @property
-    def headers(self) -> StreamHeaders: ...
-
-    def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]: ...
-
-    def flush(self) -> list[EncodedPacket]: ...
 
 
 @runtime_checkable
@@ -137,12 +128,7 @@ class ProgrammeRunner:
             self.stats.first_packet_wall = time.perf_counter()
         t0 = time.perf_counter()
         for sink in self._sinks:
-            write_batch = getattr(sink, "write_batch", None)
-            if write_batch is not None:
-                await write_batch(packets)
-                continue
-            for pkt in packets:
-                await sink.write(pkt)
+            await sink.write_batch(packets)
         self.stats.stage_seconds["sinks"] += time.perf_counter() - t0
 
     async def run(self, *, frames: int | None) -> RunStats:
@@ -152,9 +138,7 @@ class ProgrammeRunner:
         headers = self._encoder.headers
         for sink in self._sinks:
             await sink.open(headers)
-        restart = getattr(self._clock, "restart", None)
-        if restart is not None:
-            restart()  # frames are due from now, not from when the runner was built
+        self._clock.restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
         pending: Future[list[EncodedPacket]] | None = None
         taps: list[FrameTap] = [s for s in self._sinks if isinstance(s, FrameTap)]
@@ -216,4 +200,4 @@ class ProgrammeRunner:
             try:
                 await sink.aclose()
             except Exception:
-                log.exception("closing sink %s failed", getattr(sink, "name", sink))
+                log.exception("closing sink %s failed", sink.name)

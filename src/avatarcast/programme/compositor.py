@@ -89,6 +89,11 @@ class PlanLike(Protocol):
     @property
     def caption(self) -> str | None: ...
 
+    @property
+    def slate(self) -> str | None:
+        """A "back soon" message shown instead of the programme, or None."""
+        ...
+
 
 def _even(n: int) -> int:
     return n - n % 2
@@ -219,9 +224,8 @@ class Compositor:
 
     def __call__(self, plan: PlanLike, out: YuvFrame) -> None:
         """Compose a frame plan; fits ``pipeline.runner.Compose``."""
-        slate = getattr(plan, "slate", None)
-        if slate:
-            self.compose_slate(out, slate)
+        if plan.slate:
+            self.compose_slate(out, plan.slate)
             return
         self.compose(out, state=plan.state, product=plan.product, caption=plan.caption)
 
