@@ -84,7 +84,9 @@ def session_at(url: str) -> Iterator[Session]:
 
 def _database_error(e: Exception) -> AvatarcastError:
     """A short message: the driver's own words, not SQLAlchemy's traceback (no bound values)."""
-    cause = getattr(e, "orig", None) or e
+    from sqlalchemy.exc import DBAPIError
+
+    cause = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
     return AvatarcastError(f"database: {str(cause).splitlines()[0]}")
 
 

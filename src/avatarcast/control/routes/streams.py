@@ -44,7 +44,6 @@ from avatarcast.control.schemas.streams import (
     StreamUpdate,
 )
 from avatarcast.control.streaming import health_of, manager_of
-from avatarcast.control.streaming import lifespan as runner_lifespan
 from avatarcast.db.base import utcnow
 from avatarcast.db.events import record_event
 from avatarcast.db.models import Destination
@@ -54,7 +53,6 @@ from avatarcast.locale import language
 from avatarcast.voice.registry import default_voice_for, list_voices
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
-lifespan = runner_lifespan  # the app factory starts the runner with this router
 NOT_FOUND = problem_responses(404)
 ACTION = problem_responses(404, 409)
 StreamIdPath = Annotated[str, Path(max_length=64)]
