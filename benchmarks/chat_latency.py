@@ -281,7 +281,7 @@ async def run_part(
     tmp: Path,
 ) -> dict[str, Any]:
     import avatarcast.pipeline.live as live
-    from avatarcast.pipeline.build import ProgrammeOptions
+    from avatarcast.pipeline.spec import ProgrammeOptions
     from avatarcast.programme.programme import SpokenLine
     from avatarcast.script.llm import LlmOptions
 

@@ -15,7 +15,8 @@ from avatarcast.chat import ChatMessage
 from avatarcast.chat.programme import ProgrammeChat, cut_point_ms
 from avatarcast.frames import Sentence, TimedWord
 from avatarcast.models import MemoryModelClient, Scripted
-from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
+from avatarcast.pipeline.build import Built, build, validate
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.pipeline.talk import Guard, TalkSource
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.script.base import SegmentRequest

@@ -26,8 +26,9 @@ import pytest
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import list_packs, load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
-from avatarcast.pipeline.build import SIZES, ProgrammeOptions
+from avatarcast.pipeline.build import SIZES
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.compositor import Compositor, LabelOverlay
 from avatarcast.programme.overlays import LABEL_MIN_TEXT_FRACTION, studio_background
 from avatarcast.yuv import Sprite, YuvFrame

@@ -13,8 +13,8 @@ import av
 import pytest
 
 from avatarcast.errors import ConfigError
-from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.spec import ProgrammeOptions
 from rtmp_server import RtmpServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.spec import ProgrammeOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo-catalog.json"

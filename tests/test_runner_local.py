@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from avatarcast.catalog.model import Product
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamSpec, StreamStatus
 from avatarcast.runner.local import LocalRunner
+from avatarcast.script.llm import LlmOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,8 +58,13 @@ async def wait_for(
         await asyncio.sleep(0.1)
 
 
-def spec(**kw: object) -> StreamSpec:
-    return StreamSpec(tenant_id="t1", products=(FRYER,), **kw)  # type: ignore[arg-type]
+def spec(programme: ProgrammeOptions | None = None, **kw: object) -> StreamSpec:
+    return StreamSpec(
+        tenant_id="t1",
+        programme=programme or ProgrammeOptions(),
+        products=(FRYER,),
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 async def test_live_run_records_reports_and_stops(
@@ -115,7 +122,7 @@ async def test_killed_worker_is_restarted_and_a_crash_recorded(
 
 async def test_bad_options_fail_without_restarts(runner: tuple[LocalRunner, Events]) -> None:
     r, events = runner
-    await r.start("s3", spec(avatar="nobody"))
+    await r.start("s3", spec(ProgrammeOptions(avatar="nobody")))
     st = await wait_for(r, "s3", lambda s: s.state == "failed")
     assert st.last_error is not None and "nobody" in st.last_error
     await asyncio.sleep(0.5)  # longer than the backoff: nothing restarts
@@ -138,11 +145,11 @@ async def test_an_llm_stream_speaks_checked_llm_lines(
     lines: list[StreamEvent] = []
     r = LocalRunner(on_event=lambda e: None, on_output=lines.append, stop_timeout=5.0)
     try:
-        llm = {"base_url": llm_server.base_url, "model": "test", "api_key": SECRET_KEY}
-        await r.start("s-llm", spec(writer="llm", llm=llm))
+        llm = LlmOptions(base_url=llm_server.base_url, model="test", api_key=SECRET_KEY)
+        await r.start("s-llm", spec(ProgrammeOptions(writer="llm", llm=llm)))
         deadline = time.monotonic() + 30
         while not any(e.detail.get("source") == "llm" for e in lines if e.kind == "line"):
-            assert time.monotonic() < deadline, [e.detail for e in lines][:5]
+            assert time.monotonic() < deadline, (r.status("s-llm"), [e.detail for e in lines][:5])
             await asyncio.sleep(0.2)
     finally:
         await r.drain()

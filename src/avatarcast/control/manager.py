@@ -31,7 +31,9 @@ from avatarcast.db.events import record_event
 from avatarcast.db.models import Destination, ProductRow, Tenant
 from avatarcast.db.models_streams import StreamRow, TranscriptLine
 from avatarcast.db.products import to_product
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
+from avatarcast.script.llm import LlmOptions
 
 __all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
 
@@ -49,9 +51,9 @@ class ProgrammeDefaults:
     recordings_dir: Path
     size: str = "720p"
     fps: int = 25
-    ice_servers: tuple[Mapping[str, Any], ...] = ()
-    #: the model endpoint for streams with writer "llm" (base_url, model, api_key, timeout)
-    llm: Mapping[str, Any] | None = field(default=None, repr=False)
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    #: the model endpoint for streams with writer "llm"
+    llm: LlmOptions | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +155,24 @@ class StreamManager:
         d = self.defaults
         label = row.label or {}
         tenant = session.get(Tenant, row.tenant_id)
-        return StreamSpec(
-            tenant_id=row.tenant_id,
-            label_text=label.get("text"),
-            label_lang=label.get("lang"),
-            label_position=label.get("position") or "top-left",
-            seller=tenant.seller if tenant is not None else None,
-            llm=d.llm if row.writer == "llm" else None,
-            approve_answers=row.approve_answers,
+        programme = ProgrammeOptions(
+            stream_id=row.id,
             lang=row.lang,
             avatar=row.avatar,
             voice=row.voice,
             writer=row.writer,
+            llm=d.llm if row.writer == "llm" else None,
             size=d.size,
             fps=d.fps,
+            label_text=label.get("text"),
+            label_lang=label.get("lang"),
+            label_position=label.get("position") or "top-left",
+            seller=tenant.seller if tenant is not None else None,
+        )
+        return StreamSpec(
+            tenant_id=row.tenant_id,
+            programme=programme,
+            approve_answers=row.approve_answers,
             products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,

@@ -19,6 +19,7 @@ from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
+from avatarcast.script.llm import LlmOptions
 
 __all__ = ["EXTRAS_KEY", "health_of", "lifespan", "manager_of", "programme_defaults"]
 
@@ -70,14 +71,7 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
     )
     llm = ctx.settings.llm
     return ProgrammeDefaults(
-        llm={
-            "base_url": llm.base_url,
-            "model": llm.model,
-            "api_key": llm.api_key.get_secret_value(),
-            "timeout": llm.timeout_s,
-        }
-        if llm.base_url
-        else None,
+        llm=LlmOptions.from_section(llm) if llm.base_url else None,
         recordings_dir=ctx.settings.recordings_dir.resolve(),
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,

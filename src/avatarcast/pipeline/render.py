@@ -22,8 +22,9 @@ from avatarcast.frames import StreamFormat
 from avatarcast.health import LabelProbe, analyse
 from avatarcast.output.encoder_process import ProcessEncoder
 from avatarcast.output.mp4 import Mp4FileSink
-from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
+from avatarcast.pipeline.build import Built, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.pipeline.talk import Guard
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.replay import EventLog, accept_chat, apply_event, chat_summary, load_session

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import secrets
@@ -149,7 +148,7 @@ class LocalRunner:
         merged.update((p.id, p) for p in products)
         for pid in removed:
             merged.pop(pid, None)
-        s.spec = dataclasses.replace(s.spec, products=tuple(merged.values()))  # for a restart
+        s.spec = s.spec.model_copy(update={"products": tuple(merged.values())})  # for a restart
         self._send(
             s,
             {
@@ -212,7 +211,7 @@ class LocalRunner:
         s = self._streams.get(stream_id)
         if s is None:
             return
-        s.spec = dataclasses.replace(s.spec, paused=paused)
+        s.spec = s.spec.model_copy(update={"paused": paused})
         self._send(s, {"cmd": "pause" if paused else "resume"})
 
     def _send(self, s: _Stream, message: Mapping[str, Any]) -> None:
@@ -269,6 +268,19 @@ class LocalRunner:
         s.state = "stopped"
         self._emit(s, "stopped", reason=s.stop_reason)
 
+    def _first_line(self, s: _Stream) -> str:
+        """This run's spec as the worker reads it: its id, WHEP port and token, nice, and a
+        recording folder of its own (a restart never overwrites the last run's)."""
+        spec = s.spec
+        record_dir = spec.record_dir
+        if record_dir is not None:
+            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            record_dir = record_dir / f"{run}-{s.restarts}"
+        programme = spec.programme.model_copy(update={"stream_id": s.stream_id})
+        update: dict[str, object] = {"programme": programme, "record_dir": record_dir}
+        update |= {"whep_port": s.whep_port, "whep_token": s.whep_token, "nice": self._nice}
+        return spec.model_copy(update=update).model_dump_json()
+
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
         s.state, s.health = "starting", {}
@@ -282,13 +294,7 @@ class LocalRunner:
         )
         s.proc = proc
         assert proc.stdin is not None
-        spec = s.spec
-        if spec.record_dir is not None:  # a folder per run: a restart never overwrites
-            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            spec = dataclasses.replace(spec, record_dir=spec.record_dir / f"{run}-{s.restarts}")
-        first = spec.to_json(stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token)
-        first["nice"] = self._nice
-        proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
+        proc.stdin.write(self._first_line(s).encode() + b"\n")
         if restarted:
             s.restarts += 1
             self._emit(s, "restarted", pid=proc.pid, restarts=s.restarts)

@@ -1,6 +1,6 @@
 """One stream in its own process: ``python -m avatarcast.runner.worker``.
 
-The first stdin line is the stream's spec as JSON (it holds stream keys, so it is never logged),
+The first stdin line is the stream's ``StreamSpec`` as JSON (it holds stream keys: never logged),
 each later line one command (see :data:`COMMANDS`): ``{"cmd": "stop" | "pause" | "resume" |
 "kill" | "mute" | "unmute"}``, ``{"cmd": "products", "upsert": [...], "remove": [...]}``,
 ``{"cmd": "safe_mode", "on": bool}``, ``{"cmd": "say", "text": ...}``, ``{"cmd":
@@ -30,19 +30,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from avatarcast.catalog.model import Product
+from pydantic import ValidationError
+
 from avatarcast.errors import AvatarcastError
-from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.spec import option_error
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.runner.base import EXIT_CONFIG
+from avatarcast.runner.base import EXIT_CONFIG, StreamSpec
 from avatarcast.runner.changes import CatalogChanges
 from avatarcast.script.guardrails import Refusal
-from avatarcast.script.llm import LlmOptions
 from avatarcast.startup import StartupSlot
 
 log = logging.getLogger(__name__)
@@ -254,51 +253,17 @@ class Worker:
 _KNOWN = frozenset({"say", "skip_product", "chat", "chat_fate", "answers", "approve", "reject"})
 
 
-def _llm(raw: Any) -> LlmOptions | None:
-    if not raw:
-        return None
-    options = LlmOptions(
-        base_url=str(raw.get("base_url") or ""),
-        model=str(raw.get("model") or ""),
-        api_key=str(raw.get("api_key") or "unused"),
-        request_timeout=float(raw.get("timeout") or 10.0),
+def live_options(spec: StreamSpec) -> LiveOptions:
+    """What ``run_live`` takes from a stream's spec (the programme goes through unchanged)."""
+    return LiveOptions(
+        programme=spec.programme,
+        destinations=spec.destinations,
+        record_dir=spec.record_dir,
+        whep_port=spec.whep_port,
+        whep_token=spec.whep_token,
+        duration=spec.duration,
+        ice_servers=spec.ice_servers,
     )
-    return replace(
-        options,
-        persona=str(raw.get("persona") or options.persona),
-        tone=str(raw.get("tone") or options.tone),
-    )
-
-
-def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
-    seller = spec.get("seller")
-    programme = ProgrammeOptions(
-        lang=spec.get("lang") or "en",
-        avatar=spec.get("avatar"),
-        voice=spec.get("voice"),
-        writer=spec.get("writer") or "template",
-        seed=int(spec.get("seed") or 0),
-        size=spec.get("size") or "720p",
-        fps=int(spec.get("fps") or 25),
-        label_text=spec.get("label_text"),
-        label_lang=spec.get("label_lang"),
-        label_position=spec.get("label_position") or "top-left",
-        seller=(str(seller[0]), str(seller[1])) if seller else None,
-        llm=_llm(spec.get("llm")),
-        stream_id=str(spec["stream_id"]),
-    )
-    record_dir = spec.get("record_dir")
-    opts = LiveOptions(
-        programme=programme,
-        destinations=tuple(spec.get("destinations") or ()),
-        record_dir=Path(record_dir) if record_dir else None,
-        whep_port=spec.get("whep_port"),
-        whep_token=spec.get("whep_token"),
-        duration=spec.get("duration"),
-        ice_servers=tuple(spec.get("ice_servers") or ()),
-    )
-    products = [Product.model_validate(p) for p in spec.get("products") or ()]
-    return opts, products
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
@@ -310,19 +275,18 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
 
 
 async def run_worker(
-    spec: dict[str, Any], out: TextIO, *, on_air: Callable[[], None] | None = None
+    spec: StreamSpec, out: TextIO, *, on_air: Callable[[], None] | None = None
 ) -> int:
     worker = Worker(out)
-    worker.set_paused(bool(spec.get("paused")))
-    worker.set_approve_answers(bool(spec.get("approve_answers")))
+    worker.set_paused(spec.paused)
+    worker.set_approve_answers(spec.approve_answers)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.control.stop)
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
     try:
-        opts, products = live_options(spec)
         await run_live(
-            opts,
-            products=products,
+            live_options(spec),
+            products=list(spec.products),
             control=worker.control,
             on_status=worker.on_status,
             on_air=on_air,
@@ -359,9 +323,15 @@ def main() -> int:
     first = sys.stdin.readline()
     if not first.strip():
         return EXIT_CONFIG
-    spec = json.loads(first)
-    if nice := int(spec.get("nice") or 0):
-        lower_priority(nice)  # below the API, before the start-up work (see RunnerSettings)
+    try:
+        spec = StreamSpec.model_validate_json(first)
+    except ValidationError as e:
+        error = option_error(e)
+        json.dump({"type": "error", "error": str(error), "retryable": False}, sys.stdout)
+        sys.stdout.write("\n")
+        return EXIT_CONFIG
+    if spec.nice:
+        lower_priority(spec.nice)  # below the API, before the start-up work (see RunnerSettings)
     slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
     slot.acquire()
     try:

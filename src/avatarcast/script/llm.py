@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from avatarcast.catalog.model import Product
 from avatarcast.frames import Sentence
@@ -42,6 +42,9 @@ __all__ = [
     "Refusal",
     "SentenceSplitter",
 ]
+
+if TYPE_CHECKING:
+    from avatarcast.settings import LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,16 @@ class LlmOptions:
     max_sentences: int = 3
     max_tokens: int = 200
     regenerations_per_segment: int = 2
+
+    @classmethod
+    def from_section(cls, section: LlmSettings) -> LlmOptions:
+        """From ``settings.llm`` (``[llm]``, ``AVATARCAST_LLM__*``)."""
+        return cls(
+            base_url=section.base_url,
+            model=section.model,
+            api_key=section.api_key.get_secret_value() or "unused",
+            request_timeout=section.timeout_s,
+        )
 
     @property
     def endpoint(self) -> ModelEndpoint:

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from avatarcast.avatar.pack import list_packs
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import (
@@ -48,9 +47,8 @@ from avatarcast.db.base import utcnow
 from avatarcast.db.events import record_event
 from avatarcast.db.models import Destination
 from avatarcast.db.models_streams import StreamRow
-from avatarcast.errors import AvatarcastError
-from avatarcast.locale import language
-from avatarcast.voice.registry import default_voice_for, list_voices
+from avatarcast.errors import ConfigError
+from avatarcast.pipeline.spec import Names, resolve_names
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
 NOT_FOUND = problem_responses(404)
@@ -104,32 +102,17 @@ def _field_error(field: str, message: str) -> ProblemError:
     return validation_problem([{"field": field, "message": message, "type": "value"}])
 
 
-def resolve_names(body: StreamCreate, ctx: AppContext) -> tuple[str, str, str]:
-    """``(lang, avatar, voice)`` checked against what is installed; 422 names the field."""
+def _names(body: StreamCreate, ctx: AppContext) -> Names:
+    """Language, avatar and voice checked against what is installed; 422 names the field."""
     defaults = ctx.settings.stream
-    lang = body.lang or defaults.lang
     try:
-        language(lang)
-    except AvatarcastError as e:
-        raise _field_error("body.lang", str(e)) from None
-    packs = list_packs()
-    avatar = body.avatar or defaults.avatar
-    if avatar == "default" and avatar not in packs:
-        avatar = packs[0] if packs else avatar
-    if avatar not in packs:
-        raise _field_error("body.avatar", f"unknown avatar {avatar!r}; installed: {packs}")
-    voices = {v.name: v for v in list_voices()}
-    voice = body.voice or defaults.voice
-    if voice == "default":
-        try:
-            voice = default_voice_for(lang)
-        except AvatarcastError as e:
-            raise _field_error("body.lang", str(e)) from None
-    if voice not in voices:
-        raise _field_error("body.voice", f"unknown voice {voice!r}; installed: {sorted(voices)}")
-    if lang not in voices[voice].languages:
-        raise _field_error("body.voice", f"voice {voice!r} does not speak {lang!r}")
-    return lang, avatar, voice
+        return resolve_names(
+            lang=body.lang or defaults.lang,
+            avatar=body.avatar or defaults.avatar,
+            voice=body.voice or defaults.voice,
+        )
+    except ConfigError as e:
+        raise _field_error(f"body.{e.field or 'lang'}", str(e)) from None
 
 
 def _check_destinations(session: Session, tenant_id: str, ids: list[str]) -> None:
@@ -171,7 +154,7 @@ def list_streams(
 def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
-    lang, avatar, voice = resolve_names(body, ctx)
+    names = _names(body, ctx)
     if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
         raise _field_error(
             "body.writer",
@@ -191,9 +174,9 @@ def create_stream(
         tenant_id=caller.tenant_id,
         name=body.name,
         product_ids=body.product_ids,
-        avatar=avatar,
-        voice=voice,
-        lang=lang,
+        avatar=names.avatar,
+        voice=names.voice,
+        lang=names.lang,
         writer=body.writer,
         destination_ids=list(dict.fromkeys(body.destination_ids)),
         record=body.record,
