@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from fractions import Fraction
 from typing import Protocol
 
 
@@ -75,11 +74,3 @@ class SimulatedClock:
 
     def advance(self, dt: float) -> None:
         self._t += dt
-
-
-def frame_time_base(fps: int) -> Fraction:
-    return Fraction(1, fps)
-
-
-def pts_to_seconds(pts: int, time_base: Fraction) -> float:
-    return float(pts * time_base)

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from avatarcast.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
 
 #: What an operator wants a stream to be; the runner's actual state is reported separately.
-DESIRED_STATES = ("stopped", "live", "paused")
 
 
 class StreamRow(Base):
