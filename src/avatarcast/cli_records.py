@@ -205,7 +205,7 @@ def _tenant_of(session: Session, recordings_dir: Path, stream_id: str) -> str:
     """The one tenant that has a stream ``stream_id``: in the database, on disk or in audit."""
     from sqlalchemy import select
 
-    from avatarcast.compliance.models import AuditRow
+    from avatarcast.db.models_audit import AuditRow
     from avatarcast.errors import ConfigError
 
     found = {p.parent.name for p in recordings_dir.glob(f"*/{stream_id}") if p.is_dir()}
