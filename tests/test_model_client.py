@@ -5,7 +5,9 @@ real ``openai``-backed client against the local OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import aclosing
 
 import pytest
 
@@ -145,3 +147,32 @@ async def test_the_real_client_streams_retries_and_redacts(llm_server: ScriptedL
         assert len(audio) == 2 * 12_000  # 0.5 s of 24 kHz s16le
     finally:
         await client.aclose()
+
+
+async def test_a_trial_cut_short_never_wedges_the_breaker() -> None:
+    """A half-open trial whose caller gives up (a timeout, or a stream closed after its first
+    sentence) must leave the breaker able to try again."""
+    now = [0.0]
+    breaker = CircuitBreaker(failures=1, cooldown=30.0, monotonic=lambda: now[0])
+    client = MemoryModelClient(
+        down(), Scripted(text="Slow.", delay=5.0), policy=RetryPolicy(retries=0), breaker=breaker
+    )
+    with pytest.raises(ModelError):
+        await client.chat(ASK, model="m", temperature=0.0, max_tokens=10)
+    now[0] = 31.0  # half open: the next call is the trial
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await client.chat(ASK, model="m", temperature=0.0, max_tokens=10)
+    client.default = Scripted(text="First. Second.")
+    stream = client.stream_chat(
+        ASK,
+        model="m",
+        temperature=0.0,
+        max_tokens=50,
+        first_token_timeout=1.0,
+        idle_timeout=1.0,
+        chunker=SentenceSplitter,
+    )
+    async with aclosing(stream):
+        assert await anext(stream) == "First."  # the caller stops here
+    assert breaker.state == "closed"

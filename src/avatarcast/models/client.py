@@ -178,8 +178,13 @@ class ResilientClient(ABC):
         if self.breaker is not None and not self.breaker.allow():
             raise CircuitOpenError(f"{self.where}: failed repeatedly; not tried until cooldown")
 
-    def _settle(self, ok: bool) -> None:
-        if self.breaker is not None:
+    def _settle(self, ok: bool | None) -> None:
+        """Tell the breaker how a call ended; None: no verdict (the caller gave up on it)."""
+        if self.breaker is None:
+            return
+        if ok is None:
+            self.breaker.abandon()
+        else:
             (self.breaker.record_success if ok else self.breaker.record_failure)()
 
     def _failed(self, attempt: int, error: AvatarcastError) -> None:
@@ -236,6 +241,9 @@ class ResilientClient(ABC):
                 if received or not policy.again(attempt, exc):
                     self._settle(False)
                     raise
+            except BaseException:  # closed early by the consumer, or cancelled
+                self._settle(True if received else None)
+                raise
             else:
                 self._settle(True)
                 return
@@ -279,6 +287,9 @@ class ResilientClient(ABC):
             result = await self.policy.call(once, on_failure=self._failed)
         except ModelError:
             self._settle(False)
+            raise
+        except BaseException:  # cancelled (a caller's timeout): no verdict
+            self._settle(None)
             raise
         self._settle(True)
         return result

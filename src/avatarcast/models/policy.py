@@ -99,6 +99,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial = False
 
+    def abandon(self) -> None:
+        """A call ended with no verdict (cancelled): the next call may be the trial."""
+        self._trial = False
+
     def record_failure(self) -> None:
         self._count += 1
         if self._trial or self._count >= self.failures:
