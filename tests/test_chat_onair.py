@@ -14,11 +14,11 @@ import pytest
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat import ChatMessage
-from avatarcast.chat.programme import ProgrammeChat, cut_point_ms
 from avatarcast.frames import Sentence, TimedWord
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.talk import Guard, TalkSource
+from avatarcast.pipeline.chat import ProgrammeChat, cut_point_ms
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.programme.talk import Guard, TalkSource
 from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions, LlmWriter

@@ -276,7 +276,7 @@ def live(
     slot.acquire()
     try:
         import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
-        from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+        from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
     except BaseException:
         slot.release()
         raise
@@ -307,9 +307,9 @@ def live(
     )
     control = LiveControl()
 
-    def on_status(status: dict[str, object]) -> None:
+    def on_status(status: LiveStatus) -> None:
         if status_json:
-            sys.stdout.write(json.dumps(status) + "\n")
+            sys.stdout.write(json.dumps(status.as_dict()) + "\n")
             sys.stdout.flush()
 
     async def main() -> None:

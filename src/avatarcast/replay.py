@@ -2,9 +2,12 @@
 
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
 and options; every other line is an event with ``t`` (seconds into the programme) and ``type``.
-Event types this build handles: ``price_change``, ``stock_change``, ``product_update``,
-``product_remove``, and ``chat`` (``viewer_id``, ``name``, ``text``: a viewer's message, given
-to the chat desk). Any other type is counted in the report as unhandled, never dropped silently.
+Catalog events (``price_change``, ``stock_change``, ``product_update``, ``product_remove``) are
+applied to the catalog as their time comes. Every other type this build knows is a command
+(``avatarcast.commands``: ``say``, ``mute``, ``kill``, ``pin_product``, ``chat``, ``label`` ...),
+parsed once here and scheduled on the programme's director, which applies it at the first frame
+boundary at or after ``t``. Any other type is counted in the report as unhandled, never dropped
+silently; a command with a bad field is reported as an error.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +24,12 @@ from pydantic import ValidationError
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
+from avatarcast.commands import NAMES, ChatMessages, CommandError, parse_command
 from avatarcast.errors import SessionError
 
 if TYPE_CHECKING:
     from avatarcast.chat.desk import ChatDesk
+    from avatarcast.pipeline.director import Director
 
 HANDLED = frozenset({"price_change", "stock_change", "product_update", "product_remove"})
 
@@ -83,7 +88,7 @@ def load_session(path: Path) -> Session:
     return Session(options=options, events=events, path=path)
 
 
-CHAT = "chat"
+COMMAND_TYPES = NAMES | {"approve", "reject"}
 
 
 @dataclass(slots=True)
@@ -143,29 +148,35 @@ def _field_update(event: SessionEvent) -> dict[str, Any]:
     return {k: d[k] for k in ("stock", "availability") if k in d}
 
 
-def accept_chat(event: SessionEvent, desk: ChatDesk, log: EventLog) -> None:
-    """Give a ``chat`` event to the desk; a malformed one is reported as an error."""
-    from avatarcast.chat.message import ChatMessage
+def schedule_commands(
+    events: list[SessionEvent], director: Director, log: EventLog
+) -> list[SessionEvent]:
+    """Parse the command events and schedule them on ``director`` at their ``t``; returns the
+    rest (catalog events and unknown types), in time order, for the caller to apply."""
+    rest: list[SessionEvent] = []
+    for ev in events:
+        if ev.type in HANDLED or ev.type not in COMMAND_TYPES:
+            rest.append(ev)
+            continue
+        try:
+            command = parse_command({"type": ev.type, **ev.data})
+        except CommandError as e:
+            log.errors.append(f"line {ev.line}: {e}")
+            continue
+        if isinstance(command, ChatMessages):
+            command = _with_ids(command, ev.line)
+        director.schedule(command, ev.t)
+    return rest
 
-    d = event.data
-    fields = {k: d.get(k) for k in ("viewer_id", "name", "text")}
-    bad = [k for k, v in fields.items() if not isinstance(v, str)]
-    if bad:
-        log.errors.append(f"line {event.line}: chat: field {bad[0]!r} must be a string")
-        return
-    msg_id = d.get("id")
-    desk.accept(
-        [
-            ChatMessage(
-                viewer_id=str(fields["viewer_id"]),
-                name=str(fields["name"]),
-                text=str(fields["text"]),
-                time=event.t,
-                id=msg_id if isinstance(msg_id, str) else f"line{event.line}",
-            )
-        ]
+
+def _with_ids(command: ChatMessages, line: int) -> ChatMessages:
+    """Messages without an id get one from their line (``line7``, ``line7.2`` ...)."""
+    many = len(command.messages) > 1
+    msgs = tuple(
+        m if m.id else replace(m, id=f"line{line}.{i}" if many else f"line{line}")
+        for i, m in enumerate(command.messages, start=1)
     )
-    log.handled[CHAT] += 1
+    return replace(command, messages=msgs)
 
 
 def chat_summary(desk: ChatDesk) -> dict[str, Any]:

@@ -319,6 +319,10 @@ class ChatDesk:
             for answer_id, (group, answer, sentence) in self._awaiting.items()
         ]
 
+    def set_require_approval(self, on: bool) -> None:
+        """Whether written answers wait for a supervisor's approval before going on air."""
+        self.require_approval = on
+
     def approve(self, answer_id: str) -> bool:
         held = self._awaiting.pop(answer_id, None)
         if held is None:

@@ -90,15 +90,12 @@ class ProgrammeChat:
         self._cut_at: float | None = None
         built.listeners.append(self.desk.on_line)
         built.talk.on_voiced.append(self._voiced)
-        built.talk.hold_rundown = self._answer_due
-        original = built.animator.start_chunk
+        built.talk.hold_rundown_while(self._answer_due)
+        built.programme.on_chunk_started(self._chunk_started)
 
-        def start_chunk(chunk: SpeechChunk, frame_index: int) -> None:
-            self._playing = (frame_index, chunk)
-            self._cut_at = None
-            original(chunk, frame_index)
-
-        built.animator.start_chunk = start_chunk  # type: ignore[method-assign]
+    def _chunk_started(self, chunk: SpeechChunk, pts: int) -> None:
+        self._playing = (pts, chunk)
+        self._cut_at = None
 
     def _on_air(self) -> str | None:
         product = self.built.programme.current_product

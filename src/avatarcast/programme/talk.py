@@ -96,11 +96,11 @@ class TalkSource:
         self._wake = asyncio.Event()
         self._skipped = 0
         #: products the supervisor paused: no talk about them until resumed
-        self.excluded: set[str] = set()
+        self._excluded: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.dropped_stale = 0
         #: while true, no rundown talk starts: an urgent sentence (an answer) is due any moment
-        self.hold_rundown: Callable[[], bool] = lambda: False
+        self._hold_rundown: Callable[[], bool] = lambda: False
         #: hear each urgent sentence (an answer) the moment its audio is ready
         self.on_voiced: list[Callable[[Sentence], None]] = []
 
@@ -117,6 +117,23 @@ class TalkSource:
             return
         self._urgent.append(item)
         self._wake.set()
+
+    def hold_rundown_while(self, due: Callable[[], bool]) -> None:
+        """Start no rundown talk while ``due()`` is true (an answer is about to be ready)."""
+        self._hold_rundown = due
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        """Products paused by a supervisor: no talk about them until resumed."""
+        return frozenset(self._excluded)
+
+    def exclude(self, product_id: str) -> None:
+        """No talk about ``product_id`` from now: queued talk about it is dropped."""
+        self._excluded.add(product_id)
+        self.invalidate((product_id,))
+
+    def include(self, product_id: str) -> None:
+        self._excluded.discard(product_id)
 
     def urgent_ready(self) -> bool:
         """Whether an urgent sentence can start now (live: its audio is ready)."""
@@ -153,7 +170,7 @@ class TalkSource:
         while not self._ready.empty():
             t = self._ready.get_nowait()
             about = t.product.id if t.product is not None else None
-            if about in self.excluded:
+            if about in self._excluded:
                 fresh = None
             else:
                 fresh = _rebound(t, self._catalog) if about in ids else t
@@ -165,7 +182,7 @@ class TalkSource:
             self._ready.put_nowait(t)
         before = self._pending_product
         if before is not None and before.id in ids:
-            now = None if before.id in self.excluded else self._catalog.get(before.id)
+            now = None if before.id in self._excluded else self._catalog.get(before.id)
             keep = [s for s in self._pending if not states_changed_fact(s.facts, before, now)]
             dropped += len(self._pending) - len(keep)
             self._pending = deque(keep)
@@ -182,6 +199,7 @@ class TalkSource:
         while not self._ready.empty():
             self._ready.get_nowait()
         self._pending.clear()
+        self.close()  # a sentence voiced ahead is rundown talk too
         self._wake.set()
 
     # --- producing -----------------------------------------------------------------------------
@@ -200,14 +218,14 @@ class TalkSource:
             if self._pending:
                 sentence = self._pending.popleft()
                 product = self._pending_product
-                if product is not None and product.id in self.excluded:
+                if product is not None and product.id in self._excluded:
                     self._pending.clear()
                     continue
                 return sentence, product, False
             request = self._next_segment(self._media_time)
             if request is None:
                 return None
-            if request.product.id in self.excluded:
+            if request.product.id in self._excluded:
                 self._skipped += 1
                 if self._skipped > 50:  # every product is paused: say nothing
                     self._skipped = 0
@@ -271,7 +289,7 @@ class TalkSource:
         if self._urgent and isinstance(self._urgent[0], Sentence):
             got = await self._produce_one()
             return got[0] if got is not None else None
-        if self.hold_rundown():
+        if self._hold_rundown():
             return None
         if self._ahead is None:
             got = await self._produce_one()
@@ -309,7 +327,7 @@ class TalkSource:
         while True:
             if self._voiced:
                 talk = self._voiced.popleft()
-            elif self.hold_rundown():
+            elif self._hold_rundown():
                 return None
             elif wait:
                 talk = await self._ready.get()
