@@ -15,7 +15,7 @@ A bad field raises :class:`CommandError` naming the command and the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -260,18 +260,18 @@ def _chat(d: Mapping[str, Any]) -> ChatMessages:
     for i, m in enumerate(items):
         if not isinstance(m, Mapping):
             raise CommandError(f"command 'chat': messages[{i}] must be an object")
-        fields = {k: m.get(k, "") for k in ("viewer_id", "name", "text", "id")}
-        bad = [k for k, v in fields.items() if not isinstance(v, str)]
+        given = {k: m.get(k, "") for k in ("viewer_id", "name", "text", "id")}
+        bad = [k for k, v in given.items() if not isinstance(v, str)]
         if bad:
             raise CommandError(f"command 'chat': field {bad[0]!r} must be a string")
         t = m.get("time", 0.0)
         out.append(
             ChatMessage(
-                viewer_id=fields["viewer_id"],
-                name=fields["name"],
-                text=fields["text"],
+                viewer_id=given["viewer_id"],
+                name=given["name"],
+                text=given["text"],
                 time=float(t) if isinstance(t, int | float) else 0.0,
-                id=fields["id"],
+                id=given["id"],
             )
         )
     return ChatMessages(messages=tuple(out))
@@ -350,7 +350,7 @@ def _fields(cmd: Command) -> dict[str, Any]:
             for m in cmd.messages
         ]
         return msgs[0] if len(msgs) == 1 else {"messages": msgs}
-    return {k: getattr(cmd, k) for k in type(cmd).__dataclass_fields__}
+    return {f.name: getattr(cmd, f.name) for f in fields(cmd)}
 
 
 def command_to_wire(cmd: Command) -> dict[str, Any]:

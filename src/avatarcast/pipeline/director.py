@@ -6,10 +6,12 @@ a test. The frame loop calls :meth:`Director.drain` before it plans each frame, 
 command takes effect at a frame boundary, in the order it came, and the log records the pts
 at which it did. Nothing else changes a running programme.
 
-When a ``Say`` is heard: selling talk (template or LLM sentences) on air is cut at the frame
-the command is applied and the line starts on the next frame; an answer, a disclosure or
-another supervisor line on air is let finish first (the line starts at its end, after its
-pause). While muted, paused or in safe mode the line waits until talk may start again.
+When a ``Say`` is heard (the sentence-boundary rule): when selling talk (a template or LLM
+sentence) or nothing is on air, it starts at the very frame the command is applied, the
+selling sentence cut there; when an answer, a disclosure or another supervisor line is on air,
+it starts after that sentence and its pause. While muted, paused or in safe mode it waits
+until talk may start again. ``PinProduct`` shows the product's card from the frame it is
+applied; its talk starts at the next sentence boundary (a frame later).
 """
 
 from __future__ import annotations
