@@ -45,7 +45,9 @@ EVERY: list[Command] = [
     ResumeProduct(product_id="p1"),
     PinProduct(product_id="p2"),
     CatalogChange(
-        upsert=(Product(id="p1", title="Lamp", brand="Lumo", price=Decimal("9.99"), currency="EUR"),),
+        upsert=(
+            Product(id="p1", title="Lamp", brand="Lumo", price=Decimal("9.99"), currency="EUR"),
+        ),
         remove=("p3",),
     ),
     ChatMessages(messages=(ChatMessage(viewer_id="v", name="An", text="how big?", time=0.0),)),

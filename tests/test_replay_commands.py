@@ -88,7 +88,7 @@ async def test_supervisor_session_is_deterministic_and_measured(tmp_path: Path) 
 
     # skip: the next selling line is about another product
     before = [x for x in lines if x["t"] < applied["skip_product"] and x["product_id"]][-1]
-    after = [x for x in lines if x["t"] > applied["skip_product"] and x["product_id"]][0]
+    after = next(x for x in lines if x["t"] > applied["skip_product"] and x["product_id"])
     assert after["product_id"] != before["product_id"]
 
     # pin: the card shows the pinned product within a second, and the talk turns to it
