@@ -48,6 +48,7 @@ from avatarcast.commands import (
     command_name,
     command_to_session_event,
 )
+from avatarcast.errors import AvatarcastError
 from avatarcast.frames import Sentence
 from avatarcast.programme.compositor import SellerInfo
 from avatarcast.programme.overlays import LabelConfig
@@ -178,8 +179,8 @@ class Director:
         error: str | None = None
         try:
             result = self._carry_out(built, command, at, pts)
-        except Rejected as e:
-            error = str(e)
+        except (Rejected, AvatarcastError, ValueError) as e:
+            error = str(e)  # a bad label language, say: the stream goes on as it was
         applied = Applied(
             command=command,
             requested_t=at,
