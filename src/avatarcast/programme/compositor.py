@@ -146,13 +146,13 @@ class Compositor:
         self.scale = min(width / 1280, height / 720)
         self._margin = _even(round(28 * self.scale)) or 2
         self._gap = _even(round(20 * self.scale)) or 2
-        self._background = background
+        self._plain = self._backdrop(background)  # drawn once: a restyle only copies it
         self._cache = cache
         self._setup(label or LabelConfig(), seller)
 
     def _setup(self, label: LabelConfig, seller: SellerInfo | None) -> None:
         """Lay out the frame for this label and seller; every cached layer is drawn anew."""
-        self._base = self._backdrop(self._background)
+        self._base = self._plain.copy()
         self.label_config = label
         self.label, self._label = self._make_label(label)
         self._regions = self._layout(self.label.box)

@@ -116,7 +116,7 @@ class StreamEvent:
     (also ``failed``); or, to a runner's output callback, what it put on air: ``line`` (a
     spoken sentence; ``detail`` holds ``run``, ``t``, ``wall``, ``text``, ``source``,
     ``facts``, ``verdicts``), ``refusal`` (a sentence the guardrails refused) and ``command``
-    (a command applied: ``type``, ``requested_t``, ``applied_t``, ``pts`` and its fields)."""
+    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``)."""
 
     stream_id: str
     tenant_id: str

@@ -202,7 +202,8 @@ class StreamManager:
 
     def on_event(self, event: StreamEvent) -> None:
         """The runner's event callback: queue the database write."""
-        if event.kind == "command" and event.detail.get("type") in _UNRECORDED_COMMANDS:
+        command = event.detail.get("command") if event.kind == "command" else None
+        if isinstance(command, Mapping) and command.get("type") in _UNRECORDED_COMMANDS:
             return  # chat and product changes have records of their own
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))

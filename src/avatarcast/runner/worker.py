@@ -12,8 +12,9 @@ programme's director at the next frame boundary; or a question: ``{"cmd": "chat_
 "result", "id", "ok", "result" | "error"}`` once the command has been applied.
 
 Stdout carries one JSON object a line: ``{"type": "status", ...}`` about every second (and
-at once after a state change), ``{"type": "command", ...}`` for every command applied (with the
-``pts`` and ``applied_t`` at which it took effect), ``{"type": "line", ...}`` for every sentence
+at once after a state change), ``{"type": "command", "command": {...}}`` for every command
+applied (``Applied.as_dict``: its fields, ``requested_t``, and the ``pts`` and ``applied_t`` at
+which it took effect), ``{"type": "line", ...}`` for every sentence
 as it goes on air, ``{"type": "refusal", ...}`` for every sentence the guardrails refused, and
 ``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
 stream stops.
@@ -152,7 +153,7 @@ class Worker:
 
     def _on_applied(self, applied: Applied) -> None:
         """Every applied command goes out with the pts it took effect (the command log)."""
-        self.emit({"type": "command", **applied.as_dict()})
+        self.emit({"type": "command", "command": applied.as_dict()})
         if isinstance(applied.command, _STATE_COMMANDS):
             self.emit({"type": "status", **self.control.status().as_dict()})
 
