@@ -103,7 +103,7 @@ class ProgrammeChat:
 
     def _voiced(self, sentence: Sentence) -> None:
         if sentence.source == "answer":
-            self.desk.stamp(sentence.text, "voiced")
+            self.desk.stamp(sentence.id, "voiced")
 
     def _say(self, sentence: Sentence) -> None:
         self.built.talk.say_now(sentence)
@@ -167,11 +167,11 @@ class ProgrammeChat:
     def _check_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
         out = self._checked_answer(s, product, t)
         if out is not None:
-            self.desk.stamp(out.text, "checked")
+            self.desk.stamp(out.id, "checked")
         return out
 
     def _checked_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
-        handed = self.desk.handed(s.text)
+        handed = self.desk.handed(s.id)
         guardrails = self.answerer.guardrails
         if handed is None or guardrails is None:
             return s
@@ -186,6 +186,6 @@ class ProgrammeChat:
             return replace(s, verdicts=verdict.verdicts())
         self.desk.guardrail_refusals += 1
         honest = self.answerer.honest(answer.product_id, names)
-        out = honest.sentence(s.lang)
-        self.desk.replace_handed(s.text, honest, out.text)
+        out = replace(honest.sentence(s.lang), id=s.id)
+        self.desk.replace_handed(s.id, honest)
         return out

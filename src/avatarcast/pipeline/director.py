@@ -243,7 +243,8 @@ class Director:
 
     def _say(self, built: Built, text: str, pts: int) -> None:
         lang = built.resolved.opts.lang
-        built.talk.say_now(Sentence(text=text, lang=lang, source="supervisor"))
+        line = Sentence(text=text, lang=lang, source="supervisor", id=f"supervisor-{pts}")
+        built.talk.say_now(line)
         current = built.programme.current_sentence
         if current is not None and current.source in ("template", "llm"):
             built.programme.interrupt(pts)

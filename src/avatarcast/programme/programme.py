@@ -60,9 +60,11 @@ class SpokenLine:
     lang: str
     verdicts: tuple[tuple[str, str], ...]
     duration: float
+    #: the sentence's id (answers have one), to follow it without matching its text
+    sentence_id: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "t": round(self.t, 3),
             "text": self.text,
             "source": self.source,
@@ -72,6 +74,9 @@ class SpokenLine:
             "verdicts": {k: v for k, v in self.verdicts},
             "duration": round(self.duration, 3),
         }
+        if self.sentence_id:
+            out["sentence_id"] = self.sentence_id
+        return out
 
 
 @dataclass(slots=True)
@@ -296,6 +301,7 @@ class Programme:
             lang=s.lang,
             verdicts=s.verdicts,
             duration=len(chunk.pcm) / self.fmt.sample_rate,
+            sentence_id=s.id,
         )
         self.stats.sentences += 1
         self.stats.transcript.append(line)

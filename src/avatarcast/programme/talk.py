@@ -34,9 +34,9 @@ Guard = Callable[[Sentence, Product | None, float], Sentence | None]
 
 @dataclass(frozen=True, slots=True)
 class _Redo:
-    """Voice ``new`` and put it in place of the voiced urgent sentence ``old_text``."""
+    """Voice ``new`` and put it in place of the voiced urgent sentence with id ``old_id``."""
 
-    old_text: str
+    old_id: str
     new: Sentence
 
 
@@ -141,20 +141,22 @@ class TalkSource:
             return bool(self._voiced)
         return bool(self._urgent) and isinstance(self._urgent[0], Sentence)
 
-    def replace_urgent(self, old_text: str, new: Sentence) -> bool:
-        """Say ``new`` instead of the urgent sentence ``old_text`` if it is not on air yet.
+    def replace_urgent(self, old_id: str, new: Sentence) -> bool:
+        """Say ``new`` instead of the urgent sentence with id ``old_id`` if it is not on air yet.
 
         Queued, it is swapped in place; already voiced, ``new`` is voiced and swapped in when
         ready, while the old one stays ready to go, so a replacement never delays it.
         """
+        if not old_id:
+            return False
         for queue in (self._urgent, self._to_voice):
             for i, item in enumerate(queue):
-                if isinstance(item, Sentence) and item.text == old_text:
+                if isinstance(item, Sentence) and item.id == old_id:
                     queue[i] = new
                     return True
-        voicing = self._voicing is not None and self._voicing.text == old_text
-        if voicing or any(t.chunk.sentence.text == old_text for t in self._voiced):
-            self._to_voice.append(_Redo(old_text, new))
+        voicing = self._voicing is not None and self._voicing.id == old_id
+        if voicing or any(t.chunk.sentence.id == old_id for t in self._voiced):
+            self._to_voice.append(_Redo(old_id, new))
             self._voice_wake.set()
             return True
         return False
@@ -385,7 +387,7 @@ class TalkSource:
                 await self._voice_wake.wait()
                 continue
             item = self._to_voice.popleft()
-            old, sentence = (item.old_text, item.new) if isinstance(item, _Redo) else (None, item)
+            old, sentence = (item.old_id, item.new) if isinstance(item, _Redo) else (None, item)
             self._voicing = sentence
             try:
                 talk = await self._voice_one(sentence)
@@ -401,7 +403,7 @@ class TalkSource:
             if old is None:
                 self._voiced.append(talk)
             else:
-                at = [i for i, t in enumerate(self._voiced) if t.chunk.sentence.text == old]
+                at = [i for i, t in enumerate(self._voiced) if t.chunk.sentence.id == old]
                 if not at:
                     continue  # the old one went on air first
                 self._voiced[at[0]] = talk
