@@ -258,6 +258,11 @@ class LiveControl:
         return self._chat.desk.awaiting_approval() if self._chat is not None else None
 
     @property
+    def programme_chat(self) -> ProgrammeChat | None:
+        """The chat desk's wiring into the programme, once on air (read it, do not poke it)."""
+        return self._chat
+
+    @property
     def on_air(self) -> bool:
         return self._built is not None
 
