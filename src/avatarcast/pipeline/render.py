@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.clock import SimulatedClock
-from avatarcast.commands import command_name
+from avatarcast.commands import CatalogChange, command_name
 from avatarcast.compliance.c2pa import SignerConfig, sign_mp4
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import SpeechChunk, StreamFormat
@@ -30,10 +30,10 @@ from avatarcast.programme.programme import SpokenLine
 from avatarcast.programme.talk import Guard
 from avatarcast.replay import (
     EventLog,
-    apply_event,
+    SessionEvent,
     chat_summary,
     load_session,
-    schedule_commands,
+    schedule_session,
 )
 
 
@@ -249,39 +249,35 @@ async def replay_session(
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
     log = EventLog()
-    events = schedule_commands(session.events, director, log)
+    scheduled = schedule_session(session.events, director, resolved.products, log)
     price_marks: list[dict[str, Any]] = []
 
     def applied(a: Applied) -> None:
-        if a.error is None:
-            log.handled[command_name(a.command)] += 1
-        else:
-            log.errors.append(f"{command_name(a.command)} at {a.t:.3f} s: {a.error}")
+        ev = scheduled.origin.get(id(a.command))
+        name = ev.type if ev is not None else command_name(a.command)
+        if a.error is not None:
+            log.errors.append(f"{name} at {a.t:.3f} s: {a.error}")
+            return
+        log.handled[name] += 1
+        if ev is not None:
+            log.applied.append({"t": ev.t, "type": ev.type, **ev.data})
+        if name == "price_change" and isinstance(a.command, CatalogChange) and a.result["changed"]:
+            p = a.command.upsert[0]
+            price_marks.append(
+                {
+                    "t": a.t,
+                    "product_id": p.id,
+                    "price": str(p.price),
+                    "sale_price": None if p.sale_price is None else str(p.sale_price),
+                    "currency": p.currency,
+                }
+            )
 
     director.listeners.append(applied)
 
     async def before_frame(pts: int) -> None:
-        t = pts / fps
-        while events and events[0].t <= t:
-            ev = events.pop(0)
-            changed = apply_event(ev, catalog, log)
-            if changed:
-                built.programme.catalog_changed(changed, pts)
-                if ev.type == "price_change":
-                    p = catalog.get(changed[0])
-                    if p is not None:
-                        price_marks.append(
-                            {
-                                "t": t,
-                                "product_id": p.id,
-                                "price": str(p.price),
-                                "sale_price": None if p.sale_price is None else str(p.sale_price),
-                                "currency": p.currency,
-                            }
-                        )
-
         if chat.desk.pending:
-            await chat.desk.answer_pending(t)
+            await chat.desk.answer_pending(pts / fps)
         chat.before_frame(pts)
 
     frames = round(duration * fps)
@@ -296,20 +292,34 @@ async def replay_session(
             director=director,
             chat=chat,
         )
-    for ev in events:  # events after the end are reported, not dropped
-        log.unhandled[f"{ev.type} (after end)"] += 1
-    for cmd in director.unapplied():
-        log.unhandled[f"{command_name(cmd)} (after end)"] += 1
+    last = (result.frames - 1) / fps  # the media time of the last frame made
+    for ev in scheduled.unknown:
+        log.unhandled[ev.type if ev.t <= last else f"{ev.type} (after end)"] += 1
+    for cmd in director.unapplied():  # events after the end are reported, not dropped
+        origin = scheduled.origin.get(id(cmd))
+        name = origin.type if origin is not None else command_name(cmd)
+        log.unhandled[f"{name} (after end)"] += 1
     rep = build_report(result, built, log, price_marks, session_path)
     rep["summary"].update(chat_summary(chat.desk))
     rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
-    rep["commands"] = [a.as_dict() for a in director.log]
+    rep["commands"] = [_logged(a, scheduled.origin.get(id(a.command))) for a in director.log]
     for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
         rep[key] = rep["summary"][key]
     with atomic_text(report) as rf:
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)
     return rep
+
+
+def _logged(applied: Applied, origin: SessionEvent | None) -> dict[str, Any]:
+    """A report's command entry: the applied command, its session line and (for a catalog
+    event) the event type it came from."""
+    entry = applied.as_dict()
+    if origin is not None:
+        entry["line"] = origin.line
+        if origin.type != entry["type"]:
+            entry["event"] = origin.type
+    return entry
 
 
 def build_report(
