@@ -266,6 +266,14 @@ def live(
     status_json: Annotated[
         bool, typer.Option("--status-json", help="Print status as JSON lines on stdout.")
     ] = False,
+    commands: Annotated[
+        bool,
+        typer.Option(
+            "--commands",
+            help='Read commands from stdin, one JSON object a line: {"cmd": "mute"}, '
+            '{"cmd": "say", "text": "..."}, {"cmd": "pin_product", "product_id": "..."} ...',
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
@@ -276,7 +284,8 @@ def live(
     slot.acquire()
     try:
         import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
-        from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+        from avatarcast.cli_commands import read_commands
+        from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
     except BaseException:
         slot.release()
         raise
@@ -307,9 +316,9 @@ def live(
     )
     control = LiveControl()
 
-    def on_status(status: dict[str, object]) -> None:
+    def on_status(status: LiveStatus) -> None:
         if status_json:
-            sys.stdout.write(json.dumps(status) + "\n")
+            sys.stdout.write(json.dumps(status.as_dict()) + "\n")
             sys.stdout.flush()
 
     async def main() -> None:
@@ -318,6 +327,8 @@ def live(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
+        if commands:
+            read_commands(sys.stdin, loop, control)
         await run_live(
             opts,
             control=control,

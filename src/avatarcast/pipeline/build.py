@@ -23,10 +23,10 @@ from avatarcast.output.base import FrameEncoder
 from avatarcast.output.encoder import Encoder
 from avatarcast.pipeline.spec import ProgrammeOptions as ProgrammeOptions  # live.py imports it here
 from avatarcast.pipeline.spec import resolve_names
-from avatarcast.pipeline.talk import Guard, TalkSource
 from avatarcast.programme.compositor import Compositor, SellerInfo
 from avatarcast.programme.overlays import LabelConfig, label_text
 from avatarcast.programme.programme import Programme, SpokenLine
+from avatarcast.programme.talk import Guard, TalkSource
 from avatarcast.script.base import ScriptWriter
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.rundown import Rundown
