@@ -91,7 +91,7 @@ def bare_encoder(seconds: float) -> float:
     from avatarcast.frames import ProgrammeFrame, StreamFormat
     from avatarcast.output.encoder import Encoder
     from avatarcast.pipeline.build import ProgrammeOptions, build, validate
-    from avatarcast.programme.yuv import YuvFrame
+    from avatarcast.yuv import YuvFrame
 
     opts = ProgrammeOptions(catalog_path=DEMO, lang="en", size="720x1280", preset="tiktok")
     built = build(validate(opts), live=False)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import pytest
 
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.schemas.streams import Preset, Size
 from avatarcast.control.streaming import manager_of
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.programme.layout import PRESETS, SIZES
 from media_probe import ffprobe, stream_of
 from rtmp_server import RtmpServer
@@ -87,7 +87,7 @@ def test_layouts_stored_and_handed_to_the_worker(api: Api) -> None:
         row = session.get(StreamRow, made.json()["id"])
         assert row is not None
         spec = manager.spec_for(session, row)
-    assert (spec.size, spec.preset) == ("720p", "youtube")
+    assert (spec.programme.size, spec.programme.preset) == ("720p", "youtube")
     assert spec.destination_layouts == (None, "720x1280/tiktok")
     patched = api.client.patch(
         f"/v1/destinations/{tall.json()['id']}",

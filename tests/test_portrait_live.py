@@ -88,13 +88,12 @@ async def test_one_stream_two_layouts_to_two_destinations(
         key: await asyncio.to_thread(ffprobe, url, timeout=30)
         for key, url in (("wide", wide), ("tall", tall))
     }
-    status = control.status()
+    status = control.status().as_dict()
     await asyncio.gather(*(asyncio.to_thread(r.join, 60) for r in readers))
-    runner = control._runner
     built = control.built
-    assert runner is not None and built is not None
-    wide_comp, tall_comp = built.compositor, runner.views[0].compose
-    final = await task
+    assert built is not None and control.views
+    wide_comp, tall_comp = built.compositor, control.views[0].compose
+    final = (await task).as_dict()
     assert not errors, errors
 
     # sizes, codecs and the implicit label, as the server hands them out

@@ -9,12 +9,14 @@ few hundred microseconds at 720p, against several milliseconds for a full alpha 
 Head sway and breathing move whole stamps by even pixel offsets (yuv420 chroma is subsampled
 2x2), so no pose needs a cache of its own.
 
-A portrait frame places the avatar with an ``AvatarFraming`` (``programme.portrait``): a closer
-shot, and the body's bottom rows repeated down to the frame's edge, since a pack's body is cut
-where its landscape frame ends.
+A portrait frame places the avatar with an ``AvatarFraming`` (planned by
+``programme.portrait``): a closer shot, and the body's bottom rows repeated down to the frame's
+edge, since a pack's body is cut where its landscape frame ends.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,14 +24,24 @@ from PIL import Image
 
 from avatarcast.avatar.base import AvatarState, Pose
 from avatarcast.avatar.pack import EYE_STATES, AvatarPack, Background, Placed
-from avatarcast.programme.portrait import AvatarFraming
-from avatarcast.programme.yuv import Sprite, YuvFrame
+from avatarcast.yuv import Sprite, YuvFrame
 
-__all__ = ["SpriteAvatarRenderer", "studio_background"]
+__all__ = ["AvatarFraming", "SpriteAvatarRenderer", "studio_background"]
 
 U8 = npt.NDArray[np.uint8]
 U16 = npt.NDArray[np.uint16]
 Idx = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AvatarFraming:
+    """Where a renderer puts the avatar box: its scale against the pack's own frame, its
+    top-left corner, and the frame row its body reaches down to."""
+
+    scale: float
+    x: int
+    y: int
+    extend_to: int
 
 
 class _Planes:

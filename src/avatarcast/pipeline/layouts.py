@@ -2,7 +2,7 @@
 
 Talk, voice, animation and the frame plan are made once per stream; each layout only draws
 the plan in its own shape and encodes it once, for every destination that asked for that
-shape (``ProgrammeRunner`` runs the extra views after the main one, in the same worker
+shape (``FrameLoop`` runs the extra views after the main one, in the same worker
 thread and from the same ``FramePlan``).
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avatarcast.avatar.render import AvatarFraming
 from avatarcast.errors import ConfigError
 from avatarcast.programme.drawing import Box
 from avatarcast.programme.layout import SafeZones
@@ -29,17 +30,6 @@ _MIN_FACE_PX = 160  # below this the plan refuses: the presenter would be a thum
 
 def _even(n: float) -> int:
     return 2 * round(n / 2)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AvatarFraming:
-    """Where a renderer puts the avatar box: its scale against the pack's own frame, its
-    top-left corner, and the frame row its body reaches down to."""
-
-    scale: float
-    x: int
-    y: int
-    extend_to: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
