@@ -14,6 +14,10 @@ sets the stream's desired state to live and records an event, all in one transac
 is the stream reconciled with its runner. A window is therefore opened once, even over restarts
 or with two app instances, and a window still open after a restart is caught up. A stream an
 operator stops inside an open window stays stopped.
+
+A window opens only when the stream has a supervisor on duty, the start route's rule: without
+one it is left unclaimed, a ``schedule-held`` event says why (once per window and process),
+and each tick tries again, so the stream goes live once someone takes duty.
 """
 
 from __future__ import annotations
@@ -161,6 +165,8 @@ class Scheduler:
         self._sessions = sessions
         self._apply = apply
         self._now = now
+        #: windows already reported as held, so a held window writes one event, not one a tick
+        self._held: set[tuple[str, str]] = set()
 
     async def tick(self) -> list[Action]:
         """Act on the windows that opened or closed since the last tick."""
@@ -224,6 +230,9 @@ class Scheduler:
         stream = session.get(StreamRow, stream_id)
         if stream is None:
             return False
+        if stream.duty_supervisor_id is None:
+            self._hold(session, schedule, window, stream)
+            return False
         session.add(
             ScheduleRun(
                 schedule_id=schedule.id,
@@ -253,7 +262,33 @@ class Scheduler:
         except IntegrityError:  # another instance opened it first
             session.rollback()
             return False
+        self._held.discard((schedule.id, window.key))
         return True
+
+    def _hold(
+        self, session: Session, schedule: ScheduleRow, window: Window, stream: StreamRow
+    ) -> None:
+        if (schedule.id, window.key) in self._held:
+            return
+        self._held.add((schedule.id, window.key))
+        record_event(
+            session,
+            tenant_id=stream.tenant_id,
+            stream_id=stream.id,
+            kind="schedule-held",
+            detail=_held_detail(schedule, window),
+        )
+        session.commit()
+        log.warning("schedule %s: window %s held, no supervisor on duty", schedule.id, window.key)
+
+
+def _held_detail(schedule: ScheduleRow, window: Window) -> dict[str, str]:
+    return {
+        "schedule_id": schedule.id,
+        "window": window.key,
+        "reason": "no supervisor on duty",
+        "retry": "when a supervisor goes on duty",
+    }
 
 
 def _open_windows(

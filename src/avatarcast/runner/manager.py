@@ -104,7 +104,10 @@ class StreamManager:
             if self.watch is not None:
                 self.watch.disarm(stream_id)
             return
-        desired, spec, selection = loaded
+        desired, spec, selection, on_duty = loaded
+        if not running and not on_duty:
+            await asyncio.to_thread(self._hold, stream_id, desired)
+            return
         self._selections[stream_id] = selection
         if self.watch is not None:
             self.watch.arm(stream_id)
@@ -116,8 +119,24 @@ class StreamManager:
         else:
             await self.runner.resume(stream_id)
 
+    def _hold(self, stream_id: str, desired: str) -> None:
+        """The start route's rule, for every other way in (restore, schedules): a stream goes
+        on air only with a supervisor on duty. The desired state stays, so the stream starts
+        when one takes duty; the event says why it is not on air."""
+        with self.sessions() as session:
+            row = session.get(StreamRow, stream_id)
+            if row is None:
+                return
+            detail = {"reason": "no supervisor on duty", "desired_state": desired}
+            record_event(
+                session, tenant_id=row.tenant_id, stream_id=row.id, kind="held", detail=detail
+            )
+            session.commit()
+        log.warning("stream %s not started: no supervisor on duty", stream_id)
+
     async def restore(self) -> list[str]:
-        """After a restart: bring back every stream that should be on air."""
+        """After a restart: bring back every stream that should be on air and has a
+        supervisor on duty; the others wait for one (:meth:`_hold`)."""
         ids = await asyncio.to_thread(self._on_air_ids)
         for stream_id in ids:
             try:
@@ -131,12 +150,13 @@ class StreamManager:
             query = select(StreamRow.id).where(StreamRow.desired_state.in_(("live", "paused")))
             return list(session.scalars(query.order_by(StreamRow.created_at)))
 
-    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection] | None:
+    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection, bool] | None:
         with self.sessions() as session:
             row = session.get(StreamRow, stream_id)
             if row is None:
                 return None
-            return row.desired_state, self.spec_for(session, row), _selection(row)
+            on_duty = row.duty_supervisor_id is not None
+            return row.desired_state, self.spec_for(session, row), _selection(row), on_duty
 
     def spec_for(self, session: Session, row: StreamRow) -> StreamSpec:
         """The worker's spec: the selected products now, destinations with their keys, the

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from avatarcast.control.auditing import audit
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models import Destination
-from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, SupervisorDep
+from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, StaffDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.destinations import (
@@ -73,7 +73,7 @@ def _name_taken(session: Session, tenant_id: str, name: str) -> bool:
 
 
 @router.get("", response_model=list[DestinationPublic])
-def list_destinations(session: SessionDep, caller: SupervisorDep) -> list[DestinationPublic]:
+def list_destinations(session: SessionDep, caller: StaffDep) -> list[DestinationPublic]:
     rows = session.scalars(
         select(Destination)
         .where(Destination.tenant_id == caller.tenant_id)
@@ -111,7 +111,7 @@ def create_destination(
 
 @router.get("/{destination_id}", response_model=DestinationPublic, responses=NOT_FOUND)
 def get_destination(
-    destination_id: str, session: SessionDep, caller: SupervisorDep
+    destination_id: str, session: SessionDep, caller: StaffDep
 ) -> DestinationPublic:
     return _public(_get(session, caller.tenant_id, destination_id))
 

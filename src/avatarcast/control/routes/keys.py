@@ -14,7 +14,7 @@ from avatarcast.control.problems import ProblemError, problem_responses, validat
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.supervisors import find as find_supervisor
 from avatarcast.control.schemas.keys import KeyCreate, KeyCreated, KeyPublic
-from avatarcast.control.security import new_key
+from avatarcast.control.security import SUPERVISOR_LINKABLE, new_key
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=AUTH_PROBLEMS)
 
@@ -34,12 +34,12 @@ def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> Key
         raise ProblemError(403, "only an admin key can create admin keys", kind="forbidden")
     tenant_id = _tenant_for(caller, body.tenant_id, session)
     if body.supervisor_id is not None:
-        if body.role != "supervisor":
+        if body.role not in SUPERVISOR_LINKABLE:
             raise validation_problem(
                 [
                     {
                         "field": "body.supervisor_id",
-                        "message": "only for supervisor keys",
+                        "message": "only for supervisor and operator keys",
                         "type": "value",
                     }
                 ]

@@ -38,7 +38,6 @@ from avatarcast.control.schemas.supervision import (
     TranscriptLinePublic,
     TranscriptPage,
 )
-from avatarcast.control.security import ROLE_GRANTS
 from avatarcast.control.streaming import manager_of
 from avatarcast.runner.base import CommandFailed
 
@@ -142,7 +141,7 @@ async def _handle(ctx: AppContext, runner: Any, stream_id: str, frame: str) -> d
 def _admit(ctx: AppContext, token: str, stream_id: str) -> None:
     with ctx.sessions() as session:
         caller = caller_for_token(ctx, session, token)
-        if "backend" not in ROLE_GRANTS.get(caller.role, frozenset()):
+        if "backend" not in caller.grants:
             raise ProblemError(403, "chat needs a backend or operator key", kind="forbidden")
         get_stream(session, caller.tenant_id, stream_id)
 
