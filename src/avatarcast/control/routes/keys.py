@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models import ApiKey, Tenant
 from avatarcast.control.deps import Caller, ContextDep, OperatorDep, SessionDep
@@ -55,6 +56,8 @@ def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> Key
         supervisor_id=body.supervisor_id,
     )
     session.add(row)
+    detail = {"new_key_id": row.id, "new_role": row.role, "supervisor_id": row.supervisor_id}
+    audit(session, caller, kind="key_created", detail=detail, tenant_id=tenant_id)
     session.commit()
     return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=made.token)
 
@@ -85,6 +88,8 @@ def revoke_key(key_id: str, session: SessionDep, caller: OperatorDep, ctx: Conte
         raise ProblemError(403, "only an admin key can revoke admin keys", kind="forbidden")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        detail = {"revoked_key_id": row.id, "revoked_role": row.role}
+        audit(session, caller, kind="key_revoked", detail=detail, tenant_id=row.tenant_id)
         session.commit()
     ctx.buckets.forget(key_id)
     ctx.keys.forget(key_id)

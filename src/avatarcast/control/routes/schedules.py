@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models_streams import ScheduleRow
@@ -56,6 +57,19 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
             yield
         finally:
             ticker.cancel()
+
+
+def _detail(row: ScheduleRow) -> dict[str, object]:
+    """What an audit entry keeps of a schedule: enough to tell what ran when."""
+    return {
+        "schedule_id": row.id,
+        "name": row.name,
+        "timezone": row.timezone,
+        "days": [WEEKDAYS[d] for d in sorted(row.days)],
+        "start": row.start_time,
+        "end": row.end_time,
+        "enabled": row.enabled,
+    }
 
 
 def _public(row: ScheduleRow) -> SchedulePublic:
@@ -124,6 +138,7 @@ def create_schedule(
         updated_at=now,
     )
     session.add(row)
+    audit(session, caller, kind="schedule_created", stream_id=row.stream_id, detail=_detail(row))
     session.commit()
     return _public(row)
 
@@ -158,6 +173,7 @@ def update_schedule(
         error = {"field": "body", "message": "start and end must differ", "type": "value"}
         raise validation_problem([error])
     row.updated_at = utcnow()
+    audit(session, caller, kind="schedule_updated", stream_id=row.stream_id, detail=_detail(row))
     session.commit()
     return _public(row)
 
@@ -167,6 +183,8 @@ def delete_schedule(
     schedule_id: ScheduleIdPath, session: SessionDep, caller: OperatorDep
 ) -> Response:
     """Delete the schedule; a stream it started keeps running until stopped."""
-    session.delete(_get(session, caller.tenant_id, schedule_id))
+    row = _get(session, caller.tenant_id, schedule_id)
+    audit(session, caller, kind="schedule_deleted", stream_id=row.stream_id, detail=_detail(row))
+    session.delete(row)
     session.commit()
     return Response(status_code=204)

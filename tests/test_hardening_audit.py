@@ -1,0 +1,126 @@
+"""Who changed access and schedules, and what a deleted tenant leaves running, through a real
+``avatarcast serve`` process.
+
+- key create/revoke, schedule create/update/delete and tenant create/delete are audited (OWASP
+  API8:2023 Security Misconfiguration; the 2019 list's API10 Insufficient Logging);
+- deleting a tenant stops its streams at once (OWASP API4:2023 Unrestricted Resource
+  Consumption: a gone tenant must not keep a worker rendering).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from served import Served, serve
+
+FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
+
+
+def _audit(c: httpx.Client, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    r = c.get("/v1/audit", params={"limit": 500, **params}, headers=headers)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def test_api8_keys_schedules_and_tenants_are_audited(tmp_path: Path) -> None:
+    """OWASP API8:2023: every change of who may do what, and of when a stream runs, leaves an
+    audit entry naming the key that made it."""
+    with serve(tmp_path) as s, s.client() as c:
+        op, admin = s.auth("operator"), s.auth("admin")
+        op_key_id = s.keys["operator"].split("_")[1]
+        made = c.post("/v1/keys", json={"name": "ci", "role": "backend"}, headers=op).json()
+        assert c.delete(f"/v1/keys/{made['id']}", headers=op).status_code == 204
+        assert c.delete(f"/v1/keys/{made['id']}", headers=op).status_code == 204  # twice: once
+        assert c.post("/v1/products", json=FRYER, headers=op).status_code == 201
+        sid = c.post("/v1/streams", json={"name": "night"}, headers=op).json()["id"]
+        body = {
+            "stream_id": sid,
+            "name": "nights",
+            "timezone": "Europe/Amsterdam",
+            "days": ["fri"],
+            "start": "22:00",
+            "end": "06:00",
+        }
+        sched = c.post("/v1/schedules", json=body, headers=op).json()
+        r = c.patch(f"/v1/schedules/{sched['id']}", json={"days": ["sat"]}, headers=op)
+        assert r.status_code == 200
+        assert c.delete(f"/v1/schedules/{sched['id']}", headers=op).status_code == 204
+
+        tenant = _audit(c, op)
+        kinds = [e["kind"] for e in tenant]
+        assert kinds.count("key_created") == 1 and kinds.count("key_revoked") == 1, kinds
+        created = next(e for e in tenant if e["kind"] == "key_created")
+        assert created["detail"]["new_key_id"] == made["id"]
+        assert created["detail"]["new_role"] == "backend"
+        assert created["actor"] == f"key:{op_key_id}"
+        assert "key" not in created["detail"] and made["key"] not in str(tenant)
+        on_stream = _audit(c, op, stream_id=sid)
+        changes = [(e["kind"], e["detail"]["days"]) for e in on_stream if "schedule" in e["kind"]]
+        assert changes == [
+            ("schedule_created", ["fri"]),
+            ("schedule_updated", ["sat"]),
+            ("schedule_deleted", ["sat"]),
+        ]
+
+        new = c.post("/v1/tenants", json={"name": "initech"}, headers=admin).json()
+        assert c.delete(f"/v1/tenants/{new['id']}", headers=admin).status_code == 204
+        mine = [e for e in _audit(c, admin) if e["kind"].startswith("tenant_")]
+        assert [(e["kind"], e["detail"]["tenant_id"]) for e in mine] == [
+            ("tenant_created", new["id"]),
+            ("tenant_deleted", new["id"]),
+        ]
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid``, read from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _tenant_with_a_live_stream(c: httpx.Client, s: Served) -> tuple[str, str, set[int]]:
+    admin = s.auth("admin")
+    tenant = c.post("/v1/tenants", json={"name": "initech"}, headers=admin).json()
+    key = {"name": "op", "role": "operator", "tenant_id": tenant["id"]}
+    op = {"Authorization": f"Bearer {c.post('/v1/keys', json=key, headers=admin).json()['key']}"}
+    person = {"full_name": "Ana Lopez", "contact": "ana@example.com", "reference": "P-1"}
+    sup_id = c.post("/v1/supervisors", json=person, headers=op).json()["id"]
+    link = {"name": "me", "role": "operator", "supervisor_id": sup_id}
+    me = {"Authorization": f"Bearer {c.post('/v1/keys', json=link, headers=op).json()['key']}"}
+    assert c.post("/v1/products", json=FRYER, headers=me).status_code == 201
+    sid = c.post("/v1/streams", json={"name": "night"}, headers=me).json()["id"]
+    duty = c.post(f"/v1/streams/{sid}/supervisor/duty", json={"supervisor_id": sup_id}, headers=me)
+    assert duty.status_code == 200, duty.text
+    before = _children(s.proc.pid)
+    assert c.post(f"/v1/streams/{sid}/start", headers=me).status_code == 200
+    deadline = time.monotonic() + 30
+    while c.get(f"/v1/streams/{sid}", headers=me).json()["status"]["state"] != "live":
+        assert time.monotonic() < deadline, "the stream did not go live"
+        time.sleep(0.2)
+    workers = _children(s.proc.pid) - before
+    assert workers, "no worker process found"
+    return tenant["id"], sid, workers
+
+
+def test_api4_deleting_a_tenant_stops_its_streams_at_once(tmp_path: Path) -> None:
+    """OWASP API4:2023: the worker of a deleted tenant's live stream is gone within seconds."""
+    with serve(tmp_path) as s, s.client() as c:
+        tenant_id, _, workers = _tenant_with_a_live_stream(c, s)
+        assert c.delete(f"/v1/tenants/{tenant_id}", headers=s.auth("admin")).status_code == 204
+        deadline = time.monotonic() + 10
+        while workers & _children(s.proc.pid):
+            assert time.monotonic() < deadline, "the deleted tenant's worker still runs"
+            time.sleep(0.2)
