@@ -74,6 +74,8 @@ class StreamDefaults(_Section):
     avatar: str = "default"
     voice: str = "default"
     writer: str = "template"
+    #: Per language, the words an AI label's text must contain (``[terms]`` in TOML).
+    ai_disclosure_terms: Path = Path("configs/ai-disclosure.toml")
 
 
 class SupervisionSettings(_Section):

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from avatarcast.compliance.disclosure import load_terms
 from avatarcast.control.context import AppContext
 from avatarcast.control.db.engine import make_engine, make_loop_engine, make_sessionmaker
 from avatarcast.control.db.migrate import upgrade_database
@@ -106,6 +107,7 @@ def create_app(
             rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
         ),
         keys=KeyCache(ttl_s=settings.api.key_cache_s),
+        disclosure=load_terms(settings.stream.ai_disclosure_terms),
     )
     modules = load_route_modules()
     lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]

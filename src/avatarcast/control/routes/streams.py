@@ -134,6 +134,19 @@ def resolve_names(body: StreamCreate, ctx: AppContext) -> tuple[str, str, str]:
     return lang, avatar, voice
 
 
+def check_label(ctx: AppContext, label: LabelConfigIn | None, stream_lang: str) -> None:
+    """A reworded AI label must still say AI in its language (configs/ai-disclosure.toml)."""
+    if label is None or label.text is None:
+        return
+    lang = label.lang or stream_lang
+    if not ctx.disclosure.discloses(label.text, lang):
+        terms = ", ".join(repr(t) for t in ctx.disclosure.terms_for(lang))
+        raise _field_error(
+            "body.label.text",
+            f"the AI label must disclose AI: include one of {terms} (language {lang!r})",
+        )
+
+
 def _check_destinations(session: Session, tenant_id: str, ids: list[str]) -> None:
     found = set(
         session.scalars(
@@ -174,6 +187,7 @@ def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
     lang, avatar, voice = resolve_names(body, ctx)
+    check_label(ctx, body.label, lang)
     if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
         raise _field_error(
             "body.writer",
@@ -325,6 +339,7 @@ def update_stream(
     """Change the label's wording or place, or approval of answers; a running stream takes the
     change at its next start (approval at once)."""
     row = get_stream(session, caller.tenant_id, stream_id)
+    check_label(ctx, body.label, row.lang)
     changed = body.model_dump(mode="json", exclude_unset=True)
     if body.label is not None:
         row.label = body.label.model_dump(exclude_none=True)
