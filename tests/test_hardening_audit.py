@@ -101,7 +101,7 @@ def _tenant_with_a_live_stream(c: httpx.Client, s: Served) -> tuple[str, str, se
     link = {"name": "me", "role": "operator", "supervisor_id": sup_id}
     me = {"Authorization": f"Bearer {c.post('/v1/keys', json=link, headers=op).json()['key']}"}
     assert c.post("/v1/products", json=FRYER, headers=me).status_code == 201
-    sid = c.post("/v1/streams", json={"name": "night"}, headers=me).json()["id"]
+    sid = c.post("/v1/streams", json={"name": "night", "record": True}, headers=me).json()["id"]
     duty = c.post(f"/v1/streams/{sid}/supervisor/duty", json={"supervisor_id": sup_id}, headers=me)
     assert duty.status_code == 200, duty.text
     before = _children(s.proc.pid)
@@ -118,7 +118,16 @@ def _tenant_with_a_live_stream(c: httpx.Client, s: Served) -> tuple[str, str, se
 def test_api4_deleting_a_tenant_stops_its_streams_at_once(tmp_path: Path) -> None:
     """OWASP API4:2023: the worker of a deleted tenant's live stream is gone within seconds."""
     with serve(tmp_path) as s, s.client() as c:
-        tenant_id, _, workers = _tenant_with_a_live_stream(c, s)
+        tenant_id, sid, workers = _tenant_with_a_live_stream(c, s)
+        # the recording is the owner's only (OWASP API8:2023): folders 0700, files 0600
+        folder = s.root / "recordings" / tenant_id / sid
+        deadline = time.monotonic() + 20
+        while not (folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))):
+            assert time.monotonic() < deadline, "no recording written"
+            time.sleep(0.2)
+        for path in [folder, *folder.rglob("*")]:
+            mode = path.stat().st_mode & 0o777
+            assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
         assert c.delete(f"/v1/tenants/{tenant_id}", headers=s.auth("admin")).status_code == 204
         deadline = time.monotonic() + 10
         while workers & _children(s.proc.pid):

@@ -64,6 +64,9 @@ class ApiSettings(_Section):
     #: hundreds of requests a second it is a good share of the API's CPU, and every request
     #: is already counted in /metrics and every change written to the audit trail.
     access_log: bool = False
+    #: ``/metrics`` needs ``Authorization: Bearer <token>`` when set; when empty it answers
+    #: loopback clients only (behind a reverse proxy on the same host, set a token).
+    metrics_token: SecretStr = SecretStr("")
 
 
 class StreamDefaults(_Section):
@@ -153,6 +156,20 @@ class C2paSettings(_Section):
     tsa_url: str | None = None
 
 
+class SecretsSettings(_Section):
+    """The server key that encrypts stream keys at rest (see ``control/secretbox.py``).
+
+    ``server_key`` (a Fernet key: ``python -c 'from cryptography.fernet import Fernet;
+    print(Fernet.generate_key().decode())'``) wins over ``server_key_file``, which is created
+    on first start when missing (default: ``server.key`` beside a SQLite database, else
+    ``./var/server.key``). To rotate: new key in ``server_key``, the old one in
+    ``previous_keys``, restart (stream keys are re-encrypted), then drop the old one."""
+
+    server_key: SecretStr = SecretStr("")
+    server_key_file: Path | None = None
+    previous_keys: list[SecretStr] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARCAST_",
@@ -172,6 +189,7 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
 
     @classmethod
     def settings_customise_sources(

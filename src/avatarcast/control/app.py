@@ -33,6 +33,7 @@ from avatarcast.control.problems import (
     install_problem_handlers,
 )
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.secretbox import load_box, reseal_stream_keys
 from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.settings import Settings
 
@@ -108,6 +109,7 @@ def create_app(
         ),
         keys=KeyCache(ttl_s=settings.api.key_cache_s),
         disclosure=load_terms(settings.stream.ai_disclosure_terms),
+        secrets=load_box(settings.secrets, database_url=settings.database_url),
     )
     modules = load_route_modules()
     lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]
@@ -116,6 +118,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.api.migrate_on_start:
             await run_in_threadpool(upgrade_database, settings.database_url)
+        await run_in_threadpool(reseal_stream_keys, ctx.sessions, ctx.secrets)
         try:
             async with AsyncExitStack() as stack:
                 for extension in lifespans:

@@ -15,6 +15,7 @@ from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.secretbox import SecretBox
 from avatarcast.settings import Settings
 
 T = TypeVar("T")
@@ -33,6 +34,8 @@ class AppContext:
     keys: KeyCache
     #: The AI disclosure term(s) per language an AI label's text must contain.
     disclosure: DisclosureTerms
+    #: Seals and opens secrets stored in the database (destination stream keys).
+    secrets: SecretBox
     #: Sessions on a connection of the event loop's own, for ``read`` (SQLite files only).
     loop_sessions: sessionmaker[Session] | None = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -42,6 +42,7 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         hub=ctx.hub,
         defaults=programme_defaults(ctx),
         watch=watch,
+        open_secret=ctx.secrets.open,
     )
     holder.append(manager)
     ctx.extras[EXTRAS_KEY] = manager

@@ -80,8 +80,12 @@ class StreamManager:
         hub: ProductChangeHub,
         defaults: ProgrammeDefaults,
         watch: SupervisionWatch | None = None,
+        open_secret: Callable[[str], str] = str,
     ) -> None:
+        """``open_secret`` turns a stored stream key into the one to push with (the server
+        key decrypts it)."""
         self.sessions = sessions
+        self.open_secret = open_secret
         self.runner = runner
         self.hub = hub
         self.defaults = defaults
@@ -168,7 +172,7 @@ class StreamManager:
         ).all()
         by_id = {d.id: d for d in dests}
         urls = tuple(
-            push_url(by_id[d].url, by_id[d].stream_key) for d in row.destination_ids if d in by_id
+            push_url(by_id[d].url, self._key(by_id[d])) for d in row.destination_ids if d in by_id
         )
         d = self.defaults
         label = row.label or {}
@@ -193,6 +197,10 @@ class StreamManager:
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
         )
+
+    def _key(self, destination: Destination) -> str | None:
+        stored = destination.stream_key
+        return self.open_secret(stored) if stored else None
 
     # --- product changes --------------------------------------------------------------------
 
@@ -377,8 +385,10 @@ def _set_gauges(
         metrics.stream_encode_lag.labels(stream_id).set(health["encode_lag_ms"] / 1000)
     if isinstance(health.get("av_offset_ms"), int | float):
         metrics.stream_av_offset.labels(stream_id).set(health["av_offset_ms"] / 1000)
-    for dest in health.get("destinations") or ():
-        name, count = str(dest.get("name", "")), int(dest.get("reconnects") or 0)
+    # labelled by position in the stream's destination list, never by URL: a host (or a key
+    # in a path) must not reach whoever can read the metrics
+    for i, dest in enumerate(health.get("destinations") or ()):
+        name, count = str(i), int(dest.get("reconnects") or 0)
         before = reconnects.get((stream_id, name), 0)
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)

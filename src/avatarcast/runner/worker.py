@@ -355,6 +355,8 @@ def main() -> int:
     from avatarcast.logs import setup_logging
 
     setup_logging(logging.WARNING)
+    # recordings, their folders and what FFmpeg writes: the owner's only (0600 / 0700)
+    os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a stream ends
     first = sys.stdin.readline()
     if not first.strip():

@@ -98,7 +98,7 @@ def create_destination(
         tenant_id=caller.tenant_id,
         name=body.name,
         url=url,
-        stream_key=key or None,
+        stream_key=ctx.secrets.seal(key) if key else None,
         created_at=now,
         updated_at=now,
     )
@@ -135,7 +135,8 @@ def update_destination(
             raise _conflict(body.name)
         row.name = body.name
     if "stream_key" in given:
-        row.stream_key = body.stream_key.get_secret_value() or None if body.stream_key else None
+        key = body.stream_key.get_secret_value() if body.stream_key else None
+        row.stream_key = ctx.secrets.seal(key) if key else None
     row.updated_at = utcnow()
     changed = sorted(given & {"url", "name", "stream_key"})  # which fields, never the values
     detail = {"destination_id": row.id, "name": row.name, "changed": changed}
