@@ -31,6 +31,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = Fals
         port=settings.api.port,
         log_config=None,
         access_log=settings.api.access_log or verbose,
+        ws_max_size=settings.chat.max_frame_bytes,
     )
 
 

@@ -94,6 +94,11 @@ class ChatSettings(_Section):
 
     max_batch: int = Field(default=500, ge=1)
     max_text: int = Field(default=500, ge=1)
+    #: The largest WebSocket frame taken (a full batch of long messages fits); larger closes.
+    max_frame_bytes: int = Field(default=512 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: Frames per second a chat socket is served at, after a burst; faster ones wait.
+    frames_per_s: float = Field(default=50.0, gt=0)
+    frames_burst: int = Field(default=100, ge=1)
 
 
 class LlmSettings(_Section):

@@ -160,6 +160,7 @@ async def serve_demo(
         port=port,
         log_level="warning",
         access_log=False,
+        ws_max_size=settings.chat.max_frame_bytes,
     )
     server = uvicorn.Server(config)
     base = f"http://{host}:{port}"

@@ -8,7 +8,9 @@ worker speaks; any key of the tenant may read it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Annotated, Any
 
 import anyio.from_thread
@@ -38,6 +40,7 @@ from avatarcast.control.schemas.supervision import (
     TranscriptLinePublic,
     TranscriptPage,
 )
+from avatarcast.control.security import secret_matches, split_token
 from avatarcast.control.streaming import manager_of
 from avatarcast.runner.base import CommandFailed
 
@@ -99,7 +102,10 @@ async def chat_socket(websocket: WebSocket, stream_id: str) -> None:
     """High-rate chat: each text frame is one message or a batch; each reply the fates.
 
     Authenticate with ``?key=`` or an ``Authorization: Bearer`` header. A frame that is not
-    valid gets ``{"error": ...}`` back and the socket stays open.
+    valid gets ``{"error": ...}`` back and the socket stays open. The key is checked again
+    every ``api.key_cache_s`` (at least each second): a revoked key closes the socket (4401)
+    within that bound, idle or not. Frames over ``chat.max_frame_bytes`` close it (1009);
+    frames beyond ``chat.frames_per_s`` wait their turn (OWASP API4:2023).
     """
     ctx: AppContext = websocket.app.state.ctx
     token = websocket.query_params.get("key") or ""
@@ -114,11 +120,65 @@ async def chat_socket(websocket: WebSocket, stream_id: str) -> None:
     await websocket.accept()
     runner = manager_of(ctx).runner
     try:
-        while True:
-            reply = await _handle(ctx, runner, stream_id, await websocket.receive_text())
-            await websocket.send_text(json.dumps(reply, separators=(",", ":")))
-    except WebSocketDisconnect:
-        return
+        async with asyncio.TaskGroup() as tg:
+            watch = tg.create_task(_watch_key(ctx, websocket, token))
+            await _serve_frames(ctx, websocket, runner, stream_id)
+            watch.cancel()
+    except* (WebSocketDisconnect, _Closed):
+        pass  # the client left, or the server closed the socket with a code that says why
+
+
+class _Closed(Exception):
+    """The server closed the socket (key revoked, frame too large)."""
+
+
+async def _watch_key(ctx: AppContext, websocket: WebSocket, token: str) -> None:
+    """Re-check the key each window; close the socket once it no longer admits."""
+    window = min(max(ctx.settings.api.key_cache_s, 0.25), 1.0)
+    while True:
+        await asyncio.sleep(window)
+        if not await run_in_threadpool(_key_valid, ctx, token):
+            await websocket.close(code=4401, reason="the API key was revoked")
+            raise _Closed
+
+
+def _key_valid(ctx: AppContext, token: str) -> bool:
+    """The key still stands (not revoked, its tenant not deleted); no rate-limit token taken."""
+    parts = split_token(token)
+    if parts is None:
+        return False
+    with ctx.sessions() as session:
+        record = ctx.keys.load(session, parts[0])
+    return record is not None and not record.revoked and secret_matches(*parts, record.secret_hash)
+
+
+async def _serve_frames(ctx: AppContext, websocket: WebSocket, runner: Any, stream_id: str) -> None:
+    limits = ctx.settings.chat
+    pace = _Pace(rate=limits.frames_per_s, burst=limits.frames_burst)
+    while True:
+        frame = await websocket.receive_text()
+        if len(frame) > limits.max_frame_bytes or len(frame.encode()) > limits.max_frame_bytes:
+            await websocket.close(code=1009, reason=f"frame over {limits.max_frame_bytes} bytes")
+            raise _Closed
+        await asyncio.sleep(pace.wait())
+        reply = await _handle(ctx, runner, stream_id, frame)
+        await websocket.send_text(json.dumps(reply, separators=(",", ":")))
+
+
+class _Pace:
+    """A token bucket that says how long to wait: frames beyond the rate are slowed, not
+    dropped, so a client that floods only waits on its own socket."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def wait(self) -> float:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 async def _handle(ctx: AppContext, runner: Any, stream_id: str, frame: str) -> dict[str, Any]:
