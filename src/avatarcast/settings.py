@@ -47,6 +47,8 @@ class LoadSheddingSettings(_Section):
     waiting: int = Field(default=256, ge=0, le=100_000)
     #: A request that waited this long is answered 503: its client has likely given up.
     wait_s: float = Field(default=2.0, gt=0, le=60)
+    #: Slots kept for stop, kill, mute, pause and supervisor heartbeats, apart from the others.
+    control: int = Field(default=8, ge=1, le=256)
 
 
 class ApiSettings(_Section):
@@ -161,6 +163,17 @@ class C2paSettings(_Section):
     tsa_url: str | None = None
 
 
+class QuotaSettings(_Section):
+    """What one tenant may have at once; a create past it answers 409 ``quota-exceeded``."""
+
+    #: streams on air (live or paused): each is a worker process with its CPU
+    live_streams: int = Field(default=5, ge=0)
+    products: int = Field(default=20_000, ge=0)
+    schedules: int = Field(default=100, ge=0)
+    #: keys not revoked
+    keys: int = Field(default=200, ge=0)
+
+
 class SecretsSettings(_Section):
     """The server key that encrypts stream keys at rest (see ``control/secretbox.py``).
 
@@ -195,6 +208,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @classmethod
     def settings_customise_sources(

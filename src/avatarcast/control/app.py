@@ -150,6 +150,7 @@ def create_app(
         running=shedding.running,
         waiting=shedding.waiting,
         wait_s=shedding.wait_s,
+        control=shedding.control,
         metrics=ctx.metrics,
     )
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,8 +161,11 @@ class Scheduler:
         apply: Apply,
         *,
         now: Callable[[], datetime] = utcnow,
+        live_limit: int | None = None,
     ) -> None:
         self._sessions = sessions
+        #: the tenant quota of streams on air: a window past it is held like one without duty
+        self._live_limit = live_limit
         self._apply = apply
         self._now = now
         #: windows already reported as held, so a held window writes one event, not one a tick
@@ -230,8 +233,9 @@ class Scheduler:
         stream = session.get(StreamRow, stream_id)
         if stream is None:
             return False
-        if stream.duty_supervisor_id is None:
-            self._hold(session, schedule, window, stream)
+        reason = self._held_reason(session, stream)
+        if reason is not None:
+            self._hold(session, schedule, window, stream, reason)
             return False
         session.add(
             ScheduleRun(
@@ -265,8 +269,27 @@ class Scheduler:
         self._held.discard((schedule.id, window.key))
         return True
 
+    def _held_reason(self, session: Session, stream: StreamRow) -> str | None:
+        if stream.duty_supervisor_id is None:
+            return "no supervisor on duty"
+        if self._live_limit is not None and stream.desired_state == "stopped":
+            on_air = session.scalar(
+                select(func.count()).where(
+                    StreamRow.tenant_id == stream.tenant_id,
+                    StreamRow.desired_state.in_(("live", "paused")),
+                )
+            )
+            if int(on_air or 0) >= self._live_limit:
+                return f"the tenant's quota of {self._live_limit} live streams is reached"
+        return None
+
     def _hold(
-        self, session: Session, schedule: ScheduleRow, window: Window, stream: StreamRow
+        self,
+        session: Session,
+        schedule: ScheduleRow,
+        window: Window,
+        stream: StreamRow,
+        reason: str,
     ) -> None:
         if (schedule.id, window.key) in self._held:
             return
@@ -276,18 +299,18 @@ class Scheduler:
             tenant_id=stream.tenant_id,
             stream_id=stream.id,
             kind="schedule-held",
-            detail=_held_detail(schedule, window),
+            detail=_held_detail(schedule, window, reason),
         )
         session.commit()
-        log.warning("schedule %s: window %s held, no supervisor on duty", schedule.id, window.key)
+        log.warning("schedule %s: window %s held: %s", schedule.id, window.key, reason)
 
 
-def _held_detail(schedule: ScheduleRow, window: Window) -> dict[str, str]:
+def _held_detail(schedule: ScheduleRow, window: Window, reason: str) -> dict[str, str]:
     return {
         "schedule_id": schedule.id,
         "window": window.key,
-        "reason": "no supervisor on duty",
-        "retry": "when a supervisor goes on duty",
+        "reason": reason,
+        "retry": "each tick, and at once when a supervisor goes on duty",
     }
 
 

@@ -12,6 +12,7 @@ from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models import ApiKey, Tenant
 from avatarcast.control.deps import Caller, ContextDep, OperatorDep, SessionDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import check_quota
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.supervisors import find as find_supervisor
 from avatarcast.control.schemas.keys import KeyCreate, KeyCreated, KeyPublic
@@ -29,8 +30,10 @@ def _tenant_for(caller: Caller, tenant_id: str | None, session: SessionDep) -> s
     return tenant_id
 
 
-@router.post("", status_code=201, response_model=KeyCreated, responses=problem_responses(404))
-def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> KeyCreated:
+@router.post("", status_code=201, response_model=KeyCreated, responses=problem_responses(404, 409))
+def create_key(
+    body: KeyCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
+) -> KeyCreated:
     if body.role == "admin" and not caller.is_admin:
         raise ProblemError(403, "only an admin key can create admin keys", kind="forbidden")
     tenant_id = _tenant_for(caller, body.tenant_id, session)
@@ -46,6 +49,7 @@ def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> Key
                 ]
             )
         find_supervisor(session, tenant_id, body.supervisor_id)
+    check_quota(session, ctx.settings.quotas, "keys", tenant_id)
     made = new_key()
     row = ApiKey(
         id=made.id,

@@ -20,8 +20,9 @@ from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.models_streams import ScheduleRow
-from avatarcast.control.deps import OperatorDep, SessionDep
+from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import check_quota
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.scheduler import Scheduler, WeeklyWindow, load_zone
@@ -49,7 +50,9 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     if manager is None:
         yield
         return
-    scheduler = Scheduler(ctx.sessions, manager.reconcile)
+    scheduler = Scheduler(
+        ctx.sessions, manager.reconcile, live_limit=ctx.settings.quotas.live_streams
+    )
     ctx.extras["scheduler"] = scheduler
     async with asyncio.TaskGroup() as tg:
         ticker = tg.create_task(scheduler.run(TICK_SECONDS))
@@ -117,12 +120,15 @@ def list_schedules(session: SessionDep, caller: OperatorDep) -> list[SchedulePub
     return [_public(r) for r in rows]
 
 
-@router.post("", status_code=201, response_model=SchedulePublic, responses=NOT_FOUND)
+@router.post(
+    "", status_code=201, response_model=SchedulePublic, responses=problem_responses(404, 409)
+)
 def create_schedule(
-    body: ScheduleCreate, session: SessionDep, caller: OperatorDep
+    body: ScheduleCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> SchedulePublic:
     _check_timezone(body.timezone)
     get_stream(session, caller.tenant_id, body.stream_id)
+    check_quota(session, ctx.settings.quotas, "schedules", caller.tenant_id)
     now = utcnow()
     row = ScheduleRow(
         id=secrets.token_hex(8),

@@ -37,6 +37,7 @@ from avatarcast.control.deps import (
 )
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import live_streams, quota_problem
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.streams import (
@@ -275,6 +276,11 @@ def _act(
         )
     if target != "stopped" and not selected_products(session, row.tenant_id, row.product_ids):
         raise ProblemError(409, "the stream has no products to present", kind="no-products")
+    if action == "start" and state == "stopped":
+        limit = ctx.settings.quotas.live_streams
+        have = live_streams(session, row.tenant_id, besides=row.id)
+        if have >= limit:
+            raise quota_problem("live streams", limit, have, "live_streams")
     if action == "start" and row.duty_supervisor_id is None:
         raise ProblemError(
             409,
