@@ -123,3 +123,30 @@ def serve(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
+
+
+def live_stream(
+    c: httpx.Client, op: dict[str, str], *, wait_s: float = 40.0, **stream: Any
+) -> tuple[str, dict[str, str]]:
+    """A stream of the tenant of ``op`` (an operator key), with a product, its supervisor on
+    duty (an operator key linked to a supervisor record), started and live: ``(id, that
+    key's headers)``."""
+    person = {"full_name": "Ana Lopez", "contact": "ana@example.com", "reference": "P-1"}
+    sup_id = c.post("/v1/supervisors", json=person, headers=op).json()["id"]
+    link = {"name": "me", "role": "operator", "supervisor_id": sup_id}
+    me = {"Authorization": f"Bearer {c.post('/v1/keys', json=link, headers=op).json()['key']}"}
+    c.post("/v1/products", json=FRYER, headers=me)
+    body = {"name": "night", **stream}
+    sid = c.post("/v1/streams", json=body, headers=me).json()["id"]
+    duty = c.post(f"/v1/streams/{sid}/supervisor/duty", json={"supervisor_id": sup_id}, headers=me)
+    assert duty.status_code == 200, duty.text
+    r = c.post(f"/v1/streams/{sid}/start", headers=me)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + wait_s
+    while c.get(f"/v1/streams/{sid}", headers=me).json()["status"]["state"] != "live":
+        assert time.monotonic() < deadline, "the stream did not go live"
+        time.sleep(0.2)
+    return sid, me

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from served import Served, serve
+from served import Served, live_stream, serve
 
 FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
 
@@ -96,20 +96,8 @@ def _tenant_with_a_live_stream(c: httpx.Client, s: Served) -> tuple[str, str, se
     tenant = c.post("/v1/tenants", json={"name": "initech"}, headers=admin).json()
     key = {"name": "op", "role": "operator", "tenant_id": tenant["id"]}
     op = {"Authorization": f"Bearer {c.post('/v1/keys', json=key, headers=admin).json()['key']}"}
-    person = {"full_name": "Ana Lopez", "contact": "ana@example.com", "reference": "P-1"}
-    sup_id = c.post("/v1/supervisors", json=person, headers=op).json()["id"]
-    link = {"name": "me", "role": "operator", "supervisor_id": sup_id}
-    me = {"Authorization": f"Bearer {c.post('/v1/keys', json=link, headers=op).json()['key']}"}
-    assert c.post("/v1/products", json=FRYER, headers=me).status_code == 201
-    sid = c.post("/v1/streams", json={"name": "night", "record": True}, headers=me).json()["id"]
-    duty = c.post(f"/v1/streams/{sid}/supervisor/duty", json={"supervisor_id": sup_id}, headers=me)
-    assert duty.status_code == 200, duty.text
     before = _children(s.proc.pid)
-    assert c.post(f"/v1/streams/{sid}/start", headers=me).status_code == 200
-    deadline = time.monotonic() + 30
-    while c.get(f"/v1/streams/{sid}", headers=me).json()["status"]["state"] != "live":
-        assert time.monotonic() < deadline, "the stream did not go live"
-        time.sleep(0.2)
+    sid, _ = live_stream(c, op, record=True)
     workers = _children(s.proc.pid) - before
     assert workers, "no worker process found"
     return tenant["id"], sid, workers

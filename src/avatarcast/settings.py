@@ -101,6 +101,10 @@ class ChatSettings(_Section):
     #: Frames per second a chat socket is served at, after a burst; faster ones wait.
     frames_per_s: float = Field(default=50.0, gt=0)
     frames_burst: int = Field(default=100, ge=1)
+    #: Viewer messages per second one stream takes (all batches and sockets), after a burst;
+    #: the rest are rejected with reason "budget" before they reach the stream's worker.
+    stream_messages_per_s: float = Field(default=20.0, gt=0)
+    stream_messages_burst: int = Field(default=500, ge=1)
 
 
 class LlmSettings(_Section):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.message import ChatMessage
+from avatarcast.chat.moderation import Screened
 from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.errors import OutputError
 from avatarcast.logs import redact
@@ -129,7 +130,17 @@ class LiveControl:
         if self._built is not None:
             self._built.talk.excluded.discard(product_id)
 
-    def chat(self, messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def screen_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[Screened]:
+        """The moderator's content verdicts for a batch: pure, so the worker runs it in a
+        thread, off the frame loop (a batch of 500 through every lexicon is not free)."""
+        if self._chat is None:
+            raise OutputError("the stream is not on air yet; chat is taken once it is live")
+        moderator = self._chat.desk.moderator
+        return [moderator.screen(str(m.get("text", "")), str(m.get("name", ""))) for m in messages]
+
+    def chat(
+        self, messages: Sequence[Mapping[str, Any]], screened: Sequence[Screened] | None = None
+    ) -> list[dict[str, Any]]:
         """Take a batch of viewer messages; returns each one's fate (accepted or rejected)."""
         if self._chat is None or self._runner is None or self._built is None:
             raise OutputError("the stream is not on air yet; chat is taken once it is live")
@@ -144,7 +155,7 @@ class LiveControl:
             )
             for m in messages
         ]
-        return [f.as_dict() for f in self._chat.desk.submit(batch)]
+        return [f.as_dict() for f in self._chat.desk.submit(batch, screened)]
 
     def chat_fate(self, message_id: str) -> dict[str, Any] | None:
         if self._chat is None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from avatarcast.catalog.model import Product
+from avatarcast.chat.moderation import Screened
 from avatarcast.errors import AvatarcastError
 from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
@@ -93,6 +94,9 @@ class Worker:
             log.warning("ignoring a malformed command line")
             return
         request_id = msg.get("id")
+        if cmd == "chat":
+            self._chat(request_id, msg)
+            return
         try:
             result = self._apply(str(cmd), msg)
         except CommandError as e:
@@ -135,6 +139,46 @@ class Worker:
             return self._on_air_command(cmd, msg)
         return None
 
+    def _chat(self, request_id: Any, msg: dict[str, Any]) -> None:
+        """Viewer chat: the moderator's content checks run in a thread, off the frame loop;
+        the desk then takes the batch on the loop (cheap: queues and merging)."""
+        control = self.control
+        messages = [m for m in msg.get("messages") or () if isinstance(m, dict)]
+        if control.built is None or control._chat is None:
+            self._result(request_id, error="the stream is not on air yet")
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test driving commands by hand): check in place
+            self._chat_screened(request_id, messages, control.screen_chat(messages))
+            return
+        future = loop.run_in_executor(None, control.screen_chat, messages)
+        future.add_done_callback(
+            lambda f: (
+                self._chat_screened(request_id, messages, f.result())
+                if f.exception() is None
+                else self._result(request_id, error=str(f.exception()))
+            )
+        )
+
+    def _chat_screened(
+        self, request_id: Any, messages: list[dict[str, Any]], screened: list[Screened]
+    ) -> None:
+        try:
+            fates = self.control.chat(messages, screened)
+        except AvatarcastError as e:
+            self._result(request_id, error=str(e))
+            return
+        self._result(request_id, result=fates)
+
+    def _result(self, request_id: Any, *, result: Any = None, error: str | None = None) -> None:
+        if request_id is None:
+            return
+        if error is not None:
+            self.emit({"type": "result", "id": request_id, "ok": False, "error": error})
+        else:
+            self.emit({"type": "result", "id": request_id, "ok": True, "result": result})
+
     def _on_air_command(self, cmd: str, msg: dict[str, Any]) -> Any:
         """Commands that need the programme built; a CommandError before that."""
         control, built = self.control, self.control.built
@@ -153,11 +197,6 @@ class Worker:
                 return {"skipped": False, "on_air": current.id if current else None}
             control.skip_product()
             return {"skipped": True}
-        elif cmd == "chat":
-            try:
-                return control.chat(list(msg.get("messages") or ()))
-            except AvatarcastError as e:
-                raise CommandError(str(e)) from None
         elif cmd == "chat_fate":
             return control.chat_fate(str(msg.get("message_id", "")))
         elif cmd == "answers":

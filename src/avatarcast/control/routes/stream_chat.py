@@ -31,6 +31,7 @@ from avatarcast.control.deps import (
 )
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.ratelimit import TokenBuckets
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.schemas.supervision import (
@@ -79,6 +80,44 @@ def _command(messages: list[ChatMessageIn]) -> dict[str, Any]:
     return {"cmd": "chat", "messages": [m.model_dump(exclude_none=True) for m in messages]}
 
 
+def _budget(ctx: AppContext) -> TokenBuckets:
+    """Messages per stream, all sockets and batches together (``chat.stream_messages_*``)."""
+    limits = ctx.settings.chat
+    buckets: TokenBuckets = ctx.extras.setdefault(
+        "chat_budget",
+        TokenBuckets(rate=limits.stream_messages_per_s, burst=limits.stream_messages_burst),
+    )
+    return buckets
+
+
+async def _deliver(
+    ctx: AppContext, runner: Any, stream_id: str, messages: list[ChatMessageIn]
+) -> list[Fate]:
+    """Hand the messages within the stream's budget to its worker; the others are rejected
+    here with reason ``budget``, so a flood never reaches the stream (OWASP API4:2023)."""
+    budget = _budget(ctx)
+    within = [budget.take(stream_id) == 0.0 for _ in messages]
+    taken = [m for m, ok in zip(messages, within, strict=True) if ok]
+    fates = iter(await runner.request(stream_id, _command(taken)) if taken else ())
+    rate = ctx.settings.chat.stream_messages_per_s
+    out = []
+    for n, (m, ok) in enumerate(zip(messages, within, strict=True)):
+        if ok:
+            out.append(Fate.model_validate(next(fates)))
+            continue
+        out.append(
+            Fate(
+                id=m.id or f"budget-{n}",
+                viewer_id=m.viewer_id,
+                name=m.name,
+                text=m.text,
+                outcome="rejected",
+                reason=f"budget: the stream takes {rate:g} messages a second",
+            )
+        )
+    return out
+
+
 @router.post("/{stream_id}/chat", response_model=ChatResult, responses=problem_responses(404, 409))
 def post_chat(
     stream_id: StreamIdPath,
@@ -90,11 +129,12 @@ def post_chat(
     """A batch of viewer messages; returns each one's fate, in order."""
     get_stream(session, caller.tenant_id, stream_id)
     _check_limits(ctx, body)
+    runner = manager_of(ctx).runner
     try:
-        fates = anyio.from_thread.run(manager_of(ctx).runner.request, stream_id, _command(body))
+        fates = anyio.from_thread.run(_deliver, ctx, runner, stream_id, body)
     except CommandFailed as e:
         raise ProblemError(409, f"chat not taken: {e}", kind="not-on-air") from None
-    return ChatResult(fates=[Fate.model_validate(f) for f in fates])
+    return ChatResult(fates=fates)
 
 
 @router.websocket("/{stream_id}/chat/ws")
@@ -192,10 +232,10 @@ async def _handle(ctx: AppContext, runner: Any, stream_id: str, frame: str) -> d
     except ProblemError as e:
         return {"error": str(e)}
     try:
-        fates = await runner.request(stream_id, _command(messages))
+        fates = await _deliver(ctx, runner, stream_id, messages)
     except CommandFailed as e:
         return {"error": f"chat not taken: {e}", "retryable": e.retryable}
-    return {"fates": [Fate.model_validate(f).model_dump() for f in fates]}
+    return {"fates": [f.model_dump() for f in fates]}
 
 
 def _admit(ctx: AppContext, token: str, stream_id: str) -> None:
