@@ -206,3 +206,35 @@ def test_api6_restore_after_a_restart_needs_a_supervisor_on_duty(tmp_path: Path)
         )
         assert state
         assert c.post(f"/v1/streams/{sid}/stop", headers=op).status_code == 200
+
+
+def test_api5_the_demo_key_operates_and_supervises_its_own_tenant(tmp_path: Path) -> None:
+    """OWASP API5:2023: the one key the demo prints is an operator key linked to the demo
+    supervisor, who is on duty, so the demo stream may go on air; the key sends heartbeats,
+    and it reaches nothing outside the demo tenant."""
+    from avatarcast.control.db.models import ApiKey
+    from avatarcast.control.demo import DEMO_CATALOG, prepare_demo
+    from avatarcast.settings import Settings
+
+    database_url = f"sqlite:///{tmp_path / 'var' / 'avatarcast.db'}"
+    demo = prepare_demo(Settings(database_url=database_url), catalog=DEMO_CATALOG)
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as session:
+        key = session.get(ApiKey, demo.api_key.split("_")[1])
+        stream = session.get(StreamRow, demo.stream_id)
+        assert key is not None and stream is not None
+        assert key.role == "operator" and key.supervisor_id is not None
+        assert stream.duty_supervisor_id == key.supervisor_id
+        assert stream.desired_state == "live"
+    engine.dispose()
+    with serve(tmp_path, seeded=False) as s, s.client() as c:
+        me = {"Authorization": f"Bearer {demo.api_key}"}
+        beat = c.post(f"/v1/streams/{demo.stream_id}/supervisor/heartbeat", headers=me)
+        assert beat.status_code == 200, beat.text
+        held = [
+            e["kind"]
+            for e in c.get(f"/v1/streams/{demo.stream_id}/events", headers=me).json()["items"]
+        ]
+        assert "held" not in held  # on duty: restore started it
+        assert c.get("/v1/tenants", headers=me).status_code == 403
+        assert c.post(f"/v1/streams/{demo.stream_id}/stop", headers=me).status_code == 200
