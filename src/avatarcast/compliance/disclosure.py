@@ -57,9 +57,22 @@ class DisclosureTerms:
         return False
 
 
+#: Used only when the default file is not shipped (a bare package install without configs/).
+FALLBACK_TERMS: dict[str, tuple[str, ...]] = {
+    "default": ("AI",),
+    "en": ("AI", "artificial intelligence"),
+    "nl": ("AI", "KI", "kunstmatige intelligentie"),
+    "de": ("KI", "AI", "künstliche Intelligenz"),
+    "zh": ("AI", "人工智能"),
+}
+
+
 def load_terms(path: Path = DEFAULT_TERMS_FILE) -> DisclosureTerms:
-    """The ``[terms]`` table of ``path``; a missing or malformed file is a ConfigError."""
+    """The ``[terms]`` table of ``path``; a missing or malformed file is a ConfigError (the
+    default file missing everywhere: :data:`FALLBACK_TERMS`)."""
     found = _find(path)
+    if path == DEFAULT_TERMS_FILE and not found.is_file():
+        return DisclosureTerms(FALLBACK_TERMS)
     try:
         data = tomllib.loads(found.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as e:
