@@ -129,7 +129,7 @@ FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
 
 
 def live_stream(
-    c: httpx.Client, op: dict[str, str], *, wait_s: float = 40.0, **stream: Any
+    c: httpx.Client, op: dict[str, str], *, wait_s: float = 90.0, **stream: Any
 ) -> tuple[str, dict[str, str]]:
     """A stream of the tenant of ``op`` (an operator key), with a product, its supervisor on
     duty (an operator key linked to a supervisor record), started and live: ``(id, that

@@ -44,10 +44,19 @@ def _stored_keys(database_url: str) -> list[str]:
         engine.dispose()
 
 
-def test_api8_stream_keys_are_encrypted_at_rest_and_files_are_private(tmp_path: Path) -> None:
+def test_api8_stream_keys_encrypted_files_private_and_metrics_need_the_token(
+    tmp_path: Path,
+) -> None:
     """OWASP API8:2023: the database holds no stream key in the clear; DB and key file are
-    0600 in a 0700 folder; the stream is pushed with the decrypted key."""
-    with serve(tmp_path, PRIVATE) as s, s.client() as c:
+    0600 in a 0700 folder; the stream is pushed with the decrypted key; /metrics needs its
+    token."""
+    env = {**PRIVATE, "AVATARCAST_API__METRICS_TOKEN": "m-secret-42"}
+    with serve(tmp_path, env) as s, s.client() as c:
+        # OWASP API8:2023 too: with a metrics token set, /metrics answers 401 without it
+        s.problem(c.get("/metrics"), 401)
+        s.problem(c.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401)
+        r = c.get("/metrics", headers={"Authorization": "Bearer m-secret-42"})
+        assert r.status_code == 200 and "avatarcast_http_request_duration_seconds" in r.text
         op = s.auth("operator")
         dest = {"name": "yt", "url": "rtmp://127.0.0.1:1935/live", "stream_key": STREAM_KEY}
         r = c.post("/v1/destinations", json=dest, headers=op)
@@ -113,15 +122,6 @@ def test_api8_the_server_key_rotates_and_old_plain_keys_are_sealed(tmp_path: Pat
     assert sorted(new_only.open(k) for k in stored) == sorted([STREAM_KEY, "plain-legacy-key"])
     with pytest.raises(ConfigError, match="previous_keys"):
         SecretBox([k1.encode()]).open(stored[0])
-
-
-def test_api8_metrics_need_the_token(tmp_path: Path) -> None:
-    """OWASP API8:2023: with a metrics token set, /metrics answers 401 without it."""
-    with serve(tmp_path, {"AVATARCAST_API__METRICS_TOKEN": "m-secret-42"}) as s, s.client() as c:
-        s.problem(c.get("/metrics"), 401)
-        s.problem(c.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401)
-        r = c.get("/metrics", headers={"Authorization": "Bearer m-secret-42"})
-        assert r.status_code == 200 and "avatarcast_http_request_duration_seconds" in r.text
 
 
 def test_api3_no_destination_host_in_metric_labels() -> None:

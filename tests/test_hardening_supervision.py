@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from avatarcast.control.db import make_engine, make_sessionmaker
@@ -61,44 +62,52 @@ def _supervisor(c: httpx.Client, s: Served, role: str) -> tuple[str, dict[str, s
     return sup_id, {"Authorization": f"Bearer {r.json()['key']}"}
 
 
-def test_api5_an_operator_key_alone_cannot_act_as_the_supervisor(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, httpx.Client]]:
+    with serve(tmp_path_factory.mktemp("supervision")) as s, s.client() as c:
+        yield s, c
+
+
+def test_api5_an_operator_key_alone_cannot_act_as_the_supervisor(
+    served: tuple[Served, httpx.Client],
+) -> None:
     """OWASP API5:2023: duty, heartbeats, corrections and answer approvals need a key linked
     to a supervisor record; an operator may still stop, kill and mute."""
-    with serve(tmp_path) as s, s.client() as c:
-        op = s.auth("operator")
-        assert c.post("/v1/products", json=FRYER, headers=op).status_code == 201
-        sid = c.post("/v1/streams", json={"name": "night"}, headers=op).json()["id"]
-        sup_id, _ = _supervisor(c, s, "supervisor")
-        for method, path, body in (
-            ("POST", "supervisor/duty", {"supervisor_id": sup_id}),
-            ("POST", "supervisor/heartbeat", None),
-            ("POST", "say", {"text": "hello"}),
-            ("POST", "unmute", None),
-            ("POST", "products/AF-1/resume", None),
-            ("GET", "answers/pending", None),
-        ):
-            r = c.request(method, f"/v1/streams/{sid}/{path}", json=body, headers=op)
-            problem = s.problem(r, 403)
-            assert "supervisor" in problem["detail"], (path, problem)
-        # the operator's safety actions pass the role check (409: the stream is not on air)
-        for path in ("kill", "mute", "stop"):
-            assert c.post(f"/v1/streams/{sid}/{path}", headers=op).status_code == 409, path
-        # reading what happened stays open to operators
-        assert c.get(f"/v1/streams/{sid}/events", headers=op).status_code == 200
-        assert c.get("/v1/audit", headers=op).status_code == 200
-        # an operator key linked to a supervisor record is both (the demo's key)
-        linked_id, linked = _supervisor(c, s, "operator")
-        duty = f"/v1/streams/{sid}/supervisor/duty"
-        r = c.post(duty, json={"supervisor_id": linked_id}, headers=linked)
-        assert r.status_code == 200 and r.json()["supervisor_id"] == linked_id, r.text
-        assert c.post("/v1/products", json={**FRYER, "id": "AF-2"}, headers=linked).is_success
-        # a backend key cannot be linked to a person
-        r = c.post(
-            "/v1/keys",
-            json={"name": "b", "role": "backend", "supervisor_id": sup_id},
-            headers=op,
-        )
-        assert s.problem(r, 422)["errors"][0]["field"] == "body.supervisor_id"
+    s, c = served
+    op = s.auth("operator")
+    assert c.post("/v1/products", json=FRYER, headers=op).status_code == 201
+    sid = c.post("/v1/streams", json={"name": "night"}, headers=op).json()["id"]
+    sup_id, _ = _supervisor(c, s, "supervisor")
+    for method, path, body in (
+        ("POST", "supervisor/duty", {"supervisor_id": sup_id}),
+        ("POST", "supervisor/heartbeat", None),
+        ("POST", "say", {"text": "hello"}),
+        ("POST", "unmute", None),
+        ("POST", "products/AF-1/resume", None),
+        ("GET", "answers/pending", None),
+    ):
+        r = c.request(method, f"/v1/streams/{sid}/{path}", json=body, headers=op)
+        problem = s.problem(r, 403)
+        assert "supervisor" in problem["detail"], (path, problem)
+    # the operator's safety actions pass the role check (409: the stream is not on air)
+    for path in ("kill", "mute", "stop"):
+        assert c.post(f"/v1/streams/{sid}/{path}", headers=op).status_code == 409, path
+    # reading what happened stays open to operators
+    assert c.get(f"/v1/streams/{sid}/events", headers=op).status_code == 200
+    assert c.get("/v1/audit", headers=op).status_code == 200
+    # an operator key linked to a supervisor record is both (the demo's key)
+    linked_id, linked = _supervisor(c, s, "operator")
+    duty = f"/v1/streams/{sid}/supervisor/duty"
+    r = c.post(duty, json={"supervisor_id": linked_id}, headers=linked)
+    assert r.status_code == 200 and r.json()["supervisor_id"] == linked_id, r.text
+    assert c.post("/v1/products", json={**FRYER, "id": "AF-2"}, headers=linked).is_success
+    # a backend key cannot be linked to a person
+    r = c.post(
+        "/v1/keys",
+        json={"name": "b", "role": "backend", "supervisor_id": sup_id},
+        headers=op,
+    )
+    assert s.problem(r, 422)["errors"][0]["field"] == "body.supervisor_id"
 
 
 def _open_window(now: datetime) -> dict[str, Any]:
@@ -111,38 +120,38 @@ def _open_window(now: datetime) -> dict[str, Any]:
     }
 
 
-def test_api6_a_schedule_window_waits_for_a_supervisor_on_duty(tmp_path: Path) -> None:
+def test_api6_a_schedule_window_waits_for_a_supervisor_on_duty(
+    served: tuple[Served, httpx.Client],
+) -> None:
     """OWASP API6:2023: a window that opens with nobody on duty leaves the stream off air,
     says why in an event, and opens when a supervisor goes on duty."""
-    with serve(tmp_path) as s, s.client() as c:
-        op = s.auth("operator")
-        assert c.post("/v1/products", json=FRYER, headers=op).status_code == 201
-        sid = c.post("/v1/streams", json={"name": "night"}, headers=op).json()["id"]
-        body = {"stream_id": sid, "name": "nights", **_open_window(datetime.now(UTC))}
-        assert c.post("/v1/schedules", json=body, headers=op).status_code == 201
+    s, c = served
+    op = s.auth("operator")
+    c.post("/v1/products", json={**FRYER, "id": "AF-9"}, headers=op)  # 409 when run after
+    sid = c.post("/v1/streams", json={"name": "scheduled"}, headers=op).json()["id"]
+    body = {"stream_id": sid, "name": "nights", **_open_window(datetime.now(UTC))}
+    assert c.post("/v1/schedules", json=body, headers=op).status_code == 201
 
-        held = _until(
-            lambda: [e for e in _events(c, s, sid) if e["kind"] == "schedule-held"],
-            15,
-            "schedule-held event",
-        )
-        assert held[0]["detail"]["reason"] == "no supervisor on duty"
-        time.sleep(6)  # another scheduler tick: still held, and reported once
-        stream = c.get(f"/v1/streams/{sid}", headers=op).json()
-        assert stream["desired_state"] == "stopped" and stream["status"]["state"] == "stopped"
-        kinds = [e["kind"] for e in _events(c, s, sid)]
-        assert kinds.count("schedule-held") == 1 and "schedule-start" not in kinds
+    held = _until(
+        lambda: [e for e in _events(c, s, sid) if e["kind"] == "schedule-held"],
+        15,
+        "schedule-held event",
+    )
+    assert held[0]["detail"]["reason"] == "no supervisor on duty"
+    time.sleep(6)  # another scheduler tick: still held, and reported once
+    stream = c.get(f"/v1/streams/{sid}", headers=op).json()
+    assert stream["desired_state"] == "stopped" and stream["status"]["state"] == "stopped"
+    kinds = [e["kind"] for e in _events(c, s, sid)]
+    assert kinds.count("schedule-held") == 1 and "schedule-start" not in kinds
 
-        sup_id, sup = _supervisor(c, s, "supervisor")
-        r = c.post(
-            f"/v1/streams/{sid}/supervisor/duty", json={"supervisor_id": sup_id}, headers=sup
-        )
-        assert r.status_code == 200, r.text
-        # going on duty retries the window at once
-        started = [e for e in _events(c, s, sid) if e["kind"] == "schedule-start"]
-        assert len(started) == 1, _events(c, s, sid)
-        assert c.get(f"/v1/streams/{sid}", headers=op).json()["desired_state"] == "live"
-        assert c.post(f"/v1/streams/{sid}/stop", headers=op).status_code == 200
+    sup_id, sup = _supervisor(c, s, "supervisor")
+    r = c.post(f"/v1/streams/{sid}/supervisor/duty", json={"supervisor_id": sup_id}, headers=sup)
+    assert r.status_code == 200, r.text
+    # going on duty retries the window at once
+    started = [e for e in _events(c, s, sid) if e["kind"] == "schedule-start"]
+    assert len(started) == 1, _events(c, s, sid)
+    assert c.get(f"/v1/streams/{sid}", headers=op).json()["desired_state"] == "live"
+    assert c.post(f"/v1/streams/{sid}/stop", headers=op).status_code == 200
 
 
 def _seed_live_stream(database_url: str, tenant_id: str) -> str:
