@@ -29,6 +29,7 @@ from avatarcast.control.deps import (
     caller_for_token,
     require_role,
 )
+from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.ratelimit import TokenBuckets
@@ -177,19 +178,26 @@ async def _watch_key(ctx: AppContext, websocket: WebSocket, token: str) -> None:
     window = min(max(ctx.settings.api.key_cache_s, 0.25), 1.0)
     while True:
         await asyncio.sleep(window)
-        if not await run_in_threadpool(_key_valid, ctx, token):
+        if not await _key_still_valid(ctx, token):
             await websocket.close(code=4401, reason="the API key was revoked")
             raise _Closed
 
 
-def _key_valid(ctx: AppContext, token: str) -> bool:
-    """The key still stands (not revoked, its tenant not deleted); no rate-limit token taken."""
+async def _key_still_valid(ctx: AppContext, token: str) -> bool:
+    """The key still stands (not revoked, its tenant not deleted); no rate-limit token taken.
+    A cached record is checked on the loop; only a cache miss reads the database."""
     parts = split_token(token)
     if parts is None:
         return False
-    with ctx.sessions() as session:
-        record = ctx.keys.load(session, parts[0])
+    record = ctx.keys.get(parts[0])
+    if record is None:
+        record = await run_in_threadpool(_load_record, ctx, parts[0])
     return record is not None and not record.revoked and secret_matches(*parts, record.secret_hash)
+
+
+def _load_record(ctx: AppContext, key_id: str) -> KeyRecord | None:
+    with ctx.sessions() as session:
+        return ctx.keys.load(session, key_id)
 
 
 async def _serve_frames(ctx: AppContext, websocket: WebSocket, runner: Any, stream_id: str) -> None:
