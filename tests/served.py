@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,12 +83,16 @@ def serve(
     *,
     seeded: bool = True,
     wait_s: float = 60.0,
+    prepare: Callable[[str, str], None] | None = None,
 ) -> Iterator[Served]:
     """Start ``avatarcast serve`` on a free port with its database and recordings in ``root``;
-    stop it with SIGINT (a clean shutdown) at the end."""
+    stop it with SIGINT (a clean shutdown) at the end. ``prepare(database_url, tenant_id)``
+    writes rows before the server starts (what a restart finds)."""
     root.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{root / 'var' / 'avatarcast.db'}"
     tenant_id, keys, other = seed(database_url) if seeded else ("", {}, "")
+    if prepare is not None:
+        prepare(database_url, tenant_id)
     port = free_port()
     full_env = {
         **os.environ,

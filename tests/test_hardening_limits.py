@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.control.db.models_streams import StreamRow
 from served import serve
 
 FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
@@ -22,12 +24,42 @@ QUOTAS = {
 }
 
 
+LEFT_LIVE = "left-live-1"
+
+
+def _left_live(database_url: str, tenant_id: str) -> None:
+    """A stream meant to be live, with a supervisor on duty, as a restart finds it."""
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine)() as session:
+        session.add(
+            StreamRow(
+                id=LEFT_LIVE,
+                tenant_id=tenant_id,
+                name="left-live",
+                avatar="default",
+                voice="default",
+                lang="en",
+                writer="template",
+                destination_ids=[],
+                whep_token="t",
+                desired_state="live",
+                duty_supervisor_id="someone",
+            )
+        )
+        session.commit()
+    engine.dispose()
+
+
 def test_api4_per_tenant_quotas_answer_409_problems(tmp_path: Path) -> None:
     """OWASP API4:2023: products (one by one, PUT and import), schedules, keys and streams on
     air stop at the tenant's quota with a problem naming it; nothing past it is written;
-    another tenant has its own count."""
-    with serve(tmp_path, QUOTAS) as s, s.client() as c:
+    another tenant has its own count; a restart does not bring back streams past it."""
+    with serve(tmp_path, QUOTAS, prepare=_left_live) as s, s.client() as c:
         op = s.auth("operator")
+        held = c.get(f"/v1/streams/{LEFT_LIVE}/events", headers=op).json()["items"]
+        assert [e["detail"]["reason"] for e in held if e["kind"] == "held"] == [
+            "the tenant's quota of 0 live streams is reached"
+        ]
 
         def quota(r: httpx.Response, name: str) -> None:
             body = s.problem(r, 409)

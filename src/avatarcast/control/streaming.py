@@ -43,6 +43,7 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         defaults=programme_defaults(ctx),
         watch=watch,
         open_secret=ctx.secrets.open,
+        live_limit=ctx.settings.quotas.live_streams,
     )
     holder.append(manager)
     ctx.extras[EXTRAS_KEY] = manager

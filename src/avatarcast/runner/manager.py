@@ -81,11 +81,14 @@ class StreamManager:
         defaults: ProgrammeDefaults,
         watch: SupervisionWatch | None = None,
         open_secret: Callable[[str], str] = str,
+        live_limit: int | None = None,
     ) -> None:
         """``open_secret`` turns a stored stream key into the one to push with (the server
         key decrypts it)."""
         self.sessions = sessions
         self.open_secret = open_secret
+        #: streams one tenant may have on air (``quotas.live_streams``), applied at restore
+        self.live_limit = live_limit
         self.runner = runner
         self.hub = hub
         self.defaults = defaults
@@ -123,36 +126,47 @@ class StreamManager:
         else:
             await self.runner.resume(stream_id)
 
-    def _hold(self, stream_id: str, desired: str) -> None:
-        """The start route's rule, for every other way in (restore, schedules): a stream goes
-        on air only with a supervisor on duty. The desired state stays, so the stream starts
-        when one takes duty; the event says why it is not on air."""
+    def _hold(self, stream_id: str, desired: str, reason: str = "no supervisor on duty") -> None:
+        """The start route's rules, for every other way in (restore, schedules): a stream goes
+        on air only with a supervisor on duty (and within its tenant's quota). The desired
+        state stays, so the stream starts when one takes duty; the event says why not now."""
         with self.sessions() as session:
             row = session.get(StreamRow, stream_id)
             if row is None:
                 return
-            detail = {"reason": "no supervisor on duty", "desired_state": desired}
+            detail = {"reason": reason, "desired_state": desired}
             record_event(
                 session, tenant_id=row.tenant_id, stream_id=row.id, kind="held", detail=detail
             )
             session.commit()
-        log.warning("stream %s not started: no supervisor on duty", stream_id)
+        log.warning("stream %s not started: %s", stream_id, reason)
 
     async def restore(self) -> list[str]:
         """After a restart: bring back every stream that should be on air and has a
-        supervisor on duty; the others wait for one (:meth:`_hold`)."""
-        ids = await asyncio.to_thread(self._on_air_ids)
-        for stream_id in ids:
+        supervisor on duty, oldest first, up to its tenant's ``live_limit``; the others are
+        held (:meth:`_hold`)."""
+        rows = await asyncio.to_thread(self._on_air_rows)
+        per_tenant: Counter[str] = Counter()
+        for stream_id, tenant_id, desired in rows:
+            if self.live_limit is not None and per_tenant[tenant_id] >= self.live_limit:
+                reason = f"the tenant's quota of {self.live_limit} live streams is reached"
+                await asyncio.to_thread(self._hold, stream_id, desired, reason)
+                continue
+            per_tenant[tenant_id] += 1
             try:
                 await self.reconcile(stream_id)
             except Exception:
                 log.exception("could not restore stream %s", stream_id)
-        return ids
+        return [r[0] for r in rows]
 
-    def _on_air_ids(self) -> list[str]:
+    def _on_air_rows(self) -> list[tuple[str, str, str]]:
         with self.sessions() as session:
-            query = select(StreamRow.id).where(StreamRow.desired_state.in_(("live", "paused")))
-            return list(session.scalars(query.order_by(StreamRow.created_at)))
+            query = select(StreamRow.id, StreamRow.tenant_id, StreamRow.desired_state).where(
+                StreamRow.desired_state.in_(("live", "paused"))
+            )
+            return [
+                (r[0], r[1], r[2]) for r in session.execute(query.order_by(StreamRow.created_at))
+            ]
 
     def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection, bool] | None:
         with self.sessions() as session:
