@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from avatarcast.errors import ConfigError
+from avatarcast.netpolicy import NetPolicy
 
 DEFAULT_CONFIG_PATH = Path("configs/avatarcast.toml")
 CONFIG_ENV = "AVATARCAST_CONFIG"
@@ -55,7 +56,12 @@ class ApiSettings(_Section):
     body_limit_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     load_shedding: LoadSheddingSettings = Field(default_factory=LoadSheddingSettings)
+    #: Every loopback/private/link-local address may be a destination or an image URL's
+    #: host (a lab, the tests). Off: such addresses are refused (OWASP API7:2023, SSRF).
     allow_private_destinations: bool = False
+    #: Host names (not addresses) that may resolve to private addresses all the same, e.g. the
+    #: RTMP service of a compose file ("rtmp"); everything else stays public-only.
+    private_destination_hosts: list[str] = Field(default_factory=list)
     migrate_on_start: bool = True
     #: How long a key row is reused before it is read again; also the most a revocation made
     #: outside this process (another API process, a hand edit) takes to be seen. 0: no cache.
@@ -64,6 +70,13 @@ class ApiSettings(_Section):
     #: hundreds of requests a second it is a good share of the API's CPU, and every request
     #: is already counted in /metrics and every change written to the audit trail.
     access_log: bool = False
+
+    def net_policy(self) -> NetPolicy:
+        """What the server may connect to on a tenant's behalf (destinations, image URLs)."""
+        return NetPolicy(
+            allow_private=self.allow_private_destinations,
+            private_hosts=frozenset(h.lower() for h in self.private_destination_hosts),
+        )
 
 
 class StreamDefaults(_Section):
@@ -141,6 +154,16 @@ class RetentionSettings(_Section):
     days: int = Field(default=3 * 365, ge=1)
 
 
+class TlsSettings(_Section):
+    """Certificates the server checks when it connects out (rtmps destinations, image URLs).
+
+    The system CA bundle is always trusted; ``ca_file`` (PEM) adds certificates to it, e.g. a
+    company CA in front of an ingest, or a test CA.
+    """
+
+    ca_file: Path | None = None
+
+
 class C2paSettings(_Section):
     """C2PA signing of recordings and renders; off until a certificate chain and key are set."""
 
@@ -170,6 +193,7 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -82,6 +82,8 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,
         ice_servers=ice,
+        net_policy=ctx.settings.api.net_policy().to_json(),
+        ca_file=str(ca.resolve()) if (ca := ctx.settings.tls.ca_file) else None,
     )
 
 

@@ -67,6 +67,10 @@ class StreamSpec:
     ice_servers: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     #: the LLM endpoint for writer "llm"; holds its API key: secret
     llm: Mapping[str, Any] | None = field(default=None, repr=False)
+    #: where destinations may connect (``NetPolicy.to_json``); None: anywhere
+    net_policy: Mapping[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
 
     def to_json(self, *, stream_id: str, whep_port: int | None, whep_token: str | None) -> Any:
         """The JSON object a worker reads from its first stdin line."""
@@ -94,6 +98,8 @@ class StreamSpec:
             "whep_port": whep_port,
             "whep_token": whep_token,
             "ice_servers": [dict(s) for s in self.ice_servers],
+            "net_policy": dict(self.net_policy) if self.net_policy is not None else None,
+            "ca_file": self.ca_file,
         }
 
 

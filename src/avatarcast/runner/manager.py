@@ -52,6 +52,10 @@ class ProgrammeDefaults:
     ice_servers: tuple[Mapping[str, Any], ...] = ()
     #: the model endpoint for streams with writer "llm" (base_url, model, api_key, timeout)
     llm: Mapping[str, Any] | None = field(default=None, repr=False)
+    #: where destinations may connect, checked again at every connect (``NetPolicy.to_json``)
+    net_policy: Mapping[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,8 @@ class StreamManager:
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
+            net_policy=d.net_policy,
+            ca_file=d.ca_file,
         )
 
     # --- product changes --------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.programme import SpokenLine
@@ -296,6 +297,8 @@ def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
         whep_token=spec.get("whep_token"),
         duration=spec.get("duration"),
         ice_servers=tuple(spec.get("ice_servers") or ()),
+        net_policy=NetPolicy.from_json(policy) if (policy := spec.get("net_policy")) else None,
+        ca_file=spec.get("ca_file"),
     )
     products = [Product.model_validate(p) for p in spec.get("products") or ()]
     return opts, products
