@@ -64,7 +64,7 @@ async def test_rtmps_refuses_wrong_or_unknown_certificates_api8_2023(tmp_path: P
         assert front.attempts == 1 and front.handshakes == 0, what  # refused in the handshake
         front.close()
     for what, error in errors.items():
-        assert error.startswith(f"destination refused: rtmps://localhost:"), (what, error)
+        assert error.startswith("destination refused: rtmps://localhost:"), (what, error)
         assert "certificate not accepted" in error, (what, error)
     assert "self-signed" in errors["other name"] or "self signed" in errors["other name"]
     assert "local issuer" in errors["unknown CA"], errors

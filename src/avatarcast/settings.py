@@ -146,6 +146,15 @@ class RunnerSettings(_Section):
 
 class WhepSettings(_Section):
     ice_servers: list[IceServer] = Field(default_factory=list)
+    #: Playback requests (offers, the player page) per second from one client address, and
+    #: the burst allowed; apart from the API keys' budget (playback has no API key).
+    viewer_rate: float = Field(default=1.0, gt=0)
+    viewer_burst: int = Field(default=10, ge=1)
+    #: ... and from every address together, per API process.
+    viewer_total_rate: float = Field(default=20.0, gt=0)
+    viewer_total_burst: int = Field(default=60, ge=1)
+    #: The longest a signed viewer token may live.
+    viewer_token_max_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
 
 class RetentionSettings(_Section):

@@ -9,6 +9,7 @@ on a worker.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -111,7 +112,21 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         product_id=h.get("product_id"),
         price=h.get("price"),
         sentence=h.get("sentence"),
-        destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
-        recording_dir=h.get("recording_dir"),
-        last_error=status.last_error,
+        destinations=[
+            DestinationHealth.model_validate({**d, "last_error": without_paths(d["last_error"])})
+            if d.get("last_error")
+            else DestinationHealth.model_validate(d)
+            for d in h.get("destinations") or ()
+        ],
+        recording=bool(h.get("recording_dir")),
+        last_error=without_paths(status.last_error),
     )
+
+
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def without_paths(text: str | None) -> str | None:
+    """``text`` with absolute file paths replaced: the server's layout is not the tenant's
+    business (OWASP API3:2023), and a path can name another tenant's folder."""
+    return _SERVER_PATH.sub("<server path>", text) if text else text
