@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass, field
 
-__all__ = ["AddressRefused", "HostNotFound", "NetPolicy", "NetRefused", "Target"]
+__all__ = ["AddressRefused", "HostNotFound", "NetPolicy", "NetRefused", "Target", "client_context"]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
@@ -89,6 +90,15 @@ class NetPolicy:
     def target(self, host: str, port: int) -> Target:
         """Resolve and check ``host`` now; connect to the returned address, nothing else."""
         return Target(host, str(self.check_host(host)[0]), port)
+
+
+def client_context(ca_file: str | None) -> ssl.SSLContext:
+    """TLS for connections out: the system CA bundle plus ``ca_file``, host names checked."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def _public(address: Address) -> bool:

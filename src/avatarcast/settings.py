@@ -163,6 +163,16 @@ class RetentionSettings(_Section):
     days: int = Field(default=3 * 365, ge=1)
 
 
+class ImageSettings(_Section):
+    """Product images given through the API: stored per tenant under ``dir`` as PNG."""
+
+    dir: Path = Path("./var/images")
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=25_000_000, ge=1)
+    #: An https image URL is fetched once, within this time.
+    fetch_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
 class TlsSettings(_Section):
     """Certificates the server checks when it connects out (rtmps destinations, image URLs).
 
@@ -203,6 +213,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from avatarcast.control.context import AppContext
+from avatarcast.control.images import ImageStore
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
 from avatarcast.control.supervision import SupervisionWatch
@@ -85,6 +86,7 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         ice_servers=ice,
         net_policy=ctx.settings.api.net_policy().to_json(),
         ca_file=str(ca.resolve()) if (ca := ctx.settings.tls.ca_file) else None,
+        images=ImageStore.from_settings(ctx.settings),
     )
 
 

@@ -23,18 +23,11 @@ import ssl
 import sys
 from typing import Any
 
-__all__ = ["client_context", "main"]
+from avatarcast.netpolicy import client_context
+
+__all__ = ["main"]
 
 _CHUNK = 64 * 1024
-
-
-def client_context(ca_file: str | None) -> ssl.SSLContext:
-    """System CA bundle plus ``ca_file``; host names checked; TLS 1.2 at least."""
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 def _say(message: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from avatarcast.control.db.models import Destination, ProductRow, Tenant
 from avatarcast.control.db.models_streams import StreamRow, TranscriptLine
 from avatarcast.control.db.products import to_product
 from avatarcast.control.hub import ProductChange, ProductChangeHub
+from avatarcast.control.images import ImageStore
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
@@ -56,6 +57,8 @@ class ProgrammeDefaults:
     net_policy: Mapping[str, Any] | None = None
     #: PEM certificates trusted for rtmps on top of the system CA bundle
     ca_file: str | None = None
+    #: where products' ``asset:`` images are; other image values never reach a worker
+    images: ImageStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,10 @@ class StreamManager:
             writer=row.writer,
             size=d.size,
             fps=d.fps,
-            products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
+            products=tuple(
+                self._local_image(row.tenant_id, p)
+                for p in selected_products(session, row.tenant_id, row.product_ids)
+            ),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
             paused=row.desired_state == "paused",
@@ -179,6 +185,13 @@ class StreamManager:
             net_policy=d.net_policy,
             ca_file=d.ca_file,
         )
+
+    def _local_image(self, tenant_id: str, product: Product) -> Product:
+        """The product as a worker sees it: its image a file of the tenant's asset store."""
+        store = self.defaults.images
+        if product.image is None or store is None:
+            return product
+        return product.model_copy(update={"image": store.local_image(tenant_id, product.image)})
 
     # --- product changes --------------------------------------------------------------------
 
@@ -192,7 +205,11 @@ class StreamManager:
             if sel.tenant_id != change.tenant_id or stream_id not in running:
                 continue
             wanted = sel.product_ids
-            upserted = [p for p in change.upserted if wanted is None or p.id in wanted]
+            upserted = [
+                self._local_image(change.tenant_id, p)
+                for p in change.upserted
+                if wanted is None or p.id in wanted
+            ]
             deleted = [i for i in change.deleted if wanted is None or i in wanted]
             if upserted or deleted:
                 self._jobs.put_nowait(self._pusher(stream_id, upserted, deleted))
