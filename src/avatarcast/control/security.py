@@ -53,7 +53,9 @@ def secret_matches(key_id: str, secret: str, stored_hash: str) -> bool:
 
 
 DESTINATION_SCHEMES = frozenset({"rtmp", "rtmps"})
-_SECRET_QUERY = frozenset({"passphrase", "streamid", "key", "token", "secret", "password"})
+_SECRET_QUERY = frozenset(
+    {"passphrase", "streamid", "key", "token", "secret", "password", "pass"}
+)
 
 
 class DestinationUrlError(ValueError):
