@@ -53,9 +53,7 @@ def secret_matches(key_id: str, secret: str, stored_hash: str) -> bool:
 
 
 DESTINATION_SCHEMES = frozenset({"rtmp", "rtmps"})
-_SECRET_QUERY = frozenset(
-    {"passphrase", "streamid", "key", "token", "secret", "password", "pass"}
-)
+_SECRET_QUERY = frozenset({"passphrase", "streamid", "key", "token", "secret", "password", "pass"})
 
 
 class DestinationUrlError(ValueError):
