@@ -75,16 +75,17 @@ class NetPolicy:
         """The addresses ``host`` resolves to now, all of them allowed; raises NetRefused."""
         name = host.lower().rstrip(".")
         exempt = self.allow_private or name in self.private_hosts
+        refused = AddressRefused(
+            f"host {host!r} is not a public address (private, loopback, link-local or "
+            "reserved addresses are refused)"
+        )
         if not exempt and (name == "localhost" or name.endswith(_LOCAL_SUFFIXES)):
-            raise AddressRefused(f"host {host!r} is not a public address")
+            raise refused
         addresses = resolve(host)
         if not addresses:
             raise HostNotFound(f"host {host!r} does not resolve")
         if not exempt and any(not _public(a) for a in addresses):
-            raise AddressRefused(
-                f"host {host!r} is not a public address (private, loopback, link-local or "
-                "reserved addresses are refused)"
-            )
+            raise refused
         return addresses
 
     def target(self, host: str, port: int) -> Target:
