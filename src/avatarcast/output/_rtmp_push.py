@@ -178,6 +178,7 @@ class _Pusher:
                 error = self._scrub(f"{type(exc).__name__}: {exc}")
                 self._stats["failures"] += 1
                 self._report(last_error=error, log=("warning", error))
+            self._close_relay()  # a failed attempt's TLS relay is of no further use
             if self._stop_requested():
                 break
             if self.c.max_retries is not None and self._stats["failures"] > self.c.max_retries:
