@@ -64,3 +64,16 @@ def test_stream_responses_carry_no_server_paths_api3_2023(tmp_path: Path) -> Non
     for body in bodies:
         assert "recording_dir" not in body
         assert str(tmp_path) not in body and "/recordings" not in body
+
+
+def test_error_texts_lose_server_paths_api3_2023() -> None:
+    """API3:2023: a worker's error naming a file keeps its sense, not the server's layout."""
+    from avatarcast.control.streaming import without_paths
+
+    assert without_paths("cannot open /srv/recordings/t1/s1/segment-3.mp4: denied") == (
+        "cannot open <server path>: denied"
+    )
+    assert without_paths("No such file: '/var/lib/x.db'") == "No such file: '<server path>'"
+    kept = "rtmp://8.8.8.8/live/**** refused: ConnectionRefusedError, ratio 1/2"
+    assert without_paths(kept) == kept
+    assert without_paths(None) is None
