@@ -17,7 +17,15 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-__all__ = ["AddressRefused", "HostNotFound", "NetPolicy", "NetRefused", "Target", "client_context"]
+__all__ = [
+    "AddressRefused",
+    "HostNotFound",
+    "NetPolicy",
+    "NetRefused",
+    "Target",
+    "client_context",
+    "netloc",
+]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
@@ -37,17 +45,27 @@ class AddressRefused(NetRefused):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where to connect: ``address`` was checked; ``host`` stays for TLS (SNI) and protocols."""
+    """Where to connect: ``addresses`` were checked; ``host`` stays for TLS (SNI) and protocols."""
 
     host: str
-    address: str
+    addresses: tuple[str, ...]
     port: int
 
-    @property
-    def netloc(self) -> str:
-        """``address:port`` as it goes into a URL (IPv6 in brackets)."""
-        shown = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{shown}:{self.port}"
+    def connect(self, timeout: float) -> socket.socket:
+        """A TCP connection to the first checked address that answers (as ``create_connection``
+        tries each address of a name), never to one looked up again."""
+        error: OSError | None = None
+        for address in self.addresses:
+            try:
+                return socket.create_connection((address, self.port), timeout)
+            except OSError as e:
+                error = e
+        raise error or OSError(f"no address for {self.host!r}")
+
+
+def netloc(address: str, port: int) -> str:
+    """``address:port`` as it goes into a URL (IPv6 in brackets)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +107,8 @@ class NetPolicy:
         return addresses
 
     def target(self, host: str, port: int) -> Target:
-        """Resolve and check ``host`` now; connect to the returned address, nothing else."""
-        return Target(host, str(self.check_host(host)[0]), port)
+        """Resolve and check ``host`` now; connect to the returned addresses, nothing else."""
+        return Target(host, tuple(str(a) for a in self.check_host(host)), port)
 
 
 def client_context(ca_file: str | None) -> ssl.SSLContext:

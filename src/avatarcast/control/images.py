@@ -18,7 +18,6 @@ import http.client
 import io
 import os
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,10 +157,10 @@ class _PinnedHttps(http.client.HTTPSConnection):
     def __init__(self, target: Target, ca_file: str | None, timeout: float) -> None:
         self._tls = client_context(ca_file)
         super().__init__(target.host, target.port, timeout=timeout, context=self._tls)
-        self._address = target.address
+        self._target, self._connect_timeout = target, timeout
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
+        raw = self._target.connect(self._connect_timeout)
         self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
 
 

@@ -34,6 +34,7 @@ from av.container import OutputContainer
 
 from avatarcast.frames import EncodedPacket
 from avatarcast.netpolicy import NetPolicy, NetRefused, Target
+from avatarcast.netpolicy import netloc as url_netloc
 from avatarcast.output._mux import add_streams, to_av_packet
 from avatarcast.output.base import StreamHeaders
 from avatarcast.threads import set_os_thread_name, start_named_thread
@@ -245,9 +246,10 @@ class _Pusher:
         if tls:
             self._relay, netloc = _start_relay(target, self.c.ca_file, self.c.connect_timeout)
         else:
-            netloc = target.netloc
-            with socket.create_connection((target.address, port), self.c.connect_timeout):
-                pass  # refused or unreachable: fail fast, before PyAV takes the GIL
+            # refused or unreachable: fail fast, before PyAV takes the GIL; FFmpeg then gets
+            # the address that answered
+            with target.connect(self.c.connect_timeout) as probe:
+                netloc = url_netloc(probe.getpeername()[0], port)
         url = urlunsplit(("rtmp", netloc, parts.path, parts.query, ""))
         container = av.open(url, "w", format="flv")
         try:
@@ -344,7 +346,7 @@ def _start_relay(
     assert relay.stdin is not None and relay.stdout is not None
     config = {
         "host": target.host,
-        "address": target.address,
+        "addresses": list(target.addresses),
         "port": target.port,
         "ca_file": ca_file,
         "timeout": timeout,

@@ -8,7 +8,7 @@ to the checked address, with the destination's name as SNI, its certificate veri
 the system CA bundle (plus ``ca_file``) and that name. A separate process because PyAV holds
 the GIL while it connects: a relay thread beside it would wait for the very handshake it serves.
 
-Protocol: a JSON config line on stdin (``host``, ``address``, ``port``, ``ca_file``,
+Protocol: a JSON config line on stdin (``host``, ``addresses``, ``port``, ``ca_file``,
 ``timeout``); FD is a listening loopback socket. One JSON line on stdout: ``{"ok": true}`` once
 the TLS handshake succeeded, else ``{"ok": false, "kind": "tls"|"connect", "error": ...}``.
 Then it accepts one connection on FD and relays both ways until either side closes.
@@ -23,7 +23,7 @@ import ssl
 import sys
 from typing import Any
 
-from avatarcast.netpolicy import client_context
+from avatarcast.netpolicy import Target, client_context
 
 __all__ = ["main"]
 
@@ -36,7 +36,7 @@ def _say(message: dict[str, Any]) -> None:
 
 
 def _open(config: dict[str, Any]) -> ssl.SSLSocket | None:
-    host, address, port = str(config["host"]), str(config["address"]), int(config["port"])
+    target = Target(str(config["host"]), tuple(config["addresses"]), int(config["port"]))
     timeout = float(config.get("timeout") or 5.0)
     try:
         context = client_context(config.get("ca_file"))
@@ -44,12 +44,12 @@ def _open(config: dict[str, Any]) -> ssl.SSLSocket | None:
         _say({"ok": False, "kind": "config", "error": f"cannot read the CA file: {e}"})
         return None
     try:
-        raw = socket.create_connection((address, port), timeout)
+        raw = target.connect(timeout)
     except OSError as e:
         _say({"ok": False, "kind": "connect", "error": f"{type(e).__name__}: {e}"})
         return None
     try:
-        tls = context.wrap_socket(raw, server_hostname=host)
+        tls = context.wrap_socket(raw, server_hostname=target.host)
     except ssl.SSLCertVerificationError as e:
         raw.close()
         reason = e.verify_message or str(e)
