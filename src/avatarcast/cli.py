@@ -45,6 +45,14 @@ SellerOpt = Annotated[
 ]
 
 
+def _ca_file() -> str | None:
+    """``tls.ca_file``: certificates trusted for rtmps on top of the system CA bundle."""
+    from avatarcast.settings import Settings
+
+    ca = Settings().tls.ca_file
+    return str(ca) if ca else None
+
+
 def _c2pa() -> SignerConfig | None:
     """The C2PA signer from settings (``c2pa.enabled``), or None."""
     from avatarcast.compliance.c2pa import SignerConfig
@@ -313,6 +321,7 @@ def live(
         duration=duration,
         start_at=start_at,
         c2pa=_c2pa(),
+        ca_file=_ca_file(),
     )
     control = LiveControl()
 

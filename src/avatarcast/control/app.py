@@ -44,6 +44,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "tenant_seller",
     "keys",
     "products",
+    "product_images",
     "destinations",
     "avatars",
     "voices",

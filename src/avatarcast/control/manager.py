@@ -25,6 +25,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.commands import Command, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.hub import ProductChange, ProductChangeHub
+from avatarcast.control.images import ImageStore
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.db.base import utcnow
@@ -55,6 +56,12 @@ class ProgrammeDefaults:
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: the model endpoint for streams with writer "llm"
     llm: LlmOptions | None = field(default=None, repr=False)
+    #: where destinations may connect, checked again at every connect (``NetPolicy.to_json``)
+    net_policy: dict[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
+    #: where products' ``asset:`` images are; other image values never reach a worker
+    images: ImageStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,16 +219,28 @@ class StreamManager:
             tenant_id=row.tenant_id,
             programme=programme,
             approve_answers=row.approve_answers,
-            products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
+            products=tuple(
+                self._local_image(row.tenant_id, p)
+                for p in selected_products(session, row.tenant_id, row.product_ids)
+            ),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
+            net_policy=d.net_policy,
+            ca_file=d.ca_file,
         )
 
     def _key(self, destination: Destination) -> str | None:
         stored = destination.stream_key
         return self.open_secret(stored) if stored else None
+
+    def _local_image(self, tenant_id: str, product: Product) -> Product:
+        """The product as a worker sees it: its image a file of the tenant's asset store."""
+        store = self.defaults.images
+        if product.image is None or store is None:
+            return product
+        return product.model_copy(update={"image": store.local_image(tenant_id, product.image)})
 
     # --- product changes --------------------------------------------------------------------
 
@@ -235,7 +254,11 @@ class StreamManager:
             if sel.tenant_id != change.tenant_id or stream_id not in running:
                 continue
             wanted = sel.product_ids
-            upserted = [p for p in change.upserted if wanted is None or p.id in wanted]
+            upserted = [
+                self._local_image(change.tenant_id, p)
+                for p in change.upserted
+                if wanted is None or p.id in wanted
+            ]
             deleted = [i for i in change.deleted if wanted is None or i in wanted]
             if upserted or deleted:
                 self._jobs.put_nowait(self._pusher(stream_id, upserted, deleted))

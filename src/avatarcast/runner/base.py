@@ -69,6 +69,11 @@ class StreamSpec(BaseModel):
     #: nice steps below the API (see ``RunnerSettings.worker_nice``)
     nice: int = 0
 
+    #: where destinations may connect (``NetPolicy.to_json``); None: anywhere
+    net_policy: dict[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
+
     @property
     def stream_id(self) -> str:
         return self.programme.stream_id

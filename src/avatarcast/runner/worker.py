@@ -59,6 +59,7 @@ from avatarcast.commands import (
     parse_command,
 )
 from avatarcast.errors import AvatarcastError
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.pipeline.director import Applied
 from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
 from avatarcast.pipeline.spec import option_error
@@ -251,6 +252,8 @@ def live_options(spec: StreamSpec) -> LiveOptions:
         whep_token=spec.whep_token,
         duration=spec.duration,
         ice_servers=spec.ice_servers,
+        net_policy=NetPolicy.from_json(spec.net_policy) if spec.net_policy else None,
+        ca_file=spec.ca_file,
     )
 
 

@@ -72,7 +72,9 @@ class StreamHealth(Out):
     price: str | None = None
     sentence: str | None = None
     destinations: list[DestinationHealth] = Field(default_factory=list)
-    recording_dir: str | None = None
+    recording: bool = Field(
+        default=False, description="A recording is being written (where is the server's business)"
+    )
     last_error: str | None = None
 
 
