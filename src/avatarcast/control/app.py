@@ -109,6 +109,8 @@ def create_app(
     )
     modules = load_route_modules()
     lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]
+    console = importlib.import_module("avatarcast.console")  # above control: imported late
+    lifespans.append(console.lifespan)  # last: it listens to the stream runner's manager
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +139,7 @@ def create_app(
     for module in modules:
         router: APIRouter = module.router
         app.include_router(router)
+    console.install_console(app, ctx)
     install_problem_handlers(app)
     app.add_middleware(RequestGuardMiddleware, limit=settings.api.body_limit_bytes)
     shedding = settings.api.load_shedding

@@ -210,12 +210,14 @@ def say(
 def product_action(
     stream_id: StreamIdPath,
     product_id: ProductIdPath,
-    action: Annotated[str, Path(pattern=r"^(skip|pause|resume)$")],
+    action: Annotated[str, Path(pattern=r"^(skip|pause|resume|pin)$")],
     session: SessionDep,
     caller: SupervisorDep,
     ctx: ContextDep,
 ) -> ActionResult:
-    """``skip``: move on if it is on air; ``pause``: no talk about it; ``resume``: back in."""
+    """``skip``: move on if it is on air; ``pause``: no talk about it; ``resume``: back in;
+    ``pin``: feature it now and keep it on air until another product is pinned or it is
+    skipped (worker command ``pin_product``)."""
     row = _on_air(session, caller, ctx, stream_id)
     command = {"cmd": f"{action}_product", "product_id": product_id}
     detail = {"product_id": product_id}
