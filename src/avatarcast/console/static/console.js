@@ -98,7 +98,9 @@ function onEvent(d, alert) {
     .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
   if (list) prepend(list, item(`<span class="kind">${esc(d.kind)}</span> <span class="muted">${esc(detail.slice(0, 160))}</span> <time>${now()}</time>`));
   if (alert) {
-    const name = containers(d.stream_id)[0]?.querySelector("h2 a, h1")?.textContent || d.stream_id;
+    const sel = `[data-stream="${CSS.escape(d.stream_id)}"]`;
+    const name = document.querySelector(`${sel} h2 a, ${sel} th a`)?.textContent ||
+      (body.dataset.page === "stream" ? document.querySelector("h1")?.textContent : "") || d.stream_id;
     const words = { crashed: "crashed", failed: "failed", restarted: "restarted after a crash",
       safe_mode_entered: "went to its safe slate: no supervisor heartbeat", stop: "stopped: heartbeats lapsed" };
     alertRegion.textContent = `Stream ${name.replace(/^Stream /, "")} ${words[d.kind] || d.kind} at ${now()}.`;
