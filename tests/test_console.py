@@ -505,8 +505,15 @@ def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> No
 
 
 def _safe_entries(server: Server, stream_id: str) -> int:
-    r = server.call("GET", f"/v1/audit?stream_id={stream_id}&limit=1000")
-    return sum(1 for e in r.json()["items"] if e["kind"] == "safe_mode_entered")
+    count, cursor = 0, "0"
+    while True:
+        r = server.call("GET", f"/v1/audit?stream_id={stream_id}&limit=100&cursor={cursor}")
+        assert r.status_code == 200, r.text
+        page = r.json()
+        count += sum(1 for e in page["items"] if e["kind"] == "safe_mode_entered")
+        if not page["next_cursor"]:
+            return count
+        cursor = page["next_cursor"]
 
 
 def test_killed_worker_is_an_alert_and_restarts_rise(server: Server, browser: Any) -> None:
@@ -568,6 +575,7 @@ def test_every_page_passes_axe(server: Server, browser: Any) -> None:
         page.goto(server.base + path)
         page.wait_for_timeout(300)
         results = axe.run(page)
+        assert results.response["testEngine"]["name"] == "axe-core", results.response
         bad = [
             f"{v['id']}: {v['help']} ({len(v['nodes'])})"
             for v in results.response["violations"]
