@@ -399,9 +399,7 @@ def _energy_rate(page: Any, sid: str, seconds: float = 1.0) -> float:
 def test_wall_mute_say_and_kill(server: Server, browser: Any) -> None:
     one, two = server.streams["one"], server.streams["two"]
     for sid in (one, two):
-        _on_duty(server, sid)
-        r = server.call("POST", f"/v1/streams/{sid}/start")
-        assert r.status_code == 200, r.text
+        _live(server, sid)
     page = _page(browser, server, "supervisor")
     assert page.url.endswith("/console/wall")
     with Beats(server, one), Beats(server, two):
@@ -481,6 +479,7 @@ def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> No
         "document.dispatchEvent(new Event('visibilitychange'))"
     )
     assert page.get_by_role("dialog", name="Still watching?").is_visible()
+    page.wait_for_function("window.consoleHeartbeats.inflight === 0")
     hidden = page.evaluate(sent)
     page.clock.run_for(10_000)
     assert page.evaluate(sent) == hidden
@@ -492,6 +491,7 @@ def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> No
     entered = _safe_entries(server, two)
     page.clock.run_for(int(ACTIVITY_S * 1000) + 2000)  # nobody touched anything
     assert page.get_by_role("dialog", name="Still watching?").is_visible()
+    page.wait_for_function("window.consoleHeartbeats.inflight === 0")
     idle = page.evaluate(sent)
     page.clock.run_for(10_000)
     assert page.evaluate(sent) == idle
@@ -517,7 +517,10 @@ def _safe_entries(server: Server, stream_id: str) -> int:
 
 
 def test_killed_worker_is_an_alert_and_restarts_rise(server: Server, browser: Any) -> None:
-    two = server.streams["two"]
+    one, two = server.streams["one"], server.streams["two"]
+    if server.status(one)["desired_state"] != "stopped":  # one worker: the one to kill
+        assert server.call("POST", f"/v1/streams/{one}/stop").status_code == 200
+        server.wait(lambda: server.status(one)["status"]["state"] == "stopped", 30, "one runs")
     _live(server, two)
     server.wait(lambda: server.status(two)["status"]["state"] != "starting", 30, "not started")
     page = _page(browser, server, "operator")

@@ -254,7 +254,9 @@ async def schedules_page(request: Request, signed: SignedDep) -> HTMLResponse:
     )
 
 
-def schedule_view(row: ScheduleRow, streams: dict[str, str]) -> dict[str, Any]:
+def schedule_view(
+    row: ScheduleRow, streams: dict[str, str], *, now: datetime | None = None
+) -> dict[str, Any]:
     """A schedule with this week's shifts as blocks on a grid in its own timezone.
 
     Each shift's instants come from the schedule's own zone rules (``WeeklyWindow.on``), and
@@ -262,7 +264,7 @@ def schedule_view(row: ScheduleRow, streams: dict[str, str]) -> dict[str, Any]:
     where the clocks change, as the zone's people live it."""
     zone = ZoneInfo(row.timezone)
     window = WeeklyWindow.of(row)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     today = now.astimezone(zone).date()
     monday = today - timedelta(days=today.weekday())
     blocks: list[dict[str, Any]] = []

@@ -249,6 +249,7 @@ const hb = {
   lastSent: 0,
   stopped: false,
   sent: 0,
+  inflight: 0,
 };
 window.consoleHeartbeats = hb;
 
@@ -280,13 +281,19 @@ function stopHeartbeats() {
 
 async function beat(tiles) {
   hb.lastSent = Date.now();
-  for (const tile of tiles) {
+  await Promise.all(tiles.map(async (tile) => {
+    if (hb.stopped) return;
     hb.sent += 1;
-    const response = await fetch(`/console/streams/${tile.dataset.stream}/heartbeat`, {
-      method: "POST", headers: { "X-CSRF-Token": csrf },
-    });
-    if (response.status === 401) location.href = "/console/sign-in";
-  }
+    hb.inflight += 1;
+    try {
+      const response = await fetch(`/console/streams/${tile.dataset.stream}/heartbeat`, {
+        method: "POST", headers: { "X-CSRF-Token": csrf },
+      });
+      if (response.status === 401) location.href = "/console/sign-in";
+    } finally {
+      hb.inflight -= 1;
+    }
+  }));
 }
 
 function tickHeartbeats() {
@@ -390,5 +397,7 @@ document.addEventListener("keydown", (event) => {
 
 // --- start -----------------------------------------------------------------------------------
 openEvents();
-resumePreviews();
 updateHeartbeatLabels();
+// after "load": a playing <video> holds the page's load event until it has a frame
+if (document.readyState === "complete") resumePreviews();
+else addEventListener("load", resumePreviews);
