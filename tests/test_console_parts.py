@@ -180,3 +180,17 @@ def test_console_pages_need_a_session(api: Api) -> None:
     r = api.client.get("/console/sign-in")
     assert r.status_code == 200 and 'for="api-key">API key' in r.text
     assert api.client.get("/console/static/htmx.min.js").status_code == 200
+
+
+def test_a_stream_nobody_has_beaten_for_starts_on_the_slate() -> None:
+    from avatarcast.control.supervision import SupervisionWatch
+
+    clock = Clock()
+    watch = SupervisionWatch(timeout_s=60, stop_after_s=300, clock=clock)
+    watch.arm("waiting", waiting=True)
+    watch.arm("beaten")
+    assert [(a.stream_id, a.kind) for a in watch.tick()] == [("waiting", "safe_mode_entered")]
+    clock.now += 5
+    left = watch.beat("waiting")  # the first heartbeat puts it on air
+    assert left is not None and left.kind == "safe_mode_left"
+    assert watch.tick() == [] and not watch.in_safe_mode("waiting")

@@ -84,6 +84,7 @@ def demo(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False
     def ready(info: DemoInfo) -> None:
         out.print(
             f"avatarcast demo: {info.products} products, stream {info.stream_id} going live\n"
+            f"  console     {info.api_url}/console  (sign in with the API key below)\n"
             f"  player      {info.player_url}\n"
             f"  API docs    {info.docs_url}\n"
             f"  API key     {info.api_key}  (operator; shown once)\n"

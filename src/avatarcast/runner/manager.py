@@ -58,6 +58,8 @@ class ProgrammeDefaults:
 class _Selection:
     tenant_id: str
     product_ids: frozenset[str] | None  # None: the whole catalog
+    #: nobody is on duty, or the one on duty never sent a heartbeat: start on the slate
+    waiting: bool = False
 
 
 def push_url(url: str, stream_key: str | None) -> str:
@@ -110,7 +112,7 @@ class StreamManager:
         desired, spec, selection = loaded
         self._selections[stream_id] = selection
         if self.watch is not None:
-            self.watch.arm(stream_id)
+            self.watch.arm(stream_id, waiting=selection.waiting)
         self._subscribe(selection.tenant_id)
         if not running:
             await self.runner.start(stream_id, spec)
@@ -410,7 +412,8 @@ def _transcript_line(event: StreamEvent) -> TranscriptLine:
 
 def _selection(row: StreamRow) -> _Selection:
     ids = frozenset(row.product_ids) if row.product_ids is not None else None
-    return _Selection(row.tenant_id, ids)
+    waiting = row.duty_supervisor_id is None or row.heartbeat_at is None
+    return _Selection(row.tenant_id, ids, waiting)
 
 
 def selected_products(
