@@ -607,3 +607,26 @@ def test_every_page_passes_axe(server: Server, browser: Any) -> None:
             expect(shifts.first).to_contain_text("Fri 22:00 to Sat 06:00")
     assert not found, found
     page.context.close()
+
+
+def test_feature_now_puts_the_product_on_air(server: Server, browser: Any) -> None:
+    """Needs the worker's ``pin_product`` command (branch ``cmd``): until it is merged the
+    worker answers "unknown command" and this test fails at the flash line."""
+    two = server.streams["two"]
+    _live(server, two)
+    page = _page(browser, server, "supervisor")
+    with Beats(server, two):
+        status = server.wait(
+            lambda: (s := server.status(two)["status"])["product_id"] and s, 60, "nothing on air"
+        )
+        page.goto(f"{server.base}/console/streams/{two}")
+        rows = page.locator("tr[data-product]")
+        ids = [rows.nth(i).get_attribute("data-product") for i in range(rows.count())]
+        pinned = next(i for i in ids if i != status["product_id"])
+        row = page.locator(f'tr[data-product="{pinned}"]')
+        row.get_by_role("button", name="Feature now").click()
+        expect(page.locator("#status")).to_contain_text(f"Featuring {pinned}", timeout=5000)
+        server.wait(
+            lambda: server.status(two)["status"]["product_id"] == pinned, 10, "not featured"
+        )
+    page.context.close()
