@@ -625,7 +625,9 @@ def test_feature_now_puts_the_product_on_air(server: Server, browser: Any) -> No
         pinned = next(i for i in ids if i != status["product_id"])
         row = page.locator(f'tr[data-product="{pinned}"]')
         row.get_by_role("button", name="Feature now").click()
-        expect(page.locator("#status")).to_contain_text(f"Featuring {pinned}", timeout=5000)
+        outcome = page.locator("#status:not(:empty), #alerts:not(:empty)").first
+        outcome.wait_for(timeout=5000)
+        assert f"Featuring {pinned}" in outcome.inner_text(), outcome.inner_text()
         server.wait(
             lambda: server.status(two)["status"]["product_id"] == pinned, 10, "not featured"
         )

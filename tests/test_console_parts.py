@@ -109,6 +109,8 @@ def test_the_week_grid_is_in_the_schedule_zone_across_dst() -> None:
     assert blocks[5]["hours"] == 7  # Saturday night loses an hour
     assert [blocks[d]["hours"] for d in (0, 1, 2, 3, 4, 6)] == [8] * 6
     assert "CEST" in blocks[5]["label"] and "CET" in blocks[4]["label"]
+    tails = {t["day"]: t["hours"] for t in view["tails"]}  # after midnight, the next day's row
+    assert tails == {d: 6 for d in range(7)}  # to 06:00 on the clock, every morning
     autumn = schedule_view(
         _row(timezone="America/New_York", days=[5], start_time="23:30", end_time="05:30"),
         {},

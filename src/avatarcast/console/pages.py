@@ -279,9 +279,16 @@ def schedule_view(
                 "day": offset,
                 "start_h": start.hour + start.minute / 60,
                 "hours": round(hours, 2),
+                "end_h": end.hour + end.minute / 60,
+                "crosses": end.date() != start.date(),
                 "label": f"{start:%a %H:%M} to {end:%a %H:%M} {end.tzname()}, {hours:g} h",
             }
         )
+    tails = [  # up to the local end time: a DST night's missing or doubled hour is in the label
+        {"day": (b["day"] + 1) % 7, "start_h": 0.0, "hours": b["end_h"]}
+        for b in blocks
+        if b["crosses"] and b["end_h"] > 0
+    ]
     runs: list[str] = []
     at = now
     for _ in range(3):
@@ -301,6 +308,7 @@ def schedule_view(
         "end": row.end_time,
         "enabled": row.enabled,
         "blocks": blocks,
+        "tails": tails,  # the part of a night shift after midnight, on the next day's row
         "runs": runs,
         "week_of": monday.isoformat(),
     }
