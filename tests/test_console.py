@@ -515,7 +515,7 @@ def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> No
     def slate() -> bool:
         return _safe_entries(server, two) > entered
 
-    server.wait(slate, HEARTBEAT_TIMEOUT_S + 5, "the stream never reached its safe slate")
+    server.wait(slate, HEARTBEAT_TIMEOUT_S + 12, "the stream never reached its safe slate")
     server.wait(lambda: server.status(two)["status"]["state"] == "safe_mode", 5, "no slate")
     page.context.close()
 
