@@ -104,6 +104,17 @@ class SupervisionSettings(_Section):
     check_interval_s: float = Field(default=0.5, gt=0, le=2.0)
 
 
+class ConsoleSettings(_Section):
+    """The web console at ``/console``: sign-in sessions and the wall's heartbeats."""
+
+    #: a session ends after this long without a request, and this long after sign-in
+    session_idle_s: float = Field(default=30 * 60, gt=0)
+    session_absolute_s: float = Field(default=12 * 3600, gt=0)
+    #: the wall sends heartbeats while its page is visible and the supervisor acted (a key,
+    #: a click, a pointer move) within this many seconds; then it asks "still watching?"
+    activity_s: float = Field(default=300.0, gt=0)
+
+
 class ChatSettings(_Section):
     """Limits on viewer chat handed to a stream through the API."""
 
@@ -247,6 +258,7 @@ class Settings(BaseSettings):
     stream: StreamDefaults = Field(default_factory=StreamDefaults)
     supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)

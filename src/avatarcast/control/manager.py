@@ -68,6 +68,8 @@ class ProgrammeDefaults:
 class _Selection:
     tenant_id: str
     product_ids: frozenset[str] | None  # None: the whole catalog
+    #: nobody is on duty, or the one on duty never sent a heartbeat: start on the slate
+    waiting: bool = False
 
 
 def push_url(url: str, stream_key: str | None) -> str:
@@ -106,6 +108,9 @@ class StreamManager:
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self._selections: dict[str, _Selection] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
+        #: called on the event loop with every runner event and supervision action (the
+        #: console's event bus listens here); a listener must return at once
+        self.listeners: list[Callable[[StreamEvent], None]] = []
 
     # --- reconciling ------------------------------------------------------------------------
 
@@ -127,7 +132,7 @@ class StreamManager:
             return
         self._selections[stream_id] = selection
         if self.watch is not None:
-            self.watch.arm(stream_id)
+            self.watch.arm(stream_id, waiting=selection.waiting)
         self._subscribe(selection.tenant_id)
         if not running:
             await self.runner.start(stream_id, spec)
@@ -278,6 +283,7 @@ class StreamManager:
             return
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
+        self.notify(event)
         if event.kind in ("started", "restarted") and self.watch is not None:
             if self.watch.in_safe_mode(event.stream_id):  # a new worker starts selling
                 self._jobs.put_nowait(self._sender(event.stream_id, _safe(True)))
@@ -286,6 +292,18 @@ class StreamManager:
             await asyncio.to_thread(self._write_event, event)
 
         self._jobs.put_nowait(write)
+
+    def notify(self, event: StreamEvent) -> None:
+        """Tell the listeners; one that fails is logged and the others still hear."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("stream event listener failed")
+
+    def tenant_of(self, stream_id: str) -> str | None:
+        selection = self._selections.get(stream_id)
+        return selection.tenant_id if selection is not None else None
 
     def _write_event(self, event: StreamEvent) -> None:
         with self.sessions() as session:
@@ -361,6 +379,12 @@ class StreamManager:
 
     async def _apply(self, action: SupervisionAction) -> None:
         sid = action.stream_id
+        tenant_id = self.tenant_of(sid)
+        if tenant_id is not None:
+            detail = {"silent_s": round(action.silent_s, 3)}
+            self.notify(
+                StreamEvent(stream_id=sid, tenant_id=tenant_id, kind=action.kind, detail=detail)
+            )
         if action.kind == "safe_mode_entered":
             await self.runner.send(sid, _safe(True))
         elif action.kind == "safe_mode_left":
@@ -485,7 +509,8 @@ def _transcript_line(event: StreamEvent) -> TranscriptLine:
 
 def _selection(row: StreamRow) -> _Selection:
     ids = frozenset(row.product_ids) if row.product_ids is not None else None
-    return _Selection(row.tenant_id, ids)
+    waiting = row.duty_supervisor_id is None or row.heartbeat_at is None
+    return _Selection(row.tenant_id, ids, waiting)
 
 
 def selected_products(

@@ -3,8 +3,9 @@
 Each worker serves WHEP on its own loopback port behind a token only the runner knows. These
 routes check the stream's viewer token (``?token=`` or ``Authorization: Bearer``; no API key),
 forward the SDP offer to the worker and rewrite its ``Location`` under
-``/v1/streams/{id}/whep/<session>``. The viewer token is shown to operator and admin keys in
-the stream's create and GET responses; they can rotate it and sign short-lived viewer tokens
+``/v1/streams/{id}/whep/<session>``. The viewer token is shown to operator and admin keys, and to
+keys linked to a supervisor record (so a supervisor can watch what they supervise), in the
+stream's create and GET responses; operators can rotate it and sign short-lived viewer tokens
 for embedding (``avatarcast.control.viewer_tokens``). Playback requests have a budget of their
 own per client address.
 """

@@ -96,7 +96,9 @@ class StreamPublic(Out):
     whep_url: str = Field(description="WHEP endpoint (POST an SDP offer with ?token=)")
     player_url: str = Field(description="A browser player page (add ?token=)")
     whep_token: str | None = Field(
-        default=None, description="Viewer token for whep_url; shown to operator and admin keys"
+        default=None,
+        description="Viewer token for whep_url; shown to operator and admin keys and to keys "
+        "linked to a supervisor record",
     )
     created_at: datetime
     updated_at: datetime
