@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from avatarcast.cli_records import audit_app, export_cmd, retention_app
+from avatarcast.cli_replay import BaselineOpt, ExpectOpt, JunitOpt, TolerancesOpt, replay_diff
 from avatarcast.cli_server import db_app, demo, keys_app, serve
 from avatarcast.cli_support import err, fail, out, setup_logging
 from avatarcast.errors import AvatarcastError
@@ -215,12 +216,19 @@ def replay(
     out_path: Annotated[Path, typer.Option("--out", help="Output .mp4 file.")],
     report: Annotated[Path, typer.Option("--report", help="Health report (.json).")],
     transcript: Annotated[Path | None, typer.Option("--transcript")] = None,
+    expect: ExpectOpt = None,
+    baseline: BaselineOpt = None,
+    tolerances: TolerancesOpt = None,
+    junit: JunitOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Replay a recorded session on a simulated clock and report measured health."""
+    """Replay a recorded session on a simulated clock and report measured health; with
+    checks, exit 1 when one fails (docs/ci.md)."""
+    from avatarcast.cli_replay import judge, plan
     from avatarcast.pipeline.render import replay_session
 
     setup_logging(verbose)
+    checks = plan(expect, baseline, tolerances, junit)
     try:
         rep = asyncio.run(
             replay_session(session, out=out_path, report=report, transcript=transcript)
@@ -228,6 +236,7 @@ def replay(
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None
     out.print(json.dumps(rep["summary"], indent=2), highlight=False)
+    judge(checks, rep)
 
 
 @app.command()
@@ -360,6 +369,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.command("export")(export_cmd)
+app.command("replay-diff")(replay_diff)
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """Recorded sessions: timed events replayed on a simulated clock.
 
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
-and options; every other line is an event with ``t`` (seconds into the programme) and ``type``.
+(``catalog``: a file, or ``products``: the products themselves, as a recorded live stream's
+session carries them) and options; every other line is an event with ``t`` (seconds into the
+programme) and ``type``.
 Event types this build handles: ``price_change``, ``stock_change``, ``product_update``,
 ``product_remove``, and ``chat`` (``viewer_id``, ``name``, ``text``: a viewer's message, given
 to the chat desk). Any other type is counted in the report as unhandled, never dropped silently.
@@ -42,6 +44,7 @@ class Session:
     options: dict[str, Any]
     events: list[SessionEvent]
     path: Path
+    header_line: int = 0
 
     def resolve(self, name: str) -> Path:
         """A path named in the session, relative to the session file if not absolute."""
@@ -58,6 +61,7 @@ def load_session(path: Path) -> Session:
     except OSError as e:
         raise SessionError(f"cannot read session {str(path)!r}: {e.strerror}") from e
     options: dict[str, Any] = {}
+    header = 0
     events: list[SessionEvent] = []
     for i, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -73,6 +77,7 @@ def load_session(path: Path) -> Session:
             raise SessionError(f"{path}:{i}: field 'type' is missing or not a string")
         if kind == "session":
             options = {k: v for k, v in obj.items() if k != "type"}
+            header = i
             continue
         t = obj.get("t")
         if not isinstance(t, int | float) or isinstance(t, bool) or t < 0:
@@ -80,7 +85,29 @@ def load_session(path: Path) -> Session:
         data = {k: v for k, v in obj.items() if k not in ("t", "type")}
         events.append(SessionEvent(t=float(t), type=kind, data=data, line=i))
     events.sort(key=lambda e: e.t)
-    return Session(options=options, events=events, path=path)
+    return Session(options=options, events=events, path=path, header_line=header)
+
+
+def session_catalog(session: Session) -> tuple[Path | None, list[Product] | None]:
+    """The catalog a session starts from: a file it names, or the products it carries."""
+    o, where = session.options, f"{session.path}:{session.header_line or 1}"
+    raw = o.get("products")
+    if raw is not None:
+        if not isinstance(raw, list):
+            raise SessionError(f"{where}: field 'products' must be a list of products")
+        products = []
+        for i, p in enumerate(raw):
+            try:
+                products.append(Product.model_validate(p))
+            except ValidationError as e:
+                err = e.errors()[0]
+                loc = ".".join(str(x) for x in err["loc"])
+                raise SessionError(f"{where}: field 'products[{i}].{loc}': {err['msg']}") from None
+        return None, products
+    name = o.get("catalog")
+    if not isinstance(name, str):
+        raise SessionError(f"{where}: the session line must name a 'catalog' file or 'products'")
+    return session.resolve(name), None
 
 
 CHAT = "chat"

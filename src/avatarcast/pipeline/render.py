@@ -26,7 +26,15 @@ from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
 from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.pipeline.talk import Guard
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.replay import EventLog, accept_chat, apply_event, chat_summary, load_session
+from avatarcast.replay import (
+    EventLog,
+    accept_chat,
+    apply_event,
+    chat_summary,
+    load_session,
+    session_catalog,
+)
+from avatarcast.replaytest.figures import FrameTimer, add_figures
 
 
 @dataclass(slots=True, kw_only=True)
@@ -207,18 +215,18 @@ async def replay_session(
     o = session.options
     check_output_path(out, ".mp4")
     check_output_path(report, ".json")
-    catalog_name = o.get("catalog")
-    if not isinstance(catalog_name, str):
-        raise ConfigError(f"{session_path}: the session line must name a 'catalog' file")
+    catalog_path, products = session_catalog(session)
     duration = float(o.get("duration", 60))
     opts = ProgrammeOptions(
-        catalog_path=session.resolve(catalog_name),
+        catalog_path=catalog_path,
         lang=str(o.get("lang", "en")),
         avatar=o.get("avatar"),
         voice=o.get("voice"),
         seed=int(o.get("seed", 0)),
+        size=str(o.get("size", "720p")),
+        fps=int(o.get("fps", 25)),
     )
-    resolved = validate(opts)
+    resolved = validate(opts, products)
     catalog = Catalog(resolved.products)
     guards: list[Guard] = []  # the chat's guard, bound once the programme is built
     built = build(
@@ -237,8 +245,10 @@ async def replay_session(
     events = list(session.events)
     log = EventLog()
     price_marks: list[dict[str, Any]] = []
+    timer = FrameTimer(fps)
 
     async def before_frame(pts: int) -> None:
+        timer.tick()
         t = media_now[0] = pts / fps
         while events and events[0].t <= t:
             ev = events.pop(0)
@@ -277,6 +287,12 @@ async def replay_session(
     rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
     for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
         rep[key] = rep["summary"][key]
+    add_figures(
+        rep,
+        timer=timer,
+        talk_refusals=len(built.refusals),
+        transcript=[line.as_dict() for line in result.lines],
+    )
     with atomic_text(report) as rf:
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)
