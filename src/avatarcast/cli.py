@@ -216,6 +216,10 @@ def replay(
     out_path: Annotated[Path, typer.Option("--out", help="Output .mp4 file.")],
     report: Annotated[Path, typer.Option("--report", help="Health report (.json).")],
     transcript: Annotated[Path | None, typer.Option("--transcript")] = None,
+    writer: Annotated[
+        str | None,
+        typer.Option("--writer", help="Script writer instead of the session's: template or llm."),
+    ] = None,
     expect: ExpectOpt = None,
     baseline: BaselineOpt = None,
     tolerances: TolerancesOpt = None,
@@ -231,7 +235,14 @@ def replay(
     checks = plan(expect, baseline, tolerances, junit)
     try:
         rep = asyncio.run(
-            replay_session(session, out=out_path, report=report, transcript=transcript)
+            replay_session(
+                session,
+                out=out_path,
+                report=report,
+                transcript=transcript,
+                writer=writer,
+                llm=lambda: _llm_options("llm"),
+            )
         )
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None

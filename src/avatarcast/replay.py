@@ -3,17 +3,19 @@
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
 (``catalog``: a file, or ``products``: the products themselves, as a recorded live stream's
 session carries them) and options; every other line is an event with ``t`` (seconds into the
-programme) and ``type``.
-Event types this build handles: ``price_change``, ``stock_change``, ``product_update``,
-``product_remove``, and ``chat`` (``viewer_id``, ``name``, ``text``: a viewer's message, given
-to the chat desk). Any other type is counted in the report as unhandled, never dropped silently.
+programme) and ``type``. Event types this build handles: ``price_change``, ``stock_change``,
+``product_update``, ``product_remove``, ``chat`` (``viewer_id``, ``name``, ``text``: a
+viewer's message, given to the chat desk), ``say`` (``text``: a supervisor's line) and
+``end`` (where a recorded stream ended: the replay's length when the session line gives no
+``duration``). Any other type is counted in the report as unhandled, never dropped silently.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -27,6 +29,8 @@ from avatarcast.errors import SessionError
 
 if TYPE_CHECKING:
     from avatarcast.chat.desk import ChatDesk
+    from avatarcast.frames import Sentence
+    from avatarcast.pipeline.build import Built
 
 HANDLED = frozenset({"price_change", "stock_change", "product_update", "product_remove"})
 
@@ -45,6 +49,8 @@ class Session:
     events: list[SessionEvent]
     path: Path
     header_line: int = 0
+    #: media time of the ``end`` line a recorded session closes with, if any
+    end: float | None = None
 
     def resolve(self, name: str) -> Path:
         """A path named in the session, relative to the session file if not absolute."""
@@ -85,7 +91,8 @@ def load_session(path: Path) -> Session:
         data = {k: v for k, v in obj.items() if k not in ("t", "type")}
         events.append(SessionEvent(t=float(t), type=kind, data=data, line=i))
     events.sort(key=lambda e: e.t)
-    return Session(options=options, events=events, path=path, header_line=header)
+    end = next((e.t for e in reversed(events) if e.type == "end"), None)
+    return Session(options=options, events=events, path=path, header_line=header, end=end)
 
 
 def session_catalog(session: Session) -> tuple[Path | None, list[Product] | None]:
@@ -111,6 +118,61 @@ def session_catalog(session: Session) -> tuple[Path | None, list[Product] | None
 
 
 CHAT = "chat"
+#: timing marks of a recorded live stream, not commands: ``ready`` (a sentence's audio was
+#: ready to go on air: ``text``, ``urgent``), ``clock`` and ``end``
+MARKS = frozenset({"ready", "clock", "end"})
+
+
+class WallOffset:
+    """How far a recorded live stream's wall clock (media seconds, what the chat desk's holds
+    ran on) was ahead of its frames, from the ``clock`` field its lines carry; linear between
+    samples. Replayed, the desk runs on frames plus this offset, as it did live."""
+
+    def __init__(self, events: list[SessionEvent]) -> None:
+        self._t: list[float] = [0.0]
+        self._off: list[float] = [0.0]
+        for e in events:
+            c = e.data.get("clock")
+            if isinstance(c, int | float) and not isinstance(c, bool) and e.t >= self._t[-1]:
+                self._t.append(e.t)
+                self._off.append(float(c) - e.t)
+
+    def __call__(self, t: float) -> float:
+        ts, off = self._t, self._off
+        if t >= ts[-1]:
+            return t + off[-1]
+        i = next(k for k in range(1, len(ts)) if ts[k] > t)
+        span = ts[i] - ts[i - 1]
+        w = (t - ts[i - 1]) / span if span > 0 else 1.0
+        return t + off[i - 1] + w * (off[i] - off[i - 1])
+
+
+class ReadyMarks:
+    """The media times at which a recorded live stream had each sentence ready to go on air
+    (a :class:`~avatarcast.pipeline.talk.ReadyGate`). Replayed talk waits for them, so
+    latencies that live spent writing and synthesising (wall time) are spent again; a
+    sentence the live stream never said (a changed build) is ready at once. The n-th time a
+    text goes on air takes the n-th mark of that text."""
+
+    def __init__(self, events: list[SessionEvent], now: Callable[[], float]) -> None:
+        self._now = now
+        self._marks: dict[tuple[str, bool], deque[float]] = {}
+        for e in events:
+            if e.type == "ready" and isinstance(e.data.get("text"), str):
+                key = (e.data["text"], bool(e.data.get("urgent")))
+                self._marks.setdefault(key, deque()).append(e.t)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._marks.values())
+
+    def ready(self, sentence: Sentence, *, urgent: bool) -> bool:
+        q = self._marks.get((sentence.text, urgent))
+        return not q or q[0] <= self._now() + 1e-6
+
+    def take(self, sentence: Sentence, *, urgent: bool) -> None:
+        q = self._marks.get((sentence.text, urgent))
+        if q:
+            q.popleft()
 
 
 @dataclass(slots=True)
@@ -181,18 +243,53 @@ def accept_chat(event: SessionEvent, desk: ChatDesk, log: EventLog) -> None:
         log.errors.append(f"line {event.line}: chat: field {bad[0]!r} must be a string")
         return
     msg_id = d.get("id")
+    at = d.get("at")  # a recorded stream's: when its desk took it, on the desk's clock
     desk.accept(
         [
             ChatMessage(
                 viewer_id=str(fields["viewer_id"]),
                 name=str(fields["name"]),
                 text=str(fields["text"]),
-                time=event.t,
-                id=msg_id if isinstance(msg_id, str) else f"line{event.line}",
+                time=float(at) if isinstance(at, int | float) else event.t,
+                id=msg_id if isinstance(msg_id, str) and msg_id else f"line{event.line}",
             )
         ]
     )
     log.handled[CHAT] += 1
+
+
+def say_event(event: SessionEvent, built: Built, pts: int, log: EventLog) -> None:
+    """A supervisor's ``say``: the line goes ahead of the rundown and selling talk on air is
+    cut now, as ``LiveControl.say`` does live."""
+    from avatarcast.frames import Sentence
+
+    text = event.data.get("text")
+    if not isinstance(text, str) or not text.strip():
+        log.errors.append(f"line {event.line}: say: field 'text' must be a non-empty string")
+        return
+    built.talk.say_now(Sentence(text=text, lang=built.resolved.opts.lang, source="supervisor"))
+    current = built.programme.current_sentence
+    if current is not None and current.source in ("template", "llm"):
+        built.programme.interrupt(pts)
+    log.handled["say"] += 1
+    log.applied.append({"t": event.t, "type": "say", "text": text})
+
+
+def price_mark(before: Product | None, after: Product | None, t: float) -> dict[str, Any] | None:
+    """The price in force from ``t`` when a change altered it (the stale-price check's input)."""
+    if after is None or (
+        before is not None
+        and (before.price, before.sale_price, before.currency)
+        == (after.price, after.sale_price, after.currency)
+    ):
+        return None
+    return {
+        "t": t,
+        "product_id": after.id,
+        "price": str(after.price),
+        "sale_price": None if after.sale_price is None else str(after.sale_price),
+        "currency": after.currency,
+    }
 
 
 def chat_summary(desk: ChatDesk) -> dict[str, Any]:

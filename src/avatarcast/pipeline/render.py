@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.programme import ProgrammeChat
@@ -27,14 +28,22 @@ from avatarcast.pipeline.runner import ProgrammeRunner
 from avatarcast.pipeline.talk import Guard
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.replay import (
+    MARKS,
     EventLog,
+    ReadyMarks,
+    WallOffset,
     accept_chat,
     apply_event,
     chat_summary,
     load_session,
+    price_mark,
+    say_event,
     session_catalog,
 )
 from avatarcast.replaytest.figures import FrameTimer, add_figures
+
+if TYPE_CHECKING:
+    from avatarcast.script.llm import LlmOptions
 
 
 @dataclass(slots=True, kw_only=True)
@@ -208,15 +217,24 @@ async def render_file(
 
 
 async def replay_session(
-    session_path: Path, *, out: Path, report: Path, transcript: Path | None = None
+    session_path: Path,
+    *,
+    out: Path,
+    report: Path,
+    transcript: Path | None = None,
+    writer: str | None = None,
+    llm: Callable[[], LlmOptions | None] | None = None,
 ) -> dict[str, Any]:
-    """``avatarcast replay``: run a session's events on a simulated clock and measure the result."""
+    """``avatarcast replay``: run a session's events on a simulated clock and measure the result.
+
+    ``writer`` replaces the session's (``template`` when it names none); ``llm`` gives the
+    model endpoint when the writer is ``llm``."""
     session = load_session(session_path)
     o = session.options
     check_output_path(out, ".mp4")
     check_output_path(report, ".json")
     catalog_path, products = session_catalog(session)
-    duration = float(o.get("duration", 60))
+    duration = float(o.get("duration") or session.end or 60)
     opts = ProgrammeOptions(
         catalog_path=catalog_path,
         lang=str(o.get("lang", "en")),
@@ -225,7 +243,10 @@ async def replay_session(
         seed=int(o.get("seed", 0)),
         size=str(o.get("size", "720p")),
         fps=int(o.get("fps", 25)),
+        writer=writer or str(o.get("writer") or "template"),
     )
+    if opts.writer == "llm" and llm is not None:
+        opts = dataclasses.replace(opts, llm=llm())
     resolved = validate(opts, products)
     catalog = Catalog(resolved.products)
     guards: list[Guard] = []  # the chat's guard, bound once the programme is built
@@ -237,12 +258,16 @@ async def replay_session(
         guard=lambda s, p, t: guards[0](s, p, t),
     )
     media_now = [0.0]
+    wall = WallOffset(session.events)
     chat = ProgrammeChat(
-        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: media_now[0]
+        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: wall(media_now[0])
     )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
-    events = list(session.events)
+    events = [e for e in session.events if e.type not in MARKS]
+    marks = ReadyMarks(session.events, lambda: media_now[0])
+    if len(marks):
+        built.talk.gate = marks
     log = EventLog()
     price_marks: list[dict[str, Any]] = []
     timer = FrameTimer(fps)
@@ -250,29 +275,24 @@ async def replay_session(
     async def before_frame(pts: int) -> None:
         timer.tick()
         t = media_now[0] = pts / fps
-        while events and events[0].t <= t:
+        while events and events[0].t <= t + 1e-6:  # a recorded t is k / fps to 6 places
             ev = events.pop(0)
             if ev.type == "chat":
                 accept_chat(ev, chat.desk, log)
                 continue
+            if ev.type == "say":
+                say_event(ev, built, pts, log)
+                continue
+            before = catalog.get(str(ev.data.get("product_id") or _upserted_id(ev)))
             changed = apply_event(ev, catalog, log)
             if changed:
                 built.programme.catalog_changed(changed, pts)
-                if ev.type == "price_change":
-                    p = catalog.get(changed[0])
-                    if p is not None:
-                        price_marks.append(
-                            {
-                                "t": t,
-                                "product_id": p.id,
-                                "price": str(p.price),
-                                "sale_price": None if p.sale_price is None else str(p.sale_price),
-                                "currency": p.currency,
-                            }
-                        )
+                mark = price_mark(before, catalog.get(changed[0]), t)
+                if mark is not None:
+                    price_marks.append(mark)
 
         if chat.desk.pending:
-            await chat.desk.answer_pending(t)
+            await chat.desk.answer_pending(chat.desk.clock())
         chat.before_frame(pts)
 
     frames = round(duration * fps)
@@ -297,6 +317,11 @@ async def replay_session(
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)
     return rep
+
+
+def _upserted_id(ev: Any) -> str:
+    product = ev.data.get("product")
+    return str(product.get("id")) if isinstance(product, dict) else ""
 
 
 def build_report(

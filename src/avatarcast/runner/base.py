@@ -62,6 +62,8 @@ class StreamSpec:
     products: tuple[Product, ...] = ()
     destinations: tuple[str, ...] = field(default=(), repr=False)
     record_dir: Path | None = None
+    #: the stream's folder for its recorded sessions (``session-*.jsonl``, see runner.session_log)
+    session_dir: Path | None = None
     paused: bool = False
     duration: float | None = None
     ice_servers: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)

@@ -34,6 +34,7 @@ from avatarcast.runner.base import (
     StreamState,
     StreamStatus,
 )
+from avatarcast.runner.session_log import session_path
 
 __all__ = ["LocalRunner"]
 
@@ -283,11 +284,13 @@ class LocalRunner:
         s.proc = proc
         assert proc.stdin is not None
         spec = s.spec
+        run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         if spec.record_dir is not None:  # a folder per run: a restart never overwrites
-            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             spec = dataclasses.replace(spec, record_dir=spec.record_dir / f"{run}-{s.restarts}")
         first = spec.to_json(stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token)
         first["nice"] = self._nice
+        if spec.session_dir is not None:
+            first["session_out"] = str(session_path(spec.session_dir, run, s.restarts))
         proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
         if restarted:
             s.restarts += 1

@@ -170,6 +170,7 @@ class StreamManager:
             products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
+            session_dir=d.recordings_dir / row.tenant_id / row.id,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
         )

@@ -36,11 +36,13 @@ from typing import Any, TextIO
 
 from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
+from avatarcast.frames import Sentence
 from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG
 from avatarcast.runner.changes import CatalogChanges
+from avatarcast.runner.session_log import SessionLog
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.llm import LlmOptions
 from avatarcast.startup import StartupSlot
@@ -71,12 +73,16 @@ class Worker:
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
         self._last_refusal: object | None = None
+        #: the stream's session, recorded for replay (spec ``session_out``)
+        self.session: SessionLog | None = None
 
     def emit(self, message: dict[str, Any]) -> None:
         self._out.write(json.dumps(message, default=str, separators=(",", ":")) + "\n")
         self._out.flush()
 
     def on_status(self, status: dict[str, Any]) -> None:
+        if self.session is not None:
+            self.session.tick()
         self._reconcile()
         self._report_refusals()
         self.emit({"type": "status", **status, "state": self.control.state})
@@ -100,6 +106,7 @@ class Worker:
                 self.emit({"type": "result", "id": request_id, "ok": False, "error": str(e)})
             return
         self._reconcile()
+        self._record(str(cmd), msg, result)
         if request_id is not None:
             self.emit({"type": "result", "id": request_id, "ok": True, "result": result})
         if cmd in _STATE_COMMANDS and self.control.built is not None:
@@ -205,10 +212,44 @@ class Worker:
             self.control.update_products(upserts)
         for product_id in removals:
             self.control.remove_product(product_id)
+        if self.session is not None:
+            self.session.products(upserts, removals)
 
     def _changes_due(self) -> None:
         self._changes_timer = None
         self._reconcile()
+
+    def media_time(self) -> float:
+        """Where a change made now takes effect: the next frame the programme plans."""
+        built = self.control.built
+        return built.programme.stats.frames / built.fmt.fps if built is not None else 0.0
+
+    def _record(self, cmd: str, msg: dict[str, Any], result: Any) -> None:
+        if self.session is None:
+            return
+        if cmd == "chat" and isinstance(result, list):
+            self.session.chat(r for r in result if isinstance(r, dict))
+        else:
+            self.session.command(msg)
+
+    def start_session(self) -> None:
+        """Begin the session file once the programme is built (its catalog is the start)."""
+        from avatarcast.runner.session_log import session_header
+
+        built = self.control.built
+        if self.session is None or built is None:
+            return
+        header = session_header(built.resolved.opts)
+        header |= {"avatar": built.resolved.avatar, "voice": built.resolved.voice}
+        chat = self.control._chat
+        self.session.bind(media=self.media_time, wall=chat.desk.clock if chat else None)
+        self.session.start(header, built.catalog.products())
+        built.talk.on_ready.append(self._on_ready)
+
+    def _on_ready(self, sentence: Sentence, urgent: bool) -> None:
+        """When a sentence could go on air (what writing and synthesis cost, for replay)."""
+        if self.session is not None:
+            self.session.event("ready", text=sentence.text, urgent=urgent, source=sentence.source)
 
     def set_paused(self, paused: bool) -> None:
         self._paused = paused
@@ -315,6 +356,14 @@ async def run_worker(
     worker = Worker(out)
     worker.set_paused(bool(spec.get("paused")))
     worker.set_approve_answers(bool(spec.get("approve_answers")))
+    if spec.get("session_out"):
+        worker.session = SessionLog(Path(spec["session_out"]))
+
+    def going_on_air() -> None:
+        worker.start_session()
+        if on_air is not None:
+            on_air()
+
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.control.stop)
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
@@ -325,13 +374,16 @@ async def run_worker(
             products=products,
             control=worker.control,
             on_status=worker.on_status,
-            on_air=on_air,
+            on_air=going_on_air,
         )
     except AvatarcastError as e:
         if worker.control.started_wall or e.retryable:
             raise
         worker.emit({"type": "error", "error": str(e), "retryable": False})
         return EXIT_CONFIG
+    finally:
+        if worker.session is not None:
+            worker.session.close()
     return 0
 
 
