@@ -19,6 +19,7 @@ from avatarcast.errors import AvatarcastError
 if TYPE_CHECKING:
     from avatarcast.compliance.c2pa import SignerConfig
     from avatarcast.pipeline.build import ProgrammeOptions
+    from avatarcast.pipeline.live_control import LiveControl
     from avatarcast.script.llm import LlmOptions
     from avatarcast.voice.registry import NetworkVoiceOptions
 
@@ -250,6 +251,27 @@ def replay(
     judge(checks, rep)
 
 
+class _SessionRecorder:
+    """``live --session-out``: the session of a CLI stream (no commands: its catalog, its
+    sentences' ready marks and its end)."""
+
+    def __init__(self, path: Path | None, control: LiveControl) -> None:
+        from avatarcast.runner.session_log import SessionLog
+
+        self.log = SessionLog(path) if path is not None else None
+        self.control = control
+
+    def start(self) -> None:
+        from avatarcast.runner.session_log import begin_session
+
+        if self.log is not None:
+            begin_session(self.log, self.control)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
 @app.command()
 def live(
     catalog: CatalogOpt,
@@ -286,6 +308,10 @@ def live(
     status_json: Annotated[
         bool, typer.Option("--status-json", help="Print status as JSON lines on stdout.")
     ] = False,
+    session_out: Annotated[
+        Path | None,
+        typer.Option("--session-out", help="Record the session for `replay` (.jsonl)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
@@ -338,14 +364,27 @@ def live(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
-        await run_live(
-            opts,
-            control=control,
-            on_status=on_status if status_json else None,
-            on_air=slot.release,
-        )
+        recorder = _SessionRecorder(session_out, control)
+
+        def on_air() -> None:
+            recorder.start()
+            slot.release()
+
+        try:
+            await run_live(
+                opts,
+                control=control,
+                on_status=on_status if status_json else None,
+                on_air=on_air,
+            )
+        finally:
+            recorder.close()
 
     try:
+        if session_out is not None:
+            from avatarcast.pipeline.render import check_output_path
+
+            check_output_path(session_out, ".jsonl")
         asyncio.run(main())
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None

@@ -244,6 +244,7 @@ async def replay_session(
         size=str(o.get("size", "720p")),
         fps=int(o.get("fps", 25)),
         writer=writer or str(o.get("writer") or "template"),
+        **_recorded_options(o),
     )
     if opts.writer == "llm" and llm is not None:
         opts = dataclasses.replace(opts, llm=llm())
@@ -317,6 +318,22 @@ async def replay_session(
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)
     return rep
+
+
+def _recorded_options(o: dict[str, Any]) -> dict[str, Any]:
+    """What a recorded live stream's session line says about its label, seller and spoken
+    disclosures (absent in hand-written sessions: the defaults)."""
+    out: dict[str, Any] = {}
+    if "disclosure_every" in o:
+        every = o["disclosure_every"]
+        out["disclosure_interval_s"] = None if every is None else float(every)
+    for key in ("label_text", "label_lang", "label_position"):
+        if isinstance(o.get(key), str):
+            out[key] = o[key]
+    seller = o.get("seller")
+    if isinstance(seller, list) and len(seller) == 2:
+        out["seller"] = (str(seller[0]), str(seller[1]))
+    return out
 
 
 def _upserted_id(ev: Any) -> str:

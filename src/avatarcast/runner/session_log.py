@@ -29,11 +29,15 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from avatarcast.catalog.model import Product
 
-__all__ = ["SessionLog", "find_session", "pseudonym", "session_path"]
+if TYPE_CHECKING:
+    from avatarcast.frames import Sentence
+    from avatarcast.pipeline.live_control import LiveControl
+
+__all__ = ["SessionLog", "begin_session", "find_session", "pseudonym", "session_path"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,28 @@ class SessionLog:
         self._file = None
 
 
+def begin_session(log: SessionLog, control: LiveControl) -> None:
+    """Start ``log`` on a live programme that is built and about to go on air: its options and
+    catalog as the header, then its sentences' ready marks as they come."""
+    built = control.built
+    if built is None:
+        return
+    fps = built.fmt.fps
+    chat = control._chat
+    log.bind(
+        media=lambda: built.programme.stats.frames / fps,
+        wall=chat.desk.clock if chat is not None else None,
+    )
+    header = session_header(built.resolved.opts)
+    header |= {"avatar": built.resolved.avatar, "voice": built.resolved.voice}
+    log.start(header, built.catalog.products())
+
+    def on_ready(sentence: Sentence, urgent: bool) -> None:
+        log.event("ready", text=sentence.text, urgent=urgent, source=sentence.source)
+
+    built.talk.on_ready.append(on_ready)
+
+
 def session_header(opts: Any, *, disclosure: bool = False) -> dict[str, Any]:
     """The session line's options from a ``ProgrammeOptions``."""
     return {
@@ -155,5 +181,10 @@ def session_header(opts: Any, *, disclosure: bool = False) -> dict[str, Any]:
         "size": opts.size,
         "fps": opts.fps,
         "disclosure": disclosure,
+        "disclosure_every": opts.disclosure_interval_s,
+        "label_text": opts.label_text,
+        "label_lang": opts.label_lang,
+        "label_position": opts.label_position,
+        "seller": list(opts.seller) if opts.seller else None,
         "stream_id": opts.stream_id,
     }

@@ -36,13 +36,12 @@ from typing import Any, TextIO
 
 from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
-from avatarcast.frames import Sentence
 from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG
 from avatarcast.runner.changes import CatalogChanges
-from avatarcast.runner.session_log import SessionLog
+from avatarcast.runner.session_log import SessionLog, begin_session
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.llm import LlmOptions
 from avatarcast.startup import StartupSlot
@@ -234,22 +233,8 @@ class Worker:
 
     def start_session(self) -> None:
         """Begin the session file once the programme is built (its catalog is the start)."""
-        from avatarcast.runner.session_log import session_header
-
-        built = self.control.built
-        if self.session is None or built is None:
-            return
-        header = session_header(built.resolved.opts)
-        header |= {"avatar": built.resolved.avatar, "voice": built.resolved.voice}
-        chat = self.control._chat
-        self.session.bind(media=self.media_time, wall=chat.desk.clock if chat else None)
-        self.session.start(header, built.catalog.products())
-        built.talk.on_ready.append(self._on_ready)
-
-    def _on_ready(self, sentence: Sentence, urgent: bool) -> None:
-        """When a sentence could go on air (what writing and synthesis cost, for replay)."""
         if self.session is not None:
-            self.session.event("ready", text=sentence.text, urgent=urgent, source=sentence.source)
+            begin_session(self.session, self.control)
 
     def set_paused(self, paused: bool) -> None:
         self._paused = paused
