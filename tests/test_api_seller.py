@@ -148,3 +148,96 @@ def test_the_tenants_seller_is_on_the_recorded_stream(
         far = float(np.abs(got - panel(without)).mean())
         assert near < 4 and far > 10, f"frame {i * 25}: {near=:.1f} {far=:.1f}"
         assert (got > 200).sum() > 0.8 * (panel(with_seller) > 200).sum()
+
+
+OTHER = {"name": "Lumo Outlet BV", "contact": "lumo.example"}
+NEW_LABEL = {"text": "AI presenter", "position": "bottom-right"}
+
+
+def _restyled(avatar: str, seller: dict[str, str] | None, label: Any) -> tuple[Compositor, I16]:
+    from avatarcast.programme.overlays import LabelConfig
+
+    renderer = SpriteAvatarRenderer(load_pack(avatar))
+    comp = Compositor(
+        lang="nl",
+        renderer=renderer,
+        background=renderer.render_background(1280, 720),
+        seller=SellerInfo(**seller) if seller else None,
+        label=LabelConfig(**label) if label else None,
+    )
+    frame = YuvFrame(1280, 720)
+    comp.compose(frame, state=AvatarState(), product=None, caption=None)
+    return comp, frame.y.astype(np.int16)
+
+
+def test_seller_and_label_changes_reach_the_stream_on_air(
+    api_factory: Callable[..., AbstractContextManager[Api]], tmp_path: Path
+) -> None:
+    """PUT seller and PATCH label while the stream runs: the recording shows the new panel and
+    label from within a second of the applied command (one worker run, no restart)."""
+    import time
+
+    with api_factory(sections={"recordings_dir": str(tmp_path / "rec")}) as api:
+        c, op = api.client, api.auth("operator")
+        assert c.put("/v1/tenant/seller", json=SELLER, headers=op).status_code == 200
+        assert c.post("/v1/products", json=FRYER, headers=op).status_code == 201
+        body: dict[str, Any] = {"name": "restyle", "lang": "nl", "record": True}
+        made = c.post("/v1/streams", json=body, headers=op).json()
+        sid = made["id"]
+        api.on_duty(sid)
+        assert c.post(f"/v1/streams/{sid}/start", headers=op).status_code == 200
+        wait_status(api, sid, lambda s: on_air(s) and s["frames"] > 50)
+        assert c.put("/v1/tenant/seller", json=OTHER, headers=op).status_code == 200
+        patched = c.patch(f"/v1/streams/{sid}", json={"label": NEW_LABEL}, headers=op)
+        assert patched.status_code == 200, patched.text
+        deadline, applied = time.monotonic() + 20, []
+        while len(applied) < 2:
+            assert time.monotonic() < deadline, applied
+            page = c.get(f"/v1/streams/{sid}/events", params={"kind": "command"}, headers=op)
+            applied = [e["detail"]["command"] for e in page.json()["items"]]
+            applied = [a for a in applied if a["type"] in ("seller", "label")]
+            time.sleep(0.2)
+        last = max(a["pts"] for a in applied)
+        wait_status(api, sid, lambda s: s["frames"] > last + 60)
+        assert c.post(f"/v1/streams/{sid}/stop", headers=op).status_code == 200
+        wait_status(api, sid, lambda s: s["state"] == "stopped", timeout=15)
+
+    by_type = {a["type"]: a for a in applied}
+    assert by_type["seller"]["name"] == OTHER["name"]
+    assert by_type["label"]["position"] == "bottom-right"
+    old_comp, old = _restyled(made["avatar"], SELLER, None)
+    new_comp, new = _restyled(made["avatar"], OTHER, NEW_LABEL)
+    boxes = [new_comp.region_of("seller"), new_comp.label.box]
+
+    def error(y: npt.NDArray[Any], ref: I16) -> float:
+        return max(
+            float(
+                np.abs(
+                    np.asarray(y[b.y : b.bottom, b.x : b.right], np.int16)
+                    - ref[b.y : b.bottom, b.x : b.right]
+                ).mean()
+            )
+            for b in boxes
+        )
+
+    frames = _recorded_luma(tmp_path / "rec" / api.tenant_id / sid)  # every 25th: t = i s
+    asked = min(a["requested_t"] for a in applied)
+    done = max(a["applied_t"] for a in applied)
+    before = [error(y, new) for i, y in enumerate(frames) if i < asked - 0.04]
+    after = [error(y, new) for i, y in enumerate(frames) if i >= done + 1.0]
+    assert before and after
+    assert min(before) > 10, before
+    assert max(after) < 4, after
+    assert done - asked <= 1.0
+    old_box = old_comp.region_of("seller")
+    near = [
+        float(
+            np.abs(
+                np.asarray(y[old_box.y : old_box.bottom, old_box.x : old_box.right], np.int16)
+                - old[old_box.y : old_box.bottom, old_box.x : old_box.right]
+            ).mean()
+        )
+        for i, y in enumerate(frames)
+        if i < asked - 0.04
+    ]
+    assert max(near) < 4, near  # before: the old seller panel

@@ -14,11 +14,11 @@ import pytest
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat import ChatMessage
-from avatarcast.chat.programme import ProgrammeChat, cut_point_ms
 from avatarcast.frames import Sentence, TimedWord
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.talk import Guard, TalkSource
+from avatarcast.pipeline.chat import ProgrammeChat, cut_point_ms
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.programme.talk import Guard, TalkSource
 from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions, LlmWriter
@@ -33,7 +33,8 @@ DEMO = ROOT / "configs" / "demo-catalog.json"
 
 
 def answer(text: str) -> Sentence:
-    return Sentence(text=text, lang="en", source="answer", product_id="blender-1")
+    """An answer sentence; a readdressed answer keeps its id, so both go as ``answer-1``."""
+    return Sentence(text=text, lang="en", source="answer", product_id="blender-1", id="answer-1")
 
 
 def test_the_cut_is_at_the_end_of_the_word_being_spoken_or_now_between_words() -> None:
@@ -138,8 +139,8 @@ async def test_a_voiced_answer_is_swapped_for_its_readdressed_version() -> None:
             talk.say_now(first)
             await collect_voiced(talk, 1)
             assert talk.urgent_ready()
-            assert talk.replace_urgent(first.text, second)
-            assert not talk.replace_urgent("never said", second)
+            assert talk.replace_urgent(first.id, second)
+            assert not talk.replace_urgent("never-said", second)
             await collect_voiced(talk, 1)
             got = await talk.next(wait=False)
             assert not talk.urgent_ready()
@@ -157,7 +158,7 @@ async def test_a_queued_answer_is_replaced_in_place_on_a_simulated_clock() -> No
     )
     first, second = answer("Ann, it holds 1.5 litres."), answer("Ann and Bo, it holds 1.5 litres.")
     talk.say_now(first)
-    assert talk.urgent_ready() and talk.replace_urgent(first.text, second)
+    assert talk.urgent_ready() and talk.replace_urgent(first.id, second)
     try:
         got = await talk.next(wait=True)
     finally:

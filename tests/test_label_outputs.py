@@ -179,12 +179,12 @@ async def test_label_on_every_frame_from_the_server_and_the_recording(
     )
     control = LiveControl()
     task = asyncio.create_task(run_live(opts, control=control))
-    while not any(d["state"] == "connected" for d in control.status()["destinations"]):
+    while not any(d.state == "connected" for d in control.status().destinations):
         assert not task.done(), task
         await asyncio.sleep(0.1)
     live = await asyncio.to_thread(read_rtmp, url, 4.0)
     final = await task
-    assert final["state"] == "stopped"
+    assert final.state == "stopped"
 
     w, h = SIZES[size]
     assert len(live) >= 50, f"only {len(live)} frames read back from the server"

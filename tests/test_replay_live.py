@@ -117,8 +117,8 @@ def test_live_session_from_the_api_replays_the_same_night(tmp_path: Path) -> Non
     lines = [json.loads(x) for x in r.text.splitlines()]
     kinds = [x["type"] for x in lines]
     assert kinds[0] == "session" and kinds[-1] == "end", kinds
-    assert {"product_update", "chat", "say", "ready"} <= set(kinds), kinds
-    assert not {"safe_mode", "mute"} & set(kinds), kinds  # replayed once #11's commands land
+    assert {"products", "chat", "say", "ready"} <= set(kinds), kinds
+    assert not {"safe_mode", "mute"} & set(kinds), kinds
     # viewers are pseudonymised, consistently; their names are what was said on air
     chats = [x for x in lines if x["type"] == "chat"]
     assert [c["name"] for c in chats] == ["Sanne", "Ravi"]
@@ -146,6 +146,6 @@ def test_live_session_from_the_api_replays_the_same_night(tmp_path: Path) -> Non
     worst = max(abs(a["t"] - b["t"]) for a, b in pairs)
     assert worst <= FRAME_S + 1e-6, shown
     report = json.loads((tmp_path / "report.json").read_text())
-    [change] = [x for x in lines if x["type"] == "product_update"]
+    [change] = [x for x in lines if x["type"] == "products"]
     [mark] = report["events"]["price_changes"]
     assert mark["sale_price"] == new_price and abs(mark["t"] - change["t"]) <= 1e-6

@@ -173,3 +173,38 @@ async def test_workers_run_below_the_api_priority() -> None:
             assert group.split()[-1] == "3", group
     finally:
         await r.drain()
+
+
+async def test_a_restarted_worker_comes_back_muted_pinned_and_relabelled() -> None:
+    """The sticky commands (mute, pin, label) are given again to the worker that replaces a
+    crashed one, and it reports them applied in its new run."""
+    lamp = Product(id="LAMP-2", title="Desk lamp", brand="Lumo", price=Decimal("24.99"))
+    out = Events()
+    r = LocalRunner(on_output=out.append, backoff_start=0.2, stop_timeout=5.0)
+    try:
+        await r.start("s5", StreamSpec(tenant_id="t1", products=(FRYER, lamp)))
+        first = await wait_for(r, "s5", lambda s: s.state == "live", within=60)
+        for command in (
+            {"cmd": "mute"},
+            {"cmd": "pin_product", "product_id": "LAMP-2"},
+            {"cmd": "label", "text": "AI host", "position": "top-right"},
+            {"cmd": "say", "text": "Not sticky."},
+        ):
+            await r.send("s5", command)
+        await wait_for(r, "s5", lambda s: s.health.get("product_id") == "LAMP-2", within=5)
+        assert r.status("s5").health["muted"] is True  # type: ignore[union-attr]
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        again = await wait_for(
+            r,
+            "s5",
+            lambda s: s.pid not in (None, first.pid) and s.health.get("frames", 0) > 5,
+            within=60,
+        )
+        assert again.health["muted"] is True and again.health["product_id"] == "LAMP-2"
+        replayed = [e.detail["command"] for e in out if e.kind == "command" and e.detail["run"]]
+        assert [d["type"] for d in replayed] == ["label", "mute", "pin_product"]
+        assert replayed[0]["text"] == "AI host" and replayed[0]["position"] == "top-right"
+        assert all(d["pts"] == replayed[0]["pts"] for d in replayed)  # at one frame boundary
+    finally:
+        await r.drain()

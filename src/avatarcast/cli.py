@@ -312,6 +312,14 @@ def live(
         Path | None,
         typer.Option("--session-out", help="Record the session for `replay` (.jsonl)."),
     ] = None,
+    commands: Annotated[
+        bool,
+        typer.Option(
+            "--commands",
+            help='Read commands from stdin, one JSON object a line: {"cmd": "mute"}, '
+            '{"cmd": "say", "text": "..."}, {"cmd": "pin_product", "product_id": "..."} ...',
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
@@ -322,7 +330,8 @@ def live(
     slot.acquire()
     try:
         import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
-        from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+        from avatarcast.cli_commands import read_commands
+        from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
     except BaseException:
         slot.release()
         raise
@@ -353,9 +362,9 @@ def live(
     )
     control = LiveControl()
 
-    def on_status(status: dict[str, object]) -> None:
+    def on_status(status: LiveStatus) -> None:
         if status_json:
-            sys.stdout.write(json.dumps(status) + "\n")
+            sys.stdout.write(json.dumps(status.as_dict()) + "\n")
             sys.stdout.flush()
 
     async def main() -> None:
@@ -365,6 +374,8 @@ def live(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
         recorder = _SessionRecorder(session_out, control)
+        if commands:
+            read_commands(sys.stdin, loop, control)
 
         def on_air() -> None:
             recorder.start()

@@ -3,11 +3,14 @@
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
 (``catalog``: a file, or ``products``: the products themselves, as a recorded live stream's
 session carries them) and options; every other line is an event with ``t`` (seconds into the
-programme) and ``type``. Event types this build handles: ``price_change``, ``stock_change``,
-``product_update``, ``product_remove``, ``chat`` (``viewer_id``, ``name``, ``text``: a
-viewer's message, given to the chat desk), ``say`` (``text``: a supervisor's line) and
-``end`` (where a recorded stream ended: the replay's length when the session line gives no
-``duration``). Any other type is counted in the report as unhandled, never dropped silently.
+programme) and ``type``. Catalog events (``price_change``, ``stock_change``,
+``product_update``, ``product_remove``) are applied to the catalog as their time comes. Every
+other type this build knows is a command (``avatarcast.commands``: ``say``, ``mute``,
+``kill``, ``pin_product``, ``chat``, ``label`` ...), parsed once here and scheduled on the
+programme's director, which applies it at the first frame boundary at or after ``t``. A
+recorded live stream's session also carries timing marks (:data:`MARKS`: ``ready``, ``clock``
+and ``end``, see ``runner.session_log``). Any other type is counted in the report as
+unhandled, never dropped silently; a command with a bad field is reported as an error.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +28,13 @@ from pydantic import ValidationError
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
+from avatarcast.commands import NAMES, ChatMessages, CommandError, parse_command
 from avatarcast.errors import SessionError
 
 if TYPE_CHECKING:
     from avatarcast.chat.desk import ChatDesk
     from avatarcast.frames import Sentence
-    from avatarcast.pipeline.build import Built
+    from avatarcast.pipeline.director import Director
 
 HANDLED = frozenset({"price_change", "stock_change", "product_update", "product_remove"})
 
@@ -117,7 +121,8 @@ def session_catalog(session: Session) -> tuple[Path | None, list[Product] | None
     return session.resolve(name), None
 
 
-CHAT = "chat"
+COMMAND_TYPES = NAMES | {"approve", "reject"}
+
 #: timing marks of a recorded live stream, not commands: ``ready`` (a sentence's audio was
 #: ready to go on air: ``text``, ``urgent``), ``clock`` and ``end``
 MARKS = frozenset({"ready", "clock", "end"})
@@ -232,64 +237,73 @@ def _field_update(event: SessionEvent) -> dict[str, Any]:
     return {k: d[k] for k in ("stock", "availability") if k in d}
 
 
-def accept_chat(event: SessionEvent, desk: ChatDesk, log: EventLog) -> None:
-    """Give a ``chat`` event to the desk; a malformed one is reported as an error."""
-    from avatarcast.chat.message import ChatMessage
+def schedule_commands(
+    events: list[SessionEvent], director: Director, log: EventLog
+) -> list[SessionEvent]:
+    """Parse the command events and schedule them on ``director`` at their ``t``; returns the
+    rest (catalog events and unknown types), in time order, for the caller to apply."""
+    rest: list[SessionEvent] = []
+    for ev in events:
+        if ev.type in HANDLED or ev.type not in COMMAND_TYPES:
+            rest.append(ev)
+            continue
+        try:
+            command = parse_command({"type": ev.type, **ev.data})
+        except CommandError as e:
+            log.errors.append(f"line {ev.line}: {e}")
+            continue
+        if isinstance(command, ChatMessages):
+            command = _with_ids(command, ev.line)
+        director.schedule(command, ev.t)
+    return rest
 
-    d = event.data
-    fields = {k: d.get(k) for k in ("viewer_id", "name", "text")}
-    bad = [k for k, v in fields.items() if not isinstance(v, str)]
-    if bad:
-        log.errors.append(f"line {event.line}: chat: field {bad[0]!r} must be a string")
-        return
-    msg_id = d.get("id")
-    at = d.get("at")  # a recorded stream's: when its desk took it, on the desk's clock
-    desk.accept(
-        [
-            ChatMessage(
-                viewer_id=str(fields["viewer_id"]),
-                name=str(fields["name"]),
-                text=str(fields["text"]),
-                time=float(at) if isinstance(at, int | float) else event.t,
-                id=msg_id if isinstance(msg_id, str) and msg_id else f"line{event.line}",
-            )
-        ]
+
+def _with_ids(command: ChatMessages, line: int) -> ChatMessages:
+    """Messages without an id get one from their line (``line7``, ``line7.2`` ...)."""
+    many = len(command.messages) > 1
+    msgs = tuple(
+        m if m.id else replace(m, id=f"line{line}.{i}" if many else f"line{line}")
+        for i, m in enumerate(command.messages, start=1)
     )
-    log.handled[CHAT] += 1
+    return replace(command, messages=msgs)
 
 
-def say_event(event: SessionEvent, built: Built, pts: int, log: EventLog) -> None:
-    """A supervisor's ``say``: the line goes ahead of the rundown and selling talk on air is
-    cut now, as ``LiveControl.say`` does live."""
-    from avatarcast.frames import Sentence
+class PriceMarks:
+    """The price of each product in force from each change on (the stale-price check's input):
+    a mark whenever a catalog event or command changed a product's price, sale price or
+    currency."""
 
-    text = event.data.get("text")
-    if not isinstance(text, str) or not text.strip():
-        log.errors.append(f"line {event.line}: say: field 'text' must be a non-empty string")
-        return
-    built.talk.say_now(Sentence(text=text, lang=built.resolved.opts.lang, source="supervisor"))
-    current = built.programme.current_sentence
-    if current is not None and current.source in ("template", "llm"):
-        built.programme.interrupt(pts)
-    log.handled["say"] += 1
-    log.applied.append({"t": event.t, "type": "say", "text": text})
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._seen = {p.id: _price(p) for p in catalog.products()}
+        self.marks: list[dict[str, Any]] = []
+
+    def check(self, product_ids: Iterable[str], t: float) -> None:
+        for pid in product_ids:
+            p = self._catalog.get(pid)
+            if p is None or self._seen.get(pid) == _price(p):
+                continue
+            self._seen[pid] = _price(p)
+            self.marks.append(
+                {
+                    "t": t,
+                    "product_id": p.id,
+                    "price": str(p.price),
+                    "sale_price": None if p.sale_price is None else str(p.sale_price),
+                    "currency": p.currency,
+                }
+            )
+
+    def after(self, command: object, t: float) -> None:
+        """After an applied command: a ``CatalogChange`` may have moved prices."""
+        from avatarcast.commands import CatalogChange
+
+        if isinstance(command, CatalogChange):
+            self.check((p.id for p in command.upsert), t)
 
 
-def price_mark(before: Product | None, after: Product | None, t: float) -> dict[str, Any] | None:
-    """The price in force from ``t`` when a change altered it (the stale-price check's input)."""
-    if after is None or (
-        before is not None
-        and (before.price, before.sale_price, before.currency)
-        == (after.price, after.sale_price, after.currency)
-    ):
-        return None
-    return {
-        "t": t,
-        "product_id": after.id,
-        "price": str(after.price),
-        "sale_price": None if after.sale_price is None else str(after.sale_price),
-        "currency": after.currency,
-    }
+def _price(p: Product) -> tuple[object, ...]:
+    return (p.price, p.sale_price, p.currency)
 
 
 def chat_summary(desk: ChatDesk) -> dict[str, Any]:

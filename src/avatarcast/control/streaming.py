@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+
+from avatarcast.commands import Command
 from avatarcast.control.context import AppContext
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
@@ -20,7 +23,15 @@ from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
 from avatarcast.runner.manager import ProgrammeDefaults, StreamManager
 
-__all__ = ["EXTRAS_KEY", "health_of", "lifespan", "manager_of", "programme_defaults"]
+__all__ = [
+    "EXTRAS_KEY",
+    "health_of",
+    "lifespan",
+    "manager_of",
+    "programme_defaults",
+    "tell_stream",
+    "tell_tenant_seller",
+]
 
 EXTRAS_KEY = "streams"
 
@@ -90,6 +101,20 @@ def manager_of(ctx: AppContext) -> StreamManager:
     if manager is None:
         raise ProblemError(503, "the stream runner is not running", kind="not-ready")
     return manager
+
+
+def tell_stream(ctx: AppContext, stream_id: str, command: Command) -> None:
+    """Hand a running stream a command from a sync route; nothing when no runner runs."""
+    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
+    if manager is not None:
+        anyio.from_thread.run(manager.send_command, stream_id, command)
+
+
+def tell_tenant_seller(ctx: AppContext, tenant_id: str, seller: tuple[str, str] | None) -> None:
+    """The tenant's seller changed: its streams on air show the new panel from the next frame."""
+    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
+    if manager is not None:
+        anyio.from_thread.run(manager.seller_changed, tenant_id, seller)
 
 
 def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:

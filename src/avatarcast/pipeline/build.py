@@ -23,11 +23,11 @@ from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.frames import StreamFormat
 from avatarcast.locale import language
 from avatarcast.output.encoder import Encoder
-from avatarcast.pipeline.runner import FrameEncoder
-from avatarcast.pipeline.talk import Guard, TalkSource
+from avatarcast.pipeline.frame_loop import FrameEncoder
 from avatarcast.programme.compositor import Compositor, SellerInfo
 from avatarcast.programme.overlays import LabelConfig, label_text
 from avatarcast.programme.programme import Programme, SpokenLine
+from avatarcast.programme.talk import Guard, TalkSource
 from avatarcast.script.base import ScriptWriter
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.rundown import Rundown

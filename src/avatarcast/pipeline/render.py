@@ -15,29 +15,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from avatarcast.catalog.store import Catalog
-from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import SimulatedClock
+from avatarcast.commands import command_name
 from avatarcast.compliance.c2pa import SignerConfig, sign_mp4
 from avatarcast.errors import ConfigError, OutputError
-from avatarcast.frames import StreamFormat
+from avatarcast.frames import SpeechChunk, StreamFormat
 from avatarcast.health import LabelProbe, analyse
 from avatarcast.output.encoder_process import ProcessEncoder
 from avatarcast.output.mp4 import Mp4FileSink
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.runner import ProgrammeRunner
-from avatarcast.pipeline.talk import Guard
+from avatarcast.pipeline.chat import ProgrammeChat
+from avatarcast.pipeline.director import Applied, Director
+from avatarcast.pipeline.frame_loop import FrameLoop
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.programme.talk import Guard
 from avatarcast.replay import (
     MARKS,
     EventLog,
+    PriceMarks,
     ReadyMarks,
     WallOffset,
-    accept_chat,
     apply_event,
     chat_summary,
     load_session,
-    price_mark,
-    say_event,
+    schedule_commands,
     session_catalog,
 )
 from avatarcast.replaytest.figures import FrameTimer, add_figures
@@ -107,8 +108,13 @@ async def render_built(
     progress: bool,
     before_frame: Any = None,
     clock: SimulatedClock | None = None,
+    director: Director | None = None,
+    chat: ProgrammeChat | None = None,
 ) -> RenderResult:
-    """Run ``built`` for ``frames`` frames into an MP4 at ``out`` on a simulated clock."""
+    """Run ``built`` for ``frames`` frames into an MP4 at ``out`` on a simulated clock.
+
+    ``director`` (bound here to the frame loop) applies commands between frames; a ``Kill``
+    or ``Stop`` ends the output early."""
     result = RenderResult(out=out, frames=0, sentences=0, fps_wall=0.0, stage_seconds={})
     fps = built.fmt.fps
 
@@ -118,14 +124,12 @@ async def render_built(
             transcript.write(json.dumps(line.as_dict(), ensure_ascii=False) + "\n")
 
     built.listeners.append(on_line)
-    original_start = built.animator.start_chunk
 
-    def start_chunk(chunk: Any, frame_index: int) -> None:
+    def chunk_started(chunk: SpeechChunk, pts: int) -> None:
         phon = [(p.phoneme, p.start_ms, p.end_ms) for p in chunk.phonemes]
-        result.chunks.append((frame_index, chunk.duration_ms, phon))
-        original_start(chunk, frame_index)
+        result.chunks.append((pts, chunk.duration_ms, phon))
 
-    built.animator.start_chunk = start_chunk  # type: ignore[method-assign]
+    built.programme.on_chunk_started(chunk_started)
     sink = Mp4FileSink(out, metadata=built.fmt.metadata)
     bar = _progress(frames, fps) if progress else None
 
@@ -133,15 +137,18 @@ async def render_built(
         if bar is not None and n % fps == 0:
             bar[0].update(bar[1], completed=n)
 
-    runner = ProgrammeRunner(
+    runner = FrameLoop(
         programme=built.programme,
         compose=_recording_compose(built, result),
         encoder=built.encoder,
         sinks=[sink],
         clock=clock or SimulatedClock(),
+        director=director,
         before_frame=before_frame,
         on_progress=on_progress,
     )
+    if director is not None:
+        director.bind(built, chat=chat, stop=runner.stop)
     try:
         if bar is not None:
             bar[0].start()
@@ -258,39 +265,43 @@ async def replay_session(
         encoder=deterministic_encoder(resolved.fmt),
         guard=lambda s, p, t: guards[0](s, p, t),
     )
-    media_now = [0.0]
+    director = Director()
+    # the desk's clock: frames, plus how far a recorded live stream's wall clock was ahead
     wall = WallOffset(session.events)
     chat = ProgrammeChat(
-        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: wall(media_now[0])
+        built,
+        disclosure=bool(o.get("disclosure", False)),
+        clock=lambda: wall(director.media_time),
     )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
-    events = [e for e in session.events if e.type not in MARKS]
-    marks = ReadyMarks(session.events, lambda: media_now[0])
+    marks = ReadyMarks(session.events, lambda: director.media_time)
     if len(marks):
         built.talk.gate = marks
     log = EventLog()
-    price_marks: list[dict[str, Any]] = []
+    events = schedule_commands([e for e in session.events if e.type not in MARKS], director, log)
+    prices = PriceMarks(catalog)
+    price_marks = prices.marks
     timer = FrameTimer(fps)
+
+    def applied(a: Applied) -> None:
+        if a.error is None:
+            log.handled[command_name(a.command)] += 1
+            prices.after(a.command, a.t)
+        else:
+            log.errors.append(f"{command_name(a.command)} at {a.t:.3f} s: {a.error}")
+
+    director.listeners.append(applied)
 
     async def before_frame(pts: int) -> None:
         timer.tick()
-        t = media_now[0] = pts / fps
-        while events and events[0].t <= t + 1e-6:  # a recorded t is k / fps to 6 places
+        t = pts / fps
+        while events and events[0].t <= t + 1e-9:
             ev = events.pop(0)
-            if ev.type == "chat":
-                accept_chat(ev, chat.desk, log)
-                continue
-            if ev.type == "say":
-                say_event(ev, built, pts, log)
-                continue
-            before = catalog.get(str(ev.data.get("product_id") or _upserted_id(ev)))
             changed = apply_event(ev, catalog, log)
             if changed:
                 built.programme.catalog_changed(changed, pts)
-                mark = price_mark(before, catalog.get(changed[0]), t)
-                if mark is not None:
-                    price_marks.append(mark)
+                prices.check(changed, t)
 
         if chat.desk.pending:
             await chat.desk.answer_pending(chat.desk.clock())
@@ -299,13 +310,23 @@ async def replay_session(
     frames = round(duration * fps)
     with atomic_text(transcript) as tf:
         result = await render_built(
-            built, out=out, frames=frames, transcript=tf, progress=False, before_frame=before_frame
+            built,
+            out=out,
+            frames=frames,
+            transcript=tf,
+            progress=False,
+            before_frame=before_frame,
+            director=director,
+            chat=chat,
         )
     for ev in events:  # events after the end are reported, not dropped
         log.unhandled[f"{ev.type} (after end)"] += 1
+    for cmd in director.unapplied():
+        log.unhandled[f"{command_name(cmd)} (after end)"] += 1
     rep = build_report(result, built, log, price_marks, session_path)
     rep["summary"].update(chat_summary(chat.desk))
     rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
+    rep["commands"] = [a.as_dict() for a in director.log]
     for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
         rep[key] = rep["summary"][key]
     add_figures(
@@ -334,11 +355,6 @@ def _recorded_options(o: dict[str, Any]) -> dict[str, Any]:
     if isinstance(seller, list) and len(seller) == 2:
         out["seller"] = (str(seller[0]), str(seller[1]))
     return out
-
-
-def _upserted_id(ev: Any) -> str:
-    product = ev.data.get("product")
-    return str(product.get("id")) if isinstance(product, dict) else ""
 
 
 def build_report(

@@ -117,7 +117,8 @@ class StreamEvent:
     """Something that happened to a stream: ``started``, ``crashed``, ``restarted``, ``stopped``
     (also ``failed``); or, to a runner's output callback, what it put on air: ``line`` (a
     spoken sentence; ``detail`` holds ``run``, ``t``, ``wall``, ``text``, ``source``,
-    ``facts``, ``verdicts``) and ``refusal`` (a sentence the guardrails refused)."""
+    ``facts``, ``verdicts``), ``refusal`` (a sentence the guardrails refused) and ``command``
+    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``)."""
 
     stream_id: str
     tenant_id: str

@@ -2,8 +2,11 @@
 
 A worker that exits non-zero or is killed is restarted after 1 s, 2 s, 4 s ... (capped); a run
 that lasted ``stable_after`` seconds resets the backoff. A stream stopped on purpose, or whose
-options no retry can fix, is not restarted. Nothing here blocks: commands are written to the
-worker's stdin pipe without waiting, and its status is read as it arrives.
+options no retry can fix, is not restarted. A restarted worker is given the spec (with the
+products as last pushed), then the commands that still hold (``commands.sticky_state``: mute,
+paused products, the pin, label and seller), so it comes back as it was. Nothing here blocks:
+commands are written to the worker's stdin pipe without waiting, and its status is read as it
+arrives.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from avatarcast.catalog.model import Product
+from avatarcast.commands import (
+    STICKY,
+    Command,
+    CommandError,
+    command_to_wire,
+    parse_command,
+    sticky_state,
+)
 from avatarcast.logs import redact
 from avatarcast.runner.base import (
     EXIT_CONFIG,
@@ -43,6 +54,7 @@ log = logging.getLogger(__name__)
 _WORKER = ("-m", "avatarcast.runner.worker")
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _STATES: frozenset[str] = frozenset(get_args(StreamState))
+_STICKY_NAMES = frozenset(c.NAME for c in STICKY)
 
 
 @dataclass(eq=False, slots=True)
@@ -63,6 +75,9 @@ class _Stream:
     health: Mapping[str, Any] = field(default_factory=dict)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     requests: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    #: commands whose effect a restarted worker must get again (mute, paused products, pins,
+    #: label, seller), as sent: replayed in ``sticky_state`` form after the spec line
+    sticky: list[Command] = field(default_factory=list)
 
 
 class LocalRunner:
@@ -217,6 +232,13 @@ class LocalRunner:
         self._send(s, {"cmd": "pause" if paused else "resume"})
 
     def _send(self, s: _Stream, message: Mapping[str, Any]) -> None:
+        if message.get("cmd") in _STICKY_NAMES:
+            with contextlib.suppress(CommandError):
+                s.sticky = sticky_state([*s.sticky, parse_command(message)])
+        self._write(s, message)
+
+    @staticmethod
+    def _write(s: _Stream, message: Mapping[str, Any]) -> None:
         proc = s.proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
             return
@@ -292,6 +314,8 @@ class LocalRunner:
         if spec.session_dir is not None:
             first["session_out"] = str(session_path(spec.session_dir, run, s.restarts))
         proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
+        for command in s.sticky:  # the state the last run reached: mute, pins, label ...
+            self._write(s, command_to_wire(command))
         if restarted:
             s.restarts += 1
             self._emit(s, "restarted", pid=proc.pid, restarts=s.restarts)
@@ -333,7 +357,7 @@ class LocalRunner:
                     s.state = state
             elif msg.get("type") == "result":
                 self._resolve(s, msg)
-            elif msg.get("type") in ("line", "refusal"):
+            elif msg.get("type") in ("line", "refusal", "command"):
                 kind = msg.pop("type")
                 if self._on_output is not None:
                     self._emit(s, kind, run=s.restarts, **msg, callback=self._on_output)

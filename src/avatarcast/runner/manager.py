@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.catalog.model import Product
+from avatarcast.commands import Command, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.db.base import utcnow
 from avatarcast.control.db.events import record_event
@@ -202,6 +203,9 @@ class StreamManager:
 
     def on_event(self, event: StreamEvent) -> None:
         """The runner's event callback: queue the database write."""
+        command = event.detail.get("command") if event.kind == "command" else None
+        if isinstance(command, Mapping) and command.get("type") in _UNRECORDED_COMMANDS:
+            return  # chat and product changes have records of their own
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
         if event.kind in ("started", "restarted") and self.watch is not None:
@@ -244,6 +248,21 @@ class StreamManager:
                         detail=dict(event.detail),
                     )
             session.commit()
+
+    # --- live changes -------------------------------------------------------------------------
+
+    async def send_command(self, stream_id: str, command: Command) -> None:
+        """Hand a running stream one typed command (applied at its next frame boundary)."""
+        if stream_id in self.runner.running():
+            await self.runner.send(stream_id, command_to_wire(command))
+
+    async def seller_changed(self, tenant_id: str, seller: tuple[str, str] | None) -> None:
+        """The tenant's seller changed: every stream of it on air shows the new panel."""
+        command = SellerChanged(name=seller[0], contact=seller[1]) if seller else SellerChanged()
+        running = set(self.runner.running())
+        for stream_id, sel in list(self._selections.items()):
+            if sel.tenant_id == tenant_id and stream_id in running:
+                await self.runner.send(stream_id, command_to_wire(command))
 
     def _sender(self, stream_id: str, command: Mapping[str, Any]) -> Job:
         async def send() -> None:
@@ -364,6 +383,10 @@ def _set_gauges(
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
         reconnects[(stream_id, name)] = count
+
+
+#: applied commands not written to the stream's events (each has a record of its own)
+_UNRECORDED_COMMANDS = frozenset({"chat", "products"})
 
 
 def _safe(on: bool) -> dict[str, Any]:

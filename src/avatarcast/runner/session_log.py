@@ -1,9 +1,9 @@
 """A live stream's session, recorded as it happens, in the format ``avatarcast replay`` reads.
 
 The first line is the session header: the programme's options and the catalog as it was when
-the stream went on air (``products``). Every later line is a command or catalog change with
-``t``, the media time at which it took effect: the next frame the programme planned after it
-(``pts`` is the same as a frame number). Viewers' ids are pseudonymised with a keyed hash
+the stream went on air (``products``). Every later line is a command (``avatarcast.commands``:
+``products``, ``chat``, ``say``, ``mute`` ...) as the programme's director applied it, with
+``t`` the media time of the frame at which it took effect. Viewers' ids are pseudonymised with a keyed hash
 whose key lives only in the recording process, so one viewer keeps one pseudonym within a run
 (flood limits and merged questions replay the same) and cannot be traced back from the file.
 Names stay: the presenter says them on air, so they are in the recording anyway. The last
@@ -28,13 +28,16 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from avatarcast.catalog.model import Product
+from avatarcast.commands import ChatMessages, command_name, command_to_session_event
 
 if TYPE_CHECKING:
     from avatarcast.frames import Sentence
+    from avatarcast.pipeline.director import Applied
     from avatarcast.pipeline.live_control import LiveControl
 
 __all__ = ["SessionLog", "begin_session", "find_session", "pseudonym", "session_path"]
@@ -43,8 +46,6 @@ log = logging.getLogger(__name__)
 
 #: a ``clock`` line is written when the wall clock's offset from the frames moves this much
 CLOCK_STEP_S = 0.005
-#: worker commands that are queries or lifecycle, not changes to what is on air
-_NOT_RECORDED = frozenset({"chat_fate", "answers", "products", "chat", "stop"})
 
 
 def session_path(folder: Path, started: str, run: int) -> Path:
@@ -101,7 +102,7 @@ class SessionLog:
     def event(self, kind: str, *, t: float | None = None, **fields: Any) -> None:
         """A line at media time ``t`` (default: now, the next frame), with the clock offset."""
         at = self._media() if t is None else t
-        line: dict[str, Any] = {"t": round(at, 6), "type": kind, **fields}
+        line: dict[str, Any] = {"t": at, "type": kind, **fields}
         if self._wall is not None:
             wall = self._wall()
             self._offset = wall - at
@@ -115,30 +116,21 @@ class SessionLog:
         if abs(self._wall() - self._media() - self._offset) > CLOCK_STEP_S:
             self.event("clock")
 
-    def command(self, msg: Mapping[str, Any]) -> None:
-        """A worker command as it was applied (``{"cmd": NAME, ...}``, its id dropped)."""
-        name = str(msg.get("cmd", ""))
-        if name in _NOT_RECORDED:
+    def applied(self, applied: Applied) -> None:
+        """A command as the programme's director applied it, at the frame it took effect;
+        viewers' ids pseudonymised. A command it refused changed nothing and is left out."""
+        if applied.error is not None:
             return
-        self.event(name, **{k: v for k, v in msg.items() if k not in ("cmd", "id")})
-
-    def products(self, upserts: Iterable[Product], removed: Iterable[str]) -> None:
-        for p in upserts:
-            self.event("product_update", product=p.model_dump(mode="json", exclude_none=True))
-        for product_id in removed:
-            self.event("product_remove", product_id=product_id)
-
-    def chat(self, fates: Iterable[Mapping[str, Any]]) -> None:
-        """Messages the desk took; ``at`` is when it took them on its own (wall) clock."""
-        for f in fates:
-            self.event(
-                "chat",
-                at=float(f.get("accepted_t") or 0.0),
-                viewer_id=pseudonym(self._key, str(f.get("viewer_id", ""))),
-                name=str(f.get("name", "")),
-                text=str(f.get("text", "")),
-                id=str(f.get("id", "")),
+        command = applied.command
+        if isinstance(command, ChatMessages):
+            messages = tuple(
+                replace(m, viewer_id=pseudonym(self._key, m.viewer_id)) for m in command.messages
             )
+            command = replace(command, messages=messages)
+        line = command_to_session_event(command, applied.t)
+        del line["t"], line["type"]
+        # the exact frame time: k / fps read back equals the replay's own
+        self.event(command_name(command), t=applied.t, **line)
 
     def close(self) -> None:
         if self._file is None:
@@ -154,15 +146,16 @@ def begin_session(log: SessionLog, control: LiveControl) -> None:
     built = control.built
     if built is None:
         return
-    fps = built.fmt.fps
-    chat = control._chat
+    chat, fps = control.programme_chat, built.fmt.fps
     log.bind(
+        # the next frame the programme plans: where something that happens now shows
         media=lambda: built.programme.stats.frames / fps,
         wall=chat.desk.clock if chat is not None else None,
     )
     header = session_header(built.resolved.opts)
     header |= {"avatar": built.resolved.avatar, "voice": built.resolved.voice}
     log.start(header, built.catalog.products())
+    control.director.listeners.append(log.applied)
 
     def on_ready(sentence: Sentence, urgent: bool) -> None:
         log.event("ready", text=sentence.text, urgent=urgent, source=sentence.source)

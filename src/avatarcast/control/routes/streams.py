@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.avatar.pack import list_packs
+from avatarcast.commands import ApproveAnswers, LabelChanged
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.db.base import utcnow
@@ -46,7 +47,7 @@ from avatarcast.control.schemas.streams import (
     StreamPublic,
     StreamUpdate,
 )
-from avatarcast.control.streaming import health_of, manager_of
+from avatarcast.control.streaming import health_of, manager_of, tell_stream
 from avatarcast.control.streaming import lifespan as runner_lifespan
 from avatarcast.errors import AvatarcastError
 from avatarcast.locale import language
@@ -322,8 +323,8 @@ def update_stream(
     caller: OperatorDep,
     ctx: ContextDep,
 ) -> StreamPublic:
-    """Change the label's wording or place, or approval of answers; a running stream takes the
-    change at its next start (approval at once)."""
+    """Change the label's wording or place, or approval of answers; a running stream shows
+    the change from its next frame."""
     row = get_stream(session, caller.tenant_id, stream_id)
     changed = body.model_dump(mode="json", exclude_unset=True)
     if body.label is not None:
@@ -333,7 +334,11 @@ def update_stream(
     row.updated_at = utcnow()
     audit(session, caller, kind="stream_updated", stream_id=row.id, detail=changed)
     session.commit()
-    if body.approve_answers is not None and stream_id in manager_of(ctx).runner.running():
-        command = {"cmd": "approve_answers", "on": body.approve_answers}
-        anyio.from_thread.run(manager_of(ctx).runner.send, stream_id, command)
+    if body.approve_answers is not None:
+        tell_stream(ctx, stream_id, ApproveAnswers(on=body.approve_answers))
+    if body.label is not None:
+        label = body.label
+        tell_stream(
+            ctx, stream_id, LabelChanged(text=label.text, position=label.position, lang=label.lang)
+        )
     return public(row, ctx, caller)

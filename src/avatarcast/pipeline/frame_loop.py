@@ -1,4 +1,4 @@
-"""Runs a programme: plan on the loop, compose and encode in worker threads, fan out to sinks.
+"""The frame loop: plan on the event loop, compose and encode in worker threads, fan out.
 
 Compose and encode of a frame run back to back in one worker thread, one hand-off per frame:
 at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
 from avatarcast.output.base import Sink, StreamHeaders
+from avatarcast.pipeline.director import Director
 from avatarcast.programme.programme import FramePlan, Programme
 from avatarcast.programme.yuv import YuvFrame
 from avatarcast.threads import named_pool
@@ -68,8 +69,11 @@ class RunStats:
         return self.frames / dt if dt > 0 else 0.0
 
 
-class ProgrammeRunner:
-    """Drives one programme through one encoder into many sinks."""
+class FrameLoop:
+    """Drives one programme through one encoder into many sinks, one frame at a time.
+
+    (The stream backends that run whole streams are ``runner``; this is the loop inside one.)
+    """
 
     def __init__(
         self,
@@ -79,6 +83,7 @@ class ProgrammeRunner:
         encoder: FrameEncoder,
         sinks: Sequence[Sink],
         clock: Clock,
+        director: Director | None = None,
         before_frame: Callable[[int], Awaitable[None]] | None = None,
         on_progress: Callable[[int], None] | None = None,
         start_pts: int = 0,
@@ -88,6 +93,7 @@ class ProgrammeRunner:
         self._encoder = encoder
         self._sinks = list(sinks)
         self._clock = clock
+        self._director = director
         self._before = before_frame
         self._on_progress = on_progress
         self._start_pts = start_pts
@@ -171,6 +177,8 @@ class ProgrammeRunner:
                         self.stats.late_frames += 1
                     self.stats.max_lateness_s = max(self.stats.max_lateness_s, late)
                     self.stats.last_lateness_s = max(late, 0.0)
+                if self._director is not None:
+                    self._director.drain(pts)  # the one way in: commands apply between frames
                 if self._before is not None:
                     await self._before(pts)
                 t0 = time.perf_counter()
