@@ -245,7 +245,7 @@ def test_replay_exit_codes_and_junit(tmp_path: Path) -> None:
     bad = _cli(
         *run,
         "--expect",
-        "summary.frames==150",
+        "summary.frames==100",
         "--expect",
         "summary.answer_latency_p95<0.01",
         cwd=tmp_path,

@@ -252,8 +252,8 @@ def replay(
 
 
 class _SessionRecorder:
-    """``live --session-out``: the session of a CLI stream (no commands: its catalog, its
-    sentences' ready marks and its end)."""
+    """``live --session-out``: the session of a CLI stream (its catalog, the commands it read
+    with ``--commands``, its sentences' ready marks and its end)."""
 
     def __init__(self, path: Path | None, control: LiveControl) -> None:
         from avatarcast.runner.session_log import SessionLog
