@@ -4,8 +4,9 @@ The first line is the session header: the programme's options and the catalog as
 the stream went on air (``products``). Every later line is a command (``avatarcast.commands``:
 ``products``, ``chat``, ``say``, ``mute`` ...) as the programme's director applied it, with
 ``t`` the media time of the frame at which it took effect. Viewers' ids are pseudonymised with
-a keyed hash whose key lives only in the recording process, so one viewer keeps one pseudonym within a run
-(flood limits and merged questions replay the same) and cannot be traced back from the file.
+a keyed hash whose key lives only in the recording process, so one viewer keeps one pseudonym
+within a run (flood limits and merged questions replay the same) and cannot be traced back
+from the file.
 Names stay: the presenter says them on air, so they are in the recording anyway. The last
 line, ``{"type": "end", "t": ...}``, says where the stream ended; a session without one (a
 crashed worker) replays up to its last event.
