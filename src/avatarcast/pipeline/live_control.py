@@ -36,6 +36,7 @@ from avatarcast.commands import (
     Stop,
     Unmute,
 )
+from avatarcast.errors import OutputError
 from avatarcast.logs import redact
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.pipeline.build import Built
@@ -169,6 +170,8 @@ class LiveControl:
 
     async def request(self, command: Command) -> Applied:
         """Submit ``command`` and wait until a frame boundary has applied it."""
+        if self._phase in ("stopping", "stopped", "failed"):
+            raise OutputError(f"the stream is {self._phase}; no frame will apply {command.NAME!r}")
         done: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
 
         def resolve(applied: Applied) -> None:
@@ -232,6 +235,8 @@ class LiveControl:
 
     async def chat(self, messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Hand viewers' messages to the chat desk; returns each one's fate so far."""
+        if not self.on_air:
+            raise OutputError("the stream is not on air yet; chat is taken once it is live")
         batch = tuple(
             ChatMessage(
                 viewer_id=str(m.get("viewer_id", "")),
