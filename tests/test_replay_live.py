@@ -6,6 +6,7 @@ the same media times, and the price change must land at the same media time."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest_api import start_api
+from llm_server import Reply, ScriptedLlmServer
 
 if TYPE_CHECKING:
     from conftest_api import Api
@@ -179,3 +181,46 @@ def test_cli_live_session_out_records_what_replay_reads(tmp_path: Path) -> None:
     # said once its audio was ready, as live: not before the session's ready mark for it
     [ready] = [x["t"] for x in lines if x["type"] == "ready" and x["text"] == said[0]["text"]]
     assert said[0]["t"] <= ready <= spoken[0]["t"] + 1e-6
+
+
+def test_an_llm_night_replays_from_its_recorded_model_replies(tmp_path: Path) -> None:
+    """A stream with the LLM writer records each model reply; its replay needs no model
+    server (none is configured, none is running) and says the recorded model sentences."""
+    intro = "Here is the Kovana AF550 Airfryer XL from Kovana."
+    with ScriptedLlmServer(
+        default=Reply(f"{intro} Take a good look at it.", token_delay=0.0)
+    ) as srv:
+        env = dict(os.environ, AVATARCAST_LLM__BASE_URL=srv.base_url)
+        env["AVATARCAST_LLM__MODEL"] = "test-model"
+        live = subprocess.run(
+            [
+                *(sys.executable, "-m", "avatarcast.cli", "live", "--catalog", str(DEMO)),
+                *("--duration", "10", "--writer", "llm", "--session-out", "s.jsonl"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+    assert live.returncode == 0, live.stderr
+    lines = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert lines[0]["writer"] == "llm"
+    replies = [x for x in lines if x["type"] == "model"]
+    assert replies and replies[0]["kind"] == "intro" and replies[0]["sentences"][0] == intro
+    offline = {k: v for k, v in os.environ.items() if not k.startswith("AVATARCAST_LLM")}
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "avatarcast.cli", "replay", "s.jsonl"),
+            *("--out", "r.mp4", "--report", "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=offline,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    said = [(x["source"], x["text"]) for x in report["transcript"]]
+    assert ("llm", intro) in said, said

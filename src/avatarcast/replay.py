@@ -8,9 +8,10 @@ programme) and ``type``. Catalog events (``price_change``, ``stock_change``,
 other type this build knows is a command (``avatarcast.commands``: ``say``, ``mute``,
 ``kill``, ``pin_product``, ``chat``, ``label`` ...), parsed once here and scheduled on the
 programme's director, which applies it at the first frame boundary at or after ``t``. A
-recorded live stream's session also carries timing marks (:data:`MARKS`: ``ready``, ``clock``
-and ``end``, see ``runner.session_log``). Any other type is counted in the report as
-unhandled, never dropped silently; a command with a bad field is reported as an error.
+recorded live stream's session also carries timing marks and model replies (:data:`MARKS`:
+``ready``, ``clock``, ``end``, ``model``; see ``runner.session_log``). Any other type is
+counted in the report as unhandled, never dropped silently; a command with a bad field is
+reported as an error.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from avatarcast.chat.desk import ChatDesk
     from avatarcast.frames import Sentence
     from avatarcast.pipeline.director import Director
+    from avatarcast.script.base import SegmentRequest
 
 HANDLED = frozenset({"price_change", "stock_change", "product_update", "product_remove"})
 
@@ -125,7 +127,27 @@ COMMAND_TYPES = NAMES | {"approve", "reject"}
 
 #: timing marks of a recorded live stream, not commands: ``ready`` (a sentence's audio was
 #: ready to go on air: ``text``, ``urgent``), ``clock`` and ``end``
-MARKS = frozenset({"ready", "clock", "end"})
+MARKS = frozenset({"ready", "clock", "end", "model"})
+
+
+class RecordedReplies:
+    """A recorded live stream's model replies (``model`` lines), served to the replay's LLM
+    writer instead of an endpoint: per product and segment kind, in the order they came."""
+
+    def __init__(self, events: list[SessionEvent]) -> None:
+        self._replies: dict[tuple[str, str], deque[tuple[str, ...]]] = {}
+        for e in events:
+            said = e.data.get("sentences")
+            if e.type == "model" and isinstance(said, list):
+                key = (str(e.data.get("product_id")), str(e.data.get("kind")))
+                self._replies.setdefault(key, deque()).append(tuple(str(x) for x in said))
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._replies.values())
+
+    def __call__(self, request: SegmentRequest) -> tuple[str, ...] | None:
+        q = self._replies.get((request.product.id, request.kind))
+        return q.popleft() if q else None
 
 
 class WallOffset:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.clock import SimulatedClock
@@ -34,6 +34,7 @@ from avatarcast.replay import (
     EventLog,
     PriceMarks,
     ReadyMarks,
+    RecordedReplies,
     WallOffset,
     apply_event,
     chat_summary,
@@ -42,9 +43,10 @@ from avatarcast.replay import (
     session_catalog,
 )
 from avatarcast.replaytest.figures import FrameTimer, add_figures
+from avatarcast.script.llm import LlmOptions
 
-if TYPE_CHECKING:
-    from avatarcast.script.llm import LlmOptions
+#: the LLM writer's options when it replays recorded replies (never connects)
+RECORDED_MODEL = LlmOptions(base_url="http://127.0.0.1:9/recorded", model="recorded")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -235,7 +237,8 @@ async def replay_session(
     """``avatarcast replay``: run a session's events on a simulated clock and measure the result.
 
     ``writer`` replaces the session's (``template`` when it names none); ``llm`` gives the
-    model endpoint when the writer is ``llm``."""
+    model endpoint when the writer is ``llm``. A session recorded with the LLM writer replays
+    its recorded model replies (``model`` lines) unless ``writer`` is given."""
     session = load_session(session_path)
     o = session.options
     check_output_path(out, ".mp4")
@@ -253,7 +256,10 @@ async def replay_session(
         writer=writer or str(o.get("writer") or "template"),
         **_recorded_options(o),
     )
-    if opts.writer == "llm" and llm is not None:
+    replies = RecordedReplies(session.events) if writer is None else None
+    if opts.writer == "llm" and replies:
+        opts = dataclasses.replace(opts, llm=RECORDED_MODEL)  # no endpoint is called
+    elif opts.writer == "llm" and llm is not None:
         opts = dataclasses.replace(opts, llm=llm())
     resolved = validate(opts, products)
     catalog = Catalog(resolved.products)
@@ -265,6 +271,8 @@ async def replay_session(
         encoder=deterministic_encoder(resolved.fmt),
         guard=lambda s, p, t: guards[0](s, p, t),
     )
+    if replies and built.script is not None and built.script.llm is not None:
+        built.script.llm.recorded = replies
     director = Director()
     # the desk's clock: frames, plus how far a recorded live stream's wall clock was ahead
     wall = WallOffset(session.events)

@@ -13,10 +13,11 @@ crashed worker) replays up to its last event.
 
 Live, some things take wall time that a replay on a simulated clock would not spend: writing
 and voicing a sentence, and frames made late on a busy machine. So the session also carries
-timing marks, which ``avatarcast replay`` follows: ``ready`` (the media time a sentence's audio
-was ready to go on air) and ``clock`` on each line where the wall clock's media seconds (what
-the chat desk's holds run on) differ from the frames' (``clock`` lines alone when that offset
-moves by more than :data:`CLOCK_STEP_S`).
+timing marks, which ``avatarcast replay`` follows: ``ready`` (the media time a sentence's
+audio was ready to go on air) and ``clock`` on each line where the wall clock's media seconds
+(what the chat desk's holds run on) differ from the frames' (``clock`` lines alone when that
+offset moves by more than :data:`CLOCK_STEP_S`). With an LLM writer, ``model`` lines hold each
+reply of the model as sentences, so a replay needs no model server.
 
 Each line is written whole and flushed, so a crash loses at most the line being written.
 """
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from avatarcast.frames import Sentence
     from avatarcast.pipeline.director import Applied
     from avatarcast.pipeline.live_control import LiveControl
+    from avatarcast.script.base import SegmentRequest
 
 __all__ = ["SessionLog", "begin_session", "find_session", "pseudonym", "session_path"]
 
@@ -100,7 +102,7 @@ class SessionLog:
             log.error("session %s: cannot write (%s); recording stops", self.path, e)
             self._file = None
 
-    def event(self, kind: str, *, t: float | None = None, **fields: Any) -> None:
+    def event(self, kind: str, /, *, t: float | None = None, **fields: Any) -> None:
         """A line at media time ``t`` (default: now, the next frame), with the clock offset."""
         at = self._media() if t is None else t
         line: dict[str, Any] = {"t": at, "type": kind, **fields}
@@ -162,6 +164,14 @@ def begin_session(log: SessionLog, control: LiveControl) -> None:
         log.event("ready", text=sentence.text, urgent=urgent, source=sentence.source)
 
     built.talk.on_ready.append(on_ready)
+
+    def on_reply(request: SegmentRequest, sentences: tuple[str, ...]) -> None:
+        log.event(
+            "model", product_id=request.product.id, kind=request.kind, sentences=list(sentences)
+        )
+
+    if built.script is not None and built.script.llm is not None:
+        built.script.llm.on_reply.append(on_reply)
 
 
 def session_header(opts: Any, *, disclosure: bool = False) -> dict[str, Any]:

@@ -239,6 +239,11 @@ class LlmWriter:
         self.breaker = breaker or CircuitBreaker()
         self.refusals: deque[Refusal] = deque(maxlen=1000)
         self.failures: deque[str] = deque(maxlen=1000)
+        #: hear each whole reply of the model, as sentences (a live session records them)
+        self.on_reply: list[Callable[[SegmentRequest, tuple[str, ...]], None]] = []
+        #: replay: the recorded replies instead of the endpoint (None for a request with no
+        #: recorded reply: it fails as the endpoint did, and the fallback writes)
+        self.recorded: Callable[[SegmentRequest], tuple[str, ...] | None] | None = None
         from openai import AsyncOpenAI
 
         self._client = client or AsyncOpenAI(
@@ -261,8 +266,10 @@ class LlmWriter:
         said: set[str] = set()
         budget = [self.options.regenerations_per_segment]
         yielded = 0
+        replied: list[str] = []
         try:
-            async for text in self._stream_with_retries(build_messages(self.options, request)):
+            async for text in self._replies(request):
+                replied.append(text)
                 sentence = await self._vet(text, request, said, template, budget)
                 if sentence is not None:
                     said.add(normalise(sentence.text))
@@ -278,6 +285,20 @@ class LlmWriter:
                         yield checked
             return
         self.breaker.record_success()
+        for listener in self.on_reply:
+            listener(request, tuple(replied))
+
+    async def _replies(self, request: SegmentRequest) -> AsyncIterator[str]:
+        """The model's reply, sentence by sentence: from the endpoint, or recorded."""
+        if self.recorded is None:
+            async for text in self._stream_with_retries(build_messages(self.options, request)):
+                yield text
+            return
+        reply = self.recorded(request)
+        if not reply:
+            raise LlmError("no recorded model reply for this segment", retryable=False)
+        for text in reply:
+            yield text
 
     # --- checking ------------------------------------------------------------------------------
 
