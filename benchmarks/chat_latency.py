@@ -3,12 +3,13 @@
     python benchmarks/chat_latency.py [--parts baseline,streams,llm] [--questions 40]
         [--spacing 2.5] [--extra-streams 3] [--llm-delay 0.3] [--markdown FILE]
 
-One live programme runs in this process (``run_live``, Dutch, recording to a temp dir) and
-takes viewer questions through ``LiveControl.chat``. The clock starts when ``chat`` is called
-(the desk takes the question at the next frame boundary and returns its fate); it stops when the programme plans the first frame of the
-answer sentence: a listener on the programme's spoken lines (``built.listeners``, called from
-``Programme.plan`` for the frame whose audio starts the answer) records the wall time. The
-media-clock figure (the desk's own ``spoken_t - accepted_t``) is reported next to it.
+One live programme runs in this process (``run_live``, Dutch, recording to a temp dir) and takes
+viewer questions through ``LiveControl.chat``. The clock starts when ``chat`` is called (the
+desk takes the question at the next frame boundary and returns its fate); it stops when the
+programme plans the first frame of the answer sentence: a listener on the programme's spoken
+lines (``built.listeners``, called from ``Programme.plan`` for the frame whose audio starts the
+answer) records the wall time. The media-clock figure (the desk's own ``spoken_t - accepted_t``)
+is reported next to it.
 
 baseline  offline answerer (catalog template) and offline voice, no other streams
 streams   the same, while EXTRA more ``avatarcast live --duration N --record DIR`` processes run

@@ -35,11 +35,11 @@ from avatarcast.replay import (
     PriceMarks,
     ReadyMarks,
     RecordedReplies,
+    SessionEvent,
     WallOffset,
-    apply_event,
     chat_summary,
     load_session,
-    schedule_commands,
+    schedule_session,
     session_catalog,
 )
 from avatarcast.replaytest.figures import FrameTimer, add_figures
@@ -287,30 +287,28 @@ async def replay_session(
     if len(marks):
         built.talk.gate = marks
     log = EventLog()
-    events = schedule_commands([e for e in session.events if e.type not in MARKS], director, log)
+    scheduled = schedule_session(
+        [e for e in session.events if e.type not in MARKS], director, resolved.products, log
+    )
     prices = PriceMarks(catalog)
     price_marks = prices.marks
     timer = FrameTimer(fps)
 
     def applied(a: Applied) -> None:
-        if a.error is None:
-            log.handled[command_name(a.command)] += 1
-            prices.after(a.command, a.t)
-        else:
-            log.errors.append(f"{command_name(a.command)} at {a.t:.3f} s: {a.error}")
+        ev = scheduled.origin.get(id(a.command))
+        name = ev.type if ev is not None else command_name(a.command)
+        if a.error is not None:
+            log.errors.append(f"{name} at {a.t:.3f} s: {a.error}")
+            return
+        log.handled[name] += 1
+        if ev is not None:
+            log.applied.append({"t": ev.t, "type": ev.type, **ev.data})
+        prices.after(a.command, a.t)  # catalog events and recorded ``products`` alike
 
     director.listeners.append(applied)
 
     async def before_frame(pts: int) -> None:
         timer.tick()
-        t = pts / fps
-        while events and events[0].t <= t + 1e-9:
-            ev = events.pop(0)
-            changed = apply_event(ev, catalog, log)
-            if changed:
-                built.programme.catalog_changed(changed, pts)
-                prices.check(changed, t)
-
         if chat.desk.pending:
             await chat.desk.answer_pending(chat.desk.clock())
         chat.before_frame(pts)
@@ -327,14 +325,17 @@ async def replay_session(
             director=director,
             chat=chat,
         )
-    for ev in events:  # events after the end are reported, not dropped
-        log.unhandled[f"{ev.type} (after end)"] += 1
-    for cmd in director.unapplied():
-        log.unhandled[f"{command_name(cmd)} (after end)"] += 1
+    last = (result.frames - 1) / fps  # the media time of the last frame made
+    for ev in scheduled.unknown:
+        log.unhandled[ev.type if ev.t <= last else f"{ev.type} (after end)"] += 1
+    for cmd in director.unapplied():  # events after the end are reported, not dropped
+        origin = scheduled.origin.get(id(cmd))
+        name = origin.type if origin is not None else command_name(cmd)
+        log.unhandled[f"{name} (after end)"] += 1
     rep = build_report(result, built, log, price_marks, session_path)
     rep["summary"].update(chat_summary(chat.desk))
     rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
-    rep["commands"] = [a.as_dict() for a in director.log]
+    rep["commands"] = [_logged(a, scheduled.origin.get(id(a.command))) for a in director.log]
     for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
         rep[key] = rep["summary"][key]
     add_figures(
@@ -363,6 +364,17 @@ def _recorded_options(o: dict[str, Any]) -> dict[str, Any]:
     if isinstance(seller, list) and len(seller) == 2:
         out["seller"] = (str(seller[0]), str(seller[1]))
     return out
+
+
+def _logged(applied: Applied, origin: SessionEvent | None) -> dict[str, Any]:
+    """A report's command entry: the applied command, its session line and (for a catalog
+    event) the event type it came from."""
+    entry = applied.as_dict()
+    if origin is not None:
+        entry["line"] = origin.line
+        if origin.type != entry["type"]:
+            entry["event"] = origin.type
+    return entry
 
 
 def build_report(

@@ -205,7 +205,7 @@ class StreamManager:
         """The runner's event callback: queue the database write."""
         command = event.detail.get("command") if event.kind == "command" else None
         if isinstance(command, Mapping) and command.get("type") in _UNRECORDED_COMMANDS:
-            return  # chat and product changes have records of their own
+            return
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
         if event.kind in ("started", "restarted") and self.watch is not None:
@@ -385,8 +385,9 @@ def _set_gauges(
         reconnects[(stream_id, name)] = count
 
 
-#: applied commands not written to the stream's events (each has a record of its own)
-_UNRECORDED_COMMANDS = frozenset({"chat", "products"})
+#: applied commands not written to the stream's events: each has a record of its own (chat
+#: fates, product rows, and the start/stop/pause/resume events the API writes)
+_UNRECORDED_COMMANDS = frozenset({"chat", "products", "stop", "pause", "resume"})
 
 
 def _safe(on: bool) -> dict[str, Any]:
