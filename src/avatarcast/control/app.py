@@ -52,6 +52,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "streams",
     "stream_supervision",
     "stream_chat",
+    "stream_session",
     "stream_whep",
     "schedules",
     "events",

@@ -230,6 +230,7 @@ class StreamManager:
             ),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
+            session_dir=d.recordings_dir / row.tenant_id / row.id,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
             net_policy=d.net_policy,

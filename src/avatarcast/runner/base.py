@@ -60,6 +60,10 @@ class StreamSpec(BaseModel):
     products: tuple[Product, ...] = Field(default=(), repr=False)
     destinations: tuple[str, ...] = Field(default=(), repr=False)
     record_dir: Path | None = None
+    #: the stream's folder for its recorded sessions (``session-*.jsonl``, see runner.session_log)
+    session_dir: Path | None = None
+    #: set by the backend for each run: the file this run's session is recorded to
+    session_out: Path | None = None
     paused: bool = False
     duration: float | None = None
     ice_servers: tuple[dict[str, Any], ...] = Field(default=(), repr=False)
