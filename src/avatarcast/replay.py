@@ -190,7 +190,7 @@ class WallOffset:
 
 class ReadyMarks:
     """The media times at which a recorded live stream had each sentence ready to go on air
-    (a :class:`~avatarcast.pipeline.talk.ReadyGate`). Replayed talk waits for them, so
+    (a :class:`~avatarcast.programme.talk.ReadyGate`). Replayed talk waits for them, so
     latencies that live spent writing and synthesising (wall time) are spent again; a
     sentence the live stream never said (a changed build) is ready at once. The n-th time a
     text goes on air takes the n-th mark of that text."""

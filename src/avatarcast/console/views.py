@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avatarcast.catalog.model import Product
-from avatarcast.compliance.models import AuditRow
+from avatarcast.db.models_audit import AuditRow
 from avatarcast.control.context import AppContext
 from avatarcast.control.manager import selected_products
 from avatarcast.control.streaming import health_of
