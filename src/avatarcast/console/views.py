@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avatarcast.catalog.model import Product
-from avatarcast.db.models_audit import AuditRow
 from avatarcast.control.context import AppContext
 from avatarcast.control.manager import selected_products
 from avatarcast.control.streaming import health_of
 from avatarcast.db.models import Event
+from avatarcast.db.models_audit import AuditRow
 from avatarcast.db.models_streams import StreamRow, SupervisorRow, TranscriptLine
 
 __all__ = [
