@@ -64,14 +64,14 @@ def test_layouts_stored_and_handed_to_the_worker(api: Api) -> None:
         api,
         "/v1/destinations",
         name="tiktok",
-        url="rtmp://live.example/app",
+        url="rtmp://1.1.1.1/app",
         stream_key="k1",
         size="720x1280",
         preset="tiktok",
     )
     assert tall.status_code == 201, tall.text
     assert (tall.json()["size"], tall.json()["preset"]) == ("720x1280", "tiktok")
-    wide = _create(api, "/v1/destinations", name="yt", url="rtmp://yt.example/app", stream_key="k2")
+    wide = _create(api, "/v1/destinations", name="yt", url="rtmp://8.8.4.4/app", stream_key="k2")
     made = _create(
         api,
         "/v1/streams",

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import gc
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from avatarcast.compliance.disclosure import load_terms
 from avatarcast.control.context import AppContext
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
@@ -29,6 +30,7 @@ from avatarcast.control.problems import (
     install_problem_handlers,
 )
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.secretbox import load_box, reseal_stream_keys
 from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.control.streaming import lifespan as streams_lifespan
 from avatarcast.db.engine import make_engine, make_loop_engine, make_sessionmaker
@@ -42,6 +44,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "tenant_seller",
     "keys",
     "products",
+    "product_images",
     "destinations",
     "avatars",
     "voices",
@@ -49,6 +52,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "streams",
     "stream_supervision",
     "stream_chat",
+    "stream_session",
     "stream_whep",
     "schedules",
     "events",
@@ -56,6 +60,16 @@ ROUTE_MODULES: tuple[str, ...] = (
 )
 
 Lifespan = Callable[[AppContext], AbstractAsyncContextManager[None]]
+
+
+class AppExtension(Protocol):
+    """A part of the server above the control plane (the console): it adds its routes to the
+    app, and runs beside it for the app's life, after the stream runner has started."""
+
+    def install(self, app: FastAPI, ctx: AppContext) -> None: ...
+
+    def lifespan(self, ctx: AppContext) -> AbstractAsyncContextManager[None]: ...
+
 
 #: What runs for the app's life beside the routes: the stream runner and its manager.
 LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan,)
@@ -71,11 +85,14 @@ def create_app(
     hub: ProductChangeHub | None = None,
     metrics: ControlMetrics | None = None,
     freeze_gc: bool = False,
+    extensions: Sequence[AppExtension] = (),
 ) -> FastAPI:
     """A ready-to-serve app; the database is migrated on startup unless switched off.
 
     ``freeze_gc``: for the process that serves this one app for its life (``serve``,
-    ``demo``), see ``_freeze_startup_objects``; not for a test run that makes many apps."""
+    ``demo``), see ``_freeze_startup_objects``; not for a test run that makes many apps.
+    ``extensions``: parts above the control plane (``avatarcast.server`` adds the console).
+    """
     engine = make_engine(settings.database_url)
     loop_engine = make_loop_engine(settings.database_url)
     ctx = AppContext(
@@ -89,6 +106,8 @@ def create_app(
             rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
         ),
         keys=KeyCache(ttl_s=settings.api.key_cache_s),
+        disclosure=load_terms(settings.stream.ai_disclosure_terms),
+        secrets=load_box(settings.secrets, database_url=settings.database_url),
     )
     modules = load_route_modules()
 
@@ -96,10 +115,13 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.api.migrate_on_start:
             await run_in_threadpool(upgrade_database, settings.database_url)
+        await run_in_threadpool(reseal_stream_keys, ctx.sessions, ctx.secrets)
         try:
             async with AsyncExitStack() as stack:
                 for extension in LIFESPANS:
                     await stack.enter_async_context(extension(ctx))
+                for part in extensions:  # after the runner: they listen to its manager
+                    await stack.enter_async_context(part.lifespan(ctx))
                 if freeze_gc:
                     _freeze_startup_objects()
                 yield
@@ -119,6 +141,8 @@ def create_app(
     for module in modules:
         router: APIRouter = module.router
         app.include_router(router)
+    for part in extensions:
+        part.install(app, ctx)
     install_problem_handlers(app)
     app.add_middleware(RequestGuardMiddleware, limit=settings.api.body_limit_bytes)
     shedding = settings.api.load_shedding
@@ -127,6 +151,7 @@ def create_app(
         running=shedding.running,
         waiting=shedding.waiting,
         wait_s=shedding.wait_s,
+        control=shedding.control,
         metrics=ctx.metrics,
     )
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics)

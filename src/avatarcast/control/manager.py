@@ -25,6 +25,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.commands import Command, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.hub import ProductChange, ProductChangeHub
+from avatarcast.control.images import ImageStore
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.db.base import utcnow
@@ -55,12 +56,20 @@ class ProgrammeDefaults:
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: the model endpoint for streams with writer "llm"
     llm: LlmOptions | None = field(default=None, repr=False)
+    #: where destinations may connect, checked again at every connect (``NetPolicy.to_json``)
+    net_policy: dict[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
+    #: where products' ``asset:`` images are; other image values never reach a worker
+    images: ImageStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Selection:
     tenant_id: str
     product_ids: frozenset[str] | None  # None: the whole catalog
+    #: nobody is on duty, or the one on duty never sent a heartbeat: start on the slate
+    waiting: bool = False
 
 
 def push_url(url: str, stream_key: str | None) -> str:
@@ -83,8 +92,15 @@ class StreamManager:
         hub: ProductChangeHub,
         defaults: ProgrammeDefaults,
         watch: SupervisionWatch | None = None,
+        open_secret: Callable[[str], str] = str,
+        live_limit: int | None = None,
     ) -> None:
+        """``open_secret`` turns a stored stream key into the one to push with (the server
+        key decrypts it)."""
         self.sessions = sessions
+        self.open_secret = open_secret
+        #: streams one tenant may have on air (``quotas.live_streams``), applied at restore
+        self.live_limit = live_limit
         self.runner = runner
         self.hub = hub
         self.defaults = defaults
@@ -92,6 +108,9 @@ class StreamManager:
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self._selections: dict[str, _Selection] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
+        #: called on the event loop with every runner event and supervision action (the
+        #: console's event bus listens here); a listener must return at once
+        self.listeners: list[Callable[[StreamEvent], None]] = []
 
     # --- reconciling ------------------------------------------------------------------------
 
@@ -107,10 +126,13 @@ class StreamManager:
             if self.watch is not None:
                 self.watch.disarm(stream_id)
             return
-        desired, spec, selection = loaded
+        desired, spec, selection, on_duty = loaded
+        if not running and not on_duty:
+            await asyncio.to_thread(self._hold, stream_id, desired)
+            return
         self._selections[stream_id] = selection
         if self.watch is not None:
-            self.watch.arm(stream_id)
+            self.watch.arm(stream_id, waiting=selection.waiting)
         self._subscribe(selection.tenant_id)
         if not running:
             await self.runner.start(stream_id, spec)
@@ -119,27 +141,55 @@ class StreamManager:
         else:
             await self.runner.resume(stream_id)
 
+    def _hold(self, stream_id: str, desired: str, reason: str = "no supervisor on duty") -> None:
+        """The start route's rules, for every other way in (restore, schedules): a stream goes
+        on air only with a supervisor on duty (and within its tenant's quota). The desired
+        state stays, so the stream starts when one takes duty; the event says why not now."""
+        with self.sessions() as session:
+            row = session.get(StreamRow, stream_id)
+            if row is None:
+                return
+            detail = {"reason": reason, "desired_state": desired}
+            record_event(
+                session, tenant_id=row.tenant_id, stream_id=row.id, kind="held", detail=detail
+            )
+            session.commit()
+        log.warning("stream %s not started: %s", stream_id, reason)
+
     async def restore(self) -> list[str]:
-        """After a restart: bring back every stream that should be on air."""
-        ids = await asyncio.to_thread(self._on_air_ids)
-        for stream_id in ids:
+        """After a restart: bring back every stream that should be on air and has a
+        supervisor on duty, oldest first, up to its tenant's ``live_limit``; the others are
+        held (:meth:`_hold`)."""
+        rows = await asyncio.to_thread(self._on_air_rows)
+        per_tenant: Counter[str] = Counter()
+        for stream_id, tenant_id, desired in rows:
+            if self.live_limit is not None and per_tenant[tenant_id] >= self.live_limit:
+                reason = f"the tenant's quota of {self.live_limit} live streams is reached"
+                await asyncio.to_thread(self._hold, stream_id, desired, reason)
+                continue
+            per_tenant[tenant_id] += 1
             try:
                 await self.reconcile(stream_id)
             except Exception:
                 log.exception("could not restore stream %s", stream_id)
-        return ids
+        return [r[0] for r in rows]
 
-    def _on_air_ids(self) -> list[str]:
+    def _on_air_rows(self) -> list[tuple[str, str, str]]:
         with self.sessions() as session:
-            query = select(StreamRow.id).where(StreamRow.desired_state.in_(("live", "paused")))
-            return list(session.scalars(query.order_by(StreamRow.created_at)))
+            query = select(StreamRow.id, StreamRow.tenant_id, StreamRow.desired_state).where(
+                StreamRow.desired_state.in_(("live", "paused"))
+            )
+            return [
+                (r[0], r[1], r[2]) for r in session.execute(query.order_by(StreamRow.created_at))
+            ]
 
-    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection] | None:
+    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection, bool] | None:
         with self.sessions() as session:
             row = session.get(StreamRow, stream_id)
             if row is None:
                 return None
-            return row.desired_state, self.spec_for(session, row), _selection(row)
+            on_duty = row.duty_supervisor_id is not None
+            return row.desired_state, self.spec_for(session, row), _selection(row), on_duty
 
     def spec_for(self, session: Session, row: StreamRow) -> StreamSpec:
         """The worker's spec: the selected products now, destinations with their keys, the
@@ -151,7 +201,7 @@ class StreamManager:
         ).all()
         by_id = {d.id: d for d in dests}
         chosen = [by_id[d] for d in row.destination_ids if d in by_id]
-        urls = tuple(push_url(dest.url, dest.stream_key) for dest in chosen)
+        urls = tuple(push_url(dest.url, self._key(dest)) for dest in chosen)
         preset = row.preset or "none"
         layouts = tuple(
             f"{dest.size or row.size or self.defaults.size}/{dest.preset or preset}"
@@ -181,13 +231,30 @@ class StreamManager:
             tenant_id=row.tenant_id,
             programme=programme,
             approve_answers=row.approve_answers,
-            products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
+            products=tuple(
+                self._local_image(row.tenant_id, p)
+                for p in selected_products(session, row.tenant_id, row.product_ids)
+            ),
             destinations=urls,
             destination_layouts=layouts,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
+            session_dir=d.recordings_dir / row.tenant_id / row.id,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
+            net_policy=d.net_policy,
+            ca_file=d.ca_file,
         )
+
+    def _key(self, destination: Destination) -> str | None:
+        stored = destination.stream_key
+        return self.open_secret(stored) if stored else None
+
+    def _local_image(self, tenant_id: str, product: Product) -> Product:
+        """The product as a worker sees it: its image a file of the tenant's asset store."""
+        store = self.defaults.images
+        if product.image is None or store is None:
+            return product
+        return product.model_copy(update={"image": store.local_image(tenant_id, product.image)})
 
     # --- product changes --------------------------------------------------------------------
 
@@ -201,7 +268,11 @@ class StreamManager:
             if sel.tenant_id != change.tenant_id or stream_id not in running:
                 continue
             wanted = sel.product_ids
-            upserted = [p for p in change.upserted if wanted is None or p.id in wanted]
+            upserted = [
+                self._local_image(change.tenant_id, p)
+                for p in change.upserted
+                if wanted is None or p.id in wanted
+            ]
             deleted = [i for i in change.deleted if wanted is None or i in wanted]
             if upserted or deleted:
                 self._jobs.put_nowait(self._pusher(stream_id, upserted, deleted))
@@ -221,6 +292,7 @@ class StreamManager:
             return
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
+        self.notify(event)
         if event.kind in ("started", "restarted") and self.watch is not None:
             if self.watch.in_safe_mode(event.stream_id):  # a new worker starts selling
                 self._jobs.put_nowait(self._sender(event.stream_id, _safe(True)))
@@ -229,6 +301,18 @@ class StreamManager:
             await asyncio.to_thread(self._write_event, event)
 
         self._jobs.put_nowait(write)
+
+    def notify(self, event: StreamEvent) -> None:
+        """Tell the listeners; one that fails is logged and the others still hear."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("stream event listener failed")
+
+    def tenant_of(self, stream_id: str) -> str | None:
+        selection = self._selections.get(stream_id)
+        return selection.tenant_id if selection is not None else None
 
     def _write_event(self, event: StreamEvent) -> None:
         with self.sessions() as session:
@@ -304,6 +388,12 @@ class StreamManager:
 
     async def _apply(self, action: SupervisionAction) -> None:
         sid = action.stream_id
+        tenant_id = self.tenant_of(sid)
+        if tenant_id is not None:
+            detail = {"silent_s": round(action.silent_s, 3)}
+            self.notify(
+                StreamEvent(stream_id=sid, tenant_id=tenant_id, kind=action.kind, detail=detail)
+            )
         if action.kind == "safe_mode_entered":
             await self.runner.send(sid, _safe(True))
         elif action.kind == "safe_mode_left":
@@ -390,8 +480,10 @@ def _set_gauges(
         metrics.stream_encode_lag.labels(stream_id).set(health["encode_lag_ms"] / 1000)
     if isinstance(health.get("av_offset_ms"), int | float):
         metrics.stream_av_offset.labels(stream_id).set(health["av_offset_ms"] / 1000)
-    for dest in health.get("destinations") or ():
-        name, count = str(dest.get("name", "")), int(dest.get("reconnects") or 0)
+    # labelled by position in the stream's destination list, never by URL: a host (or a key
+    # in a path) must not reach whoever can read the metrics
+    for i, dest in enumerate(health.get("destinations") or ()):
+        name, count = str(i), int(dest.get("reconnects") or 0)
         before = reconnects.get((stream_id, name), 0)
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
@@ -426,7 +518,8 @@ def _transcript_line(event: StreamEvent) -> TranscriptLine:
 
 def _selection(row: StreamRow) -> _Selection:
     ids = frozenset(row.product_ids) if row.product_ids is not None else None
-    return _Selection(row.tenant_id, ids)
+    waiting = row.duty_supervisor_id is None or row.heartbeat_at is None
+    return _Selection(row.tenant_id, ids, waiting)
 
 
 def selected_products(

@@ -9,6 +9,7 @@ on a worker.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import anyio
 
 from avatarcast.commands import Command
 from avatarcast.control.context import AppContext
+from avatarcast.control.images import ImageStore
 from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, LayoutHealth, StreamHealth
@@ -54,6 +56,8 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         hub=ctx.hub,
         defaults=programme_defaults(ctx),
         watch=watch,
+        open_secret=ctx.secrets.open,
+        live_limit=ctx.settings.quotas.live_streams,
     )
     holder.append(manager)
     ctx.extras[EXTRAS_KEY] = manager
@@ -87,6 +91,9 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,
         ice_servers=ice,
+        net_policy=ctx.settings.api.net_policy().to_json(),
+        ca_file=str(ca.resolve()) if (ca := ctx.settings.tls.ca_file) else None,
+        images=ImageStore.from_settings(ctx.settings),
     )
 
 
@@ -128,8 +135,22 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         product_id=h.get("product_id"),
         price=h.get("price"),
         sentence=h.get("sentence"),
-        destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
+        destinations=[
+            DestinationHealth.model_validate({**d, "last_error": without_paths(d["last_error"])})
+            if d.get("last_error")
+            else DestinationHealth.model_validate(d)
+            for d in h.get("destinations") or ()
+        ],
         layouts=[LayoutHealth.model_validate(x) for x in h.get("layouts") or ()],
-        recording_dir=h.get("recording_dir"),
-        last_error=status.last_error,
+        recording=bool(h.get("recording_dir")),
+        last_error=without_paths(status.last_error),
     )
+
+
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def without_paths(text: str | None) -> str | None:
+    """``text`` with absolute file paths replaced: the server's layout is not the tenant's
+    business (OWASP API3:2023), and a path can name another tenant's folder."""
+    return _SERVER_PATH.sub("<server path>", text) if text else text

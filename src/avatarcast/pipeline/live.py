@@ -22,6 +22,7 @@ from avatarcast.clock import WallClock
 from avatarcast.compliance.c2pa import SignerConfig, segment_signer
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.output.base import Sink
 from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
@@ -69,6 +70,10 @@ class LiveOptions:
     disclose_answers: bool = False
     backoff_start: float = 1.0
     backoff_cap: float = 10.0
+    #: which addresses destinations may reach, checked at every connect (None: any)
+    net_policy: NetPolicy | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
 
 
 class _PcmTap:
@@ -123,6 +128,8 @@ async def run_live(
                 backoff_start=opts.backoff_start,
                 backoff_cap=opts.backoff_cap,
                 name=redact_url(url),
+                policy=opts.net_policy,
+                ca_file=opts.ca_file,
             )
             control.add_destination(sink, layout=layout.name)
             if layout == main:

@@ -33,11 +33,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from avatarcast.chat.moderation import Screened
 from avatarcast.commands import (
     ApproveAnswer,
     ApproveAnswers,
@@ -57,12 +59,14 @@ from avatarcast.commands import (
     parse_command,
 )
 from avatarcast.errors import AvatarcastError
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.pipeline.director import Applied
 from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
 from avatarcast.pipeline.spec import option_error
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG, StreamSpec
 from avatarcast.runner.changes import CatalogChanges
+from avatarcast.runner.session_log import SessionLog, begin_session
 from avatarcast.script.guardrails import Refusal
 from avatarcast.startup import StartupSlot
 
@@ -89,12 +93,16 @@ class Worker:
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
         self._last_refusal: object | None = None
+        #: the stream's session, recorded for replay (spec ``session_out``)
+        self.session: SessionLog | None = None
 
     def emit(self, message: dict[str, Any]) -> None:
         self._out.write(json.dumps(message, default=str, separators=(",", ":")) + "\n")
         self._out.flush()
 
     def on_status(self, status: LiveStatus) -> None:
+        if self.session is not None:
+            self.session.tick()
         self._report_refusals()
         self.emit({"type": "status", **status.as_dict()})
 
@@ -137,7 +145,30 @@ class Worker:
             else:
                 self._reply(request_id, applied.result)
 
-        self.control.submit(command, on_done=done if request_id is not None else None)
+        on_done = done if request_id is not None else None
+        if isinstance(command, ChatMessages) and command.screened is None:
+            self._screen_then_submit(command, on_done)
+            return
+        self.control.submit(command, on_done=on_done)
+
+    def _screen_then_submit(
+        self, command: ChatMessages, on_done: Callable[[Applied], None] | None
+    ) -> None:
+        """Viewer chat: the moderator's content checks run in a thread, off the frame loop
+        (a batch of 500 through every lexicon is not free); the desk then takes the screened
+        batch at the next frame boundary (cheap: queues and merging)."""
+        batch = [{"text": m.text, "name": m.name} for m in command.messages]
+        future = asyncio.get_running_loop().run_in_executor(None, self.control.screen_chat, batch)
+
+        def screened(f: asyncio.Future[list[Screened]]) -> None:
+            if f.exception() is not None:
+                log.warning("chat screening failed: %s", f.exception())
+                checked = command  # the desk screens in place
+            else:
+                checked = replace(command, screened=tuple(f.result()))
+            self.control.submit(checked, on_done=on_done)
+
+        future.add_done_callback(screened)
 
     def _reply(self, request_id: Any, result: Any) -> None:
         if request_id is not None:
@@ -227,6 +258,8 @@ def live_options(spec: StreamSpec) -> LiveOptions:
         whep_token=spec.whep_token,
         duration=spec.duration,
         ice_servers=spec.ice_servers,
+        net_policy=NetPolicy.from_json(spec.net_policy) if spec.net_policy else None,
+        ca_file=spec.ca_file,
     )
 
 
@@ -246,6 +279,15 @@ async def run_worker(
         worker.control.submit(Pause())
     if spec.approve_answers:
         worker.control.submit(ApproveAnswers(on=True))
+    if spec.session_out is not None:
+        worker.session = SessionLog(spec.session_out)
+
+    def going_on_air() -> None:
+        if worker.session is not None:
+            begin_session(worker.session, worker.control)
+        if on_air is not None:
+            on_air()
+
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.control.stop)
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
@@ -255,13 +297,16 @@ async def run_worker(
             products=list(spec.products),
             control=worker.control,
             on_status=worker.on_status,
-            on_air=on_air,
+            on_air=going_on_air,
         )
     except AvatarcastError as e:
         if worker.control.started_wall or e.retryable:
             raise
         worker.emit({"type": "error", "error": str(e), "retryable": False})
         return EXIT_CONFIG
+    finally:
+        if worker.session is not None:
+            worker.session.close()
     return 0
 
 
@@ -285,6 +330,8 @@ def main() -> int:
     from avatarcast.logs import setup_logging
 
     setup_logging(logging.WARNING)
+    # recordings, their folders and what FFmpeg writes: the owner's only (0600 / 0700)
+    os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a stream ends
     first = sys.stdin.readline()
     if not first.strip():

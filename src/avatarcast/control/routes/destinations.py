@@ -1,4 +1,4 @@
-"""Destinations: rtmp/rtmps/srt to public hosts; the stream key is write-only."""
+"""Destinations: rtmp/rtmps to public hosts; the stream key is write-only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, SupervisorDep
+from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, StaffDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.destinations import (
@@ -48,7 +48,7 @@ def _get(session: Session, tenant_id: str, destination_id: str) -> Destination:
 
 def _check_url(url: str, ctx: ContextDep) -> str:
     try:
-        return check_destination_url(url, allow_private=ctx.settings.api.allow_private_destinations)
+        return check_destination_url(url, policy=ctx.settings.api.net_policy())
     except DestinationUrlError as e:
         raise validation_problem(
             [{"field": "body.url", "message": str(e), "type": "url"}]
@@ -75,7 +75,7 @@ def _name_taken(session: Session, tenant_id: str, name: str) -> bool:
 
 
 @router.get("", response_model=list[DestinationPublic])
-def list_destinations(session: SessionDep, caller: SupervisorDep) -> list[DestinationPublic]:
+def list_destinations(session: SessionDep, caller: StaffDep) -> list[DestinationPublic]:
     rows = session.scalars(
         select(Destination)
         .where(Destination.tenant_id == caller.tenant_id)
@@ -100,7 +100,7 @@ def create_destination(
         tenant_id=caller.tenant_id,
         name=body.name,
         url=url,
-        stream_key=key or None,
+        stream_key=ctx.secrets.seal(key) if key else None,
         size=body.size,
         preset=body.preset,
         created_at=now,
@@ -115,7 +115,7 @@ def create_destination(
 
 @router.get("/{destination_id}", response_model=DestinationPublic, responses=NOT_FOUND)
 def get_destination(
-    destination_id: str, session: SessionDep, caller: SupervisorDep
+    destination_id: str, session: SessionDep, caller: StaffDep
 ) -> DestinationPublic:
     return _public(_get(session, caller.tenant_id, destination_id))
 
@@ -143,7 +143,8 @@ def update_destination(
     if "preset" in given:
         row.preset = body.preset
     if "stream_key" in given:
-        row.stream_key = body.stream_key.get_secret_value() or None if body.stream_key else None
+        key = body.stream_key.get_secret_value() if body.stream_key else None
+        row.stream_key = ctx.secrets.seal(key) if key else None
     row.updated_at = utcnow()
     changed = sorted(
         given & {"url", "name", "stream_key", "size", "preset"}

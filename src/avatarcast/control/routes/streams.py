@@ -34,6 +34,7 @@ from avatarcast.control.deps import (
 from avatarcast.control.manager import selected_products
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import live_streams, quota_problem
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.streams import (
@@ -95,10 +96,16 @@ def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
         status=health_of(ctx, row.id),
         whep_url=f"{base}/whep",
         player_url=f"{base}/player",
-        whep_token=row.whep_token if caller.role in ("admin", "operator") else None,
+        whep_token=row.whep_token if may_watch(caller) else None,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def may_watch(caller: Caller) -> bool:
+    """Who gets the stream's viewer token: operators and admins, and supervisor keys linked to
+    a supervisor record (any stream of their tenant, which they may go on duty for)."""
+    return caller.role in ("admin", "operator") or caller.supervisor_id is not None
 
 
 def _field_error(field: str, message: str) -> ProblemError:
@@ -118,6 +125,19 @@ def _names(body: StreamCreate, ctx: AppContext) -> Names:
         )
     except ConfigError as e:
         raise _field_error(f"body.{e.field or 'lang'}", str(e)) from None
+
+
+def check_label(ctx: AppContext, label: LabelConfigIn | None, stream_lang: str) -> None:
+    """A reworded AI label must still say AI in its language (configs/ai-disclosure.toml)."""
+    if label is None or label.text is None:
+        return
+    lang = label.lang or stream_lang
+    if not ctx.disclosure.discloses(label.text, lang):
+        terms = ", ".join(repr(t) for t in ctx.disclosure.terms_for(lang))
+        raise _field_error(
+            "body.label.text",
+            f"the AI label must disclose AI: include one of {terms} (language {lang!r})",
+        )
 
 
 def _check_destinations(session: Session, tenant_id: str, ids: list[str]) -> None:
@@ -160,6 +180,7 @@ def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
     names = _names(body, ctx)
+    check_label(ctx, body.label, names.lang)
     if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
         raise _field_error(
             "body.writer",
@@ -249,6 +270,11 @@ def _act(
         )
     if target != "stopped" and not selected_products(session, row.tenant_id, row.product_ids):
         raise ProblemError(409, "the stream has no products to present", kind="no-products")
+    if action == "start" and state == "stopped":
+        limit = ctx.settings.quotas.live_streams
+        have = live_streams(session, row.tenant_id, besides=row.id)
+        if have >= limit:
+            raise quota_problem("live streams", limit, have, "live_streams")
     if action == "start" and row.duty_supervisor_id is None:
         raise ProblemError(
             409,
@@ -313,6 +339,7 @@ def update_stream(
     """Change the label's wording or place, or approval of answers; a running stream shows
     the change from its next frame."""
     row = get_stream(session, caller.tenant_id, stream_id)
+    check_label(ctx, body.label, row.lang)
     changed = body.model_dump(mode="json", exclude_unset=True)
     if body.label is not None:
         row.label = body.label.model_dump(exclude_none=True)
