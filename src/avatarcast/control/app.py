@@ -50,6 +50,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "stream_supervision",
     "stream_chat",
     "stream_whep",
+    "stream_hls",
     "schedules",
     "events",
     "audit",

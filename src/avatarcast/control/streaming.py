@@ -15,7 +15,7 @@ from typing import Any
 
 from avatarcast.control.context import AppContext
 from avatarcast.control.problems import ProblemError
-from avatarcast.control.schemas.streams import DestinationHealth, StreamHealth
+from avatarcast.control.schemas.streams import DestinationHealth, HlsHealth, StreamHealth
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
 from avatarcast.runner.manager import ProgrammeDefaults, StreamManager
@@ -79,6 +79,7 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         if llm.base_url
         else None,
         recordings_dir=ctx.settings.recordings_dir.resolve(),
+        hls_dir=ctx.settings.hls.dir.resolve(),
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,
         ice_servers=ice,
@@ -111,5 +112,6 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         sentence=h.get("sentence"),
         destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
         recording_dir=h.get("recording_dir"),
+        hls=HlsHealth.model_validate(h["hls"]) if h.get("hls") else None,
         last_error=status.last_error,
     )

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
 from avatarcast.logs import redact
 from avatarcast.output.base import Sink
+from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.output.whep import IceServer
@@ -54,6 +55,9 @@ class LiveOptions:
     c2pa: SignerConfig | None = None
     #: speak a short AI disclosure at the start of each answer to a viewer
     disclose_answers: bool = False
+    #: write HLS (a playlist and its segments) into this folder (None: no HLS)
+    hls_dir: Path | None = None
+    hls: HlsOptions = field(default_factory=HlsOptions)
     backoff_start: float = 1.0
     backoff_cap: float = 10.0
 
@@ -130,6 +134,9 @@ async def run_live(
             )
         )
         control._recording_dir = str(opts.record_dir)
+    if opts.hls_dir is not None:
+        control._hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
+        sinks.append(control._hls)
     if opts.whep_port is not None:
         whep = WhepProcess(
             host=opts.whep_host,

@@ -14,6 +14,7 @@ from avatarcast.chat.message import ChatMessage
 from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.errors import OutputError
 from avatarcast.logs import redact
+from avatarcast.output.hls import HlsSink
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.pipeline.build import Built
 from avatarcast.pipeline.runner import ProgrammeRunner
@@ -37,6 +38,7 @@ class LiveControl:
     _rtmp: list[RtmpSink] = field(default_factory=list)
     _whep_url: str | None = None
     _recording_dir: str | None = None
+    _hls: HlsSink | None = None
     _fps_window: tuple[float, int] = (0.0, 0)
     _fps: float = 0.0
     _stop_requested: bool = False
@@ -205,7 +207,25 @@ class LiveControl:
             "whep_url": self._whep_url if stats is not None and stats.started_wall else None,
             "whep_error": self._whep_error,
             "recording_dir": self._recording_dir,
+            "hls": _hls_status(self._hls),
         }
+
+
+def _hls_status(sink: HlsSink | None) -> Status | None:
+    if sink is None:
+        return None
+    st = sink.status()
+    return {
+        "dir": str(sink.dir),
+        "state": st.state,
+        "segments": st.segments,
+        "bytes_written": st.bytes_written,
+        "failures": st.failures,
+        "recoveries": st.recoveries,
+        "backlog": st.backlog,
+        "gaps": st.gaps,
+        "last_error": st.last_error,
+    }
 
 
 def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:

@@ -62,6 +62,9 @@ class StreamSpec:
     products: tuple[Product, ...] = ()
     destinations: tuple[str, ...] = field(default=(), repr=False)
     record_dir: Path | None = None
+    #: HLS into this folder (None: no HLS), low-latency with partial segments or not
+    hls_dir: Path | None = None
+    hls_low_latency: bool = False
     paused: bool = False
     duration: float | None = None
     ice_servers: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
@@ -89,6 +92,8 @@ class StreamSpec:
             "products": [p.model_dump(mode="json", exclude_none=True) for p in self.products],
             "destinations": list(self.destinations),
             "record_dir": str(self.record_dir) if self.record_dir is not None else None,
+            "hls_dir": str(self.hls_dir) if self.hls_dir is not None else None,
+            "hls_low_latency": self.hls_low_latency,
             "paused": self.paused,
             "duration": self.duration,
             "whep_port": whep_port,

@@ -33,7 +33,7 @@ from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 
-__all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
+__all__ = ["ProgrammeDefaults", "StreamManager", "hls_folder", "push_url"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class ProgrammeDefaults:
     """Server-wide settings every stream's programme shares."""
 
     recordings_dir: Path
+    #: streams with HLS write into ``hls_dir/<tenant>/<stream>`` (None: ./hls)
+    hls_dir: Path | None = None
     size: str = "720p"
     fps: int = 25
     ice_servers: tuple[Mapping[str, Any], ...] = ()
@@ -58,6 +60,21 @@ class ProgrammeDefaults:
 class _Selection:
     tenant_id: str
     product_ids: frozenset[str] | None  # None: the whole catalog
+
+
+def hls_folder(root: Path | None, tenant_id: str, stream_id: str) -> Path:
+    """Where a stream's HLS files live; the worker writes there and ``serve`` reads."""
+    return (root or Path("hls")) / tenant_id / stream_id
+
+
+def hls_spec(root: Path | None, row: StreamRow) -> dict[str, Any]:
+    hls = row.hls or {}
+    if not hls.get("enabled"):
+        return {}
+    return {
+        "hls_dir": hls_folder(root, row.tenant_id, row.id),
+        "hls_low_latency": bool(hls.get("low_latency")),
+    }
 
 
 def push_url(url: str, stream_key: str | None) -> str:
@@ -172,6 +189,7 @@ class StreamManager:
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
+            **hls_spec(d.hls_dir, row),
         )
 
     # --- product changes --------------------------------------------------------------------

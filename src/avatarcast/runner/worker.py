@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from avatarcast.catalog.model import Product
 from avatarcast.errors import AvatarcastError
+from avatarcast.output.hls import HlsOptions
 from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
 from avatarcast.programme.programme import SpokenLine
@@ -288,10 +289,13 @@ def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
         stream_id=str(spec["stream_id"]),
     )
     record_dir = spec.get("record_dir")
+    hls_dir = spec.get("hls_dir")
     opts = LiveOptions(
         programme=programme,
         destinations=tuple(spec.get("destinations") or ()),
         record_dir=Path(record_dir) if record_dir else None,
+        hls_dir=Path(hls_dir) if hls_dir else None,
+        hls=HlsOptions(low_latency=bool(spec.get("hls_low_latency"))),
         whep_port=spec.get("whep_port"),
         whep_token=spec.get("whep_token"),
         duration=spec.get("duration"),

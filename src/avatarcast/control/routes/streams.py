@@ -39,6 +39,7 @@ from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
+from avatarcast.control.routes.stream_hls import hls_public
 from avatarcast.control.schemas.streams import (
     LabelConfigIn,
     StreamCreate,
@@ -97,6 +98,7 @@ def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
         whep_url=f"{base}/whep",
         player_url=f"{base}/player",
         whep_token=row.whep_token if caller.role in ("admin", "operator") else None,
+        **hls_public(row),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -201,6 +203,7 @@ def create_stream(
         record=body.record,
         label=body.label.model_dump(exclude_none=True) if body.label else None,
         approve_answers=body.approve_answers,
+        hls=body.hls.model_dump() if body.hls is not None else None,
         desired_state="stopped",
         whep_token=secrets.token_urlsafe(24),
         created_at=now,

@@ -33,6 +33,17 @@ class LabelConfigIn(In):
     position: Corner = "top-left"
 
 
+class HlsConfigIn(In):
+    """HLS for shop pages and CDNs, muxed from the stream's one encode (no second encode)."""
+
+    enabled: bool = True
+    low_latency: bool = Field(default=False, description="Low-Latency HLS: partial segments")
+    public: bool = Field(
+        default=False,
+        description="Anyone may play it (for a public CDN); else the viewer token is needed",
+    )
+
+
 class StreamCreate(In):
     name: str = _NAME
     product_ids: list[str] | None = Field(
@@ -48,6 +59,7 @@ class StreamCreate(In):
     approve_answers: bool = Field(
         default=False, description="Viewer answers wait for a supervisor's approval"
     )
+    hls: HlsConfigIn | None = Field(default=None, description="HLS output; null: none")
 
 
 class StreamUpdate(In):
@@ -60,6 +72,16 @@ class DestinationHealth(Out):
     state: str
     bytes_sent: int = 0
     reconnects: int = 0
+    last_error: str | None = None
+
+
+class HlsHealth(Out):
+    state: str = Field(description="ok, failing (its folder cannot be written), closed")
+    segments: int = 0
+    failures: int = 0
+    recoveries: int = 0
+    backlog: int = Field(default=0, description="Segments held in memory until they can be written")
+    gaps: int = 0
     last_error: str | None = None
 
 
@@ -78,6 +100,7 @@ class StreamHealth(Out):
     sentence: str | None = None
     destinations: list[DestinationHealth] = Field(default_factory=list)
     recording_dir: str | None = None
+    hls: HlsHealth | None = None
     last_error: str | None = None
 
 
@@ -100,6 +123,13 @@ class StreamPublic(Out):
     player_url: str = Field(description="A browser player page (add ?token=)")
     whep_token: str | None = Field(
         default=None, description="Viewer token for whep_url; shown to operator and admin keys"
+    )
+    hls: HlsConfigIn | None = None
+    hls_url: str | None = Field(
+        default=None, description="The HLS playlist (add ?token= unless hls.public)"
+    )
+    embed_url: str | None = Field(
+        default=None, description="An embeddable HLS player page (add ?token= unless hls.public)"
     )
     created_at: datetime
     updated_at: datetime
