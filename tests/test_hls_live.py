@@ -34,8 +34,9 @@ async def _subscribe(url: str, out: Path) -> asyncio.subprocess.Process:
     exe = shutil.which("ffmpeg")
     assert exe, "ffmpeg is required: apt-get install ffmpeg"
     return await asyncio.create_subprocess_exec(
-        exe, "-v", "error", "-rw_timeout", "8000000", "-i", url, "-c", "copy", "-copyts", "-f", "flv",
-        str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        exe, "-v", "error", "-rw_timeout", "8000000", "-i", url,
+        "-c", "copy", "-copyts", "-f", "flv", str(out),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 

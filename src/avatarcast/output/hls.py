@@ -18,6 +18,10 @@ playlist carries on with no gap in its media sequence. Past that bound the oldes
 dropped and listed as ``EXT-X-GAP``. The other sinks never wait on this folder: the muxing and
 the writes run in this sink's own thread.
 
+Each segment's ``EXT-X-PROGRAM-DATE-TIME`` is the wall time its first frame existed: its time on
+the programme's schedule, or when it was encoded if the programme runs late. A player's
+``now - playingDate`` is then the glass-to-glass latency.
+
 Old files are removed as media time passes: a segment ``keep_seconds`` after it left the
 playlist (by default the playlist's length, as RFC 8216 asks), parts once their segment no longer
 lists them. Names carry a run id, so a restarted stream never reuses a name a CDN may have cached
@@ -270,7 +274,9 @@ class HlsSink:
         msn = self._next_msn
         self._next_msn += 1
         uri = f"{self._run}-{msn:06d}.ts"
-        date = (self._epoch if self._epoch is not None else self._wall()) + float(t)
+        # when its first frame existed: on schedule, or later if the programme runs late
+        now = self._wall()
+        date = max(now, self._epoch + float(t)) if self._epoch is not None else now
         entry = PlaylistSegment(msn=msn, uri=uri, duration=0.0, date=date)
         self._cur = _Seg(entry, t)
         self._part_start, self._part_frames = t, 0
