@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from avatarcast.control.embed import snippet
 from avatarcast.control.routes.stream_hls import HLS_JS_SHA256, HLS_JS_URL, hls_js_path
 from avatarcast.output.hls_playlist import PlaylistPart, PlaylistSegment, render_playlist
 from conftest_api import start_api
@@ -168,6 +169,8 @@ def test_embed_page_and_pinned_hls_js(api: Api, tmp_path: Path) -> None:
     assert f"/hls/index.m3u8?token={s['whep_token']}" in page
     assert "muted autoplay playsinline" in page and 'id="unmute"' in page
     assert r.headers["content-security-policy"] == f"frame-ancestors {SHOP}"
+
+    assert f'src="{s["embed_url"]}"' in snippet(s["embed_url"])
 
     r = api.client.get(HLS_JS_URL)
     assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
