@@ -107,58 +107,118 @@ def cpu_bench(seconds: float, repeat: int) -> dict[str, Any]:
     }
 
 
-async def latency_bench(seconds: float, shot: Path | None) -> dict[str, Any]:
+SOURCE = StreamFormat(width=640, height=360, fps=25, metadata={"ai_label": "AI-generated"})
+
+
+async def paced_source(folder: Path, ll: bool, stop: asyncio.Event) -> None:
+    """A 640x360 test pattern encoded on the wall clock into an HLS sink: HLS's own latency,
+    without the programme's (which runs late on an overloaded machine)."""
+    enc = Encoder(SOURCE)
+    sink = HlsSink(folder, options=HlsOptions(low_latency=ll), metadata=SOURCE.metadata)
+    await sink.open(enc.headers)
+    t0 = time.monotonic()
+    for frame in frames(SOURCE, 3600):
+        if stop.is_set():
+            break
+        await asyncio.sleep(max(0.0, t0 + frame.pts / SOURCE.fps - time.monotonic()))
+        await sink.write_batch(await asyncio.to_thread(enc.encode, frame))
+    await sink.write_batch(enc.flush())
+    await sink.aclose()
+
+
+async def watch(embed: str, seconds: float, lag: Any, shot: Path | None) -> dict[str, Any]:
+    """Chromium on ``embed``: latency samples after a 4 s settle, and what ``lag()`` says."""
     from playwright.async_api import async_playwright
 
-    from hls_serve import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE, Serve
+    from hls_serve import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE
+
+    lat, lags = [], []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="hls-bench-"), executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        page = await browser.new_page()
+        await page.goto(embed, wait_until="domcontentloaded")
+        await page.wait_for_function(
+            "document.getElementById('video').currentTime > 0.5", timeout=90_000
+        )
+        await asyncio.sleep(4.0)  # past the start-up catch-up
+        first = await page.evaluate(PAGE_STATE)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            state = await page.evaluate(PAGE_STATE)
+            if state["latency"] is not None:
+                lat.append(state["latency"])
+            lags.append(await lag())
+            await asyncio.sleep(0.5)
+        last = await page.evaluate(PAGE_STATE)
+        if shot is not None:
+            await page.screenshot(path=str(shot))
+        await browser.close()
+    return {
+        "latency_median_s": round(statistics.median(lat), 2),
+        "latency_p90_s": round(sorted(lat)[int(0.9 * (len(lat) - 1))], 2),
+        "source_lateness_median_s": round(statistics.median(lags), 2),
+        "played_per_wall_s": round((last["t"] - first["t"]) / seconds, 2),
+        "stalls": sum(1 for e in last["errors"] if "Stalled" in e),
+    }
+
+
+async def source_latency(serve: Any, seconds: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode, ll in (("hls", False), ("ll-hls", True)):
+        stream = await asyncio.to_thread(
+            serve.hls_stream, f"source-{mode}", {"low_latency": ll, "public": True}
+        )
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(paced_source(stream["folder"], ll, stop))
+            for _ in range(300):  # the first segment, 2 s of paced source
+                if (stream["folder"] / "index.m3u8").exists():
+                    break
+                await asyncio.sleep(0.2)
+
+            async def no_lag() -> float:
+                return 0.0
+
+            try:
+                out[mode] = await watch(stream["embed"], seconds, no_lag, None)
+            finally:
+                stop.set()
+        log(f"source {mode}: {out[mode]}")
+    return out
+
+
+async def latency_bench(seconds: float, shot: Path | None, programme: bool) -> dict[str, Any]:
+    from hls_serve import Serve
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         serve = Serve(Path(tmp))
         await asyncio.to_thread(serve.start)
         try:
+            out["source"] = await source_latency(serve, seconds)
+            if not programme:
+                return out
+            out["programme"] = {}
             for mode, ll in (("hls", False), ("ll-hls", True)):
                 stream = await asyncio.to_thread(
                     serve.live_hls_stream, mode, {"low_latency": ll, "public": True}
                 )
                 client = serve.client()
-                lat, lag = [], []
-                async with async_playwright() as pw:
-                    browser = await pw.chromium.launch_persistent_context(
-                        tempfile.mkdtemp(prefix="hls-bench-"),
-                        executable_path=CHROMIUM,
-                        args=CHROMIUM_ARGS,
+
+                async def lag(c: Any = client, sid: str = stream["id"]) -> float:
+                    status = await asyncio.to_thread(_status, c, sid)
+                    return float(status["encode_lag_ms"] or 0) / 1000
+
+                try:
+                    out["programme"][mode] = await watch(
+                        stream["embed"], seconds, lag, shot if ll else None
                     )
-                    page = await browser.new_page()
-                    await page.goto(stream["embed"], wait_until="domcontentloaded")
-                    await page.wait_for_function(
-                        "document.getElementById('video').currentTime > 0.5", timeout=90_000
-                    )
-                    await asyncio.sleep(4.0)  # past the start-up catch-up
-                    first = await page.evaluate(PAGE_STATE)
-                    t0 = time.monotonic()
-                    while time.monotonic() - t0 < seconds:
-                        state = await page.evaluate(PAGE_STATE)
-                        if state["latency"] is not None:
-                            lat.append(state["latency"])
-                        status = await asyncio.to_thread(_status, client, stream["id"])
-                        lag.append((status["encode_lag_ms"] or 0) / 1000)
-                        await asyncio.sleep(0.5)
-                    last = await page.evaluate(PAGE_STATE)
-                    if shot is not None and ll:
-                        await page.screenshot(path=str(shot))
-                    await browser.close()
-                client.close()
-                await asyncio.to_thread(serve.stop_stream, stream["id"])
-                played = last["t"] - first["t"]
-                out[mode] = {
-                    "latency_median_s": round(statistics.median(lat), 2),
-                    "latency_p90_s": round(sorted(lat)[int(0.9 * (len(lat) - 1))], 2),
-                    "stream_lateness_median_s": round(statistics.median(lag), 2),
-                    "played_per_wall_s": round(played / seconds, 2),
-                    "stalls": sum(1 for e in last["errors"] if "Stalled" in e),
-                }
-                log(f"{mode}: {out[mode]}")
+                finally:
+                    client.close()
+                    await asyncio.to_thread(serve.stop_stream, stream["id"])
+                log(f"programme {mode}: {out['programme'][mode]}")
                 await asyncio.sleep(3.0)
         finally:
             await asyncio.to_thread(serve.stop)
@@ -177,13 +237,18 @@ def main() -> None:
     parser.add_argument("--watch", type=float, default=20.0, help="seconds Chromium samples")
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--screenshot", type=Path, default=None)
+    parser.add_argument(
+        "--no-programme", action="store_true", help="latency of the paced source only"
+    )
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
         "cpu": cpu_bench(args.seconds, args.repeat),
     }
     if not args.cpu_only:
-        report["latency"] = asyncio.run(latency_bench(args.watch, args.screenshot))
+        report["latency"] = asyncio.run(
+            latency_bench(args.watch, args.screenshot, not args.no_programme)
+        )
     report["machine"]["loadavg_end"] = loadavg()
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
 

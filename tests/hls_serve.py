@@ -65,6 +65,7 @@ class Serve:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     key: str = ""
+    tenant_id: str = ""
 
     @property
     def url(self) -> str:
@@ -74,7 +75,9 @@ class Serve:
         db = f"sqlite:///{self.workdir / 'serve.db'}"
         upgrade_database(db)
         engine = make_engine(db)
-        _, self.key = create_key(make_sessionmaker(engine), tenant_name="shop", role="operator")
+        self.tenant_id, self.key = create_key(
+            make_sessionmaker(engine), tenant_name="shop", role="operator"
+        )
         engine.dispose()
         env = {
             **os.environ,
@@ -112,6 +115,18 @@ class Serve:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
         )
+
+    def hls_stream(self, name: str, hls: dict[str, Any]) -> dict[str, Any]:
+        """A stream with ``hls`` that is not started: ``folder`` is where its HLS files go."""
+        with self.client() as c:
+            r = c.post("/v1/streams", json={"name": name, "hls": hls})
+            assert r.status_code == 201, r.text
+        stream: dict[str, Any] = r.json()
+        q = "" if hls.get("public") else f"?token={stream['whep_token']}"
+        stream["embed"] = self.url + stream["embed_url"] + q
+        stream["playlist"] = self.url + stream["hls_url"] + q
+        stream["folder"] = self.workdir / "hls" / self.tenant_id / stream["id"]
+        return stream
 
     def live_hls_stream(
         self, name: str, hls: dict[str, Any], timeout: float = 90
