@@ -96,6 +96,12 @@ def _segments(text: str) -> list[tuple[float, str]]:
     ]
 
 
+def _audio_span(path: Path) -> tuple[float, float]:
+    info = ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
+    times = [(float(p["pts_time"]), float(p["duration_time"])) for p in info["packets"]]
+    return times[0][0], times[-1][0] + times[-1][1]
+
+
 def _video_packets(path: Path) -> list[tuple[float, bool]]:
     info = ffprobe(path, "-select_streams", "v", "-show_entries", "packet=pts_time,flags")
     return [(float(p["pts_time"]), "K" in p["flags"]) for p in info["packets"]]
@@ -173,6 +179,15 @@ async def test_low_latency_parts_are_listed_and_decodable(tmp_path: Path) -> Non
     for _, uri, _ in parts[1:]:
         packets = _video_packets(folder / uri)
         assert len(packets) == 10 and not any(k for _, k in packets)
+    # audio goes on from one part to the next, and no part ends its audio a frame early (a
+    # player's buffer would end short of the part and wait for it forever)
+    spans = [_audio_span(folder / uri) for _, uri, _ in parts]
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert abs(start - end) < 0.001, spans
+    for (v, _), (_, a_end) in zip(
+        (_video_packets(folder / u)[-1] for _, u, _ in parts), spans, strict=True
+    ):
+        assert a_end >= v + 0.04 - 1024 / 48000 - 0.022, (v, a_end)
     # a blocking request for the next part is satisfied only by a playlist that has it
     mid = next(t for t in open_parts if "#EXT-X-ENDLIST" not in t)
     msn = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", mid).group(1)) + mid.count("#EXTINF:")  # type: ignore[union-attr]

@@ -60,6 +60,7 @@ PLAYLIST_NAME = "index.m3u8"
 _TS = 188
 _PAT, _SDT, _PMT = 0x0000, 0x0011, 0x1000
 _PSI = frozenset({_PAT, _SDT, _PMT})
+_VIDEO_PID = 0x0100  # the muxer's first elementary stream: video, added first
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,9 +121,14 @@ class _Buffer:
         self.data += b
         return len(b)
 
-    def take(self) -> bytes:
-        out = bytes(self.data)
-        self.data.clear()
+    def take(self, upto: int | None = None) -> bytes:
+        """The bytes before ``upto`` (all when None); the rest stays."""
+        if upto is None or upto >= len(self.data):
+            out = bytes(self.data)
+            self.data.clear()
+            return out
+        out = bytes(self.data[:upto])
+        del self.data[:upto]
         return out
 
 
@@ -257,6 +263,7 @@ class HlsSink:
             "flush_packets": "1",
             "pes_payload_size": "0",  # each audio frame its own PES: nothing held past a cut
             "mpegts_pmt_start_pid": str(_PMT),
+            "mpegts_start_pid": str(_VIDEO_PID),
         }
         try:
             container = av.open(self._buf, "w", format="mpegts", options=options)
@@ -269,41 +276,48 @@ class HlsSink:
     def _mux_all(self, packets: tuple[EncodedPacket, ...]) -> None:
         assert self._container is not None
         for p in packets:
-            if p.kind == "video":
-                self._before_video(p)
+            mark = len(self._buf.data)
             self._container.mux(_av_packet(p, self._streams[p.kind]))
             if not self._psi and self._buf.data:
                 self._psi = _leading_psi(bytes(self._buf.data))
             if p.kind == "video":
+                self._after_video(p, mark)
                 self._part_frames += 1
                 self._video_end_ticks = p.dts + p.duration
 
-    def _before_video(self, p: EncodedPacket) -> None:
+    def _after_video(self, p: EncodedPacket, mark: int) -> None:
+        """Cut in front of ``p`` if it starts a segment or a part.
+
+        The muxer writes ``p`` together with the audio it held back until a later packet came
+        (libavformat interleaves by time), so the cut is at ``p``'s own first TS packet (or the
+        tables in front of it): the audio that starts before ``p`` stays in the part it belongs
+        to, and audio and video of a part end together.
+        """
         cur = self._cur
         if p.keyframe:
             t = p.dts * p.time_base
             if cur is None or t - cur.start >= self._segment_s:
                 if cur is not None:
-                    self._cut_segment(cur, t)
+                    self._cut_segment(cur, t, _frame_start(self._buf.data, mark))
                 self._start_segment(t)
                 return
         if self.options.low_latency and cur is not None:
             if self._part_frames >= self._frames_per_part:
-                self._cut_part(cur, p.dts * p.time_base, final=False)
+                at = _frame_start(self._buf.data, mark)
+                self._cut_part(cur, p.dts * p.time_base, at, final=False)
 
     def _start_segment(self, t: Fraction) -> None:
         msn = self._next_msn
         self._next_msn += 1
         uri = f"{self._run}-{msn:06d}.ts"
-        # when its first frame existed: on schedule, or later if the programme runs late
-        now = self._wall()
-        date = max(now, self._epoch + float(t)) if self._epoch is not None else now
+        # on the media clock: consistent with the durations, so players never see a jump
+        date = (self._epoch if self._epoch is not None else self._wall()) + float(t)
         entry = PlaylistSegment(msn=msn, uri=uri, duration=0.0, date=date)
         self._cur = _Seg(entry, t)
         self._part_start, self._part_frames = t, 0
 
-    def _cut_part(self, seg: _Seg, t: Fraction, *, final: bool) -> None:
-        data = self._buf.take()
+    def _cut_part(self, seg: _Seg, t: Fraction, at: int | None, *, final: bool) -> None:
+        data = self._buf.take(at)
         seg.chunks.append(data)
         index = len(seg.entry.parts)
         part = PlaylistPart(
@@ -318,11 +332,11 @@ class HlsSink:
         elif not final:  # a segment's last part is listed with the segment
             self._write_playlist()
 
-    def _cut_segment(self, seg: _Seg, t: Fraction) -> None:
+    def _cut_segment(self, seg: _Seg, t: Fraction, at: int | None) -> None:
         if self.options.low_latency:
-            self._cut_part(seg, t, final=True)
+            self._cut_part(seg, t, at, final=True)
         else:
-            seg.chunks.append(self._buf.take())
+            seg.chunks.append(self._buf.take(at))
         seg.entry.duration = float(t - seg.start)
         self._target = max(self._target, round(seg.entry.duration + 0.499))
         body = _psi_first(b"".join(seg.chunks), self._psi)
@@ -344,7 +358,7 @@ class HlsSink:
         if self._cur is not None:
             assert self._headers is not None
             end = self._video_end_ticks * self._headers.format.video_time_base
-            self._cut_segment(self._cur, max(end, self._cur.start))
+            self._cut_segment(self._cur, max(end, self._cur.start), None)
         self._ended = True
         self._flush_backlog()
         self._write_playlist()
@@ -488,6 +502,17 @@ def _av_packet(packet: EncodedPacket, stream: Stream) -> av.Packet[Any]:
     out.duration = packet.duration
     out.is_keyframe = packet.keyframe
     return out
+
+
+def _frame_start(data: bytearray, mark: int) -> int:
+    """Where the video packet muxed last begins in ``data``: its first TS packet (payload start
+    on the video PID) or the tables the muxer wrote right in front of it, looking from
+    ``mark``, where the bytes of that ``mux`` call begin."""
+    for i in range(mark, len(data) - _TS + 1, _TS):
+        pid = ((data[i + 1] & 0x1F) << 8) | data[i + 2]
+        if pid in _PSI or (pid == _VIDEO_PID and data[i + 1] & 0x40):
+            return i
+    return mark
 
 
 def _pid(data: bytes, i: int) -> int:
