@@ -164,9 +164,17 @@ async def watch(embed: str, seconds: float, lag: Any, shot: Path | None) -> dict
     }
 
 
+#: (name, the stream's low_latency, the page plays parts)
+SOURCE_MODES = (
+    ("hls", False, False),
+    ("ll-hls", True, True),
+    ("ll-hls-playlist-as-segments", True, False),
+)
+
+
 async def source_latency(serve: Any, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode, ll in (("hls", False), ("ll-hls", True)):
+    for mode, ll, parts in SOURCE_MODES:
         stream = await asyncio.to_thread(
             serve.hls_stream, f"source-{mode}", {"low_latency": ll, "public": True}
         )
@@ -182,7 +190,7 @@ async def source_latency(serve: Any, seconds: float) -> dict[str, Any]:
                 return 0.0
 
             try:
-                out[mode] = await watch(stream["embed"], seconds, no_lag, None)
+                out[mode] = await watch(_embed(stream, parts), seconds, no_lag, None)
             finally:
                 stop.set()
         log(f"source {mode}: {out[mode]}")
@@ -213,7 +221,7 @@ async def latency_bench(seconds: float, shot: Path | None, programme: bool) -> d
 
                 try:
                     out["programme"][mode] = await watch(
-                        stream["embed"], seconds, lag, shot if ll else None
+                        _embed(stream, ll), seconds, lag, shot if ll else None
                     )
                 finally:
                     client.close()
@@ -223,6 +231,12 @@ async def latency_bench(seconds: float, shot: Path | None, programme: bool) -> d
         finally:
             await asyncio.to_thread(serve.stop)
     return out
+
+
+def _embed(stream: dict[str, Any], ll: bool) -> str:
+    """The embed page; ``?ll=1`` makes it play the LL-HLS parts (off by default)."""
+    url: str = stream["embed"]
+    return url + ("&" if "?" in url else "?") + "ll=1" if ll else url
 
 
 def _status(client: Any, stream_id: str) -> dict[str, Any]:
@@ -236,6 +250,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--watch", type=float, default=20.0, help="seconds Chromium samples")
     parser.add_argument("--cpu-only", action="store_true")
+    parser.add_argument("--no-cpu", action="store_true")
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument(
         "--no-programme", action="store_true", help="latency of the paced source only"
@@ -243,8 +258,9 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
-        "cpu": cpu_bench(args.seconds, args.repeat),
     }
+    if not args.no_cpu:
+        report["cpu"] = cpu_bench(args.seconds, args.repeat)
     if not args.cpu_only:
         report["latency"] = asyncio.run(
             latency_bench(args.watch, args.screenshot, not args.no_programme)

@@ -178,5 +178,13 @@ def test_embed_page_and_pinned_hls_js(api: Api, tmp_path: Path) -> None:
     assert hashlib.sha256(hls_js_path().read_bytes()).hexdigest() == HLS_JS_SHA256
     api.problem(api.client.get(HLS_JS_URL.replace("1.7.4", "0.0.1")), 404)
 
+    ll = _create(api, "ll", {"low_latency": True, "public": True})
+    assert '"lowLatency": false' in api.client.get(ll["embed_url"]).text  # whole segments
+    assert '"lowLatency": true' in api.client.get(ll["embed_url"], params={"ll": 1}).text
+    assert (
+        '"lowLatency": false'
+        in api.client.get(s["embed_url"], params={"ll": 1, "token": s["whep_token"]}).text
+    )
+
     r = api.client.get(f"/v1/streams/{s['id']}/on-air", params={"token": s["whep_token"]})
     assert r.status_code == 200 and r.json() == {"id": None, "title": None, "url": None}

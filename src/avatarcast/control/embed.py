@@ -128,8 +128,21 @@ _PAGE = """<!doctype html>
     if (!video.muted) { video.volume = 1; video.play(); }
     button.textContent = video.muted ? "Unmute" : "Mute";
   });
+  var lastTime = -1, stuckSince = 0;
   setInterval(function () {
     if (hls && hls.playingDate) state.latency = (Date.now() - hls.playingDate.getTime()) / 1000;
+    // a hole the playhead cannot cross (media after it is buffered): go on where it resumes
+    var now = Date.now(), t = video.currentTime, b = video.buffered;
+    if (video.paused || t !== lastTime) { lastTime = t; stuckSince = now; return; }
+    if (now - stuckSince < 1500) return;
+    for (var i = 0; i < b.length; i++) {
+      if (b.start(i) > t + 0.05) {
+        video.currentTime = b.start(i) + 0.05;
+        state.errors.push("skippedHole");
+        stuckSince = now;
+        break;
+      }
+    }
   }, 200);
   function product() {
     fetch(cfg.onAir, { cache: "no-store" }).then(function (r) {

@@ -270,9 +270,18 @@ def _with_token(text: str, token: str) -> str:
     },
 )
 async def embed(
-    stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
+    stream_id: StreamIdPath,
+    request: Request,
+    ctx: ContextDep,
+    token: TokenQuery = None,
+    ll: Annotated[
+        bool, Query(description="Play LL-HLS parts (hls.js stalls on them at times)")
+    ] = False,
 ) -> Response:
-    """The player page for a shop's iframe (``?token=`` unless the stream's HLS is public)."""
+    """The player page for a shop's iframe (``?token=`` unless the stream's HLS is public).
+
+    The page plays a low-latency stream as plain HLS (whole segments) unless ``?ll=1``:
+    hls.js 1.7.4 stalls at times on our TS parts (docs/hls.md)."""
     access = await _access(ctx, request, stream_id, token)
     q = "" if access.public else "?token=" + quote(access.token, safe="")
     base = f"/v1/streams/{stream_id}"
@@ -281,7 +290,7 @@ async def embed(
             "src": f"{base}/hls/index.m3u8{q}",
             "onAir": f"{base}/on-air{q}",
             "hlsJs": HLS_JS_URL,
-            "lowLatency": access.low_latency,
+            "lowLatency": access.low_latency and ll,
         }
     )
     origins = ctx.settings.hls.cors_origins
