@@ -2,8 +2,8 @@
 
 Debian builds Chromium with the proprietary codecs, so H.264 and AAC play through MSE (checked
 here with ``MediaSource.isTypeSupported``): hls.js remuxes the TS segments to fMP4 for it. The
-latency is from the frame's media clock (``EXT-X-PROGRAM-DATE-TIME``, the wall time the frame was
-encoded) to the frame on screen, as hls.js' ``playingDate`` gives it.
+latency is from the frame's media clock (``EXT-X-PROGRAM-DATE-TIME``) to the frame on screen,
+as hls.js' ``playingDate`` gives it.
 
 Plain HLS with the viewer token (the playlist's segment URLs carry it): hls.js 1.7.4 plays our
 LL-HLS TS parts only some of the time (it re-times the open segment a segment early and

@@ -18,9 +18,10 @@ playlist carries on with no gap in its media sequence. Past that bound the oldes
 dropped and listed as ``EXT-X-GAP``. The other sinks never wait on this folder: the muxing and
 the writes run in this sink's own thread.
 
-Each segment's ``EXT-X-PROGRAM-DATE-TIME`` is the wall time its first frame existed: its time on
-the programme's schedule, or when it was encoded if the programme runs late. A player's
-``now - playingDate`` is then the glass-to-glass latency.
+Each segment's ``EXT-X-PROGRAM-DATE-TIME`` is its place on the media clock: the wall time of
+media time 0 (taken at the first frame) plus the segment's start, so dates and durations always
+agree. A player's ``now - playingDate`` is then the latency from the media clock to the screen,
+the programme's own lateness included when it runs late.
 
 Old files are removed as media time passes: a segment ``keep_seconds`` after it left the
 playlist (by default the playlist's length, as RFC 8216 asks), parts once their segment no longer
