@@ -41,7 +41,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 from av.container import OutputContainer
@@ -50,6 +49,15 @@ from av.stream import Stream
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
 from avatarcast.output._mux import SerialWorker, add_streams
+from avatarcast.output._ts import (
+    PMT_PID,
+    VIDEO_PID,
+    TsBuffer,
+    av_packet,
+    frame_start,
+    leading_psi,
+    psi_first,
+)
 from avatarcast.output.base import StreamHeaders
 from avatarcast.output.hls_playlist import PlaylistPart, PlaylistSegment, render_playlist
 
@@ -58,10 +66,6 @@ __all__ = ["PLAYLIST_NAME", "HlsOptions", "HlsSink", "HlsStatus"]
 log = logging.getLogger(__name__)
 
 PLAYLIST_NAME = "index.m3u8"
-_TS = 188
-_PAT, _SDT, _PMT = 0x0000, 0x0011, 0x1000
-_PSI = frozenset({_PAT, _SDT, _PMT})
-_VIDEO_PID = 0x0100  # the muxer's first elementary stream: video, added first
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,27 +116,6 @@ class _Seg:
     left_at: Fraction | None = None  # media time it left the playlist
 
 
-class _Buffer:
-    """Where the muxer writes: bytes collect here until the next cut takes them."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, b: bytes) -> int:
-        self.data += b
-        return len(b)
-
-    def take(self, upto: int | None = None) -> bytes:
-        """The bytes before ``upto`` (all when None); the rest stays."""
-        if upto is None or upto >= len(self.data):
-            out = bytes(self.data)
-            self.data.clear()
-            return out
-        out = bytes(self.data[:upto])
-        del self.data[:upto]
-        return out
-
-
 class HlsSink:
     """Writes ``dir/index.m3u8`` and its segments (and parts) from the shared packets."""
 
@@ -154,7 +137,7 @@ class HlsSink:
         self._run = f"{int(wall()):x}{secrets.token_hex(2)}"
         self._worker = SerialWorker("hls")
         self._headers: StreamHeaders | None = None
-        self._buf = _Buffer()
+        self._buf = TsBuffer()
         self._container: OutputContainer | None = None
         self._streams: dict[str, Stream] = {}
         self._psi = b""
@@ -263,8 +246,8 @@ class HlsSink:
         options = {
             "flush_packets": "1",
             "pes_payload_size": "0",  # each audio frame its own PES: nothing held past a cut
-            "mpegts_pmt_start_pid": str(_PMT),
-            "mpegts_start_pid": str(_VIDEO_PID),
+            "mpegts_pmt_start_pid": str(PMT_PID),
+            "mpegts_start_pid": str(VIDEO_PID),
         }
         try:
             container = av.open(self._buf, "w", format="mpegts", options=options)
@@ -278,9 +261,9 @@ class HlsSink:
         assert self._container is not None
         for p in packets:
             mark = len(self._buf.data)
-            self._container.mux(_av_packet(p, self._streams[p.kind]))
+            self._container.mux(av_packet(p, self._streams[p.kind]))
             if not self._psi and self._buf.data:
-                self._psi = _leading_psi(bytes(self._buf.data))
+                self._psi = leading_psi(bytes(self._buf.data))
             if p.kind == "video":
                 self._after_video(p, mark)
                 self._part_frames += 1
@@ -299,12 +282,12 @@ class HlsSink:
             t = p.dts * p.time_base
             if cur is None or t - cur.start >= self._segment_s:
                 if cur is not None:
-                    self._cut_segment(cur, t, _frame_start(self._buf.data, mark))
+                    self._cut_segment(cur, t, frame_start(self._buf.data, mark))
                 self._start_segment(t)
                 return
         if self.options.low_latency and cur is not None:
             if self._part_frames >= self._frames_per_part:
-                at = _frame_start(self._buf.data, mark)
+                at = frame_start(self._buf.data, mark)
                 self._cut_part(cur, p.dts * p.time_base, at, final=False)
 
     def _start_segment(self, t: Fraction) -> None:
@@ -328,7 +311,7 @@ class HlsSink:
         )
         self._part_start, self._part_frames = t, 0
         seg.entry.parts.append(part)
-        if not self._write_file(part.uri, _psi_first(data, self._psi)):
+        if not self._write_file(part.uri, psi_first(data, self._psi)):
             seg.parts_ok = False
         elif not final:  # a segment's last part is listed with the segment
             self._write_playlist()
@@ -340,7 +323,7 @@ class HlsSink:
             seg.chunks.append(self._buf.take(at))
         seg.entry.duration = float(t - seg.start)
         self._target = max(self._target, round(seg.entry.duration + 0.499))
-        body = _psi_first(b"".join(seg.chunks), self._psi)
+        body = psi_first(b"".join(seg.chunks), self._psi)
         seg.chunks = []
         self._cur = None
         self._segs.append(seg)
@@ -491,56 +474,3 @@ class HlsSink:
         for part in seg.entry.parts:
             with contextlib.suppress(OSError):
                 (self.dir / part.uri).unlink(missing_ok=True)
-
-
-def _av_packet(packet: EncodedPacket, stream: Stream) -> av.Packet[Any]:
-    """``to_av_packet`` without an offset: no fraction arithmetic per packet."""
-    out = av.Packet(packet.data)
-    out.stream = stream
-    out.time_base = packet.time_base
-    out.pts = packet.pts
-    out.dts = packet.dts
-    out.duration = packet.duration
-    out.is_keyframe = packet.keyframe
-    return out
-
-
-def _frame_start(data: bytearray, mark: int) -> int:
-    """Where the video packet muxed last begins in ``data``: its first TS packet (payload start
-    on the video PID) or the tables the muxer wrote right in front of it, looking from
-    ``mark``, where the bytes of that ``mux`` call begin."""
-    for i in range(mark, len(data) - _TS + 1, _TS):
-        pid = ((data[i + 1] & 0x1F) << 8) | data[i + 2]
-        if pid in _PSI or (pid == _VIDEO_PID and data[i + 1] & 0x40):
-            return i
-    return mark
-
-
-def _pid(data: bytes, i: int) -> int:
-    return ((data[i * _TS + 1] & 0x1F) << 8) | data[i * _TS + 2]
-
-
-def _leading_psi(data: bytes) -> bytes:
-    """The tables the muxer wrote first (SDT, PAT, PMT), to put in front of a cut without them."""
-    n = 0
-    while (n + 1) * _TS <= len(data) and _pid(data, n) in _PSI:
-        n += 1
-    return data[: n * _TS]
-
-
-def _psi_first(data: bytes, psi: bytes) -> bytes:
-    """``data`` starting with PAT and PMT: moved up from the first packets, else ``psi`` added.
-
-    Moving a table packet ahead of audio packets keeps the order within each PID, which is all
-    MPEG-TS asks.
-    """
-    count = len(data) // _TS
-    head = [_pid(data, i) for i in range(min(count, 16))]
-    if head[:1] == [_PAT] or head[:2] == [_SDT, _PAT]:
-        return data
-    tables = [i for i, pid in enumerate(head) if pid in _PSI]
-    if not any(head[i] == _PAT for i in tables):
-        return psi + data
-    moved = b"".join(data[i * _TS : (i + 1) * _TS] for i in tables)
-    rest = b"".join(data[i * _TS : (i + 1) * _TS] for i in range(len(head)) if i not in tables)
-    return moved + rest + data[len(head) * _TS :]
