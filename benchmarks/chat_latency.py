@@ -3,12 +3,13 @@
     python benchmarks/chat_latency.py [--parts baseline,streams,llm] [--questions 40]
         [--spacing 2.5] [--extra-streams 3] [--llm-delay 0.3] [--markdown FILE]
 
-One live programme runs in this process (``run_live``, Dutch, recording to a temp dir) and
-takes viewer questions through ``LiveControl.chat``. The clock starts when ``chat`` returns
-the question's fate (accepted); it stops when the programme plans the first frame of the
-answer sentence: a listener on the programme's spoken lines (``built.listeners``, called from
-``Programme.plan`` for the frame whose audio starts the answer) records the wall time. The
-media-clock figure (the desk's own ``spoken_t - accepted_t``) is reported next to it.
+One live programme runs in this process (``run_live``, Dutch, recording to a temp dir) and takes
+viewer questions through ``LiveControl.chat``. The clock starts when ``chat`` is called (the
+desk takes the question at the next frame boundary and returns its fate); it stops when the
+programme plans the first frame of the answer sentence: a listener on the programme's spoken
+lines (``built.listeners``, called from ``Programme.plan`` for the frame whose audio starts the
+answer) records the wall time. The media-clock figure (the desk's own ``spoken_t - accepted_t``)
+is reported next to it.
 
 baseline  offline answerer (catalog template) and offline voice, no other streams
 streams   the same, while EXTRA more ``avatarcast live --duration N --record DIR`` processes run
@@ -281,7 +282,7 @@ async def run_part(
     tmp: Path,
 ) -> dict[str, Any]:
     import avatarcast.pipeline.live as live
-    from avatarcast.pipeline.build import ProgrammeOptions
+    from avatarcast.pipeline.spec import ProgrammeOptions
     from avatarcast.programme.programme import SpokenLine
     from avatarcast.script.llm import LlmOptions
 
@@ -305,7 +306,7 @@ async def run_part(
         if line.source != "answer":
             return
         now = time.perf_counter()
-        lateness = control.status()["encode_lag_ms"] / 1000
+        lateness = control.status().encode_lag_ms / 1000
         for name in re.findall(r"@(\w+)", line.text):
             a = by_name.get(name)
             if a is not None and a.heard_wall is None:
@@ -327,7 +328,7 @@ async def run_part(
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(live.run_live(opts, control=control))
             deadline = time.monotonic() + 60
-            while not control.status()["sentence"]:
+            while not control.status().sentence:
                 if task.done() or time.monotonic() > deadline:
                     raise RuntimeError("the measured stream did not come on air")
                 await asyncio.sleep(0.05)
@@ -335,17 +336,19 @@ async def run_part(
             t_start = time.perf_counter()
             for i, (name, text) in enumerate(questions):
                 await asyncio.sleep(max(0.0, t_start + i * spacing - time.perf_counter()))
-                built = control.built
-                assert built is not None and control._chat is not None
+                built, chat = control.built, control.programme_chat
+                assert built is not None and chat is not None
                 cur = built.programme.current_sentence
-                desk = control._chat.desk
+                desk = chat.desk
                 behind = bool(
                     desk.pending
                     or desk.awaiting_speech
                     or (cur is not None and cur.source == "answer")
                 )
-                fate = control.chat([{"viewer_id": name.lower(), "name": name, "text": text}])[0]
-                a = Asked(name, text, time.perf_counter(), fate["id"], fate["outcome"], behind)
+                asked_at = time.perf_counter()  # the desk takes it at the next frame boundary
+                message = {"viewer_id": name.lower(), "name": name, "text": text}
+                fate = (await control.chat([message]))[0]
+                a = Asked(name, text, asked_at, fate["id"], fate["outcome"], behind)
                 by_name[name] = a
                 run.asked.append(a)
                 run.load.append(loadavg())
@@ -353,9 +356,10 @@ async def run_part(
                 if all(a.heard_wall is not None or a.outcome not in _WAITING for a in run.asked):
                     break
                 await asyncio.sleep(0.1)
-            final = control.status()
+            final = control.status().as_dict()
             fates = {a.fate_id: control.chat_fate(a.fate_id) or {} for a in run.asked}
-            answerer = control._chat.answerer if control._chat is not None else None
+            chat = control.programme_chat
+            answerer = chat.answerer if chat is not None else None
             failures = list(answerer.failures) if answerer is not None else []
             failures += [f"refused {t!r}: {r}" for t, r in answerer.refusals] if answerer else []
             control.stop()

@@ -22,8 +22,9 @@ import numpy as np
 
 from avatarcast.frames import ProgrammeFrame
 from avatarcast.output.encoder import Encoder
-from avatarcast.pipeline.build import ProgrammeOptions, build, validate
+from avatarcast.pipeline.build import build, validate
 from avatarcast.pipeline.render import deterministic_encoder, render_built
+from avatarcast.pipeline.spec import ProgrammeOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 

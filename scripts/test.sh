@@ -9,4 +9,5 @@ export AVATARCAST_REQUIRE_ALL=1
 .venv/bin/ruff check src tests scripts benchmarks
 .venv/bin/ruff format --check src tests scripts benchmarks
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layer contracts in pyproject.toml
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from avatarcast.control import create_app, create_key, upgrade_database
-from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.settings import Settings
 from pg_server import PgServer
 

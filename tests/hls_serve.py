@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from avatarcast.control import create_key, upgrade_database
-from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.db import make_engine, make_sessionmaker
 from rtmp_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from avatarcast.control.db import ApiKey, make_engine
-from avatarcast.control.routes.installed import list_installed
+from avatarcast.avatar.pack import list_packs
+from avatarcast.control.routes.installed import describe_all
+from avatarcast.db import ApiKey, make_engine
 
 if TYPE_CHECKING:
     from conftest_api import Api
@@ -196,4 +197,4 @@ def test_installed_avatars_and_voices_are_lists(api: Api) -> None:
         assert all(set(item) == {"name", "info"} for item in r.json())
         api.problem(api.client.get(path), 401)
     names = [a["name"] for a in api.client.get("/v1/avatars", headers=api.auth()).json()]
-    assert names == [i.name for i in list_installed("avatarcast.avatar.pack", "list_packs")]
+    assert names == [i.name for i in describe_all(list_packs())]

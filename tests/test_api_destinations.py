@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from avatarcast.control.db.events import record_event
+from avatarcast.db.events import record_event
 
 if TYPE_CHECKING:
     from conftest_api import Api

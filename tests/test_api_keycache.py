@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from avatarcast.control.db import ApiKey
-from avatarcast.control.db.base import utcnow
 from avatarcast.control.keycache import KeyCache, KeyRecord
+from avatarcast.db import ApiKey
+from avatarcast.db.base import utcnow
 
 if TYPE_CHECKING:
     from conftest_api import Api

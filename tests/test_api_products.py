@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from avatarcast.catalog.model import Product
 from avatarcast.control import ProductChange
-from avatarcast.control.db import ProductRow
 from avatarcast.control.schemas.products import ProductUpdate
+from avatarcast.db import ProductRow
 
 if TYPE_CHECKING:
     from conftest_api import Api
@@ -215,7 +215,7 @@ def test_duplicate_ids_in_one_file_keep_the_first(api: Api) -> None:
 @pytest.fixture
 def failing_flush(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Every import flushes after each row; the third flush fails like a lost connection."""
-    from avatarcast.control.db import products as repo
+    from avatarcast.db import products as repo
 
     monkeypatch.setattr(repo, "FLUSH_EVERY", 1)
     calls: list[int] = []

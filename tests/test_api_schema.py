@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from avatarcast.control.db import Base
+from avatarcast.db import Base
 
 if TYPE_CHECKING:
     from conftest_api import Api

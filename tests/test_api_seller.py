@@ -21,7 +21,7 @@ from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
 from avatarcast.programme.compositor import Compositor, SellerInfo
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 from test_api_streams import FRYER, on_air, wait_status
 
 if TYPE_CHECKING:
@@ -119,6 +119,8 @@ def _references(avatar: str, lang: str) -> tuple[Compositor, I16, I16]:
 def test_the_tenants_seller_is_on_the_recorded_stream(
     api_factory: Callable[..., AbstractContextManager[Api]], tmp_path: Path
 ) -> None:
+    """The seller set before the start is on every frame; a seller PUT and a label PATCH while
+    the stream runs show from within a second of the applied command (one run, no restart)."""
     with api_factory(sections={"recordings_dir": str(tmp_path / "rec")}) as api:
         c, op = api.client, api.auth("operator")
         assert c.put("/v1/tenant/seller", json=SELLER, headers=op).status_code == 200
@@ -129,6 +131,9 @@ def test_the_tenants_seller_is_on_the_recorded_stream(
         api.on_duty(sid)
         assert c.post(f"/v1/streams/{sid}/start", headers=op).status_code == 200
         wait_status(api, sid, lambda s: on_air(s) and s["frames"] > 100)
+        applied = _restyle_on_air(api, sid)
+        last = max(a["pts"] for a in applied)
+        wait_status(api, sid, lambda s: s["frames"] > last + 60)
         assert c.post(f"/v1/streams/{sid}/stop", headers=op).status_code == 200
         wait_status(api, sid, lambda s: s["state"] == "stopped", timeout=15)
 
@@ -138,13 +143,85 @@ def test_the_tenants_seller_is_on_the_recorded_stream(
     def panel(y: npt.NDArray[Any]) -> I16:
         return np.asarray(y[box.y : box.bottom, box.x : box.right], np.int16)
 
-    frames = _recorded_luma(tmp_path / "rec" / api.tenant_id / sid)
-    assert len(frames) >= 4
+    frames = _recorded_luma(tmp_path / "rec" / api.tenant_id / sid)  # every 25th: t = i s
+    asked = min(a["requested_t"] for a in applied)
+    before = [y for i, y in enumerate(frames) if i < asked - 0.04]
+    assert len(before) >= 4
     # the reference itself: white text on the panel, which the backdrop alone does not have
     assert (panel(with_seller) > 200).sum() > 200 and (panel(without) > 200).sum() == 0
-    for i, y in enumerate(frames):
+    for i, y in enumerate(before):
         got = panel(y)
         near = float(np.abs(got - panel(with_seller)).mean())
         far = float(np.abs(got - panel(without)).mean())
         assert near < 4 and far > 10, f"frame {i * 25}: {near=:.1f} {far=:.1f}"
         assert (got > 200).sum() > 0.8 * (panel(with_seller) > 200).sum()
+    _check_restyled(made["avatar"], frames, applied)
+
+
+OTHER = {"name": "Lumo Outlet BV", "contact": "lumo.example"}
+NEW_LABEL = {"text": "AI presenter", "position": "bottom-right"}
+
+
+def _restyled(avatar: str, seller: dict[str, str] | None, label: Any) -> tuple[Compositor, I16]:
+    from avatarcast.programme.overlays import LabelConfig
+
+    renderer = SpriteAvatarRenderer(load_pack(avatar))
+    comp = Compositor(
+        lang="nl",
+        renderer=renderer,
+        background=renderer.render_background(1280, 720),
+        seller=SellerInfo(**seller) if seller else None,
+        label=LabelConfig(**label) if label else None,
+    )
+    frame = YuvFrame(1280, 720)
+    comp.compose(frame, state=AvatarState(), product=None, caption=None)
+    return comp, frame.y.astype(np.int16)
+
+
+def _restyle_on_air(api: Api, sid: str) -> list[dict[str, Any]]:
+    """PUT another seller and PATCH the label of the running stream; returns the two commands
+    as the worker applied them (from the stream's events)."""
+    import time
+
+    c, op = api.client, api.auth("operator")
+    assert c.put("/v1/tenant/seller", json=OTHER, headers=op).status_code == 200
+    patched = c.patch(f"/v1/streams/{sid}", json={"label": NEW_LABEL}, headers=op)
+    assert patched.status_code == 200, patched.text
+    deadline, applied = time.monotonic() + 20, []
+    while len(applied) < 2:
+        assert time.monotonic() < deadline, applied
+        page = c.get(f"/v1/streams/{sid}/events", params={"kind": "command"}, headers=op)
+        applied = [e["detail"]["command"] for e in page.json()["items"]]
+        applied = [a for a in applied if a["type"] in ("seller", "label")]
+        time.sleep(0.2)
+    by_type = {a["type"]: a for a in applied}
+    assert by_type["seller"]["name"] == OTHER["name"]
+    assert by_type["label"]["position"] == "bottom-right"
+    return applied
+
+
+def _check_restyled(avatar: str, frames: list[Any], applied: list[dict[str, Any]]) -> None:
+    """Frames before the request lack the new panel and label; frames a second after the
+    commands were applied show them as the compositor draws them."""
+    new_comp, new = _restyled(avatar, OTHER, NEW_LABEL)
+    boxes = [new_comp.region_of("seller"), new_comp.label.box]
+
+    def error(y: npt.NDArray[Any]) -> float:
+        return max(
+            float(
+                np.abs(
+                    np.asarray(y[b.y : b.bottom, b.x : b.right], np.int16)
+                    - new[b.y : b.bottom, b.x : b.right]
+                ).mean()
+            )
+            for b in boxes
+        )
+
+    asked = min(a["requested_t"] for a in applied)
+    done = max(a["applied_t"] for a in applied)
+    assert done - asked <= 1.0
+    before = [error(y) for i, y in enumerate(frames) if i < asked - 0.04]
+    after = [error(y) for i, y in enumerate(frames) if i >= done + 1.0]
+    assert before and after
+    assert min(before) > 10, before
+    assert max(after) < 4, after

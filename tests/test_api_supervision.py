@@ -222,6 +222,8 @@ def test_live_supervision_chat_transcript_and_audit(
         for path in ("mute", "unmute", "products/KT-2/pause", "products/KT-2/resume"):
             live.act(path)
         assert "skipped" in live.act("products/AF-1/skip")["result"]
+        live.act("products/KT-2/pin")  # applied at the next frame: the card shows it
+        live.until(lambda: live.status()["product_id"] == "KT-2", 3)
         live.beat()
 
         # heartbeats lapse: safe mode within policy + 2 s; a heartbeat brings it back
@@ -249,6 +251,7 @@ def test_live_supervision_chat_transcript_and_audit(
             "mute",
             "product_pause",
             "product_skip",
+            "product_pin",
             "safe_mode_entered",
             "safe_mode_left",
             "kill",

@@ -20,7 +20,7 @@ from avatarcast.avatar.pack import VISEME_NAMES, list_packs, load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer, _Stamp
 from avatarcast.avatar.visemes import OPENNESS
 from avatarcast.errors import ConfigError, UnknownNameError
-from avatarcast.programme.yuv import Sprite, YuvFrame
+from avatarcast.yuv import Sprite, YuvFrame
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets" / "avatars"

@@ -72,10 +72,11 @@ def make_desk(
     )
 
 
-def heard(text: str, t: float) -> SpokenLine:
+def heard(sentence: Sentence, t: float) -> SpokenLine:
     return SpokenLine(
         t=t,
-        text=text,
+        text=sentence.text,
+        sentence_id=sentence.id,
         source="answer",
         facts=(),
         product_id=AIRFRYER,
@@ -105,11 +106,11 @@ async def test_a_late_duplicate_is_named_in_the_answer_not_yet_spoken(catalog: C
     [b] = d.accept([ChatMessage("v2", "Tom", "how many watts??", 0.4, id="b")])
     assert (b.status, b.into, b.reason) == ("merged", "a", "")
     [(old, new)] = air.replaced
-    assert old == air.said[0].text
+    assert old == air.said[0].id == new.id and old  # the same answer, under its one id
     assert new.text.startswith("@Sanne and @Tom, good question") and "1500 W" in new.text
     assert a.answer == b.answer == new.text
-    assert d.handed(old) is not None and d.handed(new.text) is not None  # either may air
-    d.on_line(heard(new.text, 0.9))
+    assert d.handed(old) is not None  # either text may air: both carry the id
+    d.on_line(heard(new, 0.9))
     assert a.spoken_at == b.spoken_at == 0.9 and b.latency == pytest.approx(0.5)
     assert len(air.said) == 1 and d.awaiting_speech == 0
 
@@ -123,7 +124,7 @@ async def test_a_late_duplicate_the_programme_cannot_readdress_is_still_counted(
     await d.answer_pending(0.2)
     [b] = d.accept([ChatMessage("v2", "Tom", "how many watts??", 0.4, id="b")])
     assert b.status == "merged" and "not named" in b.reason
-    d.on_line(heard(air.said[0].text, 0.9))
+    d.on_line(heard(air.said[0], 0.9))
     assert a.spoken_at == b.spoken_at == 0.9
 
 
@@ -139,12 +140,29 @@ async def test_the_same_answer_to_two_wordings_is_said_once(catalog: Catalog) ->
     assert len(air.said) == 1 and (b.status, b.into) == ("merged", "a")
     [(_, new)] = air.replaced
     assert new.text.startswith("@Sanne and @Tom")
-    d.on_line(heard(new.text, 1.0))
+    d.on_line(heard(new, 1.0))
     [c] = d.accept([ChatMessage("v3", "Ann", "What wattage does it use?", 5.0, id="c")])
     await d.answer_pending(5.5)
     assert len(air.said) == 1
     assert c.status == "merged" and c.reason.startswith("already answered")
     assert a.status == "answered" and d.awaiting_speech == 0
+
+
+async def test_two_identical_answers_are_told_apart_by_id(catalog: Catalog) -> None:
+    """Two askers a minute apart get word-for-word the same answer: each is a sentence of its
+    own, so hearing the first stamps only the first asker."""
+    air = Air(can_replace=False)
+    d = make_desk(catalog, air, hold=0.2, min_hold=0.2, repeat_window=0.0)
+    [a] = d.accept([ChatMessage("v1", "Sanne", "How many watts?", 0.0, id="a")])
+    await d.answer_pending(0.2)
+    [b] = d.accept([ChatMessage("v1", "Sanne", "How many watts?", 100.0, id="b")])
+    await d.answer_pending(100.2)
+    first, second = air.said
+    assert first.text == second.text and first.id != second.id
+    d.on_line(heard(first, 100.5))
+    assert a.spoken_at == 100.5 and b.spoken_at is None and d.awaiting_speech == 1
+    d.on_line(heard(second, 104.0))
+    assert b.spoken_at == 104.0 and d.awaiting_speech == 0
 
 
 async def test_run_answers_when_woken_without_polling(catalog: Catalog) -> None:

@@ -1,8 +1,6 @@
 """An answer's way onto the air: voiced ahead of the rundown, swapped when readdressed, and the
 sentence on air ended at the word being spoken once the answer's audio is ready."""
 
-# ruff: noqa: F811  (the fixture is imported until conftest.py wires in conftest_llm)
-
 from __future__ import annotations
 
 import asyncio
@@ -14,17 +12,17 @@ import pytest
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat import ChatMessage
-from avatarcast.chat.programme import ProgrammeChat, cut_point_ms
 from avatarcast.frames import Sentence, TimedWord
-from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.talk import Guard, TalkSource
+from avatarcast.models import MemoryModelClient, Scripted
+from avatarcast.pipeline.build import Built, build, validate
+from avatarcast.pipeline.chat import ProgrammeChat, cut_point_ms
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.programme import SpokenLine
+from avatarcast.programme.talk import Guard, TalkSource
 from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions, LlmWriter
 from avatarcast.voice.registry import create_voice
-from conftest_llm import llm_server  # noqa: F401
-from llm_server import Hang, ScriptedLlmServer
 from test_guardrails import LEXICONS, blender
 from test_llm_writer import FactTemplate, request
 
@@ -33,7 +31,8 @@ DEMO = ROOT / "configs" / "demo-catalog.json"
 
 
 def answer(text: str) -> Sentence:
-    return Sentence(text=text, lang="en", source="answer", product_id="blender-1")
+    """An answer sentence; a readdressed answer keeps its id, so both go as ``answer-1``."""
+    return Sentence(text=text, lang="en", source="answer", product_id="blender-1", id="answer-1")
 
 
 def test_the_cut_is_at_the_end_of_the_word_being_spoken_or_now_between_words() -> None:
@@ -49,18 +48,16 @@ def test_the_cut_is_at_the_end_of_the_word_being_spoken_or_now_between_words() -
     assert cut_point_ms(words, 1400) == 1400
 
 
-async def test_an_answer_is_voiced_while_the_rundown_writer_waits_for_its_model(
-    llm_server: ScriptedLlmServer,
-) -> None:
+async def test_an_answer_is_voiced_while_the_rundown_writer_waits_for_its_model() -> None:
     """The rundown's writer is stuck on a slow model; an answer is voiced at once regardless."""
-    llm_server.script(Hang(4.0), Hang(4.0))
+    hung = MemoryModelClient(Scripted(delay=4.0), Scripted(delay=4.0))
     product = blender()
     catalog = Catalog([product])
     guard = Guardrails(catalog=catalog, lang="en", lexicon_dir=LEXICONS)
     opts = LlmOptions(
-        base_url=llm_server.base_url, model="scripted", first_token_timeout=3.0, request_timeout=4.0
+        base_url="http://127.0.0.1:9/v1", model="m", first_token_timeout=3.0, request_timeout=4.0
     )
-    writer = LlmWriter(opts, guardrails=guard, fallback=FactTemplate())
+    writer = LlmWriter(opts, guardrails=guard, fallback=FactTemplate(), client=hung)
     voice = create_voice("default", lang="en")
     asked = asyncio.Event()
 
@@ -138,8 +135,8 @@ async def test_a_voiced_answer_is_swapped_for_its_readdressed_version() -> None:
             talk.say_now(first)
             await collect_voiced(talk, 1)
             assert talk.urgent_ready()
-            assert talk.replace_urgent(first.text, second)
-            assert not talk.replace_urgent("never said", second)
+            assert talk.replace_urgent(first.id, second)
+            assert not talk.replace_urgent("never-said", second)
             await collect_voiced(talk, 1)
             got = await talk.next(wait=False)
             assert not talk.urgent_ready()
@@ -157,7 +154,7 @@ async def test_a_queued_answer_is_replaced_in_place_on_a_simulated_clock() -> No
     )
     first, second = answer("Ann, it holds 1.5 litres."), answer("Ann and Bo, it holds 1.5 litres.")
     talk.say_now(first)
-    assert talk.urgent_ready() and talk.replace_urgent(first.text, second)
+    assert talk.urgent_ready() and talk.replace_urgent(first.id, second)
     try:
         got = await talk.next(wait=True)
     finally:

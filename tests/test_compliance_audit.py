@@ -26,7 +26,7 @@ from avatarcast.compliance.audit import (
     write_jsonl,
 )
 from avatarcast.control import upgrade_database
-from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.db import make_engine, make_sessionmaker
 
 if TYPE_CHECKING:
     from conftest_api import Api

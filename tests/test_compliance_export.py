@@ -19,7 +19,7 @@ from avatarcast.compliance.audit import AuditLog, read_jsonl, verify
 from avatarcast.compliance.export import check_export, export_stream
 from avatarcast.compliance.records import transcript_table
 from avatarcast.control import upgrade_database
-from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.errors import ComplianceError
 
 pytest_plugins = ("conftest_api",)

@@ -18,7 +18,7 @@ from avatarcast.compliance.audit import AuditLog
 from avatarcast.compliance.records import transcript_table
 from avatarcast.compliance.retention import Retention, RetentionPolicy
 from avatarcast.control import upgrade_database
-from avatarcast.control.db import make_engine, make_sessionmaker
+from avatarcast.db import make_engine, make_sessionmaker
 
 pytest_plugins = ("conftest_api",)
 

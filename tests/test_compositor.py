@@ -26,7 +26,7 @@ from avatarcast.programme.overlays import (
     caption_max_height,
     label_text,
 )
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 
 U8 = npt.NDArray[np.uint8]
 SIZES = [(1280, 720), (1920, 1080)]
@@ -237,7 +237,7 @@ def test_card_in_frame_is_the_card_for_that_price(comp: Compositor) -> None:
 
 
 def _sprite_frame(sprite: object) -> YuvFrame:
-    from avatarcast.programme.yuv import Sprite
+    from avatarcast.yuv import Sprite
 
     assert isinstance(sprite, Sprite)
     frame = YuvFrame(sprite.width, sprite.height)
@@ -347,3 +347,32 @@ def test_compositor_composes_a_frame_plan() -> None:
     comp(plan, out)
     x, y, w, h = comp.card_for(plan.product).box  # type: ignore[arg-type]
     assert np.array_equal(out.y[y : y + h, x : x + w], comp.card_for(product()).sprite.y)
+
+
+# --- restyling on air ---------------------------------------------------------------------------
+
+
+def test_a_restyle_draws_what_a_compositor_built_that_way_draws() -> None:
+    """A label or seller change on air (``restyle``) gives the same pixels, card and caption
+    included, as a compositor made with the new style from the start; removing the seller
+    brings back the frame without a panel."""
+    from avatarcast.programme.compositor import SellerInfo
+    from avatarcast.programme.overlays import LabelConfig
+
+    label = LabelConfig(text="AI presenter", position="bottom-right")
+    seller = SellerInfo(name="Kovana Store BV", contact="kovana.example")
+    product = Product(id="AF-1", title="Air fryer", brand="Acme", price=Decimal("89.99"))
+
+    def frame(c: Compositor) -> npt.NDArray[np.uint8]:
+        out = YuvFrame(1280, 720)
+        c.compose(out, state=AvatarState(), product=product, caption="Nu in de aanbieding.")
+        return out.buf.copy()
+
+    live = Compositor(lang="nl", renderer=BoxRenderer())
+    plain = frame(live)
+    live.restyle(label=label, seller=seller)
+    made = Compositor(lang="nl", renderer=BoxRenderer(), label=label, seller=seller)
+    assert np.array_equal(frame(live), frame(made))
+    assert not np.array_equal(frame(live), plain)
+    live.restyle(label=LabelConfig(), seller=None)
+    assert np.array_equal(frame(live), plain)

@@ -79,18 +79,20 @@ async def test_rtmp_and_recording_lose_nothing_while_hls_cannot_write(
 
     hls.rename(away)
     hls.write_text("the HLS folder is gone")
-    down_media = control.status()["media_time_s"]
+    down_media = control.status().media_time_s
     states, sent = [], []
     t0 = loop.time()
     while loop.time() - t0 < OUTAGE_S:
         await asyncio.sleep(0.5)
         status = control.status()
-        states.append(status["hls"]["state"])
-        sent.append(status["destinations"][0]["bytes_sent"])
-    during = control.status()["hls"]
+        assert status.hls is not None
+        states.append(status.hls.state)
+        sent.append(status.destinations[0].bytes_sent)
+    during = control.status().hls
+    assert during is not None
     hls.unlink()
     away.rename(hls)
-    up_media = control.status()["media_time_s"]
+    up_media = control.status().media_time_s
     while not task.done():
         text = (hls / PLAYLIST_NAME).read_text()
         seen.update(_msns(text))
@@ -102,19 +104,20 @@ async def test_rtmp_and_recording_lose_nothing_while_hls_cannot_write(
 
     # HLS said it was failing, kept its segments, and caught up: no gap in media sequence
     assert "failing" in states, states
-    assert during["backlog"] >= 2 and during["failures"] >= 2, during
-    assert during["last_error"] and str(hls) in during["last_error"]
-    end = final["hls"]
-    assert (end["state"], end["recoveries"], end["backlog"], end["gaps"]) == ("closed", 1, 0, 0)
+    assert during.backlog >= 2 and during.failures >= 2, during
+    assert during.last_error and str(hls) in during.last_error
+    end = final.hls
+    assert end is not None
+    assert (end.state, end.recoveries, end.backlog, end.gaps) == ("closed", 1, 0, 0)
     text = (hls / PLAYLIST_NAME).read_text()
     assert text.rstrip().endswith("#EXT-X-ENDLIST") and "#EXT-X-GAP" not in text
     seen.update(_msns(text))
-    assert sorted(seen) == list(range(min(seen), end["segments"])), sorted(seen)
+    assert sorted(seen) == list(range(min(seen), end.segments)), sorted(seen)
     assert min(seen) == 0
 
     # the RTMP destination sent all along and its viewer got every frame
     assert all(b > a for a, b in itertools.pairwise(sent)), sent
-    assert final["destinations"][0]["reconnects"] == 0
+    assert final.destinations[0].reconnects == 0
     times = await _video_times(tmp_path / "viewer.flv")
     assert times, err.decode()
     steps = [round(b - a, 3) for a, b in itertools.pairwise(times)]

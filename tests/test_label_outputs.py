@@ -26,11 +26,12 @@ import pytest
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import list_packs, load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
-from avatarcast.pipeline.build import SIZES, ProgrammeOptions
+from avatarcast.pipeline.build import SIZES
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.compositor import Compositor, LabelOverlay
 from avatarcast.programme.overlays import LABEL_MIN_TEXT_FRACTION, studio_background
-from avatarcast.programme.yuv import Sprite, YuvFrame
+from avatarcast.yuv import Sprite, YuvFrame
 from rtmp_server import RtmpServer
 
 pytestmark = pytest.mark.timeout(240)
@@ -179,12 +180,12 @@ async def test_label_on_every_frame_from_the_server_and_the_recording(
     )
     control = LiveControl()
     task = asyncio.create_task(run_live(opts, control=control))
-    while not any(d["state"] == "connected" for d in control.status()["destinations"]):
+    while not any(d.state == "connected" for d in control.status().destinations):
         assert not task.done(), task
         await asyncio.sleep(0.1)
     live = await asyncio.to_thread(read_rtmp, url, 4.0)
     final = await task
-    assert final["state"] == "stopped"
+    assert final.state == "stopped"
 
     w, h = SIZES[size]
     assert len(live) >= 50, f"only {len(live)} frames read back from the server"

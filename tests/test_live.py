@@ -13,8 +13,8 @@ import av
 import pytest
 
 from avatarcast.errors import ConfigError
-from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.spec import ProgrammeOptions
 from rtmp_server import RtmpServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +89,9 @@ async def test_rtmp_push_is_readable_with_label_metadata(
     keys = [float(p["pts_time"]) for p in packets["packets"] if "K" in p["flags"]]
     assert len(keys) >= 2
     assert max(b - a for a, b in itertools.pairwise(keys)) <= 2.0 + 1e-6
-    assert final["state"] == "stopped"
-    assert "main-secret-key" not in json.dumps(final)
-    assert final["destinations"][0]["state"] in ("connected", "closed")
+    assert final.state == "stopped"
+    assert "main-secret-key" not in json.dumps(final.as_dict())
+    assert final.destinations[0].state in ("connected", "closed")
 
 
 async def test_destination_outage_recovers_and_others_keep_going(tmp_path: Path) -> None:
@@ -109,17 +109,17 @@ async def test_destination_outage_recovers_and_others_keep_going(tmp_path: Path)
     try:
         task = asyncio.create_task(run_live(opts, control=control))
         await asyncio.sleep(4.0)
-        assert [d["state"] for d in control.status()["destinations"]] == ["connected"] * 2
+        assert [d.state for d in control.status().destinations] == ["connected"] * 2
         a.stop()
         down_at = asyncio.get_running_loop().time()
-        b_bytes = [control.status()["destinations"][1]["bytes_sent"]]
+        b_bytes = [control.status().destinations[1].bytes_sent]
         while asyncio.get_running_loop().time() - down_at < 15.0:
             await asyncio.sleep(1.0)
-            b_bytes.append(control.status()["destinations"][1]["bytes_sent"])
-        assert control.status()["destinations"][0]["state"] in ("retrying", "connecting")
+            b_bytes.append(control.status().destinations[1].bytes_sent)
+        assert control.status().destinations[0].state in ("retrying", "connecting")
         a.start()
         back_at = asyncio.get_running_loop().time()
-        while control.status()["destinations"][0]["state"] != "connected":
+        while control.status().destinations[0].state != "connected":
             assert asyncio.get_running_loop().time() - back_at < 12.0, control.status()
             await asyncio.sleep(0.25)
         info = await _probe(a.url("key-a"), "-show_streams")
@@ -130,23 +130,27 @@ async def test_destination_outage_recovers_and_others_keep_going(tmp_path: Path)
         b.stop()
     # the backup destination received data every second of the outage
     assert all(y > x for x, y in itertools.pairwise(b_bytes)), b_bytes
-    assert final["destinations"][0]["reconnects"] >= 1
+    assert final.destinations[0].reconnects >= 1
     assert abs(_recorded_frames(tmp_path / "rec") - duration * FPS) <= 1
 
 
 async def test_timestamps_continue_past_4h39m(rtmp_server: RtmpServer, tmp_path: Path) -> None:
     """RTMP's 24-bit timestamp runs out at 16777.215 s (4:39:37); extended ones take over."""
-    start = 4 * 3600 + 38 * 60 + 59.0
+    start = 16777.215 - 3.0  # three seconds before the limit
     url = rtmp_server.url("ext")
-    task = asyncio.create_task(run_live(_opts(destinations=(url,), start_at=start, duration=46)))
-    await asyncio.sleep(41.0)  # media time is now about 4:39:40, past the 24-bit limit
+    control = LiveControl()
+    opts = _opts(destinations=(url,), start_at=start, duration=14)
+    task = asyncio.create_task(run_live(opts, control=control))
+    while control.status().media_time_s < 6.0:  # media time is past the 24-bit limit by 3 s
+        assert not task.done()
+        await asyncio.sleep(0.1)
     packets = await _probe(
         url, "-select_streams", "v", "-show_entries", "packet=pts_time", "-read_intervals", "%+3"
     )
     await task
     times = [float(p["pts_time"]) for p in packets["packets"] if p.get("pts_time")]
     assert len(times) >= 25
-    assert min(times) > 16777.215 and max(times) < start + 50
+    assert min(times) > 16777.215 and max(times) < start + 15
     assert all(y > x for x, y in itertools.pairwise(times))
 
 
@@ -171,14 +175,14 @@ async def test_bad_outputs_fail_clearly_and_the_rest_keeps_running(
         final = await run_live(opts, control=control)
     finally:
         busy.close()
-    dests = {d["name"]: d for d in final["destinations"]}
-    assert "unreachable-key" not in json.dumps(final)
+    dests = {d.name: d for d in final.destinations}
+    assert "unreachable-key" not in json.dumps(final.as_dict())
     unreachable = dests["rtmp://127.0.0.1:1/live/****"]
-    assert unreachable["reconnects"] >= 0 and unreachable["last_error"]
+    assert unreachable.reconnects >= 0 and unreachable.last_error
     malformed = next(d for n, d in dests.items() if n.startswith("http"))
-    assert malformed["state"] == "failed" and "must start with rtmp://" in malformed["last_error"]
-    assert dests[f"{good.rsplit('/', 1)[0]}/****"]["bytes_sent"] > 0
-    assert "in use" in (final["whep_error"] or "")
+    assert malformed.state == "failed" and "must start with rtmp://" in (malformed.last_error or "")
+    assert dests[f"{good.rsplit('/', 1)[0]}/****"].bytes_sent > 0
+    assert "in use" in (final.whep_error or "")
     assert abs(_recorded_frames(tmp_path / "rec") - 8 * FPS) <= 1
 
 
@@ -208,10 +212,10 @@ async def test_whep_viewers_watch_the_live_programme(tmp_path: Path) -> None:
 
     control = LiveControl()
     task = asyncio.create_task(run_live(_opts(whep_port=0, duration=30), control=control))
-    while control.status()["whep_url"] is None:
+    while control.status().whep_url is None:
         assert not task.done(), task
         await asyncio.sleep(0.1)
-    base = control.status()["whep_url"]
+    base = control.status().whep_url
     viewer = Viewer()
     try:
         async with httpx.AsyncClient(base_url=base) as client:

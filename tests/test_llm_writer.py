@@ -12,10 +12,10 @@ import pytest
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.frames import SegmentKind, Sentence
+from avatarcast.models import CircuitBreaker
 from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import (
-    CircuitBreaker,
     LlmOptions,
     LlmWriter,
     LookaheadWriter,
@@ -182,7 +182,8 @@ async def test_a_retry_can_succeed(llm_server: ScriptedLlmServer) -> None:
 async def test_circuit_breaker_opens_and_half_opens(llm_server: ScriptedLlmServer) -> None:
     now = [0.0]
     writer, *_, product = setup(llm_server, retries=0)
-    writer.breaker = CircuitBreaker(failures=2, cooldown=30, monotonic=lambda: now[0])
+    breaker = CircuitBreaker(failures=2, cooldown=30, monotonic=lambda: now[0])
+    writer.client = writer.options.client(breaker=breaker)
     llm_server.default = Status(500)
     for _ in range(2):
         await collect(writer, request(product))
@@ -227,6 +228,7 @@ async def test_wall_clock_gaps_stay_small_through_every_failure(
     kinds: list[SegmentKind] = ["intro", "facts", "offer", "cta", "facts", "offer", "facts"]
     said: list[Sentence] = []
     gaps: list[float] = []
+    assert writer.breaker is not None
     async with LookaheadWriter(
         primary=writer, fallback=FactTemplate(), on_late=writer.breaker.record_failure
     ) as ahead:

@@ -19,7 +19,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.programme.compositor import Compositor
 from avatarcast.programme.layers import clip_box, intersect
 from avatarcast.programme.overlays import LabelConfig
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 
 W, H = 1280, 720
 

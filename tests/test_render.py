@@ -14,8 +14,8 @@ import pytest
 
 from avatarcast.avatar.visemes import openness, viseme_for
 from avatarcast.health import LabelProbe, analyse, mouth_openness
-from avatarcast.pipeline.build import ProgrammeOptions
 from avatarcast.pipeline.render import RenderResult, label_probe, render_file
+from avatarcast.pipeline.spec import ProgrammeOptions
 from media_probe import decoded_digest, decoded_luma, ffprobe, rate, stream_of
 
 ROOT = Path(__file__).resolve().parents[1]

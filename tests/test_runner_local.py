@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from avatarcast.catalog.model import Product
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamSpec, StreamStatus
 from avatarcast.runner.local import LocalRunner
+from avatarcast.script.llm import LlmOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,8 +58,13 @@ async def wait_for(
         await asyncio.sleep(0.1)
 
 
-def spec(**kw: object) -> StreamSpec:
-    return StreamSpec(tenant_id="t1", products=(FRYER,), **kw)  # type: ignore[arg-type]
+def spec(programme: ProgrammeOptions | None = None, **kw: object) -> StreamSpec:
+    return StreamSpec(
+        tenant_id="t1",
+        programme=programme or ProgrammeOptions(),
+        products=(FRYER,),
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 async def test_live_run_records_reports_and_stops(
@@ -115,7 +122,7 @@ async def test_killed_worker_is_restarted_and_a_crash_recorded(
 
 async def test_bad_options_fail_without_restarts(runner: tuple[LocalRunner, Events]) -> None:
     r, events = runner
-    await r.start("s3", spec(avatar="nobody"))
+    await r.start("s3", spec(ProgrammeOptions(avatar="nobody")))
     st = await wait_for(r, "s3", lambda s: s.state == "failed")
     assert st.last_error is not None and "nobody" in st.last_error
     await asyncio.sleep(0.5)  # longer than the backoff: nothing restarts
@@ -138,11 +145,11 @@ async def test_an_llm_stream_speaks_checked_llm_lines(
     lines: list[StreamEvent] = []
     r = LocalRunner(on_event=lambda e: None, on_output=lines.append, stop_timeout=5.0)
     try:
-        llm = {"base_url": llm_server.base_url, "model": "test", "api_key": SECRET_KEY}
-        await r.start("s-llm", spec(writer="llm", llm=llm))
+        llm = LlmOptions(base_url=llm_server.base_url, model="test", api_key=SECRET_KEY)
+        await r.start("s-llm", spec(ProgrammeOptions(writer="llm", llm=llm)))
         deadline = time.monotonic() + 30
         while not any(e.detail.get("source") == "llm" for e in lines if e.kind == "line"):
-            assert time.monotonic() < deadline, [e.detail for e in lines][:5]
+            assert time.monotonic() < deadline, (r.status("s-llm"), [e.detail for e in lines][:5])
             await asyncio.sleep(0.2)
     finally:
         await r.drain()
@@ -171,5 +178,40 @@ async def test_workers_run_below_the_api_priority() -> None:
         if AUTOGROUP:
             group = _read(f"/proc/{st.pid}/autogroup")
             assert group.split()[-1] == "3", group
+    finally:
+        await r.drain()
+
+
+async def test_a_restarted_worker_comes_back_muted_pinned_and_relabelled() -> None:
+    """The sticky commands (mute, pin, label) are given again to the worker that replaces a
+    crashed one, and it reports them applied in its new run."""
+    lamp = Product(id="LAMP-2", title="Desk lamp", brand="Lumo", price=Decimal("24.99"))
+    out = Events()
+    r = LocalRunner(on_output=out.append, backoff_start=0.2, stop_timeout=5.0)
+    try:
+        await r.start("s5", StreamSpec(tenant_id="t1", products=(FRYER, lamp)))
+        first = await wait_for(r, "s5", lambda s: s.state == "live", within=60)
+        for command in (
+            {"cmd": "mute"},
+            {"cmd": "pin_product", "product_id": "LAMP-2"},
+            {"cmd": "label", "text": "AI host", "position": "top-right"},
+            {"cmd": "say", "text": "Not sticky."},
+        ):
+            await r.send("s5", command)
+        await wait_for(r, "s5", lambda s: s.health.get("product_id") == "LAMP-2", within=5)
+        assert r.status("s5").health["muted"] is True  # type: ignore[union-attr]
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        again = await wait_for(
+            r,
+            "s5",
+            lambda s: s.pid not in (None, first.pid) and s.health.get("frames", 0) > 5,
+            within=60,
+        )
+        assert again.health["muted"] is True and again.health["product_id"] == "LAMP-2"
+        replayed = [e.detail["command"] for e in out if e.kind == "command" and e.detail["run"]]
+        assert [d["type"] for d in replayed] == ["label", "mute", "pin_product"]
+        assert replayed[0]["text"] == "AI host" and replayed[0]["position"] == "top-right"
+        assert all(d["pts"] == replayed[0]["pts"] for d in replayed)  # at one frame boundary
     finally:
         await r.drain()

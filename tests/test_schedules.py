@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.control import create_key, upgrade_database
-from avatarcast.control.db import Event, make_engine, make_sessionmaker
-from avatarcast.control.db.models_streams import ScheduleRow, ScheduleRun, StreamRow
 from avatarcast.control.scheduler import Scheduler, WeeklyWindow, load_zone, to_utc
+from avatarcast.db import Event, make_engine, make_sessionmaker
+from avatarcast.db.models_streams import ScheduleRow, ScheduleRun, StreamRow
 
 AMS = "Europe/Amsterdam"
 EVERY_DAY = frozenset(range(7))

@@ -9,7 +9,7 @@ from avatarcast.avatar.pack import load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
 from avatarcast.catalog.loaders import load_catalog
 from avatarcast.programme.compositor import Compositor, SellerInfo
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 from test_render import DEMO
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from avatarcast.catalog.diff import changed_facts, states_changed_fact
 from avatarcast.catalog.store import Catalog
 from avatarcast.frames import Sentence, SpeechChunk
-from avatarcast.pipeline.talk import Talk, TalkSource
+from avatarcast.programme.talk import Talk, TalkSource
 from avatarcast.script.base import SegmentRequest
 from avatarcast.voice.base import Voice
 from avatarcast.voice.registry import create_voice
@@ -169,7 +169,7 @@ def test_changed_facts_name_what_a_sentence_may_have_stated() -> None:
 
 
 async def test_pausing_a_product_drops_all_queued_talk_about_it() -> None:
-    """``LiveControl.pause_product`` excludes the product and invalidates it: nothing said
+    """``TalkSource.exclude`` (a PauseProduct command) drops queued talk: nothing said
     about it may go on air, whatever facts it states (the catalog did not change)."""
     product = blender()
     catalog = Catalog([product])
@@ -178,8 +178,9 @@ async def test_pausing_a_product_drops_all_queued_talk_about_it() -> None:
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(talk.run_prefetch())
             await voice.until_voiced(3)
-            talk.excluded.add(product.id)
-            dropped = talk.invalidate((product.id,))
+            before = talk.dropped_stale
+            talk.exclude(product.id)
+            dropped = talk.dropped_stale - before
             after = await talk.next(wait=False)
             prefetch.cancel()
     finally:

@@ -26,10 +26,11 @@ from avatarcast.avatar.render import SpriteAvatarRenderer
 from avatarcast.errors import UnknownNameError, VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence
 from avatarcast.health import mouth_openness
+from avatarcast.logs import redact
 from avatarcast.voice.audio import decode_mp3
 from avatarcast.voice.edge import EdgeVoice
 from avatarcast.voice.espeak import EspeakVoice
-from avatarcast.voice.fallback import FallbackVoice, redact
+from avatarcast.voice.fallback import FallbackVoice
 from avatarcast.voice.openai_tts import OpenAiTtsVoice
 from avatarcast.voice.registry import (
     NetworkVoiceOptions,
@@ -158,7 +159,7 @@ def test_redact_hides_keys_and_tokens() -> None:
     )
     out = redact(text)
     assert KEY not in out and "abcdefgh12345678" not in out and "zz9911" not in out
-    assert out.startswith("Incorrect API key provided: ***")
+    assert out.startswith("Incorrect API key provided: sk-****;")
 
 
 # --- the fallback -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from avatarcast.errors import AvatarcastError
 
 if TYPE_CHECKING:
     from avatarcast.compliance.c2pa import SignerConfig
-    from avatarcast.pipeline.build import ProgrammeOptions
+    from avatarcast.pipeline.spec import ProgrammeOptions
     from avatarcast.script.llm import LlmOptions
     from avatarcast.voice.registry import NetworkVoiceOptions
 
@@ -93,25 +93,30 @@ def _programme_options(
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
 
-    from avatarcast.pipeline.build import ProgrammeOptions
+    from pydantic import ValidationError
+
+    from avatarcast.pipeline.spec import ProgrammeOptions, option_error
 
     llm = _llm_options(writer)
     if llm is not None:
         llm = replace(llm, persona=persona or llm.persona, tone=tone or llm.tone)
-    return ProgrammeOptions(
-        catalog_path=catalog,
-        lang=lang,
-        avatar=avatar,
-        voice=voice,
-        writer=writer,
-        llm=llm,
-        tts=_tts_options(voice),
-        seed=seed,
-        size=size,
-        fps=fps,
-        seller=_seller(seller),
-        disclosure_interval_s=disclosure_every,
-    )
+    try:
+        return ProgrammeOptions(
+            catalog_path=catalog,
+            lang=lang,
+            avatar=avatar,
+            voice=voice,
+            writer=writer,
+            llm=llm,
+            tts=_tts_options(voice),
+            seed=seed,
+            size=size,
+            fps=fps,
+            seller=_seller(seller),
+            disclosure_interval_s=disclosure_every,
+        )
+    except ValidationError as e:
+        raise fail(option_error(e)) from None
 
 
 def _llm_options(writer: str) -> LlmOptions | None:
@@ -126,12 +131,7 @@ def _llm_options(writer: str) -> LlmOptions | None:
     except (AvatarcastError, ValueError) as e:
         err.print(f"[bold red]error:[/] settings: {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
-    return LlmOptions(
-        base_url=llm.base_url,
-        model=llm.model,
-        api_key=llm.api_key.get_secret_value() or "unused",
-        request_timeout=llm.timeout_s,
-    )
+    return LlmOptions.from_section(llm)
 
 
 def _tts_options(voice: str | None) -> NetworkVoiceOptions | None:
@@ -273,6 +273,14 @@ def live(
     status_json: Annotated[
         bool, typer.Option("--status-json", help="Print status as JSON lines on stdout.")
     ] = False,
+    commands: Annotated[
+        bool,
+        typer.Option(
+            "--commands",
+            help='Read commands from stdin, one JSON object a line: {"cmd": "mute"}, '
+            '{"cmd": "say", "text": "..."}, {"cmd": "pin_product", "product_id": "..."} ...',
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers, HLS and a recording, from one encode."""
@@ -283,8 +291,9 @@ def live(
     slot.acquire()
     try:
         import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
+        from avatarcast.cli_commands import read_commands
         from avatarcast.output.hls import HlsOptions
-        from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+        from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
     except BaseException:
         slot.release()
         raise
@@ -317,9 +326,9 @@ def live(
     )
     control = LiveControl()
 
-    def on_status(status: dict[str, object]) -> None:
+    def on_status(status: LiveStatus) -> None:
         if status_json:
-            sys.stdout.write(json.dumps(status) + "\n")
+            sys.stdout.write(json.dumps(status.as_dict()) + "\n")
             sys.stdout.flush()
 
     async def main() -> None:
@@ -328,6 +337,8 @@ def live(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
+        if commands:
+            read_commands(sys.stdin, loop, control)
         await run_live(
             opts,
             control=control,

@@ -127,7 +127,7 @@ def retention_purge(
 
     from avatarcast.compliance.retention import Retention, RetentionPolicy, running_streams
     from avatarcast.control import upgrade_database
-    from avatarcast.control.db import make_engine, make_sessionmaker
+    from avatarcast.db import make_engine, make_sessionmaker
 
     settings = server_settings(None, None)
     with reported():
@@ -205,12 +205,12 @@ def _tenant_of(session: Session, recordings_dir: Path, stream_id: str) -> str:
     """The one tenant that has a stream ``stream_id``: in the database, on disk or in audit."""
     from sqlalchemy import select
 
-    from avatarcast.compliance.models import AuditRow
+    from avatarcast.db.models_audit import AuditRow
     from avatarcast.errors import ConfigError
 
     found = {p.parent.name for p in recordings_dir.glob(f"*/{stream_id}") if p.is_dir()}
     try:
-        from avatarcast.control.db.models_streams import StreamRow
+        from avatarcast.db.models_streams import StreamRow
 
         found |= set(session.scalars(select(StreamRow.tenant_id).where(StreamRow.id == stream_id)))
     except ImportError:  # pragma: no cover - streams arrive with the runner

@@ -48,7 +48,7 @@ def keys_create(
 ) -> None:
     """Print a new API key. It is shown this once; only its hash is stored."""
     from avatarcast.control import create_key, upgrade_database
-    from avatarcast.control.db import make_engine, make_sessionmaker
+    from avatarcast.db import make_engine, make_sessionmaker
 
     settings = server_settings(None, None)
     upgrade_database(settings.database_url)
@@ -67,7 +67,7 @@ def keys_create(
 def db_upgrade() -> None:
     """Apply the database migrations (the server also does this when it starts)."""
     from avatarcast.control import upgrade_database
-    from avatarcast.control.db import current_revision
+    from avatarcast.db import current_revision
 
     url = server_settings(None, None).database_url
     upgrade_database(url)

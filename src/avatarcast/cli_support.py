@@ -72,7 +72,7 @@ def server_settings(host: str | None, port: int | None) -> Settings:
 @contextmanager
 def session_at(url: str) -> Iterator[Session]:
     """A database session on its own engine, disposed of afterwards (one-shot commands)."""
-    from avatarcast.control.db import make_engine, make_sessionmaker
+    from avatarcast.db import make_engine, make_sessionmaker
 
     engine = make_engine(url)
     try:
@@ -84,7 +84,9 @@ def session_at(url: str) -> Iterator[Session]:
 
 def _database_error(e: Exception) -> AvatarcastError:
     """A short message: the driver's own words, not SQLAlchemy's traceback (no bound values)."""
-    cause = getattr(e, "orig", None) or e
+    from sqlalchemy.exc import DBAPIError
+
+    cause = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
     return AvatarcastError(f"database: {str(cause).splitlines()[0]}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from fractions import Fraction
 from typing import Protocol
 
 
@@ -26,6 +25,10 @@ class Clock(Protocol):
 
     async def sleep_until(self, t: float) -> None:
         """Wait until ``now() >= t``."""
+        ...
+
+    def restart(self) -> None:
+        """Called when the outputs are ready: the first frame is due from now."""
         ...
 
 
@@ -61,6 +64,9 @@ class SimulatedClock:
     def now(self) -> float:
         return self._t
 
+    def restart(self) -> None:
+        """Nothing to do: simulated time is media time, and it has not moved yet."""
+
     async def sleep_until(self, t: float) -> None:
         if t > self._t:
             self._t = t
@@ -68,11 +74,3 @@ class SimulatedClock:
 
     def advance(self, dt: float) -> None:
         self._t += dt
-
-
-def frame_time_base(fps: int) -> Fraction:
-    return Fraction(1, fps)
-
-
-def pts_to_seconds(pts: int, time_base: Fraction) -> float:
-    return float(pts * time_base)

@@ -19,7 +19,15 @@ class AvatarcastError(Exception):
 
 
 class ConfigError(AvatarcastError):
-    """A setting, option or name given by the user is not valid (not retryable)."""
+    """A setting, option or name given by the user is not valid (not retryable).
+
+    ``field`` names the option when one is to blame (``"voice"``): the CLI prints the message,
+    the API answers 422 at ``body.<field>``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CatalogError(AvatarcastError):
@@ -53,9 +61,9 @@ class CatalogProblem:
 class UnknownNameError(ConfigError):
     """An avatar, voice, language or writer name that is not installed."""
 
-    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+    def __init__(self, kind: str, name: str, known: list[str], *, field: str | None = None) -> None:
         choices = ", ".join(sorted(known)) or "none installed"
-        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+        super().__init__(f"unknown {kind} {name!r}; available: {choices}", field=field)
         self.kind = kind
         self.name = name
         self.known = known

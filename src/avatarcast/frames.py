@@ -1,8 +1,8 @@
 """Typed frames that flow between stages.
 
-Data frames carry talk and media in order. System frames (interruptions, catalog changes,
-supervisor actions) overtake queued data; an interruption flushes queued talk but never the
-end-of-stream frame.
+Data frames carry talk and media in order. What changes a running programme from outside
+(supervisor actions, catalog changes, chat) is not a frame but a typed command
+(``avatarcast.commands``), applied by the frame loop between frames.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class Sentence(DataFrame):
     """One sentence of talk, with the catalog fact ids it was built from.
 
     ``text`` is what captions show; ``spoken`` is what the voice says (prices read out in words,
-    say). ``verdicts`` holds the guardrail results it passed.
+    say). ``verdicts`` holds the guardrail results it passed. ``id`` names a sentence that other
+    parts follow on its way to air (an answer: the chat desk, the talk source's replacements),
+    so two identical texts never pass for one another; rundown talk leaves it empty.
     """
 
     text: str
@@ -57,6 +59,7 @@ class Sentence(DataFrame):
     spoken: str | None = None
     verdicts: tuple[tuple[str, str], ...] = ()
     pause_after_ms: int = 250
+    id: str = ""
 
     @property
     def speech_text(self) -> str:
@@ -96,28 +99,6 @@ class SpeechChunk(DataFrame):
     @property
     def duration_ms(self) -> int:
         return int(len(self.pcm) * 1000 // SAMPLE_RATE)
-
-
-# --- system frames ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CatalogChanged(SystemFrame):
-    """Products changed: queued talk about them is stale and must be rewritten."""
-
-    product_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Interrupt(SystemFrame):
-    """Flush queued talk (not end-of-stream) so something urgent goes next."""
-
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndOfStream(SystemFrame):
-    """Survives every interruption."""
 
 
 # --- media ------------------------------------------------------------------------------------

@@ -12,6 +12,10 @@ _SECRET_PATTERNS = [
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1****"),
     (re.compile(r"\bac_[A-Za-z0-9_-]{8,}"), "ac_****"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-****"),
+    (
+        re.compile(r"((?:api[_-]?key|token|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}", re.I),
+        r"\1****",
+    ),
 ]
 
 

@@ -2,9 +2,13 @@
 
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
 and options; every other line is an event with ``t`` (seconds into the programme) and ``type``.
-Event types this build handles: ``price_change``, ``stock_change``, ``product_update``,
-``product_remove``, and ``chat`` (``viewer_id``, ``name``, ``text``: a viewer's message, given
-to the chat desk). Any other type is counted in the report as unhandled, never dropped silently.
+Every event is parsed once into a typed command (``avatarcast.commands``) and scheduled on the
+programme's director, which applies it at the first frame boundary at or after ``t``: catalog
+events (``price_change``, ``stock_change``, ``product_update``, ``product_remove``) become
+``CatalogChange`` commands, worked out in session order on a copy of the catalog; the other
+known types (``say``, ``mute``, ``kill``, ``pin_product``, ``chat``, ``label`` ...) are the
+commands of that name. Any other type is counted in the report as unhandled, never dropped
+silently; a command with a bad field is reported as an error.
 """
 
 from __future__ import annotations
@@ -12,19 +16,34 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
+from avatarcast.commands import (
+    NAMES,
+    CatalogChange,
+    ChatMessages,
+    Command,
+    CommandError,
+    parse_command,
+)
 from avatarcast.errors import SessionError
 
 if TYPE_CHECKING:
     from avatarcast.chat.desk import ChatDesk
+
+
+class Scheduler(Protocol):
+    """What a session is scheduled on: the programme's director (``pipeline.director``)."""
+
+    def schedule(self, command: Command, at: float) -> None: ...
+
 
 HANDLED = frozenset({"price_change", "stock_change", "product_update", "product_remove"})
 
@@ -83,7 +102,7 @@ def load_session(path: Path) -> Session:
     return Session(options=options, events=events, path=path)
 
 
-CHAT = "chat"
+COMMAND_TYPES = NAMES | {"approve", "reject"}
 
 
 @dataclass(slots=True)
@@ -94,38 +113,31 @@ class EventLog:
     errors: list[str] = field(default_factory=list)
 
 
-def apply_event(event: SessionEvent, catalog: Catalog, log: EventLog) -> tuple[str, ...]:
-    """Apply one catalog event; returns the ids of products that changed."""
-    if event.type not in HANDLED:
-        log.unhandled[event.type] += 1
-        return ()
+def catalog_change(event: SessionEvent, scratch: Catalog) -> CatalogChange:
+    """The typed change a catalog event makes, worked out on ``scratch`` (the catalog as the
+    session's earlier events left it, so a price change applies to the product of its time);
+    a malformed event raises ValueError saying why."""
     pid = event.data.get("product_id")
     if event.type == "product_update":
-        raw = event.data.get("product")
         try:
-            product = Product.model_validate(raw)
+            product = Product.model_validate(event.data.get("product"))
         except ValidationError as e:
-            log.errors.append(f"line {event.line}: product_update: {e.errors()[0]['msg']}")
-            return ()
-        changed = catalog.upsert([product])
-    else:
-        current = catalog.get(str(pid)) if pid is not None else None
-        if current is None:
-            log.errors.append(f"line {event.line}: {event.type}: unknown product_id {pid!r}")
-            return ()
-        if event.type == "product_remove":
-            changed = (current.id,) if catalog.remove(current.id) else ()
-        else:
-            try:
-                update = _field_update(event)
-                product = Product.model_validate({**current.model_dump(), **update})
-            except (ValidationError, InvalidOperation, ValueError) as e:
-                log.errors.append(f"line {event.line}: {event.type}: {e}")
-                return ()
-            changed = catalog.upsert([product])
-    log.handled[event.type] += 1
-    log.applied.append({"t": event.t, "type": event.type, "product_id": pid, **event.data})
-    return changed
+            raise ValueError(f"product_update: {e.errors()[0]['msg']}") from None
+        scratch.upsert([product])
+        return CatalogChange(upsert=(product,))
+    current = scratch.get(str(pid)) if pid is not None else None
+    if current is None:
+        raise ValueError(f"{event.type}: unknown product_id {pid!r}")
+    if event.type == "product_remove":
+        scratch.remove(current.id)
+        return CatalogChange(remove=(current.id,))
+    try:
+        update = _field_update(event)
+        product = Product.model_validate({**current.model_dump(), **update})
+    except (ValidationError, InvalidOperation, ValueError) as e:
+        raise ValueError(f"{event.type}: {e}") from None
+    scratch.upsert([product])
+    return CatalogChange(upsert=(product,))
 
 
 def _field_update(event: SessionEvent) -> dict[str, Any]:
@@ -143,29 +155,50 @@ def _field_update(event: SessionEvent) -> dict[str, Any]:
     return {k: d[k] for k in ("stock", "availability") if k in d}
 
 
-def accept_chat(event: SessionEvent, desk: ChatDesk, log: EventLog) -> None:
-    """Give a ``chat`` event to the desk; a malformed one is reported as an error."""
-    from avatarcast.chat.message import ChatMessage
+@dataclass(slots=True)
+class Scheduled:
+    """What ``schedule_session`` left to the caller: the session event behind each scheduled
+    command (by ``id()``), and the events of types this build does not know."""
 
-    d = event.data
-    fields = {k: d.get(k) for k in ("viewer_id", "name", "text")}
-    bad = [k for k, v in fields.items() if not isinstance(v, str)]
-    if bad:
-        log.errors.append(f"line {event.line}: chat: field {bad[0]!r} must be a string")
-        return
-    msg_id = d.get("id")
-    desk.accept(
-        [
-            ChatMessage(
-                viewer_id=str(fields["viewer_id"]),
-                name=str(fields["name"]),
-                text=str(fields["text"]),
-                time=event.t,
-                id=msg_id if isinstance(msg_id, str) else f"line{event.line}",
-            )
-        ]
+    origin: dict[int, SessionEvent] = field(default_factory=dict)
+    unknown: list[SessionEvent] = field(default_factory=list)
+
+
+def schedule_session(
+    events: list[SessionEvent], director: Scheduler, products: list[Product], log: EventLog
+) -> Scheduled:
+    """Parse every event once into a typed command and schedule it on ``director`` at its
+    ``t``. Catalog events become ``CatalogChange`` commands, worked out in order on a copy of
+    ``products``; a malformed event is logged as an error and scheduled nothing."""
+    scheduled = Scheduled()
+    scratch = Catalog([p.model_copy() for p in products])
+    for ev in events:
+        try:
+            if ev.type in HANDLED:
+                command: Command = catalog_change(ev, scratch)
+            elif ev.type in COMMAND_TYPES:
+                command = parse_command({"type": ev.type, **ev.data})
+            else:
+                scheduled.unknown.append(ev)
+                continue
+        except (CommandError, ValueError) as e:
+            log.errors.append(f"line {ev.line}: {e}")
+            continue
+        if isinstance(command, ChatMessages):
+            command = _with_ids(command, ev.line)
+        scheduled.origin[id(command)] = ev
+        director.schedule(command, ev.t)
+    return scheduled
+
+
+def _with_ids(command: ChatMessages, line: int) -> ChatMessages:
+    """Messages without an id get one from their line (``line7``, ``line7.2`` ...)."""
+    many = len(command.messages) > 1
+    msgs = tuple(
+        m if m.id else replace(m, id=f"line{line}.{i}" if many else f"line{line}")
+        for i, m in enumerate(command.messages, start=1)
     )
-    log.handled[CHAT] += 1
+    return replace(command, messages=msgs)
 
 
 def chat_summary(desk: ChatDesk) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
@@ -204,8 +204,3 @@ def _config_path() -> Path | None:
             raise ConfigError(f"{CONFIG_ENV}={explicit!r}: no such file")
         return path
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from defaults, the TOML file, the environment and ``overrides``."""
-    return Settings(**overrides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

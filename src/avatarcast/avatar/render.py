@@ -18,7 +18,7 @@ from PIL import Image
 
 from avatarcast.avatar.base import AvatarState, Pose
 from avatarcast.avatar.pack import EYE_STATES, AvatarPack, Background, Placed
-from avatarcast.programme.yuv import Sprite, YuvFrame
+from avatarcast.yuv import Sprite, YuvFrame
 
 __all__ = ["SpriteAvatarRenderer", "studio_background"]
 

@@ -11,10 +11,8 @@ Formats:
   The id is the variant's SKU when it is a valid product id, else ``shopify-<variant id>``.
   ``compare_at_price`` above ``price`` becomes ``price`` with ``sale_price``; ``body_html`` is
   stripped to one selling point; options become facts. products.json has no currency: pass it.
-* ``json`` / ``csv`` — avatarcast's own formats. When ``catalog.loaders`` is installed its
-  ``parse_catalog_bytes`` defines them and is called record by record; otherwise a built-in
-  reading applies (JSON: a list or ``{"products": [...]}``; CSV: product fields as columns,
-  ``fact:<key>`` columns, ``selling_points`` separated by ``|``).
+* ``json`` / ``csv`` — avatarcast's own formats, read by ``catalog.loaders.parse_catalog_bytes``:
+  the whole file at once when it is good, else record by record so the good rows survive.
 
 Rows are numbered by index (0-based) for JSON, Shopify and XML items, and by physical line
 (header = 1) for CSV and TSV. XML is parsed with entities and DTDs refused (no XXE).
@@ -23,7 +21,6 @@ Rows are numbered by index (0-based) for JSON, Shopify and XML items, and by phy
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -33,7 +30,8 @@ from typing import Any, Literal, get_args
 from pydantic import ValidationError
 
 from avatarcast.catalog import merchant
-from avatarcast.catalog._feed_common import Record, json_of, parse_money, strip_html, text_of
+from avatarcast.catalog._feed_common import Record, parse_money, strip_html, text_of
+from avatarcast.catalog.loaders import parse_catalog_bytes
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.safe_xml import parse_xml, parse_xml_stdlib
 from avatarcast.errors import CatalogError, CatalogProblem
@@ -62,11 +60,8 @@ class FeedResult:
 def parse_feed(data: bytes, fmt: FeedFormat, *, currency: str = "EUR") -> FeedResult:
     """Products of the good rows and a problem per bad field; CatalogError if unreadable."""
     if fmt in ("json", "csv"):
-        loader = _loader()
-        if loader is not None:
-            return _with_loader(loader, data, fmt)
-        records = _own_json(data) if fmt == "json" else _own_csv(data)
-    elif fmt == "gmc-xml":
+        return _with_loader(parse_catalog_bytes, data, fmt)
+    if fmt == "gmc-xml":
         records = merchant.gmc_xml(data)
     elif fmt == "gmc-tsv":
         records = merchant.gmc_tsv(data)
@@ -111,50 +106,7 @@ def _json_items(doc: Any) -> tuple[list[Any], Callable[[Any], Any]] | None:
     return None
 
 
-def _own_json(data: bytes) -> Iterator[Record]:
-    found = _json_items(json_of(data))
-    if found is None:
-        raise CatalogError('expected a JSON list of products or {"products": [...]}')
-    yield from enumerate(found[0])
-
-
-_CSV_LISTS = {"selling_points": "|"}
-
-
-def _own_csv(data: bytes) -> Iterator[Record]:
-    reader = csv.DictReader(io.StringIO(text_of(data), newline=""))
-    if not reader.fieldnames or "id" not in reader.fieldnames:
-        raise CatalogError("CSV has no 'id' column in its header")
-    for record in reader:
-        fields: dict[str, Any] = {}
-        facts: dict[str, str] = {}
-        for key, value in record.items():
-            if key is None or value is None or not value.strip():
-                continue
-            key, value = key.strip(), value.strip()
-            if key.startswith(("fact:", "facts.")):
-                facts[key.split(":", 1)[-1].split(".", 1)[-1]] = value
-            elif key in _CSV_LISTS:
-                fields[key] = [v.strip() for v in value.split(_CSV_LISTS[key]) if v.strip()]
-            else:
-                fields[key] = value
-        if facts:
-            fields["facts"] = facts
-        yield reader.line_num, fields
-
-
-# --- the catalog.loaders bridge --------------------------------------------------------------
-
 Loader = Callable[[bytes, str], list[Product]]
-
-
-def _loader() -> Loader | None:
-    try:
-        module = importlib.import_module("avatarcast.catalog.loaders")
-    except ImportError:
-        return None
-    fn = getattr(module, "parse_catalog_bytes", None)
-    return fn if callable(fn) else None
 
 
 def _with_loader(loader: Loader, data: bytes, fmt: str) -> FeedResult:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from avatarcast.catalog.model import Product, localize
 from avatarcast.catalog.store import Catalog
@@ -23,13 +23,10 @@ from avatarcast.chat.retrieval import Hit, Retrieval, Retriever
 from avatarcast.errors import UnknownNameError
 from avatarcast.frames import Sentence
 from avatarcast.locale import format_price, language, spoken_price, spoken_units
+from avatarcast.models import ChatTurn, ModelClient, ModelError
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.guardrails.verdict import Verdict
 from avatarcast.script.llm import LlmOptions
-
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-    from openai.types.chat import ChatCompletionMessageParam
 
 __all__ = ["Answer", "AnswerKind", "Answerer", "address", "answer_reasons", "short_title"]
 
@@ -138,7 +135,7 @@ class Answerer:
         retriever: Retriever,
         guardrails: Guardrails | None = None,
         llm: LlmOptions | None = None,
-        client: AsyncOpenAI | None = None,
+        client: ModelClient | None = None,
         disclosure: bool = False,
     ) -> None:
         self.catalog = catalog
@@ -156,18 +153,11 @@ class Answerer:
         self.model_s = 0.5
         self._client = client
         if llm is not None and client is None:
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(
-                base_url=llm.base_url,
-                api_key=llm.api_key,
-                timeout=llm.request_timeout,
-                max_retries=0,
-            )
+            self._client = llm.client()
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.close()
+            await self._client.aclose()
 
     async def answer(
         self,
@@ -325,7 +315,7 @@ class Answerer:
             return template
         try:
             body = await (early if early is not None else self._ask(found, product))
-        except (_openai_error(), TimeoutError, ValueError) as exc:
+        except (ModelError, TimeoutError) as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
             log.warning("answer model failed, using the template answer: %s", exc)
             return template
@@ -352,22 +342,19 @@ class Answerer:
         o = self.llm
         t0 = time.monotonic()
         async with asyncio.timeout(o.request_timeout):
-            reply = await self._client.chat.completions.create(
+            reply = await self._client.chat(
+                grounded_messages(found, product, self.lang, o),
                 model=o.model,
-                messages=grounded_messages(found, product, self.lang, o),
                 temperature=o.temperature,
                 max_tokens=min(o.max_tokens, 120),
-                stream=False,
             )
         self.model_s = 0.7 * self.model_s + 0.3 * (time.monotonic() - t0)
-        if not reply.choices:
-            raise ValueError("the model sent no choices")
-        return (reply.choices[0].message.content or "").strip()
+        return reply
 
 
 def grounded_messages(
     found: Retrieval, product: Product, lang: str, options: LlmOptions
-) -> list[ChatCompletionMessageParam]:
+) -> list[ChatTurn]:
     """The prompt: the retrieved facts only, and the question marked as untrusted data."""
     text_lang = _text_lang(lang)
     facts = "\n".join(f"[{h.fact_id}] {h.text}" for h in found.hits)
@@ -448,9 +435,3 @@ def _lower(text: str) -> str:
 
 def _upper(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
-
-
-def _openai_error() -> type[Exception]:
-    import openai
-
-    return openai.OpenAIError

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from rapidfuzz import fuzz
 
@@ -54,7 +55,7 @@ class ChatDesk:
         max_unspoken: int = 6,
         ledger_size: int = 10_000,
         clock: Callable[[], float] | None = None,
-        replace: Callable[[str, Sentence], bool] = lambda old, new: False,
+        replace: Callable[[str, Sentence], bool] = lambda old_id, new: False,
     ) -> None:
         self.answerer = answerer
         self.moderator = moderator
@@ -85,6 +86,7 @@ class ChatDesk:
         self.voice_within = 1.0
         self._awaiting: OrderedDict[str, tuple[Group, Answer, Sentence]] = OrderedDict()
         self._answer_seq = 0
+        self._sentence_seq = 0
         self._last_now = 0.0
         #: media seconds now, for the stamps; without one, the time ``answer_pending`` was given
         self.clock: Callable[[], float] = clock or (lambda: self._last_now)
@@ -174,9 +176,8 @@ class ChatDesk:
             for stage in ("held", "written", "handed", "checked", "voiced"):
                 setattr(fate, f"{stage}_at", getattr(lead, f"{stage}_at"))
         answer = self.answerer.readdress(h.answer, [f.name for f in group.fates])
-        sentence = answer.sentence(self.lang)
-        if self._replace(h.texts[-1], sentence):
-            h.texts.append(sentence.text)
+        sentence = replace(answer.sentence(self.lang), id=h.id)
+        if self._replace(h.id, sentence):
             h.answer = answer
             for f in group.fates:
                 f.answer = answer.text
@@ -299,7 +300,9 @@ class ChatDesk:
     def _hand(self, group: Group, answer: Answer, sentence: Sentence, now: float) -> None:
         group.lead.status = "answered"
         self._answered.append((now, group))
-        self._unspoken.add(sentence.text, group, answer)
+        self._sentence_seq += 1
+        sentence = replace(sentence, id=f"answer-{self._sentence_seq}")
+        self._unspoken.add(sentence.id, group, answer)
         self._say(sentence)
 
     # --- approval before air ---------------------------------------------------------------------
@@ -318,6 +321,10 @@ class ChatDesk:
             }
             for answer_id, (group, answer, sentence) in self._awaiting.items()
         ]
+
+    def set_require_approval(self, on: bool) -> None:
+        """Whether written answers wait for a supervisor's approval before going on air."""
+        self.require_approval = on
 
     def approve(self, answer_id: str) -> bool:
         held = self._awaiting.pop(answer_id, None)
@@ -365,23 +372,23 @@ class ChatDesk:
         """Answers handed to the programme that it has not started speaking yet."""
         return len(self._unspoken)
 
-    def handed(self, text: str) -> tuple[Answer, list[str]] | None:
-        """The answer (and the askers' names) behind a handed sentence's text, if unspoken."""
-        h = self._unspoken.find(text)
+    def handed(self, sentence_id: str) -> tuple[Answer, list[str]] | None:
+        """The answer (and the askers' names) behind a handed sentence, if unspoken."""
+        h = self._unspoken.find(sentence_id)
         return None if h is None else (h.answer, [f.name for f in h.group.fates])
 
-    def replace_handed(self, text: str, answer: Answer, sentence_text: str) -> None:
-        """A handed answer was replaced on its way to the voice (refused): track the new one."""
-        h = self._unspoken.find(text)
+    def replace_handed(self, sentence_id: str, answer: Answer) -> None:
+        """A handed answer was replaced on its way to the voice (refused): track the new one,
+        which goes under the same sentence id."""
+        h = self._unspoken.find(sentence_id)
         if h is not None:
-            h.texts.append(sentence_text)
             h.answer = answer
             for f in h.group.fates:
                 f.answer, f.answer_kind, f.facts = answer.text, answer.kind, answer.facts
 
-    def stamp(self, text: str, stage: str) -> None:
+    def stamp(self, sentence_id: str, stage: str) -> None:
         """A handed answer reached ``stage`` ("checked" or "voiced") on its way to air."""
-        t, h = self.clock(), self._unspoken.find(text)
+        t, h = self.clock(), self._unspoken.find(sentence_id)
         for f in h.group.fates if h is not None else ():
             if getattr(f, f"{stage}_at") is None:
                 setattr(f, f"{stage}_at", t)
@@ -390,7 +397,7 @@ class ChatDesk:
         """The programme started speaking ``line``: stamps the askers' first-audio time."""
         if line.source != "answer":
             return
-        h = self._unspoken.pop(line.text)
+        h = self._unspoken.pop(line.sentence_id)
         for f in h.group.fates if h is not None else ():
             f.spoken_at = line.t
 

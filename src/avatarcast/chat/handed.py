@@ -27,16 +27,16 @@ class Group:
 
 @dataclass(slots=True)
 class Handed:
-    """An answer handed to the programme and not spoken yet, under every text it went as
-    (readdressed to late askers, or replaced by the honest reply on its way to the voice)."""
+    """An answer handed to the programme and not spoken yet. Its sentence id stays the same
+    whatever text it goes as (readdressed to late askers, or the honest reply in its place)."""
 
-    texts: list[str]
+    id: str
     group: Group
     answer: Answer
 
 
 class Unspoken:
-    """Handed answers in the order they were handed, found by any of their texts."""
+    """Handed answers in the order they were handed, found by their sentence id."""
 
     def __init__(self) -> None:
         self._items: deque[Handed] = deque()
@@ -47,18 +47,18 @@ class Unspoken:
     def __iter__(self) -> Iterator[Handed]:
         return iter(self._items)
 
-    def add(self, text: str, group: Group, answer: Answer) -> None:
-        self._items.append(Handed([text], group, answer))
+    def add(self, sentence_id: str, group: Group, answer: Answer) -> None:
+        self._items.append(Handed(sentence_id, group, answer))
 
-    def find(self, text: str) -> Handed | None:
-        return next((h for h in self._items if text in h.texts), None)
+    def find(self, sentence_id: str) -> Handed | None:
+        return next((h for h in self._items if h.id == sentence_id), None)
 
     def of(self, group: Group) -> Handed | None:
         return next((h for h in self._items if h.group is group), None)
 
-    def pop(self, text: str) -> Handed | None:
-        """The answer that went on air as ``text``, no longer unspoken."""
-        h = self.find(text)
+    def pop(self, sentence_id: str) -> Handed | None:
+        """The answer that went on air with ``sentence_id``, no longer unspoken."""
+        h = self.find(sentence_id) if sentence_id else None
         if h is not None:
             self._items.remove(h)
         return h

@@ -33,7 +33,7 @@ from avatarcast.compliance.chain import (
     verify,
     write_jsonl,
 )
-from avatarcast.compliance.models import AuditHead, AuditRow
+from avatarcast.db.models_audit import AuditHead, AuditRow
 from avatarcast.errors import ComplianceError
 
 __all__ = [

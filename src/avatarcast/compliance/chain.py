@@ -176,10 +176,6 @@ class VerifyResult:
     def ok(self) -> bool:
         return self.first_bad is None
 
-    @property
-    def first_bad_seq(self) -> int | None:
-        return None if self.first_bad is None else self.first_bad.seq
-
 
 def verify(
     entries: Iterable[AuditEntry], *, heads: Mapping[ChainKey, ChainHead] | None = None

@@ -23,6 +23,9 @@ from typing import Any, Literal, TextIO
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from avatarcast.db.base import Base
+from avatarcast.db.models_streams import TranscriptLine
+
 __all__ = [
     "RECORD_KINDS",
     "RecordFile",
@@ -105,21 +108,14 @@ def atomic_text(path: Path) -> Iterator[TextIO]:
         raise
 
 
-def transcript_table() -> Table | None:
-    """The control plane's ``transcript_lines`` table, when this build has one."""
-    import importlib
-
-    from avatarcast.control.db.base import Base
-
-    importlib.import_module("avatarcast.control.db.models_streams")
-    return Base.metadata.tables.get("transcript_lines")
+def transcript_table() -> Table:
+    """The control plane's ``transcript_lines`` table."""
+    return Base.metadata.tables[TranscriptLine.__tablename__]
 
 
 def transcript_rows(session: Session, tenant_id: str, stream_id: str) -> Iterator[dict[str, Any]]:
     """A stream's transcript lines from the database, oldest first, as JSON-safe dicts."""
     table = transcript_table()
-    if table is None:
-        return
     query = (
         select(table)
         .where(table.c.tenant_id == tenant_id, table.c.stream_id == stream_id)

@@ -31,6 +31,7 @@ from avatarcast.compliance.records import (
     transcript_table,
     write_json_atomic,
 )
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.errors import ComplianceError
 
 __all__ = ["PurgeReport", "Retention", "RetentionPolicy", "running_streams"]
@@ -181,8 +182,6 @@ def _purge_transcript_lines(
 ) -> dict[ChainKey, int]:
     """Transcript lines spoken before ``cutoff``; each line is whole, running stream or not."""
     table = transcript_table()
-    if table is None:
-        return {}
     old = table.c.wall_time < cutoff
     counts = session.execute(
         select(table.c.tenant_id, table.c.stream_id, func.count())
@@ -196,8 +195,6 @@ def _purge_transcript_lines(
 
 def running_streams(session: Session) -> set[ChainKey]:
     """Streams the control plane wants on air or paused: their folders are left alone."""
-    from avatarcast.control.db.models_streams import StreamRow
-
     rows = session.execute(
         select(StreamRow.tenant_id, StreamRow.id).where(StreamRow.desired_state != "stopped")
     ).all()

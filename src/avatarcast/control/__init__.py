@@ -3,9 +3,9 @@
 from avatarcast.control.app import ROUTE_MODULES, create_app
 from avatarcast.control.bootstrap import bootstrap_admin_key, create_key
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.migrate import upgrade_database
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.metrics import ControlMetrics
+from avatarcast.db.migrate import upgrade_database
 
 __all__ = [
     "ROUTE_MODULES",

@@ -1,16 +1,15 @@
-"""The app factory. Routers come from ``ROUTE_MODULES``; a missing optional one is skipped.
+"""The app factory. Routers come from ``ROUTE_MODULES``; lifespans from ``LIFESPANS``.
 
-To add a resource (streams, schedules): write ``control/routes/<name>.py`` with a module-level
-``router = APIRouter(prefix="/v1/<name>", ...)``; it is already listed below. A module may also
-define ``lifespan(ctx: AppContext) -> AbstractAsyncContextManager[None]`` to start and stop
-what it owns (the StreamRunner) with the app; it can keep objects in ``ctx.extras``.
+To add a resource: write ``control/routes/<name>.py`` with a module-level
+``router = APIRouter(prefix="/v1/<name>", ...)`` and list it in ``ROUTE_MODULES``. What must
+start and stop with the app (the stream runner) is a ``Lifespan`` in ``LIFESPANS``; it can keep
+objects in ``ctx.extras``.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
-import importlib.util
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import ModuleType
@@ -20,8 +19,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.engine import make_engine, make_loop_engine, make_sessionmaker
-from avatarcast.control.db.migrate import upgrade_database
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
@@ -33,6 +30,9 @@ from avatarcast.control.problems import (
 )
 from avatarcast.control.ratelimit import TokenBuckets
 from avatarcast.control.shedding import LoadSheddingMiddleware
+from avatarcast.control.streaming import lifespan as streams_lifespan
+from avatarcast.db.engine import make_engine, make_loop_engine, make_sessionmaker
+from avatarcast.db.migrate import upgrade_database
 from avatarcast.settings import Settings
 
 #: Route modules under ``avatarcast.control.routes``, in the order of the OpenAPI document.
@@ -55,32 +55,15 @@ ROUTE_MODULES: tuple[str, ...] = (
     "events",
     "audit",
 )
-#: Modules that must exist; the others are picked up when someone writes them.
-REQUIRED_ROUTE_MODULES = frozenset(
-    {
-        "health",
-        "tenants",
-        "tenant_seller",
-        "keys",
-        "products",
-        "destinations",
-        "avatars",
-        "voices",
-        "events",
-        "audit",
-    }
-)
 
 Lifespan = Callable[[AppContext], AbstractAsyncContextManager[None]]
 
+#: What runs for the app's life beside the routes: the stream runner and its manager.
+LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan,)
+
 
 def load_route_modules() -> list[ModuleType]:
-    modules = []
-    for name in ROUTE_MODULES:
-        qualified = f"avatarcast.control.routes.{name}"
-        if name in REQUIRED_ROUTE_MODULES or importlib.util.find_spec(qualified) is not None:
-            modules.append(importlib.import_module(qualified))
-    return modules
+    return [importlib.import_module(f"avatarcast.control.routes.{name}") for name in ROUTE_MODULES]
 
 
 def create_app(
@@ -109,7 +92,6 @@ def create_app(
         keys=KeyCache(ttl_s=settings.api.key_cache_s),
     )
     modules = load_route_modules()
-    lifespans: list[Lifespan] = [m.lifespan for m in modules if hasattr(m, "lifespan")]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +99,7 @@ def create_app(
             await run_in_threadpool(upgrade_database, settings.database_url)
         try:
             async with AsyncExitStack() as stack:
-                for extension in lifespans:
+                for extension in LIFESPANS:
                     await stack.enter_async_context(extension(ctx))
                 if freeze_gc:
                     _freeze_startup_objects()

@@ -7,9 +7,9 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from avatarcast.control.db.engine import make_engine, make_sessionmaker
-from avatarcast.control.db.models import ApiKey, Tenant
 from avatarcast.control.security import ROLES, new_key
+from avatarcast.db.engine import make_engine, make_sessionmaker
+from avatarcast.db.models import ApiKey, Tenant
 
 
 def create_key(

@@ -21,12 +21,12 @@ from avatarcast.avatar.pack import list_packs
 from avatarcast.catalog.loaders import load_catalog
 from avatarcast.control.app import create_app
 from avatarcast.control.bootstrap import create_key
-from avatarcast.control.db import products as product_repo
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.engine import make_engine, make_sessionmaker
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.migrate import upgrade_database
-from avatarcast.control.db.models_streams import StreamRow
+from avatarcast.db import products as product_repo
+from avatarcast.db.base import utcnow
+from avatarcast.db.engine import make_engine, make_sessionmaker
+from avatarcast.db.events import record_event
+from avatarcast.db.migrate import upgrade_database
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.errors import ConfigError
 from avatarcast.settings import Settings
 from avatarcast.voice.registry import default_voice_for

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from avatarcast.control.db.models import ApiKey
+from avatarcast.db.models import ApiKey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.routing import BaseRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -83,7 +83,7 @@ class ControlMetrics:
 
 def route_template(scope: Scope) -> str:
     route = scope.get("route")
-    return route.path if isinstance(route, BaseRoute) and hasattr(route, "path") else "unmatched"
+    return route.path if isinstance(route, Route | Mount | WebSocketRoute) else "unmatched"
 
 
 class LatencyMiddleware:

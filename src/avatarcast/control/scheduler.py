@@ -29,9 +29,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models_streams import ScheduleRow, ScheduleRun, StreamRow
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models_streams import ScheduleRow, ScheduleRun, StreamRow
 
 __all__ = [
     "Scheduler",

@@ -13,14 +13,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+
+from avatarcast.commands import Command
 from avatarcast.control.context import AppContext
+from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, HlsHealth, StreamHealth
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
-from avatarcast.runner.manager import ProgrammeDefaults, StreamManager
+from avatarcast.script.llm import LlmOptions
 
-__all__ = ["EXTRAS_KEY", "health_of", "lifespan", "manager_of", "programme_defaults"]
+__all__ = [
+    "EXTRAS_KEY",
+    "health_of",
+    "lifespan",
+    "manager_of",
+    "programme_defaults",
+    "tell_stream",
+    "tell_tenant_seller",
+]
 
 EXTRAS_KEY = "streams"
 
@@ -70,14 +82,7 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
     )
     llm = ctx.settings.llm
     return ProgrammeDefaults(
-        llm={
-            "base_url": llm.base_url,
-            "model": llm.model,
-            "api_key": llm.api_key.get_secret_value(),
-            "timeout": llm.timeout_s,
-        }
-        if llm.base_url
-        else None,
+        llm=LlmOptions.from_section(llm) if llm.base_url else None,
         recordings_dir=ctx.settings.recordings_dir.resolve(),
         hls_dir=ctx.settings.hls.dir.resolve(),
         size="1080p" if stream.height >= 1080 else "720p",
@@ -91,6 +96,20 @@ def manager_of(ctx: AppContext) -> StreamManager:
     if manager is None:
         raise ProblemError(503, "the stream runner is not running", kind="not-ready")
     return manager
+
+
+def tell_stream(ctx: AppContext, stream_id: str, command: Command) -> None:
+    """Hand a running stream a command from a sync route; nothing when no runner runs."""
+    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
+    if manager is not None:
+        anyio.from_thread.run(manager.send_command, stream_id, command)
+
+
+def tell_tenant_seller(ctx: AppContext, tenant_id: str, seller: tuple[str, str] | None) -> None:
+    """The tenant's seller changed: its streams on air show the new panel from the next frame."""
+    manager: StreamManager | None = ctx.extras.get(EXTRAS_KEY)
+    if manager is not None:
+        anyio.from_thread.run(manager.seller_changed, tenant_id, seller)
 
 
 def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:

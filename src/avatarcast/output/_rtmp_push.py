@@ -13,6 +13,7 @@ no pickling, one message per programme frame), ``R`` (resync), ``S`` (stop). Out
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import socket
 import struct
@@ -160,14 +161,14 @@ class _Pusher:
             except (av.FFmpegError, OSError) as exc:
                 error = self._scrub(f"{type(exc).__name__}: {exc}")
                 self._stats["failures"] += 1
-                self._report(last_error=error, log=("warning", error))
+                self._report(last_error=error, log=(logging.WARNING, error))
             if self._stop_requested():
                 break
             if self.c.max_retries is not None and self._stats["failures"] > self.c.max_retries:
-                self._report(state="failed", log=("error", "giving up"))
+                self._report(state="failed", log=(logging.ERROR, "giving up"))
                 return
             wait = delay * (1 + random.uniform(-self.c.jitter, self.c.jitter))
-            self._report(state="retrying", log=("info", f"reconnecting in {wait:.1f} s"))
+            self._report(state="retrying", log=(logging.INFO, f"reconnecting in {wait:.1f} s"))
             with self._cond:
                 self._cond.wait_for(lambda: self._stop, timeout=wait)
             delay = min(delay * 2, self.c.backoff_cap)
@@ -177,7 +178,7 @@ class _Pusher:
         container = self._connect()
         streams = {s.type: s for s in container.streams}
         self._stats["connects"] += 1
-        self._report(state="connected", log=("info", "connected"))
+        self._report(state="connected", log=(logging.INFO, "connected"))
         sent_keyframe, clean, last_report = False, False, 0
         try:
             while True:
@@ -268,7 +269,7 @@ class _Pusher:
 
     def report_crash(self, exc: BaseException) -> None:
         error = self._scrub(f"push process crashed: {type(exc).__name__}: {exc}")
-        self._report(state="failed", last_error=error, log=("error", error))
+        self._report(state="failed", last_error=error, log=(logging.ERROR, error))
 
     def _scrub(self, text: str) -> str:
         text = text.replace(self.c.url, self.c.redacted)

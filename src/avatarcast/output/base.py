@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
-from avatarcast.frames import EncodedPacket, StreamFormat
+from avatarcast.frames import EncodedPacket, ProgrammeFrame, StreamFormat
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,7 +22,11 @@ class StreamHeaders:
 
 
 class Sink(Protocol):
-    """A destination of the encoded programme. ``write`` must not block the event loop."""
+    """A destination of the encoded programme. Writes must not block the event loop.
+
+    The frame loop hands each frame's packets to ``write_batch`` in one call, so a sink that
+    passes packets to a thread or a process wakes it once per frame, not once per packet.
+    """
 
     name: str
 
@@ -30,15 +34,26 @@ class Sink(Protocol):
 
     async def write(self, packet: EncodedPacket) -> None: ...
 
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
-class BatchSink(Protocol):
-    """A sink that takes one frame's packets in one call.
+class FrameEncoder(Protocol):
+    """Turns programme frames into packets: the one encode every sink shares."""
 
-    The runner prefers ``write_batch`` where a sink has it: a sink that hands packets to a
-    thread or a process then wakes it once per frame instead of once per packet.
-    """
+    @property
+    def headers(self) -> StreamHeaders: ...
 
-    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None: ...
+    @property
+    def cpu_seconds(self) -> Mapping[str, float]:
+        """CPU seconds spent per codec ("x264", "aac"); empty where it cannot be measured."""
+        ...
+
+    def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]: ...
+
+    def flush(self) -> list[EncodedPacket]: ...
+
+    def close(self) -> None:
+        """Release the encoder (a child process, shared memory); safe to call twice."""
+        ...

@@ -28,7 +28,7 @@ from avatarcast.threads import os_thread_named
 __all__ = ["AAC_FRAME_SIZE", "Encoder"]
 
 AAC_FRAME_SIZE = 1024
-# AVCOL_* values for BT.601 limited range, as the compositor produces (programme/yuv.py).
+# AVCOL_* values for BT.601 limited range, as the compositor produces (avatarcast/yuv.py).
 _SMPTE170M = 6
 _RANGE_MPEG = 1
 _GLOBAL_HEADER = 1 << 22
@@ -106,6 +106,9 @@ class Encoder:
             audio_extradata=self._audio.extradata or b"",
             audio_frame_size=self._audio.frame_size or AAC_FRAME_SIZE,
         )
+
+    def close(self) -> None:
+        """Nothing to release: the codec contexts go with the object."""
 
     def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
         """Encode one programme frame and its audio; returns whatever packets are ready."""

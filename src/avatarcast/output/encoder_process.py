@@ -83,6 +83,11 @@ class ProcessEncoder:
             raise MediaError(f"encoder process failed to start: {payload}")
         self.headers: StreamHeaders = payload
 
+    @property
+    def cpu_seconds(self) -> dict[str, float]:
+        """Empty: the child's CPU is not split by codec (see ``benchmarks/`` for totals)."""
+        return {}
+
     def _receive(self) -> tuple[str, Any]:
         try:
             kind, payload = self._conn.recv()

@@ -95,6 +95,7 @@ class HlsOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HlsStatus:
+    dir: str  # the folder written to
     state: str  # "ok", "failing" (the folder cannot be written), "closed"
     segments: int  # segments written
     bytes_written: int
@@ -222,6 +223,7 @@ class HlsSink:
     def status(self) -> HlsStatus:
         c = self._counts
         return HlsStatus(
+            dir=str(self.dir),
             state="closed" if self._ended else "failing" if self._failing else "ok",
             segments=c["segments"],
             bytes_written=c["bytes"],

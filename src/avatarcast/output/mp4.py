@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -73,6 +73,10 @@ class Mp4FileSink:
         except Exception as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from exc
         self.packets += 1
+
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
+        for packet in packets:
+            await self.write(packet)
 
     async def aclose(self) -> None:
         task = asyncio.current_task()
@@ -173,6 +177,10 @@ class NullSink:
         self.packets += 1
         self.bytes += len(packet.data)
         self.by_kind[packet.kind] += 1
+
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
+        for packet in packets:
+            await self.write(packet)
 
     async def aclose(self) -> None:
         self.closed = True

@@ -233,7 +233,7 @@ class RtmpSink:
                 self._remote = msg
             if event is not None:
                 level, text = event
-                getattr(log, level)("%s: %s", self.url, text)
+                log.log(level, "%s: %s", self.url, text)
             elif msg["state"] != before:
                 log.debug("%s: %s", self.url, msg["state"])
         conn.close()

@@ -162,6 +162,10 @@ class WhepSink:
         for viewer in self._viewers.values():
             viewer.video.offer(packed, keyframe=packet.keyframe)
 
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
+        for packet in packets:
+            await self.write(packet)
+
     def push_pcm(self, pcm: npt.NDArray[np.int16], *, pts: int) -> None:
         """Take programme audio (mono int16, 48 kHz; ``pts`` = index of its first sample).
 

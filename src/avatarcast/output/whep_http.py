@@ -25,7 +25,7 @@ from starlette.routing import Route
 from avatarcast.errors import OutputError
 from avatarcast.output.whep import BadOfferError, IceServer, ViewerLimitError, WhepSink
 
-__all__ = ["WhepServer", "serve_whep", "whep_app"]
+__all__ = ["WhepServer", "player_html", "serve_whep", "whep_app"]
 
 MAX_OFFER_BYTES = 64 * 1024
 
@@ -86,7 +86,7 @@ def whep_app(sink: WhepSink, *, path: str = "/whep", token: str | None = None) -
         return _problem(404, "Not Found", f"no WHEP session {session_id!r}")
 
     async def player(request: Request) -> Response:
-        return HTMLResponse(_PLAYER_HTML.replace("__WHEP_PATH__", json.dumps(path)))
+        return HTMLResponse(player_html(path))
 
     return Starlette(
         routes=[
@@ -207,6 +207,11 @@ def _ice_link(server: IceServer) -> str:
             )
         parts.append(link)
     return ", ".join(parts)
+
+
+def player_html(whep_path: str) -> str:
+    """The one-page browser player, posting its offer to ``whep_path``."""
+    return _PLAYER_HTML.replace("__WHEP_PATH__", json.dumps(whep_path))
 
 
 _PLAYER_HTML = """<!doctype html>

@@ -123,6 +123,10 @@ class WhepProcess:
             self._awaiting_key = False
             self._offer(("video", packet), video=True)
 
+    async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
+        for packet in packets:
+            await self.write(packet)
+
     def push_pcm(self, pcm: npt.NDArray[np.int16], *, pts: int) -> None:
         """Queue programme audio (mono int16, 48 kHz), encoded to Opus in the child."""
         with self._cond:

@@ -10,68 +10,31 @@ import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from avatarcast.avatar.animator import Animator
-from avatarcast.avatar.pack import AvatarPack, list_packs, load_pack
+from avatarcast.avatar.pack import AvatarPack, load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
 from avatarcast.catalog.loaders import load_catalog
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.frames import StreamFormat
-from avatarcast.locale import language
+from avatarcast.output.base import FrameEncoder
 from avatarcast.output.encoder import Encoder
-from avatarcast.pipeline.runner import FrameEncoder
-from avatarcast.pipeline.talk import Guard, TalkSource
+from avatarcast.pipeline.spec import ProgrammeOptions as ProgrammeOptions  # live.py imports it here
+from avatarcast.pipeline.spec import resolve_names
 from avatarcast.programme.compositor import Compositor, SellerInfo
 from avatarcast.programme.overlays import LabelConfig, label_text
 from avatarcast.programme.programme import Programme, SpokenLine
+from avatarcast.programme.talk import Guard, TalkSource
 from avatarcast.script.base import ScriptWriter
 from avatarcast.script.guardrails import Refusal
 from avatarcast.script.rundown import Rundown
 from avatarcast.script.stack import ScriptStack, check_writer
 from avatarcast.voice.base import Voice
-from avatarcast.voice.registry import (
-    NetworkVoiceOptions,
-    create_voice,
-    default_voice_for,
-    list_voices,
-)
-
-if TYPE_CHECKING:
-    from avatarcast.script.llm import LlmOptions
+from avatarcast.voice.registry import create_voice
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProgrammeOptions:
-    """What a user chooses for one programme (CLI flags, or a stream's settings)."""
-
-    catalog_path: Path | None = None
-    lang: str = "en"
-    avatar: str | None = None
-    voice: str | None = None
-    writer: str = "template"
-    #: the model endpoint for ``writer="llm"`` (from Settings, read by the CLI only)
-    llm: LlmOptions | None = None
-    #: where network voices (``openai:*``, ``edge:*``) connect (from Settings, read by the CLI)
-    tts: NetworkVoiceOptions | None = None
-    seed: int = 0
-    size: str = "720p"
-    fps: int = 25
-    label_text: str | None = None
-    label_position: str = "top-left"
-    #: the language of the label's default wording (None: the programme's)
-    label_lang: str | None = None
-    producer: str = "avatarcast"
-    stream_id: str = "local"
-    #: seller shown on screen for the whole stream: (name, contact)
-    seller: tuple[str, str] | None = None
-    #: seconds between spoken AI disclosures (the first is at the start); None turns them off
-    disclosure_interval_s: float | None = 600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,32 +50,19 @@ class Resolved:
 
 def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> Resolved:
     """Check every option; raises a ConfigError/CatalogError that names the bad value."""
-    language(opts.lang)
+    names = resolve_names(lang=opts.lang, avatar=opts.avatar, voice=opts.voice)
     if opts.size not in SIZES:
-        raise UnknownNameError("frame size", opts.size, list(SIZES))
+        raise UnknownNameError("frame size", opts.size, list(SIZES), field="size")
     if opts.fps not in (25, 30):
-        raise ConfigError(f"--fps must be 25 or 30, got {opts.fps}")
+        raise ConfigError(f"--fps must be 25 or 30, got {opts.fps}", field="fps")
     check_writer(opts.writer, opts.llm)
-    packs = list_packs()
-    avatar = opts.avatar or (packs[0] if packs else "")
-    if avatar not in packs:
-        raise UnknownNameError("avatar", avatar, packs)
-    voice = opts.voice or default_voice_for(opts.lang)
-    voices = {v.name: v for v in list_voices()}
-    if voice not in voices:
-        raise UnknownNameError("voice", voice, list(voices))
-    if opts.lang not in voices[voice].languages:
-        raise ConfigError(
-            f"voice {voice!r} does not speak {opts.lang!r}; it speaks "
-            f"{', '.join(voices[voice].languages)}"
-        )
     if products is None:
         if opts.catalog_path is None:
             raise ConfigError("no catalog given: pass --catalog FILE")
         products = load_catalog(opts.catalog_path)
     w, h = SIZES[opts.size]
     fmt = StreamFormat(width=w, height=h, fps=opts.fps, metadata=aigc_metadata(opts))
-    return Resolved(opts=opts, fmt=fmt, avatar=avatar, voice=voice, products=products)
+    return Resolved(opts=opts, fmt=fmt, avatar=names.avatar, voice=names.voice, products=products)
 
 
 def aigc_metadata(opts: ProgrammeOptions) -> dict[str, str]:
@@ -178,9 +128,7 @@ class Built:
         if self.script is not None:
             await self.script.aclose()
         await self.voice.aclose()
-        close = getattr(self.encoder, "close", None)
-        if close is not None:
-            close()
+        self.encoder.close()
 
 
 def _dispatch(listeners: list[Callable[[SpokenLine], None]], line: SpokenLine) -> None:
@@ -215,7 +163,7 @@ def build(
         label=LabelConfig(
             text=opts.label_text,
             lang=opts.label_lang,
-            position=opts.label_position,  # type: ignore[arg-type]
+            position=opts.label_position,
         ),
         seller=SellerInfo(name=opts.seller[0], contact=opts.seller[1]) if opts.seller else None,
     )

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avatarcast.catalog.model import Product
-from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import WallClock
 from avatarcast.compliance.c2pa import SignerConfig, segment_signer
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
-from avatarcast.logs import redact
 from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.recording import SegmentedRecorder
@@ -28,13 +25,14 @@ from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.output.whep import IceServer
 from avatarcast.output.whep_process import WhepProcess
 from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.live_control import LiveControl, Status
-from avatarcast.pipeline.runner import ProgrammeRunner
-from avatarcast.pipeline.talk import Guard
+from avatarcast.pipeline.chat import ProgrammeChat
+from avatarcast.pipeline.frame_loop import FrameLoop
+from avatarcast.pipeline.live_control import LiveControl, LiveStatus
+from avatarcast.programme.talk import Guard
 from avatarcast.threads import in_background
 
-# LiveControl and Status are defined in live_control; callers import them from here too
-__all__ = ["LiveControl", "LiveOptions", "Status", "run_live"]
+# LiveControl and LiveStatus are defined in live_control; callers import them from here too
+__all__ = ["LiveControl", "LiveOptions", "LiveStatus", "run_live"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +73,9 @@ class _PcmTap:
     async def write(self, packet: Any) -> None:
         return None
 
+    async def write_batch(self, packets: Any) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -87,10 +88,10 @@ async def run_live(
     *,
     products: list[Product] | None = None,
     control: LiveControl | None = None,
-    on_status: Callable[[Status], None] | None = None,
+    on_status: Callable[[LiveStatus], None] | None = None,
     status_interval: float = 1.0,
     on_air: Callable[[], None] | None = None,
-) -> Status:
+) -> LiveStatus:
     """Run the programme live until ``opts.duration`` passes or ``control.stop()``.
 
     ``on_air`` is called once everything is built and warmed up, just before the clock starts
@@ -114,16 +115,10 @@ async def run_live(
         except ConfigError as e:
             # one bad destination must not keep the others (or the recording) off air
             log.error("destination %s refused: %s", redact_url(url), e)
-            control._bad_destinations.append(
-                {
-                    "name": redact_url(url),
-                    "state": "failed",
-                    "bytes_sent": 0,
-                    "reconnects": 0,
-                    "last_error": redact(str(e)),
-                }
-            )
-    control._rtmp = [s for s in sinks if isinstance(s, RtmpSink)]
+            control.refuse_destination(redact_url(url), str(e))
+    for sink in sinks:
+        if isinstance(sink, RtmpSink):
+            control.add_destination(sink)
     if opts.record_dir is not None:
         sinks.append(
             SegmentedRecorder(
@@ -133,10 +128,11 @@ async def run_live(
                 on_segment_closed=segment_signer(opts.c2pa) if opts.c2pa else None,
             )
         )
-        control._recording_dir = str(opts.record_dir)
+        control.set_recording(str(opts.record_dir))
     if opts.hls_dir is not None:
-        control._hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
-        sinks.append(control._hls)
+        hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
+        control.set_hls(hls)
+        sinks.append(hls)
     if opts.whep_port is not None:
         whep = WhepProcess(
             host=opts.whep_host,
@@ -145,15 +141,15 @@ async def run_live(
             ice_servers=tuple(_ice(s) for s in opts.ice_servers),
         )
         try:
-            control._whep_url = await whep.start()
+            control.set_whep(url=await whep.start())
         except OutputError as e:
             log.error("WHEP is off: %s", e)
-            control._whep_error = str(e)
+            control.set_whep(error=str(e))
         else:
             sinks += [whep, _PcmTap(whep)]
     guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
     try:
-        for rtmp in control._rtmp:
+        for rtmp in control.destinations:
             await rtmp.prestart()  # their start-up overlaps with building the programme
         # built at low priority, so other streams' frames on this machine stay on time
         built = await in_background(
@@ -172,26 +168,22 @@ async def run_live(
     )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
-    control._built = built
-    control._chat = chat
     await in_background(_warm_up, built)
-    runner = ProgrammeRunner(
+    loop = FrameLoop(
         programme=built.programme,
         compose=built.compositor,
         encoder=built.encoder,
         sinks=sinks,
         clock=wall,
         start_pts=round(opts.start_at * fmt.fps),
+        director=control.director,
         before_frame=_chat_hook(chat),
     )
-    control._runner = runner
-    if control._stop_requested:
-        runner.stop()
+    control.attach(built, chat, loop)
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
     if on_air is not None:
         on_air()
-    control.started_wall = time.perf_counter()
-    control.state = "live"
+    control.set_phase("live")
     try:
         await built.start()  # the LLM lookahead, when --writer llm
         async with asyncio.TaskGroup() as tg:
@@ -199,17 +191,17 @@ async def run_live(
             reporter = tg.create_task(_report(control, on_status, status_interval))
             answers = tg.create_task(chat.desk.run())
             try:
-                await runner.run(frames=frames)
+                await loop.run(frames=frames)
             finally:
                 prefetch.cancel()
                 reporter.cancel()
                 answers.cancel()
-        control.state = "stopped"
+        control.set_phase("stopped")
     except BaseException:
-        control.state = "failed"
+        control.set_phase("failed")
         raise
     finally:
-        await runner.close_sinks()
+        await loop.close_sinks()
         await built.aclose()
     final = control.status()
     if on_status is not None:
@@ -227,7 +219,7 @@ def _chat_hook(chat: ProgrammeChat) -> Callable[[int], Awaitable[None]]:
 def _warm_up(built: Built) -> None:
     """Draw one frame before the clock starts, so the first due frame is not late."""
     from avatarcast.avatar.base import AvatarState
-    from avatarcast.programme.yuv import YuvFrame
+    from avatarcast.yuv import YuvFrame
 
     fmt = built.fmt
     frame = YuvFrame(fmt.width, fmt.height)
@@ -246,7 +238,7 @@ def _ice(spec: Mapping[str, Any]) -> IceServer:
 
 
 async def _report(
-    control: LiveControl, on_status: Callable[[Status], None] | None, interval: float
+    control: LiveControl, on_status: Callable[[LiveStatus], None] | None, interval: float
 ) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -256,8 +248,8 @@ async def _report(
         else:
             log.info(
                 "live: %s frames, %.1f fps, product %s; %s",
-                status["frames"],
-                status["fps"],
-                status["product_id"],
-                ", ".join(f"{d['name']} {d['state']}" for d in status["destinations"]) or "-",
+                status.frames,
+                status.fps,
+                status.product_id,
+                ", ".join(f"{d.name} {d.state}" for d in status.destinations) or "-",
             )

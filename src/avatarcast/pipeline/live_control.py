@@ -1,152 +1,263 @@
-"""The handle on a running live programme: the operator's levers and its status."""
+"""The handle on a running live programme: the operator's levers and its status.
+
+Every lever is a typed command (``avatarcast.commands``) handed to the programme's
+:class:`~avatarcast.pipeline.director.Director`, which the frame loop applies between frames;
+the convenience methods here (``mute``, ``say`` ...) only build the command. Commands given
+before the programme is on air wait and are applied at its first frame. ``stop`` alone acts at
+once: it must end a stream that never got on air.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.message import ChatMessage
-from avatarcast.chat.programme import ProgrammeChat
+from avatarcast.commands import (
+    CatalogChange,
+    ChatMessages,
+    Command,
+    Kill,
+    Mute,
+    Pause,
+    PauseProduct,
+    PinProduct,
+    Resume,
+    ResumeProduct,
+    SafeMode,
+    Say,
+    SkipProduct,
+    Stop,
+    Unmute,
+)
 from avatarcast.errors import OutputError
 from avatarcast.logs import redact
-from avatarcast.output.hls import HlsSink
+from avatarcast.output.hls import HlsSink, HlsStatus
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.pipeline.build import Built
-from avatarcast.pipeline.runner import ProgrammeRunner
+from avatarcast.pipeline.chat import ProgrammeChat
+from avatarcast.pipeline.director import Applied, Director
+from avatarcast.pipeline.frame_loop import FrameLoop
 from avatarcast.programme.programme import SpokenLine
 
-__all__ = ["LiveControl", "Status"]
+__all__ = ["DestinationStatus", "LiveControl", "LiveStatus"]
 
 log = logging.getLogger(__name__)
 
-Status = dict[str, Any]
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DestinationStatus:
+    """One RTMP destination: its redacted name, connection state and counters."""
+
+    name: str
+    state: str
+    bytes_sent: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveStatus:
+    """A snapshot of a live programme (``as_dict`` is what a worker reports as JSON)."""
+
+    state: str
+    uptime_s: float = 0.0
+    frames: int = 0
+    media_time_s: float = 0.0
+    fps: float = 0.0
+    av_offset_ms: float = 0.0
+    encode_lag_ms: float = 0.0
+    max_lag_ms: float = 0.0
+    late_frames: int = 0
+    stage_cpu_s: dict[str, float] = field(default_factory=dict)
+    product_id: str | None = None
+    price: str | None = None
+    sentence: str | None = None
+    muted: bool = False
+    destinations: tuple[DestinationStatus, ...] = ()
+    whep_url: str | None = None
+    whep_error: str | None = None
+    recording_dir: str | None = None
+    #: the latest commands applied, each with the pts it took effect (``Applied.brief``)
+    commands: tuple[dict[str, Any], ...] = ()
+    #: the HLS folder's writer, when the stream makes HLS
+    hls: HlsStatus | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["destinations"] = [asdict(d) for d in self.destinations]
+        out["commands"] = list(self.commands)
+        return out
 
 
 @dataclass(slots=True)
+class _Outputs:
+    rtmp: list[RtmpSink] = field(default_factory=list)
+    refused: list[DestinationStatus] = field(default_factory=list)
+    whep_url: str | None = None
+    whep_error: str | None = None
+    recording_dir: str | None = None
+    hls: HlsSink | None = None
+
+
 class LiveControl:
     """A handle on a running live programme, used from the same event loop."""
 
-    state: str = "starting"
-    started_wall: float = 0.0
-    _built: Built | None = None
-    _runner: ProgrammeRunner | None = None
-    _rtmp: list[RtmpSink] = field(default_factory=list)
-    _whep_url: str | None = None
-    _recording_dir: str | None = None
-    _hls: HlsSink | None = None
-    _fps_window: tuple[float, int] = (0.0, 0)
-    _fps: float = 0.0
-    _stop_requested: bool = False
-    _bad_destinations: list[Status] = field(default_factory=list)
-    _whep_error: str | None = None
-    _chat: ProgrammeChat | None = None
-    #: called with every sentence as the programme starts speaking it (the transcript)
-    line_listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.director = Director()
+        self._phase = "starting"
+        self.started_wall = 0.0
+        self._built: Built | None = None
+        self._loop: FrameLoop | None = None
+        self._chat: ProgrammeChat | None = None
+        self._outputs = _Outputs()
+        self._fps_window: tuple[float, int] = (0.0, 0)
+        self._fps = 0.0
+        self._stop_requested = False
+        #: called with every sentence as the programme starts speaking it (the transcript)
+        self.line_listeners: list[Callable[[SpokenLine], None]] = []
+
+    # --- wiring (run_live) ---------------------------------------------------------------------
+
+    def add_destination(self, sink: RtmpSink) -> None:
+        self._outputs.rtmp.append(sink)
+
+    def refuse_destination(self, name: str, error: str) -> None:
+        """A destination that could not even be set up: reported as failed, the rest go on."""
+        self._outputs.refused.append(
+            DestinationStatus(name=name, state="failed", last_error=redact(error))
+        )
+
+    @property
+    def destinations(self) -> tuple[RtmpSink, ...]:
+        return tuple(self._outputs.rtmp)
+
+    def set_recording(self, folder: str) -> None:
+        self._outputs.recording_dir = folder
+
+    def set_hls(self, sink: HlsSink) -> None:
+        self._outputs.hls = sink
+
+    def set_whep(self, *, url: str | None = None, error: str | None = None) -> None:
+        self._outputs.whep_url, self._outputs.whep_error = url, error
+
+    def attach(self, built: Built, chat: ProgrammeChat, loop: FrameLoop) -> None:
+        """The programme is built: commands apply from its first frame."""
+        self._built, self._chat, self._loop = built, chat, loop
+        self.director.bind(built, chat=chat, stop=self._halt)
+        if self._stop_requested:
+            loop.stop()
+
+    def set_phase(self, phase: str) -> None:
+        """``live``, ``stopped`` or ``failed``, as run_live goes along."""
+        self._phase = phase
+        if phase == "live":
+            self.started_wall = time.perf_counter()
+
+    @property
+    def state(self) -> str:
+        built = self._built
+        if self._phase != "live" or built is None:
+            return self._phase
+        if built.programme.safe_mode:
+            return "safe_mode"
+        return "paused" if built.programme.paused else "live"
+
+    # --- levers --------------------------------------------------------------------------------
+
+    def submit(self, command: Command, *, on_done: Callable[[Applied], None] | None = None) -> None:
+        """Apply ``command`` at the next frame boundary (or the first, before going on air)."""
+        self.director.submit(command, on_done=on_done)
+
+    async def request(self, command: Command) -> Applied:
+        """Submit ``command`` and wait until a frame boundary has applied it."""
+        if self._phase in ("stopping", "stopped", "failed"):
+            raise OutputError(f"the stream is {self._phase}; no frame will apply {command.NAME!r}")
+        done: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+
+        def resolve(applied: Applied) -> None:
+            if not done.done():
+                done.set_result(applied)
+
+        self.submit(command, on_done=resolve)
+        return await done
 
     def stop(self) -> None:
+        """End at the next frame boundary (encoders flushed); before going on air, at once."""
         self._stop_requested = True
-        if self._runner is not None:
-            self.state = "stopping"
-            self._runner.stop()
+        if self._loop is not None:
+            self.submit(Stop())
 
-    def pause(self) -> None:
-        if self._built is not None:
-            self._built.programme.paused = True
-            self.state = "paused"
-
-    def resume(self) -> None:
-        if self._built is not None:
-            self._built.programme.paused = False
-            self.state = "live"
-
-    # --- supervisor actions -------------------------------------------------------------------
+    def _halt(self) -> None:
+        """The director's Stop or Kill: the frame loop ends after this frame."""
+        if self._phase == "live":
+            self._phase = "stopping"
+        if self._loop is not None:
+            self._loop.stop()
 
     def kill(self) -> None:
-        """Cut the talk at the next frame and end the stream cleanly (encoders flushed)."""
-        if self._built is not None:
-            pts = self._runner.pts if self._runner is not None else 0
-            self._built.programme.muted = True
-            self._built.programme.interrupt(pts)
-            self._built.talk.flush()
-        self.stop()
+        self.submit(Kill())
+
+    def pause(self) -> None:
+        self.submit(Pause())
+
+    def resume(self) -> None:
+        self.submit(Resume())
 
     def mute(self) -> None:
-        if self._built is not None:
-            self._built.programme.muted = True
+        self.submit(Mute())
 
     def unmute(self) -> None:
-        if self._built is not None:
-            self._built.programme.muted = False
+        self.submit(Unmute())
 
     def set_safe_mode(self, on: bool) -> None:
-        """Safe mode: "back soon" slate, a quiet audio bed, no selling talk; the label stays."""
-        if self._built is not None:
-            self._built.programme.safe_mode = on
-            if on:
-                self._built.talk.flush()
-            self.state = "safe_mode" if on else "live"
+        self.submit(SafeMode(on=on))
 
     def say(self, text: str) -> None:
-        """Say ``text`` now: selling talk on air is cut, the line goes ahead of the rundown."""
-        from avatarcast.frames import Sentence
+        self.submit(Say(text=text))
 
-        if self._built is None:
-            return
-        lang = self._built.resolved.opts.lang
-        self._built.talk.say_now(Sentence(text=text, lang=lang, source="supervisor"))
-        if self._runner is not None and self._built.programme.current_sentence is not None:
-            cur = self._built.programme.current_sentence
-            if cur.source in ("template", "llm"):
-                self._built.programme.interrupt(self._runner.pts)
-
-    def skip_product(self) -> None:
-        """Move on to the next product now."""
-        if self._built is None:
-            return
-        current = self._built.programme.current_product
-        ids = self._built.catalog.ids()
-        if current is not None and current.id in ids and len(ids) > 1:
-            nxt = ids[(ids.index(current.id) + 1) % len(ids)]
-            self._built.rundown.jump_to(nxt)
-        self._built.talk.flush()
-        if self._runner is not None:
-            self._built.programme.interrupt(self._runner.pts)
+    def skip_product(self, product_id: str | None = None) -> None:
+        self.submit(SkipProduct(product_id=product_id))
 
     def pause_product(self, product_id: str) -> None:
-        """No talk about ``product_id`` until it is resumed."""
-        if self._built is None:
-            return
-        self._built.talk.excluded.add(product_id)
-        self._built.talk.invalidate((product_id,))
-        current = self._built.programme.current_product
-        if current is not None and current.id == product_id:
-            self.skip_product()
+        self.submit(PauseProduct(product_id=product_id))
 
     def resume_product(self, product_id: str) -> None:
-        if self._built is not None:
-            self._built.talk.excluded.discard(product_id)
+        self.submit(ResumeProduct(product_id=product_id))
 
-    def chat(self, messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Take a batch of viewer messages; returns each one's fate (accepted or rejected)."""
-        if self._chat is None or self._runner is None or self._built is None:
+    def pin_product(self, product_id: str) -> None:
+        self.submit(PinProduct(product_id=product_id))
+
+    def update_products(self, products: list[Product]) -> None:
+        self.submit(CatalogChange(upsert=tuple(products)))
+
+    def remove_product(self, product_id: str) -> None:
+        self.submit(CatalogChange(remove=(product_id,)))
+
+    async def chat(self, messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Hand viewers' messages to the chat desk; returns each one's fate so far."""
+        if not self.on_air:
             raise OutputError("the stream is not on air yet; chat is taken once it is live")
-        now = self._chat.desk.clock()
-        batch = [
+        batch = tuple(
             ChatMessage(
                 viewer_id=str(m.get("viewer_id", "")),
                 name=str(m.get("name", "")),
                 text=str(m.get("text", "")),
-                time=now,
+                time=0.0,
                 id=str(m.get("id", "")),
             )
             for m in messages
-        ]
-        return [f.as_dict() for f in self._chat.desk.submit(batch)]
+        )
+        applied = await self.request(ChatMessages(messages=batch))
+        return list(applied.result or ())
+
+    # --- reading -------------------------------------------------------------------------------
 
     def chat_fate(self, message_id: str) -> dict[str, Any] | None:
         if self._chat is None:
@@ -154,18 +265,18 @@ class LiveControl:
         fate = self._chat.desk.fate(message_id)
         return fate.as_dict() if fate is not None else None
 
-    def update_products(self, products: list[Product]) -> None:
-        if self._built is None:
-            return
-        changed = self._built.catalog.upsert(products)
-        if changed:
-            pts = self._runner.pts if self._runner is not None else 0
-            self._built.programme.catalog_changed(changed, pts)
+    def awaiting_approval(self) -> list[dict[str, object]] | None:
+        """Answers held for a supervisor; None before the chat desk is up."""
+        return self._chat.desk.awaiting_approval() if self._chat is not None else None
 
-    def remove_product(self, product_id: str) -> None:
-        if self._built is not None and self._built.catalog.remove(product_id):
-            pts = self._runner.pts if self._runner is not None else 0
-            self._built.programme.catalog_changed((product_id,), pts)
+    @property
+    def programme_chat(self) -> ProgrammeChat | None:
+        """The chat desk's wiring into the programme, once on air (read it, do not poke it)."""
+        return self._chat
+
+    @property
+    def on_air(self) -> bool:
+        return self._built is not None
 
     @property
     def built(self) -> Built | None:
@@ -175,72 +286,56 @@ class LiveControl:
     def catalog(self) -> Catalog | None:
         return self._built.catalog if self._built is not None else None
 
-    def status(self) -> Status:
+    def status(self) -> LiveStatus:
         now = time.perf_counter()
-        frames = self._runner.stats.frames if self._runner is not None else 0
+        loop, built, outputs = self._loop, self._built, self._outputs
+        stats = loop.stats if loop is not None else None
+        frames = stats.frames if stats is not None else 0
         t0, f0 = self._fps_window
         if now - t0 >= 1.0:
             if t0 > 0:
                 self._fps = (frames - f0) / (now - t0)
             self._fps_window = (now, frames)
-        built = self._built
         product = built.programme.current_product if built is not None else None
         sentence = built.programme.current_sentence if built is not None else None
-        stats = self._runner.stats if self._runner is not None else None
         fps = built.fmt.fps if built is not None else 25
-        return {
-            "state": self.state,
-            "uptime_s": round(now - self.started_wall, 3) if self.started_wall else 0.0,
-            "frames": frames,
-            "media_time_s": round(frames / fps, 3),
-            "fps": round(self._fps, 2),
-            "av_offset_ms": 0.0,
-            "encode_lag_ms": round(stats.last_lateness_s * 1000, 1) if stats else 0.0,
-            "max_lag_ms": round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
-            "late_frames": stats.late_frames if stats else 0,
-            "stage_cpu_s": _stage_cpu(self._runner, built),
-            "product_id": product.id if product else None,
-            "price": str(product.current_price) if product else None,
-            "sentence": sentence.text if sentence else None,
-            "destinations": [_dest_status(s) for s in self._rtmp] + self._bad_destinations,
-            # given out once the runner has opened its sinks: before, WHEP answers 503
-            "whep_url": self._whep_url if stats is not None and stats.started_wall else None,
-            "whep_error": self._whep_error,
-            "recording_dir": self._recording_dir,
-            "hls": _hls_status(self._hls),
-        }
+        return LiveStatus(
+            state=self.state,
+            uptime_s=round(now - self.started_wall, 3) if self.started_wall else 0.0,
+            frames=frames,
+            media_time_s=round(frames / fps, 3),
+            fps=round(self._fps, 2),
+            encode_lag_ms=round(stats.last_lateness_s * 1000, 1) if stats else 0.0,
+            max_lag_ms=round(stats.max_lateness_s * 1000, 1) if stats else 0.0,
+            late_frames=stats.late_frames if stats else 0,
+            stage_cpu_s=_stage_cpu(loop, built),
+            product_id=product.id if product else None,
+            price=str(product.current_price) if product else None,
+            sentence=sentence.text if sentence else None,
+            muted=built.programme.muted if built is not None else False,
+            destinations=tuple(_dest_status(s) for s in outputs.rtmp) + tuple(outputs.refused),
+            # given out once the loop has opened its sinks: before, WHEP answers 503
+            whep_url=outputs.whep_url if stats is not None and stats.started_wall else None,
+            whep_error=outputs.whep_error,
+            recording_dir=outputs.recording_dir,
+            commands=tuple(a.brief() for a in list(self.director.log)[-10:]),
+            hls=outputs.hls.status() if outputs.hls is not None else None,
+        )
 
 
-def _hls_status(sink: HlsSink | None) -> Status | None:
-    if sink is None:
-        return None
-    st = sink.status()
-    return {
-        "dir": str(sink.dir),
-        "state": st.state,
-        "segments": st.segments,
-        "bytes_written": st.bytes_written,
-        "failures": st.failures,
-        "recoveries": st.recoveries,
-        "backlog": st.backlog,
-        "gaps": st.gaps,
-        "last_error": st.last_error,
-    }
-
-
-def _stage_cpu(runner: ProgrammeRunner | None, built: Built | None) -> dict[str, float]:
+def _stage_cpu(loop: FrameLoop | None, built: Built | None) -> dict[str, float]:
     """CPU seconds so far in compose and encode (split into x264 and AAC where known)."""
-    cpu = dict(runner.stats.stage_cpu) if runner is not None else {}
-    cpu.update(getattr(built.encoder, "cpu_seconds", {}) if built is not None else {})
+    cpu = dict(loop.stats.stage_cpu) if loop is not None else {}
+    cpu.update(built.encoder.cpu_seconds if built is not None else {})
     return {k: round(v, 3) for k, v in cpu.items()}
 
 
-def _dest_status(sink: RtmpSink) -> Status:
+def _dest_status(sink: RtmpSink) -> DestinationStatus:
     st = sink.status()
-    return {
-        "name": redact_url(str(st.get("url", ""))),
-        "state": st["state"],
-        "bytes_sent": st["bytes_sent"],
-        "reconnects": st["reconnects"],
-        "last_error": redact(str(st["last_error"])) if st.get("last_error") else None,
-    }
+    return DestinationStatus(
+        name=redact_url(str(st.get("url", ""))),
+        state=str(st["state"]),
+        bytes_sent=int(st["bytes_sent"]),
+        reconnects=int(st["reconnects"]),
+        last_error=redact(str(st["last_error"])) if st.get("last_error") else None,
+    )

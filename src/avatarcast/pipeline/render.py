@@ -14,19 +14,28 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from avatarcast.catalog.store import Catalog
-from avatarcast.chat.programme import ProgrammeChat
 from avatarcast.clock import SimulatedClock
+from avatarcast.commands import CatalogChange, command_name
 from avatarcast.compliance.c2pa import SignerConfig, sign_mp4
 from avatarcast.errors import ConfigError, OutputError
-from avatarcast.frames import StreamFormat
+from avatarcast.frames import SpeechChunk, StreamFormat
 from avatarcast.health import LabelProbe, analyse
 from avatarcast.output.encoder_process import ProcessEncoder
 from avatarcast.output.mp4 import Mp4FileSink
-from avatarcast.pipeline.build import Built, ProgrammeOptions, build, validate
-from avatarcast.pipeline.runner import ProgrammeRunner
-from avatarcast.pipeline.talk import Guard
+from avatarcast.pipeline.build import Built, build, validate
+from avatarcast.pipeline.chat import ProgrammeChat
+from avatarcast.pipeline.director import Applied, Director
+from avatarcast.pipeline.frame_loop import FrameLoop
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.replay import EventLog, accept_chat, apply_event, chat_summary, load_session
+from avatarcast.programme.talk import Guard
+from avatarcast.replay import (
+    EventLog,
+    SessionEvent,
+    chat_summary,
+    load_session,
+    schedule_session,
+)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -90,8 +99,13 @@ async def render_built(
     progress: bool,
     before_frame: Any = None,
     clock: SimulatedClock | None = None,
+    director: Director | None = None,
+    chat: ProgrammeChat | None = None,
 ) -> RenderResult:
-    """Run ``built`` for ``frames`` frames into an MP4 at ``out`` on a simulated clock."""
+    """Run ``built`` for ``frames`` frames into an MP4 at ``out`` on a simulated clock.
+
+    ``director`` (bound here to the frame loop) applies commands between frames; a ``Kill``
+    or ``Stop`` ends the output early."""
     result = RenderResult(out=out, frames=0, sentences=0, fps_wall=0.0, stage_seconds={})
     fps = built.fmt.fps
 
@@ -101,14 +115,12 @@ async def render_built(
             transcript.write(json.dumps(line.as_dict(), ensure_ascii=False) + "\n")
 
     built.listeners.append(on_line)
-    original_start = built.animator.start_chunk
 
-    def start_chunk(chunk: Any, frame_index: int) -> None:
+    def chunk_started(chunk: SpeechChunk, pts: int) -> None:
         phon = [(p.phoneme, p.start_ms, p.end_ms) for p in chunk.phonemes]
-        result.chunks.append((frame_index, chunk.duration_ms, phon))
-        original_start(chunk, frame_index)
+        result.chunks.append((pts, chunk.duration_ms, phon))
 
-    built.animator.start_chunk = start_chunk  # type: ignore[method-assign]
+    built.programme.on_chunk_started(chunk_started)
     sink = Mp4FileSink(out, metadata=built.fmt.metadata)
     bar = _progress(frames, fps) if progress else None
 
@@ -116,15 +128,18 @@ async def render_built(
         if bar is not None and n % fps == 0:
             bar[0].update(bar[1], completed=n)
 
-    runner = ProgrammeRunner(
+    runner = FrameLoop(
         programme=built.programme,
         compose=_recording_compose(built, result),
         encoder=built.encoder,
         sinks=[sink],
         clock=clock or SimulatedClock(),
+        director=director,
         before_frame=before_frame,
         on_progress=on_progress,
     )
+    if director is not None:
+        director.bind(built, chat=chat, stop=runner.stop)
     try:
         if bar is not None:
             bar[0].start()
@@ -228,59 +243,84 @@ async def replay_session(
         encoder=deterministic_encoder(resolved.fmt),
         guard=lambda s, p, t: guards[0](s, p, t),
     )
-    media_now = [0.0]
+    director = Director()
     chat = ProgrammeChat(
-        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: media_now[0]
+        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: director.media_time
     )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
-    events = list(session.events)
     log = EventLog()
+    scheduled = schedule_session(session.events, director, resolved.products, log)
     price_marks: list[dict[str, Any]] = []
 
-    async def before_frame(pts: int) -> None:
-        t = media_now[0] = pts / fps
-        while events and events[0].t <= t:
-            ev = events.pop(0)
-            if ev.type == "chat":
-                accept_chat(ev, chat.desk, log)
-                continue
-            changed = apply_event(ev, catalog, log)
-            if changed:
-                built.programme.catalog_changed(changed, pts)
-                if ev.type == "price_change":
-                    p = catalog.get(changed[0])
-                    if p is not None:
-                        price_marks.append(
-                            {
-                                "t": t,
-                                "product_id": p.id,
-                                "price": str(p.price),
-                                "sale_price": None if p.sale_price is None else str(p.sale_price),
-                                "currency": p.currency,
-                            }
-                        )
+    def applied(a: Applied) -> None:
+        ev = scheduled.origin.get(id(a.command))
+        name = ev.type if ev is not None else command_name(a.command)
+        if a.error is not None:
+            log.errors.append(f"{name} at {a.t:.3f} s: {a.error}")
+            return
+        log.handled[name] += 1
+        if ev is not None:
+            log.applied.append({"t": ev.t, "type": ev.type, **ev.data})
+        if name == "price_change" and isinstance(a.command, CatalogChange) and a.result["changed"]:
+            p = a.command.upsert[0]
+            price_marks.append(
+                {
+                    "t": a.t,
+                    "product_id": p.id,
+                    "price": str(p.price),
+                    "sale_price": None if p.sale_price is None else str(p.sale_price),
+                    "currency": p.currency,
+                }
+            )
 
+    director.listeners.append(applied)
+
+    async def before_frame(pts: int) -> None:
         if chat.desk.pending:
-            await chat.desk.answer_pending(t)
+            await chat.desk.answer_pending(pts / fps)
         chat.before_frame(pts)
 
     frames = round(duration * fps)
     with atomic_text(transcript) as tf:
         result = await render_built(
-            built, out=out, frames=frames, transcript=tf, progress=False, before_frame=before_frame
+            built,
+            out=out,
+            frames=frames,
+            transcript=tf,
+            progress=False,
+            before_frame=before_frame,
+            director=director,
+            chat=chat,
         )
-    for ev in events:  # events after the end are reported, not dropped
-        log.unhandled[f"{ev.type} (after end)"] += 1
+    last = (result.frames - 1) / fps  # the media time of the last frame made
+    for ev in scheduled.unknown:
+        log.unhandled[ev.type if ev.t <= last else f"{ev.type} (after end)"] += 1
+    for cmd in director.unapplied():  # events after the end are reported, not dropped
+        origin = scheduled.origin.get(id(cmd))
+        name = origin.type if origin is not None else command_name(cmd)
+        log.unhandled[f"{name} (after end)"] += 1
     rep = build_report(result, built, log, price_marks, session_path)
     rep["summary"].update(chat_summary(chat.desk))
     rep["answers"] = [f.as_dict() for f in chat.desk.fates()]
+    rep["commands"] = [_logged(a, scheduled.origin.get(id(a.command))) for a in director.log]
     for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
         rep[key] = rep["summary"][key]
     with atomic_text(report) as rf:
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)
     return rep
+
+
+def _logged(applied: Applied, origin: SessionEvent | None) -> dict[str, Any]:
+    """A report's command entry: the applied command, its session line and (for a catalog
+    event) the event type it came from."""
+    entry = applied.as_dict()
+    if origin is not None:
+        entry["line"] = origin.line
+        if origin.type != entry["type"]:
+            entry["event"] = origin.type
+    return entry
 
 
 def build_report(

@@ -38,7 +38,7 @@ from avatarcast.programme.overlays import (
     render_label,
     studio_background,
 )
-from avatarcast.programme.yuv import Blend, Sprite, YuvFrame
+from avatarcast.yuv import Blend, Sprite, YuvFrame
 
 __all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo"]
 
@@ -88,6 +88,11 @@ class PlanLike(Protocol):
 
     @property
     def caption(self) -> str | None: ...
+
+    @property
+    def slate(self) -> str | None:
+        """A "back soon" message shown instead of the programme, or None."""
+        ...
 
 
 def _even(n: int) -> int:
@@ -146,8 +151,15 @@ class Compositor:
         self.scale = min(width / 1280, height / 720)
         self._margin = _even(round(28 * self.scale)) or 2
         self._gap = _even(round(20 * self.scale)) or 2
-        self._base = self._backdrop(background)
-        self.label, self._label = self._make_label(label or LabelConfig())
+        self._plain = self._backdrop(background)  # drawn once: a restyle only copies it
+        self._cache = cache
+        self._setup(label or LabelConfig(), seller)
+
+    def _setup(self, label: LabelConfig, seller: SellerInfo | None) -> None:
+        """Lay out the frame for this label and seller; every cached layer is drawn anew."""
+        self._base = self._plain.copy()
+        self.label_config = label
+        self.label, self._label = self._make_label(label)
         self._regions = self._layout(self.label.box)
         self.seller = seller
         if seller is not None:
@@ -157,8 +169,23 @@ class Compositor:
         self._last_product: Product | None = None
         self._last_card: Placed | None = None
         self._slates: dict[str, YuvFrame] = {}
-        layered = cache and isinstance(renderer, LayeredRenderer)
-        self._layers = FrameLayers(renderer, width, height) if layered else None  # type: ignore[arg-type]
+        renderer = self._renderer
+        layered = self._cache and isinstance(renderer, LayeredRenderer)
+        self._layers = (
+            FrameLayers(renderer, self.width, self.height)  # type: ignore[arg-type]
+            if layered
+            else None
+        )
+
+    def restyle(
+        self, *, label: LabelConfig | None = None, seller: SellerInfo | bool | None = True
+    ) -> None:
+        """A new label and/or seller panel from the next frame composed (``seller=True``:
+        keep it, None: remove it). Call between frames, never during a compose."""
+        self._setup(
+            label if label is not None else self.label_config,
+            self.seller if seller is True else (seller or None),
+        )
 
     # --- per frame ------------------------------------------------------------------------
 
@@ -218,10 +245,9 @@ class Compositor:
         return static, opaque
 
     def __call__(self, plan: PlanLike, out: YuvFrame) -> None:
-        """Compose a frame plan; fits ``pipeline.runner.Compose``."""
-        slate = getattr(plan, "slate", None)
-        if slate:
-            self.compose_slate(out, slate)
+        """Compose a frame plan; fits ``pipeline.frame_loop.Compose``."""
+        if plan.slate:
+            self.compose_slate(out, plan.slate)
             return
         self.compose(out, state=plan.state, product=plan.product, caption=plan.caption)
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatarcast.avatar.base import Box, LayeredRenderer, Pose
-from avatarcast.programme.yuv import YuvFrame
+from avatarcast.yuv import YuvFrame
 
 __all__ = ["FrameLayers", "StaticBuilder", "clip_box", "copy_box", "intersect"]
 

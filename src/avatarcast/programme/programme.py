@@ -1,7 +1,7 @@
 """The programme: one frame plan per tick, from talk, animation and the catalog.
 
 The plan is cheap and made on the event loop; composing and encoding it happen in worker
-threads (see ``pipeline.runner``). Audio is cut into exactly one frame's worth of samples per
+threads (see ``pipeline.frame_loop``). Audio is cut into exactly one frame's worth of samples per
 frame, so sound and picture share one counter and cannot drift.
 """
 
@@ -21,8 +21,8 @@ from avatarcast.catalog.diff import states_changed_fact
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.frames import Sentence, SpeechChunk, StreamFormat
-from avatarcast.pipeline.talk import Talk, TalkSource
 from avatarcast.programme.disclosure import audio_bed, disclosure_sentence, slate_text
+from avatarcast.programme.talk import Talk, TalkSource
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,11 @@ class SpokenLine:
     lang: str
     verdicts: tuple[tuple[str, str], ...]
     duration: float
+    #: the sentence's id (answers have one), to follow it without matching its text
+    sentence_id: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "t": round(self.t, 3),
             "text": self.text,
             "source": self.source,
@@ -72,6 +74,9 @@ class SpokenLine:
             "verdicts": {k: v for k, v in self.verdicts},
             "duration": round(self.duration, 3),
         }
+        if self.sentence_id:
+            out["sentence_id"] = self.sentence_id
+        return out
 
 
 @dataclass(slots=True)
@@ -119,11 +124,10 @@ class Programme:
         self._product: Product | None = next(iter(catalog.products()), None)
         self._caption: str | None = None
         self._caption_until = 0
-        self.paused = False
-        #: silenced by a supervisor: no talk, avatar idles
-        self.muted = False
-        #: no supervisor on duty: "back soon" slate, a quiet bed, no selling talk
-        self.safe_mode = False
+        self._paused = False
+        self._muted = False
+        self._safe_mode = False
+        self._chunk_listeners: list[Callable[[SpeechChunk, int], None]] = []
         self.lang = lang
         self._disclosure_every = (
             None if disclosure_interval_s is None else round(disclosure_interval_s * fmt.fps)
@@ -132,6 +136,41 @@ class Programme:
         self._bed = audio_bed()
         self._slate = slate_text(lang)
         self.stats = ProgrammeStats()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def muted(self) -> bool:
+        """Silenced by a supervisor: no talk, the avatar idles."""
+        return self._muted
+
+    @property
+    def safe_mode(self) -> bool:
+        """No supervisor on duty: "back soon" slate, a quiet bed, no selling talk."""
+        return self._safe_mode
+
+    def set_paused(self, on: bool) -> None:
+        self._paused = on
+
+    def set_muted(self, on: bool) -> None:
+        self._muted = on
+
+    def set_safe_mode(self, on: bool) -> None:
+        self._safe_mode = on
+
+    def on_chunk_started(self, callback: Callable[[SpeechChunk, int], None]) -> None:
+        """Call ``callback(chunk, pts)`` whenever a sentence's audio starts, after the animator."""
+        self._chunk_listeners.append(callback)
+
+    def feature(self, product_id: str) -> bool:
+        """Show ``product_id`` on the card from this frame (a pin); False if it is unknown."""
+        product = self._catalog.get(product_id)
+        if product is None:
+            return False
+        self._product = product
+        return True
 
     @property
     def current_product(self) -> Product | None:
@@ -180,10 +219,10 @@ class Programme:
     async def plan(self, pts: int) -> FramePlan:
         """The plan of frame ``pts``. Awaits talk only on a simulated clock."""
         self._talk.set_media_time(pts / self.fmt.fps)
-        quiet = self.paused or self.muted or self.safe_mode
+        quiet = self._paused or self._muted or self._safe_mode
         if quiet and self._playing is not None:
             self._end_playing(pts, cut=True)
-        if self.safe_mode:
+        if self._safe_mode:
             return self._slate_plan(pts)
         if (
             self._disclosure_every is not None
@@ -247,6 +286,8 @@ class Programme:
         chunk = talk.chunk
         self._playing = _Playing(talk, pts)
         self._animator.start_chunk(chunk, pts)
+        for listener in self._chunk_listeners:
+            listener(chunk, pts)
         if talk.product is not None:
             self._product = talk.product
         self._caption = chunk.sentence.text
@@ -260,6 +301,7 @@ class Programme:
             lang=s.lang,
             verdicts=s.verdicts,
             duration=len(chunk.pcm) / self.fmt.sample_rate,
+            sentence_id=s.id,
         )
         self.stats.sentences += 1
         self.stats.transcript.append(line)

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from avatarcast.catalog.model import Product
+from avatarcast.pipeline.spec import ProgrammeOptions
 
 __all__ = [
     "EXIT_CONFIG",
@@ -41,65 +44,37 @@ StreamState = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamSpec:
-    """Everything a worker needs to run one stream. ``destinations`` hold stream keys: secret."""
+class StreamSpec(BaseModel):
+    """Everything a worker needs to run one stream: the programme plus where it goes.
+
+    It is the first line of the worker's stdin as JSON (``model_dump_json``), read back with
+    ``model_validate_json``. ``destinations`` hold stream keys and ``programme.llm`` the model's
+    key: never logged (they are left out of the repr).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tenant_id: str
-    lang: str = "en"
-    avatar: str | None = None
-    voice: str | None = None
-    writer: str = "template"
-    size: str = "720p"
-    fps: int = 25
-    seed: int = 0
-    label_text: str | None = None
-    label_lang: str | None = None
-    label_position: str = "top-left"
-    #: the tenant's seller on screen for the whole stream: (name, contact); None: no panel
-    seller: tuple[str, str] | None = None
+    programme: ProgrammeOptions = Field(default_factory=ProgrammeOptions, repr=False)
     approve_answers: bool = False
-    products: tuple[Product, ...] = ()
-    destinations: tuple[str, ...] = field(default=(), repr=False)
+    products: tuple[Product, ...] = Field(default=(), repr=False)
+    destinations: tuple[str, ...] = Field(default=(), repr=False)
     record_dir: Path | None = None
     #: HLS into this folder (None: no HLS), low-latency with partial segments or not
     hls_dir: Path | None = None
     hls_low_latency: bool = False
     paused: bool = False
     duration: float | None = None
-    ice_servers: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
-    #: the LLM endpoint for writer "llm"; holds its API key: secret
-    llm: Mapping[str, Any] | None = field(default=None, repr=False)
+    ice_servers: tuple[dict[str, Any], ...] = Field(default=(), repr=False)
+    #: set by the backend for each run: the worker's own WHEP server
+    whep_port: int | None = None
+    whep_token: str | None = Field(default=None, repr=False)
+    #: nice steps below the API (see ``RunnerSettings.worker_nice``)
+    nice: int = 0
 
-    def to_json(self, *, stream_id: str, whep_port: int | None, whep_token: str | None) -> Any:
-        """The JSON object a worker reads from its first stdin line."""
-        return {
-            "stream_id": stream_id,
-            "tenant_id": self.tenant_id,
-            "lang": self.lang,
-            "avatar": self.avatar,
-            "voice": self.voice,
-            "writer": self.writer,
-            "size": self.size,
-            "fps": self.fps,
-            "seed": self.seed,
-            "label_text": self.label_text,
-            "label_lang": self.label_lang,
-            "label_position": self.label_position,
-            "seller": list(self.seller) if self.seller is not None else None,
-            "llm": dict(self.llm) if self.llm is not None else None,
-            "approve_answers": self.approve_answers,
-            "products": [p.model_dump(mode="json", exclude_none=True) for p in self.products],
-            "destinations": list(self.destinations),
-            "record_dir": str(self.record_dir) if self.record_dir is not None else None,
-            "hls_dir": str(self.hls_dir) if self.hls_dir is not None else None,
-            "hls_low_latency": self.hls_low_latency,
-            "paused": self.paused,
-            "duration": self.duration,
-            "whep_port": whep_port,
-            "whep_token": whep_token,
-            "ice_servers": [dict(s) for s in self.ice_servers],
-        }
+    @property
+    def stream_id(self) -> str:
+        return self.programme.stream_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +95,8 @@ class StreamEvent:
     """Something that happened to a stream: ``started``, ``crashed``, ``restarted``, ``stopped``
     (also ``failed``); or, to a runner's output callback, what it put on air: ``line`` (a
     spoken sentence; ``detail`` holds ``run``, ``t``, ``wall``, ``text``, ``source``,
-    ``facts``, ``verdicts``) and ``refusal`` (a sentence the guardrails refused)."""
+    ``facts``, ``verdicts``), ``refusal`` (a sentence the guardrails refused) and ``command``
+    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``)."""
 
     stream_id: str
     tenant_id: str

@@ -2,15 +2,17 @@
 
 A worker that exits non-zero or is killed is restarted after 1 s, 2 s, 4 s ... (capped); a run
 that lasted ``stable_after`` seconds resets the backoff. A stream stopped on purpose, or whose
-options no retry can fix, is not restarted. Nothing here blocks: commands are written to the
-worker's stdin pipe without waiting, and its status is read as it arrives.
+options no retry can fix, is not restarted. A restarted worker is given the spec (with the
+products as last pushed), then the commands that still hold (``commands.sticky_state``: mute,
+paused products, the pin, label and seller), so it comes back as it was. Nothing here blocks:
+commands are written to the worker's stdin pipe without waiting, and its status is read as it
+arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import secrets
@@ -24,6 +26,14 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from avatarcast.catalog.model import Product
+from avatarcast.commands import (
+    STICKY,
+    Command,
+    CommandError,
+    command_to_wire,
+    parse_command,
+    sticky_state,
+)
 from avatarcast.logs import redact
 from avatarcast.runner.base import (
     EXIT_CONFIG,
@@ -42,6 +52,7 @@ log = logging.getLogger(__name__)
 _WORKER = ("-m", "avatarcast.runner.worker")
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _STATES: frozenset[str] = frozenset(get_args(StreamState))
+_STICKY_NAMES = frozenset(c.NAME for c in STICKY)
 
 
 @dataclass(eq=False, slots=True)
@@ -62,6 +73,9 @@ class _Stream:
     health: Mapping[str, Any] = field(default_factory=dict)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     requests: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    #: commands whose effect a restarted worker must get again (mute, paused products, pins,
+    #: label, seller), as sent: replayed in ``sticky_state`` form after the spec line
+    sticky: list[Command] = field(default_factory=list)
 
 
 class LocalRunner:
@@ -149,7 +163,7 @@ class LocalRunner:
         merged.update((p.id, p) for p in products)
         for pid in removed:
             merged.pop(pid, None)
-        s.spec = dataclasses.replace(s.spec, products=tuple(merged.values()))  # for a restart
+        s.spec = s.spec.model_copy(update={"products": tuple(merged.values())})  # for a restart
         self._send(
             s,
             {
@@ -212,10 +226,17 @@ class LocalRunner:
         s = self._streams.get(stream_id)
         if s is None:
             return
-        s.spec = dataclasses.replace(s.spec, paused=paused)
+        s.spec = s.spec.model_copy(update={"paused": paused})
         self._send(s, {"cmd": "pause" if paused else "resume"})
 
     def _send(self, s: _Stream, message: Mapping[str, Any]) -> None:
+        if message.get("cmd") in _STICKY_NAMES:
+            with contextlib.suppress(CommandError):
+                s.sticky = sticky_state([*s.sticky, parse_command(message)])
+        self._write(s, message)
+
+    @staticmethod
+    def _write(s: _Stream, message: Mapping[str, Any]) -> None:
         proc = s.proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
             return
@@ -269,6 +290,19 @@ class LocalRunner:
         s.state = "stopped"
         self._emit(s, "stopped", reason=s.stop_reason)
 
+    def _first_line(self, s: _Stream) -> str:
+        """This run's spec as the worker reads it: its id, WHEP port and token, nice, and a
+        recording folder of its own (a restart never overwrites the last run's)."""
+        spec = s.spec
+        record_dir = spec.record_dir
+        if record_dir is not None:
+            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            record_dir = record_dir / f"{run}-{s.restarts}"
+        programme = spec.programme.model_copy(update={"stream_id": s.stream_id})
+        update: dict[str, object] = {"programme": programme, "record_dir": record_dir}
+        update |= {"whep_port": s.whep_port, "whep_token": s.whep_token, "nice": self._nice}
+        return spec.model_copy(update=update).model_dump_json()
+
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
         s.state, s.health = "starting", {}
@@ -282,13 +316,9 @@ class LocalRunner:
         )
         s.proc = proc
         assert proc.stdin is not None
-        spec = s.spec
-        if spec.record_dir is not None:  # a folder per run: a restart never overwrites
-            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            spec = dataclasses.replace(spec, record_dir=spec.record_dir / f"{run}-{s.restarts}")
-        first = spec.to_json(stream_id=s.stream_id, whep_port=s.whep_port, whep_token=s.whep_token)
-        first["nice"] = self._nice
-        proc.stdin.write(json.dumps(first, separators=(",", ":")).encode() + b"\n")
+        proc.stdin.write(self._first_line(s).encode() + b"\n")
+        for command in s.sticky:  # the state the last run reached: mute, pins, label ...
+            self._write(s, command_to_wire(command))
         if restarted:
             s.restarts += 1
             self._emit(s, "restarted", pid=proc.pid, restarts=s.restarts)
@@ -330,7 +360,7 @@ class LocalRunner:
                     s.state = state
             elif msg.get("type") == "result":
                 self._resolve(s, msg)
-            elif msg.get("type") in ("line", "refusal"):
+            elif msg.get("type") in ("line", "refusal", "command"):
                 kind = msg.pop("type")
                 if self._on_output is not None:
                     self._emit(s, kind, run=s.restarts, **msg, callback=self._on_output)

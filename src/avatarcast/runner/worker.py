@@ -1,20 +1,23 @@
 """One stream in its own process: ``python -m avatarcast.runner.worker``.
 
-The first stdin line is the stream's spec as JSON (it holds stream keys, so it is never logged),
-each later line one command (see :data:`COMMANDS`): ``{"cmd": "stop" | "pause" | "resume" |
-"kill" | "mute" | "unmute"}``, ``{"cmd": "products", "upsert": [...], "remove": [...]}``,
-``{"cmd": "safe_mode", "on": bool}``, ``{"cmd": "say", "text": ...}``, ``{"cmd":
-"skip_product" | "pause_product" | "resume_product", "product_id": ...}``, ``{"cmd": "chat",
-"messages": [...]}``, ``{"cmd": "chat_fate", "message_id": ...}``, ``{"cmd":
-"approve_answers", "on": bool}``, ``{"cmd": "answers"}``, ``{"cmd": "approve" | "reject",
-"answer_id": ...}``. A command with an ``"id"`` is answered by ``{"type": "result", "id",
-"ok", "result" | "error"}``.
+The first stdin line is the stream's ``StreamSpec`` as JSON (it holds stream keys: never logged),
+each later line one command in its wire form ``{"cmd": NAME, ...}`` (``avatarcast.commands``:
+``stop``, ``pause``, ``resume``, ``kill``, ``mute``, ``unmute``, ``safe_mode`` (``on``),
+``say`` (``text``), ``skip_product``/``pause_product``/``resume_product``/``pin_product``
+(``product_id``), ``products`` (``upsert``, ``remove``), ``chat`` (``messages``),
+``approve_answers`` (``on``), ``approve``/``reject`` (``answer_id``), ``label`` (``text``,
+``position``, ``lang``), ``seller`` (``name``, ``contact``)), parsed once and applied by the
+programme's director at the next frame boundary; or a question: ``{"cmd": "chat_fate",
+"message_id": ...}``, ``{"cmd": "answers"}``. A line with an ``"id"`` is answered by ``{"type":
+"result", "id", "ok", "result" | "error"}`` once the command has been applied.
 
 Stdout carries one JSON object a line: ``{"type": "status", ...}`` about every second (and
-at once after a state change), ``{"type": "line", ...}`` for every sentence as it goes on air,
-``{"type": "refusal", ...}`` for every sentence the guardrails refused, and ``{"type":
-"error", ...}`` when the options are bad. End of stdin means the parent is gone: the stream
-stops.
+at once after a state change), ``{"type": "command", "command": {...}}`` for every command
+applied (``Applied.as_dict``: its fields, ``requested_t``, and the ``pts`` and ``applied_t`` at
+which it took effect), ``{"type": "line", ...}`` for every sentence
+as it goes on air, ``{"type": "refusal", ...}`` for every sentence the guardrails refused, and
+``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
+stream stops.
 
 Exit codes: 0 stopped, :data:`EXIT_CONFIG` options that no retry can fix, anything else a crash.
 """
@@ -30,45 +33,60 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from avatarcast.catalog.model import Product
+from pydantic import ValidationError
+
+from avatarcast.commands import (
+    ApproveAnswer,
+    ApproveAnswers,
+    CatalogChange,
+    ChatMessages,
+    CommandError,
+    Kill,
+    Mute,
+    Pause,
+    RejectAnswer,
+    Resume,
+    SafeMode,
+    Say,
+    SkipProduct,
+    Stop,
+    Unmute,
+    parse_command,
+)
 from avatarcast.errors import AvatarcastError
 from avatarcast.output.hls import HlsOptions
-from avatarcast.pipeline.build import ProgrammeOptions
-from avatarcast.pipeline.live import LiveControl, LiveOptions, run_live
+from avatarcast.pipeline.director import Applied
+from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
+from avatarcast.pipeline.spec import option_error
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.runner.base import EXIT_CONFIG
+from avatarcast.runner.base import EXIT_CONFIG, StreamSpec
 from avatarcast.runner.changes import CatalogChanges
 from avatarcast.script.guardrails import Refusal
-from avatarcast.script.llm import LlmOptions
 from avatarcast.startup import StartupSlot
 
 log = logging.getLogger(__name__)
 
 
 #: Commands that change what is on air; the worker reports its status right after them.
-_STATE_COMMANDS = frozenset({"kill", "safe_mode", "mute", "unmute", "pause", "resume"})
-
-
-class CommandError(Exception):
-    """A command that cannot be carried out now; its text goes back in the result line."""
+_STATE_COMMANDS = (Kill, SafeMode, Mute, Unmute, Pause, Resume)
+#: Commands that act on what is on air: refused until it is (the rest wait for the first frame).
+_ON_AIR_ONLY = (Say, SkipProduct, ChatMessages, ApproveAnswer, RejectAnswer)
+#: Questions answered at once from the worker's state; they change nothing.
+_QUERIES = frozenset({"chat_fate", "answers"})
 
 
 class Worker:
-    """Applies commands to a :class:`LiveControl` once the programme can take them."""
+    """Parses each stdin line once into a typed command and hands it to the programme's
+    director, which applies it at the next frame boundary and tells the worker how it went."""
 
     def __init__(self, out: TextIO) -> None:
         self.control = LiveControl()
         self.control.line_listeners.append(self._on_line)
+        self.control.director.listeners.append(self._on_applied)
         self._out = out
-        self._paused = False
-        self._safe = False
-        self._muted = False
-        self._excluded: set[str] = set()
-        self._approve: bool | None = None
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
         self._last_refusal: object | None = None
@@ -77,10 +95,9 @@ class Worker:
         self._out.write(json.dumps(message, default=str, separators=(",", ":")) + "\n")
         self._out.flush()
 
-    def on_status(self, status: dict[str, Any]) -> None:
-        self._reconcile()
+    def on_status(self, status: LiveStatus) -> None:
         self._report_refusals()
-        self.emit({"type": "status", **status, "state": self.control.state})
+        self.emit({"type": "status", **status.as_dict()})
 
     def command(self, line: str | None) -> None:
         """One stdin line, or None at end of input."""
@@ -89,108 +106,64 @@ class Worker:
             return
         try:
             msg = json.loads(line)
-            cmd = msg["cmd"]
+            name = msg["cmd"]
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed command line")
             return
         request_id = msg.get("id")
         try:
-            result = self._apply(str(cmd), msg)
+            if name in _QUERIES:
+                self._reply(request_id, self._query(str(name), msg))
+                return
+            if name == "products":
+                self._products(msg)
+                self._reply(request_id, None)
+                return
+            command = parse_command(msg)
+            if isinstance(command, Stop):
+                self.control.stop()
+                self._reply(request_id, None)
+                return
+            if isinstance(command, _ON_AIR_ONLY) and not self.control.on_air:
+                raise CommandError("the stream is not on air yet")
         except CommandError as e:
+            log.warning("command refused: %s", e)
             if request_id is not None:
                 self.emit({"type": "result", "id": request_id, "ok": False, "error": str(e)})
             return
-        self._reconcile()
+
+        def done(applied: Applied) -> None:
+            if applied.error is not None:
+                self.emit({"type": "result", "id": request_id, "ok": False, "error": applied.error})
+            else:
+                self._reply(request_id, applied.result)
+
+        self.control.submit(command, on_done=done if request_id is not None else None)
+
+    def _reply(self, request_id: Any, result: Any) -> None:
         if request_id is not None:
             self.emit({"type": "result", "id": request_id, "ok": True, "result": result})
-        if cmd in _STATE_COMMANDS and self.control.built is not None:
-            self.emit({"type": "status", **self.control.status(), "state": self.control.state})
 
-    def _apply(self, cmd: str, msg: dict[str, Any]) -> Any:
-        control = self.control
-        if cmd == "stop":
-            control.stop()
-        elif cmd == "kill":
-            self._muted = True
-            control.kill()
-        elif cmd in ("pause", "resume"):
-            self._paused = cmd == "pause"
-        elif cmd in ("mute", "unmute"):
-            self._muted = cmd == "mute"
-        elif cmd == "safe_mode":
-            self._safe = bool(msg.get("on"))
-        elif cmd == "approve_answers":
-            self._approve = bool(msg.get("on"))
-        elif cmd == "products":
-            # validated when applied: in a storm only the latest version of each product is
-            upsert = [p for p in msg.get("upsert", ()) if isinstance(p, dict)]
-            self._changes.add(upsert=upsert, remove=[str(i) for i in msg.get("remove", ())])
-        elif cmd == "pause_product":
-            self._excluded.add(str(msg.get("product_id", "")))
-            if control.built is not None:
-                control.pause_product(str(msg.get("product_id", "")))
-        elif cmd == "resume_product":
-            self._excluded.discard(str(msg.get("product_id", "")))
-            control.resume_product(str(msg.get("product_id", "")))
-        else:
-            return self._on_air_command(cmd, msg)
-        return None
+    def _query(self, name: str, msg: dict[str, Any]) -> Any:
+        if not self.control.on_air:
+            raise CommandError("the stream is not on air yet")
+        if name == "chat_fate":
+            return self.control.chat_fate(str(msg.get("message_id", "")))
+        return self.control.awaiting_approval()
 
-    def _on_air_command(self, cmd: str, msg: dict[str, Any]) -> Any:
-        """Commands that need the programme built; a CommandError before that."""
-        control, built = self.control, self.control.built
-        if built is None or control._chat is None:
-            if cmd in _KNOWN:
-                raise CommandError("the stream is not on air yet")
-            log.warning("ignoring unknown command %r", cmd)
-            raise CommandError(f"unknown command {cmd!r}")
-        desk = control._chat.desk
-        if cmd == "say":
-            control.say(str(msg.get("text", "")))
-        elif cmd == "skip_product":
-            wanted = msg.get("product_id")
-            current = built.programme.current_product
-            if wanted is not None and (current is None or current.id != wanted):
-                return {"skipped": False, "on_air": current.id if current else None}
-            control.skip_product()
-            return {"skipped": True}
-        elif cmd == "chat":
-            try:
-                return control.chat(list(msg.get("messages") or ()))
-            except AvatarcastError as e:
-                raise CommandError(str(e)) from None
-        elif cmd == "chat_fate":
-            return control.chat_fate(str(msg.get("message_id", "")))
-        elif cmd == "answers":
-            return desk.awaiting_approval()
-        elif cmd in ("approve", "reject"):
-            answer_id = str(msg.get("answer_id", ""))
-            done = desk.approve(answer_id) if cmd == "approve" else desk.reject(answer_id)
-            if not done:
-                raise CommandError(f"no answer {answer_id!r} is waiting for approval")
-        else:
-            log.warning("ignoring unknown command %r", cmd)
-            raise CommandError(f"unknown command {cmd!r}")
-        return None
+    def _on_applied(self, applied: Applied) -> None:
+        """Every applied command goes out with the pts it took effect (the command log)."""
+        self.emit({"type": "command", "command": applied.as_dict()})
+        if isinstance(applied.command, _STATE_COMMANDS):
+            self.emit({"type": "status", **self.control.status().as_dict()})
 
-    def _reconcile(self) -> None:
-        """Apply what was asked once the programme is built (commands may arrive before)."""
-        control, built = self.control, self.control.built
-        if built is None or control.catalog is None:
-            return
+    # --- catalog changes, coalesced ------------------------------------------------------------
+
+    def _products(self, msg: dict[str, Any]) -> None:
+        """Validated when applied: in a storm only the latest version of each product is."""
+        upsert = [p for p in msg.get("upsert", ()) if isinstance(p, dict)]
+        self._changes.add(upsert=upsert, remove=[str(i) for i in msg.get("remove", ())])
         self._apply_changes()
-        for product_id in self._excluded - built.talk.excluded:
-            control.pause_product(product_id)
-        if self._approve is not None and control._chat is not None:
-            control._chat.desk.require_approval = self._approve
-        if built.programme.muted != self._muted and control.state != "stopping":
-            control.mute() if self._muted else control.unmute()
-        if built.programme.safe_mode != self._safe:
-            control.set_safe_mode(self._safe)
-        if self._paused and control.state == "live":
-            control.pause()
-        elif not self._paused and control.state == "paused":
-            control.resume()
 
     def _apply_changes(self) -> None:
         """Hand waiting catalog changes to the programme now, or at the end of the interval."""
@@ -202,20 +175,12 @@ class Worker:
             self._changes_timer = loop.call_later(due, self._changes_due)
             return
         upserts, removals = self._changes.take()
-        if upserts:
-            self.control.update_products(upserts)
-        for product_id in removals:
-            self.control.remove_product(product_id)
+        if upserts or removals:
+            self.control.submit(CatalogChange(upsert=tuple(upserts), remove=tuple(removals)))
 
     def _changes_due(self) -> None:
         self._changes_timer = None
-        self._reconcile()
-
-    def set_paused(self, paused: bool) -> None:
-        self._paused = paused
-
-    def set_approve_answers(self, on: bool) -> None:
-        self._approve = on
+        self._apply_changes()
 
     # --- what went on air --------------------------------------------------------------------
 
@@ -252,57 +217,19 @@ class Worker:
             )
 
 
-_KNOWN = frozenset({"say", "skip_product", "chat", "chat_fate", "answers", "approve", "reject"})
-
-
-def _llm(raw: Any) -> LlmOptions | None:
-    if not raw:
-        return None
-    options = LlmOptions(
-        base_url=str(raw.get("base_url") or ""),
-        model=str(raw.get("model") or ""),
-        api_key=str(raw.get("api_key") or "unused"),
-        request_timeout=float(raw.get("timeout") or 10.0),
+def live_options(spec: StreamSpec) -> LiveOptions:
+    """What ``run_live`` takes from a stream's spec (the programme goes through unchanged)."""
+    return LiveOptions(
+        programme=spec.programme,
+        destinations=spec.destinations,
+        record_dir=spec.record_dir,
+        hls_dir=spec.hls_dir,
+        hls=HlsOptions(low_latency=spec.hls_low_latency),
+        whep_port=spec.whep_port,
+        whep_token=spec.whep_token,
+        duration=spec.duration,
+        ice_servers=spec.ice_servers,
     )
-    return replace(
-        options,
-        persona=str(raw.get("persona") or options.persona),
-        tone=str(raw.get("tone") or options.tone),
-    )
-
-
-def live_options(spec: dict[str, Any]) -> tuple[LiveOptions, list[Product]]:
-    seller = spec.get("seller")
-    programme = ProgrammeOptions(
-        lang=spec.get("lang") or "en",
-        avatar=spec.get("avatar"),
-        voice=spec.get("voice"),
-        writer=spec.get("writer") or "template",
-        seed=int(spec.get("seed") or 0),
-        size=spec.get("size") or "720p",
-        fps=int(spec.get("fps") or 25),
-        label_text=spec.get("label_text"),
-        label_lang=spec.get("label_lang"),
-        label_position=spec.get("label_position") or "top-left",
-        seller=(str(seller[0]), str(seller[1])) if seller else None,
-        llm=_llm(spec.get("llm")),
-        stream_id=str(spec["stream_id"]),
-    )
-    record_dir = spec.get("record_dir")
-    hls_dir = spec.get("hls_dir")
-    opts = LiveOptions(
-        programme=programme,
-        destinations=tuple(spec.get("destinations") or ()),
-        record_dir=Path(record_dir) if record_dir else None,
-        hls_dir=Path(hls_dir) if hls_dir else None,
-        hls=HlsOptions(low_latency=bool(spec.get("hls_low_latency"))),
-        whep_port=spec.get("whep_port"),
-        whep_token=spec.get("whep_token"),
-        duration=spec.get("duration"),
-        ice_servers=tuple(spec.get("ice_servers") or ()),
-    )
-    products = [Product.model_validate(p) for p in spec.get("products") or ()]
-    return opts, products
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
@@ -314,19 +241,20 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
 
 
 async def run_worker(
-    spec: dict[str, Any], out: TextIO, *, on_air: Callable[[], None] | None = None
+    spec: StreamSpec, out: TextIO, *, on_air: Callable[[], None] | None = None
 ) -> int:
     worker = Worker(out)
-    worker.set_paused(bool(spec.get("paused")))
-    worker.set_approve_answers(bool(spec.get("approve_answers")))
+    if spec.paused:
+        worker.control.submit(Pause())
+    if spec.approve_answers:
+        worker.control.submit(ApproveAnswers(on=True))
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.control.stop)
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
     try:
-        opts, products = live_options(spec)
         await run_live(
-            opts,
-            products=products,
+            live_options(spec),
+            products=list(spec.products),
             control=worker.control,
             on_status=worker.on_status,
             on_air=on_air,
@@ -363,9 +291,15 @@ def main() -> int:
     first = sys.stdin.readline()
     if not first.strip():
         return EXIT_CONFIG
-    spec = json.loads(first)
-    if nice := int(spec.get("nice") or 0):
-        lower_priority(nice)  # below the API, before the start-up work (see RunnerSettings)
+    try:
+        spec = StreamSpec.model_validate_json(first)
+    except ValidationError as e:
+        error = option_error(e)
+        json.dump({"type": "error", "error": str(error), "retryable": False}, sys.stdout)
+        sys.stdout.write("\n")
+        return EXIT_CONFIG
+    if spec.nice:
+        lower_priority(spec.nice)  # below the API, before the start-up work (see RunnerSettings)
     slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
     slot.acquire()
     try:

@@ -12,23 +12,30 @@ import asyncio
 import importlib
 import logging
 import re
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from avatarcast.catalog.model import Product
-from avatarcast.errors import AvatarcastError
 from avatarcast.frames import Sentence
+from avatarcast.models import (
+    ChatTurn,
+    CircuitBreaker,
+    CircuitOpenError,
+    ModelClient,
+    ModelEndpoint,
+    ModelError,
+    OpenAiModelClient,
+    RetryPolicy,
+)
 from avatarcast.script.base import ScriptWriter, SegmentRequest
 from avatarcast.script.guardrails import Guardrails, Refusal, Verdict, normalise
 
 __all__ = [
-    "CircuitBreaker",
-    "LlmError",
     "LlmOptions",
     "LlmWriter",
     "LookaheadWriter",
@@ -36,12 +43,10 @@ __all__ = [
     "SentenceSplitter",
 ]
 
-log = logging.getLogger(__name__)
-if TYPE_CHECKING:  # the openai SDK is imported when an LLM is first used, not at start-up
-    from openai import AsyncOpenAI
-    from openai.types.chat import ChatCompletionMessageParam
+if TYPE_CHECKING:
+    from avatarcast.settings import LlmSettings
 
-    Message = ChatCompletionMessageParam
+log = logging.getLogger(__name__)
 
 _LANGUAGES = {"en": "English", "nl": "Dutch", "zh": "Simplified Chinese"}
 _SEGMENTS = {
@@ -51,12 +56,6 @@ _SEGMENTS = {
     "cta": "Invite viewers to order through the link on screen, calmly, without pressure.",
     "transition": "Thank viewers and say that the next product is coming up.",
 }
-
-
-class LlmError(AvatarcastError):
-    """The model endpoint failed or replied with something unusable. Usually retryable."""
-
-    retryable = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,51 +76,29 @@ class LlmOptions:
     max_tokens: int = 200
     regenerations_per_segment: int = 2
 
-
-class CircuitBreaker:
-    """Opens after ``failures`` failures in a row; lets one trial through after ``cooldown`` s."""
-
-    def __init__(
-        self,
-        *,
-        failures: int = 3,
-        cooldown: float = 30.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failures = failures
-        self.cooldown = cooldown
-        self._monotonic = monotonic
-        self._count = 0
-        self._opened_at: float | None = None
-        self._trial = False
+    @classmethod
+    def from_section(cls, section: LlmSettings) -> LlmOptions:
+        """From ``settings.llm`` (``[llm]``, ``AVATARCAST_LLM__*``)."""
+        return cls(
+            base_url=section.base_url,
+            model=section.model,
+            api_key=section.api_key.get_secret_value() or "unused",
+            request_timeout=section.timeout_s,
+        )
 
     @property
-    def state(self) -> Literal["closed", "open", "half_open"]:
-        if self._opened_at is None:
-            return "closed"
-        if self._monotonic() - self._opened_at >= self.cooldown:
-            return "half_open"
-        return "open"
+    def endpoint(self) -> ModelEndpoint:
+        return ModelEndpoint(
+            base_url=self.base_url, api_key=self.api_key, timeout=self.request_timeout
+        )
 
-    def allow(self) -> bool:
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "half_open" and not self._trial:
-            self._trial = True
-            return True
-        return False
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.retries, backoff=self.backoff)
 
-    def record_success(self) -> None:
-        self._count = 0
-        self._opened_at = None
-        self._trial = False
-
-    def record_failure(self) -> None:
-        self._count += 1
-        if self._trial or self._count >= self.failures:
-            self._opened_at = self._monotonic()
-        self._trial = False
+    def client(self, *, breaker: CircuitBreaker | None = None) -> ModelClient:
+        """A client for this endpoint with this retry policy (the caller closes it)."""
+        return OpenAiModelClient(self.endpoint, policy=self.policy, breaker=breaker)
 
 
 class SentenceSplitter:
@@ -187,7 +164,7 @@ def fact_sheet(product: Product, lang: str) -> str:
     return "\n".join(lines)
 
 
-def build_messages(options: LlmOptions, request: SegmentRequest) -> list[Message]:
+def build_messages(options: LlmOptions, request: SegmentRequest) -> list[ChatTurn]:
     language = _LANGUAGES.get(request.lang, request.lang)
     system = (
         f"You are {options.persona}, presenting products on a live-shopping stream. "
@@ -230,54 +207,47 @@ class LlmWriter:
         *,
         guardrails: Guardrails,
         fallback: ScriptWriter,
-        client: AsyncOpenAI | None = None,
-        breaker: CircuitBreaker | None = None,
+        client: ModelClient | None = None,
     ) -> None:
         self.options = options
         self.guardrails = guardrails
         self.fallback = fallback
-        self.breaker = breaker or CircuitBreaker()
         self.refusals: deque[Refusal] = deque(maxlen=1000)
-        self.failures: deque[str] = deque(maxlen=1000)
-        from openai import AsyncOpenAI
+        self.client = client or options.client(breaker=CircuitBreaker())
 
-        self._client = client or AsyncOpenAI(
-            base_url=options.base_url,
-            api_key=options.api_key,
-            timeout=options.request_timeout,
-            max_retries=0,
-        )
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self.client.breaker
+
+    @property
+    def failures(self) -> deque[str]:
+        """Every failed model attempt, newest last (never a key)."""
+        return self.client.failures
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self.client.aclose()
 
     async def write(self, request: SegmentRequest) -> AsyncIterator[Sentence]:
         template = _TemplatePool(self.fallback, request)
-        if not self.breaker.allow():
-            while (s := await template.next()) is not None:
-                if (checked := self._vet_template(s, request)) is not None:
-                    yield checked
-            return
         said: set[str] = set()
         budget = [self.options.regenerations_per_segment]
         yielded = 0
         try:
-            async for text in self._stream_with_retries(build_messages(self.options, request)):
+            async for text in self._sentences(build_messages(self.options, request)):
                 sentence = await self._vet(text, request, said, template, budget)
                 if sentence is not None:
                     said.add(normalise(sentence.text))
                     yielded += 1
                     yield sentence
-        except LlmError as exc:
-            self.breaker.record_failure()
-            self.failures.append(str(exc))
-            log.warning("llm writer failed for %s/%s: %s", request.product.id, request.kind, exc)
+        except ModelError as exc:
+            if not isinstance(exc, CircuitOpenError):
+                log.warning(
+                    "llm writer failed for %s/%s: %s", request.product.id, request.kind, exc
+                )
             if yielded == 0:
                 while (s := await template.next()) is not None:
                     if (checked := self._vet_template(s, request)) is not None:
                         yield checked
-            return
-        self.breaker.record_success()
 
     # --- checking ------------------------------------------------------------------------------
 
@@ -373,98 +343,30 @@ class LlmWriter:
             }
         )
         try:
-            async for sentence in self._stream_once(messages):
-                return sentence
-        except LlmError as exc:
-            self.failures.append(f"regeneration: {exc}")
+            async with aclosing(self._sentences(messages, retries=0)) as replies:
+                async for sentence in replies:
+                    return sentence
+        except ModelError:
+            pass  # the client has logged it in ``failures``
         return None
 
     # --- the endpoint --------------------------------------------------------------------------
 
-    async def _stream_with_retries(self, messages: list[Message]) -> AsyncIterator[str]:
-        """Sentences of one reply. Retries with backoff until the first sentence has arrived."""
-        for attempt in range(self.options.retries + 1):
-            received = False
-            try:
-                async for sentence in self._stream_once(messages):
-                    received = True
-                    yield sentence
-                if not received:
-                    raise LlmError("the model sent an empty reply")
-                return
-            except LlmError as exc:
-                if received or not exc.retryable or attempt == self.options.retries:
-                    raise
-                self.failures.append(f"attempt {attempt + 1}: {exc}")
-                await asyncio.sleep(self.options.backoff * 2**attempt)
-
-    async def _stream_once(self, messages: list[Message]) -> AsyncIterator[str]:
+    def _sentences(
+        self, messages: list[ChatTurn], *, retries: int | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Sentences of one reply as they complete; retried until the first has arrived."""
         o = self.options
-        loop = asyncio.get_running_loop()
-        first_deadline = loop.time() + o.first_token_timeout
-        splitter = SentenceSplitter()
-        try:
-            async with asyncio.timeout(o.first_token_timeout):
-                stream = await self._client.chat.completions.create(
-                    model=o.model,
-                    messages=messages,
-                    temperature=o.temperature,
-                    max_tokens=o.max_tokens,
-                    stream=True,
-                )
-        except Exception as exc:
-            raise _translate(exc) from exc
-        try:
-            chunks = aiter(stream)
-            got_text = False
-            while True:
-                limit = o.request_timeout if got_text else first_deadline - loop.time()
-                try:
-                    async with asyncio.timeout(max(limit, 0.0)):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise _translate(exc) from exc
-                delta = _delta(chunk)
-                if delta:
-                    got_text = True
-                    for sentence in splitter.feed(delta):
-                        yield sentence
-            for sentence in splitter.flush():
-                yield sentence
-        finally:
-            await stream.close()
-
-
-def _delta(chunk: object) -> str:
-    """The text of one streamed chunk; a malformed chunk raises ``LlmError``."""
-    choices = getattr(chunk, "choices", None)
-    if not isinstance(choices, list):
-        raise LlmError(f"malformed chunk from the model: {chunk!r:.200}")
-    if not choices:
-        return ""
-    content = getattr(getattr(choices[0], "delta", None), "content", None)
-    return content if isinstance(content, str) else ""
-
-
-def _translate(exc: BaseException) -> LlmError:
-    import openai
-
-    if isinstance(exc, LlmError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return LlmError("the model did not answer in time")
-    if isinstance(exc, openai.APIStatusError):
-        retry = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-        return LlmError(f"the model endpoint answered HTTP {exc.status_code}", retryable=retry)
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
-        return LlmError(f"cannot reach the model endpoint: {exc}")
-    if isinstance(exc, ValueError | openai.APIResponseValidationError):
-        return LlmError(f"malformed reply from the model: {exc}")
-    if isinstance(exc, openai.OpenAIError):
-        return LlmError(f"model error: {exc}", retryable=False)
-    raise exc
+        return self.client.stream_chat(
+            messages,
+            model=o.model,
+            temperature=o.temperature,
+            max_tokens=o.max_tokens,
+            first_token_timeout=o.first_token_timeout,
+            idle_timeout=o.request_timeout,
+            chunker=SentenceSplitter,
+            retries=retries,
+        )
 
 
 # --- lookahead -------------------------------------------------------------------------------

@@ -55,10 +55,6 @@ class Rundown:
     def current_product(self) -> Product | None:
         return self._catalog.get(self._current) if self._current is not None else None
 
-    @property
-    def next_kind(self) -> SegmentKind:
-        return self._segments[self._step]
-
     def jump_to(self, product_id: str) -> None:
         """Present ``product_id`` next, from its first segment (a supervisor's choice)."""
         self._current = product_id

@@ -2,7 +2,7 @@
 
 When the primary fails (network down, timeout, an API error), the sentence is spoken by the
 fallback instead, and the failure is counted. After a few failures in a row the primary is not
-tried at all for a cooldown (the same circuit breaker the LLM writer uses), so a dead endpoint
+tried at all for a cooldown (the circuit breaker of ``avatarcast.models``), so a dead endpoint
 costs one timeout per cooldown rather than one per sentence.
 """
 
@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from avatarcast.errors import VoiceError
 from avatarcast.frames import Sentence, SpeechChunk
+from avatarcast.logs import redact
+from avatarcast.models import CircuitBreaker
 from avatarcast.voice.base import Voice, VoiceInfo
 
-__all__ = ["FallbackVoice", "VoiceFailure", "redact"]
+__all__ = ["FallbackVoice", "VoiceFailure"]
 
 log = logging.getLogger(__name__)
-
-_SECRET = re.compile(
-    r"(sk-[A-Za-z0-9_*\-]{4,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"
-    r"|(?i:api[_-]?key|token|secret)[\"']?\s*[:=]\s*[\"']?[^\s\"',;&]{4,})"
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a key or bearer token replaced by ``***``."""
-    return _SECRET.sub("***", text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,8 +51,6 @@ class FallbackVoice:
         cooldown: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        from avatarcast.script.llm import CircuitBreaker
-
         if timeout <= 0:
             raise VoiceError(f"fallback timeout {timeout} s is not positive")
         self.primary = primary

@@ -7,20 +7,22 @@ It gives no phoneme timings, so the animator follows the audio's energy. Errors 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
 from avatarcast.errors import VoiceError
 from avatarcast.frames import Sentence, SpeechChunk
+from avatarcast.models import (
+    ModelClient,
+    ModelEndpoint,
+    ModelError,
+    OpenAiModelClient,
+    RetryPolicy,
+)
+from avatarcast.models.client import SpeechFormat
 from avatarcast.voice.audio import decode_pcm_s16le, decode_wav
 from avatarcast.voice.base import VoiceInfo, speakable
-from avatarcast.voice.fallback import redact
-
-if TYPE_CHECKING:  # imported on first use: a network voice is opt-in
-    from openai import AsyncOpenAI
 
 __all__ = ["OPENAI_PCM_RATE", "OPENAI_VOICES", "OpenAiTtsVoice", "openai_voice_infos"]
 
@@ -44,7 +46,7 @@ OPENAI_VOICES = (
 #: OpenAI voices speak whatever language the text is in.
 _LANGUAGES = ("en", "nl", "zh")
 
-ResponseFormat = Literal["pcm", "wav"]
+ResponseFormat = SpeechFormat
 
 
 def openai_voice_infos() -> list[VoiceInfo]:
@@ -69,7 +71,7 @@ class OpenAiTtsVoice:
         api_key: str = "",
         timeout: float = 15.0,
         response_format: ResponseFormat = "pcm",
-        client: AsyncOpenAI | None = None,
+        client: ModelClient | None = None,
     ) -> None:
         if response_format not in ("pcm", "wav"):
             raise VoiceError(f"openai response_format {response_format!r} is not pcm or wav")
@@ -79,15 +81,10 @@ class OpenAiTtsVoice:
         self._model = model
         self._voice = voice
         self._format: ResponseFormat = response_format
-        from openai import AsyncOpenAI
-
-        self._client = client or AsyncOpenAI(
-            base_url=base_url or None,
-            api_key=api_key or "unused",  # local OpenAI-compatible servers take no key
-            timeout=timeout,
-            max_retries=0,  # retries and fallback are FallbackVoice's job
-        )
-        self._where = urlsplit(str(self._client.base_url)).netloc or "openai"
+        endpoint = ModelEndpoint(base_url=base_url or "", api_key=api_key, timeout=timeout)
+        # no retry: FallbackVoice speaks the sentence with the offline voice instead
+        self._client = client or OpenAiModelClient(endpoint, policy=RetryPolicy(retries=0))
+        self._where = self._client.where
         self._closed = False
 
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
@@ -99,25 +96,12 @@ class OpenAiTtsVoice:
         return SpeechChunk(pcm=pcm, sentence=sentence, voice=self.info.name)
 
     async def _fetch(self, text: str) -> bytes:
-        import openai
-
-        what = f"openai tts {self._voice!r} at {self._where}"
         try:
-            response = await self._client.audio.speech.create(
-                model=self._model, voice=self._voice, input=text, response_format=self._format
+            return await self._client.speech(
+                text, model=self._model, voice=self._voice, response_format=self._format
             )
-            return await response.aread()
-        except openai.APITimeoutError as exc:
-            raise VoiceError(f"{what}: timed out", retryable=True) from exc
-        except openai.APIConnectionError as exc:
-            raise VoiceError(f"{what}: cannot connect ({exc})", retryable=True) from exc
-        except openai.APIStatusError as exc:
-            code = exc.status_code
-            retry = code in (408, 409, 429) or code >= 500
-            msg = redact(exc.message)[:200]
-            raise VoiceError(f"{what}: HTTP {code}: {msg}", retryable=retry) from exc
-        except openai.OpenAIError as exc:
-            raise VoiceError(f"{what}: {redact(str(exc))[:200]}", retryable=True) from exc
+        except ModelError as exc:
+            raise VoiceError(f"openai tts {self._voice!r}: {exc}", retryable=exc.retryable) from exc
 
     def _decode(self, body: bytes) -> npt.NDArray[np.int16]:
         if self._format == "wav":
@@ -126,4 +110,4 @@ class OpenAiTtsVoice:
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._client.close()
+        await self._client.aclose()

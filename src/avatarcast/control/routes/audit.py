@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from avatarcast.compliance.audit import AuditLog, entry_of
-from avatarcast.compliance.models import AuditRow
 from avatarcast.control.deps import SessionDep, SupervisorDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.audit import AuditEntryPublic, AuditPage
+from avatarcast.db.models_audit import AuditRow
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=AUTH_PROBLEMS)
 _log = AuditLog()

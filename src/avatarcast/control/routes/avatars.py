@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from avatarcast.avatar.pack import list_packs
 from avatarcast.control.deps import ReaderDep
 from avatarcast.control.routes import AUTH_PROBLEMS
-from avatarcast.control.routes.installed import list_installed
+from avatarcast.control.routes.installed import describe_all
 from avatarcast.control.schemas.installed import InstalledItem
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"], responses=AUTH_PROBLEMS)
@@ -12,5 +13,5 @@ router = APIRouter(prefix="/v1/avatars", tags=["avatars"], responses=AUTH_PROBLE
 
 @router.get("", response_model=list[InstalledItem])
 def list_avatars(_: ReaderDep) -> list[InstalledItem]:
-    """Installed avatar packs (``avatarcast.avatar.pack.list_packs``)."""
-    return list_installed("avatarcast.avatar.pack", "list_packs")
+    """Installed avatar packs."""
+    return describe_all(list_packs())

@@ -10,8 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.models import Destination
 from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, SupervisorDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -21,6 +19,8 @@ from avatarcast.control.schemas.destinations import (
     DestinationUpdate,
 )
 from avatarcast.control.security import DestinationUrlError, check_destination_url, redact_url
+from avatarcast.db.base import utcnow
+from avatarcast.db.models import Destination
 
 router = APIRouter(prefix="/v1/destinations", tags=["destinations"], responses=AUTH_PROBLEMS)
 NOT_FOUND = problem_responses(404)

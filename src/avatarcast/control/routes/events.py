@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from avatarcast.control.db.events import list_events
 from avatarcast.control.deps import SessionDep, SupervisorDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.events import EventPage, EventPublic
+from avatarcast.db.events import list_events
 
 router = APIRouter(prefix="/v1/streams", tags=["events"], responses=AUTH_PROBLEMS)
 

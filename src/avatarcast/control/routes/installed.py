@@ -1,12 +1,11 @@
-"""What is installed, read from the avatar and voice packages (imported lazily: optional)."""
+"""What is installed (avatar packs, voices), described as name and JSON-safe info."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,13 +15,8 @@ from avatarcast.control.schemas.installed import InstalledItem
 log = logging.getLogger(__name__)
 
 
-def list_installed(module: str, function: str) -> list[InstalledItem]:
-    """``module.function()`` described as items; empty when the package is not there yet."""
-    try:
-        fn = getattr(importlib.import_module(module), function)
-    except (ImportError, AttributeError):
-        return []
-    return [describe(item) for item in fn()]
+def describe_all(items: Iterable[Any]) -> list[InstalledItem]:
+    return [describe(item) for item in items]
 
 
 def describe(item: Any) -> InstalledItem:
@@ -38,5 +32,5 @@ def describe(item: Any) -> InstalledItem:
     else:
         info = {k: v for k, v in vars(item).items() if not k.startswith("_")}
     safe: dict[str, Any] = json.loads(json.dumps(info, default=str))
-    name = safe.get("name") or safe.get("id") or getattr(item, "name", None) or str(item)
+    name = safe.get("name") or safe.get("id") or str(item)
     return InstalledItem(name=str(name), info=safe)

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.models import ApiKey, Tenant
 from avatarcast.control.deps import Caller, ContextDep, OperatorDep, SessionDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.supervisors import find as find_supervisor
 from avatarcast.control.schemas.keys import KeyCreate, KeyCreated, KeyPublic
 from avatarcast.control.security import new_key
+from avatarcast.db.base import utcnow
+from avatarcast.db.models import ApiKey, Tenant
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=AUTH_PROBLEMS)
 

@@ -14,8 +14,6 @@ from avatarcast.catalog.feeds import FeedFormat, parse_feed
 from avatarcast.catalog.model import Product
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.db import products as repo
-from avatarcast.control.db.models import ProductRow
 from avatarcast.control.deps import Caller, ContextDep, ReaderDep, SessionDep, WriterDep
 from avatarcast.control.hub import ProductChange
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
@@ -35,6 +33,8 @@ from avatarcast.control.schemas.products import (
     ProductPublic,
     ProductUpdate,
 )
+from avatarcast.db import products as repo
+from avatarcast.db.models import ProductRow
 from avatarcast.errors import CatalogError
 
 router = APIRouter(prefix="/v1/products", tags=["products"], responses=AUTH_PROBLEMS)

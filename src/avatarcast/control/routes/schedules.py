@@ -17,9 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.models_streams import ScheduleRow
 from avatarcast.control.deps import OperatorDep, SessionDep
+from avatarcast.control.manager import StreamManager
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
@@ -32,7 +31,8 @@ from avatarcast.control.schemas.streams import (
     Window,
 )
 from avatarcast.control.streaming import EXTRAS_KEY
-from avatarcast.runner.manager import StreamManager
+from avatarcast.db.base import utcnow
+from avatarcast.db.models_streams import ScheduleRow
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=AUTH_PROBLEMS)
 NOT_FOUND = problem_responses(404)

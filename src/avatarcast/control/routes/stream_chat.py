@@ -18,7 +18,6 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.models_streams import TranscriptLine
 from avatarcast.control.deps import (
     Caller,
     ContextDep,
@@ -40,6 +39,7 @@ from avatarcast.control.schemas.supervision import (
 )
 from avatarcast.control.security import ROLE_GRANTS
 from avatarcast.control.streaming import manager_of
+from avatarcast.db.models_streams import TranscriptLine
 from avatarcast.runner.base import CommandFailed
 
 router = APIRouter(prefix="/v1/streams", tags=["chat"], responses=AUTH_PROBLEMS)

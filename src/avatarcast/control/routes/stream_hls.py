@@ -30,15 +30,15 @@ from sqlalchemy import select
 
 from avatarcast.catalog.model import localize
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.models import ProductRow
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import ContextDep
 from avatarcast.control.embed import embed_html
+from avatarcast.control.manager import hls_folder
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.schemas.streams import HlsConfigIn
 from avatarcast.control.streaming import health_of
+from avatarcast.db.models import ProductRow
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.output.hls_playlist import playlist_has
-from avatarcast.runner.manager import hls_folder
 
 __all__ = ["HLS_JS_SHA256", "HLS_JS_VERSION", "hls_js_path", "hls_public", "router"]
 

@@ -14,11 +14,17 @@ import anyio.from_thread
 from fastapi import APIRouter, Path
 from sqlalchemy.orm import Session
 
+from avatarcast.commands import (
+    Command,
+    Mute,
+    SafeMode,
+    Say,
+    Unmute,
+    command_to_wire,
+    parse_command,
+)
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import Caller, ContextDep, SessionDep, SupervisorDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -32,6 +38,9 @@ from avatarcast.control.schemas.supervision import (
     SayCreate,
 )
 from avatarcast.control.streaming import manager_of
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.runner.base import CommandFailed
 
 router = APIRouter(prefix="/v1/streams", tags=["supervision"], responses=AUTH_PROBLEMS)
@@ -120,7 +129,7 @@ def _beat(ctx: AppContext, session: Session, caller: Caller, row: StreamRow) -> 
     left = manager.watch.beat(row.id)
     if left is None:
         return
-    anyio.from_thread.run(manager.runner.send, row.id, {"cmd": "safe_mode", "on": False})
+    anyio.from_thread.run(manager.send_command, row.id, SafeMode(on=False))
     detail = {"silent_s": round(left.silent_s, 3)}
     audit(session, caller, kind="safe_mode_left", stream_id=row.id, detail=detail)
     session.commit()
@@ -142,13 +151,13 @@ def _command(
     caller: Caller,
     row: StreamRow,
     action: str,
-    command: dict[str, Any],
+    command: Command,
     detail: dict[str, Any] | None = None,
 ) -> ActionResult:
-    """Send ``command`` and wait for the worker's result, then audit the action."""
+    """Send ``command`` and wait until the worker has applied it, then audit the action."""
     runner = manager_of(ctx).runner
     try:
-        result = anyio.from_thread.run(runner.request, row.id, command)
+        result = anyio.from_thread.run(runner.request, row.id, command_to_wire(command))
     except CommandFailed as e:
         raise ProblemError(409, f"{action}: {e}", kind="not-on-air") from None
     audit(session, caller, kind=action, stream_id=row.id, detail=detail)
@@ -179,7 +188,7 @@ def mute(
     stream_id: StreamIdPath, session: SessionDep, caller: SupervisorDep, ctx: ContextDep
 ) -> ActionResult:
     row = _on_air(session, caller, ctx, stream_id)
-    return _command(ctx, session, caller, row, "mute", {"cmd": "mute"})
+    return _command(ctx, session, caller, row, "mute", Mute())
 
 
 @router.post("/{stream_id}/unmute", response_model=ActionResult, responses=ACTION)
@@ -187,7 +196,7 @@ def unmute(
     stream_id: StreamIdPath, session: SessionDep, caller: SupervisorDep, ctx: ContextDep
 ) -> ActionResult:
     row = _on_air(session, caller, ctx, stream_id)
-    return _command(ctx, session, caller, row, "unmute", {"cmd": "unmute"})
+    return _command(ctx, session, caller, row, "unmute", Unmute())
 
 
 @router.post("/{stream_id}/say", response_model=ActionResult, responses=ACTION)
@@ -201,7 +210,7 @@ def say(
     """Say ``text`` now, ahead of the rundown: an on-air correction."""
     row = _on_air(session, caller, ctx, stream_id)
     detail = {"text": body.text, "on_air_correction": True}
-    return _command(ctx, session, caller, row, "say", {"cmd": "say", "text": body.text}, detail)
+    return _command(ctx, session, caller, row, "say", Say(text=body.text), detail)
 
 
 @router.post(
@@ -210,14 +219,15 @@ def say(
 def product_action(
     stream_id: StreamIdPath,
     product_id: ProductIdPath,
-    action: Annotated[str, Path(pattern=r"^(skip|pause|resume)$")],
+    action: Annotated[str, Path(pattern=r"^(skip|pause|resume|pin)$")],
     session: SessionDep,
     caller: SupervisorDep,
     ctx: ContextDep,
 ) -> ActionResult:
-    """``skip``: move on if it is on air; ``pause``: no talk about it; ``resume``: back in."""
+    """``skip``: move on if it is on air; ``pause``: no talk about it; ``resume``: back in;
+    ``pin``: feature it now (its card at once, the talk turns to it)."""
     row = _on_air(session, caller, ctx, stream_id)
-    command = {"cmd": f"{action}_product", "product_id": product_id}
+    command = parse_command({"cmd": f"{action}_product", "product_id": product_id})
     detail = {"product_id": product_id}
     return _command(ctx, session, caller, row, f"product_{action}", command, detail)
 
@@ -249,7 +259,7 @@ def decide_answer(
     ctx: ContextDep,
 ) -> ActionResult:
     row = _on_air(session, caller, ctx, stream_id)
-    command = {"cmd": verdict, "answer_id": answer_id}
+    command = parse_command({"cmd": verdict, "answer_id": answer_id})
     detail = {"answer_id": answer_id}
     kind = "answer_approved" if verdict == "approve" else "answer_rejected"
     return _command(ctx, session, caller, row, kind, command, detail)

@@ -9,7 +9,6 @@ the stream's create and GET responses.
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Annotated, Any, NoReturn
 
@@ -19,11 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import ContextDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.streaming import manager_of
-from avatarcast.output.whep_http import _PLAYER_HTML
+from avatarcast.db.models_streams import StreamRow
+from avatarcast.output.whep_http import player_html
 
 router = APIRouter(prefix="/v1/streams", tags=["playback"])
 StreamIdPath = Annotated[str, Path(max_length=64)]
@@ -91,8 +90,7 @@ async def player(
 ) -> Response:
     """A one-page browser player for the stream (open it with ``?token=``)."""
     await _authorise(ctx, request, stream_id, token)
-    endpoint = json.dumps(f"/v1/streams/{stream_id}/whep")
-    return HTMLResponse(_PLAYER_HTML.replace("__WHEP_PATH__", endpoint))
+    return HTMLResponse(player_html(f"/v1/streams/{stream_id}/whep"))
 
 
 @router.post(

@@ -19,13 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from avatarcast.avatar.pack import list_packs
+from avatarcast.commands import ApproveAnswers, LabelChanged
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models import Destination
-from avatarcast.control.db.models_streams import StreamRow
 from avatarcast.control.deps import (
     Caller,
     ContextDep,
@@ -35,6 +31,7 @@ from avatarcast.control.deps import (
     WriterDep,
     require_role,
 )
+from avatarcast.control.manager import selected_products
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.responses import model_response
@@ -47,15 +44,15 @@ from avatarcast.control.schemas.streams import (
     StreamPublic,
     StreamUpdate,
 )
-from avatarcast.control.streaming import health_of, manager_of
-from avatarcast.control.streaming import lifespan as runner_lifespan
-from avatarcast.errors import AvatarcastError
-from avatarcast.locale import language
-from avatarcast.runner.manager import selected_products
-from avatarcast.voice.registry import default_voice_for, list_voices
+from avatarcast.control.streaming import health_of, manager_of, tell_stream
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models import Destination
+from avatarcast.db.models_streams import StreamRow
+from avatarcast.errors import ConfigError
+from avatarcast.pipeline.spec import Names, resolve_names
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
-lifespan = runner_lifespan  # the app factory starts the runner with this router
 NOT_FOUND = problem_responses(404)
 ACTION = problem_responses(404, 409)
 StreamIdPath = Annotated[str, Path(max_length=64)]
@@ -108,32 +105,17 @@ def _field_error(field: str, message: str) -> ProblemError:
     return validation_problem([{"field": field, "message": message, "type": "value"}])
 
 
-def resolve_names(body: StreamCreate, ctx: AppContext) -> tuple[str, str, str]:
-    """``(lang, avatar, voice)`` checked against what is installed; 422 names the field."""
+def _names(body: StreamCreate, ctx: AppContext) -> Names:
+    """Language, avatar and voice checked against what is installed; 422 names the field."""
     defaults = ctx.settings.stream
-    lang = body.lang or defaults.lang
     try:
-        language(lang)
-    except AvatarcastError as e:
-        raise _field_error("body.lang", str(e)) from None
-    packs = list_packs()
-    avatar = body.avatar or defaults.avatar
-    if avatar == "default" and avatar not in packs:
-        avatar = packs[0] if packs else avatar
-    if avatar not in packs:
-        raise _field_error("body.avatar", f"unknown avatar {avatar!r}; installed: {packs}")
-    voices = {v.name: v for v in list_voices()}
-    voice = body.voice or defaults.voice
-    if voice == "default":
-        try:
-            voice = default_voice_for(lang)
-        except AvatarcastError as e:
-            raise _field_error("body.lang", str(e)) from None
-    if voice not in voices:
-        raise _field_error("body.voice", f"unknown voice {voice!r}; installed: {sorted(voices)}")
-    if lang not in voices[voice].languages:
-        raise _field_error("body.voice", f"voice {voice!r} does not speak {lang!r}")
-    return lang, avatar, voice
+        return resolve_names(
+            lang=body.lang or defaults.lang,
+            avatar=body.avatar or defaults.avatar,
+            voice=body.voice or defaults.voice,
+        )
+    except ConfigError as e:
+        raise _field_error(f"body.{e.field or 'lang'}", str(e)) from None
 
 
 def _check_destinations(session: Session, tenant_id: str, ids: list[str]) -> None:
@@ -175,7 +157,7 @@ def list_streams(
 def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
-    lang, avatar, voice = resolve_names(body, ctx)
+    names = _names(body, ctx)
     if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
         raise _field_error(
             "body.writer",
@@ -195,9 +177,9 @@ def create_stream(
         tenant_id=caller.tenant_id,
         name=body.name,
         product_ids=body.product_ids,
-        avatar=avatar,
-        voice=voice,
-        lang=lang,
+        avatar=names.avatar,
+        voice=names.voice,
+        lang=names.lang,
         writer=body.writer,
         destination_ids=list(dict.fromkeys(body.destination_ids)),
         record=body.record,
@@ -325,8 +307,8 @@ def update_stream(
     caller: OperatorDep,
     ctx: ContextDep,
 ) -> StreamPublic:
-    """Change the label's wording or place, or approval of answers; a running stream takes the
-    change at its next start (approval at once)."""
+    """Change the label's wording or place, or approval of answers; a running stream shows
+    the change from its next frame."""
     row = get_stream(session, caller.tenant_id, stream_id)
     changed = body.model_dump(mode="json", exclude_unset=True)
     if body.label is not None:
@@ -336,7 +318,11 @@ def update_stream(
     row.updated_at = utcnow()
     audit(session, caller, kind="stream_updated", stream_id=row.id, detail=changed)
     session.commit()
-    if body.approve_answers is not None and stream_id in manager_of(ctx).runner.running():
-        command = {"cmd": "approve_answers", "on": body.approve_answers}
-        anyio.from_thread.run(manager_of(ctx).runner.send, stream_id, command)
+    if body.approve_answers is not None:
+        tell_stream(ctx, stream_id, ApproveAnswers(on=body.approve_answers))
+    if body.label is not None:
+        label = body.label
+        tell_stream(
+            ctx, stream_id, LabelChanged(text=label.text, position=label.position, lang=label.lang)
+        )
     return public(row, ctx, caller)

@@ -12,11 +12,11 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.db.models_streams import SupervisorRow
 from avatarcast.control.deps import OperatorDep, SessionDep, SupervisorDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.supervision import SupervisorCreate, SupervisorPublic
+from avatarcast.db.models_streams import SupervisorRow
 
 router = APIRouter(prefix="/v1/supervisors", tags=["supervisors"], responses=AUTH_PROBLEMS)
 

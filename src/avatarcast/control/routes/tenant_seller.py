@@ -1,19 +1,20 @@
 """The caller's own tenant's seller: shown on screen for the whole of every stream it runs.
 
 Operators set it here; admins also can for any tenant through ``PATCH /v1/tenants/{id}``. A
-stream on air keeps the panel it started with; the change shows from its next start.
+stream on air shows the change from its next frame.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from avatarcast.control.db.models import Tenant
-from avatarcast.control.deps import OperatorDep, ReaderDep, SessionDep
+from avatarcast.control.deps import ContextDep, OperatorDep, ReaderDep, SessionDep
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.routes import AUTH_PROBLEMS
-from avatarcast.control.routes.tenants import set_seller
+from avatarcast.control.routes.tenants import seller_of, set_seller
 from avatarcast.control.schemas.tenants import SellerIn, SellerPublic
+from avatarcast.control.streaming import tell_tenant_seller
+from avatarcast.db.models import Tenant
 
 router = APIRouter(prefix="/v1/tenant", tags=["tenants"], responses=AUTH_PROBLEMS)
 
@@ -35,18 +36,22 @@ def get_seller(session: SessionDep, caller: ReaderDep) -> SellerPublic:
 
 
 @router.put("/seller", response_model=SellerPublic)
-def put_seller(body: SellerIn, session: SessionDep, caller: OperatorDep) -> SellerPublic:
+def put_seller(
+    body: SellerIn, session: SessionDep, caller: OperatorDep, ctx: ContextDep
+) -> SellerPublic:
     """Set the seller's name and (optionally) an address or contact link."""
     tenant = _mine(session, caller.tenant_id)
-    set_seller(session, caller, tenant, body.name, body.contact)
-    session.commit()
+    if set_seller(session, caller, tenant, body.name, body.contact):
+        session.commit()
+        tell_tenant_seller(ctx, tenant.id, seller_of(tenant))
     return _public(tenant)
 
 
 @router.delete("/seller", status_code=204, response_class=Response)
-def delete_seller(session: SessionDep, caller: OperatorDep) -> Response:
-    """No seller: streams started from now on show no seller panel."""
+def delete_seller(session: SessionDep, caller: OperatorDep, ctx: ContextDep) -> Response:
+    """No seller: streams show no seller panel from their next frame."""
     tenant = _mine(session, caller.tenant_id)
-    set_seller(session, caller, tenant, None, None)
-    session.commit()
+    if set_seller(session, caller, tenant, None, None):
+        session.commit()
+        tell_tenant_seller(ctx, tenant.id, None)
     return Response(status_code=204)

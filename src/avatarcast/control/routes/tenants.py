@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.db.models import Tenant
 from avatarcast.control.deps import AdminDep, Caller, ContextDep, SessionDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
@@ -21,6 +20,8 @@ from avatarcast.control.schemas.tenants import (
     TenantPublic,
     TenantUpdate,
 )
+from avatarcast.control.streaming import tell_tenant_seller
+from avatarcast.db.models import Tenant
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=AUTH_PROBLEMS)
 
@@ -34,11 +35,11 @@ def _get(session: SessionDep, tenant_id: str) -> Tenant:
 
 def set_seller(
     session: Session, caller: Caller, tenant: Tenant, name: str | None, contact: str | None
-) -> None:
-    """Change the tenant's seller and audit it in the tenant's chain; the caller commits.
+) -> bool:
+    """Change the tenant's seller and audit it in the tenant's chain; the caller commits and
+    tells the streams on air (``streaming.tell_tenant_seller``). False when nothing changed.
 
-    A contact needs a name to follow (the panel reads "Seller: NAME · CONTACT"). Streams
-    running now keep their panel until their next start."""
+    A contact needs a name to follow (the panel reads "Seller: NAME · CONTACT")."""
     if contact and not name:
         raise validation_problem(
             [
@@ -50,10 +51,16 @@ def set_seller(
             ]
         )
     if (tenant.seller_name, tenant.seller_contact) == (name, contact):
-        return
+        return False
     tenant.seller_name, tenant.seller_contact = name, contact
     detail = {"seller_name": name, "seller_contact": contact}
     audit(session, caller, kind="seller_updated", detail=detail, tenant_id=tenant.id)
+    return True
+
+
+def seller_of(tenant: Tenant) -> tuple[str, str] | None:
+    """The seller a stream shows: (name, contact), or None for no panel."""
+    return tenant.seller
 
 
 @router.get("", response_model=TenantPage)
@@ -94,7 +101,7 @@ def get_tenant(tenant_id: str, session: SessionDep, _: AdminDep) -> TenantPublic
 
 @router.patch("/{tenant_id}", response_model=TenantPublic, responses=problem_responses(404, 409))
 def update_tenant(
-    tenant_id: str, body: TenantUpdate, session: SessionDep, caller: AdminDep
+    tenant_id: str, body: TenantUpdate, session: SessionDep, caller: AdminDep, ctx: ContextDep
 ) -> TenantPublic:
     """Rename a tenant or change its seller; only the fields sent change."""
     tenant = _get(session, tenant_id)
@@ -107,12 +114,14 @@ def update_tenant(
         tenant.name = body.name
     name = body.seller_name if "seller_name" in sent else tenant.seller_name
     contact = body.seller_contact if "seller_contact" in sent else tenant.seller_contact
-    set_seller(session, caller, tenant, name, contact)
+    seller_changed = set_seller(session, caller, tenant, name, contact)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
         raise conflict from None
+    if seller_changed:
+        tell_tenant_seller(ctx, tenant.id, seller_of(tenant))
     return TenantPublic.model_validate(tenant)
 
 

@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from avatarcast.control.schemas.common import In, Out
+from avatarcast.pipeline.spec import Corner, LabelText, Writer
 
 DesiredState = Literal["stopped", "live", "paused"]
-Writer = Literal["template", "llm"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NAME = Field(min_length=1, max_length=120, pattern=r"^\S(.*\S)?$")
@@ -18,15 +18,10 @@ _ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
-Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
-
-
 class LabelConfigIn(In):
     """The AI label's wording and place. It cannot be switched off: there is no such field."""
 
-    text: str | None = Field(
-        default=None, min_length=1, max_length=120, pattern=r"\S", description="None: default"
-    )
+    text: LabelText | None = Field(default=None, description="None: default")
     lang: str | None = Field(
         default=None, min_length=2, max_length=16, description="Language of the default text"
     )

@@ -34,9 +34,9 @@ Guard = Callable[[Sentence, Product | None, float], Sentence | None]
 
 @dataclass(frozen=True, slots=True)
 class _Redo:
-    """Voice ``new`` and put it in place of the voiced urgent sentence ``old_text``."""
+    """Voice ``new`` and put it in place of the voiced urgent sentence with id ``old_id``."""
 
-    old_text: str
+    old_id: str
     new: Sentence
 
 
@@ -96,11 +96,11 @@ class TalkSource:
         self._wake = asyncio.Event()
         self._skipped = 0
         #: products the supervisor paused: no talk about them until resumed
-        self.excluded: set[str] = set()
+        self._excluded: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.dropped_stale = 0
         #: while true, no rundown talk starts: an urgent sentence (an answer) is due any moment
-        self.hold_rundown: Callable[[], bool] = lambda: False
+        self._hold_rundown: Callable[[], bool] = lambda: False
         #: hear each urgent sentence (an answer) the moment its audio is ready
         self.on_voiced: list[Callable[[Sentence], None]] = []
 
@@ -118,26 +118,45 @@ class TalkSource:
         self._urgent.append(item)
         self._wake.set()
 
+    def hold_rundown_while(self, due: Callable[[], bool]) -> None:
+        """Start no rundown talk while ``due()`` is true (an answer is about to be ready)."""
+        self._hold_rundown = due
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        """Products paused by a supervisor: no talk about them until resumed."""
+        return frozenset(self._excluded)
+
+    def exclude(self, product_id: str) -> None:
+        """No talk about ``product_id`` from now: queued talk about it is dropped."""
+        self._excluded.add(product_id)
+        self.invalidate((product_id,))
+
+    def include(self, product_id: str) -> None:
+        self._excluded.discard(product_id)
+
     def urgent_ready(self) -> bool:
         """Whether an urgent sentence can start now (live: its audio is ready)."""
         if self._prefetch > 0:
             return bool(self._voiced)
         return bool(self._urgent) and isinstance(self._urgent[0], Sentence)
 
-    def replace_urgent(self, old_text: str, new: Sentence) -> bool:
-        """Say ``new`` instead of the urgent sentence ``old_text`` if it is not on air yet.
+    def replace_urgent(self, old_id: str, new: Sentence) -> bool:
+        """Say ``new`` instead of the urgent sentence with id ``old_id`` if it is not on air yet.
 
         Queued, it is swapped in place; already voiced, ``new`` is voiced and swapped in when
         ready, while the old one stays ready to go, so a replacement never delays it.
         """
+        if not old_id:
+            return False
         for queue in (self._urgent, self._to_voice):
             for i, item in enumerate(queue):
-                if isinstance(item, Sentence) and item.text == old_text:
+                if isinstance(item, Sentence) and item.id == old_id:
                     queue[i] = new
                     return True
-        voicing = self._voicing is not None and self._voicing.text == old_text
-        if voicing or any(t.chunk.sentence.text == old_text for t in self._voiced):
-            self._to_voice.append(_Redo(old_text, new))
+        voicing = self._voicing is not None and self._voicing.id == old_id
+        if voicing or any(t.chunk.sentence.id == old_id for t in self._voiced):
+            self._to_voice.append(_Redo(old_id, new))
             self._voice_wake.set()
             return True
         return False
@@ -153,7 +172,7 @@ class TalkSource:
         while not self._ready.empty():
             t = self._ready.get_nowait()
             about = t.product.id if t.product is not None else None
-            if about in self.excluded:
+            if about in self._excluded:
                 fresh = None
             else:
                 fresh = _rebound(t, self._catalog) if about in ids else t
@@ -165,7 +184,7 @@ class TalkSource:
             self._ready.put_nowait(t)
         before = self._pending_product
         if before is not None and before.id in ids:
-            now = None if before.id in self.excluded else self._catalog.get(before.id)
+            now = None if before.id in self._excluded else self._catalog.get(before.id)
             keep = [s for s in self._pending if not states_changed_fact(s.facts, before, now)]
             dropped += len(self._pending) - len(keep)
             self._pending = deque(keep)
@@ -182,6 +201,7 @@ class TalkSource:
         while not self._ready.empty():
             self._ready.get_nowait()
         self._pending.clear()
+        self.close()  # a sentence voiced ahead is rundown talk too
         self._wake.set()
 
     # --- producing -----------------------------------------------------------------------------
@@ -200,14 +220,14 @@ class TalkSource:
             if self._pending:
                 sentence = self._pending.popleft()
                 product = self._pending_product
-                if product is not None and product.id in self.excluded:
+                if product is not None and product.id in self._excluded:
                     self._pending.clear()
                     continue
                 return sentence, product, False
             request = self._next_segment(self._media_time)
             if request is None:
                 return None
-            if request.product.id in self.excluded:
+            if request.product.id in self._excluded:
                 self._skipped += 1
                 if self._skipped > 50:  # every product is paused: say nothing
                     self._skipped = 0
@@ -271,7 +291,7 @@ class TalkSource:
         if self._urgent and isinstance(self._urgent[0], Sentence):
             got = await self._produce_one()
             return got[0] if got is not None else None
-        if self.hold_rundown():
+        if self._hold_rundown():
             return None
         if self._ahead is None:
             got = await self._produce_one()
@@ -309,7 +329,7 @@ class TalkSource:
         while True:
             if self._voiced:
                 talk = self._voiced.popleft()
-            elif self.hold_rundown():
+            elif self._hold_rundown():
                 return None
             elif wait:
                 talk = await self._ready.get()
@@ -367,7 +387,7 @@ class TalkSource:
                 await self._voice_wake.wait()
                 continue
             item = self._to_voice.popleft()
-            old, sentence = (item.old_text, item.new) if isinstance(item, _Redo) else (None, item)
+            old, sentence = (item.old_id, item.new) if isinstance(item, _Redo) else (None, item)
             self._voicing = sentence
             try:
                 talk = await self._voice_one(sentence)
@@ -383,7 +403,7 @@ class TalkSource:
             if old is None:
                 self._voiced.append(talk)
             else:
-                at = [i for i, t in enumerate(self._voiced) if t.chunk.sentence.text == old]
+                at = [i for i, t in enumerate(self._voiced) if t.chunk.sentence.id == old]
                 if not at:
                     continue  # the old one went on air first
                 self._voiced[at[0]] = talk

@@ -1,7 +1,7 @@
 """A stream's HLS output: ``{enabled, low_latency, public}`` or null.
 
-Revision ID: 0006_stream_hls
-Revises: 0005_tenant_seller
+Revision ID: 0007_stream_hls
+Revises: 0006_layouts (branch portrait: a stream's size and preset)
 Create Date: 2026-12-06
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0006_stream_hls"
-down_revision: str | Sequence[str] | None = "0005_tenant_seller"
+revision: str = "0007_stream_hls"
+down_revision: str | Sequence[str] | None = "0006_layouts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

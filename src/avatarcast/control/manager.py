@@ -22,16 +22,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.catalog.model import Product
+from avatarcast.commands import Command, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.events import record_event
-from avatarcast.control.db.models import Destination, ProductRow, Tenant
-from avatarcast.control.db.models_streams import StreamRow, TranscriptLine
-from avatarcast.control.db.products import to_product
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
+from avatarcast.db.base import utcnow
+from avatarcast.db.events import record_event
+from avatarcast.db.models import Destination, ProductRow, Tenant
+from avatarcast.db.models_streams import StreamRow, TranscriptLine
+from avatarcast.db.products import to_product
+from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
+from avatarcast.script.llm import LlmOptions
 
 __all__ = ["ProgrammeDefaults", "StreamManager", "hls_folder", "push_url"]
 
@@ -51,9 +54,9 @@ class ProgrammeDefaults:
     hls_dir: Path | None = None
     size: str = "720p"
     fps: int = 25
-    ice_servers: tuple[Mapping[str, Any], ...] = ()
-    #: the model endpoint for streams with writer "llm" (base_url, model, api_key, timeout)
-    llm: Mapping[str, Any] | None = field(default=None, repr=False)
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    #: the model endpoint for streams with writer "llm"
+    llm: LlmOptions | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +70,12 @@ def hls_folder(root: Path | None, tenant_id: str, stream_id: str) -> Path:
     return (root or Path("hls")) / tenant_id / stream_id
 
 
-def hls_spec(root: Path | None, row: StreamRow) -> dict[str, Any]:
+def hls_spec(root: Path | None, row: StreamRow) -> tuple[Path | None, bool]:
+    """The stream's HLS folder (None: no HLS) and whether it is low-latency, from its row."""
     hls = row.hls or {}
     if not hls.get("enabled"):
-        return {}
-    return {
-        "hls_dir": hls_folder(root, row.tenant_id, row.id),
-        "hls_low_latency": bool(hls.get("low_latency")),
-    }
+        return None, False
+    return hls_folder(root, row.tenant_id, row.id), bool(hls.get("low_latency"))
 
 
 def push_url(url: str, stream_key: str | None) -> str:
@@ -170,26 +171,32 @@ class StreamManager:
         d = self.defaults
         label = row.label or {}
         tenant = session.get(Tenant, row.tenant_id)
-        return StreamSpec(
-            tenant_id=row.tenant_id,
-            label_text=label.get("text"),
-            label_lang=label.get("lang"),
-            label_position=label.get("position") or "top-left",
-            seller=tenant.seller if tenant is not None else None,
-            llm=d.llm if row.writer == "llm" else None,
-            approve_answers=row.approve_answers,
+        programme = ProgrammeOptions(
+            stream_id=row.id,
             lang=row.lang,
             avatar=row.avatar,
             voice=row.voice,
             writer=row.writer,
+            llm=d.llm if row.writer == "llm" else None,
             size=d.size,
             fps=d.fps,
+            label_text=label.get("text"),
+            label_lang=label.get("lang"),
+            label_position=label.get("position") or "top-left",
+            seller=tenant.seller if tenant is not None else None,
+        )
+        hls_dir, hls_low_latency = hls_spec(d.hls_dir, row)
+        return StreamSpec(
+            tenant_id=row.tenant_id,
+            programme=programme,
+            approve_answers=row.approve_answers,
             products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
-            **hls_spec(d.hls_dir, row),
+            hls_dir=hls_dir,
+            hls_low_latency=hls_low_latency,
         )
 
     # --- product changes --------------------------------------------------------------------
@@ -219,6 +226,9 @@ class StreamManager:
 
     def on_event(self, event: StreamEvent) -> None:
         """The runner's event callback: queue the database write."""
+        command = event.detail.get("command") if event.kind == "command" else None
+        if isinstance(command, Mapping) and command.get("type") in _UNRECORDED_COMMANDS:
+            return
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
         if event.kind in ("started", "restarted") and self.watch is not None:
@@ -261,6 +271,21 @@ class StreamManager:
                         detail=dict(event.detail),
                     )
             session.commit()
+
+    # --- live changes -------------------------------------------------------------------------
+
+    async def send_command(self, stream_id: str, command: Command) -> None:
+        """Hand a running stream one typed command (applied at its next frame boundary)."""
+        if stream_id in self.runner.running():
+            await self.runner.send(stream_id, command_to_wire(command))
+
+    async def seller_changed(self, tenant_id: str, seller: tuple[str, str] | None) -> None:
+        """The tenant's seller changed: every stream of it on air shows the new panel."""
+        command = SellerChanged(name=seller[0], contact=seller[1]) if seller else SellerChanged()
+        running = set(self.runner.running())
+        for stream_id, sel in list(self._selections.items()):
+            if sel.tenant_id == tenant_id and stream_id in running:
+                await self.runner.send(stream_id, command_to_wire(command))
 
     def _sender(self, stream_id: str, command: Mapping[str, Any]) -> Job:
         async def send() -> None:
@@ -381,6 +406,11 @@ def _set_gauges(
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
         reconnects[(stream_id, name)] = count
+
+
+#: applied commands not written to the stream's events: each has a record of its own (chat
+#: fates, product rows, and the start/stop/pause/resume events the API writes)
+_UNRECORDED_COMMANDS = frozenset({"chat", "products", "stop", "pause", "resume"})
 
 
 def _safe(on: bool) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from avatarcast.control.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
+from avatarcast.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
 
 
 class Tenant(Base):

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from alembic import context
 
-from avatarcast.control.db.base import Base
-from avatarcast.control.db.engine import make_engine
+from avatarcast.db import models, models_audit, models_streams
+from avatarcast.db.base import Base
+from avatarcast.db.engine import make_engine
 
-# every module that declares tables; models_streams arrives with the stream runner
-for _name in (
-    "avatarcast.control.db.models",
-    "avatarcast.control.db.models_streams",
-    "avatarcast.compliance.models",
-):
-    if importlib.util.find_spec(_name) is not None:
-        importlib.import_module(_name)
+# the modules that declare tables: importing them puts every table on Base.metadata
+_TABLE_MODULES = (models, models_audit, models_streams)
 
 target_metadata = Base.metadata
 config = context.config

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.models import Event
+from avatarcast.db.base import utcnow
+from avatarcast.db.models import Event
 
 
 def record_event(

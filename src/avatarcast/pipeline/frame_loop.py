@@ -1,4 +1,4 @@
-"""Runs a programme: plan on the loop, compose and encode in worker threads, fan out to sinks.
+"""The frame loop: plan on the event loop, compose and encode in worker threads, fan out.
 
 Compose and encode of a frame run back to back in one worker thread, one hand-off per frame:
 at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
@@ -7,7 +7,7 @@ threads would only pass it back and forth). Only a sink that taps the raw frame 
 splits them, so it sees the frame before the encode. Live, frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
-one ``write_batch`` where the sink has one.
+one ``write_batch``.
 """
 
 from __future__ import annotations
@@ -22,23 +22,15 @@ from typing import Protocol, runtime_checkable
 
 from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
-from avatarcast.output.base import Sink, StreamHeaders
+from avatarcast.output.base import FrameEncoder, Sink
+from avatarcast.pipeline.director import Director
 from avatarcast.programme.programme import FramePlan, Programme
-from avatarcast.programme.yuv import YuvFrame
 from avatarcast.threads import named_pool
+from avatarcast.yuv import YuvFrame
 
 log = logging.getLogger(__name__)
 
 Compose = Callable[[FramePlan, YuvFrame], None]
-
-
-class FrameEncoder(Protocol):
-    @property
-    def headers(self) -> StreamHeaders: ...
-
-    def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]: ...
-
-    def flush(self) -> list[EncodedPacket]: ...
 
 
 @runtime_checkable
@@ -68,8 +60,11 @@ class RunStats:
         return self.frames / dt if dt > 0 else 0.0
 
 
-class ProgrammeRunner:
-    """Drives one programme through one encoder into many sinks."""
+class FrameLoop:
+    """Drives one programme through one encoder into many sinks, one frame at a time.
+
+    (The stream backends that run whole streams are ``runner``; this is the loop inside one.)
+    """
 
     def __init__(
         self,
@@ -79,6 +74,7 @@ class ProgrammeRunner:
         encoder: FrameEncoder,
         sinks: Sequence[Sink],
         clock: Clock,
+        director: Director | None = None,
         before_frame: Callable[[int], Awaitable[None]] | None = None,
         on_progress: Callable[[int], None] | None = None,
         start_pts: int = 0,
@@ -88,6 +84,7 @@ class ProgrammeRunner:
         self._encoder = encoder
         self._sinks = list(sinks)
         self._clock = clock
+        self._director = director
         self._before = before_frame
         self._on_progress = on_progress
         self._start_pts = start_pts
@@ -137,12 +134,7 @@ class ProgrammeRunner:
             self.stats.first_packet_wall = time.perf_counter()
         t0 = time.perf_counter()
         for sink in self._sinks:
-            write_batch = getattr(sink, "write_batch", None)
-            if write_batch is not None:
-                await write_batch(packets)
-                continue
-            for pkt in packets:
-                await sink.write(pkt)
+            await sink.write_batch(packets)
         self.stats.stage_seconds["sinks"] += time.perf_counter() - t0
 
     async def run(self, *, frames: int | None) -> RunStats:
@@ -152,9 +144,7 @@ class ProgrammeRunner:
         headers = self._encoder.headers
         for sink in self._sinks:
             await sink.open(headers)
-        restart = getattr(self._clock, "restart", None)
-        if restart is not None:
-            restart()  # frames are due from now, not from when the runner was built
+        self._clock.restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
         pending: Future[list[EncodedPacket]] | None = None
         taps: list[FrameTap] = [s for s in self._sinks if isinstance(s, FrameTap)]
@@ -171,6 +161,8 @@ class ProgrammeRunner:
                         self.stats.late_frames += 1
                     self.stats.max_lateness_s = max(self.stats.max_lateness_s, late)
                     self.stats.last_lateness_s = max(late, 0.0)
+                if self._director is not None:
+                    self._director.drain(pts)  # the one way in: commands apply between frames
                 if self._before is not None:
                     await self._before(pts)
                 t0 = time.perf_counter()
@@ -216,4 +208,4 @@ class ProgrammeRunner:
             try:
                 await sink.aclose()
             except Exception:
-                log.exception("closing sink %s failed", getattr(sink, "name", sink))
+                log.exception("closing sink %s failed", sink.name)

@@ -90,15 +90,12 @@ class ProgrammeChat:
         self._cut_at: float | None = None
         built.listeners.append(self.desk.on_line)
         built.talk.on_voiced.append(self._voiced)
-        built.talk.hold_rundown = self._answer_due
-        original = built.animator.start_chunk
+        built.talk.hold_rundown_while(self._answer_due)
+        built.programme.on_chunk_started(self._chunk_started)
 
-        def start_chunk(chunk: SpeechChunk, frame_index: int) -> None:
-            self._playing = (frame_index, chunk)
-            self._cut_at = None
-            original(chunk, frame_index)
-
-        built.animator.start_chunk = start_chunk  # type: ignore[method-assign]
+    def _chunk_started(self, chunk: SpeechChunk, pts: int) -> None:
+        self._playing = (pts, chunk)
+        self._cut_at = None
 
     def _on_air(self) -> str | None:
         product = self.built.programme.current_product
@@ -106,7 +103,7 @@ class ProgrammeChat:
 
     def _voiced(self, sentence: Sentence) -> None:
         if sentence.source == "answer":
-            self.desk.stamp(sentence.text, "voiced")
+            self.desk.stamp(sentence.id, "voiced")
 
     def _say(self, sentence: Sentence) -> None:
         self.built.talk.say_now(sentence)
@@ -170,11 +167,11 @@ class ProgrammeChat:
     def _check_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
         out = self._checked_answer(s, product, t)
         if out is not None:
-            self.desk.stamp(out.text, "checked")
+            self.desk.stamp(out.id, "checked")
         return out
 
     def _checked_answer(self, s: Sentence, product: Product | None, t: float) -> Sentence | None:
-        handed = self.desk.handed(s.text)
+        handed = self.desk.handed(s.id)
         guardrails = self.answerer.guardrails
         if handed is None or guardrails is None:
             return s
@@ -189,6 +186,6 @@ class ProgrammeChat:
             return replace(s, verdicts=verdict.verdicts())
         self.desk.guardrail_refusals += 1
         honest = self.answerer.honest(answer.product_id, names)
-        out = honest.sentence(s.lang)
-        self.desk.replace_handed(s.text, honest, out.text)
+        out = replace(honest.sentence(s.lang), id=s.id)
+        self.desk.replace_handed(s.id, honest)
         return out

@@ -37,7 +37,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime; use avatarcast.control.db.base.utcnow()")
+            raise ValueError("naive datetime; use avatarcast.db.base.utcnow()")
         return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avatarcast.catalog.model import Product
-from avatarcast.control.db.base import utcnow
-from avatarcast.control.db.models import ProductRow
+from avatarcast.db.base import utcnow
+from avatarcast.db.models import ProductRow
 
 #: Rows written between flushes during an import (the transaction stays one).
 FLUSH_EVERY = 200

@@ -8,10 +8,9 @@ from typing import Any
 from sqlalchemy import Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from avatarcast.control.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
+from avatarcast.db.base import Base, BigIntPk, JsonType, UtcDateTime, utcnow
 
 #: What an operator wants a stream to be; the runner's actual state is reported separately.
-DESIRED_STATES = ("stopped", "live", "paused")
 
 
 class StreamRow(Base):

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from avatarcast.control.db.base import Base, BigIntPk, UtcDateTime
+from avatarcast.db.base import Base, BigIntPk, UtcDateTime
 
 
 class AuditRow(Base):

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from avatarcast.control.db.engine import make_engine, normalise_url
+from avatarcast.db.engine import make_engine, normalise_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

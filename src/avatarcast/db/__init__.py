@@ -1,0 +1,21 @@
+"""The database: declarative models of the control plane and the audit log, engines, migrations."""
+
+from avatarcast.db.base import Base, utcnow
+from avatarcast.db.engine import make_engine, make_sessionmaker, normalise_url
+from avatarcast.db.migrate import current_revision, upgrade_database
+from avatarcast.db.models import ApiKey, Destination, Event, ProductRow, Tenant
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Destination",
+    "Event",
+    "ProductRow",
+    "Tenant",
+    "current_revision",
+    "make_engine",
+    "make_sessionmaker",
+    "normalise_url",
+    "upgrade_database",
+    "utcnow",
+]

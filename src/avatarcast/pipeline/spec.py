@@ -1,0 +1,114 @@
+"""The programme spec: what a user chooses, in one pydantic model from the API to ``build()``.
+
+The CLI fills :class:`ProgrammeOptions` from flags, the control plane from a stream's row; it
+travels to the stream's worker as JSON inside ``runner.base.StreamSpec`` and reaches
+``pipeline.build.validate`` unchanged. :func:`resolve_names` is the one check of the names in it
+(language, avatar, voice) for the CLI and the API alike. This module stays light (no media
+imports): the API process imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avatarcast.avatar.pack import list_packs
+from avatarcast.errors import ConfigError, UnknownNameError
+from avatarcast.locale import language
+from avatarcast.script.llm import LlmOptions
+from avatarcast.voice.registry import NetworkVoiceOptions, default_voice_for, list_voices
+
+__all__ = [
+    "Corner",
+    "LabelText",
+    "Names",
+    "ProgrammeOptions",
+    "Writer",
+    "option_error",
+    "resolve_names",
+]
+
+Writer = Literal["template", "llm"]
+Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+#: the AI label's own wording: one line, never blank
+LabelText = Annotated[str, Field(min_length=1, max_length=120, pattern=r"\S")]
+
+
+class ProgrammeOptions(BaseModel):
+    """What a user chooses for one programme: the one spec the CLI, the API's streams and the
+    worker fill in and ``build()`` reads. It travels to a stream's worker as JSON inside
+    ``runner.base.StreamSpec``; names (language, avatar, voice) are checked by ``validate``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    catalog_path: Path | None = None
+    lang: str = "en"
+    avatar: str | None = None
+    voice: str | None = None
+    writer: Writer = "template"
+    #: the model endpoint for ``writer="llm"`` (from Settings, read by the CLI and the app)
+    llm: LlmOptions | None = None
+    #: where network voices (``openai:*``, ``edge:*``) connect (from Settings, read by the CLI)
+    tts: NetworkVoiceOptions | None = None
+    seed: int = 0
+    size: str = "720p"
+    fps: int = 25
+    label_text: LabelText | None = None
+    label_position: Corner = "top-left"
+    #: the language of the label's default wording (None: the programme's)
+    label_lang: str | None = None
+    producer: str = "avatarcast"
+    stream_id: str = "local"
+    #: seller shown on screen for the whole stream: (name, contact)
+    seller: tuple[str, str] | None = None
+    #: seconds between spoken AI disclosures (the first is at the start); None turns them off
+    disclosure_interval_s: float | None = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    lang: str
+    avatar: str
+    voice: str
+
+
+def resolve_names(*, lang: str, avatar: str | None, voice: str | None) -> Names:
+    """The language, avatar and voice checked against what is installed.
+
+    No avatar (or ``"default"`` where no pack has that name) is the first installed pack; no
+    voice (or ``"default"``) is the language's default voice. A bad name raises a ConfigError
+    whose ``field`` is ``"lang"``, ``"avatar"`` or ``"voice"``.
+    """
+    try:
+        language(lang)
+    except UnknownNameError as e:
+        raise UnknownNameError("language", lang, e.known, field="lang") from None
+    packs = list_packs()
+    if avatar is None or (avatar == "default" and avatar not in packs):
+        avatar = packs[0] if packs else "default"
+    if avatar not in packs:
+        raise UnknownNameError("avatar", avatar, packs, field="avatar")
+    if voice is None or voice == "default":
+        try:
+            voice = default_voice_for(lang)
+        except UnknownNameError as e:
+            raise ConfigError(str(e), field="lang") from None
+    voices = {v.name: v for v in list_voices()}
+    if voice not in voices:
+        raise UnknownNameError("voice", voice, list(voices), field="voice")
+    if lang not in voices[voice].languages:
+        speaks = ", ".join(voices[voice].languages)
+        raise ConfigError(
+            f"voice {voice!r} does not speak {lang!r}; it speaks {speaks}", field="voice"
+        )
+    return Names(lang=lang, avatar=avatar, voice=voice)
+
+
+def option_error(e: ValidationError) -> ConfigError:
+    """A rejected option as a ConfigError that names it (the first, when several are bad)."""
+    first = e.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "options"
+    return ConfigError(f"option {field}: {first['msg']}", field=field)
