@@ -85,7 +85,7 @@ def test_supervisors_keys_duty_and_labels(api: Api) -> None:
         (sup_id, "Ana Lopez", "ID-0042")
     ]
     assert c.get("/v1/supervisors", headers=api.other).json() == []
-    link = {"name": "k", "role": "operator", "supervisor_id": sup_id}
+    link = {"name": "k", "role": "backend", "supervisor_id": sup_id}
     api.problem(c.post("/v1/keys", json=link, headers=op), 422)
     other_link = {"name": "k", "role": "supervisor", "supervisor_id": sup_id}
     api.problem(c.post("/v1/keys", json=other_link, headers=api.other), 404)

@@ -105,32 +105,35 @@ def test_csv_plain_columns_and_shared_selling_points() -> None:
 def test_missing_field_names_row_and_field() -> None:
     err = _json_error([_product(), _product(id="b", brand=None)])
     assert [(p.row, p.field) for p in err.problems] == [(1, "brand")]
-    assert "products[1].brand: is required" in str(err)
+    assert 'products[1] (id "b").brand: is required' in str(err)
 
 
 def test_invalid_price_names_the_value() -> None:
     err = _json_error([_product(), _product(id="b"), _product(id="c", price="abc")])
-    assert "products[2].price: 'abc' is not a valid decimal" in str(err)
+    assert "products[2] (id \"c\").price: 'abc' is not a valid decimal" in str(err)
     assert err.problems[0].row == 2 and err.problems[0].field == "price"
 
 
 def test_bad_currency_names_the_value() -> None:
     err = _json_error([_product(currency="euro")])
     assert err.problems[0].field == "currency"
-    assert "products[0].currency: 'euro'" in str(err)
+    assert "products[0] (id \"kettle-1\").currency: 'euro'" in str(err)
     assert "ISO 4217" in str(err)
 
 
 def test_sale_price_not_below_price() -> None:
     err = _json_error([_product(sale_price="39.99")])
     assert err.problems[0].field == "sale_price"
-    assert "products[0].sale_price: '39.99' is not lower than price '39.99'" in str(err)
+    assert (
+        "products[0] (id \"kettle-1\").sale_price: '39.99' is not lower than price '39.99'"
+        in str(err)
+    )
 
 
 def test_duplicate_id_names_both_rows() -> None:
     err = _json_error([_product(), _product(id="other"), _product()])
     assert [(p.row, p.field) for p in err.problems] == [(2, "id")]
-    assert "products[2].id: 'kettle-1' duplicates products[0]" in str(err)
+    assert "products[2] (id \"kettle-1\").id: 'kettle-1' duplicates products[0]" in str(err)
 
 
 def test_every_bad_row_is_collected() -> None:
@@ -175,8 +178,10 @@ def test_csv_problems_are_numbered_by_line() -> None:
     found = [(p.row, p.field) for p in info.value.problems]
     assert found == [(3, "price"), (4, "brand"), (4, "currency"), (5, "id")]
     message = str(info.value)
-    assert message.startswith("shop.csv: 4 problems: line 3: price: 'ten' is not a valid decimal")
-    assert "line 5: id: 'a' duplicates line 2" in message
+    assert message.startswith(
+        """shop.csv: 4 problems: line 3 (id "b"): price: 'ten' is not a valid decimal"""
+    )
+    assert """line 5 (id "a"): id: 'a' duplicates line 2""" in message
 
 
 def test_csv_unknown_column_and_mismatched_languages() -> None:
@@ -190,7 +195,9 @@ def test_csv_unknown_column_and_mismatched_languages() -> None:
 def test_file_load_reports_the_path(tmp_path: Path) -> None:
     path = tmp_path / "shop.json"
     path.write_text(json.dumps([_product(price="-1")]))
-    with pytest.raises(CatalogError, match=r"shop\.json: 1 problem: products\[0\]\.price: '-1'"):
+    with pytest.raises(
+        CatalogError, match=r"shop\.json: 1 problem: products\[0\] \(id \"kettle-1\"\)\.price: '-1'"
+    ):
         load_catalog(path)
 
 

@@ -132,6 +132,7 @@ def add_stream_with_night(
                 record=False,
                 desired_state="stopped",
                 whep_token="t",
+                duty_supervisor_id="sup1",  # a window opens only with someone on duty
             )
         )
         s.flush()

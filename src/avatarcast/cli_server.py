@@ -31,6 +31,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = Fals
         port=settings.api.port,
         log_config=None,
         access_log=settings.api.access_log or verbose,
+        ws_max_size=settings.chat.max_frame_bytes,
     )
 
 
@@ -86,7 +87,7 @@ def demo(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False
             f"avatarcast demo: {info.products} products, stream {info.stream_id} going live\n"
             f"  player      {info.player_url}\n"
             f"  API docs    {info.docs_url}\n"
-            f"  API key     {info.api_key}  (operator; shown once)\n"
+            f"  API key     {info.api_key}  (operator and the demo supervisor; shown once)\n"
             f"  status      curl -H 'Authorization: Bearer {info.api_key}' "
             f"{info.api_url}/v1/streams/{info.stream_id}\n"
             f"  recordings  {info.recordings_dir}\n"

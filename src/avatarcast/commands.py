@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from avatarcast.catalog.model import Product
 from avatarcast.chat.message import ChatMessage
+from avatarcast.chat.moderation import Screened
 from avatarcast.errors import AvatarcastError
 
 __all__ = [
@@ -169,6 +170,9 @@ class ChatMessages(Command):
 
     NAME = "chat"
     messages: tuple[ChatMessage, ...]
+    #: the moderator's verdicts per message, worked out off the frame loop by the worker;
+    #: not part of the wire or session form (the desk screens in place when they are absent)
+    screened: tuple[Screened, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

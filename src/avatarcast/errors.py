@@ -41,21 +41,32 @@ class CatalogError(AvatarcastError):
 class CatalogProblem:
     """One bad row or field in a catalog: where (row index or line), which field, and why."""
 
-    __slots__ = ("field", "reason", "row")
+    __slots__ = ("field", "product_id", "reason", "row")
 
-    def __init__(self, *, row: int | str, field: str, reason: str) -> None:
+    def __init__(
+        self, *, row: int | str, field: str, reason: str, product_id: str | None = None
+    ) -> None:
         self.row = row
         self.field = field
         self.reason = reason
+        #: the row's product id when it has one: what a person searches a big catalog for
+        self.product_id = product_id
 
     def as_dict(self) -> dict[str, object]:
-        return {"row": self.row, "field": self.field, "reason": self.reason}
+        found: dict[str, object] = {"row": self.row, "field": self.field, "reason": self.reason}
+        if self.product_id is not None:
+            found["product_id"] = self.product_id
+        return found
 
     def __str__(self) -> str:
-        return f"row {self.row}: field {self.field!r}: {self.reason}"
+        named = f" (id {self.product_id!r})" if self.product_id is not None else ""
+        return f"row {self.row}{named}: field {self.field!r}: {self.reason}"
 
     def __repr__(self) -> str:
-        return f"CatalogProblem(row={self.row!r}, field={self.field!r}, reason={self.reason!r})"
+        return (
+            f"CatalogProblem(row={self.row!r}, field={self.field!r}, reason={self.reason!r}, "
+            f"product_id={self.product_id!r})"
+        )
 
 
 class UnknownNameError(ConfigError):

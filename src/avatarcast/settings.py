@@ -47,6 +47,8 @@ class LoadSheddingSettings(_Section):
     waiting: int = Field(default=256, ge=0, le=100_000)
     #: A request that waited this long is answered 503: its client has likely given up.
     wait_s: float = Field(default=2.0, gt=0, le=60)
+    #: Slots kept for stop, kill, mute, pause and supervisor heartbeats, apart from the others.
+    control: int = Field(default=8, ge=1, le=256)
 
 
 class ApiSettings(_Section):
@@ -64,6 +66,9 @@ class ApiSettings(_Section):
     #: hundreds of requests a second it is a good share of the API's CPU, and every request
     #: is already counted in /metrics and every change written to the audit trail.
     access_log: bool = False
+    #: ``/metrics`` needs ``Authorization: Bearer <token>`` when set; when empty it answers
+    #: loopback clients only (behind a reverse proxy on the same host, set a token).
+    metrics_token: SecretStr = SecretStr("")
 
 
 class StreamDefaults(_Section):
@@ -74,6 +79,8 @@ class StreamDefaults(_Section):
     avatar: str = "default"
     voice: str = "default"
     writer: str = "template"
+    #: Per language, the words an AI label's text must contain (``[terms]`` in TOML).
+    ai_disclosure_terms: Path = Path("configs/ai-disclosure.toml")
 
 
 class SupervisionSettings(_Section):
@@ -89,6 +96,15 @@ class ChatSettings(_Section):
 
     max_batch: int = Field(default=500, ge=1)
     max_text: int = Field(default=500, ge=1)
+    #: The largest WebSocket frame taken (a full batch of long messages fits); larger closes.
+    max_frame_bytes: int = Field(default=512 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: Frames per second a chat socket is served at, after a burst; faster ones wait.
+    frames_per_s: float = Field(default=50.0, gt=0)
+    frames_burst: int = Field(default=100, ge=1)
+    #: Viewer messages per second one stream takes (all batches and sockets), after a burst;
+    #: the rest are rejected with reason "budget" before they reach the stream's worker.
+    stream_messages_per_s: float = Field(default=20.0, gt=0)
+    stream_messages_burst: int = Field(default=500, ge=1)
 
 
 class LlmSettings(_Section):
@@ -162,6 +178,31 @@ class C2paSettings(_Section):
     tsa_url: str | None = None
 
 
+class QuotaSettings(_Section):
+    """What one tenant may have at once; a create past it answers 409 ``quota-exceeded``."""
+
+    #: streams on air (live or paused): each is a worker process with its CPU
+    live_streams: int = Field(default=5, ge=0)
+    products: int = Field(default=20_000, ge=0)
+    schedules: int = Field(default=100, ge=0)
+    #: keys not revoked
+    keys: int = Field(default=200, ge=0)
+
+
+class SecretsSettings(_Section):
+    """The server key that encrypts stream keys at rest (see ``control/secretbox.py``).
+
+    ``server_key`` (a Fernet key: ``python -c 'from cryptography.fernet import Fernet;
+    print(Fernet.generate_key().decode())'``) wins over ``server_key_file``, which is created
+    on first start when missing (default: ``server.key`` beside a SQLite database, else
+    ``./var/server.key``). To rotate: new key in ``server_key``, the old one in
+    ``previous_keys``, restart (stream keys are re-encrypted), then drop the old one."""
+
+    server_key: SecretStr = SecretStr("")
+    server_key_file: Path | None = None
+    previous_keys: list[SecretStr] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARCAST_",
@@ -182,6 +223,8 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,21 @@ from typing import Any
 
 from avatarcast.errors import CatalogError, CatalogProblem
 
-__all__ = ["Record", "json_of", "parse_money", "slug", "strip_html", "text_of"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "Record",
+    "check_depth",
+    "json_of",
+    "loads_bounded",
+    "parse_money",
+    "slug",
+    "strip_html",
+    "text_of",
+]
+
+#: Deepest nesting a catalog may have. A product is 4 levels deep (catalog, product, facts,
+#: a fact's languages); a file nested thousands deep only exists to exhaust the parser.
+MAX_JSON_DEPTH = 32
 
 Record = tuple[int | str, dict[str, Any] | list[CatalogProblem]]
 """A row number (or path) and either the row's product fields or what is wrong with it."""
@@ -25,10 +39,32 @@ def text_of(data: bytes) -> str:
 
 
 def json_of(data: bytes) -> Any:
+    return loads_bounded(text_of(data))
+
+
+def loads_bounded(text: str, **kwargs: Any) -> Any:
+    """``json.loads`` that answers CatalogError, not RecursionError, for deep nesting."""
     try:
-        return json.loads(text_of(data))
+        doc = json.loads(text, **kwargs)
     except json.JSONDecodeError as e:
         raise CatalogError(f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise CatalogError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    check_depth(doc)
+    return doc
+
+
+def check_depth(doc: Any) -> None:
+    """Without recursion: the nesting of ``doc`` is at most ``MAX_JSON_DEPTH``."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if not isinstance(node, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise CatalogError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 # --- money -----------------------------------------------------------------------------------

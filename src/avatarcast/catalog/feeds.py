@@ -30,7 +30,7 @@ from typing import Any, Literal, get_args
 from pydantic import ValidationError
 
 from avatarcast.catalog import merchant
-from avatarcast.catalog._feed_common import Record, parse_money, strip_html, text_of
+from avatarcast.catalog._feed_common import Record, json_of, parse_money, strip_html, text_of
 from avatarcast.catalog.loaders import parse_catalog_bytes
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.safe_xml import parse_xml, parse_xml_stdlib
@@ -58,7 +58,19 @@ class FeedResult:
 
 
 def parse_feed(data: bytes, fmt: FeedFormat, *, currency: str = "EUR") -> FeedResult:
-    """Products of the good rows and a problem per bad field; CatalogError if unreadable."""
+    """Products of the good rows and a problem per bad field; CatalogError if unreadable.
+
+    A CSV/TSV field over the csv module's limit (128 KiB) or nesting past the parser's depth
+    is an unreadable file too, never an unhandled error."""
+    try:
+        return _parse_feed(data, fmt, currency)
+    except csv.Error as e:
+        raise CatalogError(f"not valid {fmt.upper()}: {e}") from None
+    except RecursionError:
+        raise CatalogError(f"{fmt} feed nested too deeply to read") from None
+
+
+def _parse_feed(data: bytes, fmt: FeedFormat, currency: str) -> FeedResult:
     if fmt in ("json", "csv"):
         return _with_loader(parse_catalog_bytes, data, fmt)
     if fmt == "gmc-xml":
@@ -81,14 +93,18 @@ def _validate_all(records: Iterator[Record]) -> FeedResult:
         try:
             out.products.append(Product.model_validate(fields))
         except ValidationError as e:
-            out.problems.extend(_problems(row, e))
+            out.problems.extend(_problems(row, e, fields.get("id")))
     return out
 
 
-def _problems(row: int | str, e: ValidationError) -> list[CatalogProblem]:
+def _problems(row: int | str, e: ValidationError, product_id: Any) -> list[CatalogProblem]:
+    named = str(product_id) if isinstance(product_id, str | int) and str(product_id) else None
     return [
         CatalogProblem(
-            row=row, field=".".join(str(p) for p in err["loc"]) or "product", reason=err["msg"]
+            row=row,
+            field=".".join(str(p) for p in err["loc"]) or "product",
+            reason=err["msg"],
+            product_id=named,
         )
         for err in e.errors()
     ]
@@ -125,7 +141,8 @@ def _with_loader(loader: Loader, data: bytes, fmt: str) -> FeedResult:
         except CatalogError as e:
             found = e.problems or [_problem(row, e)]
             out.problems.extend(
-                CatalogProblem(row=row, field=p.field, reason=p.reason) for p in found
+                CatalogProblem(row=row, field=p.field, reason=p.reason, product_id=p.product_id)
+                for p in found
             )
     return out
 
@@ -136,8 +153,8 @@ def _problem(row: int | str, e: Exception) -> CatalogProblem:
 
 def _json_singles(data: bytes) -> list[tuple[int | str, bytes]] | None:
     try:
-        found = _json_items(json.loads(text_of(data)))
-    except (json.JSONDecodeError, CatalogError):
+        found = _json_items(json_of(data))
+    except CatalogError:
         return None
     if found is None:
         return None

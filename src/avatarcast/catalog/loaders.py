@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from avatarcast.catalog._feed_common import MAX_JSON_DEPTH, check_depth
 from avatarcast.catalog.model import Product
 from avatarcast.errors import CatalogError, CatalogProblem
 
@@ -90,7 +91,12 @@ def parse_catalog_bytes(data: bytes, fmt: str, *, source: str = "catalog") -> li
         if product.id in first_row:
             where = _where(first_row[product.id], fmt)
             problems.append(
-                CatalogProblem(row=row, field="id", reason=f"{product.id!r} duplicates {where}")
+                CatalogProblem(
+                    row=row,
+                    field="id",
+                    reason=f"{product.id!r} duplicates {where}",
+                    product_id=product.id,
+                )
             )
             continue
         first_row[product.id] = row
@@ -112,6 +118,12 @@ def _json_records(text: str, source: str) -> Iterator[Record]:
         doc = json.loads(text, parse_float=str)
     except json.JSONDecodeError as e:
         raise CatalogError(f"{source}: not valid JSON: {e.msg} at line {e.lineno}") from e
+    except RecursionError:
+        raise CatalogError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    try:
+        check_depth(doc)
+    except CatalogError as e:
+        raise CatalogError(f"{source}: {e}") from None
     items = doc.get("products") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise CatalogError(f'{source}: expected a list of products or {{"products": [...]}}')
@@ -242,12 +254,23 @@ def _validate(
         return Product.model_validate(fields)
     except ValidationError as e:
         seen: set[str] = set()
+        product_id = _id_of(fields)
         for err in e.errors():
             problem = _problem(row, fields, err)
+            problem.product_id = product_id
             if problem.field not in seen:
                 seen.add(problem.field)
                 problems.append(problem)
         return None
+
+
+def _id_of(fields: dict[str, Any]) -> str | None:
+    """The row's product id, when it has a usable one."""
+    value = fields.get("id")
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+        text = str(value).strip()
+        return text if len(text) <= 64 else text[:61] + "..."
+    return None
 
 
 _UNION_TAG = re.compile(r"^(?:str|int|float|bool|decimal|[a-z-]+\[.*\])$")
@@ -297,15 +320,18 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _where(row: int | str, fmt: str) -> str:
+def _where(row: int | str, fmt: str, product_id: str | None = None) -> str:
+    """``products[2] (id "airfryer-xl")`` / ``line 4 (id "airfryer-xl")``: the position, and
+    the id a person searches a catalog of hundreds of products for."""
+    named = f" (id {json.dumps(product_id, ensure_ascii=False)})" if product_id else ""
     if isinstance(row, int):
-        return f"products[{row}]" if fmt == "json" else f"line {row}"
-    return str(row)
+        return (f"products[{row}]" if fmt == "json" else f"line {row}") + named
+    return str(row) + named
 
 
 def _summary(source: str, fmt: str, problems: list[CatalogProblem]) -> str:
     shown = "; ".join(
-        f"{_where(p.row, fmt)}{'.' if fmt == 'json' else ': '}{p.field}: {p.reason}"
+        f"{_where(p.row, fmt, p.product_id)}{'.' if fmt == 'json' else ': '}{p.field}: {p.reason}"
         for p in problems[:_SHOWN]
     )
     more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from rapidfuzz import fuzz
@@ -26,7 +26,7 @@ from rapidfuzz import fuzz
 from avatarcast.chat.answers import Answer, Answerer
 from avatarcast.chat.handed import Group, Unspoken
 from avatarcast.chat.message import ChatMessage, Fate
-from avatarcast.chat.moderation import Moderator
+from avatarcast.chat.moderation import Moderator, Screened
 from avatarcast.chat.questions import is_question, merge_key
 from avatarcast.frames import Sentence
 from avatarcast.programme.programme import SpokenLine
@@ -93,29 +93,36 @@ class ChatDesk:
 
     # --- intake --------------------------------------------------------------------------------
 
-    def accept(self, messages: Iterable[ChatMessage]) -> list[Fate]:
-        """Moderate and queue a batch; returns each message's fate so far."""
-        return [self._accept_one(m) for m in messages]
+    def accept(
+        self, messages: Iterable[ChatMessage], screened: Sequence[Screened] | None = None
+    ) -> list[Fate]:
+        """Moderate and queue a batch; returns each message's fate so far. ``screened``: the
+        moderator's content verdicts, computed off the frame loop by the caller."""
+        batch = list(messages)
+        checks = screened or [self.moderator.screen(m.text, m.name) for m in batch]
+        return [self._accept_one(m, s) for m, s in zip(batch, checks, strict=True)]
 
-    def submit(self, messages: Iterable[ChatMessage]) -> list[Fate]:
+    def submit(
+        self, messages: Iterable[ChatMessage], screened: Sequence[Screened] | None = None
+    ) -> list[Fate]:
         """``accept`` and wake ``run`` to answer them."""
-        fates = self.accept(messages)
+        fates = self.accept(messages, screened)
         self._wake.set()
         return fates
 
-    def _accept_one(self, msg: ChatMessage) -> Fate:
+    def _accept_one(self, msg: ChatMessage, screened: Screened) -> Fate:
         self._seq += 1
         fate = Fate(
             message_id=msg.id or f"m{self._seq}",
             viewer_id=msg.viewer_id,
-            name=msg.name,
+            name=msg.name if screened.name_ok else "",  # a bad name is never said on air
             text=msg.text,
             accepted_at=msg.time,
             status="pending",
             product_id=self._current(),
         )
         self._record(fate)
-        rejection = self.moderator.check(msg)
+        rejection = self.moderator.check(msg, screened=screened)
         if rejection is not None:
             fate.status, fate.reason = "rejected", str(rejection)
             return fate

@@ -174,6 +174,15 @@ def load_abuse_lexicon(path: Path) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """The content verdicts of one message: its text, and whether its sender's display name
+    may be said on air. Pure, so a stream worker computes them off its frame loop."""
+
+    text: Rejection | None
+    name_ok: bool
+
+
 class Moderator:
     """Decides, per message, whether the host may take it up."""
 
@@ -198,10 +207,16 @@ class Moderator:
                 self._abuse.append(pattern)
         self._injection = [(name, re.compile(p, re.DOTALL)) for name, p in INJECTION_PATTERNS]
 
-    def check(self, message: ChatMessage) -> Rejection | None:
-        """None if the message may be answered, else why not. Every call counts for flooding."""
+    def screen(self, text: str, name: str) -> Screened:
+        """The content checks of a message and of its display name (thread-safe: no state).
+        A name with a link, an injection or an abusive term is not said on air."""
+        return Screened(self.check_text(text), not name.strip() or self.check_text(name) is None)
+
+    def check(self, message: ChatMessage, *, screened: Screened | None = None) -> Rejection | None:
+        """None if the message may be answered, else why not. Every call counts for flooding;
+        ``screened``: the content verdicts already computed (elsewhere) for this message."""
         within_rate = self.flood.take(message.viewer_id, message.time)
-        content = self.check_text(message.text)
+        content = screened.text if screened is not None else self.check_text(message.text)
         if content is not None:
             return content
         if not within_rate:

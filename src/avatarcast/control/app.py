@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from avatarcast.compliance.disclosure import load_terms
 from avatarcast.control.context import AppContext
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
@@ -29,6 +30,7 @@ from avatarcast.control.problems import (
     install_problem_handlers,
 )
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.secretbox import load_box, reseal_stream_keys
 from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.control.streaming import lifespan as streams_lifespan
 from avatarcast.db.engine import make_engine, make_loop_engine, make_sessionmaker
@@ -90,6 +92,8 @@ def create_app(
             rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
         ),
         keys=KeyCache(ttl_s=settings.api.key_cache_s),
+        disclosure=load_terms(settings.stream.ai_disclosure_terms),
+        secrets=load_box(settings.secrets, database_url=settings.database_url),
     )
     modules = load_route_modules()
 
@@ -97,6 +101,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.api.migrate_on_start:
             await run_in_threadpool(upgrade_database, settings.database_url)
+        await run_in_threadpool(reseal_stream_keys, ctx.sessions, ctx.secrets)
         try:
             async with AsyncExitStack() as stack:
                 for extension in LIFESPANS:
@@ -128,6 +133,7 @@ def create_app(
         running=shedding.running,
         waiting=shedding.waiting,
         wait_s=shedding.wait_s,
+        control=shedding.control,
         metrics=ctx.metrics,
     )
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics)

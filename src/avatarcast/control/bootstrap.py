@@ -13,9 +13,15 @@ from avatarcast.db.models import ApiKey, Tenant
 
 
 def create_key(
-    sessions: sessionmaker[Session], *, tenant_name: str, role: str = "admin", key_name: str = ""
+    sessions: sessionmaker[Session],
+    *,
+    tenant_name: str,
+    role: str = "admin",
+    key_name: str = "",
+    supervisor_id: str | None = None,
 ) -> tuple[str, str]:
-    """``(tenant_id, key)``: a new key of ``role`` for the tenant, created if missing."""
+    """``(tenant_id, key)``: a new key of ``role`` for the tenant, created if missing;
+    ``supervisor_id`` links it to a supervisor record of that tenant (it then acts as them)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     with sessions() as session:
@@ -32,6 +38,7 @@ def create_key(
                 name=key_name or f"{role} key",
                 role=role,
                 secret_hash=made.secret_hash,
+                supervisor_id=supervisor_id,
             )
         )
         session.commit()

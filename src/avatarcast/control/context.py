@@ -10,10 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from avatarcast.compliance.disclosure import DisclosureTerms
 from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.secretbox import SecretBox
 from avatarcast.settings import Settings
 
 T = TypeVar("T")
@@ -30,6 +32,10 @@ class AppContext:
     metrics: ControlMetrics
     buckets: TokenBuckets
     keys: KeyCache
+    #: The AI disclosure term(s) per language an AI label's text must contain.
+    disclosure: DisclosureTerms
+    #: Seals and opens secrets stored in the database (destination stream keys).
+    secrets: SecretBox
     #: Sessions on a connection of the event loop's own, for ``read`` (SQLite files only).
     loop_sessions: sessionmaker[Session] | None = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -1,9 +1,11 @@
 """``avatarcast demo``: the whole server on loopback with one stream live, nothing to set up.
 
-It migrates the database, gives a ``demo`` tenant a fresh operator key, imports the demo
-catalog, marks a recorded ``demo`` stream live, and serves the API; the app's lifespan starts
-the stream like any stream that should be live. Ctrl-C stops uvicorn, whose shutdown drains
-the stream workers.
+It migrates the database, gives a ``demo`` tenant a "Demo supervisor" and a fresh operator key
+linked to that supervisor (one key that both operates and supervises the demo tenant; an
+operator key alone may not act as the human supervisor), imports the demo catalog, puts the
+demo supervisor on duty, marks a recorded ``demo`` stream live, and serves the API; the app's
+lifespan starts the stream like any stream that should be live. Ctrl-C stops uvicorn, whose
+shutdown drains the stream workers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.avatar.pack import list_packs
 from avatarcast.catalog.loaders import load_catalog
@@ -26,7 +29,8 @@ from avatarcast.db.base import utcnow
 from avatarcast.db.engine import make_engine, make_sessionmaker
 from avatarcast.db.events import record_event
 from avatarcast.db.migrate import upgrade_database
-from avatarcast.db.models_streams import StreamRow
+from avatarcast.db.models import Tenant
+from avatarcast.db.models_streams import StreamRow, SupervisorRow
 from avatarcast.errors import ConfigError
 from avatarcast.settings import Settings
 from avatarcast.voice.registry import default_voice_for
@@ -39,6 +43,7 @@ if not DEMO_CATALOG.exists():
     DEMO_CATALOG = Path(__file__).resolve().parents[3] / "configs" / "demo-catalog.json"
 DEMO_TENANT = "demo"
 DEMO_STREAM = "demo"
+DEMO_SUPERVISOR = "Demo supervisor"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,8 +76,13 @@ def prepare_demo(settings: Settings, *, catalog: Path, lang: str = "en") -> Prep
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessionmaker(engine)
+        supervisor_id = _demo_supervisor(sessions)
         tenant_id, key = create_key(
-            sessions, tenant_name=DEMO_TENANT, role="operator", key_name="demo"
+            sessions,
+            tenant_name=DEMO_TENANT,
+            role="operator",
+            key_name="demo",
+            supervisor_id=supervisor_id,
         )
         with sessions() as session:
             product_repo.upsert(session, tenant_id, products)
@@ -97,7 +107,9 @@ def prepare_demo(settings: Settings, *, catalog: Path, lang: str = "en") -> Prep
                     created_at=utcnow(),
                 )
                 session.add(row)
-            row.desired_state, row.updated_at = "live", utcnow()
+            now = utcnow()
+            row.duty_supervisor_id, row.duty_since, row.heartbeat_at = supervisor_id, now, now
+            row.desired_state, row.updated_at = "live", now
             record_event(session, tenant_id=tenant_id, stream_id=row.id, kind="demo-start")
             session.commit()
             return Prepared(
@@ -105,6 +117,32 @@ def prepare_demo(settings: Settings, *, catalog: Path, lang: str = "en") -> Prep
             )
     finally:
         engine.dispose()
+
+
+def _demo_supervisor(sessions: sessionmaker[Session]) -> str:
+    """The demo tenant's supervisor record (tenant and record made on first use)."""
+    tenant_query = select(Tenant).where(Tenant.name == DEMO_TENANT)
+    with sessions() as session:
+        tenant = session.scalar(tenant_query)
+        if tenant is None:
+            tenant = Tenant(id=secrets.token_hex(8), name=DEMO_TENANT)
+            session.add(tenant)
+            session.flush()
+        query = select(SupervisorRow).where(
+            SupervisorRow.tenant_id == tenant.id, SupervisorRow.full_name == DEMO_SUPERVISOR
+        )
+        row = session.scalar(query)
+        if row is None:
+            row = SupervisorRow(
+                id=secrets.token_hex(8),
+                tenant_id=tenant.id,
+                full_name=DEMO_SUPERVISOR,
+                contact="demo@localhost",
+                reference="demo",
+            )
+            session.add(row)
+        session.commit()
+        return row.id
 
 
 async def serve_demo(
@@ -122,6 +160,7 @@ async def serve_demo(
         port=port,
         log_level="warning",
         access_log=False,
+        ws_max_size=settings.chat.max_frame_bytes,
     )
     server = uvicorn.Server(config)
     base = f"http://{host}:{port}"

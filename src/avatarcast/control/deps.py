@@ -20,7 +20,12 @@ from avatarcast.control.context import AppContext
 from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.ratelimit import retry_after_header
-from avatarcast.control.security import ROLE_GRANTS, secret_matches, split_token
+from avatarcast.control.security import (
+    SUPERVISOR_LINKABLE,
+    grants_of,
+    secret_matches,
+    split_token,
+)
 
 
 async def get_context(request: Request) -> AppContext:
@@ -58,12 +63,16 @@ class Caller:
     key_id: str
     tenant_id: str
     role: str
-    #: the supervisor record a supervisor key acts as (None for other keys)
+    #: the supervisor record the key acts as (supervisor keys, and operator keys linked to one)
     supervisor_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def grants(self) -> frozenset[str]:
+        return grants_of(self.role, self.supervisor_id)
 
 
 def _unauthorized(detail: str) -> ProblemError:
@@ -115,7 +124,7 @@ def _admit(ctx: AppContext, record: KeyRecord | None, parts: tuple[str, str] | N
             kind="rate-limited",
             headers={"Retry-After": retry_after_header(wait)},
         )
-    supervisor_id = record.supervisor_id if record.role == "supervisor" else None
+    supervisor_id = record.supervisor_id if record.role in SUPERVISOR_LINKABLE else None
     return Caller(
         key_id=record.id, tenant_id=record.tenant_id, role=record.role, supervisor_id=supervisor_id
     )
@@ -129,7 +138,7 @@ def require_role(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
     wanted = frozenset(roles)
 
     async def check(caller: CallerDep) -> Caller:
-        if not ROLE_GRANTS.get(caller.role, frozenset()) & wanted:
+        if not caller.grants & wanted:
             needed = " or ".join(sorted(wanted))
             raise ProblemError(403, f"this needs a {needed} key", kind="forbidden")
         return caller
@@ -139,7 +148,11 @@ def require_role(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
 
 AdminDep = Annotated[Caller, Depends(require_role("admin"))]
 OperatorDep = Annotated[Caller, Depends(require_role("operator"))]
+#: A person watching the stream: supervisor keys, operator keys linked to a supervisor, admins.
 SupervisorDep = Annotated[Caller, Depends(require_role("supervisor"))]
+#: Operators and supervisors: reading what happened (events, audit, destinations) and actions
+#: that only make a stream safer (kill, mute).
+StaffDep = Annotated[Caller, Depends(require_role("operator", "supervisor"))]
 #: Product and stream writers: operators and backends.
 WriterDep = Annotated[Caller, Depends(require_role("operator", "backend"))]
 #: Anyone with a valid key.

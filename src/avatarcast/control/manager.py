@@ -98,8 +98,15 @@ class StreamManager:
         hub: ProductChangeHub,
         defaults: ProgrammeDefaults,
         watch: SupervisionWatch | None = None,
+        open_secret: Callable[[str], str] = str,
+        live_limit: int | None = None,
     ) -> None:
+        """``open_secret`` turns a stored stream key into the one to push with (the server
+        key decrypts it)."""
         self.sessions = sessions
+        self.open_secret = open_secret
+        #: streams one tenant may have on air (``quotas.live_streams``), applied at restore
+        self.live_limit = live_limit
         self.runner = runner
         self.hub = hub
         self.defaults = defaults
@@ -122,7 +129,10 @@ class StreamManager:
             if self.watch is not None:
                 self.watch.disarm(stream_id)
             return
-        desired, spec, selection = loaded
+        desired, spec, selection, on_duty = loaded
+        if not running and not on_duty:
+            await asyncio.to_thread(self._hold, stream_id, desired)
+            return
         self._selections[stream_id] = selection
         if self.watch is not None:
             self.watch.arm(stream_id)
@@ -134,27 +144,55 @@ class StreamManager:
         else:
             await self.runner.resume(stream_id)
 
+    def _hold(self, stream_id: str, desired: str, reason: str = "no supervisor on duty") -> None:
+        """The start route's rules, for every other way in (restore, schedules): a stream goes
+        on air only with a supervisor on duty (and within its tenant's quota). The desired
+        state stays, so the stream starts when one takes duty; the event says why not now."""
+        with self.sessions() as session:
+            row = session.get(StreamRow, stream_id)
+            if row is None:
+                return
+            detail = {"reason": reason, "desired_state": desired}
+            record_event(
+                session, tenant_id=row.tenant_id, stream_id=row.id, kind="held", detail=detail
+            )
+            session.commit()
+        log.warning("stream %s not started: %s", stream_id, reason)
+
     async def restore(self) -> list[str]:
-        """After a restart: bring back every stream that should be on air."""
-        ids = await asyncio.to_thread(self._on_air_ids)
-        for stream_id in ids:
+        """After a restart: bring back every stream that should be on air and has a
+        supervisor on duty, oldest first, up to its tenant's ``live_limit``; the others are
+        held (:meth:`_hold`)."""
+        rows = await asyncio.to_thread(self._on_air_rows)
+        per_tenant: Counter[str] = Counter()
+        for stream_id, tenant_id, desired in rows:
+            if self.live_limit is not None and per_tenant[tenant_id] >= self.live_limit:
+                reason = f"the tenant's quota of {self.live_limit} live streams is reached"
+                await asyncio.to_thread(self._hold, stream_id, desired, reason)
+                continue
+            per_tenant[tenant_id] += 1
             try:
                 await self.reconcile(stream_id)
             except Exception:
                 log.exception("could not restore stream %s", stream_id)
-        return ids
+        return [r[0] for r in rows]
 
-    def _on_air_ids(self) -> list[str]:
+    def _on_air_rows(self) -> list[tuple[str, str, str]]:
         with self.sessions() as session:
-            query = select(StreamRow.id).where(StreamRow.desired_state.in_(("live", "paused")))
-            return list(session.scalars(query.order_by(StreamRow.created_at)))
+            query = select(StreamRow.id, StreamRow.tenant_id, StreamRow.desired_state).where(
+                StreamRow.desired_state.in_(("live", "paused"))
+            )
+            return [
+                (r[0], r[1], r[2]) for r in session.execute(query.order_by(StreamRow.created_at))
+            ]
 
-    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection] | None:
+    def _load(self, stream_id: str) -> tuple[str, StreamSpec, _Selection, bool] | None:
         with self.sessions() as session:
             row = session.get(StreamRow, stream_id)
             if row is None:
                 return None
-            return row.desired_state, self.spec_for(session, row), _selection(row)
+            on_duty = row.duty_supervisor_id is not None
+            return row.desired_state, self.spec_for(session, row), _selection(row), on_duty
 
     def spec_for(self, session: Session, row: StreamRow) -> StreamSpec:
         """The worker's spec: the selected products now, destinations with their keys, the
@@ -166,7 +204,7 @@ class StreamManager:
         ).all()
         by_id = {d.id: d for d in dests}
         urls = tuple(
-            push_url(by_id[d].url, by_id[d].stream_key) for d in row.destination_ids if d in by_id
+            push_url(by_id[d].url, self._key(by_id[d])) for d in row.destination_ids if d in by_id
         )
         d = self.defaults
         label = row.label or {}
@@ -198,6 +236,10 @@ class StreamManager:
             hls_dir=hls_dir,
             hls_low_latency=hls_low_latency,
         )
+
+    def _key(self, destination: Destination) -> str | None:
+        stored = destination.stream_key
+        return self.open_secret(stored) if stored else None
 
     # --- product changes --------------------------------------------------------------------
 
@@ -400,8 +442,10 @@ def _set_gauges(
         metrics.stream_encode_lag.labels(stream_id).set(health["encode_lag_ms"] / 1000)
     if isinstance(health.get("av_offset_ms"), int | float):
         metrics.stream_av_offset.labels(stream_id).set(health["av_offset_ms"] / 1000)
-    for dest in health.get("destinations") or ():
-        name, count = str(dest.get("name", "")), int(dest.get("reconnects") or 0)
+    # labelled by position in the stream's destination list, never by URL: a host (or a key
+    # in a path) must not reach whoever can read the metrics
+    for i, dest in enumerate(health.get("destinations") or ()):
+        name, count = str(i), int(dest.get("reconnects") or 0)
         before = reconnects.get((stream_id, name), 0)
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)

@@ -54,7 +54,7 @@ class ControlMetrics:
         )
         self.stream_reconnects = Counter(
             "avatarcast_stream_reconnects",
-            "Reconnections to a destination.",
+            "Reconnections to a destination, by its position in the stream's list.",
             ["stream", "destination"],
             registry=r,
         )

@@ -46,6 +46,7 @@ class RowError(BaseModel):
     row: int | str
     field: str
     reason: str
+    product_id: str | None = None
 
 
 class ImportProblem(Problem):

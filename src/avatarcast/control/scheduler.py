@@ -14,6 +14,10 @@ sets the stream's desired state to live and records an event, all in one transac
 is the stream reconciled with its runner. A window is therefore opened once, even over restarts
 or with two app instances, and a window still open after a restart is caught up. A stream an
 operator stops inside an open window stays stopped.
+
+A window opens only when the stream has a supervisor on duty, the start route's rule: without
+one it is left unclaimed, a ``schedule-held`` event says why (once per window and process),
+and each tick tries again, so the stream goes live once someone takes duty.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -157,10 +161,15 @@ class Scheduler:
         apply: Apply,
         *,
         now: Callable[[], datetime] = utcnow,
+        live_limit: int | None = None,
     ) -> None:
         self._sessions = sessions
+        #: the tenant quota of streams on air: a window past it is held like one without duty
+        self._live_limit = live_limit
         self._apply = apply
         self._now = now
+        #: windows already reported as held, so a held window writes one event, not one a tick
+        self._held: set[tuple[str, str]] = set()
 
     async def tick(self) -> list[Action]:
         """Act on the windows that opened or closed since the last tick."""
@@ -224,6 +233,10 @@ class Scheduler:
         stream = session.get(StreamRow, stream_id)
         if stream is None:
             return False
+        reason = self._held_reason(session, stream)
+        if reason is not None:
+            self._hold(session, schedule, window, stream, reason)
+            return False
         session.add(
             ScheduleRun(
                 schedule_id=schedule.id,
@@ -253,7 +266,52 @@ class Scheduler:
         except IntegrityError:  # another instance opened it first
             session.rollback()
             return False
+        self._held.discard((schedule.id, window.key))
         return True
+
+    def _held_reason(self, session: Session, stream: StreamRow) -> str | None:
+        if stream.duty_supervisor_id is None:
+            return "no supervisor on duty"
+        if self._live_limit is not None and stream.desired_state == "stopped":
+            on_air = session.scalar(
+                select(func.count()).where(
+                    StreamRow.tenant_id == stream.tenant_id,
+                    StreamRow.desired_state.in_(("live", "paused")),
+                )
+            )
+            if int(on_air or 0) >= self._live_limit:
+                return f"the tenant's quota of {self._live_limit} live streams is reached"
+        return None
+
+    def _hold(
+        self,
+        session: Session,
+        schedule: ScheduleRow,
+        window: Window,
+        stream: StreamRow,
+        reason: str,
+    ) -> None:
+        if (schedule.id, window.key) in self._held:
+            return
+        self._held.add((schedule.id, window.key))
+        record_event(
+            session,
+            tenant_id=stream.tenant_id,
+            stream_id=stream.id,
+            kind="schedule-held",
+            detail=_held_detail(schedule, window, reason),
+        )
+        session.commit()
+        log.warning("schedule %s: window %s held: %s", schedule.id, window.key, reason)
+
+
+def _held_detail(schedule: ScheduleRow, window: Window, reason: str) -> dict[str, str]:
+    return {
+        "schedule_id": schedule.id,
+        "window": window.key,
+        "reason": reason,
+        "retry": "each tick, and at once when a supervisor goes on duty",
+    }
 
 
 def _open_windows(

@@ -12,13 +12,27 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 KEY_PREFIX = "avk"
 ROLES = ("admin", "operator", "supervisor", "backend")
-#: What each role may act as: admin > operator > supervisor; backend writes products and streams.
+#: What each role may act as. A supervisor is a person: an operator key acts as one only when it
+#: is linked to a supervisor record (``supervisor_id``), see :func:`grants_of`; backend keys
+#: write products and streams.
 ROLE_GRANTS: dict[str, frozenset[str]] = {
     "admin": frozenset(ROLES),
-    "operator": frozenset({"operator", "supervisor", "backend"}),
+    "operator": frozenset({"operator", "backend"}),
     "supervisor": frozenset({"supervisor"}),
     "backend": frozenset({"backend"}),
 }
+
+
+#: Roles whose keys may be linked to a supervisor record and then act as that person.
+SUPERVISOR_LINKABLE = frozenset({"operator", "supervisor"})
+
+
+def grants_of(role: str, supervisor_id: str | None) -> frozenset[str]:
+    """What a key may act as: its role's grants, plus ``supervisor`` when it is linked to one."""
+    grants = ROLE_GRANTS.get(role, frozenset())
+    if supervisor_id is not None and role in SUPERVISOR_LINKABLE:
+        return grants | {"supervisor"}
+    return grants
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,8 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         hub=ctx.hub,
         defaults=programme_defaults(ctx),
         watch=watch,
+        open_secret=ctx.secrets.open,
+        live_limit=ctx.settings.quotas.live_streams,
     )
     holder.append(manager)
     ctx.extras[EXTRAS_KEY] = manager

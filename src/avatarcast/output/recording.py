@@ -118,7 +118,7 @@ class SegmentedRecorder:
 
     def _prepare_dir(self) -> None:
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.dir)
             os.close(fd)
             os.unlink(probe)

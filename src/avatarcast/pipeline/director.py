@@ -284,7 +284,7 @@ class Director:
         desk = chat.desk
         if isinstance(cmd, ChatMessages):
             batch = [replace(m, time=at) for m in cmd.messages]
-            return [f.as_dict() for f in desk.submit(batch)]
+            return [f.as_dict() for f in desk.submit(batch, cmd.screened)]
         if isinstance(cmd, ApproveAnswers):
             desk.set_require_approval(cmd.on)
             return None

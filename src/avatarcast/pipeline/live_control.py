@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.message import ChatMessage
+from avatarcast.chat.moderation import Screened
 from avatarcast.commands import (
     CatalogChange,
     ChatMessages,
@@ -240,8 +241,19 @@ class LiveControl:
     def remove_product(self, product_id: str) -> None:
         self.submit(CatalogChange(remove=(product_id,)))
 
-    async def chat(self, messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Hand viewers' messages to the chat desk; returns each one's fate so far."""
+    def screen_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[Screened]:
+        """The moderator's content verdicts for a batch: pure, so the worker runs it in a
+        thread, off the frame loop (a batch of 500 through every lexicon is not free)."""
+        if self._chat is None:
+            raise OutputError("the stream is not on air yet; chat is taken once it is live")
+        moderator = self._chat.desk.moderator
+        return [moderator.screen(str(m.get("text", "")), str(m.get("name", ""))) for m in messages]
+
+    async def chat(
+        self, messages: Sequence[Mapping[str, Any]], screened: Sequence[Screened] | None = None
+    ) -> list[dict[str, Any]]:
+        """Hand viewers' messages to the chat desk; returns each one's fate so far.
+        ``screened``: the moderator's verdicts, computed off the frame loop by the caller."""
         if not self.on_air:
             raise OutputError("the stream is not on air yet; chat is taken once it is live")
         batch = tuple(
@@ -254,7 +266,8 @@ class LiveControl:
             )
             for m in messages
         )
-        applied = await self.request(ChatMessages(messages=batch))
+        screened_t = tuple(screened) if screened is not None else None
+        applied = await self.request(ChatMessages(messages=batch, screened=screened_t))
         return list(applied.result or ())
 
     # --- reading -------------------------------------------------------------------------------

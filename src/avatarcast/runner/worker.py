@@ -33,11 +33,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from avatarcast.chat.moderation import Screened
 from avatarcast.commands import (
     ApproveAnswer,
     ApproveAnswers,
@@ -138,7 +140,30 @@ class Worker:
             else:
                 self._reply(request_id, applied.result)
 
-        self.control.submit(command, on_done=done if request_id is not None else None)
+        on_done = done if request_id is not None else None
+        if isinstance(command, ChatMessages) and command.screened is None:
+            self._screen_then_submit(command, on_done)
+            return
+        self.control.submit(command, on_done=on_done)
+
+    def _screen_then_submit(
+        self, command: ChatMessages, on_done: Callable[[Applied], None] | None
+    ) -> None:
+        """Viewer chat: the moderator's content checks run in a thread, off the frame loop
+        (a batch of 500 through every lexicon is not free); the desk then takes the screened
+        batch at the next frame boundary (cheap: queues and merging)."""
+        batch = [{"text": m.text, "name": m.name} for m in command.messages]
+        future = asyncio.get_running_loop().run_in_executor(None, self.control.screen_chat, batch)
+
+        def screened(f: asyncio.Future[list[Screened]]) -> None:
+            if f.exception() is not None:
+                log.warning("chat screening failed: %s", f.exception())
+                checked = command  # the desk screens in place
+            else:
+                checked = replace(command, screened=tuple(f.result()))
+            self.control.submit(checked, on_done=on_done)
+
+        future.add_done_callback(screened)
 
     def _reply(self, request_id: Any, result: Any) -> None:
         if request_id is not None:
@@ -287,6 +312,8 @@ def main() -> int:
     from avatarcast.logs import setup_logging
 
     setup_logging(logging.WARNING)
+    # recordings, their folders and what FFmpeg writes: the owner's only (0600 / 0700)
+    os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a stream ends
     first = sys.stdin.readline()
     if not first.strip():

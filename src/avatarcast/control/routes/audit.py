@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from avatarcast.compliance.audit import AuditLog, entry_of
-from avatarcast.control.deps import SessionDep, SupervisorDep
+from avatarcast.control.deps import SessionDep, StaffDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.audit import AuditEntryPublic, AuditPage
@@ -21,7 +21,7 @@ _log = AuditLog()
 @router.get("", response_model=AuditPage)
 def list_audit(
     session: SessionDep,
-    caller: SupervisorDep,
+    caller: StaffDep,
     stream_id: Annotated[
         str | None, Query(max_length=64, description='A stream, or "" for tenant actions')
     ] = None,

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, SupervisorDep
+from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep, StaffDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.destinations import (
@@ -73,7 +73,7 @@ def _name_taken(session: Session, tenant_id: str, name: str) -> bool:
 
 
 @router.get("", response_model=list[DestinationPublic])
-def list_destinations(session: SessionDep, caller: SupervisorDep) -> list[DestinationPublic]:
+def list_destinations(session: SessionDep, caller: StaffDep) -> list[DestinationPublic]:
     rows = session.scalars(
         select(Destination)
         .where(Destination.tenant_id == caller.tenant_id)
@@ -98,7 +98,7 @@ def create_destination(
         tenant_id=caller.tenant_id,
         name=body.name,
         url=url,
-        stream_key=key or None,
+        stream_key=ctx.secrets.seal(key) if key else None,
         created_at=now,
         updated_at=now,
     )
@@ -111,7 +111,7 @@ def create_destination(
 
 @router.get("/{destination_id}", response_model=DestinationPublic, responses=NOT_FOUND)
 def get_destination(
-    destination_id: str, session: SessionDep, caller: SupervisorDep
+    destination_id: str, session: SessionDep, caller: StaffDep
 ) -> DestinationPublic:
     return _public(_get(session, caller.tenant_id, destination_id))
 
@@ -135,7 +135,8 @@ def update_destination(
             raise _conflict(body.name)
         row.name = body.name
     if "stream_key" in given:
-        row.stream_key = body.stream_key.get_secret_value() or None if body.stream_key else None
+        key = body.stream_key.get_secret_value() if body.stream_key else None
+        row.stream_key = ctx.secrets.seal(key) if key else None
     row.updated_at = utcnow()
     changed = sorted(given & {"url", "name", "stream_key"})  # which fields, never the values
     detail = {"destination_id": row.id, "name": row.name, "changed": changed}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from avatarcast.control.deps import SessionDep, SupervisorDep
+from avatarcast.control.deps import SessionDep, StaffDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.events import EventPage, EventPublic
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/streams", tags=["events"], responses=AUTH_PROBLEM
 def stream_events(
     stream_id: Annotated[str, Path(max_length=64)],
     session: SessionDep,
-    caller: SupervisorDep,
+    caller: StaffDep,
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
     kind: Annotated[str | None, Query(max_length=64)] = None,

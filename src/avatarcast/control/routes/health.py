@@ -1,4 +1,8 @@
-"""Liveness, readiness (the database answers) and Prometheus metrics. No key needed.
+"""Liveness, readiness (the database answers) and Prometheus metrics. No API key needed.
+
+``/metrics`` tells who streams what and how busy the server is: with ``api.metrics_token`` set
+it needs ``Authorization: Bearer <token>``; without one it answers only loopback clients
+(OWASP API8:2023: no open internals on a public address).
 
 Liveness and metrics are ``async def``: they run on the event loop and never wait for a
 threadpool thread, so they answer at once even while every thread waits on the database.
@@ -6,7 +10,10 @@ threadpool thread, so they answer at once even while every thread waits on the d
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -42,7 +49,34 @@ def readyz(ctx: ContextDep) -> Health:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problem_responses(401, 403),
+    },
 )
-async def metrics(ctx: ContextDep) -> Response:
+async def metrics(request: Request, ctx: ContextDep) -> Response:
+    token = ctx.settings.api.metrics_token.get_secret_value()
+    if token:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            raise ProblemError(
+                401,
+                "send the metrics token as 'Authorization: Bearer <token>'",
+                kind="unauthorized",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    elif not _loopback(request.client.host if request.client else ""):
+        raise ProblemError(
+            403,
+            "metrics answer loopback clients only; set api.metrics_token "
+            "(AVATARCAST_API__METRICS_TOKEN) to scrape from elsewhere",
+            kind="forbidden",
+        )
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("testclient", "localhost")  # Starlette's in-process test client

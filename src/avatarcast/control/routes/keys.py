@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.deps import Caller, ContextDep, OperatorDep, SessionDep
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import check_quota
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.supervisors import find as find_supervisor
 from avatarcast.control.schemas.keys import KeyCreate, KeyCreated, KeyPublic
-from avatarcast.control.security import new_key
+from avatarcast.control.security import SUPERVISOR_LINKABLE, new_key
 from avatarcast.db.base import utcnow
 from avatarcast.db.models import ApiKey, Tenant
 
@@ -28,23 +30,26 @@ def _tenant_for(caller: Caller, tenant_id: str | None, session: SessionDep) -> s
     return tenant_id
 
 
-@router.post("", status_code=201, response_model=KeyCreated, responses=problem_responses(404))
-def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> KeyCreated:
+@router.post("", status_code=201, response_model=KeyCreated, responses=problem_responses(404, 409))
+def create_key(
+    body: KeyCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
+) -> KeyCreated:
     if body.role == "admin" and not caller.is_admin:
         raise ProblemError(403, "only an admin key can create admin keys", kind="forbidden")
     tenant_id = _tenant_for(caller, body.tenant_id, session)
     if body.supervisor_id is not None:
-        if body.role != "supervisor":
+        if body.role not in SUPERVISOR_LINKABLE:
             raise validation_problem(
                 [
                     {
                         "field": "body.supervisor_id",
-                        "message": "only for supervisor keys",
+                        "message": "only for supervisor and operator keys",
                         "type": "value",
                     }
                 ]
             )
         find_supervisor(session, tenant_id, body.supervisor_id)
+    check_quota(session, ctx.settings.quotas, "keys", tenant_id)
     made = new_key()
     row = ApiKey(
         id=made.id,
@@ -55,6 +60,8 @@ def create_key(body: KeyCreate, session: SessionDep, caller: OperatorDep) -> Key
         supervisor_id=body.supervisor_id,
     )
     session.add(row)
+    detail = {"new_key_id": row.id, "new_role": row.role, "supervisor_id": row.supervisor_id}
+    audit(session, caller, kind="key_created", detail=detail, tenant_id=tenant_id)
     session.commit()
     return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=made.token)
 
@@ -85,6 +92,8 @@ def revoke_key(key_id: str, session: SessionDep, caller: OperatorDep, ctx: Conte
         raise ProblemError(403, "only an admin key can revoke admin keys", kind="forbidden")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        detail = {"revoked_key_id": row.id, "revoked_role": row.role}
+        audit(session, caller, kind="key_revoked", detail=detail, tenant_id=row.tenant_id)
         session.commit()
     ctx.buckets.forget(key_id)
     ctx.keys.forget(key_id)

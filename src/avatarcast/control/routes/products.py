@@ -24,6 +24,7 @@ from avatarcast.control.problems import (
     problem_responses,
     validation_problem,
 )
+from avatarcast.control.quotas import check_after, check_quota
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.products import (
@@ -92,6 +93,7 @@ def create_product(
 ) -> ProductPublic:
     if repo.get_row(session, caller.tenant_id, body.id) is not None:
         raise ProblemError(409, f"product {body.id!r} exists; PUT replaces it", kind="conflict")
+    check_quota(session, ctx.settings.quotas, "products", caller.tenant_id)
     product = _plain(body)
     repo.upsert(session, caller.tenant_id, [product])
     _audit(session, caller, "product_created", product)
@@ -118,7 +120,10 @@ _RAW_BODY = {
     "/import",
     response_model=ImportResult,
     openapi_extra=_RAW_BODY,
-    responses={422: {"model": ImportProblem, "description": "The file cannot be read"}},
+    responses={
+        422: {"model": ImportProblem, "description": "The file cannot be read"},
+        **problem_responses(409),
+    },
 )
 async def import_products(
     request: Request,
@@ -156,6 +161,8 @@ def _import(
             unique[product.id] = product
     with ctx.sessions() as session:
         outcome = repo.upsert(session, tenant_id, list(unique.values()))
+        if outcome.created:
+            check_after(session, ctx.settings.quotas, "products", tenant_id)
         detail = {
             "format": fmt,
             "created": [p.id for p in outcome.created],
@@ -185,7 +192,7 @@ async def get_product(product_id: str, caller: ReaderDep, ctx: ContextDep) -> Re
 @router.put(
     "/{product_id}",
     response_model=ProductPublic,
-    responses={201: {"model": ProductPublic, "description": "Created"}},
+    responses={201: {"model": ProductPublic, "description": "Created"}, **problem_responses(409)},
 )
 def replace_product(
     product_id: str,
@@ -203,6 +210,8 @@ def replace_product(
     before = repo.get_row(session, caller.tenant_id, product_id)
     old_price = before.payload.get("price") if before is not None else None
     outcome = repo.upsert(session, caller.tenant_id, [product])
+    if outcome.created:
+        check_after(session, ctx.settings.quotas, "products", caller.tenant_id)
     if outcome.changed:
         kind = "product_created" if outcome.created else "product_replaced"
         _audit(session, caller, kind, product, old_price)

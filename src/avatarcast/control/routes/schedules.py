@@ -16,10 +16,12 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.deps import OperatorDep, SessionDep
+from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep
 from avatarcast.control.manager import StreamManager
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import check_quota
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.scheduler import Scheduler, WeeklyWindow, load_zone
@@ -48,7 +50,9 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     if manager is None:
         yield
         return
-    scheduler = Scheduler(ctx.sessions, manager.reconcile)
+    scheduler = Scheduler(
+        ctx.sessions, manager.reconcile, live_limit=ctx.settings.quotas.live_streams
+    )
     ctx.extras["scheduler"] = scheduler
     async with asyncio.TaskGroup() as tg:
         ticker = tg.create_task(scheduler.run(TICK_SECONDS))
@@ -56,6 +60,19 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
             yield
         finally:
             ticker.cancel()
+
+
+def _detail(row: ScheduleRow) -> dict[str, object]:
+    """What an audit entry keeps of a schedule: enough to tell what ran when."""
+    return {
+        "schedule_id": row.id,
+        "name": row.name,
+        "timezone": row.timezone,
+        "days": [WEEKDAYS[d] for d in sorted(row.days)],
+        "start": row.start_time,
+        "end": row.end_time,
+        "enabled": row.enabled,
+    }
 
 
 def _public(row: ScheduleRow) -> SchedulePublic:
@@ -103,12 +120,15 @@ def list_schedules(session: SessionDep, caller: OperatorDep) -> list[SchedulePub
     return [_public(r) for r in rows]
 
 
-@router.post("", status_code=201, response_model=SchedulePublic, responses=NOT_FOUND)
+@router.post(
+    "", status_code=201, response_model=SchedulePublic, responses=problem_responses(404, 409)
+)
 def create_schedule(
-    body: ScheduleCreate, session: SessionDep, caller: OperatorDep
+    body: ScheduleCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> SchedulePublic:
     _check_timezone(body.timezone)
     get_stream(session, caller.tenant_id, body.stream_id)
+    check_quota(session, ctx.settings.quotas, "schedules", caller.tenant_id)
     now = utcnow()
     row = ScheduleRow(
         id=secrets.token_hex(8),
@@ -124,6 +144,7 @@ def create_schedule(
         updated_at=now,
     )
     session.add(row)
+    audit(session, caller, kind="schedule_created", stream_id=row.stream_id, detail=_detail(row))
     session.commit()
     return _public(row)
 
@@ -158,6 +179,7 @@ def update_schedule(
         error = {"field": "body", "message": "start and end must differ", "type": "value"}
         raise validation_problem([error])
     row.updated_at = utcnow()
+    audit(session, caller, kind="schedule_updated", stream_id=row.stream_id, detail=_detail(row))
     session.commit()
     return _public(row)
 
@@ -167,6 +189,8 @@ def delete_schedule(
     schedule_id: ScheduleIdPath, session: SessionDep, caller: OperatorDep
 ) -> Response:
     """Delete the schedule; a stream it started keeps running until stopped."""
-    session.delete(_get(session, caller.tenant_id, schedule_id))
+    row = _get(session, caller.tenant_id, schedule_id)
+    audit(session, caller, kind="schedule_deleted", stream_id=row.stream_id, detail=_detail(row))
+    session.delete(row)
     session.commit()
     return Response(status_code=204)

@@ -8,7 +8,9 @@ worker speaks; any key of the tenant may read it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Annotated, Any
 
 import anyio.from_thread
@@ -26,8 +28,10 @@ from avatarcast.control.deps import (
     caller_for_token,
     require_role,
 )
+from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.ratelimit import TokenBuckets
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.schemas.supervision import (
@@ -37,7 +41,7 @@ from avatarcast.control.schemas.supervision import (
     TranscriptLinePublic,
     TranscriptPage,
 )
-from avatarcast.control.security import ROLE_GRANTS
+from avatarcast.control.security import secret_matches, split_token
 from avatarcast.control.streaming import manager_of
 from avatarcast.db.models_streams import TranscriptLine
 from avatarcast.runner.base import CommandFailed
@@ -77,6 +81,44 @@ def _command(messages: list[ChatMessageIn]) -> dict[str, Any]:
     return {"cmd": "chat", "messages": [m.model_dump(exclude_none=True) for m in messages]}
 
 
+def _budget(ctx: AppContext) -> TokenBuckets:
+    """Messages per stream, all sockets and batches together (``chat.stream_messages_*``)."""
+    limits = ctx.settings.chat
+    buckets: TokenBuckets = ctx.extras.setdefault(
+        "chat_budget",
+        TokenBuckets(rate=limits.stream_messages_per_s, burst=limits.stream_messages_burst),
+    )
+    return buckets
+
+
+async def _deliver(
+    ctx: AppContext, runner: Any, stream_id: str, messages: list[ChatMessageIn]
+) -> list[Fate]:
+    """Hand the messages within the stream's budget to its worker; the others are rejected
+    here with reason ``budget``, so a flood never reaches the stream (OWASP API4:2023)."""
+    budget = _budget(ctx)
+    within = [budget.take(stream_id) == 0.0 for _ in messages]
+    taken = [m for m, ok in zip(messages, within, strict=True) if ok]
+    fates = iter(await runner.request(stream_id, _command(taken)) if taken else ())
+    rate = ctx.settings.chat.stream_messages_per_s
+    out = []
+    for n, (m, ok) in enumerate(zip(messages, within, strict=True)):
+        if ok:
+            out.append(Fate.model_validate(next(fates)))
+            continue
+        out.append(
+            Fate(
+                id=m.id or f"budget-{n}",
+                viewer_id=m.viewer_id,
+                name=m.name,
+                text=m.text,
+                outcome="rejected",
+                reason=f"budget: the stream takes {rate:g} messages a second",
+            )
+        )
+    return out
+
+
 @router.post("/{stream_id}/chat", response_model=ChatResult, responses=problem_responses(404, 409))
 def post_chat(
     stream_id: StreamIdPath,
@@ -88,11 +130,12 @@ def post_chat(
     """A batch of viewer messages; returns each one's fate, in order."""
     get_stream(session, caller.tenant_id, stream_id)
     _check_limits(ctx, body)
+    runner = manager_of(ctx).runner
     try:
-        fates = anyio.from_thread.run(manager_of(ctx).runner.request, stream_id, _command(body))
+        fates = anyio.from_thread.run(_deliver, ctx, runner, stream_id, body)
     except CommandFailed as e:
         raise ProblemError(409, f"chat not taken: {e}", kind="not-on-air") from None
-    return ChatResult(fates=[Fate.model_validate(f) for f in fates])
+    return ChatResult(fates=fates)
 
 
 @router.websocket("/{stream_id}/chat/ws")
@@ -100,7 +143,10 @@ async def chat_socket(websocket: WebSocket, stream_id: str) -> None:
     """High-rate chat: each text frame is one message or a batch; each reply the fates.
 
     Authenticate with ``?key=`` or an ``Authorization: Bearer`` header. A frame that is not
-    valid gets ``{"error": ...}`` back and the socket stays open.
+    valid gets ``{"error": ...}`` back and the socket stays open. The key is checked again
+    every ``api.key_cache_s`` (at least each second): a revoked key closes the socket (4401)
+    within that bound, idle or not. Frames over ``chat.max_frame_bytes`` close it (1009);
+    frames beyond ``chat.frames_per_s`` wait their turn (OWASP API4:2023).
     """
     ctx: AppContext = websocket.app.state.ctx
     token = websocket.query_params.get("key") or ""
@@ -115,11 +161,72 @@ async def chat_socket(websocket: WebSocket, stream_id: str) -> None:
     await websocket.accept()
     runner = manager_of(ctx).runner
     try:
-        while True:
-            reply = await _handle(ctx, runner, stream_id, await websocket.receive_text())
-            await websocket.send_text(json.dumps(reply, separators=(",", ":")))
-    except WebSocketDisconnect:
-        return
+        async with asyncio.TaskGroup() as tg:
+            watch = tg.create_task(_watch_key(ctx, websocket, token))
+            await _serve_frames(ctx, websocket, runner, stream_id)
+            watch.cancel()
+    except* (WebSocketDisconnect, _Closed):
+        pass  # the client left, or the server closed the socket with a code that says why
+
+
+class _Closed(Exception):
+    """The server closed the socket (key revoked, frame too large)."""
+
+
+async def _watch_key(ctx: AppContext, websocket: WebSocket, token: str) -> None:
+    """Re-check the key each window; close the socket once it no longer admits."""
+    window = min(max(ctx.settings.api.key_cache_s, 0.25), 1.0)
+    while True:
+        await asyncio.sleep(window)
+        if not await _key_still_valid(ctx, token):
+            await websocket.close(code=4401, reason="the API key was revoked")
+            raise _Closed
+
+
+async def _key_still_valid(ctx: AppContext, token: str) -> bool:
+    """The key still stands (not revoked, its tenant not deleted); no rate-limit token taken.
+    A cached record is checked on the loop; only a cache miss reads the database."""
+    parts = split_token(token)
+    if parts is None:
+        return False
+    record = ctx.keys.get(parts[0])
+    if record is None:
+        record = await run_in_threadpool(_load_record, ctx, parts[0])
+    return record is not None and not record.revoked and secret_matches(*parts, record.secret_hash)
+
+
+def _load_record(ctx: AppContext, key_id: str) -> KeyRecord | None:
+    with ctx.sessions() as session:
+        return ctx.keys.load(session, key_id)
+
+
+async def _serve_frames(ctx: AppContext, websocket: WebSocket, runner: Any, stream_id: str) -> None:
+    limits = ctx.settings.chat
+    pace = _Pace(rate=limits.frames_per_s, burst=limits.frames_burst)
+    while True:
+        frame = await websocket.receive_text()
+        if len(frame) > limits.max_frame_bytes or len(frame.encode()) > limits.max_frame_bytes:
+            await websocket.close(code=1009, reason=f"frame over {limits.max_frame_bytes} bytes")
+            raise _Closed
+        await asyncio.sleep(pace.wait())
+        reply = await _handle(ctx, runner, stream_id, frame)
+        await websocket.send_text(json.dumps(reply, separators=(",", ":")))
+
+
+class _Pace:
+    """A token bucket that says how long to wait: frames beyond the rate are slowed, not
+    dropped, so a client that floods only waits on its own socket."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def wait(self) -> float:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 async def _handle(ctx: AppContext, runner: Any, stream_id: str, frame: str) -> dict[str, Any]:
@@ -133,16 +240,16 @@ async def _handle(ctx: AppContext, runner: Any, stream_id: str, frame: str) -> d
     except ProblemError as e:
         return {"error": str(e)}
     try:
-        fates = await runner.request(stream_id, _command(messages))
+        fates = await _deliver(ctx, runner, stream_id, messages)
     except CommandFailed as e:
         return {"error": f"chat not taken: {e}", "retryable": e.retryable}
-    return {"fates": [Fate.model_validate(f).model_dump() for f in fates]}
+    return {"fates": [f.model_dump() for f in fates]}
 
 
 def _admit(ctx: AppContext, token: str, stream_id: str) -> None:
     with ctx.sessions() as session:
         caller = caller_for_token(ctx, session, token)
-        if "backend" not in ROLE_GRANTS.get(caller.role, frozenset()):
+        if "backend" not in caller.grants:
             raise ProblemError(403, "chat needs a backend or operator key", kind="forbidden")
         get_stream(session, caller.tenant_id, stream_id)
 

@@ -2,8 +2,10 @@
 
 A supervisor key linked to a supervisor record goes on duty and sends heartbeats; a stream
 cannot start without someone on duty. When heartbeats lapse the stream shows the safe-mode
-slate, and stops if they stay away (``SupervisionWatch``). Supervisor and operator keys may
-kill, mute, correct (``say``), and skip or hold products; every action lands in the audit log.
+slate, and stops if they stay away (``SupervisionWatch``). A supervisor (a key linked to a
+supervisor record) may correct (``say``), unmute, skip or hold products and decide answers;
+an operator key alone may only make a stream safer: kill and mute. Every action lands in the
+audit log (OWASP API5:2023, function-level authorization).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from avatarcast.commands import (
 )
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
-from avatarcast.control.deps import Caller, ContextDep, SessionDep, SupervisorDep
+from avatarcast.control.deps import Caller, ContextDep, SessionDep, StaffDep, SupervisorDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
@@ -91,7 +93,21 @@ def go_on_duty(
     )
     session.commit()
     _beat(ctx, session, caller, row)
+    _start_held(ctx, row)
     return _duty(row, ctx)
+
+
+def _start_held(ctx: AppContext, row: StreamRow) -> None:
+    """A stream held for want of a supervisor (restored, or a schedule window) goes on air
+    now: reconcile a stream meant to be live, and let the scheduler retry its windows."""
+    manager = ctx.extras.get("streams")
+    if manager is None:
+        return
+    if row.desired_state != "stopped" and row.id not in manager.runner.running():
+        anyio.from_thread.run(manager.reconcile, row.id)
+    scheduler = ctx.extras.get("scheduler")
+    if scheduler is not None:
+        anyio.from_thread.run(scheduler.tick)
 
 
 @router.delete("/{stream_id}/supervisor/duty", response_model=DutyPublic, responses=ACTION)
@@ -167,7 +183,7 @@ def _command(
 
 @router.post("/{stream_id}/kill", response_model=ActionResult, responses=ACTION)
 def kill(
-    stream_id: StreamIdPath, session: SessionDep, caller: SupervisorDep, ctx: ContextDep
+    stream_id: StreamIdPath, session: SessionDep, caller: StaffDep, ctx: ContextDep
 ) -> ActionResult:
     """Cut the talk at once and end the stream cleanly; it stays stopped."""
     manager = manager_of(ctx)
@@ -185,7 +201,7 @@ def kill(
 
 @router.post("/{stream_id}/mute", response_model=ActionResult, responses=ACTION)
 def mute(
-    stream_id: StreamIdPath, session: SessionDep, caller: SupervisorDep, ctx: ContextDep
+    stream_id: StreamIdPath, session: SessionDep, caller: StaffDep, ctx: ContextDep
 ) -> ActionResult:
     row = _on_air(session, caller, ctx, stream_id)
     return _command(ctx, session, caller, row, "mute", Mute())

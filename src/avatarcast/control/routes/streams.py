@@ -34,6 +34,7 @@ from avatarcast.control.deps import (
 from avatarcast.control.manager import selected_products
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
+from avatarcast.control.quotas import live_streams, quota_problem
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.stream_hls import hls_public
@@ -118,6 +119,19 @@ def _names(body: StreamCreate, ctx: AppContext) -> Names:
         raise _field_error(f"body.{e.field or 'lang'}", str(e)) from None
 
 
+def check_label(ctx: AppContext, label: LabelConfigIn | None, stream_lang: str) -> None:
+    """A reworded AI label must still say AI in its language (configs/ai-disclosure.toml)."""
+    if label is None or label.text is None:
+        return
+    lang = label.lang or stream_lang
+    if not ctx.disclosure.discloses(label.text, lang):
+        terms = ", ".join(repr(t) for t in ctx.disclosure.terms_for(lang))
+        raise _field_error(
+            "body.label.text",
+            f"the AI label must disclose AI: include one of {terms} (language {lang!r})",
+        )
+
+
 def _check_destinations(session: Session, tenant_id: str, ids: list[str]) -> None:
     found = set(
         session.scalars(
@@ -158,6 +172,7 @@ def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
     names = _names(body, ctx)
+    check_label(ctx, body.label, names.lang)
     if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
         raise _field_error(
             "body.writer",
@@ -246,6 +261,11 @@ def _act(
         )
     if target != "stopped" and not selected_products(session, row.tenant_id, row.product_ids):
         raise ProblemError(409, "the stream has no products to present", kind="no-products")
+    if action == "start" and state == "stopped":
+        limit = ctx.settings.quotas.live_streams
+        have = live_streams(session, row.tenant_id, besides=row.id)
+        if have >= limit:
+            raise quota_problem("live streams", limit, have, "live_streams")
     if action == "start" and row.duty_supervisor_id is None:
         raise ProblemError(
             409,
@@ -310,6 +330,7 @@ def update_stream(
     """Change the label's wording or place, or approval of answers; a running stream shows
     the change from its next frame."""
     row = get_stream(session, caller.tenant_id, stream_id)
+    check_label(ctx, body.label, row.lang)
     changed = body.model_dump(mode="json", exclude_unset=True)
     if body.label is not None:
         row.label = body.label.model_dump(exclude_none=True)

@@ -1,7 +1,7 @@
 """Supervisors: the people who watch streams, with their recorded identity, per tenant.
 
-Operators (and admins) manage them; a supervisor key is linked to one with ``supervisor_id``
-when it is created (``POST /v1/keys``), and then acts as that person.
+Operators (and admins) manage them; a supervisor key (or an operator key) is linked to one with
+``supervisor_id`` when it is created (``POST /v1/keys``), and then acts as that person.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from avatarcast.control.auditing import audit
-from avatarcast.control.deps import OperatorDep, SessionDep, SupervisorDep
+from avatarcast.control.deps import OperatorDep, SessionDep, StaffDep
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.schemas.supervision import SupervisorCreate, SupervisorPublic
@@ -39,7 +39,7 @@ def create_supervisor(
 
 
 @router.get("", response_model=list[SupervisorPublic])
-def list_supervisors(session: SessionDep, caller: SupervisorDep) -> list[SupervisorPublic]:
+def list_supervisors(session: SessionDep, caller: StaffDep) -> list[SupervisorPublic]:
     rows = session.scalars(
         select(SupervisorRow)
         .where(SupervisorRow.tenant_id == caller.tenant_id)
@@ -49,9 +49,7 @@ def list_supervisors(session: SessionDep, caller: SupervisorDep) -> list[Supervi
 
 
 @router.get("/{supervisor_id}", response_model=SupervisorPublic, responses=problem_responses(404))
-def get_supervisor(
-    supervisor_id: str, session: SessionDep, caller: SupervisorDep
-) -> SupervisorPublic:
+def get_supervisor(supervisor_id: str, session: SessionDep, caller: StaffDep) -> SupervisorPublic:
     return SupervisorPublic.model_validate(find(session, caller.tenant_id, supervisor_id))
 
 

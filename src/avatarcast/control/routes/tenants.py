@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 
+import anyio.from_thread
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.control.auditing import audit
+from avatarcast.control.context import AppContext
 from avatarcast.control.deps import AdminDep, Caller, ContextDep, SessionDep
 from avatarcast.control.pagination import CursorQuery, LimitQuery
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
@@ -20,8 +22,9 @@ from avatarcast.control.schemas.tenants import (
     TenantPublic,
     TenantUpdate,
 )
-from avatarcast.control.streaming import tell_tenant_seller
+from avatarcast.control.streaming import EXTRAS_KEY, tell_tenant_seller
 from avatarcast.db.models import Tenant
+from avatarcast.db.models_streams import StreamRow
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=AUTH_PROBLEMS)
 
@@ -85,6 +88,10 @@ def create_tenant(body: TenantCreate, session: SessionDep, caller: AdminDep) -> 
         raise conflict
     tenant = Tenant(id=secrets.token_hex(8), name=body.name)
     session.add(tenant)
+    session.flush()
+    audit(
+        session, caller, kind="tenant_created", detail={"tenant_id": tenant.id, "name": body.name}
+    )
     set_seller(session, caller, tenant, body.seller_name, body.seller_contact)
     try:
         session.commit()
@@ -131,11 +138,29 @@ def update_tenant(
 def delete_tenant(
     tenant_id: str, session: SessionDep, caller: AdminDep, ctx: ContextDep
 ) -> Response:
-    """Delete a tenant with its keys, products, destinations and events."""
+    """Delete a tenant with its keys, products, destinations, streams and events; its
+    streams on air stop at once. The deletion is audited in the admin's own chain (the
+    tenant's chain goes with it)."""
     tenant = _get(session, tenant_id)
     if tenant.id == caller.tenant_id:
         raise ProblemError(409, "an admin cannot delete its own tenant", kind="conflict")
+    stream_ids = list(session.scalars(select(StreamRow.id).where(StreamRow.tenant_id == tenant.id)))
+    detail = {"tenant_id": tenant.id, "name": tenant.name, "streams": len(stream_ids)}
     session.delete(tenant)
+    audit(session, caller, kind="tenant_deleted", detail=detail)
     session.commit()
     ctx.keys.forget_tenant(tenant_id)
+    _stop_streams(ctx, stream_ids)
     return Response(status_code=204)
+
+
+def _stop_streams(ctx: AppContext, stream_ids: list[str]) -> None:
+    """Reconcile each of a deleted tenant's streams: gone from the database, so stopped."""
+    manager = ctx.extras.get(EXTRAS_KEY)
+    if manager is None:
+        return
+    running = set(manager.runner.running())
+    for stream_id in stream_ids:
+        if stream_id in running:
+            anyio.from_thread.run(manager.runner.kill, stream_id)
+        anyio.from_thread.run(manager.reconcile, stream_id)

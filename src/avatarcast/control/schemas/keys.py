@@ -17,7 +17,10 @@ class KeyCreate(In):
         default=None, max_length=32, description="Another tenant's key (admin only)"
     )
     supervisor_id: str | None = Field(
-        default=None, max_length=32, description="Supervisor keys: the supervisor it acts as"
+        default=None,
+        max_length=32,
+        description="The supervisor record the key acts as (supervisor and operator keys); "
+        "an operator key acts as a supervisor only when linked to one",
     )
 
 
