@@ -122,6 +122,37 @@ def test_token_cache_control_and_cors(api: Api, tmp_path: Path) -> None:
     assert r.status_code == 204 and r.headers["access-control-allow-origin"] == SHOP
 
 
+def test_a_signed_viewer_token_plays_and_is_the_one_handed_on(api: Api, tmp_path: Path) -> None:
+    s = _create(api, "shop", {})
+    folder = _folder(api, tmp_path, s["id"])
+    (folder / "index.m3u8").write_text(_playlist(3))
+    (folder / "r1-000002.ts").write_bytes(b"G" * 188)
+    r = api.client.post(
+        f"/v1/streams/{s['id']}/viewer-tokens", json={"ttl_s": 600}, headers=api.auth("operator")
+    )
+    assert r.status_code == 201, r.text
+    signed = r.json()["token"]
+    assert signed != s["whep_token"]
+
+    r = api.client.get(s["hls_url"], params={"token": signed})
+    assert r.status_code == 200, r.text
+    assert f"r1-000002.ts?token={signed}" in r.text
+    assert s["whep_token"] not in r.text  # the stream's own token is never handed out
+    page = api.client.get(s["embed_url"], params={"token": signed})
+    assert page.status_code == 200 and signed in page.text and s["whep_token"] not in page.text
+    forged = signed[:-2] + ("AA" if signed[-2:] != "AA" else "BB")
+    api.problem(api.client.get(s["hls_url"], params={"token": forged}), 401)
+
+    # rotating the stream's token voids the signed one (the access cache lives 1 s)
+    r = api.client.post(f"/v1/streams/{s['id']}/viewer-token/rotate", headers=api.auth("operator"))
+    assert r.status_code == 200, r.text
+    time.sleep(1.1)
+    seg = s["hls_url"].replace("index.m3u8", "r1-000002.ts")
+    api.problem(api.client.get(seg, params={"token": signed}), 401)
+    ok = api.client.get(seg, params={"token": r.json()["whep_token"]})
+    assert ok.status_code == 200 and ok.content == b"G" * 188
+
+
 def test_public_hls_needs_no_token_and_is_cacheable(api: Api, tmp_path: Path) -> None:
     s = _create(api, "cdn", {"public": True})
     folder = _folder(api, tmp_path, s["id"])

@@ -71,7 +71,7 @@ def test_create_validates_names_and_fields(api: Api) -> None:
     api.problem(create(api), 409)
     listed = c.get("/v1/streams", headers=api.auth("backend")).json()["items"]
     assert [s["id"] for s in listed] == [made["id"]]
-    assert listed[0]["whep_token"] is None  # viewer tokens go to operators and admins only
+    assert listed[0]["whep_token"] is None  # viewer tokens: operators, admins, supervisors only
 
 
 def test_auth_roles_and_tenants(api: Api) -> None:

@@ -43,6 +43,7 @@ def make_record(rec: Path, sessions: sessionmaker[Session]) -> dict[str, bytes]:
         "logs/transcript.jsonl": '{"text":"欢迎来到直播间"}\n'.encode(),
         "logs/chat.jsonl": b'{"user":"a","text":"price?"}\n',
         "logs/prices.jsonl": b'{"product":"p1","price":"9.90"}\n',
+        "logs/session-20250601T000000Z-r0.jsonl": b'{"type":"session","products":[]}\n',
     }
     for name, body in files.items():
         (folder / name.split("/", 1)[1]).write_bytes(body)
@@ -182,7 +183,7 @@ def test_cli_export(tmp_path: Path) -> None:
     out = tmp_path / "export" / "s1.tar.gz"
     done = CliRunner().invoke(cli, ["export", "--stream", "s1", "--out", str(out)], env=env)
     assert done.exit_code == 0, done.output
-    files = 8 if transcript_table() is not None else 7
+    files = 9 if transcript_table() is not None else 8  # with the recorded session
     assert f"{files} files, 3 audit entries" in done.output
     assert check_export(out) == []
     done = CliRunner().invoke(cli, ["export", "--stream", "zz", "--out", str(out)], env=env)

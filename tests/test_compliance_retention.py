@@ -85,6 +85,8 @@ def test_purge_keeps_younger_items_and_logs_what_went(
     put(done / "transcript-2026-03-02.jsonl", YOUNG)
     put(done / "chat.jsonl", OLD)
     put(done / "prices.jsonl", YOUNG)
+    put(done / "session-20260227T000000Z-r0.jsonl", OLD)  # recorded replay sessions, per run
+    put(done / "session-20260302T000000Z-r0.jsonl", YOUNG)
     running = rec / "t1" / "live"
     recording(running, [OLD - timedelta(days=400)])
     put(running / "segment-00002.mp4", OLD)  # the open segment, not in the index yet
@@ -123,12 +125,14 @@ def test_purge_keeps_younger_items_and_logs_what_went(
         (("t1", "done"), "segment-00002.mp4"),
         (("t1", "done"), "transcript-2026-02-27.jsonl"),
         (("t1", "done"), "chat.jsonl"),
+        (("t1", "done"), "session-20260227T000000Z-r0.jsonl"),
         (("t2", "old"), "segment-00001.mp4"),
     }
     assert sorted(p.name for p in done.iterdir()) == [
         "index.json",
         "prices.jsonl",
         "segment-00003.mp4",
+        "session-20260302T000000Z-r0.jsonl",
         "transcript-2026-03-02.jsonl",
     ]
     index = json.loads((done / "index.json").read_text())
@@ -153,6 +157,7 @@ def test_purge_keeps_younger_items_and_logs_what_went(
         "segment-00002.mp4",
         "transcript-2026-02-27.jsonl",
         "chat.jsonl",
+        "session-20260227T000000Z-r0.jsonl",
     }
     assert logged["old"]["files"] == [{"kind": "segment", "name": "segment-00001.mp4"}]
     assert logged["old"]["days"] == 3 * 365

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from avatarcast.cli_records import audit_app, export_cmd, retention_app
+from avatarcast.cli_replay import BaselineOpt, ExpectOpt, JunitOpt, TolerancesOpt, replay_diff
 from avatarcast.cli_server import db_app, demo, keys_app, serve
 from avatarcast.cli_support import err, fail, out, setup_logging
 from avatarcast.errors import AvatarcastError
 
 if TYPE_CHECKING:
     from avatarcast.compliance.c2pa import SignerConfig
+    from avatarcast.pipeline.live_control import LiveControl
     from avatarcast.pipeline.spec import ProgrammeOptions
     from avatarcast.script.llm import LlmOptions
     from avatarcast.voice.registry import NetworkVoiceOptions
@@ -43,6 +45,14 @@ SellerOpt = Annotated[
     str | None,
     typer.Option("--seller", help='Seller shown on screen: "NAME" or "NAME|CONTACT".'),
 ]
+
+
+def _ca_file() -> str | None:
+    """``tls.ca_file``: certificates trusted for rtmps on top of the system CA bundle."""
+    from avatarcast.settings import Settings
+
+    ca = Settings().tls.ca_file
+    return str(ca) if ca else None
 
 
 def _c2pa() -> SignerConfig | None:
@@ -215,19 +225,59 @@ def replay(
     out_path: Annotated[Path, typer.Option("--out", help="Output .mp4 file.")],
     report: Annotated[Path, typer.Option("--report", help="Health report (.json).")],
     transcript: Annotated[Path | None, typer.Option("--transcript")] = None,
+    writer: Annotated[
+        str | None,
+        typer.Option("--writer", help="Script writer instead of the session's: template or llm."),
+    ] = None,
+    expect: ExpectOpt = None,
+    baseline: BaselineOpt = None,
+    tolerances: TolerancesOpt = None,
+    junit: JunitOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Replay a recorded session on a simulated clock and report measured health."""
+    """Replay a recorded session on a simulated clock and report measured health; with
+    checks, exit 1 when one fails (docs/ci.md)."""
+    from avatarcast.cli_replay import judge, plan
     from avatarcast.pipeline.render import replay_session
 
     setup_logging(verbose)
+    checks = plan(expect, baseline, tolerances, junit)
     try:
         rep = asyncio.run(
-            replay_session(session, out=out_path, report=report, transcript=transcript)
+            replay_session(
+                session,
+                out=out_path,
+                report=report,
+                transcript=transcript,
+                writer=writer,
+                llm=lambda: _llm_options("llm"),
+            )
         )
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None
     out.print(json.dumps(rep["summary"], indent=2), highlight=False)
+    judge(checks, rep)
+
+
+class _SessionRecorder:
+    """``live --session-out``: the session of a CLI stream (its catalog, the commands it read
+    with ``--commands``, its sentences' ready marks and its end)."""
+
+    def __init__(self, path: Path | None, control: LiveControl) -> None:
+        from avatarcast.runner.session_log import SessionLog
+
+        self.log = SessionLog(path) if path is not None else None
+        self.control = control
+
+    def start(self) -> None:
+        from avatarcast.runner.session_log import begin_session
+
+        if self.log is not None:
+            begin_session(self.log, self.control)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
 
 @app.command()
@@ -273,6 +323,10 @@ def live(
     status_json: Annotated[
         bool, typer.Option("--status-json", help="Print status as JSON lines on stdout.")
     ] = False,
+    session_out: Annotated[
+        Path | None,
+        typer.Option("--session-out", help="Record the session for `replay` (.jsonl)."),
+    ] = None,
     commands: Annotated[
         bool,
         typer.Option(
@@ -323,6 +377,7 @@ def live(
         duration=duration,
         start_at=start_at,
         c2pa=_c2pa(),
+        ca_file=_ca_file(),
     )
     control = LiveControl()
 
@@ -337,16 +392,29 @@ def live(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
+        recorder = _SessionRecorder(session_out, control)
         if commands:
             read_commands(sys.stdin, loop, control)
-        await run_live(
-            opts,
-            control=control,
-            on_status=on_status if status_json else None,
-            on_air=slot.release,
-        )
+
+        def on_air() -> None:
+            recorder.start()
+            slot.release()
+
+        try:
+            await run_live(
+                opts,
+                control=control,
+                on_status=on_status if status_json else None,
+                on_air=on_air,
+            )
+        finally:
+            recorder.close()
 
     try:
+        if session_out is not None:
+            from avatarcast.pipeline.render import check_output_path
+
+            check_output_path(session_out, ".jsonl")
         asyncio.run(main())
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None
@@ -381,6 +449,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.command("export")(export_cmd)
+app.command("replay-diff")(replay_diff)
 
 
 def main() -> None:

@@ -21,12 +21,12 @@ def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = Fals
     """Serve the control plane API; streams that should be live start again."""
     import uvicorn
 
-    from avatarcast.control import create_app
+    from avatarcast.server import create_server_app
 
     setup_logging(verbose)
     settings = server_settings(host, port)
     uvicorn.run(
-        create_app(settings, freeze_gc=True),
+        create_server_app(settings, freeze_gc=True),
         host=settings.api.host,
         port=settings.api.port,
         log_config=None,
@@ -78,6 +78,7 @@ def db_upgrade() -> None:
 def demo(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False) -> None:
     """Serve the API on loopback with the demo catalog and one live, recorded demo stream."""
     from avatarcast.control.demo import DemoInfo, serve_demo
+    from avatarcast.server import create_server_app
 
     setup_logging(verbose)
     settings = server_settings(host or "127.0.0.1", port)
@@ -85,6 +86,7 @@ def demo(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False
     def ready(info: DemoInfo) -> None:
         out.print(
             f"avatarcast demo: {info.products} products, stream {info.stream_id} going live\n"
+            f"  console     {info.api_url}/console  (sign in with the API key below)\n"
             f"  player      {info.player_url}\n"
             f"  API docs    {info.docs_url}\n"
             f"  API key     {info.api_key}  (operator and the demo supervisor; shown once)\n"
@@ -97,7 +99,7 @@ def demo(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False
         )
 
     try:
-        asyncio.run(serve_demo(settings, on_ready=ready))
+        asyncio.run(serve_demo(settings, on_ready=ready, make_app=create_server_app))
     except KeyboardInterrupt:
         pass
     except (AvatarcastError, OSError) as e:

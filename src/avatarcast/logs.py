@@ -8,7 +8,8 @@ import re
 _SECRET_PATTERNS = [
     # rtmp(s)/srt URL path after the app name is the stream key
     (re.compile(r"((?:rtmps?|srt)://[^/\s]+/[^/\s]+/)[^\s'\"]+"), r"\1****"),
-    (re.compile(r"(streamid=|passphrase=|key=)[^&\s'\"]+", re.I), r"\1****"),
+    # query secrets: SRT's, and the viewer token in WHEP and player URLs (access log lines)
+    (re.compile(r"(streamid=|passphrase=|key=|token=|pass=|password=)[^&\s'\"]+", re.I), r"\1****"),
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1****"),
     (re.compile(r"\bac_[A-Za-z0-9_-]{8,}"), "ac_****"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-****"),

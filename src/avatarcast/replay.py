@@ -1,21 +1,26 @@
 """Recorded sessions: timed events replayed on a simulated clock.
 
 A session is JSON Lines. An optional first line ``{"type": "session", ...}`` names the catalog
-and options; every other line is an event with ``t`` (seconds into the programme) and ``type``.
-Every event is parsed once into a typed command (``avatarcast.commands``) and scheduled on the
-programme's director, which applies it at the first frame boundary at or after ``t``: catalog
-events (``price_change``, ``stock_change``, ``product_update``, ``product_remove``) become
-``CatalogChange`` commands, worked out in session order on a copy of the catalog; the other
-known types (``say``, ``mute``, ``kill``, ``pin_product``, ``chat``, ``label`` ...) are the
-commands of that name. Any other type is counted in the report as unhandled, never dropped
-silently; a command with a bad field is reported as an error.
+(``catalog``: a file, or ``products``: the products themselves, as a recorded live stream's
+session carries them) and options; every other line is an event with ``t`` (seconds into the
+programme) and ``type``. Every event is parsed once into a typed command
+(``avatarcast.commands``) and scheduled on the programme's director, which applies it at the
+first frame boundary at or after ``t``: catalog events (``price_change``, ``stock_change``,
+``product_update``, ``product_remove``) become ``CatalogChange`` commands, worked out in
+session order on a copy of the catalog; the other known types (``say``, ``mute``, ``kill``,
+``pin_product``, ``chat``, ``label`` ...) are the commands of that name. A recorded live
+stream's session also carries timing marks and model replies (:data:`MARKS`: ``ready``,
+``clock``, ``end``, ``model``; see ``runner.session_log``), which are not commands. Any other
+type is counted in the report as unhandled, never dropped silently; a command with a bad field
+is reported as an error.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -37,6 +42,8 @@ from avatarcast.errors import SessionError
 
 if TYPE_CHECKING:
     from avatarcast.chat.desk import ChatDesk
+    from avatarcast.frames import Sentence
+    from avatarcast.script.base import SegmentRequest
 
 
 class Scheduler(Protocol):
@@ -61,6 +68,9 @@ class Session:
     options: dict[str, Any]
     events: list[SessionEvent]
     path: Path
+    header_line: int = 0
+    #: media time of the ``end`` line a recorded session closes with, if any
+    end: float | None = None
 
     def resolve(self, name: str) -> Path:
         """A path named in the session, relative to the session file if not absolute."""
@@ -77,6 +87,7 @@ def load_session(path: Path) -> Session:
     except OSError as e:
         raise SessionError(f"cannot read session {str(path)!r}: {e.strerror}") from e
     options: dict[str, Any] = {}
+    header = 0
     events: list[SessionEvent] = []
     for i, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -92,6 +103,7 @@ def load_session(path: Path) -> Session:
             raise SessionError(f"{path}:{i}: field 'type' is missing or not a string")
         if kind == "session":
             options = {k: v for k, v in obj.items() if k != "type"}
+            header = i
             continue
         t = obj.get("t")
         if not isinstance(t, int | float) or isinstance(t, bool) or t < 0:
@@ -99,10 +111,109 @@ def load_session(path: Path) -> Session:
         data = {k: v for k, v in obj.items() if k not in ("t", "type")}
         events.append(SessionEvent(t=float(t), type=kind, data=data, line=i))
     events.sort(key=lambda e: e.t)
-    return Session(options=options, events=events, path=path)
+    end = next((e.t for e in reversed(events) if e.type == "end"), None)
+    return Session(options=options, events=events, path=path, header_line=header, end=end)
+
+
+def session_catalog(session: Session) -> tuple[Path | None, list[Product] | None]:
+    """The catalog a session starts from: a file it names, or the products it carries."""
+    o, where = session.options, f"{session.path}:{session.header_line or 1}"
+    raw = o.get("products")
+    if raw is not None:
+        if not isinstance(raw, list):
+            raise SessionError(f"{where}: field 'products' must be a list of products")
+        products = []
+        for i, p in enumerate(raw):
+            try:
+                products.append(Product.model_validate(p))
+            except ValidationError as e:
+                err = e.errors()[0]
+                loc = ".".join(str(x) for x in err["loc"])
+                raise SessionError(f"{where}: field 'products[{i}].{loc}': {err['msg']}") from None
+        return None, products
+    name = o.get("catalog")
+    if not isinstance(name, str):
+        raise SessionError(f"{where}: the session line must name a 'catalog' file or 'products'")
+    return session.resolve(name), None
 
 
 COMMAND_TYPES = NAMES | {"approve", "reject"}
+
+#: timing marks of a recorded live stream, not commands: ``ready`` (a sentence's audio was
+#: ready to go on air: ``text``, ``urgent``), ``clock`` and ``end``
+MARKS = frozenset({"ready", "clock", "end", "model"})
+
+
+class RecordedReplies:
+    """A recorded live stream's model replies (``model`` lines), served to the replay's LLM
+    writer instead of an endpoint: per product and segment kind, in the order they came."""
+
+    def __init__(self, events: list[SessionEvent]) -> None:
+        self._replies: dict[tuple[str, str], deque[tuple[str, ...]]] = {}
+        for e in events:
+            said = e.data.get("sentences")
+            if e.type == "model" and isinstance(said, list):
+                key = (str(e.data.get("product_id")), str(e.data.get("kind")))
+                self._replies.setdefault(key, deque()).append(tuple(str(x) for x in said))
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._replies.values())
+
+    def __call__(self, request: SegmentRequest) -> tuple[str, ...] | None:
+        q = self._replies.get((request.product.id, request.kind))
+        return q.popleft() if q else None
+
+
+class WallOffset:
+    """How far a recorded live stream's wall clock (media seconds, what the chat desk's holds
+    ran on) was ahead of its frames, from the ``clock`` field its lines carry; linear between
+    samples. Replayed, the desk runs on frames plus this offset, as it did live."""
+
+    def __init__(self, events: list[SessionEvent]) -> None:
+        self._t: list[float] = [0.0]
+        self._off: list[float] = [0.0]
+        for e in events:
+            c = e.data.get("clock")
+            if isinstance(c, int | float) and not isinstance(c, bool) and e.t >= self._t[-1]:
+                self._t.append(e.t)
+                self._off.append(float(c) - e.t)
+
+    def __call__(self, t: float) -> float:
+        ts, off = self._t, self._off
+        if t >= ts[-1]:
+            return t + off[-1]
+        i = next(k for k in range(1, len(ts)) if ts[k] > t)
+        span = ts[i] - ts[i - 1]
+        w = (t - ts[i - 1]) / span if span > 0 else 1.0
+        return t + off[i - 1] + w * (off[i] - off[i - 1])
+
+
+class ReadyMarks:
+    """The media times at which a recorded live stream had each sentence ready to go on air
+    (a :class:`~avatarcast.programme.talk.ReadyGate`). Replayed talk waits for them, so
+    latencies that live spent writing and synthesising (wall time) are spent again; a
+    sentence the live stream never said (a changed build) is ready at once. The n-th time a
+    text goes on air takes the n-th mark of that text."""
+
+    def __init__(self, events: list[SessionEvent], now: Callable[[], float]) -> None:
+        self._now = now
+        self._marks: dict[tuple[str, bool], deque[float]] = {}
+        for e in events:
+            if e.type == "ready" and isinstance(e.data.get("text"), str):
+                key = (e.data["text"], bool(e.data.get("urgent")))
+                self._marks.setdefault(key, deque()).append(e.t)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._marks.values())
+
+    def ready(self, sentence: Sentence, *, urgent: bool) -> bool:
+        q = self._marks.get((sentence.text, urgent))
+        return not q or q[0] <= self._now() + 1e-6
+
+    def take(self, sentence: Sentence, *, urgent: bool) -> None:
+        q = self._marks.get((sentence.text, urgent))
+        if q:
+            q.popleft()
 
 
 @dataclass(slots=True)
@@ -199,6 +310,44 @@ def _with_ids(command: ChatMessages, line: int) -> ChatMessages:
         for i, m in enumerate(command.messages, start=1)
     )
     return replace(command, messages=msgs)
+
+
+class PriceMarks:
+    """The price of each product in force from each change on (the stale-price check's input):
+    a mark whenever a catalog event or command changed a product's price, sale price or
+    currency."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._seen = {p.id: _price(p) for p in catalog.products()}
+        self.marks: list[dict[str, Any]] = []
+
+    def check(self, product_ids: Iterable[str], t: float) -> None:
+        for pid in product_ids:
+            p = self._catalog.get(pid)
+            if p is None or self._seen.get(pid) == _price(p):
+                continue
+            self._seen[pid] = _price(p)
+            self.marks.append(
+                {
+                    "t": t,
+                    "product_id": p.id,
+                    "price": str(p.price),
+                    "sale_price": None if p.sale_price is None else str(p.sale_price),
+                    "currency": p.currency,
+                }
+            )
+
+    def after(self, command: object, t: float) -> None:
+        """After an applied command: a ``CatalogChange`` may have moved prices."""
+        from avatarcast.commands import CatalogChange
+
+        if isinstance(command, CatalogChange):
+            self.check((p.id for p in command.upsert), t)
+
+
+def _price(p: Product) -> tuple[object, ...]:
+    return (p.price, p.sale_price, p.currency)
 
 
 def chat_summary(desk: ChatDesk) -> dict[str, Any]:

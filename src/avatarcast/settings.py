@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from avatarcast.errors import ConfigError
+from avatarcast.netpolicy import NetPolicy
 
 DEFAULT_CONFIG_PATH = Path("configs/avatarcast.toml")
 CONFIG_ENV = "AVATARCAST_CONFIG"
@@ -57,7 +58,12 @@ class ApiSettings(_Section):
     body_limit_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     load_shedding: LoadSheddingSettings = Field(default_factory=LoadSheddingSettings)
+    #: Every loopback/private/link-local address may be a destination or an image URL's
+    #: host (a lab, the tests). Off: such addresses are refused (OWASP API7:2023, SSRF).
     allow_private_destinations: bool = False
+    #: Host names (not addresses) that may resolve to private addresses all the same, e.g. the
+    #: RTMP service of a compose file ("rtmp"); everything else stays public-only.
+    private_destination_hosts: list[str] = Field(default_factory=list)
     migrate_on_start: bool = True
     #: How long a key row is reused before it is read again; also the most a revocation made
     #: outside this process (another API process, a hand edit) takes to be seen. 0: no cache.
@@ -69,6 +75,13 @@ class ApiSettings(_Section):
     #: ``/metrics`` needs ``Authorization: Bearer <token>`` when set; when empty it answers
     #: loopback clients only (behind a reverse proxy on the same host, set a token).
     metrics_token: SecretStr = SecretStr("")
+
+    def net_policy(self) -> NetPolicy:
+        """What the server may connect to on a tenant's behalf (destinations, image URLs)."""
+        return NetPolicy(
+            allow_private=self.allow_private_destinations,
+            private_hosts=frozenset(h.lower() for h in self.private_destination_hosts),
+        )
 
 
 class StreamDefaults(_Section):
@@ -89,6 +102,17 @@ class SupervisionSettings(_Section):
     heartbeat_timeout_s: float = Field(default=60.0, gt=0)
     stop_after_s: float = Field(default=300.0, gt=0)
     check_interval_s: float = Field(default=0.5, gt=0, le=2.0)
+
+
+class ConsoleSettings(_Section):
+    """The web console at ``/console``: sign-in sessions and the wall's heartbeats."""
+
+    #: a session ends after this long without a request, and this long after sign-in
+    session_idle_s: float = Field(default=30 * 60, gt=0)
+    session_absolute_s: float = Field(default=12 * 3600, gt=0)
+    #: the wall sends heartbeats while its page is visible and the supervisor acted (a key,
+    #: a click, a pointer move) within this many seconds; then it asks "still watching?"
+    activity_s: float = Field(default=300.0, gt=0)
 
 
 class ChatSettings(_Section):
@@ -149,6 +173,15 @@ class RunnerSettings(_Section):
 
 class WhepSettings(_Section):
     ice_servers: list[IceServer] = Field(default_factory=list)
+    #: Playback requests (offers, the player page) per second from one client address, and
+    #: the burst allowed; apart from the API keys' budget (playback has no API key).
+    viewer_rate: float = Field(default=1.0, gt=0)
+    viewer_burst: int = Field(default=10, ge=1)
+    #: ... and from every address together, per API process.
+    viewer_total_rate: float = Field(default=20.0, gt=0)
+    viewer_total_burst: int = Field(default=60, ge=1)
+    #: The longest a signed viewer token may live.
+    viewer_token_max_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
 
 class HlsSettings(_Section):
@@ -166,6 +199,26 @@ class RetentionSettings(_Section):
     """How long recordings, transcripts, chat and price logs and audit entries are kept."""
 
     days: int = Field(default=3 * 365, ge=1)
+
+
+class ImageSettings(_Section):
+    """Product images given through the API: stored per tenant under ``dir`` as PNG."""
+
+    dir: Path = Path("./var/images")
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=25_000_000, ge=1)
+    #: An https image URL is fetched once, within this time.
+    fetch_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class TlsSettings(_Section):
+    """Certificates the server checks when it connects out (rtmps destinations, image URLs).
+
+    The system CA bundle is always trusted; ``ca_file`` (PEM) adds certificates to it, e.g. a
+    company CA in front of an ingest, or a test CA.
+    """
+
+    ca_file: Path | None = None
 
 
 class C2paSettings(_Section):
@@ -216,6 +269,7 @@ class Settings(BaseSettings):
     stream: StreamDefaults = Field(default_factory=StreamDefaults)
     supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)
@@ -225,6 +279,8 @@ class Settings(BaseSettings):
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -2,8 +2,9 @@
 
 The recorder writes ``segment-NNNNN.mp4`` and ``index.json`` there. Transcripts, chat and price
 snapshots go next to them as JSON Lines (``transcript*.jsonl``, ``chat*.jsonl``,
-``prices*.jsonl``); a writer that rotates them (``transcript-2025-06-01.jsonl``) lets retention
-drop old days of a long stream. A file's end time is its modification time: the moment its last
+``prices*.jsonl``), and so do the recorded replay sessions (``session-*.jsonl``, one per run);
+a writer that rotates them (``transcript-2025-06-01.jsonl``) lets retention drop old days of a
+long stream. A file's end time is its modification time: the moment its last
 byte was written. Transcript lines the control plane keeps in its ``transcript_lines`` table
 count too; a line's end time is its ``wall_time``.
 """
@@ -37,13 +38,14 @@ __all__ = [
     "write_json_atomic",
 ]
 
-RecordKind = Literal["segment", "transcript", "chat", "prices"]
+RecordKind = Literal["segment", "transcript", "chat", "prices", "session"]
 #: What retention and export look for in a stream's folder.
 RECORD_KINDS: dict[RecordKind, str] = {
     "segment": "segment-*.mp4",
     "transcript": "transcript*.jsonl",
     "chat": "chat*.jsonl",
     "prices": "prices*.jsonl",
+    "session": "session-*.jsonl",
 }
 INDEX_NAME = "index.json"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gc
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -44,6 +44,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "tenant_seller",
     "keys",
     "products",
+    "product_images",
     "destinations",
     "avatars",
     "voices",
@@ -51,6 +52,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "streams",
     "stream_supervision",
     "stream_chat",
+    "stream_session",
     "stream_whep",
     "stream_hls",
     "schedules",
@@ -59,6 +61,16 @@ ROUTE_MODULES: tuple[str, ...] = (
 )
 
 Lifespan = Callable[[AppContext], AbstractAsyncContextManager[None]]
+
+
+class AppExtension(Protocol):
+    """A part of the server above the control plane (the console): it adds its routes to the
+    app, and runs beside it for the app's life, after the stream runner has started."""
+
+    def install(self, app: FastAPI, ctx: AppContext) -> None: ...
+
+    def lifespan(self, ctx: AppContext) -> AbstractAsyncContextManager[None]: ...
+
 
 #: What runs for the app's life beside the routes: the stream runner and its manager.
 LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan,)
@@ -74,11 +86,14 @@ def create_app(
     hub: ProductChangeHub | None = None,
     metrics: ControlMetrics | None = None,
     freeze_gc: bool = False,
+    extensions: Sequence[AppExtension] = (),
 ) -> FastAPI:
     """A ready-to-serve app; the database is migrated on startup unless switched off.
 
     ``freeze_gc``: for the process that serves this one app for its life (``serve``,
-    ``demo``), see ``_freeze_startup_objects``; not for a test run that makes many apps."""
+    ``demo``), see ``_freeze_startup_objects``; not for a test run that makes many apps.
+    ``extensions``: parts above the control plane (``avatarcast.server`` adds the console).
+    """
     engine = make_engine(settings.database_url)
     loop_engine = make_loop_engine(settings.database_url)
     ctx = AppContext(
@@ -106,6 +121,8 @@ def create_app(
             async with AsyncExitStack() as stack:
                 for extension in LIFESPANS:
                     await stack.enter_async_context(extension(ctx))
+                for part in extensions:  # after the runner: they listen to its manager
+                    await stack.enter_async_context(part.lifespan(ctx))
                 if freeze_gc:
                     _freeze_startup_objects()
                 yield
@@ -125,6 +142,8 @@ def create_app(
     for module in modules:
         router: APIRouter = module.router
         app.include_router(router)
+    for part in extensions:
+        part.install(app, ctx)
     install_problem_handlers(app)
     app.add_middleware(RequestGuardMiddleware, limit=settings.api.body_limit_bytes)
     shedding = settings.api.load_shedding

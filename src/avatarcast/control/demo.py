@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,7 +109,9 @@ def prepare_demo(settings: Settings, *, catalog: Path, lang: str = "en") -> Prep
                 )
                 session.add(row)
             now = utcnow()
-            row.duty_supervisor_id, row.duty_since, row.heartbeat_at = supervisor_id, now, now
+            # on duty, but no heartbeat yet: the stream waits on its slate until a person signs
+            # in to the console and the wall's heartbeats start (or one is sent through the API)
+            row.duty_supervisor_id, row.duty_since, row.heartbeat_at = supervisor_id, now, None
             row.desired_state, row.updated_at = "live", now
             record_event(session, tenant_id=tenant_id, stream_id=row.id, kind="demo-start")
             session.commit()
@@ -150,12 +153,14 @@ async def serve_demo(
     *,
     catalog: Path = DEMO_CATALOG,
     on_ready: Callable[[DemoInfo], None] | None = None,
+    make_app: Callable[..., FastAPI] = create_app,
 ) -> None:
-    """Serve until interrupted; ``on_ready`` gets the URLs once the server listens."""
+    """Serve until interrupted; ``on_ready`` gets the URLs once the server listens.
+    ``make_app``: the app factory (the CLI passes the one with the console)."""
     demo = prepare_demo(settings, catalog=catalog)
     host, port = settings.api.host, settings.api.port
     config = uvicorn.Config(
-        create_app(settings, freeze_gc=True),
+        make_app(settings, freeze_gc=True),
         host=host,
         port=port,
         log_level="warning",

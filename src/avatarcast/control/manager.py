@@ -25,6 +25,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.commands import Command, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.hub import ProductChange, ProductChangeHub
+from avatarcast.control.images import ImageStore
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.db.base import utcnow
@@ -57,12 +58,20 @@ class ProgrammeDefaults:
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: the model endpoint for streams with writer "llm"
     llm: LlmOptions | None = field(default=None, repr=False)
+    #: where destinations may connect, checked again at every connect (``NetPolicy.to_json``)
+    net_policy: dict[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
+    #: where products' ``asset:`` images are; other image values never reach a worker
+    images: ImageStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Selection:
     tenant_id: str
     product_ids: frozenset[str] | None  # None: the whole catalog
+    #: nobody is on duty, or the one on duty never sent a heartbeat: start on the slate
+    waiting: bool = False
 
 
 def hls_folder(root: Path | None, tenant_id: str, stream_id: str) -> Path:
@@ -114,6 +123,9 @@ class StreamManager:
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self._selections: dict[str, _Selection] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
+        #: called on the event loop with every runner event and supervision action (the
+        #: console's event bus listens here); a listener must return at once
+        self.listeners: list[Callable[[StreamEvent], None]] = []
 
     # --- reconciling ------------------------------------------------------------------------
 
@@ -135,7 +147,7 @@ class StreamManager:
             return
         self._selections[stream_id] = selection
         if self.watch is not None:
-            self.watch.arm(stream_id)
+            self.watch.arm(stream_id, waiting=selection.waiting)
         self._subscribe(selection.tenant_id)
         if not running:
             await self.runner.start(stream_id, spec)
@@ -228,11 +240,17 @@ class StreamManager:
             tenant_id=row.tenant_id,
             programme=programme,
             approve_answers=row.approve_answers,
-            products=tuple(selected_products(session, row.tenant_id, row.product_ids)),
+            products=tuple(
+                self._local_image(row.tenant_id, p)
+                for p in selected_products(session, row.tenant_id, row.product_ids)
+            ),
             destinations=urls,
             record_dir=d.recordings_dir / row.tenant_id / row.id if row.record else None,
+            session_dir=d.recordings_dir / row.tenant_id / row.id,
             paused=row.desired_state == "paused",
             ice_servers=d.ice_servers,
+            net_policy=d.net_policy,
+            ca_file=d.ca_file,
             hls_dir=hls_dir,
             hls_low_latency=hls_low_latency,
         )
@@ -240,6 +258,13 @@ class StreamManager:
     def _key(self, destination: Destination) -> str | None:
         stored = destination.stream_key
         return self.open_secret(stored) if stored else None
+
+    def _local_image(self, tenant_id: str, product: Product) -> Product:
+        """The product as a worker sees it: its image a file of the tenant's asset store."""
+        store = self.defaults.images
+        if product.image is None or store is None:
+            return product
+        return product.model_copy(update={"image": store.local_image(tenant_id, product.image)})
 
     # --- product changes --------------------------------------------------------------------
 
@@ -253,7 +278,11 @@ class StreamManager:
             if sel.tenant_id != change.tenant_id or stream_id not in running:
                 continue
             wanted = sel.product_ids
-            upserted = [p for p in change.upserted if wanted is None or p.id in wanted]
+            upserted = [
+                self._local_image(change.tenant_id, p)
+                for p in change.upserted
+                if wanted is None or p.id in wanted
+            ]
             deleted = [i for i in change.deleted if wanted is None or i in wanted]
             if upserted or deleted:
                 self._jobs.put_nowait(self._pusher(stream_id, upserted, deleted))
@@ -273,6 +302,7 @@ class StreamManager:
             return
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
+        self.notify(event)
         if event.kind in ("started", "restarted") and self.watch is not None:
             if self.watch.in_safe_mode(event.stream_id):  # a new worker starts selling
                 self._jobs.put_nowait(self._sender(event.stream_id, _safe(True)))
@@ -281,6 +311,18 @@ class StreamManager:
             await asyncio.to_thread(self._write_event, event)
 
         self._jobs.put_nowait(write)
+
+    def notify(self, event: StreamEvent) -> None:
+        """Tell the listeners; one that fails is logged and the others still hear."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("stream event listener failed")
+
+    def tenant_of(self, stream_id: str) -> str | None:
+        selection = self._selections.get(stream_id)
+        return selection.tenant_id if selection is not None else None
 
     def _write_event(self, event: StreamEvent) -> None:
         with self.sessions() as session:
@@ -356,6 +398,12 @@ class StreamManager:
 
     async def _apply(self, action: SupervisionAction) -> None:
         sid = action.stream_id
+        tenant_id = self.tenant_of(sid)
+        if tenant_id is not None:
+            detail = {"silent_s": round(action.silent_s, 3)}
+            self.notify(
+                StreamEvent(stream_id=sid, tenant_id=tenant_id, kind=action.kind, detail=detail)
+            )
         if action.kind == "safe_mode_entered":
             await self.runner.send(sid, _safe(True))
         elif action.kind == "safe_mode_left":
@@ -480,7 +528,8 @@ def _transcript_line(event: StreamEvent) -> TranscriptLine:
 
 def _selection(row: StreamRow) -> _Selection:
     ids = frozenset(row.product_ids) if row.product_ids is not None else None
-    return _Selection(row.tenant_id, ids)
+    waiting = row.duty_supervisor_id is None or row.heartbeat_at is None
+    return _Selection(row.tenant_id, ids, waiting)
 
 
 def selected_products(

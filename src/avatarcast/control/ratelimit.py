@@ -45,6 +45,21 @@ class TokenBuckets:
         with self._lock:
             self._buckets.pop(key, None)
 
+    def forget_full(self) -> None:
+        """Drop the buckets that have refilled: a new one starts full, so nothing changes."""
+        now = self._clock()
+        with self._lock:
+            full = [
+                key
+                for key, b in self._buckets.items()
+                if b.tokens + (now - b.stamp) * self.rate >= self.burst
+            ]
+            for key in full:
+                del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
 
 def retry_after_header(wait_s: float) -> str:
     return str(max(1, math.ceil(wait_s)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
-import socket
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from avatarcast.netpolicy import NetPolicy, NetRefused
 
 KEY_PREFIX = "avk"
 ROLES = ("admin", "operator", "supervisor", "backend")
@@ -66,54 +66,39 @@ def secret_matches(key_id: str, secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(key_id, secret), stored_hash)
 
 
-DESTINATION_SCHEMES = frozenset({"rtmp", "rtmps", "srt"})
-_SECRET_QUERY = frozenset({"passphrase", "streamid", "key", "token", "secret", "password"})
+DESTINATION_SCHEMES = frozenset({"rtmp", "rtmps"})
+_SECRET_QUERY = frozenset({"passphrase", "streamid", "key", "token", "secret", "password", "pass"})
 
 
 class DestinationUrlError(ValueError):
     pass
 
 
-def check_destination_url(url: str, *, allow_private: bool) -> str:
-    """The URL if it is rtmp/rtmps/srt to a public host; raises DestinationUrlError otherwise."""
+def check_destination_url(url: str, *, policy: NetPolicy) -> str:
+    """The URL if it is rtmp/rtmps to a host that resolves, now, to allowed addresses.
+
+    The push checks the name again when it connects (``avatarcast.netpolicy``); this check
+    tells the tenant at once. ``srt`` is refused until a sink can push it: a destination that
+    is accepted and then never receives a frame is worse than a clear no.
+    """
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018  (raises on a bad port)
     except ValueError as e:
         raise DestinationUrlError(f"not a valid URL: {e}") from None
-    if parts.scheme.lower() not in DESTINATION_SCHEMES:
-        raise DestinationUrlError("scheme must be one of rtmp, rtmps, srt")
+    scheme = parts.scheme.lower()
+    if scheme == "srt":
+        raise DestinationUrlError("srt destinations are not supported yet: use rtmp or rtmps")
+    if scheme not in DESTINATION_SCHEMES:
+        raise DestinationUrlError("scheme must be rtmp or rtmps")
     host = parts.hostname
     if not host:
         raise DestinationUrlError("URL has no host")
-    if parts.scheme.lower() == "srt" and port is None:
-        raise DestinationUrlError("srt URLs need a port")
-    if not allow_private and _is_private_host(host):
-        raise DestinationUrlError(
-            f"host {host!r} is not a public address (private, loopback, link-local or reserved)"
-        )
+    try:
+        policy.check_host(host)
+    except NetRefused as e:
+        raise DestinationUrlError(str(e)) from None
     return url
-
-
-def _is_private_host(host: str) -> bool:
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-            (".localhost", ".local", ".internal")
-        ):
-            return True
-        addresses = _resolve(host)
-    return any(not a.is_global or a.is_multicast for a in addresses)
-
-
-def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Addresses the name resolves to now; an unresolvable name is accepted (DNS may change)."""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return []
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 def redact_url(url: str) -> str:

@@ -9,6 +9,7 @@ on a worker.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import anyio
 
 from avatarcast.commands import Command
 from avatarcast.control.context import AppContext
+from avatarcast.control.images import ImageStore
 from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import DestinationHealth, HlsHealth, StreamHealth
@@ -90,6 +92,9 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,
         ice_servers=ice,
+        net_policy=ctx.settings.api.net_policy().to_json(),
+        ca_file=str(ca.resolve()) if (ca := ctx.settings.tls.ca_file) else None,
+        images=ImageStore.from_settings(ctx.settings),
     )
 
 
@@ -131,8 +136,29 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         product_id=h.get("product_id"),
         price=h.get("price"),
         sentence=h.get("sentence"),
-        destinations=[DestinationHealth.model_validate(d) for d in h.get("destinations") or ()],
-        recording_dir=h.get("recording_dir"),
-        hls=HlsHealth.model_validate(h["hls"]) if h.get("hls") else None,
-        last_error=status.last_error,
+        destinations=[
+            DestinationHealth.model_validate({**d, "last_error": without_paths(d["last_error"])})
+            if d.get("last_error")
+            else DestinationHealth.model_validate(d)
+            for d in h.get("destinations") or ()
+        ],
+        recording=bool(h.get("recording_dir")),
+        hls=_hls_health(h.get("hls")),
+        last_error=without_paths(status.last_error),
     )
+
+
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def _hls_health(raw: Any) -> HlsHealth | None:
+    """The worker's HLS report, its error without the server's folder in it."""
+    if not raw:
+        return None
+    return HlsHealth.model_validate({**raw, "last_error": without_paths(raw.get("last_error"))})
+
+
+def without_paths(text: str | None) -> str | None:
+    """``text`` with absolute file paths replaced: the server's layout is not the tenant's
+    business (OWASP API3:2023), and a path can name another tenant's folder."""
+    return _SERVER_PATH.sub("<server path>", text) if text else text

@@ -47,10 +47,14 @@ class SupervisionWatch:
         self._clock = clock
         self._streams: dict[str, _Watched] = {}
 
-    def arm(self, stream_id: str) -> None:
-        """Start watching (a stream went on air); the full timeout runs from now."""
+    def arm(self, stream_id: str, *, waiting: bool = False) -> None:
+        """Start watching (a stream went on air); the full timeout runs from now.
+
+        ``waiting``: no supervisor has sent a heartbeat for this stream yet, so it starts on
+        the safe slate (at the next tick) and goes on selling at the first heartbeat."""
         if stream_id not in self._streams:
-            self._streams[stream_id] = _Watched(last_beat=self._clock())
+            now = self._clock()
+            self._streams[stream_id] = _Watched(last_beat=now - self.timeout_s if waiting else now)
 
     def disarm(self, stream_id: str) -> None:
         self._streams.pop(stream_id, None)

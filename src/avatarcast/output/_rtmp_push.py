@@ -13,27 +13,36 @@ no pickling, one message per programme frame), ``R`` (resync), ``S`` (stop). Out
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
+import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 from av.container import OutputContainer
 
 from avatarcast.frames import EncodedPacket
+from avatarcast.netpolicy import NetPolicy, NetRefused, Target
+from avatarcast.netpolicy import netloc as url_netloc
 from avatarcast.output._mux import add_streams, to_av_packet
 from avatarcast.output.base import StreamHeaders
 from avatarcast.threads import set_os_thread_name, start_named_thread
+
+
+class DestinationRefused(Exception):
+    """The destination cannot be pushed to as it is: a refused address, a bad certificate."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +57,10 @@ class PushConfig:
     max_retries: int | None
     max_queue_seconds: float
     connect_timeout: float
+    #: checked again at every connect; the push goes to the checked address
+    policy: NetPolicy = field(default_factory=lambda: NetPolicy(allow_private=True))
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
 
 
 MSG_PACKETS, MSG_RESYNC, MSG_STOP = b"P", b"R", b"S"
@@ -140,6 +153,7 @@ class _Pusher:
         self._stop = False
         self._resync = False
         self._send_lock = threading.Lock()
+        self._relay: subprocess.Popen[bytes] | None = None
         self._stats: dict[str, Any] = {
             "state": "connecting",
             "bytes_sent": 0,
@@ -158,10 +172,15 @@ class _Pusher:
             try:
                 self._push()
                 break
+            except DestinationRefused as exc:
+                error = self._scrub(f"destination refused: {exc}")
+                self._stats["failures"] += 1
+                self._report(last_error=error, log=("warning", error))
             except (av.FFmpegError, OSError) as exc:
                 error = self._scrub(f"{type(exc).__name__}: {exc}")
                 self._stats["failures"] += 1
                 self._report(last_error=error, log=(logging.WARNING, error))
+            self._close_relay()  # a failed attempt's TLS relay is of no further use
             if self._stop_requested():
                 break
             if self.c.max_retries is not None and self._stats["failures"] > self.c.max_retries:
@@ -172,6 +191,7 @@ class _Pusher:
             with self._cond:
                 self._cond.wait_for(lambda: self._stop, timeout=wait)
             delay = min(delay * 2, self.c.backoff_cap)
+        self._close_relay()
         self._report(state="closed")
 
     def _push(self) -> None:
@@ -207,13 +227,32 @@ class _Pusher:
             else:
                 with contextlib.suppress(Exception):
                     container.close()
+            self._close_relay()
 
     def _connect(self) -> OutputContainer:
+        """Resolve and check the host now, then push to the checked address.
+
+        Plain RTMP connects to that address itself; RTMPS goes through ``_tls_relay``, which
+        holds the verified TLS connection (with the host name as SNI) to it. FFmpeg's tcUrl
+        then names the address it was given, as in the usual stunnel set-ups for RTMPS ingest.
+        """
         parts = urlsplit(self.c.url)
-        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
-        with socket.create_connection((parts.hostname or "", port), self.c.connect_timeout):
-            pass  # refused or unreachable: fail fast, before PyAV takes the GIL
-        container = av.open(self.c.url, "w", format="flv")
+        tls = parts.scheme == "rtmps"
+        port = parts.port or (443 if tls else 1935)
+        try:
+            target = self.c.policy.target(parts.hostname or "", port)
+        except NetRefused as e:
+            raise DestinationRefused(str(e)) from None
+        self._close_relay()
+        if tls:
+            self._relay, netloc = _start_relay(target, self.c.ca_file, self.c.connect_timeout)
+        else:
+            # refused or unreachable: fail fast, before PyAV takes the GIL; FFmpeg then gets
+            # the address that answered
+            with target.connect(self.c.connect_timeout) as probe:
+                netloc = url_netloc(probe.getpeername()[0], port)
+        url = urlunsplit(("rtmp", netloc, parts.path, parts.query, ""))
+        container = av.open(url, "w", format="flv")
         try:
             container.metadata.update({**self.c.headers.format.metadata, **self.c.metadata})
             add_streams(container, self.c.headers)
@@ -223,6 +262,16 @@ class _Pusher:
                 container.close()
             raise
         return container
+
+    def _close_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None and relay.poll() is None:
+            relay.kill()
+        if relay is not None:
+            relay.wait()
+            for pipe in (relay.stdin, relay.stdout):
+                if pipe is not None:
+                    pipe.close()
 
     def _receive(self) -> None:
         while True:
@@ -275,6 +324,53 @@ class _Pusher:
         text = text.replace(self.c.url, self.c.redacted)
         key = self.c.url.rstrip("/").rsplit("/", 1)[-1]
         return text.replace(key, "****") if key else text
+
+
+def _start_relay(
+    target: Target, ca_file: str | None, timeout: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``_tls_relay`` process with a verified TLS connection to ``target``, and the loopback
+    ``host:port`` where it waits for FFmpeg's plain RTMP."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        netloc = f"127.0.0.1:{listener.getsockname()[1]}"
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "avatarcast.output._tls_relay", str(listener.fileno())],
+            pass_fds=(listener.fileno(),),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+    finally:
+        listener.close()  # the relay holds its own copy
+    assert relay.stdin is not None and relay.stdout is not None
+    config = {
+        "host": target.host,
+        "addresses": list(target.addresses),
+        "port": target.port,
+        "ca_file": ca_file,
+        "timeout": timeout,
+    }
+    relay.stdin.write(json.dumps(config).encode() + b"\n")
+    relay.stdin.flush()
+    ready, _, _ = select.select([relay.stdout], [], [], timeout + 10)
+    line = relay.stdout.readline() if ready else b""
+    try:
+        answer = json.loads(line or b"{}")
+    except ValueError:
+        answer = {}
+    if answer.get("ok") is True:
+        return relay, netloc
+    relay.kill()
+    relay.wait()
+    relay.stdin.close()
+    relay.stdout.close()
+    error = str(answer.get("error") or "the TLS relay did not answer")
+    shown = f"rtmps://{target.host}:{target.port}"
+    if answer.get("kind") == "connect":
+        raise OSError(f"cannot connect to {shown}: {error}")
+    raise DestinationRefused(f"{shown}: {error}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.output._child import spawn_child, stop_child
 from avatarcast.output._rtmp_push import (
     MSG_RESYNC,
@@ -77,7 +78,9 @@ class RtmpSink:
 
     ``max_queue_seconds`` of media may wait for the destination; beyond that the oldest GOPs
     are dropped. Retries go on until ``aclose`` unless ``max_retries`` is set, after which the
-    state is ``failed``. ``metadata`` goes into onMetaData.
+    state is ``failed``. ``metadata`` goes into onMetaData. ``policy`` says which addresses
+    the host may resolve to, checked at every connect (default: any); ``ca_file`` adds trusted
+    certificates for rtmps to the system CA bundle.
     """
 
     def __init__(
@@ -93,6 +96,8 @@ class RtmpSink:
         close_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         name: str | None = None,
+        policy: NetPolicy | None = None,
+        ca_file: str | None = None,
     ) -> None:
         _validate(url)
         if backoff_start <= 0 or backoff_cap < backoff_start or not 0 <= jitter < 1:
@@ -107,6 +112,9 @@ class RtmpSink:
         self._settings = (backoff_start, backoff_cap, jitter, max_retries, connect_timeout)
         self._max_queue = max_queue_seconds
         self._close_timeout = close_timeout
+        # the operator's own command line may push anywhere; the API passes its policy
+        self._policy = policy or NetPolicy(allow_private=True)
+        self._ca_file = ca_file
         self._cond = threading.Condition()
         self._queue: deque[EncodedPacket] = deque()
         self._stop = False
@@ -146,6 +154,8 @@ class RtmpSink:
             max_retries=retries,
             max_queue_seconds=self._max_queue,
             connect_timeout=timeout,
+            policy=self._policy,
+            ca_file=self._ca_file,
         )
         await self.prestart()
         assert self._pipes is not None

@@ -18,6 +18,7 @@ from avatarcast.clock import WallClock
 from avatarcast.compliance.c2pa import SignerConfig, segment_signer
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.recording import SegmentedRecorder
@@ -58,6 +59,10 @@ class LiveOptions:
     hls: HlsOptions = field(default_factory=HlsOptions)
     backoff_start: float = 1.0
     backoff_cap: float = 10.0
+    #: which addresses destinations may reach, checked at every connect (None: any)
+    net_policy: NetPolicy | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
 
 
 class _PcmTap:
@@ -110,6 +115,8 @@ async def run_live(
                     backoff_start=opts.backoff_start,
                     backoff_cap=opts.backoff_cap,
                     name=redact_url(url),
+                    policy=opts.net_policy,
+                    ca_file=opts.ca_file,
                 )
             )
         except ConfigError as e:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from avatarcast.catalog.store import Catalog
 from avatarcast.clock import SimulatedClock
-from avatarcast.commands import CatalogChange, command_name
+from avatarcast.commands import command_name
 from avatarcast.compliance.c2pa import SignerConfig, sign_mp4
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import SpeechChunk, StreamFormat
@@ -30,12 +30,23 @@ from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.programme.talk import Guard
 from avatarcast.replay import (
+    MARKS,
     EventLog,
+    PriceMarks,
+    ReadyMarks,
+    RecordedReplies,
     SessionEvent,
+    WallOffset,
     chat_summary,
     load_session,
     schedule_session,
+    session_catalog,
 )
+from avatarcast.replaytest.figures import FrameTimer, add_figures
+from avatarcast.script.llm import LlmOptions
+
+#: the LLM writer's options when it replays recorded replies (never connects)
+RECORDED_MODEL = LlmOptions(base_url="http://127.0.0.1:9/recorded", model="recorded")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -215,25 +226,42 @@ async def render_file(
 
 
 async def replay_session(
-    session_path: Path, *, out: Path, report: Path, transcript: Path | None = None
+    session_path: Path,
+    *,
+    out: Path,
+    report: Path,
+    transcript: Path | None = None,
+    writer: str | None = None,
+    llm: Callable[[], LlmOptions | None] | None = None,
 ) -> dict[str, Any]:
-    """``avatarcast replay``: run a session's events on a simulated clock and measure the result."""
+    """``avatarcast replay``: run a session's events on a simulated clock and measure the result.
+
+    ``writer`` replaces the session's (``template`` when it names none); ``llm`` gives the
+    model endpoint when the writer is ``llm``. A session recorded with the LLM writer replays
+    its recorded model replies (``model`` lines) unless ``writer`` is given."""
     session = load_session(session_path)
     o = session.options
     check_output_path(out, ".mp4")
     check_output_path(report, ".json")
-    catalog_name = o.get("catalog")
-    if not isinstance(catalog_name, str):
-        raise ConfigError(f"{session_path}: the session line must name a 'catalog' file")
-    duration = float(o.get("duration", 60))
+    catalog_path, products = session_catalog(session)
+    duration = float(o.get("duration") or session.end or 60)
     opts = ProgrammeOptions(
-        catalog_path=session.resolve(catalog_name),
+        catalog_path=catalog_path,
         lang=str(o.get("lang", "en")),
         avatar=o.get("avatar"),
         voice=o.get("voice"),
         seed=int(o.get("seed", 0)),
+        size=str(o.get("size", "720p")),
+        fps=int(o.get("fps", 25)),
+        writer=writer or str(o.get("writer") or "template"),
+        **_recorded_options(o),
     )
-    resolved = validate(opts)
+    replies = RecordedReplies(session.events) if writer is None else None
+    if opts.writer == "llm" and replies:
+        opts = opts.model_copy(update={"llm": RECORDED_MODEL})  # no endpoint is called
+    elif opts.writer == "llm" and llm is not None:
+        opts = opts.model_copy(update={"llm": llm()})
+    resolved = validate(opts, products)
     catalog = Catalog(resolved.products)
     guards: list[Guard] = []  # the chat's guard, bound once the programme is built
     built = build(
@@ -243,15 +271,28 @@ async def replay_session(
         encoder=deterministic_encoder(resolved.fmt),
         guard=lambda s, p, t: guards[0](s, p, t),
     )
+    if replies and built.script is not None and built.script.llm is not None:
+        built.script.llm.recorded = replies
     director = Director()
+    # the desk's clock: frames, plus how far a recorded live stream's wall clock was ahead
+    wall = WallOffset(session.events)
     chat = ProgrammeChat(
-        built, disclosure=bool(o.get("disclosure", False)), clock=lambda: director.media_time
+        built,
+        disclosure=bool(o.get("disclosure", False)),
+        clock=lambda: wall(director.media_time),
     )
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     fps = resolved.fmt.fps
+    marks = ReadyMarks(session.events, lambda: director.media_time)
+    if len(marks):
+        built.talk.gate = marks
     log = EventLog()
-    scheduled = schedule_session(session.events, director, resolved.products, log)
-    price_marks: list[dict[str, Any]] = []
+    scheduled = schedule_session(
+        [e for e in session.events if e.type not in MARKS], director, resolved.products, log
+    )
+    prices = PriceMarks(catalog)
+    price_marks = prices.marks
+    timer = FrameTimer(fps)
 
     def applied(a: Applied) -> None:
         ev = scheduled.origin.get(id(a.command))
@@ -262,23 +303,14 @@ async def replay_session(
         log.handled[name] += 1
         if ev is not None:
             log.applied.append({"t": ev.t, "type": ev.type, **ev.data})
-        if name == "price_change" and isinstance(a.command, CatalogChange) and a.result["changed"]:
-            p = a.command.upsert[0]
-            price_marks.append(
-                {
-                    "t": a.t,
-                    "product_id": p.id,
-                    "price": str(p.price),
-                    "sale_price": None if p.sale_price is None else str(p.sale_price),
-                    "currency": p.currency,
-                }
-            )
+        prices.after(a.command, a.t)  # catalog events and recorded ``products`` alike
 
     director.listeners.append(applied)
 
     async def before_frame(pts: int) -> None:
+        timer.tick()
         if chat.desk.pending:
-            await chat.desk.answer_pending(pts / fps)
+            await chat.desk.answer_pending(chat.desk.clock())
         chat.before_frame(pts)
 
     frames = round(duration * fps)
@@ -306,10 +338,32 @@ async def replay_session(
     rep["commands"] = [_logged(a, scheduled.origin.get(id(a.command))) for a in director.log]
     for key in ("answer_latency_p50", "answer_latency_p95", "guardrail_refusals"):
         rep[key] = rep["summary"][key]
+    add_figures(
+        rep,
+        timer=timer,
+        talk_refusals=len(built.refusals),
+        transcript=[line.as_dict() for line in result.lines],
+    )
     with atomic_text(report) as rf:
         assert rf is not None
         json.dump(rep, rf, indent=2, ensure_ascii=False)
     return rep
+
+
+def _recorded_options(o: dict[str, Any]) -> dict[str, Any]:
+    """What a recorded live stream's session line says about its label, seller and spoken
+    disclosures (absent in hand-written sessions: the defaults)."""
+    out: dict[str, Any] = {}
+    if "disclosure_every" in o:
+        every = o["disclosure_every"]
+        out["disclosure_interval_s"] = None if every is None else float(every)
+    for key in ("label_text", "label_lang", "label_position"):
+        if isinstance(o.get(key), str):
+            out[key] = o[key]
+    seller = o.get("seller")
+    if isinstance(seller, list) and len(seller) == 2:
+        out["seller"] = (str(seller[0]), str(seller[1]))
+    return out
 
 
 def _logged(applied: Applied, origin: SessionEvent | None) -> dict[str, Any]:

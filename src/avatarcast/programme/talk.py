@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from avatarcast.catalog.diff import states_changed_fact
 from avatarcast.catalog.model import Product
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 NextSegment = Callable[[float], SegmentRequest | None]
 #: Checks a sentence before it is voiced; returns the (maybe cleaned) sentence or None to drop it.
 Guard = Callable[[Sentence, Product | None, float], Sentence | None]
+
+
+class ReadyGate(Protocol):
+    """Replaying a recorded live stream: whether a sentence's audio was ready by now when it
+    went out live (its writing and synthesis took wall time there), so pulled talk waits as
+    long as live talk did. ``take`` is told when the sentence goes on air."""
+
+    def ready(self, sentence: Sentence, *, urgent: bool) -> bool: ...
+
+    def take(self, sentence: Sentence, *, urgent: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,12 @@ class TalkSource:
         self._hold_rundown: Callable[[], bool] = lambda: False
         #: hear each urgent sentence (an answer) the moment its audio is ready
         self.on_voiced: list[Callable[[Sentence], None]] = []
+        #: live: hear every sentence the moment it is ready to go on air (urgent or not)
+        self.on_ready: list[Callable[[Sentence, bool], None]] = []
+        #: pulled talk that waits as live talk did (replay of a recorded stream)
+        self.gate: ReadyGate | None = None
+        self._held: Talk | None = None
+        self._held_urgent: Talk | None = None
 
     # --- control (called from the programme) -------------------------------------------------
 
@@ -139,7 +156,12 @@ class TalkSource:
         """Whether an urgent sentence can start now (live: its audio is ready)."""
         if self._prefetch > 0:
             return bool(self._voiced)
-        return bool(self._urgent) and isinstance(self._urgent[0], Sentence)
+        if self.gate is not None and self._held_urgent is not None:
+            return self.gate.ready(self._held_urgent.chunk.sentence, urgent=True)
+        head = self._urgent[0] if self._urgent else None
+        if not isinstance(head, Sentence):
+            return False
+        return self.gate is None or self.gate.ready(head, urgent=True)
 
     def replace_urgent(self, old_id: str, new: Sentence) -> bool:
         """Say ``new`` instead of the urgent sentence with id ``old_id`` if it is not on air yet.
@@ -201,6 +223,7 @@ class TalkSource:
         while not self._ready.empty():
             self._ready.get_nowait()
         self._pending.clear()
+        self._held = None
         self.close()  # a sentence voiced ahead is rundown talk too
         self._wake.set()
 
@@ -288,11 +311,40 @@ class TalkSource:
         as without look-ahead, so the output does not depend on timing; only its synthesis
         runs in a worker thread while frames are rendered. Urgent sentences go first.
         """
+        if self.gate is not None:
+            return await self._next_gated(self.gate)
         if self._urgent and isinstance(self._urgent[0], Sentence):
             got = await self._produce_one()
             return got[0] if got is not None else None
         if self._hold_rundown():
             return None
+        return await self._next_rundown()
+
+    async def _next_gated(self, gate: ReadyGate) -> Talk | None:
+        """Pulled talk released when it was ready live: an urgent sentence once its audio was
+        ready, else the rundown's next once it was (or nothing: the programme idles)."""
+        if self._held_urgent is None and self._urgent and isinstance(self._urgent[0], Sentence):
+            got = await self._produce_one()
+            self._held_urgent = got[0] if got is not None else None
+        held = self._held_urgent
+        if held is not None and gate.ready(held.chunk.sentence, urgent=True):
+            self._held_urgent = None
+            gate.take(held.chunk.sentence, urgent=True)
+            return held
+        if self._hold_rundown():
+            return None
+        if self._held is None:
+            if self._urgent and isinstance(self._urgent[0], Sentence):
+                return None  # behind the held urgent sentence
+            self._held = await self._next_rundown()
+        held = self._held
+        if held is not None and gate.ready(held.chunk.sentence, urgent=False):
+            self._held = None
+            gate.take(held.chunk.sentence, urgent=False)
+            return held
+        return None
+
+    async def _next_rundown(self) -> Talk | None:
         if self._ahead is None:
             got = await self._produce_one()
             if got is None:
@@ -371,6 +423,8 @@ class TalkSource:
                 self._voiced.append(talk)
             else:
                 await self._ready.put(talk)
+            for listener in self.on_ready:
+                listener(talk.chunk.sentence, urgent)
 
     async def run_prefetch(self) -> None:
         """Keep ``prefetch`` chunks ready and voice urgent sentences as they come. Run it as a
@@ -409,6 +463,8 @@ class TalkSource:
                 self._voiced[at[0]] = talk
             for listener in self.on_voiced:
                 listener(talk.chunk.sentence)
+            for ready in self.on_ready:
+                ready(talk.chunk.sentence, True)
 
     async def _voice_one(self, sentence: Sentence) -> Talk | None:
         product = self._catalog.get(sentence.product_id) if sentence.product_id else None

@@ -63,6 +63,10 @@ class StreamSpec(BaseModel):
     #: HLS into this folder (None: no HLS), low-latency with partial segments or not
     hls_dir: Path | None = None
     hls_low_latency: bool = False
+    #: the stream's folder for its recorded sessions (``session-*.jsonl``, see runner.session_log)
+    session_dir: Path | None = None
+    #: set by the backend for each run: the file this run's session is recorded to
+    session_out: Path | None = None
     paused: bool = False
     duration: float | None = None
     ice_servers: tuple[dict[str, Any], ...] = Field(default=(), repr=False)
@@ -71,6 +75,11 @@ class StreamSpec(BaseModel):
     whep_token: str | None = Field(default=None, repr=False)
     #: nice steps below the API (see ``RunnerSettings.worker_nice``)
     nice: int = 0
+
+    #: where destinations may connect (``NetPolicy.to_json``); None: anywhere
+    net_policy: dict[str, Any] | None = None
+    #: PEM certificates trusted for rtmps on top of the system CA bundle
+    ca_file: str | None = None
 
     @property
     def stream_id(self) -> str:

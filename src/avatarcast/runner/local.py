@@ -44,6 +44,7 @@ from avatarcast.runner.base import (
     StreamState,
     StreamStatus,
 )
+from avatarcast.runner.session_log import session_path
 
 __all__ = ["LocalRunner"]
 
@@ -292,14 +293,15 @@ class LocalRunner:
 
     def _first_line(self, s: _Stream) -> str:
         """This run's spec as the worker reads it: its id, WHEP port and token, nice, and a
-        recording folder of its own (a restart never overwrites the last run's)."""
+        recording folder and session file of its own (a restart never overwrites the last
+        run's)."""
         spec = s.spec
-        record_dir = spec.record_dir
-        if record_dir is not None:
-            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            record_dir = record_dir / f"{run}-{s.restarts}"
+        run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        record_dir = spec.record_dir / f"{run}-{s.restarts}" if spec.record_dir else None
+        session_out = session_path(spec.session_dir, run, s.restarts) if spec.session_dir else None
         programme = spec.programme.model_copy(update={"stream_id": s.stream_id})
         update: dict[str, object] = {"programme": programme, "record_dir": record_dir}
+        update["session_out"] = session_out
         update |= {"whep_port": s.whep_port, "whep_token": s.whep_token, "nice": self._nice}
         return spec.model_copy(update=update).model_dump_json()
 

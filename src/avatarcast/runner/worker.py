@@ -59,6 +59,7 @@ from avatarcast.commands import (
     parse_command,
 )
 from avatarcast.errors import AvatarcastError
+from avatarcast.netpolicy import NetPolicy
 from avatarcast.output.hls import HlsOptions
 from avatarcast.pipeline.director import Applied
 from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
@@ -66,6 +67,7 @@ from avatarcast.pipeline.spec import option_error
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.runner.base import EXIT_CONFIG, StreamSpec
 from avatarcast.runner.changes import CatalogChanges
+from avatarcast.runner.session_log import SessionLog, begin_session
 from avatarcast.script.guardrails import Refusal
 from avatarcast.startup import StartupSlot
 
@@ -92,12 +94,16 @@ class Worker:
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
         self._last_refusal: object | None = None
+        #: the stream's session, recorded for replay (spec ``session_out``)
+        self.session: SessionLog | None = None
 
     def emit(self, message: dict[str, Any]) -> None:
         self._out.write(json.dumps(message, default=str, separators=(",", ":")) + "\n")
         self._out.flush()
 
     def on_status(self, status: LiveStatus) -> None:
+        if self.session is not None:
+            self.session.tick()
         self._report_refusals()
         self.emit({"type": "status", **status.as_dict()})
 
@@ -254,6 +260,8 @@ def live_options(spec: StreamSpec) -> LiveOptions:
         whep_token=spec.whep_token,
         duration=spec.duration,
         ice_servers=spec.ice_servers,
+        net_policy=NetPolicy.from_json(spec.net_policy) if spec.net_policy else None,
+        ca_file=spec.ca_file,
     )
 
 
@@ -273,6 +281,15 @@ async def run_worker(
         worker.control.submit(Pause())
     if spec.approve_answers:
         worker.control.submit(ApproveAnswers(on=True))
+    if spec.session_out is not None:
+        worker.session = SessionLog(spec.session_out)
+
+    def going_on_air() -> None:
+        if worker.session is not None:
+            begin_session(worker.session, worker.control)
+        if on_air is not None:
+            on_air()
+
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.control.stop)
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
@@ -282,13 +299,16 @@ async def run_worker(
             products=list(spec.products),
             control=worker.control,
             on_status=worker.on_status,
-            on_air=on_air,
+            on_air=going_on_air,
         )
     except AvatarcastError as e:
         if worker.control.started_wall or e.retryable:
             raise
         worker.emit({"type": "error", "error": str(e), "retryable": False})
         return EXIT_CONFIG
+    finally:
+        if worker.session is not None:
+            worker.session.close()
     return 0
 
 

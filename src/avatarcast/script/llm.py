@@ -214,6 +214,11 @@ class LlmWriter:
         self.fallback = fallback
         self.refusals: deque[Refusal] = deque(maxlen=1000)
         self.client = client or options.client(breaker=CircuitBreaker())
+        #: hear each whole reply of the model, as sentences (a live session records them)
+        self.on_reply: list[Callable[[SegmentRequest, tuple[str, ...]], None]] = []
+        #: replay: the recorded replies instead of the endpoint (None for a request with no
+        #: recorded reply: it fails as the endpoint did, and the fallback writes)
+        self.recorded: Callable[[SegmentRequest], tuple[str, ...] | None] | None = None
 
     @property
     def breaker(self) -> CircuitBreaker | None:
@@ -232,8 +237,10 @@ class LlmWriter:
         said: set[str] = set()
         budget = [self.options.regenerations_per_segment]
         yielded = 0
+        replied: list[str] = []
         try:
-            async for text in self._sentences(build_messages(self.options, request)):
+            async for text in self._replies(request):
+                replied.append(text)
                 sentence = await self._vet(text, request, said, template, budget)
                 if sentence is not None:
                     said.add(normalise(sentence.text))
@@ -248,6 +255,22 @@ class LlmWriter:
                 while (s := await template.next()) is not None:
                     if (checked := self._vet_template(s, request)) is not None:
                         yield checked
+            return
+        for listener in self.on_reply:
+            listener(request, tuple(replied))
+
+    async def _replies(self, request: SegmentRequest) -> AsyncIterator[str]:
+        """The model's reply, sentence by sentence: from the endpoint, or recorded."""
+        if self.recorded is None:
+            async with aclosing(self._sentences(build_messages(self.options, request))) as live:
+                async for text in live:
+                    yield text
+            return
+        reply = self.recorded(request)
+        if not reply:
+            raise ModelError("no recorded model reply for this segment", retryable=False)
+        for text in reply:
+            yield text
 
     # --- checking ------------------------------------------------------------------------------
 

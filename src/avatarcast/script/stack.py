@@ -23,7 +23,7 @@ from avatarcast.script.guardrails import Guardrails, Refusal, default_lexicon_di
 from avatarcast.script.template import TemplateWriter
 
 if TYPE_CHECKING:
-    from avatarcast.script.llm import LlmOptions, LookaheadWriter
+    from avatarcast.script.llm import LlmOptions, LlmWriter, LookaheadWriter
 
 __all__ = ["WRITERS", "ScriptStack", "check_writer"]
 
@@ -73,6 +73,8 @@ class ScriptStack:
         self._exit = AsyncExitStack()
         self._started = False
         self._lookahead: LookaheadWriter | None = None
+        #: the LLM writer itself when ``writer`` is llm (behind the lookahead, live)
+        self.llm: LlmWriter | None = None
         self.writer: ScriptWriter = self.template
         if writer == "llm" and llm is not None:
             self.writer = self._llm_writer(llm, live=live, deadline=deadline)
@@ -82,6 +84,7 @@ class ScriptStack:
 
         llm = LlmWriter(options, guardrails=self.guardrails, fallback=self.template)
         llm.refusals = self.refusals  # one record of every refusal, whoever refused
+        self.llm = llm
         self._exit.push_async_callback(llm.aclose)
         if not live:
             return llm

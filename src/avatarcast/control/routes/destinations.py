@@ -1,4 +1,4 @@
-"""Destinations: rtmp/rtmps/srt to public hosts; the stream key is write-only."""
+"""Destinations: rtmp/rtmps to public hosts; the stream key is write-only."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _get(session: Session, tenant_id: str, destination_id: str) -> Destination:
 
 def _check_url(url: str, ctx: ContextDep) -> str:
     try:
-        return check_destination_url(url, allow_private=ctx.settings.api.allow_private_destinations)
+        return check_destination_url(url, policy=ctx.settings.api.net_policy())
     except DestinationUrlError as e:
         raise validation_problem(
             [{"field": "body.url", "message": str(e), "type": "url"}]

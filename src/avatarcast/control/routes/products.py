@@ -16,6 +16,7 @@ from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import Caller, ContextDep, ReaderDep, SessionDep, WriterDep
 from avatarcast.control.hub import ProductChange
+from avatarcast.control.images import ImageRejected, ImageStore
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
 from avatarcast.control.problems import (
     ImportProblem,
@@ -78,6 +79,21 @@ def _plain(body: Product) -> Product:
     return Product.model_validate(body.model_dump())
 
 
+def _stored_image(ctx: AppContext, tenant_id: str, image: str) -> str | None:
+    """``image`` as kept in the tenant's asset store (never a server path); 422 otherwise."""
+    try:
+        return ImageStore.from_settings(ctx.settings).accept(tenant_id, image)
+    except ImageRejected as e:
+        error = {"field": "body.image", "message": str(e), "type": "image"}
+        raise validation_problem([error]) from None
+
+
+def _with_image(ctx: AppContext, tenant_id: str, product: Product) -> Product:
+    if product.image is None:
+        return product
+    return product.model_copy(update={"image": _stored_image(ctx, tenant_id, product.image)})
+
+
 @router.get("", response_model=ProductPage)
 def list_products(
     session: SessionDep, caller: ReaderDep, cursor: CursorQuery = None, limit: LimitQuery = 100
@@ -94,7 +110,7 @@ def create_product(
     if repo.get_row(session, caller.tenant_id, body.id) is not None:
         raise ProblemError(409, f"product {body.id!r} exists; PUT replaces it", kind="conflict")
     check_quota(session, ctx.settings.quotas, "products", caller.tenant_id)
-    product = _plain(body)
+    product = _with_image(ctx, caller.tenant_id, _plain(body))
     repo.upsert(session, caller.tenant_id, [product])
     _audit(session, caller, "product_created", product)
     try:
@@ -150,7 +166,17 @@ def _import(
         raise ProblemError(422, str(e), kind="unreadable-feed", errors=errors) from None
     errors = [p.as_dict() for p in parsed.problems]
     unique: dict[str, Product] = {}
+    store = ImageStore.from_settings(ctx.settings)
     for product in parsed.products:
+        image = product.image
+        # a feed's image URLs stay the merchant's references, not fetched (hundreds of rows);
+        # a path is refused: the server opens no file a tenant names
+        if image is not None and not image.lower().startswith(("https://", "http://")):
+            try:
+                store.accept(tenant_id, image)
+            except ImageRejected as e:
+                errors.append({"row": product.id, "field": "image", "reason": str(e)})
+                continue
         if "\\u0000" in product.model_dump_json():
             reason = "contains a NUL character, which cannot be stored"
             errors.append({"row": product.id, "field": "product", "reason": reason})
@@ -206,7 +232,7 @@ def replace_product(
     if body.id != product_id:
         error = {"field": "body.id", "message": "must equal the id in the path", "type": "value"}
         raise validation_problem([error])
-    product = _plain(body)
+    product = _with_image(ctx, caller.tenant_id, _plain(body))
     before = repo.get_row(session, caller.tenant_id, product_id)
     old_price = before.payload.get("price") if before is not None else None
     outcome = repo.upsert(session, caller.tenant_id, [product])
@@ -231,6 +257,8 @@ def update_product(
     for key, value in body.model_dump(mode="json", exclude_unset=True).items():
         if value is None:
             merged.pop(key, None)
+        elif key == "image":
+            merged[key] = _stored_image(ctx, caller.tenant_id, value)
         else:
             merged[key] = value
     try:

@@ -19,12 +19,14 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
+from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import (
     Caller,
     ContextDep,
     ReaderDep,
     SessionDep,
+    SupervisorDep,
     caller_for_token,
     require_role,
 )
@@ -35,6 +37,7 @@ from avatarcast.control.ratelimit import TokenBuckets
 from avatarcast.control.routes import AUTH_PROBLEMS
 from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.schemas.supervision import (
+    BlockResult,
     ChatMessageIn,
     ChatResult,
     Fate,
@@ -44,7 +47,7 @@ from avatarcast.control.schemas.supervision import (
 from avatarcast.control.security import secret_matches, split_token
 from avatarcast.control.streaming import manager_of
 from avatarcast.db.models_streams import TranscriptLine
-from avatarcast.runner.base import CommandFailed
+from avatarcast.runner.base import CommandFailed, StreamEvent
 
 router = APIRouter(prefix="/v1/streams", tags=["chat"], responses=AUTH_PROBLEMS)
 StreamIdPath = Annotated[str, Path(max_length=64)]
@@ -122,20 +125,70 @@ async def _deliver(
 @router.post("/{stream_id}/chat", response_model=ChatResult, responses=problem_responses(404, 409))
 def post_chat(
     stream_id: StreamIdPath,
-    body: Annotated[list[ChatMessageIn], Body()],
+    body: Annotated[list[ChatMessageIn] | ChatMessageIn, Body()],
     session: SessionDep,
     caller: ChatterDep,
     ctx: ContextDep,
 ) -> ChatResult:
-    """A batch of viewer messages; returns each one's fate, in order."""
-    get_stream(session, caller.tenant_id, stream_id)
-    _check_limits(ctx, body)
-    runner = manager_of(ctx).runner
+    """One viewer message, or a batch of them; returns each one's fate, in order."""
+    messages = body if isinstance(body, list) else [body]
+    row = get_stream(session, caller.tenant_id, stream_id)
+    _check_limits(ctx, messages)
+    manager = manager_of(ctx)
     try:
-        fates = anyio.from_thread.run(_deliver, ctx, runner, stream_id, body)
+        fates = anyio.from_thread.run(_deliver, ctx, manager.runner, stream_id, messages)
     except CommandFailed as e:
         raise ProblemError(409, f"chat not taken: {e}", kind="not-on-air") from None
+    _tell(manager, row.tenant_id, stream_id, fates)
     return ChatResult(fates=fates)
+
+
+def _tell(manager: Any, tenant_id: str, stream_id: str, fates: list[Fate]) -> None:
+    """Chat fates go to the manager's listeners (the console's chat panel and approvals)."""
+    detail = {"fates": [f.model_dump(mode="json") for f in fates]}
+    manager.notify(
+        StreamEvent(stream_id=stream_id, tenant_id=tenant_id, kind="chat", detail=detail)
+    )
+
+
+@router.post(
+    "/{stream_id}/chat/{message_id}/block",
+    response_model=BlockResult,
+    responses=problem_responses(404, 409),
+)
+def block_message(
+    stream_id: StreamIdPath,
+    message_id: Annotated[str, Path(max_length=128)],
+    session: SessionDep,
+    caller: SupervisorDep,
+    ctx: ContextDep,
+) -> BlockResult:
+    """Block one viewer message: an answer to it still awaiting approval is rejected, and
+    consoles hide it. An answer already approved or spoken is not taken back."""
+    row = get_stream(session, caller.tenant_id, stream_id)
+    manager = manager_of(ctx)
+    rejected: list[str] = []
+    if stream_id in manager.runner.running():
+        try:
+            waiting = anyio.from_thread.run(manager.runner.request, stream_id, {"cmd": "answers"})
+        except CommandFailed:
+            waiting = []
+        for answer in waiting or ():
+            if message_id in (answer.get("message_ids") or ()):
+                answer_id = str(answer.get("answer_id"))
+                command = {"cmd": "reject", "answer_id": answer_id}
+                try:
+                    anyio.from_thread.run(manager.runner.request, stream_id, command)
+                    rejected.append(answer_id)
+                except CommandFailed:
+                    pass
+    detail = {"message_id": message_id, "rejected_answers": rejected}
+    audit(session, caller, kind="chat_message_blocked", stream_id=row.id, detail=detail)
+    session.commit()
+    manager.notify(
+        StreamEvent(stream_id=row.id, tenant_id=row.tenant_id, kind="chat_blocked", detail=detail)
+    )
+    return BlockResult(stream_id=row.id, message_id=message_id, rejected_answers=rejected)
 
 
 @router.websocket("/{stream_id}/chat/ws")
@@ -243,7 +296,12 @@ async def _handle(ctx: AppContext, runner: Any, stream_id: str, frame: str) -> d
         fates = await _deliver(ctx, runner, stream_id, messages)
     except CommandFailed as e:
         return {"error": f"chat not taken: {e}", "retryable": e.retryable}
-    return {"fates": [f.model_dump() for f in fates]}
+    result = [Fate.model_validate(f) for f in fates]
+    manager = manager_of(ctx)
+    tenant_id = manager.tenant_of(stream_id)
+    if tenant_id is not None:
+        _tell(manager, tenant_id, stream_id, result)
+    return {"fates": [f.model_dump() for f in result]}
 
 
 def _admit(ctx: AppContext, token: str, stream_id: str) -> None:

@@ -6,8 +6,9 @@ part a day (``immutable``: names carry the run and never repeat), a 404 not at a
 part is about to appear). A blocking playlist request (``_HLS_msn``, ``_HLS_part``: LL-HLS)
 waits until the playlist holds that part, at most three target durations.
 
-Access: the stream's viewer token (``?token=`` or a bearer token; the playlist is rewritten so
-its segment URLs carry it) or, with ``hls.public``, anyone. Pages on the origins in
+Access: the stream's viewer token or a signed short-lived one (``POST .../viewer-tokens``), as
+``?token=`` or a bearer token (the playlist is rewritten so its segment URLs carry the token
+given) or, with ``hls.public``, anyone. Pages on the origins in
 ``hls.cors_origins`` may fetch the files (CORS) and frame the player.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from importlib.resources import files
@@ -36,6 +36,7 @@ from avatarcast.control.manager import hls_folder
 from avatarcast.control.problems import ProblemError, problem_responses
 from avatarcast.control.schemas.streams import HlsConfigIn
 from avatarcast.control.streaming import health_of
+from avatarcast.control.viewer_tokens import viewer_token_valid
 from avatarcast.db.models import ProductRow
 from avatarcast.db.models_streams import StreamRow
 from avatarcast.output.hls_playlist import playlist_has
@@ -104,8 +105,13 @@ def _load(ctx: AppContext, stream_id: str) -> _Access | None:
         )
 
 
-async def _access(ctx: AppContext, request: Request, stream_id: str, token: str | None) -> _Access:
-    """The stream's HLS access, read at most once a second per stream (every viewer polls)."""
+async def _access(
+    ctx: AppContext, request: Request, stream_id: str, token: str | None
+) -> tuple[_Access, str]:
+    """The stream's HLS access, read at most once a second per stream (every viewer polls),
+    and the viewer token the caller gave ("" for a public stream): the stream's own or a signed
+    one not yet expired (``control.viewer_tokens``); URLs handed back carry that one, never the
+    stream's own token in its place."""
     cache: dict[str, _Access] = ctx.extras.setdefault("hls_access", {})
     access = cache.get(stream_id)
     if access is None or time.monotonic() - access.checked > _ACCESS_TTL_S:
@@ -119,16 +125,19 @@ async def _access(ctx: AppContext, request: Request, stream_id: str, token: str 
                 headers=_cors(ctx, request),
             )
         cache[stream_id] = access = found
-    if not access.public:
-        given = _viewer_token(request, token)
-        if given is None or not secrets.compare_digest(given.encode(), access.token.encode()):
-            raise ProblemError(
-                401,
-                "send the stream's viewer token as ?token= or a bearer token",
-                kind="unauthorized",
-                headers={"WWW-Authenticate": 'Bearer realm="hls"', **_cors(ctx, request)},
-            )
-    return access
+    if access.public:
+        return access, ""
+    given = _viewer_token(request, token)
+    if given is None or not viewer_token_valid(
+        given, stream_token=access.token, stream_id=stream_id
+    ):
+        raise ProblemError(
+            401,
+            "send the stream's viewer token as ?token= or a bearer token",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="hls"', **_cors(ctx, request)},
+        )
+    return access, given
 
 
 def _viewer_token(request: Request, token: str | None) -> str | None:
@@ -180,7 +189,7 @@ async def hls_file(
     part: Annotated[int | None, Query(alias="_HLS_part", ge=0, le=10_000)] = None,
 ) -> Response:
     """A stream's HLS file, for a player or a CDN (no API key: see the module's text)."""
-    access = await _access(ctx, request, stream_id, token)
+    access, given = await _access(ctx, request, stream_id, token)
     folder = hls_folder(ctx.settings.hls.dir.resolve(), access.tenant_id, stream_id)
     path = folder / name
     cors = _cors(ctx, request)
@@ -197,7 +206,7 @@ async def hls_file(
     if text is None:
         raise _not_found(ctx, request, name)
     if not access.public:
-        text = _with_token(text, access.token)
+        text = _with_token(text, given)
     max_age = ctx.settings.hls.playlist_max_age_s
     if msn is not None or "#EXT-X-ENDLIST" in text:
         max_age = 60  # the answer to a blocking request, or an ended playlist, never changes
@@ -282,8 +291,8 @@ async def embed(
 
     The page plays a low-latency stream as plain HLS (whole segments) unless ``?ll=1``:
     hls.js 1.7.4 stalls at times on our TS parts (docs/hls.md)."""
-    access = await _access(ctx, request, stream_id, token)
-    q = "" if access.public else "?token=" + quote(access.token, safe="")
+    access, given = await _access(ctx, request, stream_id, token)
+    q = "" if access.public else "?token=" + quote(given, safe="")
     base = f"/v1/streams/{stream_id}"
     page = embed_html(
         {
@@ -308,7 +317,7 @@ async def on_air(
     stream_id: StreamIdPath, request: Request, ctx: ContextDep, token: TokenQuery = None
 ) -> Response:
     """The product on air, for the link under the player: ``{id, title, url}`` or nulls."""
-    access = await _access(ctx, request, stream_id, token)
+    access, _ = await _access(ctx, request, stream_id, token)
     product_id = health_of(ctx, stream_id).product_id
     body: dict[str, str | None] = {"id": product_id, "title": None, "url": None}
     if product_id is not None:

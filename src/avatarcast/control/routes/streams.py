@@ -95,11 +95,17 @@ def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
         status=health_of(ctx, row.id),
         whep_url=f"{base}/whep",
         player_url=f"{base}/player",
-        whep_token=row.whep_token if caller.role in ("admin", "operator") else None,
+        whep_token=row.whep_token if may_watch(caller) else None,
         **hls_public(row),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def may_watch(caller: Caller) -> bool:
+    """Who gets the stream's viewer token: operators and admins, and supervisor keys linked to
+    a supervisor record (any stream of their tenant, which they may go on duty for)."""
+    return caller.role in ("admin", "operator") or caller.supervisor_id is not None
 
 
 def _field_error(field: str, message: str) -> ProblemError:

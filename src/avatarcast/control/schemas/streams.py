@@ -94,7 +94,9 @@ class StreamHealth(Out):
     price: str | None = None
     sentence: str | None = None
     destinations: list[DestinationHealth] = Field(default_factory=list)
-    recording_dir: str | None = None
+    recording: bool = Field(
+        default=False, description="A recording is being written (where is the server's business)"
+    )
     hls: HlsHealth | None = None
     last_error: str | None = None
 
@@ -117,7 +119,9 @@ class StreamPublic(Out):
     whep_url: str = Field(description="WHEP endpoint (POST an SDP offer with ?token=)")
     player_url: str = Field(description="A browser player page (add ?token=)")
     whep_token: str | None = Field(
-        default=None, description="Viewer token for whep_url; shown to operator and admin keys"
+        default=None,
+        description="Viewer token for whep_url; shown to operator and admin keys and to keys "
+        "linked to a supervisor record",
     )
     hls: HlsConfigIn | None = None
     hls_url: str | None = Field(

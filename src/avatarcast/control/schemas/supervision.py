@@ -75,6 +75,14 @@ class ChatResult(Out):
     fates: list[Fate]
 
 
+class BlockResult(Out):
+    stream_id: str
+    message_id: str
+    rejected_answers: list[str] = Field(
+        description="Answers to the message that were awaiting approval, now rejected"
+    )
+
+
 class PendingAnswer(Out):
     answer_id: str
     question: str

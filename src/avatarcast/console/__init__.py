@@ -1,0 +1,89 @@
+"""The web console at ``/console``: operators and supervisors run the night shift in a browser.
+
+Server-rendered Jinja2 pages with htmx (``static/htmx.min.js``, pinned and checksummed) and one
+small ES module (``static/console.js``) for WHEP previews, live updates over one SSE
+connection per tab, heartbeats and keyboard shortcuts. It calls the same functions as the
+REST API, as the signed-in key, so it can do nothing the key could not do through ``/v1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from avatarcast.console import actions, events, pages
+from avatarcast.console.auth import EXTRAS_KEY, Console, Forbidden, SignInRequired
+from avatarcast.console.bus import EventBus
+from avatarcast.console.render import STATIC_DIR, flash, make_templates
+from avatarcast.console.sessions import SessionStore
+from avatarcast.control.context import AppContext
+
+__all__ = ["ConsoleExtension", "install_console"]
+
+
+def install_console(app: FastAPI, ctx: AppContext) -> None:
+    """Add the console's routes, static files and error pages; its lifespan joins the app's
+    through ``ctx.extras["lifespans"]``."""
+    settings = ctx.settings.console
+    console = Console(
+        ctx=ctx,
+        sessions=SessionStore(
+            idle_s=settings.session_idle_s, absolute_s=settings.session_absolute_s
+        ),
+        bus=EventBus(),
+        templates=make_templates(),
+    )
+    ctx.extras[EXTRAS_KEY] = console
+    for module in (pages, actions, events):
+        app.include_router(module.router)
+    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.add_exception_handler(SignInRequired, _to_sign_in)  # type: ignore[arg-type]
+    app.add_exception_handler(Forbidden, _forbidden)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
+    """Feed the bus from the stream manager while the app runs."""
+    console: Console = ctx.extras[EXTRAS_KEY]
+    console.bus.bind(asyncio.get_running_loop())
+    manager = ctx.extras.get("streams")
+    if manager is not None:
+        manager.listeners.append(console.bus.on_stream_event)
+    try:
+        yield
+    finally:
+        if manager is not None and console.bus.on_stream_event in manager.listeners:
+            manager.listeners.remove(console.bus.on_stream_event)
+
+
+def _wants_fragment(request: Request) -> bool:
+    return "hx-request" in request.headers or request.url.path.endswith(("/events", "/heartbeat"))
+
+
+async def _to_sign_in(request: Request, error: SignInRequired) -> Response:
+    target = "/console/sign-in"
+    if error.reason:
+        target += "?reason=" + quote(error.reason)
+    if _wants_fragment(request) or request.method != "GET":
+        return Response(error.reason or "sign in", status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+async def _forbidden(request: Request, error: Forbidden) -> HTMLResponse:
+    return flash(request, str(error), ok=False, status=403)
+
+
+class ConsoleExtension:
+    """The console as an extension of the control plane's app (``control.app.AppExtension``)."""
+
+    def install(self, app: FastAPI, ctx: AppContext) -> None:
+        install_console(app, ctx)
+
+    def lifespan(self, ctx: AppContext) -> AbstractAsyncContextManager[None]:
+        return lifespan(ctx)

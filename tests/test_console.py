@@ -1,0 +1,634 @@
+"""The web console in Debian's chromium against a real ``avatarcast serve`` subprocess.
+
+One server and one browser for the whole module (each test opens its own browser context);
+the tests run in file order and share streams: ``one`` (started and stopped from the console,
+then the wall's mute, say and kill), ``two`` (answers wait for approval; the wall's
+heartbeats and the crash alert). Heartbeats lapse after 6 s here, so a stream the test is
+not watching goes to its safe slate soon; tests that need the programme keep beating.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from avatarcast.control import create_key, upgrade_database
+from avatarcast.db import make_engine, make_sessionmaker
+from rtmp_server import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+]
+CATALOG = Path(__file__).resolve().parents[1] / "configs" / "demo-catalog.json"
+HEARTBEAT_TIMEOUT_S = 6.0
+ACTIVITY_S = 600.0  # the heartbeat test runs the page clock past it
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@dataclass
+class Server:
+    base: str
+    proc: subprocess.Popen[bytes]
+    keys: dict[str, str]
+    streams: dict[str, str] = field(default_factory=dict)
+    other_stream: str = ""
+    supervisor_id: str = ""
+
+    def auth(self, who: str = "operator") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    def call(self, method: str, path: str, who: str = "operator", **kw: Any) -> httpx.Response:
+        headers = {**self.auth(who), **kw.pop("headers", {})}
+        return httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
+
+    def status(self, stream_id: str) -> dict[str, Any]:
+        r = self.call("GET", f"/v1/streams/{stream_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait(self, what: Callable[[], Any], seconds: float, message: str) -> Any:
+        deadline = time.monotonic() + seconds
+        while True:
+            value = what()
+            if value:
+                return value
+            assert time.monotonic() < deadline, message
+            time.sleep(0.1)
+
+
+def _start(tmp: Path) -> Server:
+    url = f"sqlite:///{tmp / 'console.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    keys = {}
+    _, keys["operator"] = create_key(sessions, tenant_name="acme", role="operator")
+    _, keys["backend"] = create_key(sessions, tenant_name="acme", role="backend")
+    _, keys["spare"] = create_key(sessions, tenant_name="acme", role="operator")
+    _, keys["other"] = create_key(sessions, tenant_name="globex", role="operator")
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "AVATARCAST_DATABASE_URL": url,
+        "AVATARCAST_RECORDINGS_DIR": str(tmp / "recordings"),
+        "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
+        "AVATARCAST_SUPERVISION__STOP_AFTER_S": "3600",
+        "AVATARCAST_CONSOLE__ACTIVITY_S": str(ACTIVITY_S),
+        "AVATARCAST_API__RATE_LIMIT__RATE": "1000",
+        "AVATARCAST_API__RATE_LIMIT__BURST": "1000",
+    }
+    cmd = [sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port)]
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", proc, keys)
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+        try:
+            if httpx.get(server.base + "/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not get ready within 60 s"
+        time.sleep(0.2)
+    return server
+
+
+def _seed(server: Server) -> None:
+    r = server.call(
+        "POST",
+        "/v1/products/import?format=json",
+        content=CATALOG.read_bytes(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    body = {"full_name": "Night Supervisor", "contact": "+31 20 555 0100", "reference": "S-1"}
+    r = server.call("POST", "/v1/supervisors", json=body)
+    assert r.status_code == 201, r.text
+    server.supervisor_id = r.json()["id"]
+    made = {"name": "wall", "role": "supervisor", "supervisor_id": server.supervisor_id}
+    r = server.call("POST", "/v1/keys", json=made)
+    assert r.status_code == 201, r.text
+    server.keys["supervisor"] = r.json()["key"]
+    for name, approve in (("one", False), ("two", True)):
+        body2 = {"name": name, "approve_answers": approve}
+        r = server.call("POST", "/v1/streams", json=body2)
+        assert r.status_code == 201, r.text
+        server.streams[name] = r.json()["id"]
+    r = server.call("POST", "/v1/streams", who="other", json={"name": "theirs"})
+    assert r.status_code == 201, r.text
+    server.other_stream = r.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    tmp = Path(tempfile.mkdtemp(prefix="console-"))
+    running = _start(tmp)
+    try:
+        _seed(running)
+        yield running
+    finally:
+        running.proc.send_signal(signal.SIGINT)
+        try:
+            running.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            running.proc.kill()
+            running.proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (this test never skips)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _page(browser: Any, server: Server, who: str | None, **context: Any) -> Any:
+    """A new context's page, signed in as ``who`` through the sign-in form."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, **context)
+    page = ctx.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    if who is not None:
+        page.goto(server.base + "/console/sign-in")
+        page.get_by_label("API key").fill(server.keys[who])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/console/**", wait_until="domcontentloaded")
+        assert "/sign-in" not in page.url, page.content()[:2000]
+    return page
+
+
+class Beats:
+    """Heartbeats from a thread, for tests that need a programme rather than a slate."""
+
+    def __init__(self, server: Server, stream_id: str) -> None:
+        self.server, self.stream_id = server, stream_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.server.call(
+                    "POST", f"/v1/streams/{self.stream_id}/supervisor/heartbeat", who="supervisor"
+                )
+            except httpx.HTTPError:
+                pass
+
+    def __enter__(self) -> Beats:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _on_duty(server: Server, stream_id: str) -> None:
+    r = server.call(
+        "POST",
+        f"/v1/streams/{stream_id}/supervisor/duty",
+        who="supervisor",
+        json={"supervisor_id": server.supervisor_id},
+    )
+    assert r.status_code == 200, r.text
+
+
+def _live(server: Server, stream_id: str) -> None:
+    """Start ``stream_id`` unless it runs (each test can run alone)."""
+    if server.status(stream_id)["desired_state"] == "stopped":
+        _on_duty(server, stream_id)
+        r = server.call("POST", f"/v1/streams/{stream_id}/start")
+        assert r.status_code == 200, r.text
+
+
+def _frames(page: Any, selector: str) -> int:
+    return int(
+        page.evaluate(
+            f"document.querySelector({json.dumps(selector)}).getVideoPlaybackQuality()"
+            ".totalVideoFrames"
+        )
+    )
+
+
+def _playing(page: Any, selector: str, timeout_s: float = 60) -> None:
+    page.wait_for_function(
+        f"document.querySelector({json.dumps(selector)})?.videoWidth === 1280",
+        timeout=timeout_s * 1000,
+    )
+    first = _frames(page, selector)
+    page.wait_for_timeout(2000)
+    assert _frames(page, selector) - first >= 5, "the preview's decoded frames did not rise"
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+def test_sign_in_cookie_csrf_origin_tenant_and_revocation(server: Server, browser: Any) -> None:
+    page = _page(browser, server, None)
+    page.goto(server.base + "/console/streams")
+    assert "/console/sign-in" in page.url  # not signed in: the sign-in page
+    page.get_by_label("API key").fill("avk_000000000000_wrong")
+    page.get_by_role("button", name="Sign in").click()
+    assert "not valid" in page.locator(".signin [role=alert]").inner_text()
+    page.get_by_label("API key").fill(server.keys["operator"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/streams")
+    assert page.get_by_role("heading", name="Streams").is_visible()
+    cookies = page.context.cookies()
+    (cookie,) = [c for c in cookies if c["name"] == "avatarcast_console"]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert cookie["secure"] is False  # plain HTTP on loopback; Secure is set over TLS
+    assert server.keys["operator"] not in json.dumps(cookies)
+
+    jar = {"avatarcast_console": cookie["value"]}
+    action = f"{server.base}/console/streams/{server.streams['one']}/state/pause"
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    foreign = httpx.post(
+        action, cookies=jar, headers={"Origin": "http://evil.example", "X-CSRF-Token": csrf}
+    )
+    assert foreign.status_code == 403, foreign.text
+    no_token = httpx.post(action, cookies=jar, headers={"Origin": server.base})
+    assert no_token.status_code == 403, no_token.text
+    same = httpx.post(action, cookies=jar, headers={"Origin": server.base, "X-CSRF-Token": csrf})
+    assert same.status_code == 409 and "cannot pause" in same.text  # reached the route
+
+    page.goto(f"{server.base}/console/streams/{server.other_stream}")
+    assert page.get_by_role("heading", name="Not found").is_visible()
+    theirs = httpx.get(f"{server.base}/console/streams/{server.other_stream}", cookies=jar)
+    assert theirs.status_code == 404
+
+    spare = _page(browser, server, "spare")
+    spare.goto(server.base + "/console/streams")
+    spare.wait_for_timeout(1500)  # the page's event stream is open
+    spare_id = server.keys["spare"].split("_")[1]
+    r = server.call("DELETE", f"/v1/keys/{spare_id}")
+    assert r.status_code == 204, r.text
+    revoked = time.monotonic()
+    spare.wait_for_url("**/console/sign-in**", timeout=5000)
+    assert time.monotonic() - revoked < 2.0
+    assert "revoked" in spare.content() or "ended" in spare.content()
+    spare.context.close()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/sign-in**")
+    kinds = [e["kind"] for e in server.call("GET", "/v1/audit").json()["items"]]
+    assert kinds.count("console_sign_in") >= 2 and "console_sign_out" in kinds
+    page.context.close()
+
+
+# --- streams and the stream page ---------------------------------------------------------------
+
+
+#: The card region of the preview (x 850-1260, y 190-530 of the 1280x720 frame), drawn to a
+#: canvas; ``diff`` is the share of its samples that moved by more than 40 levels since ``keep``.
+_CARD = """(mode) => {
+    const v = document.querySelector('video.preview');
+    const c = document.createElement('canvas');
+    c.width = 1280; c.height = 720;
+    const g = c.getContext('2d');
+    g.drawImage(v, 0, 0, 1280, 720);
+    const now = g.getImageData(850, 190, 410, 340).data;
+    if (mode === 'keep') { window.cardBefore = now; return 0; }
+    let moved = 0, n = 0;
+    for (let i = 0; i < now.length; i++) {
+        if (i % 4 === 3) continue;
+        n++;
+        if (Math.abs(now[i] - window.cardBefore[i]) > 40) moved++;
+    }
+    return moved / n;
+}"""
+
+
+def test_start_preview_price_edit_and_stop_from_the_console(server: Server, browser: Any) -> None:
+    sid = server.streams["one"]
+    _on_duty(server, sid)
+    page = _page(browser, server, "operator")
+    with Beats(server, sid):
+        page.goto(server.base + "/console/streams")
+        page.get_by_role("button", name="Start one").click()
+        expect(page.locator("#status")).to_contain_text("Starting one", timeout=10_000)
+        page.goto(f"{server.base}/console/streams/{sid}")
+        _playing(page, "video.preview")
+        status = server.wait(
+            lambda: (s := server.status(sid)["status"])["price"] and s, 30, "no price on air"
+        )
+        product, old = status["product_id"], status["price"]
+        row = page.locator(f'tr[data-product="{product}"]')
+        sale = row.locator('input[name="sale_price"]')
+        new = "12.34"
+        page.evaluate(_CARD, "keep")
+        page.wait_for_timeout(400)
+        noise = page.evaluate(_CARD, "diff")
+        if sale.input_value():
+            sale.fill(new)
+        else:
+            row.locator('input[name="price"]').fill(new)
+        row.get_by_role("button", name="Save").click()
+        saved = time.monotonic()
+        changed, wanted, on_air = 0.0, max(3 * noise, 0.004), None
+        carded = aired = 0.0
+        while time.monotonic() - saved < 2.0 and not (carded and aired):
+            if not aired and server.status(sid)["status"]["price"] == new:
+                aired = time.monotonic() - saved
+            if not carded:
+                changed = page.evaluate(_CARD, "diff")
+                carded = time.monotonic() - saved if changed > wanted else 0.0
+        on_air = server.status(sid)["status"]["price"]
+        assert aired and carded, (old, new, on_air, noise, changed, aired, carded)
+        expect(page.locator('[data-h="price"]').first).to_have_text(new, timeout=2000)
+    page.get_by_role("button", name="Stop one").click()
+    server.wait(lambda: server.status(sid)["status"]["state"] == "stopped", 20, "not stopped")
+    expect(page.locator(f'[data-video-note="{sid}"]')).to_have_text("Stream ended", timeout=5000)
+    page.context.close()
+
+
+# --- the wall ------------------------------------------------------------------------------
+
+
+_AUDIO_ENERGY = """(sid) => new Promise(async (resolve) => {
+    const v = document.querySelector(`.tile[data-stream="${sid}"] video`);
+    let e = 0;
+    (await v.pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio') e = r.totalAudioEnergy || 0;
+    });
+    resolve(e);
+})"""
+
+
+def _energy_rate(page: Any, sid: str, seconds: float = 1.0) -> float:
+    first = page.evaluate(_AUDIO_ENERGY, sid)
+    page.wait_for_timeout(seconds * 1000)
+    return float(page.evaluate(_AUDIO_ENERGY, sid) - first)
+
+
+def test_wall_mute_say_and_kill(server: Server, browser: Any) -> None:
+    one, two = server.streams["one"], server.streams["two"]
+    for sid in (one, two):
+        _live(server, sid)
+    page = _page(browser, server, "supervisor")
+    assert page.url.endswith("/console/wall")
+    with Beats(server, one), Beats(server, two):
+        tile = page.locator(f'.tile[data-stream="{one}"]')
+        _playing(page, f'.tile[data-stream="{one}"] video')
+        tile.get_by_role("button", name="Solo audio").click()
+        server.wait(lambda: _energy_rate(page, one) > 0, 20, "no audio energy before mute")
+        tile.get_by_role("button", name="Mute", exact=True).click()
+        expect(page.locator("#status")).to_contain_text("Muted", timeout=5000)
+        muted = time.monotonic()
+        energy = [(0.0, page.evaluate(_AUDIO_ENERGY, one))]
+        while energy[-1][0] < 2.5:
+            page.wait_for_timeout(100)
+            energy.append((time.monotonic() - muted, page.evaluate(_AUDIO_ENERGY, one)))
+        # the first moment from which the energy did not grow for half a second
+        quiet = next(
+            (
+                t
+                for i, (t, e) in enumerate(energy)
+                if all(later - e < 1e-6 for s, later in energy[i:] if s - t <= 0.5)
+                and energy[-1][0] - t >= 0.5
+            ),
+            None,
+        )
+        assert quiet is not None and quiet <= 1.0, energy
+        tile.get_by_role("button", name="Unmute").click()
+
+        text = "Quick correction from your host: delivery takes two days."
+        tile.get_by_label("Say on one").fill(text)
+        tile.get_by_role("button", name="Say", exact=True).click()
+
+        def said() -> bool:
+            r = server.call("GET", f"/v1/streams/{one}/transcript?source=supervisor")
+            return any("delivery takes two days" in i["text"] for i in r.json()["items"])
+
+        server.wait(said, 30, "the supervisor's line never reached the transcript")
+
+        page.keyboard.press("1")  # focus tile 1, then k: kill after the confirmation
+        page.keyboard.press("k")
+        server.wait(lambda: server.status(one)["status"]["state"] == "stopped", 20, "not killed")
+        note = page.locator(f'[data-video-note="{one}"]')
+        expect(note).to_have_text("Stream ended", timeout=5000)
+        expect(tile).to_have_attribute("data-state", "stopped")
+    page.context.close()
+
+
+def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: Any) -> None:
+    two = server.streams["two"]
+    _live(server, two)
+    page = _page(browser, server, "supervisor")
+    with Beats(server, two):
+        _playing(page, f'.tile[data-stream="{two}"] video')
+        page.locator(f'.tile[data-stream="{two}"]').focus()
+        message = {"viewer_id": "v1", "name": "Ada", "text": "How big is the airfryer basket?"}
+        r = server.call("POST", f"/v1/streams/{two}/chat", who="backend", json=message)
+        assert r.status_code == 200, r.text  # a single message, not a list
+        sent = time.monotonic()
+        answer = page.locator(f"#approvals-{two} .answer").first
+        answer.wait_for(timeout=5000)
+        assert time.monotonic() - sent < 1.0, time.monotonic() - sent
+        page.keyboard.press("a")
+        expect(page.locator("#status")).to_contain_text("approved", timeout=5000)
+
+        def spoken() -> bool:
+            r = server.call("GET", f"/v1/streams/{two}/transcript?source=answer")
+            return bool(r.json()["items"])
+
+        server.wait(spoken, 30, "the approved answer was never spoken")
+    page.context.close()
+
+
+def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> None:
+    two = server.streams["two"]
+    _live(server, two)
+    page = _page(browser, server, None)
+    page.clock.install()
+    page.goto(server.base + "/console/sign-in")
+    page.get_by_label("API key").fill(server.keys["supervisor"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/wall", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Take duty").nth(1).click()
+    sent = "window.consoleHeartbeats.sent"
+    page.wait_for_function(f"{sent} >= 1")
+    first = page.evaluate(sent)
+    page.mouse.move(10, 10)
+    page.clock.run_for(4000)
+    assert page.evaluate(sent) > first  # visible and active: beating
+
+    page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'))"
+    )
+    assert page.get_by_role("dialog", name="Still watching?").is_visible()
+    page.wait_for_function("window.consoleHeartbeats.inflight === 0")
+    hidden = page.evaluate(sent)
+    page.clock.run_for(10_000)
+    assert page.evaluate(sent) == hidden
+    page.evaluate("delete document.visibilityState")
+    page.get_by_role("button", name="I am watching").click()
+    page.clock.run_for(4000)
+    assert page.evaluate(sent) > hidden
+
+    entered = _safe_entries(server, two)
+    # nobody touches anything for longer than console.activity_s (a jump: timers fire once)
+    page.clock.fast_forward(int(ACTIVITY_S * 1000) + 2000)
+    page.clock.run_for(2000)
+    assert page.get_by_role("dialog", name="Still watching?").is_visible()
+    page.wait_for_function("window.consoleHeartbeats.inflight === 0")
+    idle = page.evaluate(sent)
+    page.clock.run_for(10_000)
+    assert page.evaluate(sent) == idle
+
+    def slate() -> bool:
+        return _safe_entries(server, two) > entered
+
+    server.wait(slate, HEARTBEAT_TIMEOUT_S + 12, "the stream never reached its safe slate")
+    server.wait(lambda: server.status(two)["status"]["state"] == "safe_mode", 5, "no slate")
+    page.context.close()
+
+
+def _safe_entries(server: Server, stream_id: str) -> int:
+    count, cursor = 0, "0"
+    while True:
+        r = server.call("GET", f"/v1/audit?stream_id={stream_id}&limit=100&cursor={cursor}")
+        assert r.status_code == 200, r.text
+        page = r.json()
+        count += sum(1 for e in page["items"] if e["kind"] == "safe_mode_entered")
+        if not page["next_cursor"]:
+            return count
+        cursor = page["next_cursor"]
+
+
+def test_killed_worker_is_an_alert_and_restarts_rise(server: Server, browser: Any) -> None:
+    one, two = server.streams["one"], server.streams["two"]
+    if server.status(one)["desired_state"] != "stopped":  # one worker: the one to kill
+        assert server.call("POST", f"/v1/streams/{one}/stop").status_code == 200
+        server.wait(lambda: server.status(one)["status"]["state"] == "stopped", 30, "one runs")
+    _live(server, two)
+    server.wait(lambda: server.status(two)["status"]["state"] != "starting", 30, "not started")
+    page = _page(browser, server, "operator")
+    page.goto(f"{server.base}/console/streams/{two}")
+    restarts = server.status(two)["status"]["restarts"]
+    page.wait_for_timeout(1500)
+    children = subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(children) == 1, children  # the one stream worker still running
+    os.kill(int(children[0]), signal.SIGKILL)
+    killed = time.monotonic()
+    alert = page.locator("#alerts")
+    page.wait_for_function(
+        "document.getElementById('alerts').textContent.includes('crashed')"
+        " || document.getElementById('alerts').textContent.includes('restarted')",
+        timeout=3000,
+    )
+    assert time.monotonic() - killed < 3.0
+    assert alert.get_attribute("role") == "alert"
+    server.wait(lambda: server.status(two)["status"]["restarts"] > restarts, 30, "no restart")
+    cell = page.locator('[data-h="restarts"]').first
+    server.wait(lambda: int(cell.inner_text()) > restarts, 5, "the page's restart count")
+    page.context.close()
+
+
+def test_every_page_passes_axe(server: Server, browser: Any) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    page = _page(browser, server, None, timezone_id="Asia/Tokyo")
+    paths = [
+        "/console/sign-in",
+        "/console/streams",
+        f"/console/streams/{server.streams['two']}",
+        "/console/wall",
+        "/console/schedules",
+        "/console/audit",
+    ]
+    shift = {
+        "name": "Nights",
+        "stream_id": server.streams["one"],
+        "timezone": "America/New_York",
+        "days": ["fri", "sat"],
+        "start": "22:00",
+        "end": "06:00",
+    }
+    assert server.call("POST", "/v1/schedules", json=shift).status_code == 201
+    found: dict[str, list[str]] = {}
+    for i, path in enumerate(paths):
+        if i == 1:
+            page.get_by_label("API key").fill(server.keys["operator"])
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url("**/console/**", wait_until="domcontentloaded")
+        page.goto(server.base + path)
+        page.wait_for_timeout(300)
+        results = axe.run(page)
+        assert results.response["testEngine"]["name"] == "axe-core", results.response
+        bad = [
+            f"{v['id']}: {v['help']} ({len(v['nodes'])})"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        if bad:
+            found[path] = bad
+        if path == "/console/schedules":  # in New York time, though the browser is in Tokyo
+            shifts = page.locator('.shift[data-day="fri"]')
+            expect(shifts.first).to_contain_text("Fri 22:00 to Sat 06:00")
+    assert not found, found
+    page.context.close()
+
+
+def test_feature_now_puts_the_product_on_air(server: Server, browser: Any) -> None:
+    """Needs the worker's ``pin_product`` command (branch ``cmd``): until it is merged the
+    worker answers "unknown command" and this test fails at the flash line."""
+    two = server.streams["two"]
+    _live(server, two)
+    page = _page(browser, server, "supervisor")
+    with Beats(server, two):
+        status = server.wait(
+            lambda: (s := server.status(two)["status"])["product_id"] and s, 60, "nothing on air"
+        )
+        page.goto(f"{server.base}/console/streams/{two}")
+        rows = page.locator("tr[data-product]")
+        ids = [rows.nth(i).get_attribute("data-product") for i in range(rows.count())]
+        pinned = next(i for i in ids if i != status["product_id"])
+        row = page.locator(f'tr[data-product="{pinned}"]')
+        row.get_by_role("button", name="Feature now").click()
+        outcome = page.locator("#status:not(:empty), #alerts:not(:empty)").first
+        outcome.wait_for(timeout=5000)
+        assert f"Featuring {pinned}" in outcome.inner_text(), outcome.inner_text()
+        server.wait(
+            lambda: server.status(two)["status"]["product_id"] == pinned, 10, "not featured"
+        )
+    page.context.close()

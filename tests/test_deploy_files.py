@@ -1,0 +1,83 @@
+"""The compose file and Dockerfile as a production base (docker cannot run here: they are read).
+
+OWASP API8:2023 (Security Misconfiguration): default credentials, a root container, the SSRF
+check switched off for every destination, an RTMP ingest anyone can publish to, no TLS.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from avatarcast.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]+\}")
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_compose_takes_secrets_from_the_environment_api8_2023() -> None:
+    """API8:2023: no password in the file; each secret is a required variable."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "avatarcast:avatarcast@" not in text
+    services = _compose()["services"]
+    url = services["avatarcast"]["environment"]["AVATARCAST_DATABASE_URL"]
+    found = REQUIRED.search(url)
+    assert found and found.group(1) == "POSTGRES_PASSWORD"
+    assert REQUIRED.fullmatch(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    rtmp = services["rtmp"]["environment"]
+    assert REQUIRED.fullmatch(rtmp["MTX_AUTHINTERNALUSERS_0_PASS"])
+    assert rtmp["MTX_AUTHINTERNALUSERS_0_PERMISSIONS_0_ACTION"] == "publish"
+    # nobody but the publisher may publish: the anonymous user only reads
+    anonymous = [v for k, v in rtmp.items() if k.startswith("MTX_AUTHINTERNALUSERS_1_PERM")]
+    assert rtmp["MTX_AUTHINTERNALUSERS_1_USER"] == "any" and "publish" not in anonymous
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASS|SECRET|KEY", key) and not key.endswith("_HOSTS"):
+                assert REQUIRED.fullmatch(str(value)), (name, key)
+
+
+def test_compose_allows_only_its_own_rtmp_service_as_private_api7_api8_2023() -> None:
+    """API7:2023: the SSRF check stays on for every destination but the bundled ingest."""
+    env = _compose()["services"]["avatarcast"]["environment"]
+    assert not any("ALLOW_PRIVATE" in key for key in env)
+    hosts = env["AVATARCAST_API__PRIVATE_DESTINATION_HOSTS"]
+    policy = Settings(api={"private_destination_hosts": yaml.safe_load(hosts)}).api.net_policy()
+    assert policy.private_hosts == frozenset({"rtmp"}) and not policy.allow_private
+
+
+def test_settings_read_the_compose_value_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = _compose()["services"]["avatarcast"]["environment"]
+    key = "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS"
+    monkeypatch.setenv(key, env[key])
+    assert Settings().api.net_policy().private_hosts == frozenset({"rtmp"})
+
+
+def test_tls_in_front_and_the_app_unpublished_api8_2023() -> None:
+    """API8:2023: clients reach the app only through the TLS proxy, which has a certificate."""
+    services = _compose()["services"]
+    assert "ports" not in services["avatarcast"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy")
+    command = proxy["command"]
+    assert command[:2] == ["caddy", "reverse-proxy"] and "avatarcast:8000" in command
+    assert REQUIRED.fullmatch(command[command.index("--from") + 1])
+    assert "443:443" in proxy["ports"]
+
+
+def test_the_app_runs_as_a_non_root_user_api8_2023() -> None:
+    """API8:2023: the image's last USER is not root, and compose does not override it."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert _compose()["services"]["avatarcast"]["user"].split(":")[0] not in ("root", "0")
