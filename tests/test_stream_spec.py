@@ -46,6 +46,8 @@ def full_spec() -> StreamSpec:
         products=(product,),
         destinations=(DEST,),
         record_dir=Path("/tmp/rec"),
+        hls_dir=Path("/tmp/hls"),
+        hls_low_latency=True,
         paused=True,
         ice_servers=({"urls": ["stun:127.0.0.1:3478"], "username": None},),
         whep_port=8123,
@@ -66,6 +68,7 @@ def test_the_spec_reaches_the_worker_unchanged_and_the_programme_goes_through() 
         Path("/tmp/rec"),
         8123,
     )
+    assert (live.hls_dir, live.hls.low_latency) == (Path("/tmp/hls"), True)
 
 
 def test_secrets_stay_out_of_the_spec_repr() -> None:

@@ -322,6 +322,13 @@ def live(
     whep_port: Annotated[
         int | None, typer.Option("--whep-port", help="Serve WHEP at http://127.0.0.1:PORT/whep.")
     ] = None,
+    hls: Annotated[
+        Path | None,
+        typer.Option("--hls", help="Folder for HLS: index.m3u8 and 2 s segments, for any server."),
+    ] = None,
+    hls_low_latency: Annotated[
+        bool, typer.Option("--hls-low-latency", help="Low-Latency HLS: partial segments too.")
+    ] = False,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Seconds on air (default: until Ctrl-C).")
     ] = None,
@@ -360,7 +367,7 @@ def live(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Go live: RTMP/RTMPS destinations, WHEP viewers and a recording, from one encode."""
+    """Go live: RTMP/RTMPS destinations, WHEP viewers, HLS and a recording, from one encode."""
     from avatarcast.startup import StartupSlot
     from avatarcast.threads import import_in_background
 
@@ -369,6 +376,7 @@ def live(
     try:
         import_in_background("avatarcast.pipeline.live")  # low priority: streams on air first
         from avatarcast.cli_commands import read_commands
+        from avatarcast.output.hls import HlsOptions
         from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
     except BaseException:
         slot.release()
@@ -397,6 +405,8 @@ def live(
         record_dir=record,
         segment_seconds=segment_seconds,
         whep_port=whep_port,
+        hls_dir=hls,
+        hls=HlsOptions(low_latency=hls_low_latency),
         duration=duration,
         start_at=start_at,
         c2pa=_c2pa(),

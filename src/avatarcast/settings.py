@@ -184,6 +184,17 @@ class WhepSettings(_Section):
     viewer_token_max_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
 
+class HlsSettings(_Section):
+    """HLS: where streams write their playlists and segments, and who may fetch them."""
+
+    #: each stream writes into ``dir/<tenant>/<stream>``; ``serve`` reads from there
+    dir: Path = Path("./hls")
+    #: shop origins (``https://shop.example``) whose pages may fetch the HLS files; "*": any
+    cors_origins: list[str] = Field(default_factory=list)
+    #: seconds a CDN may keep a live playlist (its segments are immutable: kept a day)
+    playlist_max_age_s: int = Field(default=1, ge=0, le=60)
+
+
 class RetentionSettings(_Section):
     """How long recordings, transcripts, chat and price logs and audit entries are kept."""
 
@@ -262,6 +273,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     whep: WhepSettings = Field(default_factory=WhepSettings)
+    hls: HlsSettings = Field(default_factory=HlsSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)

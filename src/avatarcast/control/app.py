@@ -54,6 +54,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "stream_chat",
     "stream_session",
     "stream_whep",
+    "stream_hls",
     "schedules",
     "events",
     "audit",

@@ -37,7 +37,7 @@ from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 from avatarcast.script.llm import LlmOptions
 
-__all__ = ["ProgrammeDefaults", "StreamManager", "push_url"]
+__all__ = ["ProgrammeDefaults", "StreamManager", "hls_folder", "push_url"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class ProgrammeDefaults:
     """Server-wide settings every stream's programme shares."""
 
     recordings_dir: Path
+    #: streams with HLS write into ``hls_dir/<tenant>/<stream>`` (None: ./hls)
+    hls_dir: Path | None = None
     size: str = "720p"
     fps: int = 25
     ice_servers: tuple[dict[str, Any], ...] = ()
@@ -70,6 +72,19 @@ class _Selection:
     product_ids: frozenset[str] | None  # None: the whole catalog
     #: nobody is on duty, or the one on duty never sent a heartbeat: start on the slate
     waiting: bool = False
+
+
+def hls_folder(root: Path | None, tenant_id: str, stream_id: str) -> Path:
+    """Where a stream's HLS files live; the worker writes there and ``serve`` reads."""
+    return (root or Path("hls")) / tenant_id / stream_id
+
+
+def hls_spec(root: Path | None, row: StreamRow) -> tuple[Path | None, bool]:
+    """The stream's HLS folder (None: no HLS) and whether it is low-latency, from its row."""
+    hls = row.hls or {}
+    if not hls.get("enabled"):
+        return None, False
+    return hls_folder(root, row.tenant_id, row.id), bool(hls.get("low_latency"))
 
 
 def push_url(url: str, stream_key: str | None) -> str:
@@ -227,6 +242,7 @@ class StreamManager:
             label_position=label.get("position") or "top-left",
             seller=tenant.seller if tenant is not None else None,
         )
+        hls_dir, hls_low_latency = hls_spec(d.hls_dir, row)
         return StreamSpec(
             tenant_id=row.tenant_id,
             programme=programme,
@@ -243,6 +259,8 @@ class StreamManager:
             ice_servers=d.ice_servers,
             net_policy=d.net_policy,
             ca_file=d.ca_file,
+            hls_dir=hls_dir,
+            hls_low_latency=hls_low_latency,
         )
 
     def _key(self, destination: Destination) -> str | None:

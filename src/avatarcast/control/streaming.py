@@ -21,7 +21,12 @@ from avatarcast.control.context import AppContext
 from avatarcast.control.images import ImageStore
 from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
-from avatarcast.control.schemas.streams import DestinationHealth, LayoutHealth, StreamHealth
+from avatarcast.control.schemas.streams import (
+    DestinationHealth,
+    HlsHealth,
+    LayoutHealth,
+    StreamHealth,
+)
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.runner.local import LocalRunner
 from avatarcast.script.llm import LlmOptions
@@ -88,6 +93,7 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
     return ProgrammeDefaults(
         llm=LlmOptions.from_section(llm) if llm.base_url else None,
         recordings_dir=ctx.settings.recordings_dir.resolve(),
+        hls_dir=ctx.settings.hls.dir.resolve(),
         size="1080p" if stream.height >= 1080 else "720p",
         fps=stream.fps if stream.fps in (25, 30) else 25,
         ice_servers=ice,
@@ -143,11 +149,19 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         ],
         layouts=[LayoutHealth.model_validate(x) for x in h.get("layouts") or ()],
         recording=bool(h.get("recording_dir")),
+        hls=_hls_health(h.get("hls")),
         last_error=without_paths(status.last_error),
     )
 
 
 _SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def _hls_health(raw: Any) -> HlsHealth | None:
+    """The worker's HLS report, its error without the server's folder in it."""
+    if not raw:
+        return None
+    return HlsHealth.model_validate({**raw, "last_error": without_paths(raw.get("last_error"))})
 
 
 def without_paths(text: str | None) -> str | None:

@@ -40,6 +40,8 @@ class StreamRow(Base):
     preset: Mapped[str | None] = mapped_column(String(16), default=None)
     #: Viewer answers wait for a supervisor's approval before they go on air.
     approve_answers: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: ``{enabled, low_latency, public}`` of the stream's HLS output; None: no HLS.
+    hls: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
     #: The supervisor on duty (None: nobody; the stream cannot start).
     duty_supervisor_id: Mapped[str | None] = mapped_column(String(32), default=None)
     duty_since: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

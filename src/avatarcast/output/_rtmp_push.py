@@ -175,7 +175,7 @@ class _Pusher:
             except DestinationRefused as exc:
                 error = self._scrub(f"destination refused: {exc}")
                 self._stats["failures"] += 1
-                self._report(last_error=error, log=("warning", error))
+                self._report(last_error=error, log=(logging.WARNING, error))
             except (av.FFmpegError, OSError) as exc:
                 error = self._scrub(f"{type(exc).__name__}: {exc}")
                 self._stats["failures"] += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
 from avatarcast.netpolicy import NetPolicy
 from avatarcast.output.base import Sink
+from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.output.whep import IceServer
@@ -68,6 +69,9 @@ class LiveOptions:
     c2pa: SignerConfig | None = None
     #: speak a short AI disclosure at the start of each answer to a viewer
     disclose_answers: bool = False
+    #: write HLS (a playlist and its segments) into this folder (None: no HLS)
+    hls_dir: Path | None = None
+    hls: HlsOptions = field(default_factory=HlsOptions)
     backoff_start: float = 1.0
     backoff_cap: float = 10.0
     #: which addresses destinations may reach, checked at every connect (None: any)
@@ -151,6 +155,10 @@ async def run_live(
             )
         )
         control.set_recording(str(opts.record_dir))
+    if opts.hls_dir is not None:
+        hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
+        control.set_hls(hls)
+        sinks.append(hls)
     if opts.whep_port is not None:
         whep = WhepProcess(
             host=opts.whep_host,

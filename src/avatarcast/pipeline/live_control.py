@@ -39,6 +39,7 @@ from avatarcast.commands import (
 )
 from avatarcast.errors import OutputError
 from avatarcast.logs import redact
+from avatarcast.output.hls import HlsSink, HlsStatus
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.pipeline.build import Built
 from avatarcast.pipeline.chat import ProgrammeChat
@@ -107,6 +108,8 @@ class LiveStatus:
     recording_dir: str | None = None
     #: the latest commands applied, each with the pts it took effect (``Applied.brief``)
     commands: tuple[dict[str, Any], ...] = ()
+    #: the HLS folder's writer, when the stream makes HLS
+    hls: HlsStatus | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -125,6 +128,7 @@ class _Outputs:
     whep_url: str | None = None
     whep_error: str | None = None
     recording_dir: str | None = None
+    hls: HlsSink | None = None
 
 
 class LiveControl:
@@ -170,6 +174,9 @@ class LiveControl:
 
     def set_recording(self, folder: str) -> None:
         self._outputs.recording_dir = folder
+
+    def set_hls(self, sink: HlsSink) -> None:
+        self._outputs.hls = sink
 
     def set_whep(self, *, url: str | None = None, error: str | None = None) -> None:
         self._outputs.whep_url, self._outputs.whep_error = url, error
@@ -363,6 +370,7 @@ class LiveControl:
             whep_error=outputs.whep_error,
             recording_dir=outputs.recording_dir,
             commands=tuple(a.brief() for a in list(self.director.log)[-10:]),
+            hls=outputs.hls.status() if outputs.hls is not None else None,
         )
 
     def _dest_status(self, sink: RtmpSink) -> DestinationStatus:

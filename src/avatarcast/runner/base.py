@@ -62,6 +62,9 @@ class StreamSpec(BaseModel):
     #: per destination, its layout ``SIZE/PRESET`` (None: the stream's own)
     destination_layouts: tuple[str | None, ...] = ()
     record_dir: Path | None = None
+    #: HLS into this folder (None: no HLS), low-latency with partial segments or not
+    hls_dir: Path | None = None
+    hls_low_latency: bool = False
     #: the stream's folder for its recorded sessions (``session-*.jsonl``, see runner.session_log)
     session_dir: Path | None = None
     #: set by the backend for each run: the file this run's session is recorded to

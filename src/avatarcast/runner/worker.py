@@ -60,6 +60,7 @@ from avatarcast.commands import (
 )
 from avatarcast.errors import AvatarcastError
 from avatarcast.netpolicy import NetPolicy
+from avatarcast.output.hls import HlsOptions
 from avatarcast.pipeline.director import Applied
 from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
 from avatarcast.pipeline.spec import option_error
@@ -254,6 +255,8 @@ def live_options(spec: StreamSpec) -> LiveOptions:
         destinations=spec.destinations,
         destination_layouts=spec.destination_layouts,
         record_dir=spec.record_dir,
+        hls_dir=spec.hls_dir,
+        hls=HlsOptions(low_latency=spec.hls_low_latency),
         whep_port=spec.whep_port,
         whep_token=spec.whep_token,
         duration=spec.duration,

@@ -37,6 +37,7 @@ from avatarcast.control.problems import ProblemError, problem_responses, validat
 from avatarcast.control.quotas import live_streams, quota_problem
 from avatarcast.control.responses import model_response
 from avatarcast.control.routes import AUTH_PROBLEMS
+from avatarcast.control.routes.stream_hls import hls_public
 from avatarcast.control.schemas.streams import (
     LabelConfigIn,
     StreamCreate,
@@ -97,6 +98,7 @@ def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
         whep_url=f"{base}/whep",
         player_url=f"{base}/player",
         whep_token=row.whep_token if may_watch(caller) else None,
+        **hls_public(row),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -210,6 +212,7 @@ def create_stream(
         approve_answers=body.approve_answers,
         size=body.size,
         preset=body.preset,
+        hls=body.hls.model_dump() if body.hls is not None else None,
         desired_state="stopped",
         whep_token=secrets.token_urlsafe(24),
         created_at=now,

@@ -33,6 +33,17 @@ class LabelConfigIn(In):
     position: Corner = "top-left"
 
 
+class HlsConfigIn(In):
+    """HLS for shop pages and CDNs, muxed from the stream's one encode (no second encode)."""
+
+    enabled: bool = True
+    low_latency: bool = Field(default=False, description="Low-Latency HLS: partial segments")
+    public: bool = Field(
+        default=False,
+        description="Anyone may play it (for a public CDN); else the viewer token is needed",
+    )
+
+
 class StreamCreate(In):
     name: str = _NAME
     product_ids: list[str] | None = Field(
@@ -54,6 +65,7 @@ class StreamCreate(In):
     preset: Preset = Field(
         default="none", description="Platform whose interface the overlays keep clear of"
     )
+    hls: HlsConfigIn | None = Field(default=None, description="HLS output; null: none")
 
 
 class StreamUpdate(In):
@@ -84,6 +96,16 @@ class LayoutHealth(Out):
     )
 
 
+class HlsHealth(Out):
+    state: str = Field(description="ok, failing (its folder cannot be written), closed")
+    segments: int = 0
+    failures: int = 0
+    recoveries: int = 0
+    backlog: int = Field(default=0, description="Segments held in memory until they can be written")
+    gaps: int = 0
+    last_error: str | None = None
+
+
 class StreamHealth(Out):
     """What the stream is doing now, from its runner and the worker's last report."""
 
@@ -102,6 +124,7 @@ class StreamHealth(Out):
     recording: bool = Field(
         default=False, description="A recording is being written (where is the server's business)"
     )
+    hls: HlsHealth | None = None
     last_error: str | None = None
 
 
@@ -128,6 +151,13 @@ class StreamPublic(Out):
         default=None,
         description="Viewer token for whep_url; shown to operator and admin keys and to keys "
         "linked to a supervisor record",
+    )
+    hls: HlsConfigIn | None = None
+    hls_url: str | None = Field(
+        default=None, description="The HLS playlist (add ?token= unless hls.public)"
+    )
+    embed_url: str | None = Field(
+        default=None, description="An embeddable HLS player page (add ?token= unless hls.public)"
     )
     created_at: datetime
     updated_at: datetime
