@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from avatarcast.control import create_app, create_key, upgrade_database
+from avatarcast.control import create_key, upgrade_database
+from avatarcast.server import create_server_app
 from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.settings import Settings
 from pg_server import PgServer
@@ -122,7 +123,7 @@ def start_api(
     for role in ROLES:
         tenant_id, keys[role] = create_key(sessions, tenant_name="acme", role=role)
     other_tenant, other_key = create_key(sessions, tenant_name="globex", role="operator")
-    app = create_app(make_settings(database_url, sections=sections, **api))
+    app = create_server_app(make_settings(database_url, sections=sections, **api))  # as served
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(app, client, engine, database_url, tenant_id, keys, other_tenant, other_key)
     engine.dispose()
