@@ -80,6 +80,8 @@ class LiveStatus:
     price: str | None = None
     sentence: str | None = None
     muted: bool = False
+    #: the words on the safe-mode slate while it is on air ("Waiting for a supervisor", ...)
+    slate: str | None = None
     destinations: tuple[DestinationStatus, ...] = ()
     whep_url: str | None = None
     whep_error: str | None = None
@@ -210,8 +212,8 @@ class LiveControl:
     def unmute(self) -> None:
         self.submit(Unmute())
 
-    def set_safe_mode(self, on: bool) -> None:
-        self.submit(SafeMode(on=on))
+    def set_safe_mode(self, on: bool, reason: str | None = None) -> None:
+        self.submit(SafeMode(on=on, reason=reason))
 
     def say(self, text: str) -> None:
         self.submit(Say(text=text))
@@ -319,6 +321,7 @@ class LiveControl:
             price=str(product.current_price) if product else None,
             sentence=sentence.text if sentence else None,
             muted=built.programme.muted if built is not None else False,
+            slate=built.programme.slate if built is not None else None,
             destinations=tuple(_dest_status(s) for s in outputs.rtmp) + tuple(outputs.refused),
             # given out once the loop has opened its sinks: before, WHEP answers 503
             whep_url=outputs.whep_url if stats is not None and stats.started_wall else None,
