@@ -20,6 +20,9 @@ from avatarcast.db.models_streams import ScheduleRow
 from avatarcast.runner.base import StreamEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager as ContextManager
+
     from conftest_api import Api
 
 pytest_plugins = ("conftest_api",)
@@ -174,7 +177,12 @@ def test_chat_takes_one_message_pin_and_block_exist_supervisors_get_the_viewer_t
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_console_pages_need_a_session(api: Api) -> None:
+def test_console_pages_need_a_session(api_factory: Callable[..., ContextManager[Api]]) -> None:
+    with api_factory(console=True) as api:
+        _pages_need_a_session(api)
+
+
+def _pages_need_a_session(api: Api) -> None:
     r = api.client.get("/console/streams", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
     r = api.client.post("/console/streams/x/state/start", follow_redirects=False)
