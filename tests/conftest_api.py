@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from avatarcast.control import create_key, upgrade_database
-from avatarcast.server import create_server_app
 from avatarcast.db import make_engine, make_sessionmaker
+from avatarcast.server import create_server_app
 from avatarcast.settings import Settings
 from pg_server import PgServer
 
@@ -110,11 +110,16 @@ class Api:
 
 @contextmanager
 def start_api(
-    database_url: str, *, sections: dict[str, Any] | None = None, **api: Any
+    database_url: str,
+    *,
+    sections: dict[str, Any] | None = None,
+    console: bool = False,
+    **api: Any,
 ) -> Iterator[Api]:
     """Migrate, create tenants ``acme`` (every role) and ``globex`` (operator), serve.
 
-    ``sections`` are other settings sections, e.g. ``{"supervision": {...}}``."""
+    ``sections`` are other settings sections, e.g. ``{"supervision": {...}}``; ``console``:
+    the whole server as ``serve`` runs it (``create_server_app``), the console included."""
     upgrade_database(database_url)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
@@ -123,7 +128,8 @@ def start_api(
     for role in ROLES:
         tenant_id, keys[role] = create_key(sessions, tenant_name="acme", role=role)
     other_tenant, other_key = create_key(sessions, tenant_name="globex", role="operator")
-    app = create_server_app(make_settings(database_url, sections=sections, **api))  # as served
+    settings = make_settings(database_url, sections=sections, **api)
+    app = create_server_app(settings) if console else create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(app, client, engine, database_url, tenant_id, keys, other_tenant, other_key)
     engine.dispose()

@@ -39,6 +39,7 @@ EVERY: list[Command] = [
     Unmute(),
     Kill(),
     SafeMode(on=False),
+    SafeMode(on=True, reason="no_supervisor"),
     SkipProduct(product_id="p1"),
     SkipProduct(),
     PauseProduct(product_id="p1"),
@@ -72,6 +73,9 @@ def test_the_older_wire_names_still_parse() -> None:
     assert parse_command({"cmd": "approve", "answer_id": "a1"}) == ApproveAnswer(answer_id="a1")
     assert parse_command({"cmd": "reject", "answer_id": "a1"}) == RejectAnswer(answer_id="a1")
     assert parse_command({"cmd": "safe_mode"}) == SafeMode(on=True)
+    # a line without a reason is written as it always was, and means "back soon"
+    assert command_to_wire(SafeMode(on=True)) == {"cmd": "safe_mode", "on": True}
+    assert parse_command({"type": "safe_mode", "on": True}) == SafeMode(on=True, reason=None)
     got = parse_command(
         {"cmd": "chat", "messages": [{"viewer_id": "v", "name": "A", "text": "hi"}]}
     )
@@ -86,6 +90,8 @@ def test_the_older_wire_names_still_parse() -> None:
         ({"cmd": "say", "text": " "}, "'say': field 'text'"),
         ({"cmd": "pin_product"}, "'pin_product': field 'product_id'"),
         ({"cmd": "safe_mode", "on": "yes"}, "'safe_mode': field 'on'"),
+        ({"cmd": "safe_mode", "reason": "nap"}, "'safe_mode': reason 'nap'"),
+        ({"cmd": "safe_mode", "reason": 1}, "'safe_mode': field 'reason'"),
         ({"cmd": "label", "position": "middle"}, "position 'middle'"),
         ({"cmd": "seller", "name": ""}, "'seller': field 'name'"),
         ({"cmd": "products", "upsert": [{"id": "p"}]}, "upsert[0]."),

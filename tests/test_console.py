@@ -450,6 +450,8 @@ def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: 
     two = server.streams["two"]
     _live(server, two)
     page = _page(browser, server, "supervisor")
+    panel = page.context.new_page()  # the stream page's chat panel, in a second tab
+    panel.goto(f"{server.base}/console/streams/{two}")
     with Beats(server, two):
         _playing(page, f'.tile[data-stream="{two}"] video')
         page.locator(f'.tile[data-stream="{two}"]').focus()
@@ -468,6 +470,9 @@ def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: 
             return bool(r.json()["items"])
 
         server.wait(spoken, 30, "the approved answer was never spoken")
+        # the chat panel showed the message pending; its later fate is pushed to the page
+        fate = panel.locator(f"#chat-{two} li", has_text="airfryer basket").locator(".fate")
+        expect(fate).to_have_text("answered", timeout=5000)
     page.context.close()
 
 
@@ -517,6 +522,9 @@ def test_heartbeats_stop_when_hidden_or_idle(server: Server, browser: Any) -> No
 
     server.wait(slate, HEARTBEAT_TIMEOUT_S + 12, "the stream never reached its safe slate")
     server.wait(lambda: server.status(two)["status"]["state"] == "safe_mode", 5, "no slate")
+    # the supervisor had watched: heartbeats lapsed, so "back soon", not "waiting"
+    slate_words = lambda: server.status(two)["status"]["slate"]  # noqa: E731
+    server.wait(lambda: slate_words() == "We'll be right back", 5, f"slate: {slate_words()}")
     page.context.close()
 
 
@@ -606,6 +614,35 @@ def test_every_page_passes_axe(server: Server, browser: Any) -> None:
             shifts = page.locator('.shift[data-day="fri"]')
             expect(shifts.first).to_contain_text("Fri 22:00 to Sat 06:00")
     assert not found, found
+    page.context.close()
+
+
+def test_edit_a_schedule_from_the_console(server: Server, browser: Any) -> None:
+    shift = {
+        "name": "Weekend",
+        "stream_id": server.streams["two"],
+        "timezone": "Europe/Amsterdam",
+        "days": ["sat"],
+        "start": "23:00",
+        "end": "05:00",
+    }
+    r = server.call("POST", "/v1/schedules", json=shift)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    page = _page(browser, server, "operator")
+    page.goto(server.base + "/console/schedules")
+    page.get_by_text("Edit Weekend").click()
+    form = page.get_by_role("form", name="Edit Weekend")
+    form.get_by_label("Name").fill("Long weekend")
+    form.get_by_label("End (local)").fill("06:30")
+    form.get_by_label("sun").check()
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("heading", name="Long weekend")).to_be_visible(timeout=5000)
+    got = server.call("GET", f"/v1/schedules/{sid}").json()
+    assert (got["name"], got["end"], got["days"]) == ("Long weekend", "06:30", ["sat", "sun"])
+    assert got["start"] == "23:00" and got["timezone"] == "Europe/Amsterdam" and got["enabled"]
+    card = page.locator("section", has=page.get_by_role("heading", name="Long weekend"))
+    expect(card.locator('.shift[data-day="sun"]')).to_contain_text("Sun 23:00 to Mon 06:30")
     page.context.close()
 
 

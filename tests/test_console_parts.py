@@ -20,6 +20,9 @@ from avatarcast.db.models_streams import ScheduleRow
 from avatarcast.runner.base import StreamEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager as ContextManager
+
     from conftest_api import Api
 
 pytest_plugins = ("conftest_api",)
@@ -174,7 +177,12 @@ def test_chat_takes_one_message_pin_and_block_exist_supervisors_get_the_viewer_t
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_console_pages_need_a_session(api: Api) -> None:
+def test_console_pages_need_a_session(api_factory: Callable[..., ContextManager[Api]]) -> None:
+    with api_factory(console=True) as api:
+        _pages_need_a_session(api)
+
+
+def _pages_need_a_session(api: Api) -> None:
     r = api.client.get("/console/streams", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
     r = api.client.post("/console/streams/x/state/start", follow_redirects=False)
@@ -196,3 +204,49 @@ def test_a_stream_nobody_has_beaten_for_starts_on_the_slate() -> None:
     left = watch.beat("waiting")  # the first heartbeat puts it on air
     assert left is not None and left.kind == "safe_mode_left"
     assert watch.tick() == [] and not watch.in_safe_mode("waiting")
+
+
+async def test_pending_chat_fates_are_followed_until_they_settle() -> None:
+    from avatarcast.console.fates import FateWatch
+    from avatarcast.runner.base import CommandFailed
+
+    clock = Clock()
+    ledger: dict[str, dict[str, str]] = {}
+    asked: list[str] = []
+
+    async def request(stream_id: str, command: dict[str, str], wait_s: float) -> object:
+        asked.append(command["message_id"])
+        if stream_id == "gone":
+            raise CommandFailed("stream gone is not running", retryable=False)
+        return ledger.get(command["message_id"])
+
+    bus = EventBus()
+    watch = FateWatch(bus=bus, request=request, limit=3, clock=clock)
+
+    def chat(stream_id: str, *fates: tuple[str, str]) -> StreamEvent:
+        detail = {"fates": [{"id": i, "outcome": o, "text": "q"} for i, o in fates]}
+        return StreamEvent(stream_id=stream_id, tenant_id="t1", kind="chat", detail=detail)
+
+    watch.on_stream_event(chat("s1", ("m1", "pending"), ("m2", "answered"), ("m3", "pending")))
+    watch.on_stream_event(chat("gone", ("g1", "pending")))
+    assert watch.following == 3  # answered at once: nothing to follow
+    ledger["m1"] = {"id": "m1", "outcome": "pending", "text": "q"}
+    ledger["m3"] = {"id": "m3", "outcome": "pending", "text": "q"}
+    assert await watch.check() == 0 and bus.after("t1", 0) == []
+    assert watch.following == 2  # the stream that is gone is forgotten
+    ledger["m1"] = {"id": "m1", "outcome": "answered", "text": "q", "answer": "Five litres."}
+    assert await watch.check() == 1
+    (event,) = bus.after("t1", 0)
+    assert (event.name, event.stream_id) == ("chat", "s1")
+    assert event.data["fates"] == [ledger["m1"]]
+    assert watch.following == 1  # m3 is still pending
+
+    for i in range(5):  # bounded: the oldest are dropped
+        watch.on_stream_event(chat("s1", (f"x{i}", "pending")))
+    assert watch.following == 3
+    watch.on_stream_event(StreamEvent(stream_id="s1", tenant_id="t1", kind="stopped", detail={}))
+    assert watch.following == 0
+    watch.on_stream_event(chat("s1", ("late", "pending")))
+    clock.now += 601  # followed at most keep_s
+    asked.clear()
+    assert await watch.check() == 0 and watch.following == 0 and asked == []

@@ -238,8 +238,15 @@ def test_api5_the_demo_key_operates_and_supervises_its_own_tenant(tmp_path: Path
     engine.dispose()
     with serve(tmp_path, seeded=False) as s, s.client() as c:
         me = {"Authorization": f"Bearer {demo.api_key}"}
+
+        def slate() -> Any:
+            return c.get(f"/v1/streams/{demo.stream_id}", headers=me).json()["status"]["slate"]
+
+        # nobody has watched yet: the demo waits on a "waiting for a supervisor" slate
+        _until(lambda: slate() == "Waiting for a supervisor", 40, "no waiting slate")
         beat = c.post(f"/v1/streams/{demo.stream_id}/supervisor/heartbeat", headers=me)
         assert beat.status_code == 200, beat.text
+        _until(lambda: slate() is None, 10, "the first heartbeat did not put it on air")
         held = [
             e["kind"]
             for e in c.get(f"/v1/streams/{demo.stream_id}/events", headers=me).json()["items"]

@@ -26,6 +26,7 @@ from avatarcast.chat.moderation import Screened
 from avatarcast.errors import AvatarcastError
 
 __all__ = [
+    "SLATE_REASONS",
     "STICKY",
     "ApproveAnswer",
     "ApproveAnswers",
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 _CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+#: why a stream is on its safe slate, beyond "back soon" (see ``SafeMode``)
+SLATE_REASONS = ("no_supervisor",)
 
 
 class CommandError(AvatarcastError):
@@ -119,10 +122,14 @@ class Resume(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SafeMode(Command):
-    """Safe mode on: a "back soon" slate, a quiet bed, no selling talk; off: back to the show."""
+    """Safe mode on: a slate, a quiet bed, no selling talk; off: back to the show.
+
+    ``reason`` picks the slate's words: None is "back soon" (the supervisor stopped answering),
+    ``no_supervisor`` is "waiting for a supervisor" (nobody has watched this stream yet)."""
 
     NAME = "safe_mode"
     on: bool = True
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,6 +307,15 @@ def _seller(d: Mapping[str, Any]) -> SellerChanged:
     return SellerChanged(name=name, contact=_opt_str("seller", d, "contact") or "")
 
 
+def _safe_mode(d: Mapping[str, Any]) -> SafeMode:
+    reason = _opt_str("safe_mode", d, "reason")
+    if reason is not None and reason not in SLATE_REASONS:
+        raise CommandError(
+            f"command 'safe_mode': reason {reason!r} is not one of {', '.join(SLATE_REASONS)}"
+        )
+    return SafeMode(on=_bool("safe_mode", d, "on", True), reason=reason)
+
+
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "say": lambda d: Say(text=_str("say", d, "text")),
     "mute": lambda d: Mute(),
@@ -308,7 +324,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "stop": lambda d: Stop(),
     "pause": lambda d: Pause(),
     "resume": lambda d: Resume(),
-    "safe_mode": lambda d: SafeMode(on=_bool("safe_mode", d, "on", True)),
+    "safe_mode": _safe_mode,
     "skip_product": lambda d: SkipProduct(product_id=_opt_str("skip_product", d, "product_id")),
     "pause_product": lambda d: PauseProduct(product_id=_str("pause_product", d, "product_id")),
     "resume_product": lambda d: ResumeProduct(product_id=_str("resume_product", d, "product_id")),
@@ -354,6 +370,8 @@ def _fields(cmd: Command) -> dict[str, Any]:
             for m in cmd.messages
         ]
         return msgs[0] if len(msgs) == 1 else {"messages": msgs}
+    if isinstance(cmd, SafeMode):  # lines without a reason stay as they always were
+        return {"on": cmd.on} if cmd.reason is None else {"on": cmd.on, "reason": cmd.reason}
     return {f.name: getattr(cmd, f.name) for f in fields(cmd)}
 
 

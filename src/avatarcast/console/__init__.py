@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from avatarcast.console import actions, events, pages
 from avatarcast.console.auth import EXTRAS_KEY, Console, Forbidden, SignInRequired
 from avatarcast.console.bus import EventBus
+from avatarcast.console.fates import FateWatch
 from avatarcast.console.render import STATIC_DIR, flash, make_templates
 from avatarcast.console.sessions import SessionStore
 from avatarcast.control.context import AppContext
@@ -49,17 +50,26 @@ def install_console(app: FastAPI, ctx: AppContext) -> None:
 
 @asynccontextmanager
 async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
-    """Feed the bus from the stream manager while the app runs."""
+    """Feed the bus from the stream manager while the app runs, and follow pending chat
+    messages until they settle (``FateWatch``)."""
     console: Console = ctx.extras[EXTRAS_KEY]
     console.bus.bind(asyncio.get_running_loop())
     manager = ctx.extras.get("streams")
-    if manager is not None:
-        manager.listeners.append(console.bus.on_stream_event)
-    try:
+    if manager is None:
         yield
-    finally:
-        if manager is not None and console.bus.on_stream_event in manager.listeners:
-            manager.listeners.remove(console.bus.on_stream_event)
+        return
+    fates = FateWatch(bus=console.bus, request=manager.runner.request)
+    listeners = (console.bus.on_stream_event, fates.on_stream_event)
+    manager.listeners.extend(listeners)
+    async with asyncio.TaskGroup() as tg:
+        following = tg.create_task(fates.run())
+        try:
+            yield
+        finally:
+            following.cancel()
+            for listener in listeners:
+                if listener in manager.listeners:
+                    manager.listeners.remove(listener)
 
 
 def _wants_fragment(request: Request) -> bool:

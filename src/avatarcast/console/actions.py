@@ -26,7 +26,12 @@ from avatarcast.control.routes import stream_chat
 from avatarcast.control.routes import stream_supervision as sup
 from avatarcast.control.routes import streams as stream_routes
 from avatarcast.control.schemas.products import ProductUpdate
-from avatarcast.control.schemas.streams import LabelConfigIn, ScheduleCreate, StreamCreate
+from avatarcast.control.schemas.streams import (
+    LabelConfigIn,
+    ScheduleCreate,
+    ScheduleUpdate,
+    StreamCreate,
+)
 from avatarcast.control.schemas.supervision import DutyCreate, SayCreate
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -332,6 +337,40 @@ async def create_schedule(
         return schedule_routes.create_schedule(body, db, signed.caller, console_of(request).ctx)
 
     response = await _run(request, work, lambda s: f"Schedule {s.name} saved.")
+    if response.status_code == 200:
+        response.headers["HX-Refresh"] = "true"
+    return response
+
+
+@router.post("/schedules/{schedule_id}")
+async def update_schedule(
+    request: Request,
+    signed: SignedDep,
+    schedule_id: Annotated[str, Path(max_length=64)],
+    name: Annotated[str, Form(max_length=120)],
+    timezone: Annotated[str, Form(max_length=64)],
+    start: Annotated[str, Form(max_length=5)],
+    end: Annotated[str, Form(max_length=5)],
+    days: Annotated[list[str] | None, Form()] = None,
+    enabled: Annotated[bool, Form()] = False,
+) -> HTMLResponse:
+    """The edit form sends every field (an unticked "Enabled" disables the schedule)."""
+
+    def work(db: Session) -> Any:
+        _need(allowed(signed.caller, "operator"), "edit schedules")
+        body = ScheduleUpdate.model_validate(
+            {
+                "name": name.strip(),
+                "timezone": timezone.strip(),
+                "days": days or [],
+                "start": start,
+                "end": end,
+                "enabled": enabled,
+            }
+        )
+        return schedule_routes.update_schedule(schedule_id, body, db, signed.caller)
+
+    response = await _run(request, work, lambda s: f"Schedule {s.name} changed.")
     if response.status_code == 200:
         response.headers["HX-Refresh"] = "true"
     return response

@@ -64,12 +64,15 @@ def health(ctx: AppContext, row: StreamRow, names: dict[str, str]) -> dict[str, 
     state = "safe_mode" if safe and h.state == "live" else h.state
     dests = [{"name": d.name, "state": d.state, "reconnects": d.reconnects} for d in h.destinations]
     duty = row.duty_supervisor_id
+    words = STATE_WORDS.get(state, state)
+    if state == "safe_mode" and watch is not None and watch.slate_reason(row.id):
+        words = "Safe slate: waiting for a supervisor's first heartbeat"
     return {
         "id": row.id,
         "name": row.name,
         "desired": row.desired_state,
         "state": state,
-        "state_words": STATE_WORDS.get(state, state),
+        "state_words": words,
         "fps": _num(h.fps, 1),
         "av_offset_ms": _num(h.av_offset_ms, 0),
         "encode_lag_ms": _num(h.encode_lag_ms, 0),

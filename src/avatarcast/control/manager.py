@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.catalog.model import Product
-from avatarcast.commands import Command, SellerChanged, command_to_wire
+from avatarcast.commands import Command, SafeMode, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.images import ImageStore
@@ -313,7 +313,8 @@ class StreamManager:
         self.notify(event)
         if event.kind in ("started", "restarted") and self.watch is not None:
             if self.watch.in_safe_mode(event.stream_id):  # a new worker starts selling
-                self._jobs.put_nowait(self._sender(event.stream_id, _safe(True)))
+                reason = self.watch.slate_reason(event.stream_id)
+                self._jobs.put_nowait(self._sender(event.stream_id, _safe(True, reason)))
 
         async def write() -> None:
             await asyncio.to_thread(self._write_event, event)
@@ -408,12 +409,14 @@ class StreamManager:
         sid = action.stream_id
         tenant_id = self.tenant_of(sid)
         if tenant_id is not None:
-            detail = {"silent_s": round(action.silent_s, 3)}
+            detail: dict[str, Any] = {"silent_s": round(action.silent_s, 3)}
+            if action.reason is not None:
+                detail["reason"] = action.reason
             self.notify(
                 StreamEvent(stream_id=sid, tenant_id=tenant_id, kind=action.kind, detail=detail)
             )
         if action.kind == "safe_mode_entered":
-            await self.runner.send(sid, _safe(True))
+            await self.runner.send(sid, _safe(True, action.reason))
         elif action.kind == "safe_mode_left":
             await self.runner.send(sid, _safe(False))
         await asyncio.to_thread(self._record_supervision, action)
@@ -427,6 +430,8 @@ class StreamManager:
             if row is None:
                 return
             detail: dict[str, Any] = {"silent_s": round(action.silent_s, 3)}
+            if action.reason is not None:
+                detail["reason"] = action.reason
             if self.watch is not None:
                 detail["timeout_s"] = self.watch.timeout_s
             if action.kind == "stop":
@@ -513,8 +518,9 @@ def _set_gauges(
 _UNRECORDED_COMMANDS = frozenset({"chat", "products", "stop", "pause", "resume"})
 
 
-def _safe(on: bool) -> dict[str, Any]:
-    return {"cmd": "safe_mode", "on": on}
+def _safe(on: bool, reason: str | None = None) -> dict[str, Any]:
+    """The slate command; ``reason`` ``no_supervisor``: "waiting for a supervisor" words."""
+    return command_to_wire(SafeMode(on=on, reason=reason if on else None))
 
 
 def _transcript_line(event: StreamEvent) -> TranscriptLine:

@@ -141,6 +141,7 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         product_id=h.get("product_id"),
         price=h.get("price"),
         sentence=h.get("sentence"),
+        slate=h.get("slate"),
         destinations=[
             DestinationHealth.model_validate({**d, "last_error": without_paths(d["last_error"])})
             if d.get("last_error")

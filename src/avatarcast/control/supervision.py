@@ -23,6 +23,9 @@ class SupervisionAction:
     kind: ActionKind
     #: seconds since the last heartbeat when the action fell due
     silent_s: float
+    #: why the slate is on: ``no_supervisor`` (nobody has sent a heartbeat yet), or None (the
+    #: supervisor's heartbeats lapsed); it picks the slate's words (``commands.SafeMode``)
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -30,6 +33,8 @@ class _Watched:
     last_beat: float
     safe_since: float | None = None
     stopped: bool = False
+    #: no heartbeat yet since the stream went on air
+    waiting: bool = False
 
 
 class SupervisionWatch:
@@ -54,7 +59,8 @@ class SupervisionWatch:
         the safe slate (at the next tick) and goes on selling at the first heartbeat."""
         if stream_id not in self._streams:
             now = self._clock()
-            self._streams[stream_id] = _Watched(last_beat=now - self.timeout_s if waiting else now)
+            last = now - self.timeout_s if waiting else now
+            self._streams[stream_id] = _Watched(last_beat=last, waiting=waiting)
 
     def disarm(self, stream_id: str) -> None:
         self._streams.pop(stream_id, None)
@@ -66,6 +72,11 @@ class SupervisionWatch:
         w = self._streams.get(stream_id)
         return w is not None and w.safe_since is not None
 
+    def slate_reason(self, stream_id: str) -> str | None:
+        """The reason of the slate ``stream_id`` is on (None also when it is not on one)."""
+        w = self._streams.get(stream_id)
+        return "no_supervisor" if w is not None and w.waiting else None
+
     def beat(self, stream_id: str) -> SupervisionAction | None:
         """A heartbeat; returns ``safe_mode_left`` when it ends a safe mode."""
         w = self._streams.get(stream_id)
@@ -73,7 +84,7 @@ class SupervisionWatch:
             return None
         now = self._clock()
         silent = now - w.last_beat
-        w.last_beat = now
+        w.last_beat, w.waiting = now, False
         if w.safe_since is None or w.stopped:
             return None
         w.safe_since = None
@@ -89,7 +100,8 @@ class SupervisionWatch:
                 continue
             if w.safe_since is None:
                 w.safe_since = now
-                due.append(SupervisionAction(stream_id, "safe_mode_entered", silent))
+                reason = "no_supervisor" if w.waiting else None
+                due.append(SupervisionAction(stream_id, "safe_mode_entered", silent, reason))
             if now - w.safe_since >= self.stop_after_s:
                 w.stopped = True
                 due.append(SupervisionAction(stream_id, "stop", silent))

@@ -206,7 +206,7 @@ class Director:
         elif isinstance(cmd, Pause | Resume):
             programme.set_paused(isinstance(cmd, Pause))
         elif isinstance(cmd, SafeMode):
-            programme.set_safe_mode(cmd.on)
+            programme.set_safe_mode(cmd.on, cmd.reason)
             if cmd.on:
                 talk.flush()
         elif isinstance(cmd, Kill):

@@ -100,6 +100,8 @@ class LiveStatus:
     price: str | None = None
     sentence: str | None = None
     muted: bool = False
+    #: the words on the safe-mode slate while it is on air ("Waiting for a supervisor", ...)
+    slate: str | None = None
     destinations: tuple[DestinationStatus, ...] = ()
     #: every layout on air, the programme's own first
     layouts: tuple[LayoutStatus, ...] = ()
@@ -254,8 +256,8 @@ class LiveControl:
     def unmute(self) -> None:
         self.submit(Unmute())
 
-    def set_safe_mode(self, on: bool) -> None:
-        self.submit(SafeMode(on=on))
+    def set_safe_mode(self, on: bool, reason: str | None = None) -> None:
+        self.submit(SafeMode(on=on, reason=reason))
 
     def say(self, text: str) -> None:
         self.submit(Say(text=text))
@@ -363,6 +365,7 @@ class LiveControl:
             price=str(product.current_price) if product else None,
             sentence=sentence.text if sentence else None,
             muted=built.programme.muted if built is not None else False,
+            slate=built.programme.slate if built is not None else None,
             destinations=tuple(self._dest_status(s) for s in outputs.rtmp) + tuple(outputs.refused),
             layouts=self._layout_status(),
             # given out once the loop has opened its sinks: before, WHEP answers 503

@@ -1,7 +1,8 @@
 """What the programme says and shows about itself: spoken AI disclosures and the safe-mode slate.
 
 The visible label is drawn by the compositor on every frame; these are the spoken side and the
-"back soon" slate shown when no human supervisor is watching.
+slate shown when no human supervisor is watching ("back soon", or "waiting for a supervisor"
+before anyone has watched).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ _SLATE = {
     "nl": "We zijn zo terug",
     "zh": "马上回来",
 }
+#: a stream nobody has watched yet (``SafeMode(reason="no_supervisor")``)
+_WAITING = {
+    "en": "Waiting for a supervisor",
+    "nl": "Wachten op een supervisor",
+    "zh": "等待主管上线",
+}
 
 
 def disclosure_sentence(lang: str, text: str | None = None) -> Sentence:
@@ -34,8 +41,11 @@ def disclosure_sentence(lang: str, text: str | None = None) -> Sentence:
     )
 
 
-def slate_text(lang: str) -> str:
-    return _SLATE.get(lang, _SLATE["en"])
+def slate_text(lang: str, reason: str | None = None) -> str:
+    """The slate's words in ``lang`` (English when it has none): "back soon", or "waiting for
+    a supervisor" for reason ``no_supervisor``."""
+    words = _WAITING if reason == "no_supervisor" else _SLATE
+    return words.get(lang, words["en"])
 
 
 def audio_bed(seconds: float = 8.0, *, level_dbfs: float = -38.0) -> npt.NDArray[np.int16]:

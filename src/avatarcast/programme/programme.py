@@ -157,8 +157,15 @@ class Programme:
     def set_muted(self, on: bool) -> None:
         self._muted = on
 
-    def set_safe_mode(self, on: bool) -> None:
+    def set_safe_mode(self, on: bool, reason: str | None = None) -> None:
+        """On: the slate for ``reason`` (see ``disclosure.slate_text``) until turned off."""
         self._safe_mode = on
+        self._slate = slate_text(self.lang, reason)
+
+    @property
+    def slate(self) -> str | None:
+        """The words on the slate while in safe mode."""
+        return self._slate if self._safe_mode else None
 
     def on_chunk_started(self, callback: Callable[[SpeechChunk, int], None]) -> None:
         """Call ``callback(chunk, pts)`` whenever a sentence's audio starts, after the animator."""

@@ -2,9 +2,10 @@
 
 The first stdin line is the stream's ``StreamSpec`` as JSON (it holds stream keys: never logged),
 each later line one command in its wire form ``{"cmd": NAME, ...}`` (``avatarcast.commands``:
-``stop``, ``pause``, ``resume``, ``kill``, ``mute``, ``unmute``, ``safe_mode`` (``on``),
-``say`` (``text``), ``skip_product``/``pause_product``/``resume_product``/``pin_product``
-(``product_id``), ``products`` (``upsert``, ``remove``), ``chat`` (``messages``),
+``stop``, ``pause``, ``resume``, ``kill``, ``mute``, ``unmute``,
+``safe_mode`` (``on``, ``reason``), ``say`` (``text``),
+``skip_product``/``pause_product``/``resume_product``/``pin_product`` (``product_id``),
+``products`` (``upsert``, ``remove``), ``chat`` (``messages``),
 ``approve_answers`` (``on``), ``approve``/``reject`` (``answer_id``), ``label`` (``text``,
 ``position``, ``lang``), ``seller`` (``name``, ``contact``)), parsed once and applied by the
 programme's director at the next frame boundary; or a question: ``{"cmd": "chat_fate",

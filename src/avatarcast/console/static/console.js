@@ -103,7 +103,9 @@ function onEvent(d, alert) {
       (body.dataset.page === "stream" ? document.querySelector("h1")?.textContent : "") || d.stream_id;
     const words = { crashed: "crashed", failed: "failed", restarted: "restarted after a crash",
       safe_mode_entered: "went to its safe slate: no supervisor heartbeat", stop: "stopped: heartbeats lapsed" };
-    alertRegion.textContent = `Stream ${name.replace(/^Stream /, "")} ${words[d.kind] || d.kind} at ${now()}.`;
+    const said = d.kind === "safe_mode_entered" && d.reason === "no_supervisor" ?
+      "waits on its slate for a supervisor's first heartbeat" : words[d.kind] || d.kind;
+    alertRegion.textContent = `Stream ${name.replace(/^Stream /, "")} ${said} at ${now()}.`;
   }
 }
 

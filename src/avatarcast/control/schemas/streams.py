@@ -119,6 +119,11 @@ class StreamHealth(Out):
     product_id: str | None = None
     price: str | None = None
     sentence: str | None = None
+    slate: str | None = Field(
+        default=None,
+        description="The words on the safe slate while it is on air, e.g. 'Waiting for a "
+        "supervisor' (nobody has watched yet) or 'We'll be right back' (heartbeats lapsed)",
+    )
     destinations: list[DestinationHealth] = Field(default_factory=list)
     layouts: list[LayoutHealth] = Field(default_factory=list)
     recording: bool = Field(
