@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from avatarcast.control import create_key, upgrade_database
+from avatarcast.control import create_app, create_key, upgrade_database
 from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.server import create_server_app
 from avatarcast.settings import Settings
