@@ -30,6 +30,7 @@ from avatarcast.control.problems import (
     install_problem_handlers,
 )
 from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.routes.schedules import lifespan as schedules_lifespan
 from avatarcast.control.secretbox import load_box, reseal_stream_keys
 from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.control.streaming import lifespan as streams_lifespan
@@ -72,8 +73,9 @@ class AppExtension(Protocol):
     def lifespan(self, ctx: AppContext) -> AbstractAsyncContextManager[None]: ...
 
 
-#: What runs for the app's life beside the routes: the stream runner and its manager.
-LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan,)
+#: What runs for the app's life beside the routes, in this order: the stream runner and its
+#: manager (restoring the streams that should be live), then the schedule's ticker.
+LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan, schedules_lifespan)
 
 
 def load_route_modules() -> list[ModuleType]:
