@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from avatarcast.control import create_key, upgrade_database
-from avatarcast.server import create_server_app
 from avatarcast.db import make_engine, make_sessionmaker
+from avatarcast.server import create_server_app
 from avatarcast.settings import Settings
 from pg_server import PgServer
 
