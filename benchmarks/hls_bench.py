@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -130,7 +131,7 @@ async def watch(embed: str, seconds: float, lag: Any, shot: Path | None) -> dict
     """Chromium on ``embed``: latency samples after a 4 s settle, and what ``lag()`` says."""
     from playwright.async_api import async_playwright
 
-    from hls_serve import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE
+    from served import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE
 
     lat, lags = [], []
     async with async_playwright() as pw:
@@ -172,11 +173,13 @@ SOURCE_MODES = (
 )
 
 
-async def source_latency(serve: Any, seconds: float) -> dict[str, Any]:
+async def source_latency(server: Any, seconds: float) -> dict[str, Any]:
+    from served import hls_stream
+
     out: dict[str, Any] = {}
     for mode, ll, parts in SOURCE_MODES:
         stream = await asyncio.to_thread(
-            serve.hls_stream, f"source-{mode}", {"low_latency": ll, "public": True}
+            hls_stream, server, f"source-{mode}", {"low_latency": ll, "public": True}
         )
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
@@ -198,22 +201,22 @@ async def source_latency(serve: Any, seconds: float) -> dict[str, Any]:
 
 
 async def latency_bench(seconds: float, shot: Path | None, programme: bool) -> dict[str, Any]:
-    from hls_serve import Serve
+    from served import live_hls_stream, serve, stop_stream
 
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        serve = Serve(Path(tmp))
-        await asyncio.to_thread(serve.start)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        # started and stopped off the event loop: both wait for the process
+        server = await asyncio.to_thread(stack.enter_context, serve(Path(tmp)))
         try:
-            out["source"] = await source_latency(serve, seconds)
+            out["source"] = await source_latency(server, seconds)
             if not programme:
                 return out
             out["programme"] = {}
             for mode, ll in (("hls", False), ("ll-hls", True)):
                 stream = await asyncio.to_thread(
-                    serve.live_hls_stream, mode, {"low_latency": ll, "public": True}
+                    live_hls_stream, server, mode, {"low_latency": ll, "public": True}
                 )
-                client = serve.client()
+                client = server.client("operator")
 
                 async def lag(c: Any = client, sid: str = stream["id"]) -> float:
                     status = await asyncio.to_thread(_status, c, sid)
@@ -225,11 +228,11 @@ async def latency_bench(seconds: float, shot: Path | None, programme: bool) -> d
                     )
                 finally:
                     client.close()
-                    await asyncio.to_thread(serve.stop_stream, stream["id"])
+                    await asyncio.to_thread(stop_stream, server, stream["id"])
                 log(f"programme {mode}: {out['programme'][mode]}")
                 await asyncio.sleep(3.0)
         finally:
-            await asyncio.to_thread(serve.stop)
+            await asyncio.to_thread(stack.close)
     return out
 
 

@@ -7,21 +7,31 @@ OWASP API3:2023 (Broken Object Property Level Authorization): no server paths in
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
-from serve_process import serve
+import pytest
+
+from served import Served, serve
+
+#: the one exemption (by name) the destination test needs; the stream test needs no setting
+EXEMPT = {"AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["localhost"]'}
 
 
-def test_destination_hosts_checked_with_one_exempt_name_api7_2023(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the module: the tests write different rows and read only their own."""
+    with serve(tmp_path_factory.mktemp("destinations"), EXEMPT) as s:
+        yield s
+
+
+def test_destination_hosts_checked_with_one_exempt_name_api7_2023(served: Served) -> None:
     """API7:2023: only ``localhost`` by name is exempt; its address, srt and names that do not
     resolve are refused with messages that name nothing found behind them."""
-    env = {"AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["localhost"]'}
-    with serve(tmp_path, env=env) as s:
+    s = served
+    with s.client() as c:
 
         def create(url: str) -> tuple[int, str]:
-            r = s.client.post(
-                "/v1/destinations", json={"name": url[:60], "url": url}, headers=s.auth()
-            )
+            r = c.post("/v1/destinations", json={"name": url[:60], "url": url}, headers=s.auth())
             detail = r.json()["errors"][0]["message"] if r.status_code == 422 else ""
             return r.status_code, detail
 
@@ -46,24 +56,25 @@ def test_destination_hosts_checked_with_one_exempt_name_api7_2023(tmp_path: Path
         assert status == 422 and "srt destinations are not supported yet" in detail
 
 
-def test_stream_responses_carry_no_server_paths_api3_2023(tmp_path: Path) -> None:
+def test_stream_responses_carry_no_server_paths_api3_2023(served: Served) -> None:
     """API3:2023: a recorded stream says that it records, never where on the server."""
-    with serve(tmp_path) as s:
-        r = s.client.post(
+    s = served
+    with s.client() as c:
+        r = c.post(
             "/v1/streams", json={"name": "night", "record": True}, headers=s.auth("operator")
         )
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
         bodies = [
             r.text,
-            s.client.get(f"/v1/streams/{sid}", headers=s.auth()).text,
-            s.client.get("/v1/streams", headers=s.auth()).text,
-            s.client.get("/openapi.json").text,
+            c.get(f"/v1/streams/{sid}", headers=s.auth()).text,
+            c.get("/v1/streams", headers=s.auth()).text,
+            c.get("/openapi.json").text,
         ]
         assert r.json()["status"]["recording"] is False  # not on air yet
     for body in bodies:
         assert "recording_dir" not in body
-        assert str(tmp_path) not in body and "/recordings" not in body
+        assert str(s.root) not in body and "/recordings" not in body
 
 
 def test_error_texts_lose_server_paths_api3_2023() -> None:

@@ -15,10 +15,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import numpy as np
 from PIL import Image
 
-from serve_process import Served, serve
+from served import Served, serve
 from tls_front import TlsFront, make_ca, make_leaf
 
 PRODUCT = {"id": "kettle", "title": "Kettle", "brand": "Kovana", "price": "49.99"}
@@ -54,8 +55,8 @@ def _https_files(tmp_path: Path, ca_signer: Any) -> tuple[ThreadingHTTPServer, T
     return http, front
 
 
-def _create(s: Served, image: str, key: dict[str, str] | None = None) -> Any:
-    return s.client.post("/v1/products", json={**PRODUCT, "image": image}, headers=key or s.auth())
+def _create(s: Served, c: httpx.Client, image: str, key: dict[str, str] | None = None) -> Any:
+    return c.post("/v1/products", json={**PRODUCT, "image": image}, headers=key or s.auth())
 
 
 def test_images_never_server_paths_and_fetched_once_api8_api7_2023(tmp_path: Path) -> None:
@@ -71,7 +72,7 @@ def test_images_never_server_paths_and_fetched_once_api8_api7_2023(tmp_path: Pat
     }
     bodies: list[str] = []
     try:
-        with serve(tmp_path / "serve", env=env) as s:
+        with serve(tmp_path / "serve", env) as s, s.client() as c:
             refused = {
                 "/etc/passwd": "server file paths are not accepted",
                 "../../etc/passwd": "server file paths are not accepted",
@@ -84,7 +85,7 @@ def test_images_never_server_paths_and_fetched_once_api8_api7_2023(tmp_path: Pat
                 f"https://localhost:{front.port}/missing.png": "answered 404",
             }
             for image, reason in refused.items():
-                r = _create(s, image)
+                r = _create(s, c, image)
                 bodies.append(r.text)
                 assert r.status_code == 422, (image, r.text)
                 error = r.json()["errors"][0]
@@ -92,31 +93,31 @@ def test_images_never_server_paths_and_fetched_once_api8_api7_2023(tmp_path: Pat
                     image,
                     r.text,
                 )
-            assert s.client.get("/v1/products", headers=s.auth()).json()["items"] == []
+            assert c.get("/v1/products", headers=s.auth()).json()["items"] == []
             # an https URL is fetched once and stored; the product names the asset, no path
             _Files.requests.clear()
-            r = _create(s, f"https://localhost:{front.port}/kettle.png")
+            r = _create(s, c, f"https://localhost:{front.port}/kettle.png")
             bodies.append(r.text)
             assert r.status_code == 201, r.text
             ref = r.json()["image"]
             assert ref.startswith("asset:") and len(ref) == 6 + 64
             assert _Files.requests == ["/kettle.png"]
-            got = s.client.get("/v1/products/kettle/image", headers=s.auth("backend"))
+            got = c.get("/v1/products/kettle/image", headers=s.auth("backend"))
             assert got.status_code == 200 and got.headers["content-type"] == "image/png"
             stored = np.asarray(Image.open(io.BytesIO(got.content)).convert("RGB"))
             expected = np.asarray(Image.open(io.BytesIO(_png(64, 48))).convert("RGB"))
             assert np.array_equal(stored, expected)
             # the asset is this tenant's: another tenant cannot point at it or read it
             other = {"Authorization": f"Bearer {s.other_key}"}
-            r = _create(s, ref, other)
+            r = _create(s, c, ref, other)
             bodies.append(r.text)
             assert r.status_code == 422 and "no stored image" in r.text
-            assert s.client.get("/v1/products/kettle/image", headers=other).status_code == 404
+            assert c.get("/v1/products/kettle/image", headers=other).status_code == 404
             # uploads: decoded and checked, kept as PNG
-            _upload_checks(s, bodies)
+            _upload_checks(s, c, bodies)
             # an import with a server path reports the row and imports the rest
             feed = [{**PRODUCT, "id": "a", "image": "/etc/shadow"}, {**PRODUCT, "id": "b"}]
-            r = s.client.post(
+            r = c.post(
                 "/v1/products/import?format=json", content=json.dumps(feed), headers=s.auth()
             )
             bodies.append(r.text)
@@ -132,7 +133,7 @@ def test_images_never_server_paths_and_fetched_once_api8_api7_2023(tmp_path: Pat
         assert str(tmp_path) not in body and "/etc/" not in body.replace('"/etc/', "")
 
 
-def _upload_checks(s: Served, bodies: list[str]) -> None:
+def _upload_checks(s: Served, c: httpx.Client, bodies: list[str]) -> None:
     url = "/v1/products/kettle/image"
     bad = {
         "text": (b"hello", "not a readable PNG, JPEG or WebP"),
@@ -141,20 +142,16 @@ def _upload_checks(s: Served, bodies: list[str]) -> None:
         "huge": (_png(1001, 1000, "JPEG"), "at most 1000000 pixels"),
     }
     for what, (data, reason) in bad.items():
-        r = s.client.post(url, files={"file": ("x", data)}, headers=s.auth("backend"))
+        r = c.post(url, files={"file": ("x", data)}, headers=s.auth("backend"))
         bodies.append(r.text)
         assert r.status_code == 422, (what, r.text)
         assert reason in r.json()["errors"][0]["message"], (what, r.text)
     jpeg = _png(40, 30, "JPEG")
-    r = s.client.post(url, files={"file": ("k.jpg", jpeg)}, headers=s.auth("backend"))
+    r = c.post(url, files={"file": ("k.jpg", jpeg)}, headers=s.auth("backend"))
     bodies.append(r.text)
     assert r.status_code == 200, r.text
-    got = s.client.get(url, headers=s.auth()).content
+    got = c.get(url, headers=s.auth()).content
     assert Image.open(io.BytesIO(got)).size == (40, 30)
-    assert (
-        s.client.get("/v1/products/kettle", headers=s.auth()).json()["image"] == r.json()["image"]
-    )
-    missing = s.client.post(
-        "/v1/products/nope/image", files={"file": ("k.jpg", jpeg)}, headers=s.auth()
-    )
+    assert c.get("/v1/products/kettle", headers=s.auth()).json()["image"] == r.json()["image"]
+    missing = c.post("/v1/products/nope/image", files={"file": ("k.jpg", jpeg)}, headers=s.auth())
     assert missing.status_code == 404

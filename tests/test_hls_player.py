@@ -23,19 +23,15 @@ from typing import Any
 
 import pytest
 
-from hls_serve import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE, Serve
+from served import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE, Served, live_hls_stream, serve, stop_stream
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    server = Serve(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def server(tmp_path: Path) -> Iterator[Served]:
+    with serve(tmp_path) as s:
+        yield s
 
 
 async def watch(
@@ -92,12 +88,12 @@ async def watch(
 
 
 async def test_chromium_plays_the_embed_page_of_a_live_hls_stream(
-    serve: Serve, record_property: Any
+    server: Served, record_property: Any
 ) -> None:
     stream = await asyncio.to_thread(
-        serve.live_hls_stream, "shop", {"low_latency": False, "public": False}
+        live_hls_stream, server, "shop", {"low_latency": False, "public": False}
     )
-    client = serve.client()
+    client = server.client("operator")
 
     def media() -> tuple[float, float]:
         status = client.get(f"/v1/streams/{stream['id']}").json()["status"]
@@ -107,7 +103,7 @@ async def test_chromium_plays_the_embed_page_of_a_live_hls_stream(
         samples, layout = await watch(stream["embed"], 8.0, media)
     finally:
         client.close()
-        await asyncio.to_thread(serve.stop_stream, stream["id"])
+        await asyncio.to_thread(stop_stream, server, stream["id"])
     assert layout["mse"] and layout["aac"], layout  # Debian's Chromium decodes H.264 in MSE
     first, last = samples[0], samples[-1]
     assert first["engine"] == "hls.js" and first["muted"]
