@@ -223,7 +223,10 @@ def test_live_supervision_chat_transcript_and_audit(
             live.act(path)
         assert "skipped" in live.act("products/AF-1/skip")["result"]
         live.act("products/KT-2/pin")  # applied at the next frame: the card shows it
-        live.until(lambda: live.status()["product_id"] == "KT-2", 3)
+        # the status is reported about once a second, and a sentence about the skipped product
+        # that was being synthesised when the pin came may still be said first (seen once on
+        # a loaded machine: 3 s was not enough); the frame-exact check is in test_replay_commands
+        live.until(lambda: live.status()["product_id"] == "KT-2", 8)
         live.beat()
 
         # heartbeats lapse: safe mode within policy + 2 s; a heartbeat brings it back
