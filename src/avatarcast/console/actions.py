@@ -42,16 +42,24 @@ _STATE_WORDS = {"start": "Starting", "stop": "Stopping", "pause": "Pausing", "re
 
 
 async def _run(
-    request: Request, work: Callable[[Session], Any], done: str | Callable[[Any], str]
+    request: Request,
+    work: Callable[[Session], Any],
+    done: str | Callable[[Any], str],
+    *,
+    refresh: bool = False,
 ) -> HTMLResponse:
-    """Run ``work`` in the threadpool; its refusal becomes an alert line, not a crash."""
+    """Run ``work`` in the threadpool; its refusal becomes an alert line, not a crash.
+    ``refresh``: on success the page reloads (what was made or changed shows in its list)."""
     ctx = console_of(request).ctx
     try:
         result = await in_thread(ctx, work)
     except (ProblemError, ValidationError) as e:
         status = e.status if isinstance(e, ProblemError) else 422
         return flash(request, problem_text(e), ok=False, status=status)
-    return flash(request, done(result) if callable(done) else done)
+    response = flash(request, done(result) if callable(done) else done)
+    if refresh:
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 def _need(ok: bool, what: str) -> None:
@@ -100,10 +108,7 @@ async def create_stream(
         )
         return stream_routes.create_stream(body, db, signed.caller, ctx)
 
-    response = await _run(request, work, lambda s: f"Stream {s.name} created.")
-    if response.status_code == 200:
-        response.headers["HX-Refresh"] = "true"
-    return response
+    return await _run(request, work, lambda s: f"Stream {s.name} created.", refresh=True)
 
 
 @router.post("/streams/{stream_id}/state/{action}")
@@ -336,10 +341,7 @@ async def create_schedule(
         )
         return schedule_routes.create_schedule(body, db, signed.caller, console_of(request).ctx)
 
-    response = await _run(request, work, lambda s: f"Schedule {s.name} saved.")
-    if response.status_code == 200:
-        response.headers["HX-Refresh"] = "true"
-    return response
+    return await _run(request, work, lambda s: f"Schedule {s.name} saved.", refresh=True)
 
 
 @router.post("/schedules/{schedule_id}")
@@ -370,10 +372,7 @@ async def update_schedule(
         )
         return schedule_routes.update_schedule(schedule_id, body, db, signed.caller)
 
-    response = await _run(request, work, lambda s: f"Schedule {s.name} changed.")
-    if response.status_code == 200:
-        response.headers["HX-Refresh"] = "true"
-    return response
+    return await _run(request, work, lambda s: f"Schedule {s.name} changed.", refresh=True)
 
 
 # declared last: "{action}" would otherwise take /say, /duty and /heartbeat
