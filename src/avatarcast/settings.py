@@ -131,6 +131,24 @@ class ChatSettings(_Section):
     stream_messages_burst: int = Field(default=500, ge=1)
 
 
+class ChatSourcesSettings(_Section):
+    """Platform chat sources (Twitch, YouTube, webhooks): grouping, pacing and limits."""
+
+    #: similar questions arriving within this hold share one answer
+    hold_s: float = Field(default=0.3, ge=0.0, le=10.0)
+    #: at most one question group goes to the voice per this many seconds
+    spoken_every_s: float = Field(default=6.0, gt=0)
+    #: a written answer not sent within this (platform rate limit) is given up as overflow
+    max_age_s: float = Field(default=20.0, gt=0)
+    #: how long a viewer's questions and answers are remembered for follow-ups
+    retention_s: float = Field(default=1800.0, ge=0)
+    #: a webhook post's timestamp may be this far from now; signatures are replay-checked
+    webhook_window_s: float = Field(default=300.0, gt=0)
+    #: the largest webhook post taken
+    webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_sources_per_stream: int = Field(default=8, ge=1)
+
+
 class LlmSettings(_Section):
     """An OpenAI-compatible endpoint for the ``llm`` script writer (none unless configured)."""
 
@@ -269,6 +287,7 @@ class Settings(BaseSettings):
     stream: StreamDefaults = Field(default_factory=StreamDefaults)
     supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    chat_sources: ChatSourcesSettings = Field(default_factory=ChatSourcesSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)

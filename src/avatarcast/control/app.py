@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from avatarcast.compliance.disclosure import load_terms
+from avatarcast.control.chatting import lifespan as chat_sources_lifespan
 from avatarcast.control.context import AppContext
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
@@ -53,6 +54,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "streams",
     "stream_supervision",
     "stream_chat",
+    "chat_sources",
     "stream_session",
     "stream_whep",
     "stream_hls",
@@ -75,7 +77,7 @@ class AppExtension(Protocol):
 
 #: What runs for the app's life beside the routes, in this order: the stream runner and its
 #: manager (restoring the streams that should be live), then the schedule's ticker.
-LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan, schedules_lifespan)
+LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan, schedules_lifespan, chat_sources_lifespan)
 
 
 def load_route_modules() -> list[ModuleType]:

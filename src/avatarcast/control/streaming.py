@@ -127,8 +127,11 @@ def tell_tenant_seller(ctx: AppContext, tenant_id: str, seller: tuple[str, str] 
 def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
     manager = ctx.extras.get(EXTRAS_KEY)
     status = manager.runner.status(stream_id) if manager is not None else None
+    chats = ctx.extras.get("chat_sources")
+    chat = chats.streams.get(stream_id) if chats is not None else None
+    chat_health = chat.health() if chat is not None else None
     if status is None:
-        return StreamHealth(state="stopped")
+        return StreamHealth(state="stopped", chat=chat_health)
     h: dict[str, Any] = dict(status.health)
     return StreamHealth(
         state=status.state,
@@ -151,6 +154,7 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         layouts=[LayoutHealth.model_validate(x) for x in h.get("layouts") or ()],
         recording=bool(h.get("recording_dir")),
         hls=_hls_health(h.get("hls")),
+        chat=chat_health,
         last_error=without_paths(status.last_error),
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -130,6 +130,10 @@ class StreamHealth(Out):
         default=False, description="A recording is being written (where is the server's business)"
     )
     hls: HlsHealth | None = None
+    chat: dict[str, Any] | None = Field(
+        default=None,
+        description="Platform chat: each source's connection and the account of fates",
+    )
     last_error: str | None = None
 
 

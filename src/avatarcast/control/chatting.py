@@ -1,0 +1,221 @@
+"""Platform chat sources per stream, run by the control plane beside (never in) the workers.
+
+:func:`lifespan` owns a :class:`ChatRegistry` for the app's life. Each stream with a source
+gets one :class:`~avatarcast.chatsources.ChatIntake`; each source one task (IRC connection,
+YouTube poller; a webhook source has no task, its posts come through the API). The intake
+hands its top question groups to the stream's worker as ``chat`` commands (spoken by the desk
+there) and writes the rest back to the platform chat itself.
+
+Sources live in this process's memory: their credentials are never stored, logged or
+returned, and a restarted server starts with none (the platform integration adds them again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from avatarcast.catalog.model import Product
+from avatarcast.chat.moderation import Moderator
+from avatarcast.chatsources import ChatIntake, Inbound, IntakeOptions
+from avatarcast.chatsources.inbound import SourceHealth
+from avatarcast.chatsources.irc import IrcOptions, IrcSource
+from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
+from avatarcast.chatsources.written import WrittenAnswers
+from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
+from avatarcast.control.context import AppContext
+from avatarcast.control.problems import ProblemError
+from avatarcast.runner.base import StreamRunner
+from avatarcast.script.guardrails import default_lexicon_dir
+
+__all__ = ["EXTRAS_KEY", "ChatRegistry", "Source", "StreamChat", "lifespan", "registry_of"]
+
+log = logging.getLogger(__name__)
+EXTRAS_KEY = "chat_sources"
+
+
+@dataclass(slots=True, kw_only=True)
+class Source:
+    """One configured source: what the API shows (``public``), its health, its task."""
+
+    id: str
+    kind: str
+    public: dict[str, Any]
+    health: SourceHealth
+    task: asyncio.Task[None] | None = None
+    verifier: WebhookVerifier | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class StreamChat:
+    stream_id: str
+    tenant_id: str
+    intake: ChatIntake
+    task: asyncio.Task[None]
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "sources": [s.health.as_dict() for s in self.sources.values()],
+            "account": self.intake.snapshot(),
+        }
+
+
+class ChatRegistry:
+    """The chat of every stream that has a source; see the module docstring."""
+
+    def __init__(self, ctx: AppContext, runner: StreamRunner, tg: asyncio.TaskGroup) -> None:
+        self.ctx = ctx
+        self.runner = runner
+        self._tg = tg
+        self.streams: dict[str, StreamChat] = {}
+        self.webhooks: dict[str, tuple[StreamChat, Source]] = {}
+        self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
+        self._moderator = Moderator(lexicon_dir=default_lexicon_dir())
+
+    def stream(
+        self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
+    ) -> StreamChat:
+        chat = self.streams.get(stream_id)
+        if chat is not None:
+            chat.intake.written.set_products(products)
+            return chat
+        settings = self.ctx.settings.chat_sources
+        options = IntakeOptions(
+            lang=lang,
+            hold_s=settings.hold_s,
+            spoken_every_s=settings.spoken_every_s,
+            max_age_s=settings.max_age_s,
+            retention_s=settings.retention_s,
+        )
+
+        async def spoken(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+            result = await self.runner.request(stream_id, {"cmd": "chat", "messages": messages})
+            return list(result or ())
+
+        def on_air() -> str | None:
+            status = self.runner.status(stream_id)
+            product = status.health.get("product_id") if status is not None else None
+            return str(product) if product else None
+
+        intake = ChatIntake(
+            options=options,
+            moderator=self._moderator,
+            written=WrittenAnswers(products=products, lang=lang),
+            spoken=spoken,
+            on_air_product=on_air,
+        )
+        task = self._tg.create_task(intake.run(), name=f"chat-intake-{stream_id}")
+        chat = self.streams[stream_id] = StreamChat(
+            stream_id=stream_id, tenant_id=tenant_id, intake=intake, task=task
+        )
+        return chat
+
+    def add(self, chat: StreamChat, config: dict[str, Any]) -> Source:
+        """Start a source from its validated config (``token`` included, kept only here)."""
+        kind = config["kind"]
+        source_id = "cs_" + secrets.token_hex(6)
+        token = str(config.pop("token", "") or "")
+        public = {k: v for k, v in config.items() if v is not None}
+        public["id"] = source_id
+        public["has_token"] = bool(token)
+        deliver = chat.intake.offer
+        per_30s = int(config.get("rate_per_30s") or 20)
+        if kind == "twitch":
+            irc = IrcSource(
+                IrcOptions(
+                    source_id=source_id,
+                    server=config["server"],
+                    channel=config["channel"],
+                    username=config["username"],
+                    token=token,
+                    ca_file=config.get("ca_file"),
+                ),
+                deliver,
+            )
+            source = Source(id=source_id, kind=kind, public=public, health=irc.health)
+            chat.intake.add_replier(source_id, irc.reply, per_30s=per_30s)
+            source.task = self._tg.create_task(irc.run(), name=f"chat-source-{source_id}")
+        elif kind == "youtube":
+            yt = YoutubeSource(
+                YoutubeOptions(
+                    source_id=source_id,
+                    live_chat_id=config["live_chat_id"],
+                    token=token,
+                    base_url=config.get("base_url") or "https://www.googleapis.com",
+                ),
+                deliver,
+                client=self.client,
+                on_deleted=chat.intake.retract,
+            )
+            source = Source(id=source_id, kind=kind, public=public, health=yt.health)
+            chat.intake.add_replier(source_id, yt.reply, per_30s=per_30s)
+            source.task = self._tg.create_task(yt.run(), name=f"chat-source-{source_id}")
+        else:
+            health = SourceHealth(source_id=source_id, kind="webhook", state="connected")
+            public["url"] = f"/v1/chat-hooks/{source_id}"
+            window = self.ctx.settings.chat_sources.webhook_window_s
+            source = Source(
+                id=source_id,
+                kind=kind,
+                public=public,
+                health=health,
+                verifier=WebhookVerifier(token, window_s=window),
+            )
+            if config.get("reply_url"):
+                reply = reply_sender(self.client, config["reply_url"], token)
+                chat.intake.add_replier(source_id, reply, per_30s=per_30s)  # type: ignore[arg-type]
+            self.webhooks[source_id] = (chat, source)
+        chat.sources[source_id] = source
+        return source
+
+    def remove(self, chat: StreamChat, source_id: str) -> None:
+        source = chat.sources.pop(source_id, None)
+        if source is None:
+            raise ProblemError(404, f"no chat source {source_id!r}", kind="not-found")
+        if source.task is not None:
+            source.task.cancel()
+        self.webhooks.pop(source_id, None)
+        chat.intake.remove_replier(source_id)
+
+    def deliver_webhook(
+        self, source: Source, chat: StreamChat, messages: list[Inbound]
+    ) -> list[Any]:
+        source.health.received += len(messages)
+        return [chat.intake.offer(m) for m in messages]
+
+    async def aclose(self) -> None:
+        for chat in self.streams.values():
+            for source in chat.sources.values():
+                if source.task is not None:
+                    source.task.cancel()
+            chat.task.cancel()
+        await self.client.aclose()
+
+
+@asynccontextmanager
+async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
+    from avatarcast.control.streaming import manager_of
+
+    async with asyncio.TaskGroup() as tg:
+        registry = ChatRegistry(ctx, manager_of(ctx).runner, tg)
+        ctx.extras[EXTRAS_KEY] = registry
+        try:
+            yield
+        finally:
+            ctx.extras.pop(EXTRAS_KEY, None)
+            await registry.aclose()
+
+
+def registry_of(ctx: AppContext) -> ChatRegistry:
+    registry: ChatRegistry | None = ctx.extras.get(EXTRAS_KEY)
+    if registry is None:
+        raise ProblemError(503, "chat sources are not running", kind="not-ready")
+    return registry

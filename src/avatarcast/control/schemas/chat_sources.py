@@ -1,0 +1,110 @@
+"""Chat sources of a stream: Twitch (IRC), YouTube live chat, signed webhooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from avatarcast.chatsources.irc import parse_server
+from avatarcast.control.schemas.common import In, Out
+
+__all__ = [
+    "ChatAccount",
+    "ChatSourceIn",
+    "ChatSourcePublic",
+    "TwitchSourceIn",
+    "WebhookPost",
+    "WebhookSourceIn",
+    "YoutubeSourceIn",
+]
+
+
+class TwitchSourceIn(In):
+    kind: Literal["twitch"]
+    server: str = Field(default="ircs://irc.chat.twitch.tv:6697", max_length=300)
+    channel: str = Field(min_length=1, max_length=64, pattern=r"^#?[\w-]+$")
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[\w-]+$")
+    token: SecretStr | None = Field(default=None, description="OAuth token (write-only)")
+    ca_file: str | None = Field(default=None, max_length=1000)
+    rate_per_30s: int = Field(default=20, ge=1, le=100, description="Twitch: 20, 100 as mod")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        parse_server(v)
+        return v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError("no such CA file on the server")
+        return v
+
+
+class YoutubeSourceIn(In):
+    kind: Literal["youtube"]
+    live_chat_id: str = Field(min_length=1, max_length=200)
+    token: SecretStr = Field(description="OAuth access token (write-only)")
+    base_url: str = Field(
+        default="https://www.googleapis.com", max_length=300, pattern=r"^https?://"
+    )
+    rate_per_30s: int = Field(default=10, ge=1, le=100)
+
+
+class WebhookSourceIn(In):
+    kind: Literal["webhook"]
+    token: SecretStr = Field(description="HMAC-SHA256 secret, at least 16 characters")
+    reply_url: str | None = Field(default=None, max_length=1000, pattern=r"^https?://")
+    rate_per_30s: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("token")
+    @classmethod
+    def _secret(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("the secret must have at least 16 characters")
+        return v
+
+
+ChatSourceIn = Annotated[
+    TwitchSourceIn | YoutubeSourceIn | WebhookSourceIn, Field(discriminator="kind")
+]
+
+
+class ChatSourcePublic(Out):
+    """A source as configured; the token is never returned (``has_token`` says if one is set)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str
+    has_token: bool
+    health: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatAccount(Out):
+    """Every message's fate, counted: ``messages_in`` = ``answered_spoken`` +
+    ``answered_written`` + ``merged`` + ``blocked`` + ``overflow`` + ``ignored`` + ``pending``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messages_in: int
+    balanced: bool
+
+
+class WebhookMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=128)
+    viewer_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(default="", max_length=128)
+    text: str = Field(min_length=1, max_length=2000)
+    reply_to: str = Field(default="", max_length=200)
+
+
+class WebhookPost(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    messages: list[WebhookMessage] = Field(min_length=1, max_length=1000)
