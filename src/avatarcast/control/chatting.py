@@ -150,6 +150,7 @@ class ChatRegistry:
                     live_chat_id=config["live_chat_id"],
                     token=token,
                     base_url=config.get("base_url") or "https://www.googleapis.com",
+                    quota_pause_s=float(config.get("quota_pause_s") or 300.0),
                 ),
                 deliver,
                 client=self.client,

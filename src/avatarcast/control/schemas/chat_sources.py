@@ -52,6 +52,7 @@ class YoutubeSourceIn(In):
         default="https://www.googleapis.com", max_length=300, pattern=r"^https?://"
     )
     rate_per_30s: int = Field(default=10, ge=1, le=100)
+    quota_pause_s: float = Field(default=300.0, ge=0.1, le=86_400)
 
 
 class WebhookSourceIn(In):
