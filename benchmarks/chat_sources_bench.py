@@ -1,0 +1,186 @@
+"""Platform chat through one ``avatarcast serve``: ingestion rate and written-answer latency.
+
+1. Ingestion: signed webhook posts of ``--batch`` messages (a mix of questions, greetings,
+   spam and abuse, each with its own platform id) as fast as one client sends them; the rate
+   counts messages until every one has a fate (``pending`` 0 in ``/chat-account``), so
+   moderation, classification and fate recording are inside the figure.
+2. Latency: ``--qps`` questions a second for ``--seconds`` through the same webhook, each
+   from its own viewer; written answers go to a local reply callback; the intake's
+   ``written_p95_s`` (message in -> answer line sent) and the callback's arrival times give
+   the p95.
+
+Run: ``PYTHONPATH=src .venv/bin/python benchmarks/chat_sources_bench.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from served import serve, shop_catalog  # noqa: E402
+
+SECRET = "bench-secret-0123456789"
+TEXTS = [
+    "How much does the Kovana airfryer cost?",
+    "Is the Lumetra monitor in stock?",
+    "hello everyone",
+    "Hoeveel kost de Orbilux projector?",
+    "BUY FOLLOWERS AT spam.example",
+    "nice stream",
+    "What brand is the Lumetra monitor?",
+    "wat kost de airfryer",
+]
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    stamp = f"{time.time():.6f}"
+    mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {
+        "content-type": "application/json",
+        "x-avatarcast-timestamp": stamp,
+        "x-avatarcast-signature": f"sha256={mac}",
+    }
+
+
+class _Replies(BaseHTTPRequestHandler):
+    count = 0
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        type(self).count += 1
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--qps", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=15)
+    args = parser.parse_args()
+    replies = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
+    threading.Thread(target=replies.serve_forever, daemon=True).start()
+    reply_url = f"http://127.0.0.1:{replies.server_address[1]}/r"
+    env = {"AVATARCAST_CHAT_SOURCES__MAX_AGE_S": "60"}
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp), env) as s:
+        c, op = s.client(), s.auth("operator")
+        for product in shop_catalog()[:3]:
+            c.post("/v1/products", json=product, headers=op)
+        results = {
+            "ingest": _ingest(c, op, args, reply_url),
+            "latency": _latency(c, op, args, reply_url),
+        }
+    print(json.dumps(results, indent=2))
+
+
+def _source(c: Any, op: dict[str, str], name: str, reply_url: str) -> tuple[str, str]:
+    sid = c.post("/v1/streams", json={"name": name}, headers=op).json()["id"]
+    body = {"kind": "webhook", "token": SECRET, "reply_url": reply_url, "rate_per_30s": 10_000}
+    url = c.post(f"/v1/streams/{sid}/chat-sources", json=body, headers=op).json()["url"]
+    return sid, url
+
+
+def _ingest(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str) -> Any:
+    sid, url = _source(c, op, "ingest", reply_url)
+    bodies = []
+    for b in range(args.messages // args.batch):
+        msgs = [
+            {
+                "id": f"m{b}-{i}",
+                "viewer_id": f"u{(b * args.batch + i) % 20000}",
+                "name": f"viewer{i}",
+                "text": TEXTS[(b + i) % len(TEXTS)],
+            }
+            for i in range(args.batch)
+        ]
+        bodies.append(json.dumps({"messages": msgs}).encode())
+    start = time.perf_counter()
+    for body in bodies:
+        r = c.post(url, content=body, headers=_signed(body))
+        assert r.status_code == 202, r.text
+    posted = time.perf_counter() - start
+    while True:
+        account = c.get(f"/v1/streams/{sid}/chat-account", headers=op).json()
+        if account["pending"] == 0 and account["queued"] == 0:
+            break
+        time.sleep(0.05)
+    total = time.perf_counter() - start
+    n = account["messages_in"]
+    return {
+        "messages": n,
+        "posted_s": round(posted, 2),
+        "all_fates_s": round(total, 2),
+        "messages_per_s": round(n / total),
+        "balanced": account["balanced"],
+        "account": {
+            k: account[k]
+            for k in (
+                "answered_written",
+                "merged",
+                "blocked",
+                "overflow",
+                "ignored",
+                "answered_spoken",
+            )
+        },
+    }
+
+
+def _latency(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str) -> Any:
+    sid, url = _source(c, op, "latency", reply_url)
+    questions = [t for t in TEXTS if "?" in t or t.startswith("wat")]
+    start = time.perf_counter()
+    sent = 0
+    for tick in range(args.seconds * 10):
+        due = start + tick / 10
+        while time.perf_counter() < due:
+            time.sleep(0.001)
+        msgs = [
+            {
+                "id": f"q{sent + i}",
+                "viewer_id": f"w{sent + i}",
+                "name": f"w{sent + i}",
+                "text": questions[(sent + i) % len(questions)],
+            }
+            for i in range(args.qps // 10)
+        ]
+        sent += len(msgs)
+        body = json.dumps({"messages": msgs}).encode()
+        c.post(url, content=body, headers=_signed(body))
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline:
+        account = c.get(f"/v1/streams/{sid}/chat-account", headers=op).json()
+        if account["pending"] == 0:
+            break
+        time.sleep(0.1)
+    return {
+        "questions": sent,
+        "offered_qps": round(sent / (time.perf_counter() - start), 1),
+        "written_p95_s": account["written_p95_s"],
+        "written_lines_sent": account["written_lines_sent"],
+        "answered_written": account["answered_written"],
+        "merged": account["merged"],
+        "overflow": account["overflow"],
+        "balanced": account["balanced"],
+    }
+
+
+if __name__ == "__main__":
+    main()
