@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from procstat import cpu_seconds, loadavg  # noqa: E402
 from served import serve, shop_catalog  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
@@ -83,9 +85,18 @@ def main() -> None:
         c, op = s.client(), s.auth("operator")
         for product in shop_catalog()[:3]:
             c.post("/v1/products", json=product, headers=op)
+        pid = s.proc.pid
+        cpu0 = cpu_seconds(pid)
+        ingest = _ingest(c, op, args, reply_url)
+        cpu1 = cpu_seconds(pid)
+        ingest["server_cpu_s"] = round(cpu1 - cpu0, 2)
+        ingest["messages_per_server_cpu_s"] = round(ingest["messages"] / (cpu1 - cpu0))
         results = {
-            "ingest": _ingest(c, op, args, reply_url),
+            "cores": os.cpu_count(),
+            "loadavg_before": loadavg(),
+            "ingest": ingest,
             "latency": _latency(c, op, args, reply_url),
+            "loadavg_after": loadavg(),
         }
     print(json.dumps(results, indent=2))
 
@@ -97,7 +108,7 @@ def _source(c: Any, op: dict[str, str], name: str, reply_url: str) -> tuple[str,
     return sid, url
 
 
-def _ingest(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str) -> Any:
+def _ingest(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str) -> dict[str, Any]:
     sid, url = _source(c, op, "ingest", reply_url)
     bodies = []
     for b in range(args.messages // args.batch):
@@ -106,7 +117,7 @@ def _ingest(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str
                 "id": f"m{b}-{i}",
                 "viewer_id": f"u{(b * args.batch + i) % 20000}",
                 "name": f"viewer{i}",
-                "text": TEXTS[(b + i) % len(TEXTS)],
+                "text": f"{TEXTS[(b + i) % len(TEXTS)]} {b}.{i}",
             }
             for i in range(args.batch)
         ]

@@ -14,7 +14,7 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from avatarcast.chat.message import ChatMessage
 from avatarcast.errors import ConfigError
@@ -159,6 +159,7 @@ def load_abuse_lexicon(path: Path) -> re.Pattern[str] | None:
     except OSError as e:
         raise ConfigError(f"cannot read abuse lexicon {str(path)!r}: {e.strerror}") from e
     parts: list[str] = []
+    words: list[str] = []
     for raw in lines:
         line = raw.strip()
         if not line or line.startswith("# ") or line == "#":
@@ -170,8 +171,41 @@ def load_abuse_lexicon(path: Path) -> re.Pattern[str] | None:
         if re.search(r"[\u3400-\u9fff]", term):
             parts.append(re.escape(term))
         else:
-            parts.append(r"(?<![^\W_])" + re.escape(term).replace(r"\ ", r"\s+") + r"(?![^\W_])")
+            words.append(term)
+    if words:
+        parts.append(r"(?<![^\W_])" + _trie(words) + r"(?![^\W_])")
     return re.compile("|".join(parts)) if parts else None
+
+
+def _trie(words: list[str]) -> str:
+    """The words as one prefix-tree pattern: ``ab(?:c|d)`` rather than ``abc|abd``.
+
+    Python's ``re`` tries each alternative of a flat alternation at every position; the tree
+    tries one branch per letter, which made the lexicon scan several times faster (a platform
+    chat at thousands of messages a second pays it for every message). A space in a term
+    matches any run of whitespace, as before.
+    """
+    tree: dict[str, Any] = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        end = "" in node
+        alts = [
+            (r"\s+" if ch == " " else re.escape(ch)) + emit(sub)
+            for ch, sub in sorted(node.items())
+            if ch
+        ]
+        if not alts:
+            return ""
+        if end:
+            return "(?:" + "|".join(alts) + ")?"
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(tree)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +239,12 @@ class Moderator:
             pattern = load_abuse_lexicon(path)
             if pattern is not None:
                 self._abuse.append(pattern)
-        self._injection = [(name, re.compile(p, re.DOTALL)) for name, p in INJECTION_PATTERNS]
+        #: one alternation, one scan per message: a platform chat at 2,000 messages/s cannot
+        #: afford a search per pattern (measured: it was most of the moderation time)
+        self._names = [name for name, _ in INJECTION_PATTERNS]
+        self._injection = re.compile(
+            "|".join(f"(?P<i{n}>{p})" for n, (_, p) in enumerate(INJECTION_PATTERNS)), re.DOTALL
+        )
 
     def screen(self, text: str, name: str) -> Screened:
         """The content checks of a message and of its display name (thread-safe: no state).
@@ -234,9 +273,10 @@ class Moderator:
         if link:
             return Rejection("link", f"link or markup {link.group(0)!r}")
         folded = unicodedata.normalize("NFKC", stripped).casefold().replace("’", "'")
-        for name, pattern in self._injection:
-            if pattern.search(folded):
-                return Rejection("injection", name)
+        hit = self._injection.search(folded)
+        if hit is not None:
+            group = next(k for k, v in hit.groupdict().items() if v is not None)
+            return Rejection("injection", self._names[int(group[1:])])
         norm = normalise_chat(stripped)
         for pattern in self._abuse:
             m = pattern.search(norm)

@@ -36,20 +36,31 @@ class Classified:
     name_ok: bool = True
 
 
-def classify(moderator: Moderator, text: str, name: str, lang: str) -> Classified:
-    """What ``text`` is, with the reason for spam and abuse (the moderator's wording)."""
-    screened = moderator.screen(text, name)
-    if screened.text is not None:
-        kind: Kind = "abuse" if screened.text.kind in _ABUSE else "spam"
-        return Classified(kind, str(screened.text), screened.name_ok)
+def classify(
+    moderator: Moderator, text: str, name: str, lang: str, names: dict[str, bool] | None = None
+) -> Classified:
+    """What ``text`` is, with the reason for spam and abuse (the moderator's wording).
+
+    ``names``: display names already checked (a viewer's name is checked once, not with
+    every message they send); the caller bounds it.
+    """
+    name_ok = names.get(name) if names is not None else None
+    if name_ok is None:
+        name_ok = not name.strip() or moderator.check_text(name) is None
+        if names is not None:
+            names[name] = name_ok
+    rejection = moderator.check_text(text)
+    if rejection is not None:
+        kind: Kind = "abuse" if rejection.kind in _ABUSE else "spam"
+        return Classified(kind, str(rejection), name_ok)
     shape = _spam_shape(text)
     if shape:
-        return Classified("spam", shape, screened.name_ok)
+        return Classified("spam", shape, name_ok)
     if is_question(text, lang):
-        return Classified("question", "", screened.name_ok)
+        return Classified("question", "", name_ok)
     if _GREETING.match(fold(text).strip()):
-        return Classified("greeting", "", screened.name_ok)
-    return Classified("other", "", screened.name_ok)
+        return Classified("greeting", "", name_ok)
+    return Classified("other", "", name_ok)
 
 
 _DOMAIN = re.compile(

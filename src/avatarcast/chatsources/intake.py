@@ -108,6 +108,7 @@ class ChatIntake:
             burst=options.viewer_burst, refill_per_s=1.0 / options.viewer_every_s, max_keys=100_000
         )
         self._next_spoken = 0.0
+        self._names: dict[str, bool] = {}
         self._wake_classify = asyncio.Event()
         self._wake_send = asyncio.Event()
         self.sent_lines = 0
@@ -190,8 +191,10 @@ class ChatIntake:
                     self._route(fate, msg, verdict)
 
     def _classify_all(self, items: Sequence[tuple[str, str]]) -> list[Classified]:
-        lang = self.options.lang
-        return [classify(self.moderator, text, name, lang) for text, name in items]
+        lang, names = self.options.lang, self._names
+        if len(names) > 50_000:
+            names.clear()
+        return [classify(self.moderator, text, name, lang, names) for text, name in items]
 
     def _route(self, fate: MessageFate, msg: Inbound, verdict: Classified) -> None:
         now = self._clock()
