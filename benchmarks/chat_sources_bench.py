@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from procstat import cpu_seconds, loadavg  # noqa: E402
+
 from served import serve, shop_catalog  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
