@@ -101,14 +101,26 @@ class Answer:
         )
 
 
-def answer_reasons(verdict: Verdict) -> tuple[str, ...]:
+def answer_reasons(verdict: Verdict, product: Product | None = None) -> tuple[str, ...]:
     """The guardrail reasons that refuse an answer: all but "said N s ago".
 
     The viewer asked, so repeating a fact the rundown just said is what they want; a stutter
-    inside the answer is still refused. Repeating an earlier *answer* is the desk's business:
-    it merges the askers into that answer instead of saying it again.
+    inside the answer is still refused, unless the repeated word ends the product's name and
+    starts the value ("Brightness of the Orbilux Pico 300: 300 ANSI lumens": a model number
+    quoted before its value, not a stutter). Repeating an earlier *answer* is the desk's
+    business: it merges the askers into that answer instead of saying it again.
     """
-    return tuple(r for r in verdict.reasons if not r.startswith("loops: said"))
+    names = f" {product.title_in('en')} {product.title_in('nl')} ".casefold() if product else ""
+
+    head = "loops: stutter '"
+
+    def quoted(reason: str) -> bool:
+        if not reason.startswith(head) or not names:
+            return False
+        word = reason[len(head) : -1].casefold()
+        return f" {word} " in names
+
+    return tuple(r for r in verdict.reasons if not r.startswith("loops: said") and not quoted(r))
 
 
 def address(names: Sequence[str], lang: str) -> str:
@@ -328,7 +340,7 @@ class Answerer:
             text=body, lang=self.lang, source="answer", product_id=product.id, facts=facts
         )
         verdict = self.guardrails.check(sentence, product=product, media_time=media_time)
-        reasons = answer_reasons(verdict)
+        reasons = answer_reasons(verdict, product)
         if reasons:
             self.refusals.append((body, reasons))
             return replace(template, refused=reasons)

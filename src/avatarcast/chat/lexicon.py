@@ -18,7 +18,7 @@ CONCEPTS: dict[str, dict[str, str]] = {
     },
     "size": {
         "en": "size screen diagonal inch inches big large wide dimensions",
-        "nl": "formaat grootte diagonaal schermdiagonaal inch groot grote breed",
+        "nl": "formaat grootte diagonaal schermdiagonaal scherm inch groot grote breed",
         "zh": "尺寸 多大 英寸 寸 屏幕 画面",
     },
     "power": {
@@ -77,9 +77,19 @@ CONCEPTS: dict[str, dict[str, str]] = {
         "zh": "重量 多重 公斤 斤 重",
     },
     "battery": {
-        "en": "battery batteries charge last lasts runtime cordless",
-        "nl": "accu accuduur batterij opladen",
+        "en": "battery batteries charge last lasts runtime run runs cordless",
+        "nl": "accu accuduur batterij opladen gebruiksduur meegaan",
         "zh": "电池 续航 充一次电",
+    },
+    "speed": {
+        "en": "speed fast quick rpm",
+        "nl": "snelheid topsnelheid snel toeren",
+        "zh": "转速 速度 多快",
+    },
+    "material": {
+        "en": "material materials made plastic glass",
+        "nl": "materiaal gemaakt kunststof glas",
+        "zh": "材质 材料",
     },
     "brightness": {
         "en": "brightness bright lumens lumen ansi",
@@ -103,7 +113,7 @@ CONCEPTS: dict[str, dict[str, str]] = {
     },
     "charging": {
         "en": "charging charge usb-c usbc usb laptop",
-        "nl": "opladen laden",
+        "nl": "opladen laden oplaadtijd",
         "zh": "充电 笔记本",
     },
     "wall": {
@@ -178,6 +188,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bsold out\b|\bin stock\b|\bop voorraad\b", " stock "),
     (r"\bwie maakt\b|\bwho makes\b", " brand "),
     (r"\bwat kost\b|\bhoeveel kost\b", " prijs "),
+    (r"\bgaat\b(?=.{0,40}\bmee\b)", " meegaan "),
 )
 
 #: Category words that name a product by what it is: mapped to the word its title uses.

@@ -147,7 +147,15 @@ class Retriever:
     def _search(self, question: str, qlang: str, text_lang: str, current: str | None) -> Retrieval:
         index = self._index(text_lang)
         product_id, named = self._target(question, qlang, index, current)
-        units = [u for u in tokenize(question, qlang) if u.term not in index.name_terms]
+        # a word of a product's name asks about nothing, unless it names an attribute and is
+        # not in this product's name ("krachtige" in the blender's title must not hide "hoe
+        # krachtig is de airfryer?")
+        units = [
+            u
+            for u in tokenize(question, qlang)
+            if u.term not in index.name_terms
+            or (u.concepts and product_id is not None and not _in_name(u, index, product_id))
+        ]
         if product_id is None or not units or index.bm25 is None:
             return Retrieval(
                 question=question, lang=qlang, product_id=product_id, named=named, hits=(), asks=0
@@ -157,6 +165,7 @@ class Retriever:
         weights = [self._weight(u, index) for u in units]
         total = sum(weights)
         hits: list[Hit] = []
+        attributes: dict[str, frozenset[int]] = {}  # fact id -> the attribute units it covers
         for p, score in zip(index.passages, scores, strict=True):
             if p.product_id != product_id:
                 continue
@@ -164,7 +173,11 @@ class Retriever:
             conf = covered / total if total else 0.0
             if covered > 0:
                 hits.append(_hit(p, conf, float(score)))
+                attributes[p.fact_id] = frozenset(
+                    i for i, u in enumerate(units) if u.concepts and _covers(p, u)
+                )
         hits.sort(key=lambda h: (-round(h.confidence, 2), -h.score, h.fact_id))
+        hits = _most_specific(hits, attributes)
         return Retrieval(
             question=question,
             lang=qlang,
@@ -244,6 +257,37 @@ def _build(products: list[Product], lang: str, version: int) -> _Index:
     raw = {t for toks in names.values() for t, _ in toks}
     name_terms = frozenset(raw | {stem(t, "en") for t in raw} | {stem(t, "nl") for t in raw})
     return _Index(version, passages, bm25, idf, max_idf, names, name_terms)
+
+
+def _in_name(unit: Token, index: _Index, product_id: str) -> bool:
+    """Whether ``unit`` is a word of this product's own name (then it asks nothing)."""
+    names = {n for n, _ in index.names.get(product_id, ())}
+    stems = names | {stem(n, "en") for n in names} | {stem(n, "nl") for n in names}
+    return unit.term in stems
+
+
+def _most_specific(hits: list[Hit], attributes: dict[str, frozenset[int]]) -> list[Hit]:
+    """A fact before a selling point that only says the same thing vaguely.
+
+    "How big is the airfryer basket?" covers "a basket big enough for a family of four" on
+    both words, but the capacity fact (5.5 litres) answers the attribute asked ("big"); a
+    viewer wants the figure. So when the best passage is a selling point and a product fact
+    covers an attribute word it covers, the fact leads, with the selling point's confidence.
+    """
+    if not hits or hits[0].kind != "sp":
+        return hits
+    asked = attributes.get(hits[0].fact_id, frozenset())
+    facts = [h for h in hits if h.kind == "fact"]
+    for h in facts:
+        mine = attributes.get(h.fact_id, frozenset())
+        others = frozenset().union(*(attributes[x.fact_id] for x in facts if x is not h))
+        # the selling point's other words must name a part of the product that has a fact of
+        # its own ("basket"), not something asked that only the selling point answers
+        # ("big enough for a family?")
+        if mine & asked and asked - mine <= others:
+            lead = replace(h, confidence=hits[0].confidence)
+            return [lead, *(x for x in hits if x is not h)]
+    return hits
 
 
 def _terms(text: str, lang: str) -> list[str]:

@@ -127,7 +127,7 @@ class WrittenAnswers:
         product = self.catalog.get(answer.product_id) if answer.product_id else None
         sentence = replace(answer.sentence(self.lang), text=answer.body, spoken=None)
         verdict = self._guardrails.check(sentence, product=product, media_time=0.0)
-        if not answer_reasons(verdict):
+        if not answer_reasons(verdict, product):
             return answer
         self.refusals += 1
         return self._answerer.honest(answer.product_id, names)

@@ -181,7 +181,7 @@ class ProgrammeChat:
         verdict = guardrails.check(
             replace(s, text=answer.body, spoken=None), product=product, media_time=t
         )
-        if not answer_reasons(verdict):
+        if not answer_reasons(verdict, product):
             guardrails.commit(replace(s, text=verdict.text), t)
             return replace(s, verdicts=verdict.verdicts())
         self.desk.guardrail_refusals += 1
