@@ -1,0 +1,159 @@
+"""The chat intake's account: every message a fate, de-duplication, overflow with a reason,
+rate-limited written answers, viewer memory within its retention; and Twitch's IRC lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from avatarcast.catalog.model import Product
+from avatarcast.chat.moderation import Moderator
+from avatarcast.chatsources import ChatIntake, Inbound, IntakeOptions
+from avatarcast.chatsources.irc import parse_line, parse_server
+from avatarcast.chatsources.ledger import ViewerMemory
+from avatarcast.chatsources.webhook import SignatureError, WebhookVerifier, sign
+from avatarcast.chatsources.written import WrittenAnswers
+from avatarcast.script.guardrails import default_lexicon_dir
+
+CATALOG = Path(__file__).resolve().parents[1] / "configs" / "demo-catalog.json"
+
+
+def _products() -> list[Product]:
+    return [Product.model_validate(p) for p in json.loads(CATALOG.read_text())["products"]]
+
+
+def _msg(n: int, text: str, viewer: str = "") -> Inbound:
+    return Inbound(
+        source_id="s",
+        platform="twitch",
+        message_id=f"id{n}",
+        viewer_id=viewer or f"user{n}",
+        name=f"viewer{n}",
+        text=text,
+        reply_to="#shop",
+    )
+
+
+def _intake(**options: float) -> ChatIntake:
+    return ChatIntake(
+        options=IntakeOptions(hold_s=0.05, **options),  # type: ignore[arg-type]
+        moderator=Moderator(lexicon_dir=default_lexicon_dir()),
+        written=WrittenAnswers(products=_products(), lang="en"),
+    )
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    """Poll the intake's account (it has no event for "settled"; a test may poll)."""
+    async with asyncio.timeout(10):
+        while not done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_every_message_has_a_fate_and_the_account_adds_up() -> None:
+    intake = _intake()
+    sent: list[tuple[str, str]] = []
+
+    async def reply(to: str, text: str) -> None:
+        sent.append((to, text))
+
+    intake.add_replier("s", reply, per_30s=100)
+    texts = [
+        "How much does the Kovana airfryer cost?",
+        "how much does the kovana airfryer cost",
+        "Is the Lumetra monitor in stock?",
+        "hello all",
+        "nice",
+        "visit cheap-followers.example now",
+    ]
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(intake.run())
+        for n, text in enumerate(texts):
+            assert intake.offer(_msg(n, text)) is not None
+        assert intake.offer(_msg(0, texts[0])) is None  # the same platform id again
+        await _until(lambda: intake.account.counts["pending"] == 0)
+        task.cancel()
+    a = intake.account
+    assert a.received == 7 and a.duplicates == 1 and a.messages_in == 6 and a.balanced()
+    assert a.counts["answered_written"] == 2 and a.counts["merged"] == 1
+    assert a.counts["ignored"] == 2 and a.counts["blocked"] == 1
+    assert len(sent) == 2 and all(to == "#shop" for to, _ in sent)
+    price = next(text for _, text in sent if "€" in text)
+    assert "@viewer0" in price and "@viewer1" not in price  # merged: answered once
+    merged = intake.ledger.get("s:id1")
+    assert merged is not None and merged.into == "s:id0" and merged.answer == price
+    assert all(
+        f.viewer.startswith("v-") and "user" not in f.viewer for f in intake.ledger.recent(9)
+    )
+
+
+async def test_overflow_is_a_fate_with_a_reason_never_a_silent_drop() -> None:
+    intake = _intake(queue_max=3, max_age_s=0.3)
+    never: asyncio.Event = asyncio.Event()
+
+    async def stuck(to: str, text: str) -> None:
+        await never.wait()
+
+    intake.add_replier("s", stuck, per_30s=1)  # one line per 30 s: the rest wait, then give up
+    for n in range(5):
+        intake.offer(
+            _msg(n, f"Is the {['Lumetra', 'Orbilux', 'Tidyra', 'Sonavo', 'Mixwell'][n]} in stock?")
+        )
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(intake.run())
+        # the one line being sent stays pending; every other message gets its fate
+        await _until(lambda: intake.account.counts["pending"] == 1)
+        task.cancel()
+    a = intake.account
+    assert a.balanced() and a.counts["overflow"] == 4
+    assert a.reasons[("overflow", "intake_full")] == 2
+    assert a.reasons[("overflow", "rate_limit")] == 2
+
+
+def test_viewer_memory_gives_follow_ups_their_product_and_forgets_on_time() -> None:
+    memory = ViewerMemory(retention_s=60)
+    memory.remember("v-1", 0.0, "Is the Lumetra in stock?", "yes", "lumetra-uw34")
+    assert memory.last_product("v-1", 30.0) == "lumetra-uw34"
+    assert memory.last_product("v-1", 61.0) is None
+    assert memory.purge(61.0) == 1 and len(memory) == 0
+
+
+def test_a_follow_up_uses_what_the_viewer_asked_before() -> None:
+    writer = WrittenAnswers(products=_products(), lang="en")
+    answer = writer.answer("and how much does it cost?", "anna", "lumetra-uw34")
+    assert answer.product_id == "lumetra-uw34" and "€449" in answer.text
+
+
+def test_twitch_lines_with_tags_parse() -> None:
+    raw = (
+        "@badge-info=;color=#1E90FF;display-name=Sanne\\sV;id=b34ccfc7-4977-403a-8a94;"
+        "user-id=1337;tmi-sent-ts=1700000000000 :sanne!sanne@sanne.tmi.twitch.tv "
+        "PRIVMSG #shop :How big is the basket? :)\r\n"
+    )
+    line = parse_line(raw)
+    assert line.command == "PRIVMSG" and line.nick == "sanne"
+    assert line.params == ["#shop", "How big is the basket? :)"]
+    assert line.tags["display-name"] == "Sanne V" and line.tags["id"].startswith("b34c")
+    assert parse_line("PING :tmi.twitch.tv").params == ["tmi.twitch.tv"]
+    assert parse_server("ircs://irc.chat.twitch.tv") == ("irc.chat.twitch.tv", 6697, True)
+    assert parse_server("irc://127.0.0.1:6667") == ("127.0.0.1", 6667, False)
+
+
+def test_webhook_signatures_windows_and_replays() -> None:
+    now = [1_000_000.0]
+    verifier = WebhookVerifier("s" * 16, window_s=300, clock=lambda: now[0])
+    body = b'{"id":"1"}'
+    verifier.verify("1000000", sign("s" * 16, "1000000", body), body)
+    for stamp, sig, status in [
+        ("1000000", sign("s" * 16, "1000000", body), 409),  # replay
+        ("999000", sign("s" * 16, "999000", body), 401),  # too old
+        ("1000001", sign("t" * 16, "1000001", body), 401),  # wrong secret
+        ("1000001", sign("s" * 16, "1000001", b"{}"), 401),  # another body
+    ]:
+        try:
+            verifier.verify(stamp, sig, body)
+        except SignatureError as e:
+            assert e.status == status
+        else:
+            raise AssertionError(f"{stamp} taken")
