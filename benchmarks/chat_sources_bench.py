@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from procstat import cpu_seconds, loadavg  # noqa: E402
 
-from served import serve, shop_catalog  # noqa: E402
+from served import live_stream, serve, shop_catalog  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
 TEXTS = [
@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--qps", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument(
+        "--live", action="store_true", help="ingest into a stream on air; report its frame rate"
+    )
     args = parser.parse_args()
     replies = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
     threading.Thread(target=replies.serve_forever, daemon=True).start()
@@ -87,11 +90,15 @@ def main() -> None:
         for product in shop_catalog()[:3]:
             c.post("/v1/products", json=product, headers=op)
         pid = s.proc.pid
+        live = live_stream(c, op)[0] if args.live else None
+        before = _frames(c, op, live, 5.0) if live else None
         cpu0 = cpu_seconds(pid)
-        ingest = _ingest(c, op, args, reply_url)
+        ingest = _ingest(c, op, args, reply_url, live)
         cpu1 = cpu_seconds(pid)
         ingest["server_cpu_s"] = round(cpu1 - cpu0, 2)
         ingest["messages_per_server_cpu_s"] = round(ingest["messages"] / (cpu1 - cpu0))
+        if live:
+            ingest["frames_per_s_before"] = before
         results = {
             "cores": os.cpu_count(),
             "loadavg_before": loadavg(),
@@ -102,15 +109,29 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
-def _source(c: Any, op: dict[str, str], name: str, reply_url: str) -> tuple[str, str]:
-    sid = c.post("/v1/streams", json={"name": name}, headers=op).json()["id"]
+def _frames(c: Any, op: dict[str, str], sid: str, seconds: float) -> float:
+    """Frames the stream made per wall second over ``seconds`` (its status' frame count)."""
+    f0, t0 = c.get(f"/v1/streams/{sid}", headers=op).json()["status"]["frames"], time.time()
+    time.sleep(seconds)
+    f1, t1 = c.get(f"/v1/streams/{sid}", headers=op).json()["status"]["frames"], time.time()
+    return round((f1 - f0) / (t1 - t0), 2)
+
+
+def _source(
+    c: Any, op: dict[str, str], name: str, reply_url: str, sid: str | None = None
+) -> tuple[str, str]:
+    if sid is None:
+        sid = c.post("/v1/streams", json={"name": name}, headers=op).json()["id"]
     body = {"kind": "webhook", "token": SECRET, "reply_url": reply_url, "rate_per_30s": 10_000}
     url = c.post(f"/v1/streams/{sid}/chat-sources", json=body, headers=op).json()["url"]
     return sid, url
 
 
-def _ingest(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str) -> dict[str, Any]:
-    sid, url = _source(c, op, "ingest", reply_url)
+def _ingest(
+    c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str, live: str | None
+) -> dict[str, Any]:
+    sid, url = _source(c, op, "ingest", reply_url, live)
+    f0 = c.get(f"/v1/streams/{sid}", headers=op).json()["status"].get("frames")
     bodies = []
     for b in range(args.messages // args.batch):
         msgs = [
@@ -135,11 +156,16 @@ def _ingest(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str
         time.sleep(0.05)
     total = time.perf_counter() - start
     n = account["messages_in"]
+    f1 = c.get(f"/v1/streams/{sid}", headers=op).json()["status"].get("frames")
+    during = None if f0 is None or f1 is None else round((f1 - f0) / total, 2)
     return {
+        "frames_per_s_during": during,
         "messages": n,
         "posted_s": round(posted, 2),
         "all_fates_s": round(total, 2),
         "messages_per_s": round(n / total),
+        "classified_per_s": round((n - account["overflow"]) / total),
+        "overflow_reasons": account["reasons"].get("overflow", {}),
         "balanced": account["balanced"],
         "account": {
             k: account[k]

@@ -250,7 +250,7 @@ def test_webhook_refuses_bad_posts_and_replies_signed(
     def replies() -> list[dict[str, Any]]:
         return [e for e in _Recorder.log if e["method"] == "POST" and e["path"] == "/replies"]
 
-    _wait(lambda: bool(replies()), 5, "the reply callback is called")
+    _wait(lambda: bool(replies()), 10, "the reply callback is called")
     reply = replies()[0]
     sent = reply["headers"]
     sig = _signed(reply["body"], sent["x-avatarcast-timestamp"])["x-avatarcast-signature"]
