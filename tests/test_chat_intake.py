@@ -119,6 +119,27 @@ def test_viewer_memory_gives_follow_ups_their_product_and_forgets_on_time() -> N
     assert memory.purge(61.0) == 1 and len(memory) == 0
 
 
+def test_fates_are_forgotten_after_the_retention_but_stay_counted() -> None:
+    from avatarcast.chatsources.ledger import Ledger, MessageFate
+
+    ledger = Ledger()
+    for n, t in enumerate((0.0, 10.0, 100.0)):
+        fate = MessageFate(
+            id=f"m{n}",
+            source_id="s",
+            platform="p",
+            viewer="v-1",
+            name="a",
+            text="hi",
+            received_at=t,
+        )
+        ledger.add(fate)
+        if n < 2:
+            ledger.decide(fate, "ignored", "other: nothing to answer", now=t)
+    assert ledger.forget_before(50.0) == 2 and ledger.get("m0") is None
+    assert ledger.account.counts["ignored"] == 2 and ledger.get("m2") is not None
+
+
 def test_a_follow_up_uses_what_the_viewer_asked_before() -> None:
     writer = WrittenAnswers(products=_products(), lang="en")
     answer = writer.answer("and how much does it cost?", "anna", "lumetra-uw34")

@@ -239,6 +239,7 @@ class ChatIntake:
             if ready:
                 await self._write(ready)
             self.memory.purge(now)
+            self.ledger.forget_before(now - self.options.retention_s)
 
     async def _speak(self, group: _Group) -> None:
         assert self.spoken is not None

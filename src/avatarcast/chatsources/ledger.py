@@ -144,6 +144,18 @@ class Ledger:
             self.account.reasons[(to, reason.split(":")[0])] += 1
         fate.fate, fate.reason, fate.into, fate.decided_at = to, reason, into, now
 
+    def forget_before(self, t: float) -> int:
+        """Drop decided fates received before ``t`` (the retention policy: a viewer's words are
+        not kept longer than that); the counters keep them. Returns how many were dropped."""
+        dropped = 0
+        while self._fates:
+            oldest = next(iter(self._fates.values()))
+            if oldest.received_at >= t or oldest.fate == "pending":
+                break
+            self._fates.popitem(last=False)
+            dropped += 1
+        return dropped
+
     def get(self, fate_id: str) -> MessageFate | None:
         return self._fates.get(fate_id)
 
