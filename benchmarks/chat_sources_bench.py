@@ -15,10 +15,12 @@ Run: ``PYTHONPATH=src .venv/bin/python benchmarks/chat_sources_bench.py``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
 import os
+import ssl
 import sys
 import tempfile
 import threading
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from procstat import cpu_seconds, loadavg  # noqa: E402
 
+from irc_server import make_ca  # noqa: E402
 from served import live_stream, serve, shop_catalog  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
@@ -99,8 +102,13 @@ def main() -> None:
         ingest["messages_per_server_cpu_s"] = round(ingest["messages"] / (cpu1 - cpu0))
         if live:
             ingest["frames_per_s_before"] = before
+        cpu1 = cpu_seconds(pid)
+        irc = _irc(c, op, args, Path(tmp))
+        irc["server_cpu_s"] = round(cpu_seconds(pid) - cpu1, 2)
+        irc["messages_per_server_cpu_s"] = round(irc["messages"] / irc["server_cpu_s"])
         results = {
             "cores": os.cpu_count(),
+            "irc": irc,
             "loadavg_before": loadavg(),
             "ingest": ingest,
             "latency": _latency(c, op, args, reply_url),
@@ -179,6 +187,71 @@ def _ingest(
             )
         },
     }
+
+
+def _irc(c: Any, op: dict[str, str], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """A Twitch-like IRC server over TLS that, once the bot has joined, sends ``--messages``
+    tagged PRIVMSG lines as fast as the socket takes them (a busy channel's firehose)."""
+    ca, cert, key = make_ca(tmp / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    ready: dict[str, Any] = {}
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while b"JOIN" not in (line := await reader.readline()):
+            if line.startswith(b"NICK"):
+                writer.write(b":tmi 001 bot :Welcome\r\n")
+            if not line:
+                return
+        writer.write(b":bot!bot@tmi JOIN #shop\r\n")
+        ready["start"], ready["writer"] = time.perf_counter(), writer
+        for n in range(args.messages):
+            text = f"{TEXTS[n % len(TEXTS)]} {n}"
+            writer.write(
+                f"@id=irc-{n};user-id={n % 20000};display-name=v{n % 20000} "
+                f":v{n}!v@tmi PRIVMSG #shop :{text}\r\n".encode()
+            )
+            if n % 1000 == 0:
+                await writer.drain()
+        await writer.drain()
+        ready["sent"] = time.perf_counter()
+        await reader.read()
+
+    async def run() -> dict[str, Any]:
+        server = await asyncio.start_server(client, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        sid = c.post("/v1/streams", json={"name": "irc"}, headers=op).json()["id"]
+        body = {
+            "kind": "twitch",
+            "server": f"ircs://127.0.0.1:{port}",
+            "channel": "#shop",
+            "username": "bot",
+            "ca_file": str(ca),
+            "rate_per_30s": 100,
+        }
+        await asyncio.to_thread(c.post, f"/v1/streams/{sid}/chat-sources", json=body, headers=op)
+        async with server:
+            while True:
+                account = (
+                    await asyncio.to_thread(c.get, f"/v1/streams/{sid}/chat-account", headers=op)
+                ).json()
+                if account["messages_in"] >= args.messages and account["pending"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            ready["writer"].close()  # the bot's read ends, and with it the client task
+            await asyncio.sleep(0.2)
+        total = time.perf_counter() - ready["start"]
+        return {
+            "messages": account["messages_in"],
+            "server_sent_s": round(ready["sent"] - ready["start"], 2),
+            "all_fates_s": round(total, 2),
+            "messages_per_s": round(account["messages_in"] / total),
+            "classified_per_s": round((account["messages_in"] - account["overflow"]) / total),
+            "overflow_reasons": account["reasons"].get("overflow", {}),
+            "balanced": account["balanced"],
+        }
+
+    return asyncio.run(run())
 
 
 def _latency(c: Any, op: dict[str, str], args: argparse.Namespace, reply_url: str) -> Any:
