@@ -11,7 +11,7 @@ from pathlib import Path
 from avatarcast.catalog.model import Product
 from avatarcast.chat.moderation import Moderator
 from avatarcast.chatsources import ChatIntake, Inbound, IntakeOptions
-from avatarcast.chatsources.irc import parse_line, parse_server
+from avatarcast.chatsources.irc import IrcOptions, IrcSource, parse_line, parse_server
 from avatarcast.chatsources.ledger import ViewerMemory
 from avatarcast.chatsources.webhook import SignatureError, WebhookVerifier, sign
 from avatarcast.chatsources.written import WrittenAnswers
@@ -157,6 +157,8 @@ def test_twitch_lines_with_tags_parse() -> None:
     assert line.params == ["#shop", "How big is the basket? :)"]
     assert line.tags["display-name"] == "Sanne V" and line.tags["id"].startswith("b34c")
     assert parse_line("PING :tmi.twitch.tv").params == ["tmi.twitch.tv"]
+    clear = parse_line("@login=x;target-msg-id=abc-1 :tmi.twitch.tv CLEARMSG #shop :spam")
+    assert clear.command == "CLEARMSG" and clear.tags["target-msg-id"] == "abc-1"
     assert parse_server("ircs://irc.chat.twitch.tv") == ("irc.chat.twitch.tv", 6697, True)
     assert parse_server("irc://127.0.0.1:6667") == ("127.0.0.1", 6667, False)
 
@@ -178,3 +180,41 @@ def test_webhook_signatures_windows_and_replays() -> None:
             assert e.status == status
         else:
             raise AssertionError(f"{stamp} taken")
+
+
+async def test_irc_source_reads_tags_and_withdraws_cleared_messages() -> None:
+    """A Twitch-like server on loopback (plain ``irc://``): tagged PRIVMSG in, CLEARMSG
+    withdraws, the answer goes out as PRIVMSG to the channel."""
+    got: list[Inbound] = []
+    deleted: list[tuple[str, str]] = []
+    heard: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def twitch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while b"JOIN" not in (line := await reader.readline()):
+            if line.startswith(b"NICK"):
+                writer.write(b":tmi 001 shopbot :Welcome\r\n")
+        writer.write(b":shopbot!shopbot@tmi JOIN #shop\r\n")
+        writer.write(
+            b"@id=m-1;user-id=42;display-name=Sanne :sanne!s@tmi PRIVMSG #shop :Is it in stock?\r\n"
+            b"@target-msg-id=m-1 :tmi CLEARMSG #shop :Is it in stock?\r\n"
+        )
+        await writer.drain()
+        while line := await reader.readline():
+            await heard.put(line)
+
+    server = await asyncio.start_server(twitch, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    options = IrcOptions(
+        source_id="s", server=f"irc://127.0.0.1:{port}", channel="shop", username="shopbot"
+    )
+    source = IrcSource(options, got.append, on_deleted=lambda s, m: deleted.append((s, m)))
+    async with server, asyncio.TaskGroup() as tg:
+        task = tg.create_task(source.run())
+        await _until(lambda: bool(deleted))
+        await source.reply("#shop", "@Sanne, yes:\nin stock.")
+        async with asyncio.timeout(5):
+            sent = await heard.get()
+        task.cancel()
+    assert got[0].message_id == "m-1" and got[0].viewer_id == "42" and got[0].name == "Sanne"
+    assert deleted == [("s", "m-1")] and source.health.state == "connected"
+    assert sent == b"PRIVMSG #shop :@Sanne, yes: in stock.\r\n"

@@ -256,7 +256,8 @@ class ChatIntake:
             return
         now = self._clock()
         leftover: list[_Group] = []
-        for f, out in zip(fates, outcomes, strict=False):
+        answered = list(outcomes) + [{}] * (len(fates) - len(outcomes))  # a short reply: written
+        for f, out in zip(fates, answered, strict=False):
             outcome = out.get("outcome")
             if outcome in ("pending", "answered"):
                 self.ledger.decide(f, "answered_spoken", now=now)

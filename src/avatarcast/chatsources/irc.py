@@ -6,7 +6,8 @@ Twitch tags (a plain IRC server just declines), ``PASS oauth:TOKEN`` when a toke
 reconnects with backoff and joins again. A ``PRIVMSG`` to the channel becomes an ``Inbound``
 with the ``id`` tag as its message id (the de-duplication key), ``user-id`` as the viewer and
 ``display-name`` as the name; a server without tags gets a per-connection counter instead,
-and the nick stands for the viewer.
+and the nick stands for the viewer. A Twitch ``CLEARMSG`` (a moderator deleted a message)
+withdraws that message if it is still waiting for its answer.
 
 The token is never logged, nor is any line that carries it.
 """
@@ -105,8 +106,14 @@ class IrcOptions:
 class IrcSource:
     """Reads one channel into ``deliver`` and sends answers to it; see the module docstring."""
 
-    def __init__(self, options: IrcOptions, deliver: Callable[[Inbound], object]) -> None:
+    def __init__(
+        self,
+        options: IrcOptions,
+        deliver: Callable[[Inbound], object],
+        on_deleted: Callable[[str, str], object] = lambda source_id, message_id: None,
+    ) -> None:
         self.options = options
+        self._on_deleted = on_deleted
         self.host, self.port, self.tls = parse_server(options.server)
         channel = options.channel if options.channel.startswith("#") else f"#{options.channel}"
         self.channel = channel.lower()
@@ -194,6 +201,8 @@ class IrcSource:
             self._joined.set()
         elif cmd == "PRIVMSG" and len(line.params) >= 2 and line.params[0].lower() == self.channel:
             self._privmsg(line)
+        elif cmd == "CLEARMSG" and line.tags.get("target-msg-id"):
+            self._on_deleted(self.options.source_id, line.tags["target-msg-id"])
         elif cmd == "RECONNECT":
             return False
         elif cmd in ("433", "464", "465"):

@@ -139,6 +139,7 @@ class ChatRegistry:
                     ca_file=config.get("ca_file"),
                 ),
                 deliver,
+                on_deleted=chat.intake.retract,
             )
             source = Source(id=source_id, kind=kind, public=public, health=irc.health)
             chat.intake.add_replier(source_id, irc.reply, per_30s=per_30s)
