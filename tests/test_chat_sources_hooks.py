@@ -261,3 +261,7 @@ def test_webhook_refuses_bad_posts_and_replies_signed(
     assert account["messages_in"] == 1 and account["answered_written"] == 1
     assert account["duplicates"] == 1 and account["balanced"]
     assert SECRET not in served.output()
+    # a deleted stream's sources stop: its webhook is gone
+    assert c.delete(f"/v1/streams/{sid}", headers=op).status_code == 204
+    later = str(int(time.time()) + 2)
+    Served.problem(c.post(url, content=post, headers=_signed(post, later)), 404)

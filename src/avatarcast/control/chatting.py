@@ -35,7 +35,15 @@ from avatarcast.control.problems import ProblemError
 from avatarcast.runner.base import StreamRunner
 from avatarcast.script.guardrails import default_lexicon_dir
 
-__all__ = ["EXTRAS_KEY", "ChatRegistry", "Source", "StreamChat", "lifespan", "registry_of"]
+__all__ = [
+    "EXTRAS_KEY",
+    "ChatRegistry",
+    "Source",
+    "StreamChat",
+    "drop_stream_chat",
+    "lifespan",
+    "registry_of",
+]
 
 log = logging.getLogger(__name__)
 EXTRAS_KEY = "chat_sources"
@@ -187,6 +195,15 @@ class ChatRegistry:
         self.webhooks.pop(source_id, None)
         chat.intake.remove_replier(source_id)
 
+    def drop_stream(self, stream_id: str) -> None:
+        """The stream was deleted: its sources stop and its chat is forgotten."""
+        chat = self.streams.pop(stream_id, None)
+        if chat is None:
+            return
+        for source_id in list(chat.sources):
+            self.remove(chat, source_id)
+        chat.task.cancel()
+
     def deliver_webhook(
         self, source: Source, chat: StreamChat, messages: list[Inbound]
     ) -> list[Any]:
@@ -214,6 +231,13 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         finally:
             ctx.extras.pop(EXTRAS_KEY, None)
             await registry.aclose()
+
+
+async def drop_stream_chat(ctx: AppContext, stream_id: str) -> None:
+    """For the stream routes: a deleted stream's chat sources stop (on the loop that owns them)."""
+    registry: ChatRegistry | None = ctx.extras.get(EXTRAS_KEY)
+    if registry is not None:
+        registry.drop_stream(stream_id)
 
 
 def registry_of(ctx: AppContext) -> ChatRegistry:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from avatarcast.commands import ApproveAnswers, LabelChanged
 from avatarcast.control.auditing import audit
+from avatarcast.control.chatting import drop_stream_chat
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import (
     Caller,
@@ -252,6 +253,7 @@ def delete_stream(
     audit(session, caller, kind="stream_deleted", stream_id=stream_id)
     session.commit()
     anyio.from_thread.run(manager.reconcile, stream_id)
+    anyio.from_thread.run(drop_stream_chat, ctx, stream_id)
     return Response(status_code=204)
 
 
