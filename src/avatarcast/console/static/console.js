@@ -21,6 +21,23 @@ document.addEventListener("htmx:beforeSwap", (event) => {
   }
 });
 
+// --- a refusal about one field is shown next to it (the server names it in X-Field) -------
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.detail.elt;
+  if (!(form instanceof HTMLFormElement)) return;
+  for (const box of form.querySelectorAll("[data-error-for]")) box.textContent = "";
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  const xhr = event.detail.xhr;
+  const field = xhr?.getResponseHeader("X-Field");
+  if (xhr.status < 400 || !field) return;
+  const box = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  if (!box) return;
+  const parsed = new DOMParser().parseFromString(xhr.responseText, "text/html");
+  box.textContent = parsed.body.textContent.trim();
+  const input = form.querySelector(`[name="${CSS.escape(field)}"]`);
+  if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+});
+
 // --- live updates ----------------------------------------------------------------------------
 function containers(streamId) {
   return document.querySelectorAll(`[data-stream="${CSS.escape(streamId)}"]`);

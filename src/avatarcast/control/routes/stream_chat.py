@@ -19,16 +19,17 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
+from avatarcast.control import permissions
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import (
     Caller,
     ContextDep,
     ReaderDep,
+    RoleCheck,
     SessionDep,
     SupervisorDep,
     caller_for_token,
-    require_role,
 )
 from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
@@ -52,7 +53,7 @@ from avatarcast.runner.base import CommandFailed, StreamEvent
 router = APIRouter(prefix="/v1/streams", tags=["chat"], responses=AUTH_PROBLEMS)
 StreamIdPath = Annotated[str, Path(max_length=64)]
 #: Chat comes from a platform integration (backend keys), or an operator.
-ChatterDep = Annotated[Caller, Depends(require_role("backend"))]
+ChatterDep = Annotated[Caller, Depends(RoleCheck(permissions.BACKEND))]
 _batch = TypeAdapter(list[ChatMessageIn])
 
 
