@@ -156,7 +156,12 @@ def test_chat_takes_one_message_pin_and_block_exist_supervisors_get_the_viewer_t
 
     r = api.client.post(f"/v1/streams/{sid}/chat/m7/block", headers=sup)
     assert r.status_code == 200, r.text
-    assert r.json() == {"stream_id": sid, "message_id": "m7", "rejected_answers": []}
+    assert r.json() == {
+        "stream_id": sid,
+        "message_id": "m7",
+        "rejected_answers": [],
+        "withdrawn_answers": [],
+    }
     api.problem(
         api.client.post(f"/v1/streams/{sid}/chat/m7/block", headers=api.auth("backend")), 403
     )

@@ -239,9 +239,7 @@ async def decide(
     def work(db: Session) -> Any:
         return sup.decide_answer(stream_id, answer_id, verdict, db, signed.caller, ctx)
 
-    response = await run_action(request, work, f"Answer {answer_id} {verdict}d.")
-    response.headers["HX-Trigger"] = f'{{"answers": {{"stream": "{stream_id}"}}}}'
-    return response
+    return await run_action(request, work, f"Answer {answer_id} {verdict}d.")
 
 
 @router.post(

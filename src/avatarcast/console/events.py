@@ -1,7 +1,8 @@
 """One Server-Sent Events connection per console tab: everything the tab shows, live.
 
 Named events: ``line`` (a spoken sentence), ``refusal``, ``event``, ``alert``, ``chat``
-(fates), ``chat_blocked``, ``health`` (a stream's state, when it changed) and ``signout``
+(fates), ``chat_blocked``, ``answers`` (the whole approval queue, pushed by the worker when it
+changes), ``health`` (a stream's state, when it changed) and ``signout``
 (the session or its key ended). Numbered events resume after ``Last-Event-ID``; ``health`` is
 a state, sent again in full on every (re)connection, so it has no id. The session and its key
 are checked twice a second, so a revoked key ends the tab's session within the key cache bound.
