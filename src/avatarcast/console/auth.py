@@ -144,12 +144,12 @@ def _load_key(ctx: AppContext, key_id: str) -> KeyRecord | None:
 async def signed_in(request: Request) -> Signed:
     console = console_of(request)
     session_id = request.cookies.get(cookie_name(request))
-    session = console.sessions.get(session_id)
+    session = await run_in_threadpool(console.sessions.get, session_id) if session_id else None
     if session is None:
         raise SignInRequired("your session ended; please sign in again" if session_id else "")
     record = await key_record(console.ctx, session.key_id)
     if record is None or record.revoked or record.tenant_id != session.tenant_id:
-        console.sessions.close(session_id)
+        await run_in_threadpool(console.sessions.close, session_id)
         raise SignInRequired("the API key of this session was revoked")
     caller = caller_of(record)
     if request.method not in SAFE_METHODS:

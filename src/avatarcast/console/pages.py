@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,12 +79,14 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)
     if record.revoked:
         return page(request, None, "signin.html", status=401, error="That API key was revoked.")
     caller = caller_of(record)
-    session_id, session = console.sessions.open(
+    opened = partial(
+        console.sessions.open,
         key_id=record.id,
         tenant_id=record.tenant_id,
         role=record.role,
         supervisor_id=caller.supervisor_id,
     )
+    session_id, session = await run_in_threadpool(opened)
 
     def record_sign_in(db: Session) -> None:
         audit(db, caller, kind="console_sign_in")
@@ -106,7 +110,7 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)
 @router.post("/sign-out")
 async def sign_out(request: Request, signed: SignedDep) -> Response:
     console = console_of(request)
-    console.sessions.close(request.cookies.get(cookie_name(request)))
+    await run_in_threadpool(console.sessions.close, request.cookies.get(cookie_name(request)))
 
     def record_sign_out(db: Session) -> None:
         audit(db, signed.caller, kind="console_sign_out")
