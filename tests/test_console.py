@@ -103,6 +103,8 @@ def _start(tmp: Path) -> Server:
         "AVATARCAST_CONSOLE__ACTIVITY_S": str(ACTIVITY_S),
         "AVATARCAST_API__RATE_LIMIT__RATE": "1000",
         "AVATARCAST_API__RATE_LIMIT__BURST": "1000",
+        # a destination on this host may resolve to loopback (the destination form's test)
+        "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["localhost"]',
     }
     cmd = [sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port)]
     log = (tmp / "serve.log").open("wb")
@@ -473,6 +475,23 @@ def test_answer_for_approval_appears_and_a_approves_it(server: Server, browser: 
         # the chat panel showed the message pending; its later fate is pushed to the page
         fate = panel.locator(f"#chat-{two} li", has_text="airfryer basket").locator(".fate")
         expect(fate).to_have_text("answered", timeout=5000)
+
+        # blocking a message takes back its answer still awaiting approval: the queue, pushed
+        # over SSE, empties on the wall, and an answers_withdrawn event is recorded
+        rude = {"viewer_id": "v2", "name": "Ben", "text": "Does the airfryer have a timer?"}
+        r = server.call("POST", f"/v1/streams/{two}/chat", who="backend", json=rude)
+        (asked,) = r.json()["fates"]
+        queue = page.locator(f"#approvals-{two}")
+        expect(queue.locator(".answer", has_text="timer")).to_be_visible(timeout=5000)
+        line = panel.locator(f"#chat-msg-{asked['id']}")
+        line.get_by_role("button", name="Block").click()
+        expect(panel.locator("#status")).to_contain_text("blocked", timeout=5000)
+        expect(queue).to_contain_text("No answer is waiting", timeout=2000)
+        events = server.call("GET", f"/v1/streams/{two}/events?limit=200").json()["items"]
+        (gone,) = [e for e in events if e["kind"] == "answers_withdrawn"]
+        assert gone["detail"]["message_id"] == asked["id"] and gone["detail"]["answers"]
+        transcript = server.call("GET", f"/v1/streams/{two}/transcript?source=answer").json()
+        assert not any("timer" in i["text"] for i in transcript["items"])
     page.context.close()
 
 
@@ -668,4 +687,81 @@ def test_feature_now_puts_the_product_on_air(server: Server, browser: Any) -> No
         server.wait(
             lambda: server.status(two)["status"]["product_id"] == pinned, 10, "not featured"
         )
+    page.context.close()
+
+
+def test_destinations_and_a_portrait_hls_stream_from_the_streams_page(
+    server: Server, browser: Any
+) -> None:
+    page = _page(browser, server, "operator")
+    page.goto(server.base + "/console/streams")
+    form = page.get_by_role("form", name="Add a destination")
+    form.get_by_label("Destination name").fill("phone feed")
+    url = form.get_by_label("Server URL")
+    url.fill("rtmp://127.0.0.1:1935/live")  # an address, not an allowed name: the API refuses
+    form.get_by_label("Stream key (write-only)").fill("sk-secret-1")
+    form.get_by_label("Its frame size").select_option("720x1280")
+    form.get_by_label("Its platform safe zones").select_option("tiktok")
+    form.get_by_role("button", name="Add destination").click()
+    error = form.locator('[data-error-for="url"]')
+    expect(error).to_contain_text("not a public address", timeout=5000)
+    expect(url).to_have_attribute("aria-invalid", "true")
+    assert url.get_attribute("aria-describedby") == error.get_attribute("id")
+    assert server.call("GET", "/v1/destinations").json() == []  # nothing half-written
+
+    url.fill("rtmp://localhost:1935/live")
+    form.get_by_role("button", name="Add destination").click()
+    expect(page.locator(".dests")).to_contain_text("phone feed", timeout=10_000)
+    (dest,) = server.call("GET", "/v1/destinations").json()
+    assert (dest["name"], dest["size"], dest["preset"], dest["has_key"]) == (
+        "phone feed",
+        "720x1280",
+        "tiktok",
+        True,
+    )
+    assert "sk-secret-1" not in page.content()
+
+    create = page.get_by_role("form", name="Create a stream")
+    create.get_by_label("Name", exact=True).fill("portrait")
+    create.get_by_label("Frame size").select_option("720x1280")
+    create.get_by_label("Platform safe zones").select_option("instagram")
+    create.get_by_label("phone feed").check()
+    create.get_by_label("HLS for shop pages").check()
+    create.get_by_label("HLS low latency").check()
+    create.get_by_role("button", name="Create stream").click()
+    expect(page.locator("tr", has_text="portrait")).to_be_visible(timeout=10_000)
+    (made,) = [
+        s for s in server.call("GET", "/v1/streams").json()["items"] if s["name"] == "portrait"
+    ]
+    assert (made["size"], made["preset"], made["destination_ids"]) == (
+        "720x1280",
+        "instagram",
+        [dest["id"]],
+    )
+    assert made["hls"] == {"enabled": True, "low_latency": True, "public": False}
+    page.context.close()
+
+
+def test_the_week_grid_shows_whole_labels_on_a_phone(server: Server, browser: Any) -> None:
+    shift = {
+        "name": "Phone nights",
+        "stream_id": server.streams["one"],
+        "timezone": "Europe/Amsterdam",
+        "days": ["mon", "sun"],
+        "start": "21:30",
+        "end": "05:45",
+    }
+    assert server.call("POST", "/v1/schedules", json=shift).status_code == 201
+    page = _page(browser, server, "operator")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(server.base + "/console/schedules")
+    card = page.locator("section", has=page.get_by_role("heading", name="Phone nights"))
+    labels = card.locator(".shift")
+    expect(labels.first).to_contain_text("Mon 21:30 to Tue 05:45")
+    boxes = labels.evaluate_all(
+        "els => els.map(e => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right])"
+    )
+    assert len(boxes) == 2 and all(s <= c and right <= 390 for s, c, right in boxes), boxes
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(Path(tempfile.gettempdir()) / "console-schedules-390.png"))
     page.context.close()

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import select
 
 from avatarcast.console.bus import EventBus
 from avatarcast.console.pages import schedule_view
 from avatarcast.console.sessions import SessionStore
+from avatarcast.control import create_key, upgrade_database
+from avatarcast.db import ConsoleSessionRow, make_engine, make_sessionmaker
 from avatarcast.db.models_streams import ScheduleRow
 from avatarcast.runner.base import StreamEvent
 
@@ -40,31 +43,58 @@ def test_htmx_is_the_pinned_file() -> None:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 100.0
+        self.now = 1_800_000_000.0
 
     def __call__(self) -> float:
         return self.now
 
 
-def test_sessions_are_stored_hashed_and_end_when_idle_or_old() -> None:
+def test_sessions_are_stored_hashed_in_the_database_and_end_when_idle_or_old(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    db = make_sessionmaker(engine)
+    tenant, token = create_key(db, tenant_name="acme", role="operator")
+    key_id = token.split("_")[1]
     clock = Clock()
-    store = SessionStore(idle_s=60, absolute_s=300, clock=clock)
-    sid, session = store.open(key_id="k1", tenant_id="t1", role="operator", supervisor_id=None)
-    assert sid not in store._sessions and len(session.csrf) >= 40
-    assert store.get(sid) is session and store.get("forged") is None
+    store = SessionStore(db, idle_s=60, absolute_s=300, cache_s=0, clock=clock)
+    sid, session = store.open(key_id=key_id, tenant_id=tenant, role="operator", supervisor_id=None)
+    with db() as s:
+        (row,) = s.scalars(select(ConsoleSessionRow)).all()
+    assert row.id_hash == hashlib.sha256(sid.encode()).hexdigest() and sid not in repr(row)
+    assert row.csrf == session.csrf and len(session.csrf) >= 40 and row.key_id == key_id
+    assert store.get(sid) == session and store.get("forged") is None
+    # another API process, or this one after a restart, knows the session
+    other = SessionStore(db, idle_s=60, absolute_s=300, cache_s=0, clock=clock)
+    assert other.get(sid, touch=False) == session
     clock.now += 59
-    assert store.get(sid) is session  # touched: idle counts from here
+    assert store.get(sid) is not None  # touched: idle counts from here, in the database
+    clock.now += 50
+    assert other.get(sid) is not None
     clock.now += 61
-    assert store.get(sid) is None  # idle too long, and dropped
-    sid, _ = store.open(key_id="k1", tenant_id="t1", role="operator", supervisor_id=None)
+    assert store.get(sid) is None  # idle too long, and deleted
+    assert other.get(sid) is None and store.count() == 0
+    sid, _ = store.open(key_id=key_id, tenant_id=tenant, role="operator", supervisor_id=None)
     for _ in range(6):
         clock.now += 50
         assert store.get(sid) is not None
     clock.now += 1
     assert store.get(sid) is None  # 301 s after sign-in, however active
-    a, _ = store.open(key_id="k2", tenant_id="t1", role="operator", supervisor_id=None)
-    b, _ = store.open(key_id="k2", tenant_id="t1", role="operator", supervisor_id=None)
-    assert store.close_key("k2") == 2 and store.get(a) is None and store.get(b) is None
+    a, _ = store.open(key_id=key_id, tenant_id=tenant, role="operator", supervisor_id=None)
+    b, _ = store.open(key_id=key_id, tenant_id=tenant, role="operator", supervisor_id=None)
+    assert store.close_key(key_id) == 2 and store.get(a) is None and store.get(b) is None
+    # ended sessions nobody asks about again are swept away
+    for _ in range(3):
+        store.open(key_id=key_id, tenant_id=tenant, role="operator", supervisor_id=None)
+    live, _ = store.open(key_id=key_id, tenant_id=tenant, role="operator", supervisor_id=None)
+    clock.now += 40
+    assert store.get(live) is not None
+    clock.now += 30
+    assert store.count() == 4 and store.sweep() == 3 and store.count() == 1
+    assert store.get(live) is not None
+    engine.dispose()
 
 
 async def test_bus_numbers_events_per_tenant_and_wakes_waiters_from_threads() -> None:
@@ -156,7 +186,12 @@ def test_chat_takes_one_message_pin_and_block_exist_supervisors_get_the_viewer_t
 
     r = api.client.post(f"/v1/streams/{sid}/chat/m7/block", headers=sup)
     assert r.status_code == 200, r.text
-    assert r.json() == {"stream_id": sid, "message_id": "m7", "rejected_answers": []}
+    assert r.json() == {
+        "stream_id": sid,
+        "message_id": "m7",
+        "rejected_answers": [],
+        "withdrawn_answers": [],
+    }
     api.problem(
         api.client.post(f"/v1/streams/{sid}/chat/m7/block", headers=api.auth("backend")), 403
     )
@@ -250,3 +285,42 @@ async def test_pending_chat_fates_are_followed_until_they_settle() -> None:
     clock.now += 601  # followed at most keep_s
     asked.clear()
     assert await watch.check() == 0 and watch.following == 0 and asked == []
+
+
+def test_a_console_session_survives_a_restart_and_works_in_another_process(
+    tmp_path: Path,
+) -> None:
+    """Two apps on one database stand for two API processes, or one before and after a
+    restart: a session opened through one is good in the other, and signing out in the second
+    ends it in the first."""
+    from fastapi.testclient import TestClient
+
+    from avatarcast.server import create_server_app
+    from avatarcast.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    _, token = create_key(make_sessionmaker(engine), tenant_name="acme", role="operator")
+    engine.dispose()
+    settings = Settings(database_url=url)
+    base, origin = "http://127.0.0.1", {"Origin": "http://127.0.0.1"}
+    with TestClient(create_server_app(settings), base_url=base) as first:
+        r = first.post("/console/sign-in", data={"api_key": token}, headers=origin)
+        assert r.status_code == 200 and r.url.path == "/console/streams", r.text
+        cookie = first.cookies["avatarcast_console"]
+    with (
+        TestClient(create_server_app(settings), base_url=base) as second,
+        TestClient(create_server_app(settings), base_url=base) as third,
+    ):
+        second.cookies.set("avatarcast_console", cookie)
+        page = second.get("/console/streams")
+        assert page.status_code == 200 and "<h1>Streams</h1>" in page.text
+        csrf = page.text.split('name="csrf-token" content="')[1].split('"')[0]
+        third.cookies.set("avatarcast_console", cookie)
+        assert third.get("/console/streams").status_code == 200
+        out = second.post("/console/sign-out", data={"csrf": csrf}, headers=origin)
+        assert out.url.path == "/console/sign-in"
+        time.sleep(1.1)  # the third process's memory of the session (SessionStore.cache_s)
+        gone = third.get("/console/streams", follow_redirects=False)
+        assert gone.status_code == 303 and "/console/sign-in" in gone.headers["location"]

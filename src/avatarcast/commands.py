@@ -49,6 +49,7 @@ __all__ = [
     "SkipProduct",
     "Stop",
     "Unmute",
+    "WithdrawAnswers",
     "command_name",
     "command_to_session_event",
     "command_to_wire",
@@ -203,6 +204,15 @@ class RejectAnswer(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawAnswers(Command):
+    """Take back every answer to ``message_id`` not spoken yet (a supervisor blocked the
+    message): waiting for approval, approved and on its way to the voice, or still queued."""
+
+    NAME = "withdraw_answers"
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LabelChanged(Command):
     """The AI label's wording (None: the default for ``lang``) and corner, from the next frame."""
 
@@ -334,6 +344,9 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "approve_answers": lambda d: ApproveAnswers(on=_bool("approve_answers", d, "on", True)),
     "approve_answer": lambda d: ApproveAnswer(answer_id=_str("approve_answer", d, "answer_id")),
     "reject_answer": lambda d: RejectAnswer(answer_id=_str("reject_answer", d, "answer_id")),
+    "withdraw_answers": lambda d: WithdrawAnswers(
+        message_id=_str("withdraw_answers", d, "message_id")
+    ),
     "label": _label,
     "seller": _seller,
 }

@@ -56,6 +56,7 @@ class ChatDesk:
         ledger_size: int = 10_000,
         clock: Callable[[], float] | None = None,
         replace: Callable[[str, Sentence], bool] = lambda old_id, new: False,
+        withdraw: Callable[[str], bool] = lambda sentence_id: False,
     ) -> None:
         self.answerer = answerer
         self.moderator = moderator
@@ -74,6 +75,7 @@ class ChatDesk:
         self.guardrail_refusals = 0
         self._say = say
         self._replace = replace
+        self._withdraw = withdraw
         self._current = current_product
         self._ledger: OrderedDict[str, Fate] = OrderedDict()
         self._pending: deque[Group] = deque()
@@ -85,6 +87,8 @@ class ChatDesk:
         #: seconds an answer handed to the programme normally takes to be voiced
         self.voice_within = 1.0
         self._awaiting: OrderedDict[str, tuple[Group, Answer, Sentence]] = OrderedDict()
+        #: told whenever the answers awaiting approval change (one held, approved, rejected)
+        self.awaiting_listeners: list[Callable[[], None]] = []
         self._answer_seq = 0
         self._sentence_seq = 0
         self._last_now = 0.0
@@ -275,6 +279,7 @@ class ChatDesk:
             self._awaiting[answer_id] = (group, answer, sentence)
             for f in group.fates:
                 f.reason = f"answer {answer_id} awaits approval"
+            self._awaiting_changed()
             return
         self._hand(group, answer, sentence, now)
 
@@ -341,6 +346,7 @@ class ChatDesk:
         for f in group.fates:
             f.reason = ""
         self._hand(group, answer, sentence, group.lead.handed_at or 0.0)
+        self._awaiting_changed()
         return True
 
     def reject(self, answer_id: str) -> bool:
@@ -349,7 +355,49 @@ class ChatDesk:
             return False
         for f in held[0].fates:
             f.status, f.reason = "rejected", f"answer {answer_id} rejected by a supervisor"
+        self._awaiting_changed()
         return True
+
+    def withdraw(self, message_id: str) -> list[str]:
+        """Take back every answer to ``message_id`` that is not on air yet (a supervisor
+        blocked the message): one awaiting approval, one approved and handed to the programme
+        (``withdraw`` drops its sentence there), or a question still queued. A withdrawn answer
+        was addressed to all its askers, so each of them is told (rejected, with the reason).
+        Returns the withdrawn answers' ids: ``a3`` awaiting approval, ``answer-5`` handed."""
+        reason = f"withdrawn: message {message_id} was blocked"
+        gone: list[str] = []
+
+        def asked(group: Group) -> bool:
+            return any(f.message_id == message_id for f in group.fates)
+
+        def drop(group: Group) -> None:
+            for f in group.fates:
+                f.status, f.reason = "rejected", reason
+            self._answered = deque((t, g) for t, g in self._answered if g is not group)
+
+        for answer_id, (group, _, _) in list(self._awaiting.items()):
+            if asked(group):
+                del self._awaiting[answer_id]
+                drop(group)
+                gone.append(answer_id)
+        for handed in list(self._unspoken):
+            if asked(handed.group) and self._withdraw(handed.id):
+                self._unspoken.pop(handed.id)
+                drop(handed.group)
+                gone.append(handed.id)
+        for group in [g for g in self._pending if asked(g)]:
+            self._pending.remove(group)
+            drop(group)
+        if any(not g.startswith("answer-") for g in gone):
+            self._awaiting_changed()
+        return gone
+
+    def _awaiting_changed(self) -> None:
+        for listener in self.awaiting_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("an awaiting-approval listener failed")
 
     def answer_expected_at(self) -> float | None:
         """When the next answer should be ready to voice (media seconds), if one is coming.

@@ -9,7 +9,8 @@ REST API, as the signed-in key, so it can do nothing the key could not do throug
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from urllib.parse import quote
 
@@ -17,15 +18,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from avatarcast.console import actions, events, pages
+from avatarcast.console import actions, events, forms, pages
 from avatarcast.console.auth import EXTRAS_KEY, Console, Forbidden, SignInRequired
 from avatarcast.console.bus import EventBus
 from avatarcast.console.fates import FateWatch
 from avatarcast.console.render import STATIC_DIR, flash, make_templates
 from avatarcast.console.sessions import SessionStore
 from avatarcast.control.context import AppContext
+from avatarcast.runner.base import StreamEvent
 
 __all__ = ["ConsoleExtension", "install_console"]
+
+log = logging.getLogger(__name__)
 
 
 def install_console(app: FastAPI, ctx: AppContext) -> None:
@@ -35,13 +39,13 @@ def install_console(app: FastAPI, ctx: AppContext) -> None:
     console = Console(
         ctx=ctx,
         sessions=SessionStore(
-            idle_s=settings.session_idle_s, absolute_s=settings.session_absolute_s
+            ctx.sessions, idle_s=settings.session_idle_s, absolute_s=settings.session_absolute_s
         ),
         bus=EventBus(),
         templates=make_templates(),
     )
     ctx.extras[EXTRAS_KEY] = console
-    for module in (pages, actions, events):
+    for module in (pages, forms, actions, events):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.add_exception_handler(SignInRequired, _to_sign_in)  # type: ignore[arg-type]
@@ -55,21 +59,33 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     console: Console = ctx.extras[EXTRAS_KEY]
     console.bus.bind(asyncio.get_running_loop())
     manager = ctx.extras.get("streams")
-    if manager is None:
-        yield
-        return
-    fates = FateWatch(bus=console.bus, request=manager.runner.request)
-    listeners = (console.bus.on_stream_event, fates.on_stream_event)
-    manager.listeners.extend(listeners)
     async with asyncio.TaskGroup() as tg:
-        following = tg.create_task(fates.run())
+        tasks = [tg.create_task(_sweep_sessions(console))]
+        listeners: tuple[Callable[[StreamEvent], None], ...] = ()
+        if manager is not None:
+            fates = FateWatch(bus=console.bus, request=manager.runner.request)
+            listeners = (console.bus.on_stream_event, fates.on_stream_event)
+            manager.listeners.extend(listeners)
+            tasks.append(tg.create_task(fates.run()))
         try:
             yield
         finally:
-            following.cancel()
-            for listener in listeners:
-                if listener in manager.listeners:
-                    manager.listeners.remove(listener)
+            for task in tasks:
+                task.cancel()
+            if manager is not None:
+                for listener in listeners:
+                    if listener in manager.listeners:
+                        manager.listeners.remove(listener)
+
+
+async def _sweep_sessions(console: Console, every_s: float = 60.0) -> None:
+    """Delete ended sign-in sessions now and then (each is refused on its own anyway)."""
+    while True:
+        try:
+            await asyncio.to_thread(console.sessions.sweep)
+        except Exception:
+            log.exception("sweeping console sessions failed")
+        await asyncio.sleep(every_s)
 
 
 def _wants_fragment(request: Request) -> bool:

@@ -12,26 +12,19 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from avatarcast.console.auth import Signed, SignedDep, allowed, console_of, may_supervise
-from avatarcast.console.render import flash, in_thread, problem_text
+from avatarcast.console.auth import Permit, SignedDep, console_of
+from avatarcast.console.render import flash, in_thread, problem_field, problem_text
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.routes import products as product_routes
-from avatarcast.control.routes import schedules as schedule_routes
 from avatarcast.control.routes import stream_chat
 from avatarcast.control.routes import stream_supervision as sup
 from avatarcast.control.routes import streams as stream_routes
 from avatarcast.control.schemas.products import ProductUpdate
-from avatarcast.control.schemas.streams import (
-    LabelConfigIn,
-    ScheduleCreate,
-    ScheduleUpdate,
-    StreamCreate,
-)
 from avatarcast.control.schemas.supervision import DutyCreate, SayCreate
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -41,7 +34,7 @@ ProductId = Annotated[str, Path(max_length=64)]
 _STATE_WORDS = {"start": "Starting", "stop": "Stopping", "pause": "Pausing", "resume": "Resuming"}
 
 
-async def _run(
+async def run_action(
     request: Request,
     work: Callable[[Session], Any],
     done: str | Callable[[Any], str],
@@ -55,63 +48,24 @@ async def _run(
         result = await in_thread(ctx, work)
     except (ProblemError, ValidationError) as e:
         status = e.status if isinstance(e, ProblemError) else 422
-        return flash(request, problem_text(e), ok=False, status=status)
+        failed = flash(request, problem_text(e), ok=False, status=status)
+        field = problem_field(e)
+        if field:  # the page shows the message next to this field of the form
+            failed.headers["X-Field"] = field
+        return failed
     response = flash(request, done(result) if callable(done) else done)
     if refresh:
         response.headers["HX-Refresh"] = "true"
     return response
 
 
-def _need(ok: bool, what: str) -> None:
-    if not ok:
-        raise ProblemError(403, f"this key may not {what}", kind="forbidden")
-
-
-def _supervisor(signed: Signed, what: str) -> None:
-    _need(may_supervise(signed.caller), f"{what}: it needs a key linked to a supervisor")
-
-
 # --- streams -------------------------------------------------------------------------------
 
 
-@router.post("/streams")
-async def create_stream(
-    request: Request,
-    signed: SignedDep,
-    name: Annotated[str, Form(max_length=120)],
-    avatar: Annotated[str, Form(max_length=64)] = "",
-    voice: Annotated[str, Form(max_length=64)] = "",
-    lang: Annotated[str, Form(max_length=16)] = "",
-    product_ids: Annotated[list[str] | None, Form()] = None,
-    destination_ids: Annotated[list[str] | None, Form()] = None,
-    record: Annotated[bool, Form()] = False,
-    approve_answers: Annotated[bool, Form()] = False,
-    label_text: Annotated[str, Form(max_length=120)] = "",
-    label_position: Annotated[str, Form(max_length=16)] = "top-left",
-) -> HTMLResponse:
-    ctx = console_of(request).ctx
-
-    def work(db: Session) -> Any:
-        _need(allowed(signed.caller, "operator"), "create streams")
-        body = StreamCreate(
-            name=name.strip(),
-            avatar=avatar or None,
-            voice=voice or None,
-            lang=lang or None,
-            product_ids=product_ids or None,
-            destination_ids=destination_ids or [],
-            record=record,
-            approve_answers=approve_answers,
-            label=LabelConfigIn.model_validate(
-                {"text": label_text.strip() or None, "position": label_position}
-            ),
-        )
-        return stream_routes.create_stream(body, db, signed.caller, ctx)
-
-    return await _run(request, work, lambda s: f"Stream {s.name} created.", refresh=True)
+_STATE_ROUTES = {a: f"{a}_stream" for a in ("start", "stop", "pause", "resume")}
 
 
-@router.post("/streams/{stream_id}/state/{action}")
+@router.post("/streams/{stream_id}/state/{action}", dependencies=[Depends(Permit(_STATE_ROUTES))])
 async def stream_action(
     request: Request,
     signed: SignedDep,
@@ -119,18 +73,11 @@ async def stream_action(
     action: Annotated[str, Path(pattern=r"^(start|stop|pause|resume)$")],
 ) -> HTMLResponse:
     ctx = console_of(request).ctx
-    roles = {
-        "start": ("operator", "backend"),
-        "stop": ("operator", "backend", "supervisor"),
-        "pause": ("operator", "supervisor"),
-        "resume": ("operator", "supervisor"),
-    }[action]
 
     def work(db: Session) -> Any:
-        _need(allowed(signed.caller, *roles), f"{action} streams")
         return stream_routes._act(action, stream_id, db, signed.caller, ctx)
 
-    return await _run(request, work, lambda s: f"{_STATE_WORDS[action]} {s.name}.")
+    return await run_action(request, work, lambda s: f"{_STATE_WORDS[action]} {s.name}.")
 
 
 # --- products ------------------------------------------------------------------------------
@@ -146,7 +93,9 @@ def _money(value: str, field: str) -> Decimal | None:
         raise ProblemError(422, f"{field}: {value!r} is not a number", kind="validation") from None
 
 
-@router.post("/streams/{stream_id}/products/{product_id}")
+@router.post(
+    "/streams/{stream_id}/products/{product_id}", dependencies=[Depends(Permit("update_product"))]
+)
 async def edit_product(
     request: Request,
     signed: SignedDep,
@@ -159,7 +108,6 @@ async def edit_product(
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _need(allowed(signed.caller, "operator", "backend"), "edit products")
         stream_routes.get_stream(db, signed.caller.tenant_id, stream_id)
         changes: dict[str, Any] = {}
         new_price = _money(price, "price")
@@ -173,10 +121,13 @@ async def edit_product(
         body = ProductUpdate.model_validate(changes)
         return product_routes.update_product(product_id, body, db, signed.caller, ctx)
 
-    return await _run(request, work, f"Product {product_id} saved; the stream takes it now.")
+    return await run_action(request, work, f"Product {product_id} saved; the stream takes it now.")
 
 
-@router.post("/streams/{stream_id}/products/{product_id}/{action}")
+@router.post(
+    "/streams/{stream_id}/products/{product_id}/{action}",
+    dependencies=[Depends(Permit("product_action"))],
+)
 async def product_action(
     request: Request,
     signed: SignedDep,
@@ -188,50 +139,46 @@ async def product_action(
     words = {"skip": "Skipped", "pause": "Paused", "resume": "Resumed", "pin": "Featuring"}
 
     def work(db: Session) -> Any:
-        _supervisor(signed, f"{action} products")
         return sup.product_action(stream_id, product_id, action, db, signed.caller, ctx)
 
-    return await _run(request, work, f"{words[action]} {product_id}.")
+    return await run_action(request, work, f"{words[action]} {product_id}.")
 
 
 # --- supervision ---------------------------------------------------------------------------
 
 
-@router.post("/streams/{stream_id}/duty")
+@router.post("/streams/{stream_id}/duty", dependencies=[Depends(Permit("go_on_duty"))])
 async def take_duty(request: Request, signed: SignedDep, stream_id: StreamId) -> HTMLResponse:
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, "take duty")
         body = DutyCreate(supervisor_id=signed.caller.supervisor_id or "")
         return sup.go_on_duty(stream_id, body, db, signed.caller, ctx)
 
-    response = await _run(request, work, "You are on duty. This page now sends heartbeats.")
+    response = await run_action(request, work, "You are on duty. This page now sends heartbeats.")
     if response.status_code == 200:
         response.headers["HX-Trigger"] = f'{{"duty": {{"stream": "{stream_id}", "on": true}}}}'
     return response
 
 
-@router.post("/streams/{stream_id}/duty/leave")
+@router.post("/streams/{stream_id}/duty/leave", dependencies=[Depends(Permit("go_off_duty"))])
 async def leave_duty(request: Request, signed: SignedDep, stream_id: StreamId) -> HTMLResponse:
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, "leave duty")
         return sup.go_off_duty(stream_id, db, signed.caller, ctx)
 
-    response = await _run(request, work, "You left duty. Heartbeats stopped.")
+    response = await run_action(request, work, "You left duty. Heartbeats stopped.")
     if response.status_code == 200:
         response.headers["HX-Trigger"] = f'{{"duty": {{"stream": "{stream_id}", "on": false}}}}'
     return response
 
 
-@router.post("/streams/{stream_id}/heartbeat")
+@router.post("/streams/{stream_id}/heartbeat", dependencies=[Depends(Permit("heartbeat"))])
 async def heartbeat(request: Request, signed: SignedDep, stream_id: StreamId) -> Response:
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, "send heartbeats")
         return sup.heartbeat(stream_id, db, signed.caller, ctx)
 
     try:
@@ -241,7 +188,7 @@ async def heartbeat(request: Request, signed: SignedDep, stream_id: StreamId) ->
     return Response(duty.model_dump_json(), media_type="application/json")
 
 
-@router.post("/streams/{stream_id}/say")
+@router.post("/streams/{stream_id}/say", dependencies=[Depends(Permit("say"))])
 async def say(
     request: Request,
     signed: SignedDep,
@@ -251,19 +198,17 @@ async def say(
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, "say")
         return sup.say(stream_id, SayCreate(text=text.strip()), db, signed.caller, ctx)
 
-    return await _run(request, work, f"Saying now: {text.strip()[:80]}")
+    return await run_action(request, work, f"Saying now: {text.strip()[:80]}")
 
 
-@router.get("/streams/{stream_id}/answers")
+@router.get("/streams/{stream_id}/answers", dependencies=[Depends(Permit("pending_answers"))])
 async def pending_answers(request: Request, signed: SignedDep, stream_id: StreamId) -> HTMLResponse:
     console = console_of(request)
     ctx = console.ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, "see answers awaiting approval")
         return sup.pending_answers(stream_id, db, signed.caller, ctx)
 
     try:
@@ -278,7 +223,10 @@ async def pending_answers(request: Request, signed: SignedDep, stream_id: Stream
     return HTMLResponse(html)
 
 
-@router.post("/streams/{stream_id}/answers/{answer_id}/{verdict}")
+@router.post(
+    "/streams/{stream_id}/answers/{answer_id}/{verdict}",
+    dependencies=[Depends(Permit("decide_answer"))],
+)
 async def decide(
     request: Request,
     signed: SignedDep,
@@ -289,15 +237,14 @@ async def decide(
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, f"{verdict} answers")
         return sup.decide_answer(stream_id, answer_id, verdict, db, signed.caller, ctx)
 
-    response = await _run(request, work, f"Answer {answer_id} {verdict}d.")
-    response.headers["HX-Trigger"] = f'{{"answers": {{"stream": "{stream_id}"}}}}'
-    return response
+    return await run_action(request, work, f"Answer {answer_id} {verdict}d.")
 
 
-@router.post("/streams/{stream_id}/chat/{message_id}/block")
+@router.post(
+    "/streams/{stream_id}/chat/{message_id}/block", dependencies=[Depends(Permit("block_message"))]
+)
 async def block_message(
     request: Request,
     signed: SignedDep,
@@ -307,76 +254,16 @@ async def block_message(
     ctx = console_of(request).ctx
 
     def work(db: Session) -> Any:
-        _supervisor(signed, "block chat messages")
         return stream_chat.block_message(stream_id, message_id, db, signed.caller, ctx)
 
-    return await _run(request, work, f"Message {message_id} blocked and hidden.")
-
-
-# --- schedules -----------------------------------------------------------------------------
-
-
-@router.post("/schedules")
-async def create_schedule(
-    request: Request,
-    signed: SignedDep,
-    name: Annotated[str, Form(max_length=120)],
-    stream_id: Annotated[str, Form(max_length=64)],
-    timezone: Annotated[str, Form(max_length=64)],
-    start: Annotated[str, Form(max_length=5)],
-    end: Annotated[str, Form(max_length=5)],
-    days: Annotated[list[str] | None, Form()] = None,
-) -> HTMLResponse:
-    def work(db: Session) -> Any:
-        _need(allowed(signed.caller, "operator"), "create schedules")
-        body = ScheduleCreate.model_validate(
-            {
-                "name": name.strip(),
-                "stream_id": stream_id,
-                "timezone": timezone.strip(),
-                "days": days or [],
-                "start": start,
-                "end": end,
-            }
-        )
-        return schedule_routes.create_schedule(body, db, signed.caller, console_of(request).ctx)
-
-    return await _run(request, work, lambda s: f"Schedule {s.name} saved.", refresh=True)
-
-
-@router.post("/schedules/{schedule_id}")
-async def update_schedule(
-    request: Request,
-    signed: SignedDep,
-    schedule_id: Annotated[str, Path(max_length=64)],
-    name: Annotated[str, Form(max_length=120)],
-    timezone: Annotated[str, Form(max_length=64)],
-    start: Annotated[str, Form(max_length=5)],
-    end: Annotated[str, Form(max_length=5)],
-    days: Annotated[list[str] | None, Form()] = None,
-    enabled: Annotated[bool, Form()] = False,
-) -> HTMLResponse:
-    """The edit form sends every field (an unticked "Enabled" disables the schedule)."""
-
-    def work(db: Session) -> Any:
-        _need(allowed(signed.caller, "operator"), "edit schedules")
-        body = ScheduleUpdate.model_validate(
-            {
-                "name": name.strip(),
-                "timezone": timezone.strip(),
-                "days": days or [],
-                "start": start,
-                "end": end,
-                "enabled": enabled,
-            }
-        )
-        return schedule_routes.update_schedule(schedule_id, body, db, signed.caller)
-
-    return await _run(request, work, lambda s: f"Schedule {s.name} changed.", refresh=True)
+    return await run_action(request, work, f"Message {message_id} blocked and hidden.")
 
 
 # declared last: "{action}" would otherwise take /say, /duty and /heartbeat
-@router.post("/streams/{stream_id}/{action}")
+_ON_AIR_ROUTES = {"kill": "kill", "mute": "mute", "unmute": "unmute"}
+
+
+@router.post("/streams/{stream_id}/{action}", dependencies=[Depends(Permit(_ON_AIR_ROUTES))])
 async def on_air_action(
     request: Request,
     signed: SignedDep,
@@ -388,13 +275,6 @@ async def on_air_action(
     handler = {"kill": sup.kill, "mute": sup.mute, "unmute": sup.unmute}[action]
 
     def work(db: Session) -> Any:
-        if action == "unmute":
-            _supervisor(signed, action)
-        else:
-            _need(
-                allowed(signed.caller, "supervisor", "operator") or may_supervise(signed.caller),
-                action,
-            )
         return handler(stream_id, db, signed.caller, ctx)
 
-    return await _run(request, work, words[action])
+    return await run_action(request, work, words[action])

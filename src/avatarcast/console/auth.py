@@ -10,6 +10,7 @@ Unsafe methods also need the session's CSRF token (header ``X-CSRF-Token`` or fo
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -23,11 +24,13 @@ from avatarcast.console.sessions import ConsoleSession, SessionStore
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import Caller
 from avatarcast.control.keycache import KeyRecord
+from avatarcast.control.permissions import PERMISSIONS, grants_allow
 
 __all__ = [
     "COOKIE",
     "Console",
     "Forbidden",
+    "Permit",
     "SignInRequired",
     "Signed",
     "SignedDep",
@@ -36,6 +39,7 @@ __all__ = [
     "console_of",
     "cookie_name",
     "key_record",
+    "may",
     "may_supervise",
     "same_origin",
 ]
@@ -102,6 +106,12 @@ def allowed(caller: Caller, *roles: str) -> bool:
     return bool(caller.grants & set(roles))
 
 
+def may(caller: Caller | None, action: str) -> bool:
+    """Whether ``caller`` may run the REST route named ``action`` (``permissions``): what a
+    page shows and what a console action allows come from the same table as the API."""
+    return caller is not None and grants_allow(caller.grants, action)
+
+
 def may_supervise(caller: Caller) -> bool:
     """Duty, heartbeats, say, product actions, approvals: a key linked to a supervisor."""
     return caller.supervisor_id is not None
@@ -134,12 +144,12 @@ def _load_key(ctx: AppContext, key_id: str) -> KeyRecord | None:
 async def signed_in(request: Request) -> Signed:
     console = console_of(request)
     session_id = request.cookies.get(cookie_name(request))
-    session = console.sessions.get(session_id)
+    session = await run_in_threadpool(console.sessions.get, session_id) if session_id else None
     if session is None:
         raise SignInRequired("your session ended; please sign in again" if session_id else "")
     record = await key_record(console.ctx, session.key_id)
     if record is None or record.revoked or record.tenant_id != session.tenant_id:
-        console.sessions.close(session_id)
+        await run_in_threadpool(console.sessions.close, session_id)
         raise SignInRequired("the API key of this session was revoked")
     caller = caller_of(record)
     if request.method not in SAFE_METHODS:
@@ -160,3 +170,33 @@ async def _check_unsafe(request: Request, session: ConsoleSession) -> None:
 
 
 SignedDep = Annotated[Signed, Depends(signed_in)]
+
+
+class Permit:
+    """A console action's role check: the REST route it runs, from ``permissions``.
+
+    ``action`` is the route's name, or a mapping from the value of the path parameter
+    ``param`` to route names (one console path for start, stop, pause and resume)."""
+
+    def __init__(self, action: str | Mapping[str, str], *, param: str = "action") -> None:
+        self.routes = {"": action} if isinstance(action, str) else dict(action)
+        self.param = param
+        for name in self.routes.values():
+            if name not in PERMISSIONS:
+                raise KeyError(f"console action names {name!r}, which is not a /v1 route")
+
+    def route_for(self, request: Request) -> str | None:
+        if "" in self.routes:
+            return self.routes[""]
+        return self.routes.get(str(request.path_params.get(self.param, "")))
+
+    async def __call__(self, request: Request, signed: SignedDep) -> Signed:
+        name = self.route_for(request)
+        if name is None:  # not one of the path's values: its pattern answers 422
+            raise Forbidden("refused: no such action")
+        if not may(signed.caller, name):
+            needed = " or ".join(sorted(PERMISSIONS[name]))
+            article = "an" if needed[0] in "aeiou" else "a"
+            words = name.replace("_", " ")
+            raise Forbidden(f"this key may not {words}: it needs {article} {needed} key")
+        return signed

@@ -30,7 +30,7 @@ class BusEvent:
     id: int
     tenant_id: str
     stream_id: str
-    #: the SSE event name: line, refusal, event, alert, chat, pending
+    #: the SSE event name: line, refusal, event, alert, chat, chat_blocked, answers
     name: str
     data: Mapping[str, Any]
 
@@ -91,7 +91,7 @@ class EventBus:
     def on_stream_event(self, event: StreamEvent) -> None:
         """The stream manager's listener: sort a runner event into the console's names."""
         d = dict(event.detail)
-        if event.kind in ("line", "refusal", "chat", "chat_blocked"):
+        if event.kind in ("line", "refusal", "chat", "chat_blocked", "answers"):
             name = event.kind
         elif event.kind in ALERT_KINDS:
             name = "alert"

@@ -1,7 +1,8 @@
 """One Server-Sent Events connection per console tab: everything the tab shows, live.
 
 Named events: ``line`` (a spoken sentence), ``refusal``, ``event``, ``alert``, ``chat``
-(fates), ``chat_blocked``, ``health`` (a stream's state, when it changed) and ``signout``
+(fates), ``chat_blocked``, ``answers`` (the whole approval queue, pushed by the worker when it
+changes), ``health`` (a stream's state, when it changed) and ``signout``
 (the session or its key ended). Numbered events resume after ``Last-Event-ID``; ``health`` is
 a state, sent again in full on every (re)connection, so it has no id. The session and its key
 are checked twice a second, so a revoked key ends the tab's session within the key cache bound.
@@ -12,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from avatarcast.console import views
@@ -81,12 +84,13 @@ def _sse(event: BusEvent) -> ServerSentEvent:
 
 async def _still_signed(request: Request, session_id: str) -> bool:
     console = console_of(request)
-    session = console.sessions.get(session_id, touch=False)
+    sessions = console.sessions
+    session = await run_in_threadpool(partial(sessions.get, session_id, touch=False))
     if session is None:
         return False
     record = await key_record(console.ctx, session.key_id)
     if record is None or record.revoked:
-        console.sessions.close(session_id)
+        await run_in_threadpool(sessions.close, session_id)
         return False
     return True
 

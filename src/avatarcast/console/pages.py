@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +24,7 @@ from avatarcast.console.auth import (
     console_of,
     cookie_name,
     key_record,
+    may,
     may_supervise,
     same_origin,
     signed_in,
@@ -33,9 +36,10 @@ from avatarcast.control.problems import ProblemError
 from avatarcast.control.routes.streams import get_stream
 from avatarcast.control.scheduler import WeeklyWindow
 from avatarcast.control.schemas.streams import WEEKDAYS
-from avatarcast.control.security import secret_matches, split_token
+from avatarcast.control.security import redact_url, secret_matches, split_token
 from avatarcast.db.models import Destination
 from avatarcast.db.models_streams import ScheduleRow, StreamRow
+from avatarcast.programme.layout import PRESETS
 from avatarcast.voice.registry import list_voices
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -75,12 +79,14 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)
     if record.revoked:
         return page(request, None, "signin.html", status=401, error="That API key was revoked.")
     caller = caller_of(record)
-    session_id, session = console.sessions.open(
+    opened = partial(
+        console.sessions.open,
         key_id=record.id,
         tenant_id=record.tenant_id,
         role=record.role,
         supervisor_id=caller.supervisor_id,
     )
+    session_id, session = await run_in_threadpool(opened)
 
     def record_sign_in(db: Session) -> None:
         audit(db, caller, kind="console_sign_in")
@@ -104,7 +110,7 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)
 @router.post("/sign-out")
 async def sign_out(request: Request, signed: SignedDep) -> Response:
     console = console_of(request)
-    console.sessions.close(request.cookies.get(cookie_name(request)))
+    await run_in_threadpool(console.sessions.close, request.cookies.get(cookie_name(request)))
 
     def record_sign_out(db: Session) -> None:
         audit(db, signed.caller, kind="console_sign_out")
@@ -133,7 +139,10 @@ async def streams_page(request: Request, signed: SignedDep) -> HTMLResponse:
         return {
             "streams": [views.health(ctx, r, names) for r in rows],
             "products": products,
-            "destinations": [{"id": d.id, "name": d.name} for d in dests],
+            "destinations": [
+                {"id": d.id, "name": d.name, "url": redact_url(d.url), "layout": _layout(d)}
+                for d in dests
+            ],
         }
 
     data = await in_thread(ctx, load)
@@ -143,10 +152,27 @@ async def streams_page(request: Request, signed: SignedDep) -> HTMLResponse:
         "streams.html",
         title="Streams",
         avatars=list_packs(),
+        sizes=SIZE_CHOICES,
+        presets=PRESETS,
         voices=[v.name for v in list_voices()],
         stream_ids=[s["id"] for s in data["streams"]],
         **data,
     )
+
+
+#: frame sizes as the create forms offer them (``programme.layout.SIZES``)
+SIZE_CHOICES = (
+    ("720p", "landscape 1280x720 (720p)"),
+    ("1080p", "landscape 1920x1080 (1080p)"),
+    ("720x1280", "portrait 720x1280"),
+    ("1080x1920", "portrait 1080x1920"),
+)
+
+
+def _layout(dest: Destination) -> str:
+    if not dest.size and not dest.preset:
+        return "the stream's own layout"
+    return f"{dest.size or 'stream size'}, {dest.preset or 'stream preset'} safe zones"
 
 
 @router.get("/streams/{stream_id}")
@@ -362,7 +388,7 @@ async def audit_page(
             "streams": [{"id": s.id, "name": s.name} for s in views.stream_rows(db, tenant)],
         }
 
-    if not allowed(signed.caller, "supervisor", "operator"):
+    if not may(signed.caller, "list_audit"):
         return page(request, signed, "notfound.html", status=403, title="Not allowed")
     data = await in_thread(ctx, load)
     return page(

@@ -18,11 +18,19 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.templating import Jinja2Templates
 
-from avatarcast.console.auth import Signed, allowed, console_of, may_supervise
+from avatarcast.console.auth import Signed, allowed, console_of, may, may_supervise
 from avatarcast.control.context import AppContext
 from avatarcast.control.problems import ProblemError
 
-__all__ = ["TEMPLATES_DIR", "flash", "in_thread", "make_templates", "page", "problem_text"]
+__all__ = [
+    "TEMPLATES_DIR",
+    "flash",
+    "in_thread",
+    "make_templates",
+    "page",
+    "problem_field",
+    "problem_text",
+]
 
 T = TypeVar("T")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -32,6 +40,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.globals["allowed"] = allowed
+    templates.env.globals["may"] = may
     templates.env.globals["may_supervise"] = may_supervise
     return templates
 
@@ -68,12 +77,29 @@ def flash(request: Request, text: str, *, ok: bool = True, status: int = 200) ->
 
 def problem_text(error: Exception) -> str:
     if isinstance(error, ProblemError):
+        errors = error.extensions.get("errors")
+        if errors and isinstance(errors, list) and isinstance(errors[0], dict):
+            return f"{problem_field(error) or 'input'}: {errors[0].get('message', error)}"
         return str(error)
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return f"{where}: {first['msg']}" if where else str(first["msg"])
     return str(error)
+
+
+def problem_field(error: Exception) -> str:
+    """The form field a refusal is about, or "": ``body.url`` is ``url``, ``label.text`` is
+    ``label_text`` (console forms name nested fields so)."""
+    if isinstance(error, ProblemError):
+        errors = error.extensions.get("errors")
+        first = errors[0] if errors and isinstance(errors, list) else None
+        where = str(first.get("field", "")) if isinstance(first, dict) else ""
+    elif isinstance(error, ValidationError):
+        where = ".".join(str(p) for p in error.errors()[0]["loc"])
+    else:
+        return ""
+    return "_".join(p for p in where.split(".") if p and p != "body" and not p.isdigit())
 
 
 async def in_thread(ctx: AppContext, work: Callable[[Session], T]) -> T:

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from avatarcast.control import permissions
 from avatarcast.control.context import AppContext
 from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.problems import ProblemError
@@ -133,27 +134,33 @@ def _admit(ctx: AppContext, record: KeyRecord | None, parts: tuple[str, str] | N
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def require_role(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
-    """A dependency admitting keys whose role grants any of ``roles`` (admin grants all)."""
-    wanted = frozenset(roles)
+class RoleCheck:
+    """A dependency admitting keys whose role grants any of ``roles`` (admin grants all).
+    ``roles`` is public so a test can compare every route with ``permissions.PERMISSIONS``."""
 
-    async def check(caller: CallerDep) -> Caller:
-        if not caller.grants & wanted:
-            needed = " or ".join(sorted(wanted))
+    def __init__(self, roles: frozenset[str]) -> None:
+        self.roles = roles
+
+    async def __call__(self, caller: CallerDep) -> Caller:
+        if not caller.grants & self.roles:
+            needed = " or ".join(sorted(self.roles))
             raise ProblemError(403, f"this needs a {needed} key", kind="forbidden")
         return caller
 
-    return check
+
+def require_role(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
+    """A dependency admitting keys whose role grants any of ``roles`` (admin grants all)."""
+    return RoleCheck(frozenset(roles))
 
 
-AdminDep = Annotated[Caller, Depends(require_role("admin"))]
-OperatorDep = Annotated[Caller, Depends(require_role("operator"))]
+AdminDep = Annotated[Caller, Depends(RoleCheck(permissions.ADMIN))]
+OperatorDep = Annotated[Caller, Depends(RoleCheck(permissions.OPERATOR))]
 #: A person watching the stream: supervisor keys, operator keys linked to a supervisor, admins.
-SupervisorDep = Annotated[Caller, Depends(require_role("supervisor"))]
+SupervisorDep = Annotated[Caller, Depends(RoleCheck(permissions.SUPERVISOR))]
 #: Operators and supervisors: reading what happened (events, audit, destinations) and actions
 #: that only make a stream safer (kill, mute).
-StaffDep = Annotated[Caller, Depends(require_role("operator", "supervisor"))]
+StaffDep = Annotated[Caller, Depends(RoleCheck(permissions.STAFF))]
 #: Product and stream writers: operators and backends.
-WriterDep = Annotated[Caller, Depends(require_role("operator", "backend"))]
+WriterDep = Annotated[Caller, Depends(RoleCheck(permissions.WRITER))]
 #: Anyone with a valid key.
 ReaderDep = CallerDep

@@ -308,6 +308,9 @@ class StreamManager:
         command = event.detail.get("command") if event.kind == "command" else None
         if isinstance(command, Mapping) and command.get("type") in _UNRECORDED_COMMANDS:
             return
+        if event.kind == "answers":  # a queue's state for the consoles, not history
+            self.notify(event)
+            return
         if event.kind not in ("line", "refusal"):
             log.info("stream %s: %s %s", event.stream_id, event.kind, dict(event.detail))
         self.notify(event)

@@ -4,10 +4,12 @@ from avatarcast.db.base import Base, utcnow
 from avatarcast.db.engine import make_engine, make_sessionmaker, normalise_url
 from avatarcast.db.migrate import current_revision, upgrade_database
 from avatarcast.db.models import ApiKey, Destination, Event, ProductRow, Tenant
+from avatarcast.db.models_console import ConsoleSessionRow
 
 __all__ = [
     "ApiKey",
     "Base",
+    "ConsoleSessionRow",
     "Destination",
     "Event",
     "ProductRow",

@@ -84,6 +84,7 @@ class ProgrammeChat:
             min_hold=min_hold,
             clock=clock,
             replace=built.talk.replace_urgent,
+            withdraw=built.talk.withdraw_urgent,
         )
         self.cuts = 0
         self._playing: tuple[int, SpeechChunk] | None = None

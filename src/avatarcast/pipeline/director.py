@@ -45,6 +45,7 @@ from avatarcast.commands import (
     SkipProduct,
     Stop,
     Unmute,
+    WithdrawAnswers,
     command_name,
     command_to_session_event,
 )
@@ -297,4 +298,6 @@ class Director:
             if not ok:
                 raise Rejected(f"no answer {cmd.answer_id!r} is waiting for approval")
             return None
+        if isinstance(cmd, WithdrawAnswers):
+            return desk.withdraw(cmd.message_id)
         raise Rejected(f"command {command_name(cmd)!r} is not handled here")

@@ -155,6 +155,8 @@ class LiveControl:
         self._stills_cache: dict[str, str] = {}
         #: called with every sentence as the programme starts speaking it (the transcript)
         self.line_listeners: list[Callable[[SpokenLine], None]] = []
+        #: called with the answers awaiting approval whenever they change (consoles show them)
+        self.answer_listeners: list[Callable[[list[dict[str, object]]], None]] = []
 
     # --- wiring (run_live) ---------------------------------------------------------------------
 
@@ -190,9 +192,15 @@ class LiveControl:
         (``SIZE/PRESET``); the loop's views are the others."""
         self._built, self._chat, self._loop = built, chat, loop
         self._main_layout = layout
+        chat.desk.awaiting_listeners.append(self._answers_changed)
         self.director.bind(built, chat=chat, stop=self._halt)
         if self._stop_requested:
             loop.stop()
+
+    def _answers_changed(self) -> None:
+        waiting = self.awaiting_approval() or []
+        for listener in self.answer_listeners:
+            listener(waiting)
 
     def set_phase(self, phase: str) -> None:
         """``live``, ``stopped`` or ``failed``, as run_live goes along."""

@@ -101,6 +101,8 @@ class TalkSource:
         #: live: urgent sentences to voice (a ``_Redo`` replaces one already voiced), then voiced
         self._to_voice: deque[Sentence | _Redo] = deque()
         self._voicing: Sentence | None = None
+        #: urgent sentences taken back while being voiced: dropped when their audio is ready
+        self._withdrawn: set[str] = set()
         self._voiced: deque[Talk] = deque()
         self._voice_wake = asyncio.Event()
         self._ahead: tuple[asyncio.Future[SpeechChunk], Product | None] | None = None
@@ -182,6 +184,28 @@ class TalkSource:
             self._voice_wake.set()
             return True
         return False
+
+    def withdraw_urgent(self, sentence_id: str) -> bool:
+        """Drop the urgent sentence ``sentence_id`` (an answer a supervisor took back) wherever
+        it waits: queued, being voiced, or voiced and ready. False once it is on air."""
+        if not sentence_id:
+            return False
+        found = False
+        for item in [i for i in self._urgent if isinstance(i, Sentence) and i.id == sentence_id]:
+            self._urgent.remove(item)
+            found = True
+        for voice in list(self._to_voice):
+            said = voice.new if isinstance(voice, _Redo) else voice
+            if said.id == sentence_id:
+                self._to_voice.remove(voice)
+                found = True
+        for talk in [t for t in self._voiced if t.chunk.sentence.id == sentence_id]:
+            self._voiced.remove(talk)
+            found = True
+        if self._voicing is not None and self._voicing.id == sentence_id:
+            self._withdrawn.add(sentence_id)
+            found = True
+        return found
 
     def invalidate(self, product_ids: tuple[str, ...]) -> int:
         """Drop queued talk that states a fact of a changed product that no longer holds, and
@@ -452,6 +476,9 @@ class TalkSource:
                 continue
             finally:
                 self._voicing = None
+            if sentence.id in self._withdrawn:
+                self._withdrawn.discard(sentence.id)
+                continue
             if talk is None:
                 continue
             if old is None:

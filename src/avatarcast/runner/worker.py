@@ -15,8 +15,9 @@ programme's director at the next frame boundary; or a question: ``{"cmd": "chat_
 Stdout carries one JSON object a line: ``{"type": "status", ...}`` about every second (and
 at once after a state change), ``{"type": "command", "command": {...}}`` for every command
 applied (``Applied.as_dict``: its fields, ``requested_t``, and the ``pts`` and ``applied_t`` at
-which it took effect), ``{"type": "line", ...}`` for every sentence
-as it goes on air, ``{"type": "refusal", ...}`` for every sentence the guardrails refused, and
+which it took effect), ``{"type": "line", ...}`` for every sentence as it goes on air,
+``{"type": "refusal", ...}`` for every sentence the guardrails refused, ``{"type": "answers",
+"items": [...]}`` whenever the answers awaiting approval change, and
 ``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
 stream stops.
 
@@ -90,6 +91,7 @@ class Worker:
     def __init__(self, out: TextIO) -> None:
         self.control = LiveControl()
         self.control.line_listeners.append(self._on_line)
+        self.control.answer_listeners.append(self._on_answers)
         self.control.director.listeners.append(self._on_applied)
         self._out = out
         self._changes = CatalogChanges()
@@ -219,6 +221,10 @@ class Worker:
     def _on_line(self, line: SpokenLine) -> None:
         self.emit({"type": "line", **line.as_dict(), "wall": time.time()})
         self._report_refusals()
+
+    def _on_answers(self, waiting: list[dict[str, object]]) -> None:
+        """The answers awaiting approval changed: consoles get the whole queue at once."""
+        self.emit({"type": "answers", "items": waiting})
 
     def _report_refusals(self) -> None:
         """Emit the refusals added since the last report (the record is a bounded deque)."""

@@ -21,6 +21,23 @@ document.addEventListener("htmx:beforeSwap", (event) => {
   }
 });
 
+// --- a refusal about one field is shown next to it (the server names it in X-Field) -------
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.detail.elt;
+  if (!(form instanceof HTMLFormElement)) return;
+  for (const box of form.querySelectorAll("[data-error-for]")) box.textContent = "";
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  const xhr = event.detail.xhr;
+  const field = xhr?.getResponseHeader("X-Field");
+  if (xhr.status < 400 || !field) return;
+  const box = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  if (!box) return;
+  const parsed = new DOMParser().parseFromString(xhr.responseText, "text/html");
+  box.textContent = parsed.body.textContent.trim();
+  const input = form.querySelector(`[name="${CSS.escape(field)}"]`);
+  if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+});
+
 // --- live updates ----------------------------------------------------------------------------
 function containers(streamId) {
   return document.querySelectorAll(`[data-stream="${CSS.escape(streamId)}"]`);
@@ -82,7 +99,6 @@ function onLine(d) {
       `<span class="text">${esc(d.text)}</span>${facts}<time>${now()}</time>`));
     list.firstElementChild.classList.add("line");
   }
-  if (d.source === "answer") refreshAnswers(d.stream_id);
 }
 
 function onRefusal(d) {
@@ -111,9 +127,7 @@ function onEvent(d, alert) {
 
 function onChat(d) {
   const list = document.getElementById("chat-" + d.stream_id);
-  let pending = false;
   for (const fate of d.fates || []) {
-    if (fate.outcome === "pending") pending = true;
     if (!list) continue;
     const id = "chat-msg-" + fate.id;
     const reason = fate.reason ? ` (${esc(fate.reason)})` : "";
@@ -126,22 +140,30 @@ function onChat(d) {
     prepend(list, li);
     if (window.htmx) window.htmx.process(li);
   }
-  if (pending) refreshAnswers(d.stream_id, true);
 }
 
 function onBlocked(d) {
   document.getElementById("chat-msg-" + d.message_id)?.remove();
-  refreshAnswers(d.stream_id);
 }
 
-function refreshAnswers(streamId, repeat = false) {
-  const box = document.getElementById("approvals-" + streamId);
-  if (!box || !window.htmx) return;
-  window.htmx.trigger(box, "refresh");
-  // the answer is written a moment after the question: look again, often at first
-  if (repeat) for (const ms of [150, 300, 450, 600, 750, 900, 1200, 1600, 2500, 4000, 6000]) {
-    setTimeout(() => window.htmx.trigger(box, "refresh"), ms);
-  }
+// the worker pushes the whole approval queue whenever it changes (held, approved, rejected,
+// withdrawn): the box shows exactly that list
+function onAnswers(d) {
+  const box = document.getElementById("approvals-" + d.stream_id);
+  if (!box) return;
+  const sid = encodeURIComponent(d.stream_id);
+  const items = (d.items || []).map((a) => {
+    const id = encodeURIComponent(a.answer_id);
+    const facts = (a.facts || []).length ? `<p class="facts">facts: ${esc(a.facts.join(", "))}</p>` : "";
+    const button = (verdict, label) => `<button type="button" hx-post="/console/streams/${sid}/answers/${id}/${verdict}" ` +
+      `hx-target="#status" data-verdict="${verdict}">${label}</button>`;
+    return `<li class="answer" data-answer="${esc(a.answer_id)}" data-stream="${esc(d.stream_id)}">` +
+      `<p><strong>${esc((a.askers || []).join(", "))}</strong> asked: ${esc(a.question)}</p>` +
+      `<p>Answer: ${esc(a.answer)}</p>${facts}<div class="buttons">` +
+      button("approve", "Approve (a)") + button("reject", "Reject (r)") + "</div></li>";
+  });
+  box.innerHTML = `<ol class="queue">${items.join("") || '<li class="muted">No answer is waiting.</li>'}</ol>`;
+  if (window.htmx) window.htmx.process(box);
 }
 
 function openEvents() {
@@ -156,6 +178,7 @@ function openEvents() {
   on("alert", (d) => onEvent(d, true));
   on("chat", onChat);
   on("chat_blocked", onBlocked);
+  on("answers", onAnswers);
   source.addEventListener("signout", () => {
     source.close();
     location.href = "/console/sign-in?reason=" + encodeURIComponent("your session ended or its API key was revoked");
@@ -341,7 +364,6 @@ document.addEventListener("htmx:afterRequest", (event) => {
   }
 });
 
-document.addEventListener("answers", (event) => refreshAnswers(event.detail.stream));
 
 document.addEventListener("click", (event) => {
   const button = event.target.closest('[data-action="solo"]');

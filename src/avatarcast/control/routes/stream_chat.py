@@ -19,16 +19,18 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
+from avatarcast.commands import WithdrawAnswers, command_to_wire
+from avatarcast.control import permissions
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import (
     Caller,
     ContextDep,
     ReaderDep,
+    RoleCheck,
     SessionDep,
     SupervisorDep,
     caller_for_token,
-    require_role,
 )
 from avatarcast.control.keycache import KeyRecord
 from avatarcast.control.pagination import CursorQuery, LimitQuery, after_key, cut_page
@@ -46,13 +48,14 @@ from avatarcast.control.schemas.supervision import (
 )
 from avatarcast.control.security import secret_matches, split_token
 from avatarcast.control.streaming import manager_of
+from avatarcast.db.events import record_event
 from avatarcast.db.models_streams import TranscriptLine
 from avatarcast.runner.base import CommandFailed, StreamEvent
 
 router = APIRouter(prefix="/v1/streams", tags=["chat"], responses=AUTH_PROBLEMS)
 StreamIdPath = Annotated[str, Path(max_length=64)]
 #: Chat comes from a platform integration (backend keys), or an operator.
-ChatterDep = Annotated[Caller, Depends(require_role("backend"))]
+ChatterDep = Annotated[Caller, Depends(RoleCheck(permissions.BACKEND))]
 _batch = TypeAdapter(list[ChatMessageIn])
 
 
@@ -163,32 +166,49 @@ def block_message(
     caller: SupervisorDep,
     ctx: ContextDep,
 ) -> BlockResult:
-    """Block one viewer message: an answer to it still awaiting approval is rejected, and
-    consoles hide it. An answer already approved or spoken is not taken back."""
+    """Block one viewer message: consoles hide it, and every answer to it that is not on air
+    yet is withdrawn (``WithdrawAnswers``, applied at the next frame): one awaiting approval,
+    one approved and on its way to the voice, or a question still queued. An answer already
+    spoken cannot be taken back. Withdrawn answers are an ``answers_withdrawn`` event."""
     row = get_stream(session, caller.tenant_id, stream_id)
     manager = manager_of(ctx)
-    rejected: list[str] = []
+    withdrawn: list[str] = []
     if stream_id in manager.runner.running():
+        command = command_to_wire(WithdrawAnswers(message_id=message_id))
         try:
-            waiting = anyio.from_thread.run(manager.runner.request, stream_id, {"cmd": "answers"})
+            result = anyio.from_thread.run(manager.runner.request, stream_id, command)
         except CommandFailed:
-            waiting = []
-        for answer in waiting or ():
-            if message_id in (answer.get("message_ids") or ()):
-                answer_id = str(answer.get("answer_id"))
-                command = {"cmd": "reject", "answer_id": answer_id}
-                try:
-                    anyio.from_thread.run(manager.runner.request, stream_id, command)
-                    rejected.append(answer_id)
-                except CommandFailed:
-                    pass
-    detail = {"message_id": message_id, "rejected_answers": rejected}
+            result = None  # not on air yet: nothing was answered
+        withdrawn = [str(i) for i in result or ()]
+    rejected = [i for i in withdrawn if not i.startswith("answer-")]
+    detail = {"message_id": message_id, "rejected_answers": rejected, "withdrawn": withdrawn}
     audit(session, caller, kind="chat_message_blocked", stream_id=row.id, detail=detail)
-    session.commit()
-    manager.notify(
+    events = [
         StreamEvent(stream_id=row.id, tenant_id=row.tenant_id, kind="chat_blocked", detail=detail)
+    ]
+    if withdrawn:
+        gone = {"message_id": message_id, "answers": withdrawn}
+        record_event(
+            session,
+            tenant_id=row.tenant_id,
+            stream_id=row.id,
+            kind="answers_withdrawn",
+            detail=gone,
+        )
+        events.append(
+            StreamEvent(
+                stream_id=row.id, tenant_id=row.tenant_id, kind="answers_withdrawn", detail=gone
+            )
+        )
+    session.commit()
+    for event in events:
+        manager.notify(event)
+    return BlockResult(
+        stream_id=row.id,
+        message_id=message_id,
+        rejected_answers=rejected,
+        withdrawn_answers=withdrawn,
     )
-    return BlockResult(stream_id=row.id, message_id=message_id, rejected_answers=rejected)
 
 
 @router.websocket("/{stream_id}/chat/ws")

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from avatarcast.commands import ApproveAnswers, LabelChanged
+from avatarcast.control import permissions
 from avatarcast.control.auditing import audit
 from avatarcast.control.chatting import drop_stream_chat
 from avatarcast.control.context import AppContext
@@ -28,9 +29,9 @@ from avatarcast.control.deps import (
     ContextDep,
     OperatorDep,
     ReaderDep,
+    RoleCheck,
     SessionDep,
     WriterDep,
-    require_role,
 )
 from avatarcast.control.manager import selected_products
 from avatarcast.control.pagination import CursorQuery, LimitQuery
@@ -58,8 +59,8 @@ router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLE
 NOT_FOUND = problem_responses(404)
 ACTION = problem_responses(404, 409)
 StreamIdPath = Annotated[str, Path(max_length=64)]
-StopperDep = Annotated[Caller, Depends(require_role("operator", "backend", "supervisor"))]
-PauserDep = Annotated[Caller, Depends(require_role("operator", "supervisor"))]
+StopperDep = Annotated[Caller, Depends(RoleCheck(permissions.STOPPER))]
+PauserDep = Annotated[Caller, Depends(RoleCheck(permissions.STAFF))]
 
 #: action -> (desired states it may leave, the desired state it sets)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {

@@ -81,6 +81,11 @@ class BlockResult(Out):
     rejected_answers: list[str] = Field(
         description="Answers to the message that were awaiting approval, now rejected"
     )
+    withdrawn_answers: list[str] = Field(
+        default_factory=list,
+        description="Every answer to the message taken back before it went on air: those "
+        "awaiting approval and those approved but not spoken yet",
+    )
 
 
 class PendingAnswer(Out):
