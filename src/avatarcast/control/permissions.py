@@ -104,6 +104,12 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     # chat
     "post_chat": BACKEND,
     "block_message": SUPERVISOR,
+    # platform chat sources (the webhook source's own URL checks its HMAC signature instead)
+    "add_source": OPERATOR,
+    "list_sources": ANY_KEY,
+    "remove_source": OPERATOR,
+    "chat_account": ANY_KEY,
+    "chat_fates": ANY_KEY,
     # schedules and audit
     "list_schedules": OPERATOR,
     "create_schedule": OPERATOR,
@@ -113,6 +119,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "list_audit": STAFF,
     # viewers and probes: no API key
     "healthz": PUBLIC,
+    "webhook": PUBLIC,
     "readyz": PUBLIC,
     "metrics": PUBLIC,
     "player": PUBLIC,
