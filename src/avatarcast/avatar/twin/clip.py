@@ -32,7 +32,8 @@ def yuv_to_rgb(frame: YuvFrame) -> U8:
     r = 1.164383 * y + 1.596027 * v
     g = 1.164383 * y - 0.391762 * u - 0.812968 * v
     b = 1.164383 * y + 2.017232 * u
-    return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
+    out: U8 = np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
+    return out
 
 
 class TwinClip:
@@ -102,8 +103,8 @@ def _decode_loop(path: Path, pack: TwinPack) -> list[YuvFrame]:
                         f"manifest says {w}x{h}",
                         field="avatar",
                     )
-                arr = f.to_ndarray(format="yuv420p")
-                frames.append(YuvFrame(w, h, np.ascontiguousarray(arr).reshape(-1)))
+                arr: U8 = np.ascontiguousarray(f.to_ndarray(format="yuv420p"), np.uint8)
+                frames.append(YuvFrame(w, h, arr.reshape(-1)))
     except av.FFmpegError as e:
         raise ConfigError(f"twin pack {pack.name}: cannot decode idle.mp4: {e}") from e
     if len(frames) != pack.loop_frames:
