@@ -79,12 +79,15 @@ def make_test_video(
     fps: int = 25,
     silence_s: float = 3.0,
     sentences: int | None = None,
+    repeat: int = 1,
     seed: int = 0,
 ) -> Path:
-    """Write the test recording to ``out`` (H.264 + AAC mp4) and return it."""
+    """Write the test recording to ``out`` (H.264 + AAC mp4) and return it: the first
+    ``sentences`` of the script (all by default), read ``repeat`` times."""
     text = reading_script(lang)
     if sentences is not None:
         text = " ".join(s.strip() + "." for s in text.split(".")[:sentences] if s.strip())
+    text = " ".join([text] * repeat)
     voice = EspeakVoice("espeak-nl-m" if lang == "nl" else "espeak-en-m")
     chunk = voice.synthesize_blocking(Sentence(text=text, lang=lang, source="template"))
     lead = np.zeros(round(silence_s * SAMPLE_RATE), np.int16)
