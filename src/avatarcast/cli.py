@@ -37,6 +37,10 @@ CatalogOpt = Annotated[
 ]
 LangOpt = Annotated[str, typer.Option("--lang", help="Language of the talk: en or nl.")]
 AvatarOpt = Annotated[str | None, typer.Option("--avatar", help="Avatar pack name.")]
+MouthEngineOpt = Annotated[
+    str | None,
+    typer.Option("--mouth-engine", help="A twin's mouth engine (default: the pack's; patches)."),
+]
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice name (see `voices`).")]
 WriterOpt = Annotated[str, typer.Option("--writer", help="Script writer: template or llm.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed: same seed, same output.")]
@@ -121,6 +125,7 @@ def _programme_options(
     tone: str | None,
     disclosure_every: float = 600.0,
     preset: str = "none",
+    mouth_engine: str | None = None,
 ) -> ProgrammeOptions:
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
@@ -147,6 +152,7 @@ def _programme_options(
             fps=fps,
             seller=_seller(seller),
             disclosure_interval_s=disclosure_every,
+            mouth_engine=mouth_engine,
         )
     except ValidationError as e:
         raise fail(option_error(e)) from None
@@ -208,6 +214,7 @@ def render(
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
+    mouth_engine: MouthEngineOpt = None,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -221,7 +228,7 @@ def render(
     opts = _programme_options(
         catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
         size=size, fps=fps, seller=seller, persona=persona, tone=tone,
-        disclosure_every=disclosure_every, preset=preset,
+        disclosure_every=disclosure_every, preset=preset, mouth_engine=mouth_engine,
     )  # fmt: skip
     try:
         result = asyncio.run(
@@ -345,6 +352,7 @@ def live(
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
+    mouth_engine: MouthEngineOpt = None,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -400,6 +408,7 @@ def live(
             tone=tone,
             disclosure_every=disclosure_every,
             preset=preset,
+            mouth_engine=mouth_engine,
         ),
         destinations=tuple(url for _, url in targets),
         destination_layouts=tuple(layout for layout, _ in targets),
