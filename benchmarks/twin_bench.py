@@ -39,60 +39,48 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _make_video(video: Path, repeat: int) -> None:
+    code = (
+        "import sys; from pathlib import Path; "
+        "from avatarcast.twinprep.testmedia import make_test_video; "
+        "make_test_video(Path(sys.argv[1]), width=1280, height=720, silence_s=5.0, "
+        f"repeat={repeat})"
+    )
+    subprocess.run([sys.executable, "-c", code, str(video)], check=True)
+
+
+DECODE = (
+    "import sys, av\n"
+    "with av.open(sys.argv[1]) as c:\n"
+    "    s = c.streams.video[0]\n"
+    "    s.thread_type = 'AUTO'\n"
+    "    for f in c.decode(s):\n"
+    "        f.to_ndarray(format='rgb24')\n"
+)
+
+
 def part_prepare(work: Path, repeat: int) -> dict[str, Any]:
     video = work / "host.mp4"
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; "
-            "from avatarcast.twinprep.testmedia import make_test_video; "
-            f"make_test_video(Path(sys.argv[1]), width=1280, height=720, silence_s=5.0, "
-            f"repeat={repeat})",
-            str(video),
-        ],
-        check=True,
-    )
-    log(f"prepare: test video made in {time.perf_counter() - t0:.0f} s")
+    if video.is_file():
+        log(f"prepare: reusing {video} (delete it for a new one)")
+    else:
+        _make_video(video, repeat)
+        log(f"prepare: test video made in {time.perf_counter() - t0:.0f} s")
+    load_before = lc.loadavg()
     c0, w0 = _children_cpu(), time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, av; c = av.open(sys.argv[1]); s = c.streams.video[0]; "
-            "s.thread_type = 'AUTO'; [f.to_ndarray(format='rgb24') for f in c.decode(s)]",
-            str(video),
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-c", DECODE, str(video)], check=True)
     decode_wall, decode_cpu = time.perf_counter() - w0, _children_cpu() - c0
-    info = lc_probe(video)
     c0, w0 = _children_cpu(), time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "avatarcast.cli",
-            "avatars",
-            "prepare",
-            "--video",
-            str(video),
-            "--name",
-            "benchtwin",
-            "--root",
-            str(work / "avatars"),
-            "--person",
-            "astronaut (PD)",
-            "--consent-ref",
-            "public domain",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    argv = [sys.executable, "-m", "avatarcast.cli", "avatars", "prepare", "--video", str(video)]
+    argv += ["--name", "benchtwin", "--root", str(work / "avatars")]
+    argv += ["--person", "astronaut (public domain)", "--consent-ref", "public domain"]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     wall, cpu = time.perf_counter() - w0, _children_cpu() - c0
     return {
-        "video_s": info,
+        "video_s": lc_probe(video),
+        "load_1m_before": load_before[0],
+        "load_1m_after": lc.loadavg()[0],
         "prepare_wall_s": round(wall, 1),
         "prepare_cpu_s": round(cpu, 1),
         "decode_wall_s": round(decode_wall, 1),
