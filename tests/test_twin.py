@@ -283,4 +283,4 @@ def test_alignment_finds_the_phonemes_in_a_slower_recording() -> None:
                 truth[f] = viseme_for(p.phoneme, "en")
     speech = [f for f in range(n) if truth[f] != "rest"]
     agree = sum(got.visemes[f] == truth[f] for f in speech) / len(speech)
-    assert agree >= 0.6, agree
+    assert agree >= 0.7, agree  # 0.81 measured
