@@ -6,8 +6,10 @@
 - **streams**: N ``avatarcast live --avatar <twin> --to rtmp://… --record …`` processes at once
   (``live_capacity.run_streams``: on time = 1 - late/frames from each final status line), and
   the same N with the drawn presenter in the same run, as the ratio's baseline.
+- **cpu**: CPU ms per 720p frame of compose and compose + encode, in one process, twin against
+  the drawn presenter (less sensitive to a loaded machine than the streams part).
 
-``python benchmarks/twin_bench.py [--parts prepare,streams] [--streams 8] [--seconds 30]``;
+``python benchmarks/twin_bench.py [--parts prepare,cpu,streams] [--streams 8] [--seconds 30]``;
 JSON on stdout, progress on stderr. Loopback only.
 """
 
@@ -109,6 +111,76 @@ def lc_probe(video: Path) -> float:
     return round(float(out), 1)
 
 
+def part_cpu(work: Path, frames: int) -> dict[str, Any]:
+    """CPU ms per frame of composing and of composing + encoding 720p25, in this process, for
+    the twin and the drawn presenter (a talking mouth track; the same card and label)."""
+    import numpy as np
+
+    from avatarcast.avatar.animator import Animator
+    from avatarcast.frames import SAMPLE_RATE, ProgrammeFrame, Sentence
+    from avatarcast.output.encoder import Encoder
+    from avatarcast.pipeline.build import load_presenter, validate
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.pipeline.spec import ProgrammeOptions
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+    from avatarcast.voice.espeak import EspeakVoice
+    from avatarcast.yuv import YuvFrame
+
+    chunk = EspeakVoice("espeak-en-f").synthesize_blocking(
+        Sentence(
+            text="Big bright boxes of fresh papaya may be for you today.",
+            lang="en",
+            source="template",
+        )
+    )
+    pcm = np.zeros(SAMPLE_RATE // 25, np.int16)
+    out: dict[str, Any] = {}
+    for label, avatar in (("twin", "benchtwin"), ("drawn", "daan")):
+        opts = ProgrammeOptions(catalog_path=lc.CATALOG, lang="en", avatar=avatar)
+        resolved = validate(opts)
+        presenter = load_presenter(avatar, opts)
+        view = make_view(
+            presenter,
+            Layout("720p", "none"),
+            fmt=resolved.fmt,
+            lang="en",
+            label=LabelConfig(),
+            seller=None,
+        )
+        anim = Animator(fps=25)
+        product = resolved.products[0]
+        frame = YuvFrame(1280, 720)
+        enc = Encoder(resolved.fmt)
+        t_comp = t_all = 0.0
+        for i in range(frames):
+            if i % 60 == 0:
+                anim.start_chunk(chunk, i)
+            c0 = time.process_time()
+            view.compositor.compose(frame, state=anim.state(i), product=product, caption=None)
+            c1 = time.process_time()
+            enc.encode(ProgrammeFrame(pts=i, yuv=frame.buf.copy(), pcm=pcm))
+            t_comp += c1 - c0
+            t_all += time.process_time() - c0
+        enc.flush()
+        out[label] = {
+            "compose_ms_per_frame": round(1000 * t_comp / frames, 2),
+            "compose_encode_ms_per_frame": round(1000 * t_all / frames, 2),
+        }
+        log(f"cpu: {label}: {out[label]}")
+    out["frames"] = frames
+    out["ratio_twin_to_drawn"] = round(
+        out["twin"]["compose_encode_ms_per_frame"]
+        / max(out["drawn"]["compose_encode_ms_per_frame"], 1e-9),
+        2,
+    )
+    cores = len(os.sched_getaffinity(0))
+    out["stream_limit_twin_compose_encode"] = round(
+        cores * 40 / max(out["twin"]["compose_encode_ms_per_frame"], 1e-9), 1
+    )
+    return out
+
+
 def part_streams(work: Path, n: int, seconds: float) -> dict[str, Any]:
     server = lc.RtmpServer(work / "nginx")
     server.start()
@@ -140,9 +212,19 @@ def part_streams(work: Path, n: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _copy_drawn(work: Path) -> None:
+    import shutil
+
+    for drawn in ("daan", "mila"):
+        dest = work / "avatars" / drawn
+        if not dest.exists():
+            shutil.copytree(ROOT / "assets" / "avatars" / drawn, dest)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parts", default="prepare,streams")
+    ap.add_argument("--parts", default="prepare,cpu,streams")
+    ap.add_argument("--frames", type=int, default=300, help="frames for the cpu part")
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--repeat", type=int, default=3, help="script readings in the test video")
@@ -158,6 +240,9 @@ def main() -> None:
     if "prepare" in parts:
         res["prepare"] = part_prepare(work, args.repeat)
         log(f"prepare: {res['prepare']}")
+    if "cpu" in parts:
+        _copy_drawn(work)
+        res["cpu"] = part_cpu(work, args.frames)
     if "streams" in parts:
         for drawn in ("daan", "mila"):
             dest = work / "avatars" / drawn
