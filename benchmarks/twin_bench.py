@@ -77,6 +77,11 @@ def part_prepare(work: Path, repeat: int) -> dict[str, Any]:
     argv = [sys.executable, "-m", "avatarcast.cli", "avatars", "prepare", "--video", str(video)]
     argv += ["--name", "benchtwin", "--root", str(work / "avatars")]
     argv += ["--person", "astronaut (public domain)", "--consent-ref", "public domain"]
+    from avatarcast.twinprep.scripts import reading_script
+
+    script = work / "script.txt"
+    script.write_text(" ".join([reading_script("en")] * repeat), encoding="utf-8")
+    argv += ["--script-file", str(script)]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     wall, cpu = time.perf_counter() - w0, _children_cpu() - c0
     return {
