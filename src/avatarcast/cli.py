@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from avatarcast.cli_avatars import avatars_app
 from avatarcast.cli_records import audit_app, export_cmd, retention_app
 from avatarcast.cli_replay import BaselineOpt, ExpectOpt, JunitOpt, TolerancesOpt, replay_diff
 from avatarcast.cli_server import db_app, demo, keys_app, serve
@@ -36,6 +37,10 @@ CatalogOpt = Annotated[
 ]
 LangOpt = Annotated[str, typer.Option("--lang", help="Language of the talk: en or nl.")]
 AvatarOpt = Annotated[str | None, typer.Option("--avatar", help="Avatar pack name.")]
+MouthEngineOpt = Annotated[
+    str | None,
+    typer.Option("--mouth-engine", help="A twin's mouth engine (default: the pack's; patches)."),
+]
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice name (see `voices`).")]
 WriterOpt = Annotated[str, typer.Option("--writer", help="Script writer: template or llm.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed: same seed, same output.")]
@@ -120,6 +125,7 @@ def _programme_options(
     tone: str | None,
     disclosure_every: float = 600.0,
     preset: str = "none",
+    mouth_engine: str | None = None,
 ) -> ProgrammeOptions:
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
@@ -146,6 +152,7 @@ def _programme_options(
             fps=fps,
             seller=_seller(seller),
             disclosure_interval_s=disclosure_every,
+            mouth_engine=mouth_engine,
         )
     except ValidationError as e:
         raise fail(option_error(e)) from None
@@ -207,6 +214,7 @@ def render(
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
+    mouth_engine: MouthEngineOpt = None,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -220,7 +228,7 @@ def render(
     opts = _programme_options(
         catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
         size=size, fps=fps, seller=seller, persona=persona, tone=tone,
-        disclosure_every=disclosure_every, preset=preset,
+        disclosure_every=disclosure_every, preset=preset, mouth_engine=mouth_engine,
     )  # fmt: skip
     try:
         result = asyncio.run(
@@ -344,6 +352,7 @@ def live(
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
+    mouth_engine: MouthEngineOpt = None,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -399,6 +408,7 @@ def live(
             tone=tone,
             disclosure_every=disclosure_every,
             preset=preset,
+            mouth_engine=mouth_engine,
         ),
         destinations=tuple(url for _, url in targets),
         destination_layouts=tuple(layout for layout, _ in targets),
@@ -456,16 +466,6 @@ def live(
 
 
 @app.command()
-def avatars() -> None:
-    """List installed avatar packs."""
-    from avatarcast.avatar.pack import list_packs, load_pack
-
-    for name in list_packs():
-        pack = load_pack(name)
-        out.print(f"{name}\t{pack.display_name}", highlight=False)
-
-
-@app.command()
 def voices() -> None:
     """List installed voices."""
     from avatarcast.voice.registry import list_voices
@@ -477,6 +477,7 @@ def voices() -> None:
 
 app.command()(serve)
 app.command()(demo)
+app.add_typer(avatars_app, name="avatars")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")

@@ -290,6 +290,7 @@ class Animator:
             breath=math.sin(2 * math.pi * BREATH_HZ * t + self._breath_phase),
             head_dx=HEAD_PX[0] * dx,
             head_dy=HEAD_PX[1] * dy,
+            frame=frame_index,
         )
 
     def state(self, frame_index: int) -> AvatarState:
