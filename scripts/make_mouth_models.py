@@ -271,10 +271,10 @@ def piper_voice(seed: int) -> tuple[Any, dict[str, Any]]:
 
 
 _VOWELS = "aeiouæɑɐɒɔəɛɜɪʊʌyøœɯɤ"
-_PIPER_SYMBOLS = (
-    ["_", "^", "$", " ", "!", "'", "(", ")", ",", "-", ".", ":", ";", "?"]
-    + list("abdefhijklmnopstuvwxzæðŋɐɑɔəɚɛɜɡɪɹɾʃʊʌʒˈˌːθᵻ")
-)
+_PIPER_SYMBOLS = [
+    *"_^$ !'(),-.:;?",
+    *"abdefhijklmnopstuvwxzæðŋɐɑɔəɚɛɜɡɪɹɾʃʊʌʒˈˌːθᵻ",
+]
 _PIPER_IDS: dict[str, list[int]] = {s: [i] for i, s in enumerate(_PIPER_SYMBOLS)}
 
 
