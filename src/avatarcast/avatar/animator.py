@@ -294,7 +294,12 @@ class Animator:
 
     def state(self, frame_index: int) -> AvatarState:
         key = self.mouth(frame_index)
-        return replace(self.idle_state(frame_index), viseme=key.viseme, mouth_open=key.mouth_open)
+        return replace(
+            self.idle_state(frame_index),
+            viseme=key.viseme,
+            mouth_open=key.mouth_open,
+            frame=frame_index,
+        )
 
 
 _CLOSED = MouthKey(viseme="rest", mouth_open=0.0)

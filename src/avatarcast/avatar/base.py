@@ -14,7 +14,8 @@ class AvatarState:
 
     ``viseme`` is a class name from ``avatar.visemes.VISEMES``; ``mouth_open`` (0 closed .. 1
     wide) is what lip-sync tests read. ``blink`` 0 is eyes open, 1 closed. Head offsets are in
-    pixels at 720p; ``breath`` in -1..1 lifts the shoulders slightly.
+    pixels at 720p; ``breath`` in -1..1 lifts the shoulders slightly. ``frame`` is the
+    programme frame the state is for (-1: not tied to one), which a twin's idle loop follows.
     """
 
     viseme: str = "rest"
@@ -23,6 +24,7 @@ class AvatarState:
     head_dx: float = 0.0
     head_dy: float = 0.0
     breath: float = 0.0
+    frame: int = -1
 
 
 class AvatarRenderer(Protocol):

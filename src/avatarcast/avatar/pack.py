@@ -29,7 +29,10 @@ __all__ = [
     "Background",
     "IdleMotion",
     "Placed",
+    "default_pack",
     "default_roots",
+    "find_manifest",
+    "is_twin",
     "list_packs",
     "load_pack",
 ]
@@ -134,13 +137,37 @@ def list_packs(root: Path | str | None = None) -> list[str]:
     return sorted(names)
 
 
-def load_pack(name: str, root: Path | str | None = None) -> AvatarPack:
-    """Load and validate pack ``name``; an unknown name raises ``UnknownNameError``."""
+def find_manifest(name: str, root: Path | str | None = None) -> Path:
+    """The manifest of pack ``name`` (drawn or twin); an unknown name raises
+    ``UnknownNameError``."""
     for r in _roots(root):
         manifest = r / name / MANIFEST
         if manifest.is_file():
-            return _parse(manifest)
+            return manifest
     raise UnknownNameError("avatar", name, list_packs(root))
+
+
+def is_twin(name: str, root: Path | str | None = None) -> bool:
+    """True when ``name`` is a twin pack (``avatar.twin``) rather than a drawn one."""
+    from avatarcast.avatar.twin.pack import is_twin_manifest
+
+    return is_twin_manifest(find_manifest(name, root))
+
+
+def default_pack(root: Path | str | None = None) -> str | None:
+    """The first drawn pack: the zero-setup presenter (a twin is only ever chosen by name)."""
+    for name in list_packs(root):
+        if not is_twin(name, root):
+            return name
+    return None
+
+
+def load_pack(name: str, root: Path | str | None = None) -> AvatarPack:
+    """Load and validate drawn pack ``name``; an unknown name raises ``UnknownNameError``."""
+    manifest = find_manifest(name, root)
+    if is_twin(name, root):
+        raise ConfigError(f"avatar pack {name!r} is a twin pack: open it with avatar.twin.load")
+    return _parse(manifest)
 
 
 # --- manifest parsing ---------------------------------------------------------------------------

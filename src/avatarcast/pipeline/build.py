@@ -12,16 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from avatarcast.avatar.animator import Animator
-from avatarcast.avatar.pack import AvatarPack, load_pack
-from avatarcast.avatar.render import SpriteAvatarRenderer
+from avatarcast.avatar.pack import is_twin, load_pack
+from avatarcast.avatar.twin.animator import TwinAnimator
+from avatarcast.avatar.twin.engine import ENGINES
+from avatarcast.avatar.twin.load import Twin, check_twin, open_twin
 from avatarcast.catalog.loaders import load_catalog
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
-from avatarcast.errors import ConfigError
+from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.frames import StreamFormat
 from avatarcast.output.base import FrameEncoder
 from avatarcast.output.encoder import Encoder
-from avatarcast.pipeline.layouts import make_view
+from avatarcast.pipeline.layouts import Presenter, Renderer, make_view
 from avatarcast.pipeline.spec import ProgrammeOptions as ProgrammeOptions  # live.py imports it here
 from avatarcast.pipeline.spec import resolve_names
 from avatarcast.programme.compositor import Compositor, SellerInfo
@@ -58,6 +60,7 @@ def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> R
     if opts.fps not in (25, 30):
         raise ConfigError(f"--fps must be 25 or 30, got {opts.fps}", field="fps")
     check_writer(opts.writer, opts.llm)
+    _check_presenter(names.avatar, opts)
     if products is None:
         if opts.catalog_path is None:
             raise ConfigError("no catalog given: pass --catalog FILE")
@@ -65,6 +68,23 @@ def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> R
     w, h = SIZES[opts.size]
     fmt = StreamFormat(width=w, height=h, fps=opts.fps, metadata=aigc_metadata(opts))
     return Resolved(opts=opts, fmt=fmt, avatar=names.avatar, voice=names.voice, products=products)
+
+
+def _check_presenter(avatar: str, opts: ProgrammeOptions) -> None:
+    """A twin pack must be whole and have consent on record; an engine name must exist."""
+    if opts.mouth_engine is not None and opts.mouth_engine not in ENGINES:
+        raise UnknownNameError(
+            "mouth engine", opts.mouth_engine, list(ENGINES), field="mouth_engine"
+        )
+    if is_twin(avatar):
+        check_twin(avatar)
+
+
+def load_presenter(avatar: str, opts: ProgrammeOptions) -> Presenter:
+    """The drawn pack, or the twin (its loop loaded, its mouth engine made), named ``avatar``."""
+    if is_twin(avatar):
+        return open_twin(avatar, fps=opts.fps, seed=opts.seed, engine=opts.mouth_engine)
+    return load_pack(avatar)
 
 
 def aigc_metadata(opts: ProgrammeOptions) -> dict[str, str]:
@@ -96,13 +116,13 @@ class Built:
     rundown: Rundown
     programme: Programme
     compositor: Compositor
-    renderer: SpriteAvatarRenderer
+    renderer: Renderer
     encoder: FrameEncoder
     talk: TalkSource
     animator: Animator
     voice: Voice
     writer: ScriptWriter
-    pack: AvatarPack
+    pack: Presenter
     script: ScriptStack | None = None
     recent: deque[SpokenLine] = field(default_factory=lambda: deque(maxlen=200))
     listeners: list[Callable[[SpokenLine], None]] = field(default_factory=list)
@@ -131,6 +151,8 @@ class Built:
             await self.script.aclose()
         await self.voice.aclose()
         self.encoder.close()
+        if isinstance(self.pack, Twin):
+            self.pack.engine.close()
 
 
 def label_config(opts: ProgrammeOptions) -> LabelConfig:
@@ -166,7 +188,7 @@ def build(
     """
     opts, fmt = resolved.opts, resolved.fmt
     catalog = catalog if catalog is not None else Catalog(resolved.products)
-    pack = load_pack(resolved.avatar)
+    pack = load_presenter(resolved.avatar, opts)
     view = make_view(
         pack,
         Layout(opts.size, opts.preset),
@@ -195,7 +217,11 @@ def build(
         guard=guard if guard is not None else script.guard,
         prefetch=3 if live else 0,
     )
-    animator = Animator(fps=fmt.fps, seed=opts.seed, lang=opts.lang)
+    animator = (
+        TwinAnimator(engine=pack.engine, fps=fmt.fps, seed=opts.seed, lang=opts.lang)
+        if isinstance(pack, Twin)
+        else Animator(fps=fmt.fps, seed=opts.seed, lang=opts.lang)
+    )
     hub: list[Callable[[SpokenLine], None]] = []
     programme = Programme(
         fmt=fmt,

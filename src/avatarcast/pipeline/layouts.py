@@ -11,15 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from avatarcast.avatar.pack import AvatarPack
-from avatarcast.avatar.render import SpriteAvatarRenderer
+from avatarcast.avatar.render import AvatarFraming, SpriteAvatarRenderer
+from avatarcast.avatar.twin.load import Twin
+from avatarcast.avatar.twin.render import TwinRenderer
 from avatarcast.frames import StreamFormat
 from avatarcast.output.base import Sink
 from avatarcast.programme.compositor import Compositor, SellerInfo, portrait_plan
 from avatarcast.programme.layout import Layout, SafeZones, safe_zones
 from avatarcast.programme.overlays import LabelConfig
 from avatarcast.programme.portrait import FaceMetrics
+from avatarcast.yuv import Sprite
 
-__all__ = ["View", "face_metrics", "make_view", "view_format"]
+__all__ = ["Presenter", "Renderer", "View", "face_metrics", "make_view", "view_format"]
+
+Presenter = AvatarPack | Twin
+"""A drawn pack or a twin: what a stream's views draw the presenter from."""
+Renderer = SpriteAvatarRenderer | TwinRenderer
 
 
 @dataclass(slots=True, kw_only=True)
@@ -28,17 +35,21 @@ class View:
 
     layout: Layout
     fmt: StreamFormat
-    renderer: SpriteAvatarRenderer
+    renderer: Renderer
     compositor: Compositor
     safe: SafeZones
     sinks: list[Sink] = field(default_factory=list)
 
 
-def face_metrics(pack: AvatarPack) -> FaceMetrics:
+def face_metrics(pack: Presenter) -> FaceMetrics:
     """Where ``pack``'s face is in its avatar box (for framing a portrait shot).
 
-    The chin is taken as the mouth's bottom plus the mouth's own height below it.
+    The chin is taken as the mouth's bottom plus the mouth's own height below it; a twin's
+    comes from its landmarks (its avatar box is the whole loop frame).
     """
+    if isinstance(pack, Twin):
+        t = pack.pack
+        return FaceMetrics(chin=t.chin, face_h=t.face_h, head_cx=t.head_cx, head_w=t.head_w)
     rest = pack.mouths["rest"]
     mouth_h = rest.rgba().shape[0]
     head_w = pack.head.rgba().shape[1]
@@ -55,8 +66,18 @@ def view_format(base: StreamFormat, layout: Layout) -> StreamFormat:
     return replace(base, width=layout.width, height=layout.height)
 
 
+def _renderer(
+    pack: Presenter, w: int, h: int, framing: AvatarFraming | None
+) -> tuple[Renderer, Sprite | None]:
+    if isinstance(pack, Twin):
+        twin = TwinRenderer(pack.clip, pack.engine, frame_width=w, frame_height=h, framing=framing)
+        return twin, None
+    sprite = SpriteAvatarRenderer(pack, frame_width=w, frame_height=h, framing=framing)
+    return sprite, sprite.render_background(w, h)
+
+
 def make_view(
-    pack: AvatarPack,
+    pack: Presenter,
     layout: Layout,
     *,
     fmt: StreamFormat,
@@ -80,13 +101,13 @@ def make_view(
             face=face_metrics(pack),
         )
         framing = plan.framing
-    renderer = SpriteAvatarRenderer(pack, frame_width=w, frame_height=h, framing=framing)
+    renderer, background = _renderer(pack, w, h, framing)
     compositor = Compositor(
         width=w,
         height=h,
         lang=lang,
         renderer=renderer,
-        background=renderer.render_background(w, h),
+        background=background,
         label=label,
         seller=seller,
         safe=safe,

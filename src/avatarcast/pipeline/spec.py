@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from avatarcast.avatar.pack import list_packs
+from avatarcast.avatar.pack import default_pack, list_packs
 from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.locale import language
 from avatarcast.programme.layout import PRESETS, SIZES
@@ -68,6 +68,8 @@ class ProgrammeOptions(BaseModel):
     stream_id: str = "local"
     #: seller shown on screen for the whole stream: (name, contact)
     seller: tuple[str, str] | None = None
+    #: the twin's mouth engine (``avatar.twin.engine.ENGINES``); None: the pack's own choice
+    mouth_engine: str | None = None
     #: seconds between spoken AI disclosures (the first is at the start); None turns them off
     disclosure_interval_s: float | None = 600.0
 
@@ -90,7 +92,8 @@ def resolve_names(
     """The language, avatar and voice checked against what is installed, and the frame size
     and platform preset against ``programme.layout``'s (no size: the server's default).
 
-    No avatar (or ``"default"`` where no pack has that name) is the first installed pack; no
+    No avatar (or ``"default"`` where no pack has that name) is the first drawn pack (a twin
+    is only ever chosen by name); no
     voice (or ``"default"``) is the language's default voice. A bad name raises a ConfigError
     whose ``field`` is ``"lang"``, ``"avatar"``, ``"voice"``, ``"size"`` or ``"preset"``.
     """
@@ -104,7 +107,7 @@ def resolve_names(
         raise UnknownNameError("language", lang, e.known, field="lang") from None
     packs = list_packs()
     if avatar is None or (avatar == "default" and avatar not in packs):
-        avatar = packs[0] if packs else "default"
+        avatar = default_pack() or (packs[0] if packs else "default")
     if avatar not in packs:
         raise UnknownNameError("avatar", avatar, packs, field="avatar")
     if voice is None or voice == "default":

@@ -1,0 +1,168 @@
+"""Draw the twin: the idle-loop frame, and the engine's mouth blended into its mouth box.
+
+Every loop frame is scaled and placed for the view once, at start-up, so a frame costs one
+copy of the prepared picture plus a blend of the mouth box (about 100x100 pixels at 720p):
+resize the engine's crop, shift its colour so its mask border matches the frame's, and mix it
+in through the feathered mask. No seam: the mask fades to zero before the box's edge, and the
+colour shift makes the crop agree with the frame where the fade happens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from avatarcast.avatar.base import AvatarState
+from avatarcast.avatar.render import AvatarFraming
+from avatarcast.avatar.twin.clip import TwinClip, yuv_to_rgb
+from avatarcast.avatar.twin.engine import MouthCrop, MouthEngine
+from avatarcast.yuv import YuvFrame, rgb_to_yuv_planes
+
+__all__ = ["TwinRenderer", "landscape_framing"]
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+_RING = (0.03, 0.5)  # the mask values counted as its border ring (for colour matching)
+_MAX_SHIFT = 24.0  # a colour shift larger than this is a bad crop: clamp, never recolour a face
+
+
+def _even(v: float) -> int:
+    return 2 * round(v / 2)
+
+
+def landscape_framing(clip: TwinClip, width: int, height: int) -> AvatarFraming:
+    """The loop scaled to cover the frame, the face centred across where the loop allows."""
+    lw, lh = clip.size
+    s = max(width / lw, height / lh)
+    x = width / 2 - clip.pack.head_cx * s
+    x = min(0.0, max(width - lw * s, x))
+    return AvatarFraming(scale=s, x=_even(x), y=_even((height - lh * s) / 2), extend_to=height)
+
+
+class TwinRenderer:
+    """An ``AvatarRenderer`` for a twin pack (not layered: every frame is a new picture)."""
+
+    def __init__(
+        self,
+        clip: TwinClip,
+        engine: MouthEngine,
+        *,
+        frame_width: int,
+        frame_height: int,
+        framing: AvatarFraming | None = None,
+    ) -> None:
+        self.clip = clip
+        self.engine = engine
+        self.name = clip.pack.name
+        self.width, self.height = frame_width, frame_height
+        self.framing = framing or landscape_framing(clip, frame_width, frame_height)
+        self._frames = [self._place(clip.frame(i)) for i in range(clip.loop_len)]
+        s = self.framing.scale
+        mw, mh = clip.pack.mouth_boxes[0][2:]
+        self._box_w, self._box_h = max(2, _even(mw * s)), max(2, _even(mh * s))
+        mask = Image.fromarray(np.rint(clip.mask * 255).astype(np.uint8))
+        m = np.asarray(mask.resize((self._box_w, self._box_h), Image.Resampling.BILINEAR))
+        self._mask: F32 = m.astype(np.float32) / 255.0
+        self._mask2: F32 = self._mask.reshape(self._box_h // 2, 2, self._box_w // 2, 2).mean(
+            axis=(1, 3)
+        )
+        self._ring = (self._mask > _RING[0]) & (self._mask < _RING[1])
+        self._ring2 = (self._mask2 > _RING[0]) & (self._mask2 < _RING[1])
+        self._ring_means: dict[int, tuple[float, float, float]] = {}
+
+    # --- placement ----------------------------------------------------------------------
+
+    def _place(self, src: YuvFrame) -> YuvFrame:
+        """One loop frame scaled and placed for this view; edges repeat where it falls short."""
+        fr = self.framing
+        if (
+            fr.scale == 1.0
+            and (fr.x, fr.y) == (0, 0)
+            and (src.width, src.height)
+            == (
+                self.width,
+                self.height,
+            )
+        ):
+            return src
+        rgb = yuv_to_rgb(src)
+        w, h = max(2, round(src.width * fr.scale)), max(2, round(src.height * fr.scale))
+        img = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+        ys = np.clip(np.arange(self.height) - fr.y, 0, h - 1)
+        xs = np.clip(np.arange(self.width) - fr.x, 0, w - 1)
+        out = YuvFrame(self.width, self.height)
+        planes = rgb_to_yuv_planes(np.ascontiguousarray(img[ys][:, xs]))
+        out.y[...], out.u[...], out.v[...] = planes
+        return out
+
+    def _box_at(self, frame: int) -> tuple[int, int]:
+        x, y, _, _ = self.clip.mouth_box(frame)
+        fr = self.framing
+        return _even(fr.x + x * fr.scale), _even(fr.y + y * fr.scale)
+
+    def mouth_box(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) in frame pixels holding the mouth box of every loop frame."""
+        pts = [self._box_at(i) for i in range(self.clip.loop_len)]
+        x0, y0 = min(p[0] for p in pts), min(p[1] for p in pts)
+        x1 = max(p[0] for p in pts) + self._box_w
+        y1 = max(p[1] for p in pts) + self._box_h
+        x0, y0 = max(0, x0), max(0, y0)
+        return x0, y0, min(self.width, x1) - x0, min(self.height, y1) - y0
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def idle_frame(self, frame: int) -> YuvFrame:
+        """Programme frame ``frame``'s idle picture as this view shows it (read-only)."""
+        return self._frames[frame % len(self._frames)]
+
+    def draw(self, frame: YuvFrame, state: AvatarState) -> None:
+        n = max(state.frame, 0)
+        np.copyto(frame.buf, self._frames[n % len(self._frames)].buf)
+        crop = self.engine.mouth(n, state)
+        if crop is not None and crop.weight > 0.0:
+            self.draw_crop(frame, n, crop)
+
+    def draw_crop(self, frame: YuvFrame, n: int, crop: MouthCrop) -> None:
+        """Blend ``crop`` (canonical mouth space) into ``frame``'s mouth box of loop frame n."""
+        x, y = self._box_at(n)
+        w, h = self._box_w, self._box_h
+        if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            return  # the mouth is outside this view (a tight crop): nothing to draw
+        img = Image.fromarray(crop.rgb).resize((w, h), Image.Resampling.BILINEAR)
+        py, pu, pv = rgb_to_yuv_planes(np.asarray(img, np.uint8))
+        ry, ru, rv = self._ring_mean(n, x, y)
+        a = self._mask * crop.weight
+        a2 = self._mask2 * crop.weight
+        cx, cy = x // 2, y // 2
+        for plane, patch, alpha, ring, target, at in (
+            (frame.y, py, a, self._ring, ry, (y, x)),
+            (frame.u, pu, a2, self._ring2, ru, (cy, cx)),
+            (frame.v, pv, a2, self._ring2, rv, (cy, cx)),
+        ):
+            ph, pw = patch.shape
+            dst = plane[at[0] : at[0] + ph, at[1] : at[1] + pw]
+            p = patch.astype(np.float32)
+            shift = float(np.clip(target - p[ring].mean(), -_MAX_SHIFT, _MAX_SHIFT))
+            d = dst.astype(np.float32)
+            dst[...] = np.clip(np.rint(d + (p + shift - d) * alpha), 0, 255).astype(np.uint8)
+
+    def _ring_mean(self, n: int, x: int, y: int) -> tuple[float, float, float]:
+        """The idle frame's mean Y, U, V over the mask's border ring (cached per loop frame)."""
+        i = n % len(self._frames)
+        got = self._ring_means.get(i)
+        if got is None:
+            f = self._frames[i]
+            w, h = self._box_w, self._box_h
+            cy, cx = y // 2, x // 2
+            got = (
+                float(f.y[y : y + h, x : x + w][self._ring].mean()),
+                float(f.u[cy : cy + h // 2, cx : cx + w // 2][self._ring2].mean()),
+                float(f.v[cy : cy + h // 2, cx : cx + w // 2][self._ring2].mean()),
+            )
+            self._ring_means[i] = got
+        return got
+
+    def render_background(self, width: int | None = None, height: int | None = None) -> None:
+        """A twin brings its own background (the recording's): the compositor's stays."""
+        return None
