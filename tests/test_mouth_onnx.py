@@ -19,6 +19,7 @@ from avatarcast.avatar.neural import (
     face_ref,
     load_manifest,
 )
+from avatarcast.avatar.neural.face import mouth_sprite
 from avatarcast.avatar.neural.features import MelWindows, mel_spectrogram
 from avatarcast.avatar.neural.model import MouthModel
 from avatarcast.avatar.neural.monitor import MissMonitor
@@ -139,7 +140,7 @@ def test_other_model_shapes_run(models: Path, name: str) -> None:
         crops = [eng.crop(f) for f in range(10)]
         size = eng.model.spec.crop_size
         assert all(x is not None and x.rgb.shape == (size, size, 3) for x in crops)
-        assert crops[0] is not None and crops[0].sprite.width == FACE_BOX[2]
+        assert crops[0] is not None and crops[0].mouth is None
     finally:
         eng.close()
 
@@ -157,7 +158,7 @@ def test_paste_changes_only_the_lower_face_and_fades_at_its_edge(models: Path) -
         base.y[...], base.u[...], base.v[...] = y, u, v
         out = base.copy()
         x0, y0, w, h = eng.face.box
-        out.blit(crop.sprite, x0, y0)
+        out.blit(mouth_sprite(eng.face, crop.rgb), x0, y0)
         changed = np.argwhere(out.y != base.y)
         assert len(changed) > 0.1 * w * h
         assert changed[:, 0].min() >= y0 + h // 2 - 1  # nothing above the mouth line
@@ -197,7 +198,7 @@ def _run_live(eng: OnnxMouthEngine, chunks: list[SpeechChunk], frames: int) -> d
         waits.append(time.perf_counter() - a)
         out = YuvFrame(512, 512, np.roll(base.buf.reshape(-1), 2 * (f % 8)).copy())
         if crop is not None:
-            out.blit(crop.sprite, eng.face.box[0], eng.face.box[1])
+            out.blit(mouth_sprite(eng.face, crop.rgb), eng.face.box[0], eng.face.box[1])
         outputs.append(out.buf.tobytes())
         kinds.append(crop is not None)
     return {"waits": waits, "outputs": outputs, "hits": kinds}

@@ -70,6 +70,8 @@ class ProgrammeOptions(BaseModel):
     seller: tuple[str, str] | None = None
     #: the twin's mouth engine (``avatar.twin.engine.ENGINES``); None: the pack's own choice
     mouth_engine: str | None = None
+    #: the ``onnx`` engine's model manifest (``*.mouth.json``); None: the pack's ``mouth/`` one
+    mouth_model: str | None = None
     #: seconds between spoken AI disclosures (the first is at the start); None turns them off
     disclosure_interval_s: float | None = 600.0
 

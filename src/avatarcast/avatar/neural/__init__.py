@@ -2,7 +2,7 @@
 
 from avatarcast.avatar.neural.engine import (
     EngineSwitch,
-    MouthCrop,
+    NeuralCrop,
     OnnxMouthEngine,
     OnnxMouthStatus,
 )
@@ -14,8 +14,8 @@ __all__ = [
     "EngineSwitch",
     "FaceRef",
     "FallbackPolicy",
-    "MouthCrop",
     "MouthModelManifest",
+    "NeuralCrop",
     "OnnxMouthEngine",
     "OnnxMouthStatus",
     "face_ref",

@@ -21,28 +21,28 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from avatarcast.avatar.neural.face import FaceRef, mouth_sprite
+from avatarcast.avatar.neural.face import FaceRef, canonical_mouth
 from avatarcast.avatar.neural.features import MelWindows, audio_16k, wave_window
 from avatarcast.avatar.neural.model import MouthModel
 from avatarcast.avatar.neural.monitor import FallbackPolicy, MissMonitor
 from avatarcast.frames import SAMPLE_RATE, SpeechChunk
 from avatarcast.threads import lower_thread_priority, start_named_thread
-from avatarcast.yuv import Sprite
 
-__all__ = ["EngineName", "EngineSwitch", "MouthCrop", "OnnxMouthEngine", "OnnxMouthStatus"]
+__all__ = ["EngineName", "EngineSwitch", "NeuralCrop", "OnnxMouthEngine", "OnnxMouthStatus"]
 
 EngineName = Literal["onnx", "patches"]
 F32 = npt.NDArray[np.float32]
+STALE_AFTER = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MouthCrop:
-    """The model's mouth for frame ``index`` of its chunk: ``sprite`` goes at the face box plus
-    the frame's head offset."""
+class NeuralCrop:
+    """The model's answer for frame ``index`` of its chunk: ``rgb`` the whole (s, s) crop,
+    ``mouth`` its mouth box at the reference's canonical size (when the reference has one)."""
 
     index: int
-    sprite: Sprite
     rgb: npt.NDArray[np.uint8]
+    mouth: npt.NDArray[np.uint8] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,9 +77,10 @@ class _Job:
     n: int
     feature: Callable[[int], F32]
     next_k: int = 0
-    crops: dict[int, MouthCrop] = field(default_factory=dict)
+    crops: dict[int, NeuralCrop] = field(default_factory=dict)
     start: int = -1  # set when the chunk airs; until then its frames are not placed
     stop: int = -1
+    aired_before: int = 0  # chunks aired before it was prepared
 
 
 class OnnxMouthEngine:
@@ -107,6 +108,7 @@ class OnnxMouthEngine:
         self._queued: deque[_Job] = deque()  # prepared, in airing order
         self._playing: deque[_Job] = deque()  # started, until their frames are past
         self._stored = 0
+        self._aired = 0
         self._now = -1
         self._closed = False
         self._engine: EngineName = "onnx"
@@ -131,19 +133,25 @@ class OnnxMouthEngine:
                 return
             if self._engine == "patches" and not self._retry(self._now):
                 return
-            self._queued.append(_Job(chunk=chunk, n=n, feature=self._features(chunk)))
+            job = _Job(chunk=chunk, n=n, feature=self._features(chunk), aired_before=self._aired)
+            self._queued.append(job)
             self._cond.notify_all()
         self._emit()
 
     def start_chunk(self, chunk: SpeechChunk, frame: int) -> None:
-        """``chunk`` airs from ``frame``; chunks prepared before it and not aired are dropped."""
+        """``chunk`` airs from ``frame``. Urgent talk may overtake prepared chunks, so those
+        stay queued; one that ``STALE_AFTER`` chunks have overtaken was dropped unaired."""
         self.prepare(chunk)
         with self._cond:
-            while self._queued and self._queued[0].chunk is not chunk:
-                self._drop(self._queued.popleft())
-            if not self._queued:
+            self._aired += 1
+            job = next((j for j in self._queued if j.chunk is chunk), None)
+            for old in list(self._queued):
+                if old is job or self._aired - old.aired_before > STALE_AFTER:
+                    self._queued.remove(old)
+                    if old is not job:
+                        self._drop(old)
+            if job is None:
                 return
-            job = self._queued.popleft()
             job.start, job.stop = frame, frame + job.n
             self._playing.append(job)
             self._cond.notify_all()
@@ -159,7 +167,7 @@ class OnnxMouthEngine:
                         self._stored -= 1
             self._cond.notify_all()
 
-    def crop(self, frame: int) -> MouthCrop | None:
+    def crop(self, frame: int) -> NeuralCrop | None:
         """The mouth of ``frame``, or None: not speaking, late (live), or on ``patches``."""
         with self._cond:
             self._now = max(self._now, frame)
@@ -304,7 +312,7 @@ class OnnxMouthEngine:
                     self._stored += 1
                     self._cond.notify_all()
 
-    def _render(self, job: _Job, k: int) -> MouthCrop:
+    def _render(self, job: _Job, k: int) -> NeuralCrop:
         model = self.model
         rgb = model.run(self._face_input, model.audio_input(job.feature(k)))
-        return MouthCrop(index=k, sprite=mouth_sprite(self.face, rgb), rgb=rgb)
+        return NeuralCrop(index=k, rgb=rgb, mouth=canonical_mouth(self.face, rgb))

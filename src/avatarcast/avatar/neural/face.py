@@ -19,7 +19,7 @@ from PIL import Image
 from avatarcast.errors import ConfigError
 from avatarcast.yuv import Sprite
 
-__all__ = ["FaceRef", "face_ref", "mouth_sprite"]
+__all__ = ["FaceRef", "canonical_mouth", "face_ref", "mouth_sprite"]
 
 U8 = npt.NDArray[np.uint8]
 Box = tuple[int, int, int, int]
@@ -34,6 +34,10 @@ class FaceRef:
     crop: U8
     box: Box
     alpha: U8
+    #: the mouth box inside ``box`` (face-box pixels) and the size its crops are returned at,
+    #: for renderers that blend a canonical mouth (the twin's); None: whole-crop pastes only
+    mouth: Box | None = None
+    mouth_size: tuple[int, int] | None = None
 
 
 def _resize(rgb: U8, w: int, h: int) -> U8:
@@ -58,16 +62,48 @@ def _feathered(w: int, h: int, top: float, feather: float) -> U8:
 
 
 def face_ref(
-    frame_rgb: U8, box: Box, crop_size: int, *, mask_top: float = 0.5, feather: float = 0.12
+    frame_rgb: U8,
+    box: Box,
+    crop_size: int,
+    *,
+    mask_top: float = 0.5,
+    feather: float = 0.12,
+    mouth_box: Box | None = None,
+    mouth_size: tuple[int, int] | None = None,
 ) -> FaceRef:
-    """The reference for a face at ``box`` (x, y, w, h) in ``frame_rgb``."""
+    """The reference for a face at ``box`` (x, y, w, h) in ``frame_rgb``; ``mouth_box`` (frame
+    pixels, inside ``box``) and ``mouth_size`` ask for canonical mouth crops too."""
     x, y, w, h = box
     fh, fw = frame_rgb.shape[:2]
     if min(w, h) < 16 or x < 0 or y < 0 or x + w > fw or y + h > fh:
         raise ConfigError(f"face box {box} does not fit a {fw}x{fh} frame")
     x, y, w, h = x - x % 2, y - y % 2, w - w % 2, h - h % 2
     crop = _resize(np.ascontiguousarray(frame_rgb[y : y + h, x : x + w, :3]), crop_size, crop_size)
-    return FaceRef(crop=crop, box=(x, y, w, h), alpha=_feathered(w, h, mask_top, feather))
+    mouth = None
+    if mouth_box is not None:
+        mx, my, mw, mh = mouth_box
+        if mx < x or my < y or mx + mw > x + w or my + mh > y + h or min(mw, mh) < 4:
+            raise ConfigError(f"mouth box {mouth_box} is not inside the face box {(x, y, w, h)}")
+        mouth = (mx - x, my - y, mw, mh)
+    return FaceRef(
+        crop=crop,
+        box=(x, y, w, h),
+        alpha=_feathered(w, h, mask_top, feather),
+        mouth=mouth,
+        mouth_size=mouth_size,
+    )
+
+
+def canonical_mouth(ref: FaceRef, out: U8) -> U8 | None:
+    """The mouth box of the model's (s, s, 3) output, resized to ``ref.mouth_size``."""
+    if ref.mouth is None or ref.mouth_size is None:
+        return None
+    s = out.shape[0]
+    _, _, w, h = ref.box
+    mx, my, mw, mh = ref.mouth
+    x0, y0 = round(mx * s / w), round(my * s / h)
+    x1, y1 = max(x0 + 1, round((mx + mw) * s / w)), max(y0 + 1, round((my + mh) * s / h))
+    return _resize(np.ascontiguousarray(out[y0:y1, x0:x1]), *ref.mouth_size)
 
 
 def mouth_sprite(ref: FaceRef, mouth: U8) -> Sprite:
