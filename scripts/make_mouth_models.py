@@ -108,12 +108,16 @@ def audio_encoder(g: Graph, mel: str, width: float) -> str:
     """Wav2Lip's audio encoder: 80x16 mel -> a 1x1 embedding."""
     c = lambda n: _c(width, n)  # noqa: E731
     x = g.conv(mel, 1, c(32))
-    x = g.conv(x, c(32), c(32), residual=True)
+    for _ in range(2):
+        x = g.conv(x, c(32), c(32), residual=True)
     x = g.conv(x, c(32), c(64), s=(3, 1))
-    x = g.conv(x, c(64), c(64), residual=True)
+    for _ in range(2):
+        x = g.conv(x, c(64), c(64), residual=True)
     x = g.conv(x, c(64), c(128), s=3)
-    x = g.conv(x, c(128), c(128), residual=True)
+    for _ in range(2):
+        x = g.conv(x, c(128), c(128), residual=True)
     x = g.conv(x, c(128), c(256), s=(3, 2))
+    x = g.conv(x, c(256), c(256), residual=True)
     x = g.conv(x, c(256), c(512), p=0)
     return g.conv(x, c(512), c(512), k=1, p=0)
 
@@ -126,9 +130,11 @@ def wav2lip(size: int, width: float, seed: int) -> Any:
     widths = [16, 32, 64, 128, 256, 512] if size == 96 else [16, 32, 64, 128, 256, 512, 512]
     x = g.conv("face", 6, c(16), k=7, p=3)
     skips = [(x, c(16))]
+    blocks = [2, 3, 2, 2, 1] if size == 96 else [2, 2, 3, 2, 2, 1]  # Wav2Lip's residual blocks
     for i in range(1, len(widths)):
         x = g.conv(x, c(widths[i - 1]), c(widths[i]), s=2)
-        x = g.conv(x, c(widths[i]), c(widths[i]), residual=True)
+        for _ in range(blocks[i - 1]):
+            x = g.conv(x, c(widths[i]), c(widths[i]), residual=True)
         skips.append((x, c(widths[i])))
     last = 3 if size == 96 else 4  # 96 -> 3 px before the last conv, 256 -> 4 px
     x = g.conv(x, c(512), c(512), k=last, p=0)
@@ -137,6 +143,7 @@ def wav2lip(size: int, width: float, seed: int) -> Any:
     y = g.conv(emb, c(512), c(512), k=1, p=0)
     y = g.op("Concat", [y, skips[-1][0]], axis=1)
     y = g.conv(y, 2 * c(512), c(512), k=last, p=0, transpose=True)
+    y = g.conv(y, c(512), c(512), residual=True)
     cur = c(512)
     dec = [512, 384, 256, 128, 64] if size == 96 else [512, 512, 384, 256, 128, 64]
     for level, (skip, cs) in enumerate(reversed(skips[:-1])):
@@ -145,7 +152,8 @@ def wav2lip(size: int, width: float, seed: int) -> Any:
             break
         out = c(dec[level])
         y = g.conv(y, cur + cs, out, s=2, transpose=True, out_pad=1)
-        y = g.conv(y, out, out, residual=True)
+        for _ in range(2):
+            y = g.conv(y, out, out, residual=True)
         cur = out
     y = g.conv(y, cur + c(16), c(32))
     y = g.conv(y, c(32), 3, k=1, p=0, relu=False)

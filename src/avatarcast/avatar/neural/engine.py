@@ -11,6 +11,7 @@ above 2 % for 5 s the engine stops the model and reports ``patches`` until its r
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -115,6 +116,7 @@ class OnnxMouthEngine:
         self._hits = self._misses = self._fallbacks = 0
         self._infer_s = 0.0
         self._inferred = 0
+        self._recent_s = 0.0  # moving average of one crop's time
         self._events: list[EngineSwitch] = []
         self._face_input = model.face_input(face.crop, face.crop)
         self._thread = start_named_thread(f"mouth-{model.spec.name}"[:15], self._work)
@@ -279,9 +281,12 @@ class OnnxMouthEngine:
     def _next(self) -> tuple[_Job, int] | None:
         if self._stored >= self._capacity:
             return None
+        # live, a crop that cannot be done before its frame is wasted: aim past the frames
+        # that one inference (its recent average) will take
+        lead = 1 + math.ceil(self._recent_s * self.fps) if self.live else 0
         for job in [*self._playing, *self._queued]:
             if self.live and job.start >= 0:
-                job.next_k = max(job.next_k, self._now - job.start + 1)
+                job.next_k = max(job.next_k, self._now - job.start + lead)
             limit = job.n if job.start < 0 else job.stop - job.start
             if job.next_k < limit:
                 k = job.next_k
@@ -306,6 +311,7 @@ class OnnxMouthEngine:
             with self._cond:
                 self._infer_s += spent
                 self._inferred += 1
+                self._recent_s += 0.2 * (spent - self._recent_s)
                 alive = job in self._playing or job in self._queued
                 if alive and k < (job.n if job.start < 0 else job.stop - job.start):
                     job.crops[k] = mouth
