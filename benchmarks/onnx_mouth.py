@@ -84,6 +84,7 @@ def run_stream(eng: OnnxMouthEngine, seconds: float, seed: int, out: dict[str, A
     frames = int(seconds * FPS)
     chunks = [speech(4.0, seed + i) for i in range(frames // 100 + 2)]
     eng.prepare(chunks[0])
+    time.sleep(1.0)  # the talk queue voices a sentence seconds before it airs
     t0 = time.perf_counter()
     waits, late, switched = [], 0, None
     for f in range(frames):
