@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from avatarcast.cli_avatars import avatars_app
 from avatarcast.cli_records import audit_app, export_cmd, retention_app
 from avatarcast.cli_replay import BaselineOpt, ExpectOpt, JunitOpt, TolerancesOpt, replay_diff
 from avatarcast.cli_server import db_app, demo, keys_app, serve
@@ -456,16 +457,6 @@ def live(
 
 
 @app.command()
-def avatars() -> None:
-    """List installed avatar packs."""
-    from avatarcast.avatar.pack import list_packs, load_pack
-
-    for name in list_packs():
-        pack = load_pack(name)
-        out.print(f"{name}\t{pack.display_name}", highlight=False)
-
-
-@app.command()
 def voices() -> None:
     """List installed voices."""
     from avatarcast.voice.registry import list_voices
@@ -477,6 +468,7 @@ def voices() -> None:
 
 app.command()(serve)
 app.command()(demo)
+app.add_typer(avatars_app, name="avatars")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")

@@ -161,7 +161,9 @@ def load_twin(manifest: Path) -> TwinPack:
     root = manifest.parent
     files = rd.get(data, "files", dict)
     for name in FILES:
-        want = rd.get(data, f"files.{name}", str)
+        want = files.get(name)
+        if not isinstance(want, str):
+            raise rd.fail(f"files[{name!r}]", f"must be the file's sha256, got {want!r}")
         path = root / name
         if not path.is_file():
             raise ConfigError(f"twin pack {root.name}: file {name!r} is missing", field="avatar")

@@ -1,0 +1,260 @@
+"""The digital twin, measured on decoded output: a pack made from the public-domain astronaut
+(a reproducible test video with an espeak voice), rendered through the real pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avatarcast.avatar.base import AvatarState
+from avatarcast.avatar.pack import load_pack
+from avatarcast.avatar.twin.clip import TwinClip
+from avatarcast.avatar.twin.pack import load_twin
+from avatarcast.avatar.twin.patches import PatchesEngine
+from avatarcast.avatar.twin.render import TwinRenderer
+from avatarcast.errors import ConfigError
+from avatarcast.pipeline.build import validate
+from avatarcast.pipeline.render import RenderResult, render_file
+from avatarcast.pipeline.spec import ProgrammeOptions, resolve_names
+from avatarcast.twinprep.build import Consent, prepare_photo, prepare_video
+from avatarcast.twinprep.scripts import reading_script
+from avatarcast.twinprep.testmedia import astronaut, make_test_video
+from avatarcast.yuv import YuvFrame
+from media_probe import decoded_digest, decoded_luma
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "configs" / "demo-catalog.json"
+SENTENCES = 3
+CONSENT = Consent(
+    person="Eileen Collins (NASA photograph)", reference="public domain", licence="PD"
+)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A pack root holding the astronaut twin (video) and the checkout's drawn packs."""
+    root = tmp_path_factory.mktemp("twin") / "avatars"
+    root.mkdir()
+    for drawn in ("daan", "mila"):
+        shutil.copytree(ROOT / "assets" / "avatars" / drawn, root / drawn)
+    video = make_test_video(root.parent / "astro.mp4", sentences=SENTENCES, silence_s=3.0)
+    text = " ".join(s.strip() + "." for s in reading_script("en").split(".")[:SENTENCES])
+    prepare_video(video, name="astro", root=root, script=text, consent=CONSENT)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AVATARCAST_ASSETS", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def rendered(assets: Path) -> tuple[Path, RenderResult]:
+    out = assets.parent / "twin.mp4"
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro", seed=3)
+    return out, asyncio.run(render_file(opts, out=out, duration=6.0))
+
+
+def _audio_energy(path: Path, n: int, fps: int = 25) -> np.ndarray:
+    with av.open(str(path)) as c:
+        pcm = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)]).astype(
+            np.float64
+        )
+    spf = 48000 // fps
+    pcm = np.pad(pcm, (0, max(0, n * spf - len(pcm))))[: n * spf]
+    return np.sqrt((pcm.reshape(n, spf) ** 2).mean(axis=1))
+
+
+def test_video_pack_records_source_consent_models_and_geometry(assets: Path) -> None:
+    pack = load_twin(assets / "astro" / "manifest.json")
+    assert pack.source_kind == "video" and pack.consent.given
+    assert len(pack.source_sha256) == 64 and pack.models["landmarks_sha256"]
+    assert 50 <= pack.loop_frames <= 125 and len(pack.mouth_boxes) == pack.loop_frames
+    assert set(pack.openness) >= {"rest", "MBP", "AA", "O"}
+    listing = subprocess.run(
+        [sys.executable, "-m", "avatarcast.cli", "avatars", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert re.search(r"astro\s+astro\s+twin v1 \(video\)\s+consent on record", listing)
+    assert re.search(r"daan\s+Daan\s+drawn", listing)
+
+
+def test_loop_point_is_within_the_loops_own_frame_differences(assets: Path) -> None:
+    frames = [f.astype(np.float32) for f in decoded_luma(assets / "astro" / "idle.mp4")]
+    steps = [float(np.abs(b - a).mean()) for a, b in itertools.pairwise(frames)]
+    jump = float(np.abs(frames[0] - frames[-1]).mean())
+    # the crossfade makes the jump back the recording's own step into the loop's first frame
+    assert jump <= max(steps) + 0.05, (jump, sorted(steps)[-5:])
+    manifest = json.loads((assets / "astro" / "manifest.json").read_text())
+    assert manifest["loop"]["loop_point"]["source_start"] >= 10  # room for the crossfade
+
+
+def test_mouth_motion_follows_voice_energy_within_a_frame(
+    rendered: tuple[Path, RenderResult],
+) -> None:
+    out, result = rendered
+    built = result.built
+    assert built is not None and isinstance(built.renderer, TwinRenderer)
+    renderer = built.renderer
+    x, y, w, h = renderer.mouth_box()
+    luma = decoded_luma(out)
+    n = len(luma)
+    moved = np.array(
+        [
+            np.abs(
+                luma[i][y : y + h, x : x + w].astype(np.float32)
+                - renderer.idle_frame(i).y[y : y + h, x : x + w]
+            ).mean()
+            for i in range(n)
+        ]
+    )
+    energy = _audio_energy(out, n)
+    assert energy.max() > 0 and moved.max() > 4 * max(moved.min(), 0.5)
+    corr = {
+        lag: float(
+            np.corrcoef(
+                moved[max(0, lag) : n + min(0, lag)], energy[max(0, -lag) : n - max(0, lag)]
+            )[0, 1]
+        )
+        for lag in range(-3, 4)
+    }
+    best = max(corr, key=lambda k: corr[k])
+    assert abs(best) <= 1 and corr[best] > 0.5, corr
+
+
+def test_no_seam_at_the_mask_border(rendered: tuple[Path, RenderResult]) -> None:
+    out, result = rendered
+    assert result.built is not None and isinstance(result.built.renderer, TwinRenderer)
+    r = result.built.renderer
+    luma = decoded_luma(out)
+    ring = (r._mask > 0.05) & (r._mask < 0.5)
+    ratios = []
+    for i, frame in enumerate(luma):
+        bx, by = r._box_at(i)
+        h, w = ring.shape
+        got = frame[by : by + h, bx : bx + w].astype(np.float32)
+        idle = r.idle_frame(i).y[by : by + h, bx : bx + w].astype(np.float32)
+        if np.abs(got - idle).mean() < 3:
+            continue  # the idle loop's own mouth: nothing blended
+        g_out = np.hypot(*np.gradient(got))[ring].mean()
+        g_idle = np.hypot(*np.gradient(idle))[ring].mean()
+        ratios.append(g_out / max(g_idle, 1.0))
+    assert len(ratios) >= 10
+    assert float(np.median(ratios)) < 1.3 and float(np.max(ratios)) < 1.8, ratios
+
+
+def test_same_seed_same_frames_and_sound(assets: Path, tmp_path: Path) -> None:
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro", seed=5)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    asyncio.run(render_file(opts, out=a, duration=2.0))
+    asyncio.run(render_file(opts, out=b, duration=2.0))
+    assert decoded_digest(a) == decoded_digest(b)
+
+
+def test_portrait_frames_the_twin_under_the_label(assets: Path, tmp_path: Path) -> None:
+    from avatarcast.pipeline.build import load_presenter
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro", size="720x1280")
+    twin = load_presenter("astro", opts)
+    view = make_view(
+        twin,
+        Layout("720x1280", "tiktok"),
+        fmt=validate(opts).fmt,
+        lang="en",
+        label=LabelConfig(),
+        seller=None,
+    )
+    assert isinstance(view.renderer, TwinRenderer)
+    x, y, w, h = view.renderer.mouth_box()
+    assert 0 <= x and x + w <= 720 and y + h <= 1280
+    assert y > view.compositor.label.box.bottom
+    rest, talk = YuvFrame(720, 1280), YuvFrame(720, 1280)
+    view.compositor.compose(rest, state=AvatarState(frame=4), product=None, caption=None)
+    view.compositor.compose(
+        talk, state=AvatarState(frame=4, viseme="AA", mouth_open=1.0), product=None, caption=None
+    )
+    diff = np.abs(rest.y.astype(int) - talk.y.astype(int)) > 12
+    ys, xs = np.nonzero(diff)
+    assert len(ys) > 200
+    assert x <= xs.min() and xs.max() < x + w and y <= ys.min() and ys.max() < y + h
+
+
+def test_photo_pack_warps_the_mouth_only_inside_its_box(tmp_path: Path) -> None:
+    path = prepare_photo(None, name="still", root=tmp_path, rgb=astronaut(), consent=CONSENT)
+    clip = TwinClip(load_twin(path / "manifest.json"))
+    assert clip.pack.source_kind == "photo" and clip.loop_len == 100
+    r = TwinRenderer(clip, PatchesEngine(clip, fps=25), frame_width=1280, frame_height=720)
+    frames = {}
+    for v, o in (("rest", 0.0), ("AA", 1.0), ("O", 0.75)):
+        f = YuvFrame(1280, 720)
+        r.draw(f, AvatarState(frame=10, viseme=v, mouth_open=o))
+        frames[v] = f.y.astype(int)
+    x, y, w, h = r.mouth_box()
+    for v in ("AA", "O"):
+        d = np.abs(frames[v] - frames["rest"])
+        assert d[y : y + h, x : x + w].mean() > 3
+        d[y : y + h, x : x + w] = 0
+        assert d.max() == 0
+    assert np.abs(frames["AA"] - frames["O"]).mean() > 0.05
+
+
+def test_the_drawn_presenter_stays_the_default(assets: Path) -> None:
+    assert resolve_names(lang="en", avatar=None, voice=None).avatar == "daan"
+    with pytest.raises(ConfigError, match="twin pack"):
+        load_pack("astro")
+
+
+def test_bad_inputs_fail_clearly_and_leave_nothing(assets: Path, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.mp4"
+    with av.open(str(blank), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for i in range(10):
+            fr = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 90, np.uint8), format="rgb24")
+            fr.pts = i
+            for p in s.encode(fr):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    root = tmp_path / "packs"
+    with pytest.raises(ConfigError, match=r"blank\.mp4: no clear face in frame 0"):
+        prepare_video(blank, name="nobody", root=root)
+    two = np.concatenate([astronaut(), astronaut()], axis=1)
+    with pytest.raises(ConfigError, match="frame 0 shows 2 faces"):
+        prepare_photo(None, name="pair", root=root, rgb=two)
+    assert not root.exists() or not any(root.iterdir())
+    with pytest.raises(ConfigError, match="pack name"):
+        prepare_photo(None, name="../x", root=root, rgb=astronaut())
+
+    bad = assets / "tampered"
+    shutil.copytree(assets / "astro", bad)
+    try:
+        data = bytearray((bad / "patches.npz").read_bytes())
+        data[-10] ^= 0xFF
+        (bad / "patches.npz").write_bytes(bytes(data))
+        with pytest.raises(ConfigError, match=r"'patches\.npz' does not match its sha256"):
+            validate(ProgrammeOptions(catalog_path=DEMO, avatar="tampered"))
+        (bad / "patches.npz").write_bytes((assets / "astro" / "patches.npz").read_bytes())
+        manifest = json.loads((bad / "manifest.json").read_text())
+        manifest["consent"]["reference"] = " "
+        (bad / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ConfigError, match="no consent on record"):
+            validate(ProgrammeOptions(catalog_path=DEMO, avatar="tampered"))
+    finally:
+        shutil.rmtree(bad)
+    with pytest.raises(ConfigError, match="unknown mouth engine 'wav2lip'"):
+        validate(ProgrammeOptions(catalog_path=DEMO, avatar="astro", mouth_engine="wav2lip"))
