@@ -172,7 +172,9 @@ class OnnxMouthEngine:
     def crop(self, frame: int) -> NeuralCrop | None:
         """The mouth of ``frame``, or None: not speaking, late (live), or on ``patches``."""
         with self._cond:
-            self._now = max(self._now, frame)
+            if frame < self._now:
+                return None  # a frame already answered (its crop went to that answer)
+            self._now = frame
             job = self._job_at(frame)
             if job is None:
                 return None
