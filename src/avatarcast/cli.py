@@ -54,6 +54,14 @@ PresetOpt = Annotated[
     ),
 ]
 FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second: 25 or 30.")]
+MouthEngineOpt = Annotated[
+    str | None,
+    typer.Option("--mouth-engine", help="A twin's mouth: patches or onnx (default: the pack's)."),
+]
+MouthModelOpt = Annotated[
+    str | None,
+    typer.Option("--mouth-model", help="The onnx engine's model manifest (*.mouth.json)."),
+]
 SellerOpt = Annotated[
     str | None,
     typer.Option("--seller", help='Seller shown on screen: "NAME" or "NAME|CONTACT".'),
@@ -121,6 +129,8 @@ def _programme_options(
     tone: str | None,
     disclosure_every: float = 600.0,
     preset: str = "none",
+    mouth_engine: str | None = None,
+    mouth_model: str | None = None,
 ) -> ProgrammeOptions:
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
@@ -147,6 +157,8 @@ def _programme_options(
             fps=fps,
             seller=_seller(seller),
             disclosure_interval_s=disclosure_every,
+            mouth_engine=mouth_engine,
+            mouth_model=mouth_model,
         )
     except ValidationError as e:
         raise fail(option_error(e)) from None
@@ -208,6 +220,8 @@ def render(
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
+    mouth_engine: MouthEngineOpt = None,
+    mouth_model: MouthModelOpt = None,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -221,7 +235,8 @@ def render(
     opts = _programme_options(
         catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
         size=size, fps=fps, seller=seller, persona=persona, tone=tone,
-        disclosure_every=disclosure_every, preset=preset,
+        disclosure_every=disclosure_every, preset=preset, mouth_engine=mouth_engine,
+        mouth_model=mouth_model,
     )  # fmt: skip
     try:
         result = asyncio.run(
@@ -345,6 +360,8 @@ def live(
     persona: PersonaOpt = None,
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
+    mouth_engine: MouthEngineOpt = None,
+    mouth_model: MouthModelOpt = None,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -400,6 +417,8 @@ def live(
             tone=tone,
             disclosure_every=disclosure_every,
             preset=preset,
+            mouth_engine=mouth_engine,
+            mouth_model=mouth_model,
         ),
         destinations=tuple(url for _, url in targets),
         destination_layouts=tuple(layout for layout, _ in targets),
