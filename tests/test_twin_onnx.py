@@ -163,3 +163,17 @@ async def test_live_stream_on_a_slow_model_falls_back_to_patches_and_says_so(
     # frames kept coming on time while the model missed (it never held the frame loop up)
     assert int(health["frames"]) > switch["frame"]  # type: ignore[call-overload]
     assert float(health["fps"]) >= 20  # type: ignore[arg-type]
+
+
+def test_a_bad_mouth_model_fails_before_air(models: Path, tmp_path: Path) -> None:
+    from avatarcast.pipeline.build import validate
+
+    product = Product(id="AF-1", title="Air fryer", brand="Acme", price=Decimal("89.99"))
+    bad = tmp_path / "m.mouth.json"
+    bad.write_text((models / "wav2lip96.mouth.json").read_text().replace('"bgr"', '"rgba"'))
+    shutil.copy(models / "wav2lip96.onnx", tmp_path / "wav2lip96.onnx")
+    opts = ProgrammeOptions(mouth_engine="onnx", mouth_model=str(bad))
+    with pytest.raises(ConfigError, match=r"m\.mouth\.json: colour_order"):
+        validate(opts, [product])
+    ok = ProgrammeOptions(mouth_engine="onnx", mouth_model=str(models / "wav2lip96.mouth.json"))
+    assert validate(ok, [product]).opts.mouth_model == ok.mouth_model

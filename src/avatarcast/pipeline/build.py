@@ -78,6 +78,10 @@ def _check_presenter(avatar: str, opts: ProgrammeOptions) -> None:
         )
     if is_twin(avatar):
         check_twin(avatar)
+    if opts.mouth_model is not None:  # a wrong hash or field fails here, before air
+        from avatarcast.avatar.neural.manifest import load_manifest
+
+        load_manifest(opts.mouth_model)
 
 
 def load_presenter(avatar: str, opts: ProgrammeOptions, *, live: bool = False) -> Presenter:

@@ -3,8 +3,8 @@
 onnxruntime is an install extra (``avatarcast[neural]``), imported only when a stream asks for
 the ``onnx`` mouth engine. One intra-op thread by default: a stream's model runs on one core
 beside the frame loop and the encoder, and streams scale by count, not by threads. INT8
-(quantised) models run as they are; ``CUDAExecutionProvider`` is used when onnxruntime-gpu is
-installed and ``use_gpu`` asks for it, else the CPU.
+(quantised) models run as they are; ``CUDAExecutionProvider`` goes first when onnxruntime-gpu is
+installed (``use_gpu``, on by default), else the CPU; the status names the provider used.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _named(
 class MouthModel:
     """Runs one manifest's model (and its audio encoder). Not thread-safe: one per stream."""
 
-    def __init__(self, loaded: LoadedManifest, *, threads: int = 1, use_gpu: bool = False) -> None:
+    def __init__(self, loaded: LoadedManifest, *, threads: int = 1, use_gpu: bool = True) -> None:
         if threads < 1:
             raise ConfigError(f"onnx mouth threads {threads} must be at least 1")
         spec = loaded.spec
@@ -185,5 +185,5 @@ def _graph_ops(path: Any) -> list[Any]:
     return list(model.graph.node)
 
 
-def open_model(loaded: LoadedManifest, *, threads: int = 1, use_gpu: bool = False) -> MouthModel:
+def open_model(loaded: LoadedManifest, *, threads: int = 1, use_gpu: bool = True) -> MouthModel:
     return MouthModel(loaded, threads=threads, use_gpu=use_gpu)

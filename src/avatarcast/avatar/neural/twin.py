@@ -78,7 +78,7 @@ class OnnxTwinEngine:
         model: str | Path | None = None,
         live: bool = True,
         threads: int = 1,
-        use_gpu: bool = False,
+        use_gpu: bool = True,
         on_switch: Callable[[EngineSwitch], None] | None = None,
     ) -> None:
         loaded = load_manifest(find_model(clip, model))
