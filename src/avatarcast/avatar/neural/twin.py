@@ -12,10 +12,16 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from avatarcast.avatar.base import AvatarState
-from avatarcast.avatar.neural.engine import EngineSwitch, OnnxMouthEngine, OnnxMouthStatus
+from avatarcast.avatar.neural.engine import (
+    EngineName,
+    EngineSwitch,
+    OnnxMouthEngine,
+    OnnxMouthStatus,
+)
 from avatarcast.avatar.neural.face import FaceRef, face_ref
 from avatarcast.avatar.neural.manifest import MANIFEST_SUFFIX, load_manifest
 from avatarcast.avatar.neural.model import MouthModel
@@ -91,6 +97,9 @@ class OnnxTwinEngine:
         self.neural = OnnxMouthEngine(net, face, fps=fps, live=live, on_switch=self._switched)
         self._lock = threading.Lock()
         self._last: tuple[int, MouthCrop | None] | None = None
+        #: whether the chunk on air is the model's (a chunk that began on patches ends there,
+        #: even when the model's rest ends while it plays)
+        self._on_model = True
 
     def _switched(self, event: EngineSwitch) -> None:
         self.switches.append(event)
@@ -104,6 +113,7 @@ class OnnxTwinEngine:
     def speak(self, chunk: SpeechChunk, start_frame: int) -> None:
         self.patches.speak(chunk, start_frame)
         self.neural.start_chunk(chunk, start_frame)
+        self._on_model = self.neural.engine == "onnx"
 
     def stop(self, frame: int) -> None:
         self.patches.stop(frame)
@@ -118,7 +128,7 @@ class OnnxTwinEngine:
             return answer
 
     def _answer(self, frame: int, state: AvatarState) -> MouthCrop | None:
-        if self.neural.engine == "patches":
+        if self.engine == "patches":
             return self.patches.mouth(frame, state)
         crop = self.neural.crop(frame)
         if crop is None or crop.mouth is None:
@@ -126,12 +136,12 @@ class OnnxTwinEngine:
         return MouthCrop(rgb=crop.mouth)
 
     @property
-    def engine(self) -> str:
+    def engine(self) -> EngineName:
         """The engine drawing mouths now: ``onnx``, or ``patches`` while the model rests."""
-        return self.neural.engine
+        return "onnx" if self._on_model and self.neural.engine == "onnx" else "patches"
 
     def status(self) -> OnnxMouthStatus:
-        return self.neural.status()
+        return replace(self.neural.status(), engine=self.engine)
 
     def close(self) -> None:
         self.neural.close()
