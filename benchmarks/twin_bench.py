@@ -6,8 +6,10 @@
 - **streams**: N ``avatarcast live --avatar <twin> --to rtmp://… --record …`` processes at once
   (``live_capacity.run_streams``: on time = 1 - late/frames from each final status line), and
   the same N with the drawn presenter in the same run, as the ratio's baseline.
+- **cpu**: CPU ms per 720p frame of compose and compose + encode, in one process, twin against
+  the drawn presenter (less sensitive to a loaded machine than the streams part).
 
-``python benchmarks/twin_bench.py [--parts prepare,streams] [--streams 8] [--seconds 30]``;
+``python benchmarks/twin_bench.py [--parts prepare,cpu,streams] [--streams 8] [--seconds 30]``;
 JSON on stdout, progress on stderr. Loopback only.
 """
 
@@ -39,60 +41,53 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _make_video(video: Path, repeat: int) -> None:
+    code = (
+        "import sys; from pathlib import Path; "
+        "from avatarcast.twinprep.testmedia import make_test_video; "
+        "make_test_video(Path(sys.argv[1]), width=1280, height=720, silence_s=5.0, "
+        f"repeat={repeat})"
+    )
+    subprocess.run([sys.executable, "-c", code, str(video)], check=True)
+
+
+DECODE = (
+    "import sys, av\n"
+    "with av.open(sys.argv[1]) as c:\n"
+    "    s = c.streams.video[0]\n"
+    "    s.thread_type = 'AUTO'\n"
+    "    for f in c.decode(s):\n"
+    "        f.to_ndarray(format='rgb24')\n"
+)
+
+
 def part_prepare(work: Path, repeat: int) -> dict[str, Any]:
     video = work / "host.mp4"
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; "
-            "from avatarcast.twinprep.testmedia import make_test_video; "
-            f"make_test_video(Path(sys.argv[1]), width=1280, height=720, silence_s=5.0, "
-            f"repeat={repeat})",
-            str(video),
-        ],
-        check=True,
-    )
-    log(f"prepare: test video made in {time.perf_counter() - t0:.0f} s")
+    if video.is_file():
+        log(f"prepare: reusing {video} (delete it for a new one)")
+    else:
+        _make_video(video, repeat)
+        log(f"prepare: test video made in {time.perf_counter() - t0:.0f} s")
+    load_before = lc.loadavg()
     c0, w0 = _children_cpu(), time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, av; c = av.open(sys.argv[1]); s = c.streams.video[0]; "
-            "s.thread_type = 'AUTO'; [f.to_ndarray(format='rgb24') for f in c.decode(s)]",
-            str(video),
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-c", DECODE, str(video)], check=True)
     decode_wall, decode_cpu = time.perf_counter() - w0, _children_cpu() - c0
-    info = lc_probe(video)
     c0, w0 = _children_cpu(), time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "avatarcast.cli",
-            "avatars",
-            "prepare",
-            "--video",
-            str(video),
-            "--name",
-            "benchtwin",
-            "--root",
-            str(work / "avatars"),
-            "--person",
-            "astronaut (PD)",
-            "--consent-ref",
-            "public domain",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    argv = [sys.executable, "-m", "avatarcast.cli", "avatars", "prepare", "--video", str(video)]
+    argv += ["--name", "benchtwin", "--root", str(work / "avatars")]
+    argv += ["--person", "astronaut (public domain)", "--consent-ref", "public domain"]
+    from avatarcast.twinprep.scripts import reading_script
+
+    script = work / "script.txt"
+    script.write_text(" ".join([reading_script("en")] * repeat), encoding="utf-8")
+    argv += ["--script-file", str(script)]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     wall, cpu = time.perf_counter() - w0, _children_cpu() - c0
     return {
-        "video_s": info,
+        "video_s": lc_probe(video),
+        "load_1m_before": load_before[0],
+        "load_1m_after": lc.loadavg()[0],
         "prepare_wall_s": round(wall, 1),
         "prepare_cpu_s": round(cpu, 1),
         "decode_wall_s": round(decode_wall, 1),
@@ -119,6 +114,76 @@ def lc_probe(video: Path) -> float:
         check=True,
     ).stdout
     return round(float(out), 1)
+
+
+def part_cpu(work: Path, frames: int) -> dict[str, Any]:
+    """CPU ms per frame of composing and of composing + encoding 720p25, in this process, for
+    the twin and the drawn presenter (a talking mouth track; the same card and label)."""
+    import numpy as np
+
+    from avatarcast.avatar.animator import Animator
+    from avatarcast.frames import SAMPLE_RATE, ProgrammeFrame, Sentence
+    from avatarcast.output.encoder import Encoder
+    from avatarcast.pipeline.build import load_presenter, validate
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.pipeline.spec import ProgrammeOptions
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+    from avatarcast.voice.espeak import EspeakVoice
+    from avatarcast.yuv import YuvFrame
+
+    chunk = EspeakVoice("espeak-en-f").synthesize_blocking(
+        Sentence(
+            text="Big bright boxes of fresh papaya may be for you today.",
+            lang="en",
+            source="template",
+        )
+    )
+    pcm = np.zeros(SAMPLE_RATE // 25, np.int16)
+    out: dict[str, Any] = {}
+    for label, avatar in (("twin", "benchtwin"), ("drawn", "daan")):
+        opts = ProgrammeOptions(catalog_path=lc.CATALOG, lang="en", avatar=avatar)
+        resolved = validate(opts)
+        presenter = load_presenter(avatar, opts)
+        view = make_view(
+            presenter,
+            Layout("720p", "none"),
+            fmt=resolved.fmt,
+            lang="en",
+            label=LabelConfig(),
+            seller=None,
+        )
+        anim = Animator(fps=25)
+        product = resolved.products[0]
+        frame = YuvFrame(1280, 720)
+        enc = Encoder(resolved.fmt)
+        t_comp = t_all = 0.0
+        for i in range(frames):
+            if i % 60 == 0:
+                anim.start_chunk(chunk, i)
+            c0 = time.process_time()
+            view.compositor.compose(frame, state=anim.state(i), product=product, caption=None)
+            c1 = time.process_time()
+            enc.encode(ProgrammeFrame(pts=i, yuv=frame.buf.copy(), pcm=pcm))
+            t_comp += c1 - c0
+            t_all += time.process_time() - c0
+        enc.flush()
+        out[label] = {
+            "compose_ms_per_frame": round(1000 * t_comp / frames, 2),
+            "compose_encode_ms_per_frame": round(1000 * t_all / frames, 2),
+        }
+        log(f"cpu: {label}: {out[label]}")
+    out["frames"] = frames
+    out["ratio_twin_to_drawn"] = round(
+        out["twin"]["compose_encode_ms_per_frame"]
+        / max(out["drawn"]["compose_encode_ms_per_frame"], 1e-9),
+        2,
+    )
+    cores = len(os.sched_getaffinity(0))
+    out["stream_limit_twin_compose_encode"] = round(
+        cores * 40 / max(out["twin"]["compose_encode_ms_per_frame"], 1e-9), 1
+    )
+    return out
 
 
 def part_streams(work: Path, n: int, seconds: float) -> dict[str, Any]:
@@ -152,9 +217,19 @@ def part_streams(work: Path, n: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _copy_drawn(work: Path) -> None:
+    import shutil
+
+    for drawn in ("daan", "mila"):
+        dest = work / "avatars" / drawn
+        if not dest.exists():
+            shutil.copytree(ROOT / "assets" / "avatars" / drawn, dest)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parts", default="prepare,streams")
+    ap.add_argument("--parts", default="prepare,cpu,streams")
+    ap.add_argument("--frames", type=int, default=300, help="frames for the cpu part")
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--repeat", type=int, default=3, help="script readings in the test video")
@@ -170,6 +245,9 @@ def main() -> None:
     if "prepare" in parts:
         res["prepare"] = part_prepare(work, args.repeat)
         log(f"prepare: {res['prepare']}")
+    if "cpu" in parts:
+        _copy_drawn(work)
+        res["cpu"] = part_cpu(work, args.frames)
     if "streams" in parts:
         for drawn in ("daan", "mila"):
             dest = work / "avatars" / drawn

@@ -37,6 +37,10 @@ CatalogOpt = Annotated[
 ]
 LangOpt = Annotated[str, typer.Option("--lang", help="Language of the talk: en or nl.")]
 AvatarOpt = Annotated[str | None, typer.Option("--avatar", help="Avatar pack name.")]
+MouthEngineOpt = Annotated[
+    str | None,
+    typer.Option("--mouth-engine", help="A twin's mouth: patches or onnx (default: the pack's)."),
+]
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice name (see `voices`).")]
 WriterOpt = Annotated[str, typer.Option("--writer", help="Script writer: template or llm.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed: same seed, same output.")]
@@ -54,10 +58,6 @@ PresetOpt = Annotated[
     ),
 ]
 FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second: 25 or 30.")]
-MouthEngineOpt = Annotated[
-    str | None,
-    typer.Option("--mouth-engine", help="A twin's mouth: patches or onnx (default: the pack's)."),
-]
 MouthModelOpt = Annotated[
     str | None,
     typer.Option("--mouth-model", help="The onnx engine's model manifest (*.mouth.json)."),

@@ -290,16 +290,12 @@ class Animator:
             breath=math.sin(2 * math.pi * BREATH_HZ * t + self._breath_phase),
             head_dx=HEAD_PX[0] * dx,
             head_dy=HEAD_PX[1] * dy,
+            frame=frame_index,
         )
 
     def state(self, frame_index: int) -> AvatarState:
         key = self.mouth(frame_index)
-        return replace(
-            self.idle_state(frame_index),
-            viseme=key.viseme,
-            mouth_open=key.mouth_open,
-            frame=frame_index,
-        )
+        return replace(self.idle_state(frame_index), viseme=key.viseme, mouth_open=key.mouth_open)
 
 
 _CLOSED = MouthKey(viseme="rest", mouth_open=0.0)

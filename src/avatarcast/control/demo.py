@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from avatarcast.avatar.pack import list_packs
+from avatarcast.avatar.pack import default_pack
 from avatarcast.catalog.loaders import load_catalog
 from avatarcast.control.app import create_app
 from avatarcast.control.bootstrap import create_key
@@ -92,13 +92,12 @@ def prepare_demo(settings: Settings, *, catalog: Path, lang: str = "en") -> Prep
             )
             row = session.scalar(query)
             if row is None:
-                packs = list_packs()
                 row = StreamRow(
                     id=secrets.token_hex(8),
                     tenant_id=tenant_id,
                     name=DEMO_STREAM,
                     product_ids=None,
-                    avatar=packs[0] if packs else "default",
+                    avatar=default_pack() or "default",  # the drawn presenter, never a twin
                     voice=default_voice_for(lang),
                     lang=lang,
                     writer="template",

@@ -15,7 +15,7 @@ from PIL import Image
 
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.render import AvatarFraming
-from avatarcast.avatar.twin.clip import TwinClip, yuv_to_rgb
+from avatarcast.avatar.twin.clip import TwinClip
 from avatarcast.avatar.twin.engine import MouthCrop, MouthEngine
 from avatarcast.yuv import YuvFrame, rgb_to_yuv_planes
 
@@ -74,7 +74,8 @@ class TwinRenderer:
     # --- placement ----------------------------------------------------------------------
 
     def _place(self, src: YuvFrame) -> YuvFrame:
-        """One loop frame scaled and placed for this view; edges repeat where it falls short."""
+        """One loop frame scaled and placed for this view; edges repeat where it falls short.
+        Each plane is resized on its own (no colour conversion): a few ms a frame."""
         fr = self.framing
         if (
             fr.scale == 1.0
@@ -86,14 +87,14 @@ class TwinRenderer:
             )
         ):
             return src
-        rgb = yuv_to_rgb(src)
-        w, h = max(2, round(src.width * fr.scale)), max(2, round(src.height * fr.scale))
-        img = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
-        ys = np.clip(np.arange(self.height) - fr.y, 0, h - 1)
-        xs = np.clip(np.arange(self.width) - fr.x, 0, w - 1)
         out = YuvFrame(self.width, self.height)
-        planes = rgb_to_yuv_planes(np.ascontiguousarray(img[ys][:, xs]))
-        out.y[...], out.u[...], out.v[...] = planes
+        for dst, plane, k in ((out.y, src.y, 1), (out.u, src.u, 2), (out.v, src.v, 2)):
+            w = max(1, round(src.width * fr.scale / k))
+            h = max(1, round(src.height * fr.scale / k))
+            img = np.asarray(Image.fromarray(plane).resize((w, h), Image.Resampling.BILINEAR))
+            ys = np.clip(np.arange(dst.shape[0]) - fr.y // k, 0, h - 1)
+            xs = np.clip(np.arange(dst.shape[1]) - fr.x // k, 0, w - 1)
+            dst[...] = img[ys][:, xs]
         return out
 
     def _box_at(self, frame: int) -> tuple[int, int]:
