@@ -132,3 +132,21 @@ async def test_custom_openai_voice_name_reaches_the_server_and_gets_timings(
     assert chunk.phonemes[0].start_ms < SYLLABLE_S * 1000
     with pytest.raises(Exception, match="voice"):
         create_voice("openai:not a name", network=net)
+
+
+def test_stream_options_accept_piper_paths_and_custom_openai_names(
+    models: Path, tmp_path: Path
+) -> None:
+    from avatarcast.pipeline.spec import resolve_names
+
+    piper = f"piper:{models / 'voice-tiny.onnx'}"
+    assert resolve_names(lang="en", avatar=None, voice=piper).voice == piper
+    assert resolve_names(lang="nl", avatar=None, voice="openai:anna-clone").voice
+    with pytest.raises(ConfigError, match="does not speak 'nl'") as bad_lang:
+        resolve_names(lang="nl", avatar=None, voice=piper)  # the tiny voice is en_US
+    assert bad_lang.value.field == "voice"
+    with pytest.raises(ConfigError, match="does not exist") as missing:
+        resolve_names(lang="en", avatar=None, voice=f"piper:{tmp_path / 'none.onnx'}")
+    assert missing.value.field == "voice"
+    with pytest.raises(ConfigError, match="unknown voice"):
+        resolve_names(lang="en", avatar=None, voice="piper-ish")

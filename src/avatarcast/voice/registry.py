@@ -24,7 +24,13 @@ from avatarcast.voice.fallback import FallbackVoice
 from avatarcast.voice.openai_tts import OpenAiTtsVoice, openai_voice_infos
 from avatarcast.voice.timing import TimedVoice
 
-__all__ = ["NetworkVoiceOptions", "create_voice", "default_voice_for", "list_voices"]
+__all__ = [
+    "NetworkVoiceOptions",
+    "create_voice",
+    "default_voice_for",
+    "describe_voice",
+    "list_voices",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,4 +152,41 @@ def create_voice(
         return _openai(name, lang, net)
     if name.startswith("piper:") and name.endswith(".onnx"):
         return _piper(name, lang, net)
+    raise UnknownNameError("voice", name, [v.name for v in list_voices()])
+
+
+def describe_voice(name: str) -> VoiceInfo:
+    """What ``create_voice(name)`` would make, without making it: listed voices, any edge
+    ShortName, any ``openai:`` name and ``piper:`` paths (their language read from the
+    model's config). An unknown name raises ``UnknownNameError``."""
+    for info in list_voices():
+        if info.name == name:
+            return info
+    rest = name.partition(":")[2]
+    if name.startswith("edge:") and is_edge_short_name(rest):
+        return VoiceInfo(
+            name=name,
+            engine="edge",
+            languages=(edge_language(rest),),
+            gives_phonemes=False,
+            offline=False,
+        )
+    if name.startswith("openai:") and _CUSTOM_OPENAI.fullmatch(rest):
+        return VoiceInfo(
+            name=name,
+            engine="openai",
+            languages=openai_voice_infos()[0].languages,
+            gives_phonemes=False,
+            offline=False,
+        )
+    if name.startswith("piper:") and name.endswith(".onnx"):
+        from avatarcast.voice.piper import piper_language
+
+        return VoiceInfo(
+            name=name,
+            engine="piper",
+            languages=(piper_language(Path(rest)),),
+            gives_phonemes=True,
+            offline=True,
+        )
     raise UnknownNameError("voice", name, [v.name for v in list_voices()])
