@@ -171,7 +171,9 @@ def test_paste_changes_only_the_lower_face_and_fades_at_its_edge(models: Path) -
         eng.close()
 
 
-def _run_live(eng: OnnxMouthEngine, chunks: list[SpeechChunk], frames: int) -> dict[str, object]:
+def _run_live(
+    eng: OnnxMouthEngine, chunks: list[SpeechChunk], frames: int, ahead: int = 0
+) -> dict[str, object]:
     """A 25 fps wall-clock frame loop over an idle loop (the photo swaying a pixel a frame):
     each frame is the loop frame, plus the crop when there is one."""
     rgb = astronaut()
@@ -184,6 +186,11 @@ def _run_live(eng: OnnxMouthEngine, chunks: list[SpeechChunk], frames: int) -> d
     kinds: list[bool] = []
     for c in chunks:
         eng.prepare(c)
+    if ahead:  # the talk queue voices a sentence seconds before it airs
+        deadline = time.monotonic() + 20
+        while eng.status().ahead < ahead and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.perf_counter()
     at = start_at
     starts = {}
     for c in chunks:
@@ -214,7 +221,9 @@ def test_slow_model_falls_back_to_patches_with_no_late_or_frozen_frame(models: P
     finally:
         eng.close()
     waits = np.array(result["waits"])
-    assert waits.max() < 0.02, f"crop() waited {waits.max() * 1000:.1f} ms"  # never late
+    # never late: a crop() never costs a frame period (it only takes a lock the worker holds
+    # for microseconds; a loaded machine may deschedule the holder for a few ms)
+    assert waits.max() < 0.04, f"crop() waited {waits.max() * 1000:.1f} ms"
     outputs = result["outputs"]
     assert all(a != b for a, b in itertools.pairwise(outputs))  # never frozen
     assert [e.engine for e in events] == ["patches"]
@@ -233,7 +242,9 @@ def test_fast_model_keeps_up_live(models: Path) -> None:
     events: list[EngineSwitch] = []
     eng = engine(models, "wav2lip96", live=True, events=events)
     try:
-        result = _run_live(eng, [chunk(2.0, seed=2), chunk(1.6, seed=3)], frames=25 + 90 + 5)
+        result = _run_live(
+            eng, [chunk(2.0, seed=2), chunk(1.6, seed=3)], frames=25 + 90 + 5, ahead=50
+        )
         status = eng.status()
     finally:
         eng.close()

@@ -70,6 +70,8 @@ class OnnxMouthStatus:
     fallbacks: int
     rest_until_frame: int | None
     infer_ms: float
+    #: crops rendered and waiting for their frames (how far ahead of the clock it is)
+    ahead: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -213,6 +215,7 @@ class OnnxMouthEngine:
                 fallbacks=self._fallbacks,
                 rest_until_frame=self._monitor.rest_until,
                 infer_ms=round(1000 * self._infer_s / max(1, self._inferred), 2),
+                ahead=self._stored,
             )
 
     def close(self) -> None:
