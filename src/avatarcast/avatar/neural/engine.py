@@ -158,6 +158,7 @@ class OnnxMouthEngine:
                 return
             job.start, job.stop = frame, frame + job.n
             self._playing.append(job)
+            self._make_room()
             self._cond.notify_all()
 
     def stop_chunk(self, frame: int) -> None:
@@ -253,6 +254,17 @@ class OnnxMouthEngine:
         self._stored -= len(job.crops)
         job.crops.clear()
         job.next_k = job.n
+
+    def _make_room(self) -> None:
+        """A chunk that airs before those prepared ahead of it (an answer overtaking the
+        rundown) must not wait for room: the latest prepared chunks give theirs back and
+        will be rendered again."""
+        for job in reversed(self._queued):
+            if self._stored < self._capacity // 2:
+                return
+            self._stored -= len(job.crops)
+            job.crops.clear()
+            job.next_k = 0
 
     def _fall_back(self, frame: int) -> None:
         rate = self._monitor.miss_rate
