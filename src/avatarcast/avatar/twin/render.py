@@ -9,6 +9,8 @@ colour shift makes the crop agree with the frame where the fade happens.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -24,6 +26,7 @@ __all__ = ["TwinRenderer", "landscape_framing"]
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 _RING = (0.03, 0.5)  # the mask values counted as its border ring (for colour matching)
+_CROP_CACHE = 128
 _MAX_SHIFT = 24.0  # a colour shift larger than this is a bad crop: clamp, never recolour a face
 
 
@@ -70,6 +73,7 @@ class TwinRenderer:
         self._ring = (self._mask > _RING[0]) & (self._mask < _RING[1])
         self._ring2 = (self._mask2 > _RING[0]) & (self._mask2 < _RING[1])
         self._ring_means: dict[int, tuple[float, float, float]] = {}
+        self._crops: OrderedDict[int, tuple[U8, tuple[tuple[F32, float], ...]]] = OrderedDict()
 
     # --- placement ----------------------------------------------------------------------
 
@@ -130,23 +134,41 @@ class TwinRenderer:
         w, h = self._box_w, self._box_h
         if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
             return  # the mouth is outside this view (a tight crop): nothing to draw
-        img = Image.fromarray(crop.rgb).resize((w, h), Image.Resampling.BILINEAR)
-        py, pu, pv = rgb_to_yuv_planes(np.asarray(img, np.uint8))
+        planes = self._planes(crop)
         ry, ru, rv = self._ring_mean(n, x, y)
         a = self._mask * crop.weight
         a2 = self._mask2 * crop.weight
         cx, cy = x // 2, y // 2
-        for plane, patch, alpha, ring, target, at in (
-            (frame.y, py, a, self._ring, ry, (y, x)),
-            (frame.u, pu, a2, self._ring2, ru, (cy, cx)),
-            (frame.v, pv, a2, self._ring2, rv, (cy, cx)),
+        for dst, (p, ring_mean), alpha, target in (
+            (frame.y[y : y + h, x : x + w], planes[0], a, ry),
+            (frame.u[cy : cy + h // 2, cx : cx + w // 2], planes[1], a2, ru),
+            (frame.v[cy : cy + h // 2, cx : cx + w // 2], planes[2], a2, rv),
         ):
-            ph, pw = patch.shape
-            dst = plane[at[0] : at[0] + ph, at[1] : at[1] + pw]
-            p = patch.astype(np.float32)
-            shift = float(np.clip(target - p[ring].mean(), -_MAX_SHIFT, _MAX_SHIFT))
+            shift = float(np.clip(target - ring_mean, -_MAX_SHIFT, _MAX_SHIFT))
             d = dst.astype(np.float32)
             dst[...] = np.clip(np.rint(d + (p + shift - d) * alpha), 0, 255).astype(np.uint8)
+
+    def _planes(self, crop: MouthCrop) -> tuple[tuple[F32, float], ...]:
+        """``crop`` at this view's box size as float Y, U, V planes with their ring means.
+        Engines that repeat a crop object (``patches`` does) pay for this once."""
+        key = id(crop.rgb)
+        hit = self._crops.get(key)
+        if hit is not None and hit[0] is crop.rgb:
+            self._crops.move_to_end(key)
+            return hit[1]
+        img = Image.fromarray(crop.rgb).resize(
+            (self._box_w, self._box_h), Image.Resampling.BILINEAR
+        )
+        py, pu, pv = (q.astype(np.float32) for q in rgb_to_yuv_planes(np.asarray(img, np.uint8)))
+        planes = (
+            (py, float(py[self._ring].mean())),
+            (pu, float(pu[self._ring2].mean())),
+            (pv, float(pv[self._ring2].mean())),
+        )
+        self._crops[key] = (crop.rgb, planes)  # holding the array keeps its id unique
+        if len(self._crops) > _CROP_CACHE:
+            self._crops.popitem(last=False)
+        return planes
 
     def _ring_mean(self, n: int, x: int, y: int) -> tuple[float, float, float]:
         """The idle frame's mean Y, U, V over the mask's border ring (cached per loop frame)."""
