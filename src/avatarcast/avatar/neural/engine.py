@@ -78,7 +78,7 @@ class OnnxMouthStatus:
 class _Job:
     chunk: SpeechChunk
     n: int
-    feature: Callable[[int], F32]
+    feature: Callable[[int], F32] | None = None  # made by the worker: never on the event loop
     next_k: int = 0
     crops: dict[int, NeuralCrop] = field(default_factory=dict)
     start: int = -1  # set when the chunk airs; until then its frames are not placed
@@ -137,7 +137,7 @@ class OnnxMouthEngine:
                 return
             if self._engine == "patches" and not self._retry(self._now):
                 return
-            job = _Job(chunk=chunk, n=n, feature=self._features(chunk), aired_before=self._aired)
+            job = _Job(chunk=chunk, n=n, aired_before=self._aired)
             self._queued.append(job)
             self._cond.notify_all()
         self._emit()
@@ -337,5 +337,7 @@ class OnnxMouthEngine:
 
     def _render(self, job: _Job, k: int) -> NeuralCrop:
         model = self.model
+        if job.feature is None:
+            job.feature = self._features(job.chunk)
         rgb = model.run(self._face_input, model.audio_input(job.feature(k)))
         return NeuralCrop(index=k, rgb=rgb, mouth=canonical_mouth(self.face, rgb))
