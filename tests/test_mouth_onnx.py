@@ -301,17 +301,18 @@ def test_the_model_comes_back_after_its_rest(models: Path) -> None:
 
 def test_an_urgent_chunk_gets_room_from_chunks_prepared_before_it(models: Path) -> None:
     model = MouthModel(load_manifest(models / "wav2lip96.mouth.json"))
-    eng = OnnxMouthEngine(model, face_ref(astronaut(), FACE_BOX, 96), fps=25, live=False)
+    face = face_ref(astronaut(), FACE_BOX, 96)
+    eng = OnnxMouthEngine(model, face, fps=25, live=False, ahead_s=1.0)
     try:
-        rundown, answer = chunk(5.0, seed=6), chunk(1.0, seed=7)
-        eng.prepare(rundown)  # 125 frames: more than the 4 s (100 crops) the store holds
+        rundown, answer = chunk(1.6, seed=6), chunk(0.4, seed=7)
+        eng.prepare(rundown)  # 40 frames: more than the 1 s (25 crops) this store holds
         deadline = time.monotonic() + 30
-        while eng.status().ahead < 100 and time.monotonic() < deadline:
+        while eng.status().ahead < 25 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert eng.status().ahead == 100
+        assert eng.status().ahead == 25
         eng.start_chunk(answer, 0)  # overtakes the rundown; offline, crop() waits for it
-        assert all(eng.crop(f) is not None for f in range(25))
-        eng.start_chunk(rundown, 25)  # the rundown airs after all, rendered again
-        assert all(eng.crop(f) is not None for f in range(25, 150))
+        assert all(eng.crop(f) is not None for f in range(10))
+        eng.start_chunk(rundown, 10)  # the rundown airs after all, rendered again
+        assert all(eng.crop(f) is not None for f in range(10, 50))
     finally:
         eng.close()
