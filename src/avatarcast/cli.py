@@ -39,7 +39,7 @@ LangOpt = Annotated[str, typer.Option("--lang", help="Language of the talk: en o
 AvatarOpt = Annotated[str | None, typer.Option("--avatar", help="Avatar pack name.")]
 MouthEngineOpt = Annotated[
     str | None,
-    typer.Option("--mouth-engine", help="A twin's mouth engine (default: the pack's; patches)."),
+    typer.Option("--mouth-engine", help="A twin's mouth: patches or onnx (default: the pack's)."),
 ]
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice name (see `voices`).")]
 WriterOpt = Annotated[str, typer.Option("--writer", help="Script writer: template or llm.")]
@@ -58,6 +58,10 @@ PresetOpt = Annotated[
     ),
 ]
 FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second: 25 or 30.")]
+MouthModelOpt = Annotated[
+    str | None,
+    typer.Option("--mouth-model", help="The onnx engine's model manifest (*.mouth.json)."),
+]
 SellerOpt = Annotated[
     str | None,
     typer.Option("--seller", help='Seller shown on screen: "NAME" or "NAME|CONTACT".'),
@@ -126,6 +130,7 @@ def _programme_options(
     disclosure_every: float = 600.0,
     preset: str = "none",
     mouth_engine: str | None = None,
+    mouth_model: str | None = None,
 ) -> ProgrammeOptions:
     """The options `render` and `live` share, with settings read only where a flag needs them."""
     from dataclasses import replace
@@ -153,6 +158,7 @@ def _programme_options(
             seller=_seller(seller),
             disclosure_interval_s=disclosure_every,
             mouth_engine=mouth_engine,
+            mouth_model=mouth_model,
         )
     except ValidationError as e:
         raise fail(option_error(e)) from None
@@ -215,6 +221,7 @@ def render(
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
     mouth_engine: MouthEngineOpt = None,
+    mouth_model: MouthModelOpt = None,
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Write spoken sentences as JSON Lines.")
     ] = None,
@@ -229,6 +236,7 @@ def render(
         catalog=catalog, lang=lang, avatar=avatar, voice=voice, writer=writer, seed=seed,
         size=size, fps=fps, seller=seller, persona=persona, tone=tone,
         disclosure_every=disclosure_every, preset=preset, mouth_engine=mouth_engine,
+        mouth_model=mouth_model,
     )  # fmt: skip
     try:
         result = asyncio.run(
@@ -353,6 +361,7 @@ def live(
     tone: ToneOpt = None,
     disclosure_every: DisclosureOpt = 600.0,
     mouth_engine: MouthEngineOpt = None,
+    mouth_model: MouthModelOpt = None,
     segment_seconds: Annotated[
         float, typer.Option("--segment-seconds", help="Length of recording segments.")
     ] = 600.0,
@@ -409,6 +418,7 @@ def live(
             disclosure_every=disclosure_every,
             preset=preset,
             mouth_engine=mouth_engine,
+            mouth_model=mouth_model,
         ),
         destinations=tuple(url for _, url in targets),
         destination_layouts=tuple(layout for layout, _ in targets),

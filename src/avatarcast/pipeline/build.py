@@ -78,12 +78,23 @@ def _check_presenter(avatar: str, opts: ProgrammeOptions) -> None:
         )
     if is_twin(avatar):
         check_twin(avatar)
+    if opts.mouth_model is not None:  # a wrong hash or field fails here, before air
+        from avatarcast.avatar.neural.manifest import load_manifest
+
+        load_manifest(opts.mouth_model)
 
 
-def load_presenter(avatar: str, opts: ProgrammeOptions) -> Presenter:
+def load_presenter(avatar: str, opts: ProgrammeOptions, *, live: bool = False) -> Presenter:
     """The drawn pack, or the twin (its loop loaded, its mouth engine made), named ``avatar``."""
     if is_twin(avatar):
-        return open_twin(avatar, fps=opts.fps, seed=opts.seed, engine=opts.mouth_engine)
+        return open_twin(
+            avatar,
+            fps=opts.fps,
+            seed=opts.seed,
+            engine=opts.mouth_engine,
+            model=opts.mouth_model,
+            live=live,
+        )
     return load_pack(avatar)
 
 
@@ -188,7 +199,7 @@ def build(
     """
     opts, fmt = resolved.opts, resolved.fmt
     catalog = catalog if catalog is not None else Catalog(resolved.products)
-    pack = load_presenter(resolved.avatar, opts)
+    pack = load_presenter(resolved.avatar, opts, live=live)
     view = make_view(
         pack,
         Layout(opts.size, opts.preset),
@@ -217,6 +228,8 @@ def build(
         guard=guard if guard is not None else script.guard,
         prefetch=3 if live else 0,
     )
+    if isinstance(pack, Twin):
+        talk.on_chunk_ready.append(pack.engine.prepare)
     animator = (
         TwinAnimator(engine=pack.engine, fps=fmt.fps, seed=opts.seed, lang=opts.lang)
         if isinstance(pack, Twin)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from avatarcast.avatar.neural.twin import OnnxTwinEngine
+from avatarcast.avatar.twin.load import Twin
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
 from avatarcast.chat.message import ChatMessage
@@ -112,6 +114,9 @@ class LiveStatus:
     commands: tuple[dict[str, Any], ...] = ()
     #: the HLS folder's writer, when the stream makes HLS
     hls: HlsStatus | None = None
+    #: a twin's mouth engine: ``engine`` drawing now (``onnx``/``patches``), and for ``onnx``
+    #: its model, hits/misses, miss rate and ``switches`` (each with the frame it happened at)
+    mouth: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -382,6 +387,7 @@ class LiveControl:
             recording_dir=outputs.recording_dir,
             commands=tuple(a.brief() for a in list(self.director.log)[-10:]),
             hls=outputs.hls.status() if outputs.hls is not None else None,
+            mouth=_mouth_status(built),
         )
 
     def _dest_status(self, sink: RtmpSink) -> DestinationStatus:
@@ -479,3 +485,16 @@ def _dest_status(sink: RtmpSink) -> DestinationStatus:
         reconnects=int(st["reconnects"]),
         last_error=redact(str(st["last_error"])) if st.get("last_error") else None,
     )
+
+
+def _mouth_status(built: Built | None) -> dict[str, Any] | None:
+    """The twin's mouth engine as status fields; None for the drawn presenter."""
+    if built is None or not isinstance(built.pack, Twin):
+        return None
+    engine = built.pack.engine
+    if not isinstance(engine, OnnxTwinEngine):
+        return {"engine": engine.name}
+    return {
+        **asdict(engine.status()),
+        "switches": [asdict(s) for s in list(engine.switches)],
+    }

@@ -20,7 +20,12 @@ from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.locale import language
 from avatarcast.programme.layout import PRESETS, SIZES
 from avatarcast.script.llm import LlmOptions
-from avatarcast.voice.registry import NetworkVoiceOptions, default_voice_for, list_voices
+from avatarcast.voice.registry import (
+    NetworkVoiceOptions,
+    default_voice_for,
+    describe_voice,
+    list_voices,
+)
 
 __all__ = [
     "Corner",
@@ -70,6 +75,8 @@ class ProgrammeOptions(BaseModel):
     seller: tuple[str, str] | None = None
     #: the twin's mouth engine (``avatar.twin.engine.ENGINES``); None: the pack's own choice
     mouth_engine: str | None = None
+    #: the ``onnx`` engine's model manifest (``*.mouth.json``); None: the pack's ``mouth/`` one
+    mouth_model: str | None = None
     #: seconds between spoken AI disclosures (the first is at the start); None turns them off
     disclosure_interval_s: float | None = 600.0
 
@@ -115,11 +122,16 @@ def resolve_names(
             voice = default_voice_for(lang)
         except UnknownNameError as e:
             raise ConfigError(str(e), field="lang") from None
-    voices = {v.name: v for v in list_voices()}
-    if voice not in voices:
-        raise UnknownNameError("voice", voice, list(voices), field="voice")
-    if lang not in voices[voice].languages:
-        speaks = ", ".join(voices[voice].languages)
+    try:
+        info = describe_voice(voice)
+    except UnknownNameError:
+        raise UnknownNameError(
+            "voice", voice, [v.name for v in list_voices()], field="voice"
+        ) from None
+    except ConfigError as e:  # a piper path without its model or config
+        raise ConfigError(str(e), field="voice") from None
+    if lang not in info.languages:
+        speaks = ", ".join(info.languages)
         raise ConfigError(
             f"voice {voice!r} does not speak {lang!r}; it speaks {speaks}", field="voice"
         )

@@ -118,6 +118,8 @@ class TalkSource:
         self.on_voiced: list[Callable[[Sentence], None]] = []
         #: live: hear every sentence the moment it is ready to go on air (urgent or not)
         self.on_ready: list[Callable[[Sentence, bool], None]] = []
+        #: live: the same moment, with the voiced chunk (a mouth engine renders ahead from it)
+        self.on_chunk_ready: list[Callable[[SpeechChunk], None]] = []
         #: pulled talk that waits as live talk did (replay of a recorded stream)
         self.gate: ReadyGate | None = None
         self._held: Talk | None = None
@@ -449,6 +451,8 @@ class TalkSource:
                 await self._ready.put(talk)
             for listener in self.on_ready:
                 listener(talk.chunk.sentence, urgent)
+            for chunk_listener in self.on_chunk_ready:
+                chunk_listener(talk.chunk)
 
     async def run_prefetch(self) -> None:
         """Keep ``prefetch`` chunks ready and voice urgent sentences as they come. Run it as a
@@ -492,6 +496,8 @@ class TalkSource:
                 listener(talk.chunk.sentence)
             for ready in self.on_ready:
                 ready(talk.chunk.sentence, True)
+            for chunk_ready in self.on_chunk_ready:
+                chunk_ready(talk.chunk)
 
     async def _voice_one(self, sentence: Sentence) -> Talk | None:
         product = self._catalog.get(sentence.product_id) if sentence.product_id else None

@@ -106,8 +106,10 @@ class StreamEvent:
     """Something that happened to a stream: ``started``, ``crashed``, ``restarted``, ``stopped``
     (also ``failed``); or, to a runner's output callback, what it put on air: ``line`` (a
     spoken sentence; ``detail`` holds ``run``, ``t``, ``wall``, ``text``, ``source``,
-    ``facts``, ``verdicts``), ``refusal`` (a sentence the guardrails refused) and ``command``
-    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``)."""
+    ``facts``, ``verdicts``), ``refusal`` (a sentence the guardrails refused), ``command``
+    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``) and
+    ``mouth_engine`` (a twin's mouth engine switched: ``frame``, ``engine``, ``reason``,
+    ``miss_rate``)."""
 
     stream_id: str
     tenant_id: str

@@ -362,7 +362,7 @@ class LocalRunner:
                     s.state = state
             elif msg.get("type") == "result":
                 self._resolve(s, msg)
-            elif msg.get("type") in ("line", "refusal", "command", "answers"):
+            elif msg.get("type") in ("line", "refusal", "command", "answers", "mouth_engine"):
                 kind = msg.pop("type")
                 if self._on_output is not None:
                     self._emit(s, kind, run=s.restarts, **msg, callback=self._on_output)

@@ -17,7 +17,9 @@ at once after a state change), ``{"type": "command", "command": {...}}`` for eve
 applied (``Applied.as_dict``: its fields, ``requested_t``, and the ``pts`` and ``applied_t`` at
 which it took effect), ``{"type": "line", ...}`` for every sentence as it goes on air,
 ``{"type": "refusal", ...}`` for every sentence the guardrails refused, ``{"type": "answers",
-"items": [...]}`` whenever the answers awaiting approval change, and
+"items": [...]}`` whenever the answers awaiting approval change,
+``{"type": "mouth_engine", "frame", "engine", "reason", "miss_rate"}`` when a twin's mouth
+engine switches (``onnx`` falling back to ``patches``, or back), and
 ``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
 stream stops.
 
@@ -97,6 +99,7 @@ class Worker:
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
         self._last_refusal: object | None = None
+        self._mouth_reported = -1  # the frame of the last mouth-engine switch reported
         #: the stream's session, recorded for replay (spec ``session_out``)
         self.session: SessionLog | None = None
 
@@ -108,7 +111,16 @@ class Worker:
         if self.session is not None:
             self.session.tick()
         self._report_refusals()
+        self._report_mouth(status)
         self.emit({"type": "status", **status.as_dict()})
+
+    def _report_mouth(self, status: LiveStatus) -> None:
+        """One ``mouth_engine`` event per switch of the twin's mouth engine (onnx <-> patches)."""
+        switches = status.mouth.get("switches", []) if status.mouth else []
+        for s in switches:
+            if s["frame"] > self._mouth_reported:
+                self._mouth_reported = s["frame"]
+                self.emit({"type": "mouth_engine", **s})
 
     def command(self, line: str | None) -> None:
         """One stdin line, or None at end of input."""

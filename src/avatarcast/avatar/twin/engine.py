@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ENGINES", "MouthCrop", "MouthEngine", "create_engine"]
 
-ENGINES: tuple[str, ...] = ("patches",)
-"""Engine names :func:`create_engine` knows (``onnx`` joins when its module is present)."""
+ENGINES: tuple[str, ...] = ("patches", "onnx")
+"""Engine names :func:`create_engine` knows (``onnx`` needs ``avatarcast[neural]`` and a model)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +52,11 @@ class MouthEngine(Protocol):
 
     name: str
 
+    def prepare(self, chunk: SpeechChunk) -> None:
+        """``chunk`` is voiced and queued to air (start frame not known yet): an engine that
+        renders ahead may start on it now (live only; chunks may be dropped unaired)."""
+        ...
+
     def speak(self, chunk: SpeechChunk, start_frame: int) -> None:
         """``chunk`` starts playing at frame ``start_frame`` (its whole audio and phoneme timings
         are known now, before its first frame is composed)."""
@@ -70,10 +75,25 @@ class MouthEngine(Protocol):
     def close(self) -> None: ...
 
 
-def create_engine(name: str, *, clip: TwinClip, fps: int, seed: int = 0) -> MouthEngine:
-    """The engine called ``name`` for ``clip``; unknown names raise ``UnknownNameError``."""
+def create_engine(
+    name: str,
+    *,
+    clip: TwinClip,
+    fps: int,
+    seed: int = 0,
+    model: str | None = None,
+    live: bool = True,
+) -> MouthEngine:
+    """The engine called ``name`` for ``clip``; unknown names raise ``UnknownNameError``.
+
+    ``model`` is the ``onnx`` engine's model (a ``.mouth.json``; None: the pack's own, in its
+    ``mouth/`` folder). ``live`` False makes it wait for every crop (render, replay)."""
     if name == "patches":
         from avatarcast.avatar.twin.patches import PatchesEngine
 
         return PatchesEngine(clip, fps=fps)
+    if name == "onnx":
+        from avatarcast.avatar.neural.twin import OnnxTwinEngine
+
+        return OnnxTwinEngine(clip, fps=fps, model=model, live=live)
     raise UnknownNameError("mouth engine", name, list(ENGINES), field="mouth_engine")

@@ -40,7 +40,14 @@ def check_twin(name: str, root: Path | str | None = None) -> TwinPack:
 
 
 def open_twin(
-    name: str, *, fps: int, seed: int = 0, engine: str | None = None, root: Path | str | None = None
+    name: str,
+    *,
+    fps: int,
+    seed: int = 0,
+    engine: str | None = None,
+    root: Path | str | None = None,
+    model: str | None = None,
+    live: bool = True,
 ) -> Twin:
     pack = check_twin(name, root)
     if pack.fps != fps:
@@ -52,5 +59,7 @@ def open_twin(
     return Twin(
         pack=pack,
         clip=clip,
-        engine=create_engine(engine or pack.engine, clip=clip, fps=fps, seed=seed),
+        engine=create_engine(
+            engine or pack.engine, clip=clip, fps=fps, seed=seed, model=model, live=live
+        ),
     )

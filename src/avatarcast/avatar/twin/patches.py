@@ -44,6 +44,9 @@ class PatchesEngine:
         self._cache: OrderedDict[tuple[str, int], MouthCrop | None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def prepare(self, chunk: SpeechChunk) -> None:
+        """Nothing to render ahead: a patch is a lookup."""
+
     def speak(self, chunk: SpeechChunk, start_frame: int) -> None:
         """Nothing to prepare: the animator's track already says which viseme shows when."""
 

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The onnx mouth engine on a Wav2Lip-shaped model at full width (random weights, real size).
+
+Measures, in one run (the machine is shared: read the load average printed with them):
+
+- **model**: bare onnxruntime inference of the full-width model, FP32 and INT8 (static QDQ),
+  1 intra-op thread: median ms per frame and frames/s. This is the physical limit of the engine.
+- **engine**: one stream at 25 fps on the wall clock, INT8, 1 thread, speech all the time, the
+  fallback off: the share of frames whose crop was late, and crops/s against the bare model
+  (the engine's overhead ratio). The same for the tiny generated model (one that keeps up).
+- **fallback**: the same stream with the fallback on: when it switched to ``patches``, and
+  whether any frame after the switch waited for the model.
+- **streams**: N streams at once (one thread each, as N stream processes would each have one),
+  the fallback on: how many stay on ``onnx``, how many fell back, the worst crop() wait (a
+  frame is late when it waits; it never should).
+
+Usage: ``python benchmarks/onnx_mouth.py [--seconds 12] [--streams 1,2,4] [--models DIR]``
+(without ``--models`` it generates them with ``scripts/make_mouth_models.py --full``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avatarcast.avatar.neural import FallbackPolicy, OnnxMouthEngine, face_ref, load_manifest
+from avatarcast.avatar.neural.model import MouthModel
+from avatarcast.frames import Sentence, SpeechChunk
+
+REPO = Path(__file__).resolve().parents[1]
+FPS = 25
+NEVER = FallbackPolicy(max_miss_rate=1.0)
+
+
+def speech(seconds: float, seed: int) -> SpeechChunk:
+    t = np.arange(int(48_000 * seconds)) / 48_000
+    buzz = sum(np.sin(2 * np.pi * 150 * h * t) / h for h in range(1, 8))
+    env = np.clip(np.sin(2 * np.pi * 4 * t + seed), 0, None)
+    s = Sentence(text=f"bench {seed}", lang="en", source="template")
+    return SpeechChunk(pcm=(6000 * buzz * env).astype(np.int16), sentence=s)
+
+
+def bare(models: Path, name: str, threads: int = 1, runs: int = 20) -> float:
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads, o.inter_op_num_threads = threads, 1
+    s = ort.InferenceSession(str(models / f"{name}.onnx"), o, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {
+        "audio": rng.uniform(-4, 4, (1, 1, 80, 16)).astype(np.float32),
+        "face": rng.uniform(0, 1, (1, 6, 96, 96)).astype(np.float32),
+    }
+    s.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        s.run(None, feed)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+def make_engine(models: Path, name: str, policy: FallbackPolicy) -> OnnxMouthEngine:
+    from skimage import data
+
+    model = MouthModel(load_manifest(models / f"{name}.mouth.json"))
+    face = face_ref(np.ascontiguousarray(data.astronaut()), (170, 40, 150, 180), 96)
+    return OnnxMouthEngine(model, face, fps=FPS, live=True, policy=policy)
+
+
+def run_stream(eng: OnnxMouthEngine, seconds: float, seed: int, out: dict[str, Any]) -> None:
+    """A 25 fps loop asking for a crop each frame; 4 s chunks back to back, each prepared one
+    chunk ahead (as the talk queue's look-ahead does)."""
+    frames = int(seconds * FPS)
+    chunks = [speech(4.0, seed + i) for i in range(frames // 100 + 2)]
+    eng.prepare(chunks[0])
+    time.sleep(1.0)  # the talk queue voices a sentence seconds before it airs
+    t0 = time.perf_counter()
+    waits, late, switched = [], 0, None
+    for f in range(frames):
+        due = t0 + f / FPS
+        now = time.perf_counter()
+        if now - due > 1 / FPS:
+            late += 1
+        time.sleep(max(0.0, due - now))
+        if f % 100 == 0:
+            eng.start_chunk(chunks[f // 100], f)
+            eng.prepare(chunks[f // 100 + 1])
+        a = time.perf_counter()
+        eng.crop(f)
+        waits.append(time.perf_counter() - a)
+        if switched is None and eng.engine == "patches":
+            switched = f
+    st = eng.status()
+    out.update(
+        frames=frames,
+        misses=st.misses,
+        miss_pct=round(100 * st.misses / max(1, st.speaking_frames), 2),
+        crops_per_s=round(st.hits / seconds, 2),
+        infer_ms=st.infer_ms,
+        engine=st.engine,
+        switched_at_s=None if switched is None else round(switched / FPS, 2),
+        worst_wait_ms=round(1000 * max(waits), 2),
+        loop_late_frames=late,
+    )
+
+
+def streams(models: Path, name: str, n: int, seconds: float) -> dict[str, Any]:
+    engines = [make_engine(models, name, FallbackPolicy()) for _ in range(n)]
+    results: list[dict[str, Any]] = [{} for _ in range(n)]
+    threads = [
+        threading.Thread(target=run_stream, args=(e, seconds, 10 * i, results[i]))
+        for i, e in enumerate(engines)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in engines:
+        e.close()
+    return {
+        "streams": n,
+        "on_onnx": sum(r["engine"] == "onnx" for r in results),
+        "fell_back": sum(r["engine"] == "patches" for r in results),
+        "worst_wait_ms": max(r["worst_wait_ms"] for r in results),
+        "loop_late_frames": sum(r["loop_late_frames"] for r in results),
+        "frames": sum(r["frames"] for r in results),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--streams", default="1,2,4")
+    p.add_argument("--models", type=Path)
+    args = p.parse_args()
+    models = args.models
+    if models is None:
+        models = Path(tempfile.mkdtemp(prefix="onnx-bench-"))
+        script = REPO / "scripts" / "make_mouth_models.py"
+        subprocess.run(
+            [sys.executable, str(script), "--out", str(models), "--full"],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+    report: dict[str, Any] = {"load_before": os.getloadavg()[0]}
+    fp32 = bare(models, "wav2lip96full")
+    int8 = bare(models, "wav2lip96full.int8")
+    report["model"] = {
+        "fp32_ms": round(fp32, 1),
+        "fp32_fps": round(1000 / fp32, 2),
+        "int8_ms": round(int8, 1),
+        "int8_fps": round(1000 / int8, 2),
+        "int8_2threads_ms": round(bare(models, "wav2lip96full.int8", threads=2), 1),
+        "tiny_ms": round(bare(models, "wav2lip96"), 2),
+    }
+    print(json.dumps(report["model"]), file=sys.stderr)
+    for key, name in (("engine_int8", "wav2lip96full.int8"), ("engine_tiny", "wav2lip96")):
+        eng = make_engine(models, name, NEVER)
+        out: dict[str, Any] = {}
+        run_stream(eng, args.seconds, 0, out)
+        eng.close()
+        bare_fps = 1000 / (int8 if name.endswith("int8") else report["model"]["tiny_ms"])
+        out["ratio_to_bare_model"] = round(out["crops_per_s"] / min(bare_fps, FPS), 3)
+        report[key] = out
+        print(key, json.dumps(out), file=sys.stderr)
+    eng = make_engine(models, "wav2lip96full.int8", FallbackPolicy())
+    out = {}
+    run_stream(eng, args.seconds, 0, out)
+    eng.close()
+    report["fallback"] = out
+    print("fallback", json.dumps(out), file=sys.stderr)
+    report["streams"] = [
+        streams(models, "wav2lip96full.int8", int(n), args.seconds) for n in args.streams.split(",")
+    ]
+    for row in report["streams"]:
+        print("streams", json.dumps(row), file=sys.stderr)
+    report["load_after"] = os.getloadavg()[0]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
