@@ -240,15 +240,15 @@ class Compositor:
         card = self.card_for(product) if product is not None else None
         static = layers.static(card, lambda: self._static_frame(card))
         pose = self._renderer.pose(state)  # type: ignore[attr-defined]
-        layers.restore(out, static, pose)
-        drawn = layers.draw_avatar(out, static, pose)
+        present = layers.restore(out, static, pose)
+        drawn, tile = layers.draw_avatar(out, static, pose, present)
         if caption:
             blend = self._caption(caption)
             blend.draw(out)
             box = (blend.x, blend.y, blend.w, blend.h)
             layers.put_back_label(out, static, box)
             drawn.append(box)
-        layers.remember(out, static, drawn)
+        layers.remember(out, static, drawn, tile)
 
     def _static_frame(
         self, card: Placed | None
