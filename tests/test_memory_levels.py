@@ -81,6 +81,7 @@ def test_an_hour_of_media_levels_off() -> None:
     asyncio.run(run())
     assert built.programme.stats.sentences > MINUTES * 8  # an hour of real talk, not idle
     table = "\n".join(f"{m:3d} min  anon {a:6.1f} MB  caches {c:5.1f} MB" for m, a, c in samples)
+    print(table)  # shown with -s: the figures benchmarks/README.md quotes
     # the caches stay within their bounds: tiles per compositor, two captions with blend terms
     for comp in comps:
         assert comp._layers is not None and comp._layers.tile_bytes <= TILE_BYTES, table
