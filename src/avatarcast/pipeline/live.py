@@ -27,7 +27,7 @@ from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
-from avatarcast.output.whep import IceServer
+from avatarcast.output.ice import IceServer
 from avatarcast.output.whep_process import WhepProcess
 from avatarcast.pipeline.build import (
     Built,
