@@ -17,6 +17,8 @@ import gc
 import os
 from pathlib import Path
 
+import pytest
+
 from avatarcast.pipeline.build import ProgrammeOptions, build, label_config, validate
 from avatarcast.pipeline.layouts import make_view
 from avatarcast.programme.compositor import Compositor
@@ -50,6 +52,9 @@ def _cache_mb(comp: Compositor) -> float:
     return (layers.tile_bytes + plates + blends + cards) / 2**20
 
 
+# ~40 CPU s (an hour of talk voiced by espeak is most of it); the voice runs at low priority,
+# so on a loaded machine the wall time is several times that
+@pytest.mark.timeout(900)
 def test_an_hour_of_media_levels_off() -> None:
     opts = ProgrammeOptions(catalog_path=ROOT / "configs" / "demo-catalog.json", lang="en")
     built = build(validate(opts), live=False)
