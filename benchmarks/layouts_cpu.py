@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from live_profile import thread_cpu  # noqa: E402
 from procstat import cpu_seconds, descendants_cpu, loadavg  # noqa: E402
 
 from rtmp_server import RtmpServer  # noqa: E402
@@ -56,6 +57,8 @@ def run_stream(
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     marks: list[tuple[float, float]] = []  # (media seconds, CPU seconds of the tree)
+    stages: list[dict[str, float]] = []  # the process's own stage counters, first and last mark
+    threads: list[dict[str, float]] = []  # CPU seconds by thread name at the first and last mark
     last: dict[str, Any] = {}
     for line in proc.stdout:
         try:
@@ -67,12 +70,20 @@ def run_stream(
         if media >= 3.0 and status.get("state") == "live":
             try:
                 marks.append((media, _tree_cpu(proc.pid)))
+                now_threads = thread_cpu(proc.pid)
+                now_stages = dict(status.get("stage_cpu_s") or {})
+                threads[:] = [threads[0] if threads else now_threads, now_threads]
+                stages[:] = [stages[0] if stages else now_stages, now_stages]
             except OSError:
                 break
     proc.wait(timeout=60)
     if len(marks) < 2:
         raise RuntimeError(f"{tag}: too few status lines ({len(marks)}): {last}")
     (m0, c0), (m1, c1) = marks[0], marks[-1]
+    by_thread = {
+        k: round((v - threads[0].get(k, 0.0)) / (m1 - m0), 4) for k, v in threads[-1].items()
+    }
+    by_stage = {k: round((v - stages[0].get(k, 0.0)) / (m1 - m0), 4) for k, v in stages[-1].items()}
     return {
         "layouts": layouts,
         "destinations": dests,
@@ -80,6 +91,8 @@ def run_stream(
         "cpu_per_media_s": round((c1 - c0) / (m1 - m0), 4),
         "late_frames": last.get("late_frames"),
         "load": loadavg(),
+        "by_stage": by_stage,
+        "by_thread": {k: v for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1]) if v},
     }
 
 

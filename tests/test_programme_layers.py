@@ -16,6 +16,7 @@ from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import EYE_STATES, list_packs, load_pack
 from avatarcast.avatar.render import SpriteAvatarRenderer
 from avatarcast.catalog.model import Product
+from avatarcast.frames import StreamFormat
 from avatarcast.programme.compositor import Compositor
 from avatarcast.programme.layers import clip_box, intersect
 from avatarcast.programme.overlays import LabelConfig
@@ -122,3 +123,56 @@ def test_boxes_are_clipped_to_even_edges() -> None:
     assert clip_box((W + 2, 0, 10, 10), W, H) is None
     assert intersect((0, 0, 10, 10), (4, 4, 10, 10)) == (4, 4, 6, 6)
     assert intersect((0, 0, 4, 4), (4, 4, 2, 2)) is None
+
+
+@pytest.mark.parametrize(("size", "w", "h"), [("720p", 1280, 720), ("720x1280", 720, 1280)])
+def test_held_poses_keep_their_tile_and_stay_byte_identical(size: str, w: int, h: int) -> None:
+    """Poses held for several frames (the usual case: only the mouth moves) over a ring of
+    three buffers: a buffer that holds the pose's tile keeps it and only what was drawn over
+    it is put back, and every frame still equals a full compose, landscape and portrait."""
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.programme.layout import Layout
+
+    pack = load_pack(list_packs()[0])
+    layout = Layout(size, "tiktok")
+    view = make_view(
+        pack,
+        layout,
+        fmt=StreamFormat(width=w, height=h, fps=25),
+        lang="en",
+        label=LabelConfig(),
+        seller=None,
+    )
+    cached = view.compositor
+    full = Compositor(
+        width=w,
+        height=h,
+        renderer=view.renderer,
+        background=view.renderer.render_background(w, h),
+        safe=view.safe,
+        portrait=cached._portrait,
+        cache=False,
+    )
+    states = _states(cached._renderer)  # type: ignore[arg-type]
+    mouths = [s.viseme for s in states]
+    p = _product("a", "89.99")
+    captions = [None, "Five and a half litres.", None, "Kovana."]
+    ring = [YuvFrame(w, h) for _ in range(3)]
+    for i in range(120):
+        held = states[(i // 8) % len(states)]  # a pose held for 8 frames, the mouth moving
+        state = AvatarState(
+            viseme=mouths[i % len(mouths)],
+            mouth_open=0.5,
+            blink=held.blink,
+            head_dx=held.head_dx,
+            head_dy=held.head_dy,
+            breath=held.breath,
+        )
+        caption = captions[(i // 5) % len(captions)]
+        out = ring[i % 3]
+        cached.compose(out, state=state, product=p, caption=caption)
+        ref = YuvFrame(w, h)
+        full.compose(ref, state=state, product=p, caption=caption)
+        assert np.array_equal(out.buf, ref.buf), f"frame {i} differs from a full compose"
+    layers = cached._layers
+    assert layers is not None and layers.kept > 60  # most frames kept the tile in place

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # annotations only: the RTMP push child imports this module without numpy
+    import numpy as np
+    import numpy.typing as npt
 
 SAMPLE_RATE = 48_000
 """Every audio buffer inside avatarcast is mono int16 at 48 kHz."""

@@ -42,6 +42,7 @@ __all__ = [
     "os_thread_named",
     "set_os_thread_name",
     "start_named_thread",
+    "trim_heap",
 ]
 
 _P = ParamSpec("_P")
@@ -111,6 +112,24 @@ def start_named_thread(name: str, target: Callable[..., None], *args: Any) -> th
     t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     return t
+
+
+def trim_heap() -> bool:
+    """Hand the heap memory glibc's malloc holds free back to the kernel (``malloc_trim(0)``).
+
+    A stream's threads free frames, packets and caption plates in one arena and allocate in
+    another, so freed memory stays in the process: over 30 minutes of media a programme's
+    anonymous memory rose from 137 to 157 MB, of which 8-25 MB came back at each trim. Returns
+    whether anything was released (False where the C library has no ``malloc_trim``).
+    """
+    libc = _prctl()
+    if libc is None:
+        return False
+    try:
+        fn = libc.malloc_trim
+    except AttributeError:  # not glibc
+        return False
+    return bool(fn(0))
 
 
 def lower_thread_priority(by: int = BACKGROUND_NICE) -> None:

@@ -8,6 +8,7 @@ header), which is what a muxer needs besides the packets.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from fractions import Fraction
@@ -104,8 +105,15 @@ class Encoder:
         self._samples = 0  # samples handed to the AAC encoder so far
         self._last_pts = -1
         self._held: list[EncodedPacket] = []
-        self._next_audio: Fraction | None = None  # start time of the next audio packet
-        self._next_video = Fraction(0)
+        # packet times in integer ticks of 1/lcm(fps, sample rate) s: no Fraction per packet
+        vtb, atb = fmt.video_time_base, fmt.audio_time_base
+        ticks = math.lcm(vtb.denominator, atb.denominator)
+        self._ticks = {
+            "video": vtb.numerator * ticks // vtb.denominator,
+            "audio": atb.numerator * ticks // atb.denominator,
+        }
+        self._next_audio: int | None = None  # start of the next audio packet, in ticks
+        self._next_video = 0
         self._flushed = False
         #: CPU seconds of the calling thread spent in the video and in the audio encoder
         self.cpu_seconds = {"x264": 0.0, "aac": 0.0}
@@ -115,6 +123,11 @@ class Encoder:
         else:
             assert audio_from is not None
             shared = audio_from.headers
+            if audio_from.format.audio_time_base != fmt.audio_time_base:
+                raise ConfigError(
+                    f"shared audio at {audio_from.format.sample_rate} Hz, "
+                    f"this encoder at {fmt.sample_rate} Hz"
+                )
             audio_extradata, audio_frame_size = shared.audio_extradata, shared.audio_frame_size
         self.headers = StreamHeaders(
             format=fmt,
@@ -148,7 +161,7 @@ class Encoder:
             if self._last_pts < 0 and frame.pts > 0:
                 # a programme that starts later in media time: audio starts at the same instant
                 self._samples = frame.pts * self._spf
-                self._next_video = frame.pts * fmt.video_time_base
+                self._next_video = frame.pts * self._ticks["video"]
             self._last_pts = frame.pts
             vf = av.VideoFrame.from_numpy_buffer(
                 np.ascontiguousarray(frame.yuv).reshape(fmt.height * 3 // 2, fmt.width),
@@ -177,13 +190,15 @@ class Encoder:
             return self._release(out, final=True)
 
     def _release(self, new: list[EncodedPacket], *, final: bool) -> list[EncodedPacket]:
+        ticks = self._ticks
         for p in new:
-            end = (p.dts + p.duration) * p.time_base
+            end = (p.dts + p.duration) * ticks[p.kind]
             if p.kind == "audio":
                 self._next_audio = end
             else:
                 self._next_video = end
-        held = sorted(self._held + new, key=_start_key)
+        # by start time, audio first at a tie
+        held = sorted(self._held + new, key=lambda p: (p.dts * ticks[p.kind], p.kind != "audio"))
         if final:
             self._held = []
             return held
@@ -191,7 +206,7 @@ class Encoder:
             self._held = held
             return []
         limit = min(self._next_audio, self._next_video)
-        n = sum(1 for p in held if p.dts * p.time_base < limit)
+        n = sum(1 for p in held if p.dts * ticks[p.kind] < limit)
         self._held = held[n:]
         return held[:n]
 
@@ -306,7 +321,3 @@ def _open_audio(sample_rate: int, bitrate: int) -> AudioCodecContext:
 
 def _rescale(value: int, src: Fraction, dst: Fraction) -> int:
     return round(value * src / dst)
-
-
-def _start_key(p: EncodedPacket) -> tuple[Fraction, bool]:
-    return (p.dts * p.time_base, p.kind != "audio")

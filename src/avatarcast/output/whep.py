@@ -40,6 +40,7 @@ from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import SAMPLE_RATE, EncodedPacket
 from avatarcast.output._whep_track import Packed, PacketTrack
 from avatarcast.output.base import StreamHeaders
+from avatarcast.output.ice import IceServer
 
 __all__ = [
     "BadOfferError",
@@ -65,15 +66,6 @@ class ViewerLimitError(OutputError):
     """Every viewer slot is taken; a retry once someone leaves can succeed."""
 
     retryable = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IceServer:
-    """A STUN or TURN server offered to viewers (``stun:``, ``turn:`` or ``turns:`` URLs)."""
-
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

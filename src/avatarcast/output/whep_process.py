@@ -25,7 +25,7 @@ from avatarcast.frames import EncodedPacket
 from avatarcast.output._child import spawn_child, stop_child
 from avatarcast.output._whep_serve import WhepConfig
 from avatarcast.output.base import StreamHeaders
-from avatarcast.output.whep import IceServer
+from avatarcast.output.ice import IceServer
 from avatarcast.threads import start_named_thread
 
 __all__ = ["WhepProcess"]

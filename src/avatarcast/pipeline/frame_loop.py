@@ -169,7 +169,11 @@ class FrameLoop:
             view.compose(plan, buf)
             view.drawn = n
             self.stats.stage_seconds["compose"] += time.perf_counter() - t0
-            self.stats.stage_cpu["compose"] += time.thread_time() - c0
+            cpu = time.thread_time() - c0
+            self.stats.stage_cpu["compose"] += cpu
+            self.stats.stage_cpu["compose views"] = (
+                self.stats.stage_cpu.get("compose views", 0.0) + cpu
+            )
             frame = ProgrammeFrame(
                 pts=plan.pts,
                 yuv=buf.buf,
@@ -181,7 +185,11 @@ class FrameLoop:
             t0, c0 = time.perf_counter(), time.thread_time()
             out.append(view.encoder.encode(frame))
             self.stats.stage_seconds["encode"] += time.perf_counter() - t0
-            self.stats.stage_cpu["encode"] += time.thread_time() - c0
+            cpu = time.thread_time() - c0
+            self.stats.stage_cpu["encode"] += cpu
+            self.stats.stage_cpu["encode views"] = (
+                self.stats.stage_cpu.get("encode views", 0.0) + cpu
+            )
         return out
 
     async def _fan_out_views(self, packets: Sequence[list[EncodedPacket]]) -> None:

@@ -25,9 +25,9 @@ from avatarcast.frames import ProgrammeFrame
 from avatarcast.netpolicy import NetPolicy
 from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
+from avatarcast.output.ice import IceServer
 from avatarcast.output.recording import SegmentedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
-from avatarcast.output.whep import IceServer
 from avatarcast.output.whep_process import WhepProcess
 from avatarcast.pipeline.build import (
     Built,
@@ -43,7 +43,7 @@ from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
 from avatarcast.programme.layout import Layout, parse_layout
 from avatarcast.programme.talk import Guard
-from avatarcast.threads import in_background
+from avatarcast.threads import in_background, trim_heap
 
 # LiveControl and LiveStatus are defined in live_control; callers import them from here too
 __all__ = ["LiveControl", "LiveOptions", "LiveStatus", "run_live"]
@@ -312,11 +312,20 @@ def _ice(spec: Mapping[str, Any]) -> IceServer:
     )
 
 
+#: seconds between giving the heap's free memory back to the kernel (``threads.trim_heap``)
+TRIM_EVERY_S = 60.0
+
+
 async def _report(
     control: LiveControl, on_status: Callable[[LiveStatus], None] | None, interval: float
 ) -> None:
+    since_trim = 0.0
     while True:
         await asyncio.sleep(interval)
+        since_trim += interval
+        if since_trim >= TRIM_EVERY_S:
+            since_trim = 0.0
+            await in_background(trim_heap)  # low priority, off the frame threads' way
         status = control.status()
         if on_status is not None:
             on_status(status)

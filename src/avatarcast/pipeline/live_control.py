@@ -473,6 +473,9 @@ def _stage_cpu(loop: FrameLoop | None, built: Built | None) -> dict[str, float]:
     """CPU seconds so far in compose and encode (split into x264 and AAC where known)."""
     cpu = dict(loop.stats.stage_cpu) if loop is not None else {}
     cpu.update(built.encoder.cpu_seconds if built is not None else {})
+    for view in loop.views if loop is not None else ():
+        for codec, seconds in view.encoder.cpu_seconds.items():
+            cpu[f"{codec} {view.name}"] = seconds  # "x264 720x1280/tiktok"
     return {k: round(v, 3) for k, v in cpu.items()}
 
 

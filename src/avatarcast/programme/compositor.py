@@ -52,7 +52,11 @@ __all__ = ["Compositor", "LabelOverlay", "Placed", "RegionName", "SellerInfo", "
 RegionName = Literal["label", "card", "caption", "avatar", "seller"]
 
 _CARD_CACHE = 16
+#: caption plates kept (uint8 sprites, ~0.18 MB each at 720p): sentences come round again
 _CAPTION_CACHE = 64
+#: captions kept with their blend terms (uint16, ~0.5 MB each at 720p): the one on air and
+#: the one before it. Keeping 64 of those was 33 MB per 720p stream, reached after ~6 minutes.
+_BLEND_CACHE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +188,8 @@ class Compositor:
             self._place_seller(seller)
         self._check_clear()
         self._cards: OrderedDict[tuple[object, ...], Placed] = OrderedDict()
-        self._captions: OrderedDict[str, Blend] = OrderedDict()
+        self._captions: OrderedDict[str, Placed] = OrderedDict()
+        self._blends: OrderedDict[str, Blend] = OrderedDict()
         self._last_product: Product | None = None
         self._last_card: Placed | None = None
         self._slates: dict[str, YuvFrame] = {}
@@ -240,15 +245,15 @@ class Compositor:
         card = self.card_for(product) if product is not None else None
         static = layers.static(card, lambda: self._static_frame(card))
         pose = self._renderer.pose(state)  # type: ignore[attr-defined]
-        layers.restore(out, static, pose)
-        drawn = layers.draw_avatar(out, static, pose)
+        present = layers.restore(out, static, pose)
+        drawn, tile = layers.draw_avatar(out, static, pose, present)
         if caption:
             blend = self._caption(caption)
             blend.draw(out)
             box = (blend.x, blend.y, blend.w, blend.h)
             layers.put_back_label(out, static, box)
             drawn.append(box)
-        layers.remember(out, static, drawn)
+        layers.remember(out, static, drawn, tile)
 
     def _static_frame(
         self, card: Placed | None
@@ -485,15 +490,22 @@ class Compositor:
         return Placed(sprite, x - x % 2, y - y % 2)
 
     def _caption(self, text: str) -> Blend:
-        blend = self._captions.get(text)
-        if blend is None:
+        blend = self._blends.get(text)
+        if blend is not None:
+            self._blends.move_to_end(text)
+            return blend
+        clipped = self._captions.get(text)
+        if clipped is None:
             placed = self.caption_for(text)
             clipped = _clip(placed.sprite, placed.x, placed.y, self.width, self.height)
-            blend = self._captions[text] = Blend(clipped.sprite, clipped.x, clipped.y)
+            self._captions[text] = clipped
             if len(self._captions) > _CAPTION_CACHE:
                 self._captions.popitem(last=False)
         else:
             self._captions.move_to_end(text)
+        blend = self._blends[text] = Blend(clipped.sprite, clipped.x, clipped.y)
+        if len(self._blends) > _BLEND_CACHE:
+            self._blends.popitem(last=False)
         return blend
 
 
