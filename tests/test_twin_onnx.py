@@ -153,7 +153,8 @@ async def test_live_stream_on_a_slow_model_falls_back_to_patches_and_says_so(
         "no fallback to patches",
     )
     mouth = health["mouth"]
-    assert isinstance(mouth, dict) and mouth["fallbacks"] == 1 and mouth["misses"] > 100
+    # a 5 s window of speech frames over the 2 % limit: far more than one second of misses
+    assert isinstance(mouth, dict) and mouth["fallbacks"] == 1 and mouth["misses"] > 25
     (switch,) = mouth["switches"]
     assert switch["engine"] == "patches" and "limit 2 %" in switch["reason"]
     # the switch reaches the runner's callback as an event, with the frame it happened at
