@@ -169,6 +169,9 @@ class RunnerSettings(_Section):
     #: get through when the streams fill the machine), and a stream has the slack of a frame
     #: period where a request has none; 0 runs workers at the API's priority.
     worker_nice: int = Field(default=5, ge=0, le=19)
+    #: Keep one worker process ready (imports done) for the next start or restart: a killed
+    #: stream is back on air seconds sooner, for ~100 MB of memory per server.
+    spare_worker: bool = True
 
 
 class WhepSettings(_Section):

@@ -16,7 +16,9 @@ Stdout carries one JSON object a line: ``{"type": "status", ...}`` about every s
 at once after a state change), ``{"type": "command", "command": {...}}`` for every command
 applied (``Applied.as_dict``: its fields, ``requested_t``, and the ``pts`` and ``applied_t`` at
 which it took effect), ``{"type": "line", ...}`` for every sentence
-as it goes on air, ``{"type": "refusal", ...}`` for every sentence the guardrails refused, and
+as it goes on air, ``{"type": "refusal", ...}`` for every sentence the guardrails refused,
+``{"type": "event", "kind": ..., "detail": {...}}`` for what befell an output that a person
+should hear of (``recording_stopped`` on a full disk, ``recording_resumed``), and
 ``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
 stream stops.
 
@@ -33,7 +35,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -91,6 +93,7 @@ class Worker:
         self.control = LiveControl()
         self.control.line_listeners.append(self._on_line)
         self.control.director.listeners.append(self._on_applied)
+        self.control.event_listeners.append(self._on_output_event)
         self._out = out
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
@@ -101,6 +104,11 @@ class Worker:
     def emit(self, message: dict[str, Any]) -> None:
         self._out.write(json.dumps(message, default=str, separators=(",", ":")) + "\n")
         self._out.flush()
+
+    def _on_output_event(self, kind: str, detail: Mapping[str, Any]) -> None:
+        """``recording_stopped`` and the like: a stream event for the control plane."""
+        self.emit({"type": "event", "kind": kind, "detail": dict(detail)})
+        self.emit({"type": "status", **self.control.status().as_dict()})
 
     def on_status(self, status: LiveStatus) -> None:
         if self.session is not None:
