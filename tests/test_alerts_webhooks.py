@@ -136,6 +136,9 @@ def test_sigkill_of_a_worker_alerts_and_recording_goes_on(
         crashed = receiver.wait_for("crashed", signal="SIGKILL")
         assert crashed["stream_id"] == sid and crashed["attempt"] == 2  # the 500, then this
         receiver.wait_for("restarted", restarts=1)
+        events = c.get(f"/v1/streams/{sid}/events").json()["items"]
+        crash = next(e for e in events if e["kind"] == "crashed")
+        assert crash["detail"]["signal"] == "SIGKILL"
         assert not receiver.refused
         time.sleep(3)
         folder = server.root / "recordings" / server.tenant_id / sid

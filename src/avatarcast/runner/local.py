@@ -112,6 +112,7 @@ class LocalRunner:
         self._whep_host = whep_host
         self._nice = nice
         self._streams: dict[str, _Stream] = {}
+        self._draining = False
         #: a worker that has done its imports and waits for a spec on stdin
         self._spare_wanted = spare
         self._spare_delay = spare_delay
@@ -121,6 +122,9 @@ class LocalRunner:
     # --- the StreamRunner interface -----------------------------------------------------------
 
     async def start(self, stream_id: str, spec: StreamSpec) -> None:
+        if self._draining:  # the server is ending: what starts now would be cut at once
+            log.warning("stream %s not started: the runner is draining", stream_id)
+            return
         previous = self._streams.get(stream_id)
         if previous is not None:
             self._request_stop(previous, "replaced")
@@ -219,6 +223,7 @@ class LocalRunner:
             s.requests.pop(request_id, None)
 
     async def drain(self) -> None:
+        self._draining = True
         self._spare_wanted = False
         if self._spare_task is not None:
             self._spare_task.cancel()
