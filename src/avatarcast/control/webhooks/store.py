@@ -99,7 +99,7 @@ def due(
     with sessions() as session:
         return [
             Due(d.id, h.id, h.url, open_secret(h.secret), d.kind, dict(d.payload), d.attempts)
-            for d, h in session.execute(query).tuples()
+            for d, h in session.execute(query)
         ]
 
 
