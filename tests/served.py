@@ -123,6 +123,8 @@ def serve(
         "AVATARCAST_HLS__DIR": str(root / "hls"),
         "AVATARCAST_API__RATE_LIMIT__RATE": "10000",
         "AVATARCAST_API__RATE_LIMIT__BURST": "10000",
+        # a spare worker costs a worker's imports (~1.2 s CPU) per server: only where tested
+        "AVATARCAST_RUNNER__SPARE_WORKER": "false",
         **(env or {}),
     }
     port = free_port()

@@ -27,6 +27,7 @@ FAST_RETRIES = {
     "AVATARCAST_WEBHOOKS__BACKOFF_START_S": "0.2",
     "AVATARCAST_WEBHOOKS__MAX_ATTEMPTS": "3",
     "AVATARCAST_WEBHOOKS__POLL_S": "0.2",
+    "AVATARCAST_RUNNER__SPARE_WORKER": "true",  # the restart takes the ready worker
 }
 
 
@@ -132,7 +133,9 @@ def test_sigkill_of_a_worker_alerts_and_recording_goes_on(
         budget = 5.0 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
         print(f"back on air {back_s:.2f} s after SIGKILL (load {os.getloadavg()[0]:.1f})")
         assert back_s < budget
-        assert _worker_pid(c, sid, 1) != pid
+        new_pid = _worker_pid(c, sid, 1)
+        assert new_pid != pid
+        assert f"stream {sid} runs in the spare worker {new_pid}" in server.output()
         crashed = receiver.wait_for("crashed", signal="SIGKILL")
         assert crashed["stream_id"] == sid and crashed["attempt"] == 2  # the 500, then this
         receiver.wait_for("restarted", restarts=1)

@@ -5,7 +5,8 @@ nginx-rtmp (ffprobe of the live stream) and from the recording (ffprobe of the s
 The limits: 2^32 audio samples at 48 kHz (24.86 h, past a day), FFmpeg's FLV timestamps of
 31 bits of milliseconds (24.86 days) and FLV/RTMP's 32 bits (49.7 days). The recording
 rebases each segment to 0 (mp4 32-bit durations never see the programme time); the RTMP push
-counts from each connection and renews a connection before its timestamps would wrap.
+sends programme time while it fits, counts from the connection after that, and renews a
+connection before its timestamps would wrap.
 Measured before the fix: a stream started at 49.7 days read back at 24.85 days (the 31-bit
 wrap), and one started just below 24.86 days would jump back to 0 on air.
 """
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from avatarcast.frames import StreamFormat
+from avatarcast.output._rtmp_push import MAX_CONNECTION_S
 from avatarcast.output.encoder import Encoder
 from avatarcast.output.rtmp import RtmpSink
 from conftest_rtmp import rtmp_server  # noqa: F401
@@ -88,7 +90,10 @@ def test_live_past_a_limit_reads_back_from_nginx_and_the_recording(
     assert live.returncode == 0, out[-2000:]
     video = [int(p["pts"]) for p in packets if p["codec_type"] == "video"]
     audio = [int(p["pts"]) for p in packets if p["codec_type"] == "audio"]
-    assert 1000 <= video[0] < 9000 and video[-1] < 12000, (video[:3], video[-3:])
+    if start_at < MAX_CONNECTION_S:  # programme time on the wire while it fits
+        assert start_at * 1000 <= video[0] < (start_at + 9) * 1000, video[:3]
+    else:  # past it, counted from the connection (its first keyframe at 1 s)
+        assert 1000 <= video[0] < 9000 and video[-1] < 12000, (video[:3], video[-3:])
     _steady(video, 40)
     _steady(audio, 1024 / 48)
     index = json.loads((record / "index.json").read_text())

@@ -9,13 +9,14 @@ IN and OUT are pipe descriptors. Messages in: a pickled ``PushConfig`` first, th
 messages: ``P`` + packed packets (``pack_packets``: a fixed header per packet and its data,
 no pickling, one message per programme frame), ``R`` (resync), ``S`` (stop). Out: status dicts.
 
-Timestamps on the wire count from each connection, not from the programme's start: FLV and
-RTMP carry milliseconds in 32 bits, and FFmpeg's FLV muxer keeps 31 of them, so a programme
-time past 2^31 ms (24.9 days) would wrap to 0 in the middle of a stream (measured: a stream
-started at 49.7 days read back from nginx-rtmp at 24.85 days). Each connection's first
-keyframe goes out at :data:`CONNECTION_LEAD_S`; a connection that reaches
-``max_connection_s`` (a day below the wrap) is closed and opened again at the next keyframe,
-which starts at the lead again, as a reconnect would.
+Timestamps on the wire are the programme's own while they fit, and count from the connection
+after that: FLV and RTMP carry milliseconds in 32 bits, and FFmpeg's FLV muxer keeps 31 of
+them, so a programme time past 2^31 ms (24.9 days) wrapped to 0 in the middle of a stream
+(measured: a stream started at 49.7 days read back from nginx-rtmp at 24.85 days). A
+connection opened at a programme time below ``max_connection_s`` (a day below the wrap)
+sends programme time; one opened later sends its first keyframe at
+:data:`CONNECTION_LEAD_S`. A connection whose timestamps reach ``max_connection_s`` is closed
+and opened again at the next keyframe, which then starts at the lead, as a reconnect would.
 """
 
 from __future__ import annotations
@@ -242,8 +243,8 @@ class _Pusher:
                             continue
                         sent_keyframe = True
                     t = packet.dts * packet.time_base
-                    if origin is None:
-                        origin = t - CONNECTION_LEAD_S
+                    if origin is None:  # programme time while it fits, else from here
+                        origin = Fraction(0) if t < limit else t - CONNECTION_LEAD_S
                     elif key and t - origin >= limit:
                         self._carry = list(batch[i:])
                         clean = True

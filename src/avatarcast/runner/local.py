@@ -336,7 +336,11 @@ class LocalRunner:
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
         s.state, s.health = "starting", {}
-        proc = self._take_spare() or await self._spawn()
+        proc = self._take_spare()
+        if proc is not None:
+            log.info("stream %s runs in the spare worker %s", s.stream_id, proc.pid)
+        else:
+            proc = await self._spawn()
         self._want_spare()
         s.proc = proc
         assert proc.stdin is not None
