@@ -271,6 +271,8 @@ class WebhookSettings(_Section):
     backoff_cap_s: float = Field(default=600.0, gt=0, le=86400)
     #: how often the sender looks for deliveries that fell due (a new event wakes it at once)
     poll_s: float = Field(default=1.0, gt=0, le=60)
+    #: delivered deliveries are deleted after this long (dead letters stay until retried)
+    keep_delivered_s: float = Field(default=7 * 86400, gt=0)
 
 
 class LifecycleSettings(_Section):

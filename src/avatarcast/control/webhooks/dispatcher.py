@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 EXTRAS_KEY = "webhooks"
 #: deliveries in flight at once
 _PARALLEL = 8
+#: delivered rows older than ``keep_delivered_s`` are deleted this often
+_PRUNE_EVERY_S = 3600.0
+#: events held in memory while the database cannot take them (the newest are kept)
+_MAX_HELD = 10_000
 
 
 class WebhookDispatcher:
@@ -67,6 +71,11 @@ class WebhookDispatcher:
         self._events: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
 
+    @property
+    def queued(self) -> int:
+        """Events not yet written as deliveries."""
+        return len(self._events)
+
     def on_event(self, event: StreamEvent) -> None:
         """A stream event (on the event loop): queue it and return at once."""
         if event.kind in store.UNSENT_KINDS:
@@ -85,6 +94,7 @@ class WebhookDispatcher:
 
     async def run(self) -> None:
         """Queue and send, forever (cancelled at shutdown; what is pending stays queued)."""
+        pruned_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.poll_s)
@@ -92,14 +102,25 @@ class WebhookDispatcher:
             try:
                 await self.flush()
                 await self.send_due()
+                if time.monotonic() - pruned_at > _PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    keep = self.options.keep_delivered_s
+                    await asyncio.to_thread(store.prune, self.sessions, keep_s=keep)
             except Exception:
                 log.exception("webhook delivery round failed")
 
     async def flush(self) -> None:
-        """Write the queued events as pending deliveries."""
+        """Write the queued events as pending deliveries (kept for the next round when the
+        database cannot take them now)."""
         events, self._events = self._events, []
-        if events:
+        if not events:
+            return
+        try:
             await asyncio.to_thread(store.enqueue, self.sessions, events)
+        except Exception:
+            self._events[:0] = events
+            del self._events[:-_MAX_HELD]
+            raise
 
     async def send_due(self) -> int:
         due = await asyncio.to_thread(store.due, self.sessions, self.open_secret, limit=64)

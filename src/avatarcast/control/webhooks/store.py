@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from avatarcast.db.base import utcnow
 from avatarcast.db.models_webhooks import Webhook, WebhookDelivery
 
-__all__ = ["Attempt", "Due", "Outcome", "due", "enqueue", "record", "retry_delay"]
+__all__ = ["Attempt", "Due", "Outcome", "due", "enqueue", "prune", "record", "retry_delay"]
 
 #: kinds never sent: one per spoken sentence or command, a flood no person wants paged with
 UNSENT_KINDS = frozenset({"line", "refusal", "command"})
@@ -135,6 +135,20 @@ def record(
         result = Attempt(row.status, row.next_attempt_at if row.status == "pending" else None)
         session.commit()
         return result
+
+
+def prune(sessions: sessionmaker[Session], *, keep_s: float) -> int:
+    """Delete deliveries that were delivered more than ``keep_s`` ago (a server on air for
+    months sends an event per crash, glitch and restart); dead letters stay until retried."""
+    cutoff = utcnow() - timedelta(seconds=keep_s)
+    with sessions() as session:
+        result = session.execute(
+            delete(WebhookDelivery).where(
+                WebhookDelivery.status == "delivered", WebhookDelivery.finished_at < cutoff
+            )
+        )
+        session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def requeue(session: Session, row: WebhookDelivery) -> None:
