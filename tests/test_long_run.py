@@ -53,7 +53,7 @@ def _packets(url: str, seconds: float) -> list[dict[str, Any]]:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         packets: list[dict[str, Any]] = json.loads(done.stdout or "{}").get("packets", [])
-        if len(packets) > 25:
+        if sum(p["codec_type"] == "video" for p in packets) > 25:
             return packets
         assert time.monotonic() < deadline, done.stderr[-500:]
         time.sleep(0.5)
