@@ -2,9 +2,8 @@
 
 A worker that exits non-zero or is killed is restarted at once, then after 1 s, 2 s, 4 s ...
 (capped) if it keeps failing; a run that lasted ``stable_after`` seconds resets the backoff.
-With ``spare=True`` one worker process waits ready, its imports done (about 1.2 s of CPU and
-4 s of wall time on a loaded 2-core machine), and a start or restart takes it: a SIGKILLed
-stream is back on air that much sooner. A stream stopped on purpose, or whose
+With ``spare=True`` one worker process waits ready with its imports done (``runner.spare``),
+and a start or restart takes it. A stream stopped on purpose, or whose
 options no retry can fix, is not restarted. A restarted worker is given the spec (with the
 products as last pushed), then the commands that still hold (``commands.sticky_state``: mute,
 paused products, the pin, label and seller), so it comes back as it was. Nothing here blocks:
@@ -49,12 +48,12 @@ from avatarcast.runner.base import (
     StreamStatus,
 )
 from avatarcast.runner.session_log import session_path
+from avatarcast.runner.spare import Workers
 
 __all__ = ["LocalRunner"]
 
 log = logging.getLogger(__name__)
 
-_WORKER = ("-m", "avatarcast.runner.worker")
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _STATES: frozenset[str] = frozenset(get_args(StreamState))
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
@@ -105,7 +104,6 @@ class LocalRunner:
     ) -> None:
         self._on_event = on_event
         self._on_output = on_output
-        self._python = python
         self._backoff = (backoff_start, backoff_cap)
         self._stable_after = stable_after
         self._stop_timeout = stop_timeout
@@ -114,10 +112,7 @@ class LocalRunner:
         self._streams: dict[str, _Stream] = {}
         self._draining = False
         #: a worker that has done its imports and waits for a spec on stdin
-        self._spare_wanted = spare
-        self._spare_delay = spare_delay
-        self._spare: asyncio.subprocess.Process | None = None
-        self._spare_task: asyncio.Task[None] | None = None
+        self._workers = Workers(python, keep=spare, delay=spare_delay)
 
     # --- the StreamRunner interface -----------------------------------------------------------
 
@@ -224,15 +219,7 @@ class LocalRunner:
 
     async def drain(self) -> None:
         self._draining = True
-        self._spare_wanted = False
-        if self._spare_task is not None:
-            self._spare_task.cancel()
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.returncode is None:
-            assert spare.stdin is not None
-            spare.stdin.close()  # end of input before a spec: it exits at once
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(spare.wait(), 5.0)
+        await self._workers.close()
         streams = list(self._streams.values())
         for s in streams:
             self._request_stop(s, "shutdown")
@@ -336,12 +323,9 @@ class LocalRunner:
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
         s.state, s.health = "starting", {}
-        proc = self._take_spare()
-        if proc is not None:
+        proc, spare = await self._workers.get()
+        if spare:
             log.info("stream %s runs in the spare worker %s", s.stream_id, proc.pid)
-        else:
-            proc = await self._spawn()
-        self._want_spare()
         s.proc = proc
         assert proc.stdin is not None
         if restarted:  # before the spec: the run's recording folder is named after it
@@ -365,39 +349,6 @@ class LocalRunner:
             if not future.done():
                 future.set_exception(CommandFailed("the worker ended", retryable=True))
         return code
-
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            self._python,
-            *_WORKER,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C in a terminal reaches the parent, not the workers
-        )
-
-    def _take_spare(self) -> asyncio.subprocess.Process | None:
-        spare, self._spare = self._spare, None
-        if spare is None or spare.returncode is not None:
-            return None
-        return spare
-
-    def _want_spare(self) -> None:
-        """Make the next spare a little later (not while the taken one starts a stream)."""
-        busy = self._spare_task is not None and not self._spare_task.done()
-        if not self._spare_wanted or busy or self._spare is not None:
-            return
-        self._spare_task = asyncio.get_running_loop().create_task(
-            self._make_spare(), name="spare-worker"
-        )
-
-    async def _make_spare(self) -> None:
-        await asyncio.sleep(self._spare_delay)
-        if self._spare_wanted and self._spare is None:
-            try:
-                self._spare = await self._spawn()
-            except OSError as e:
-                log.warning("no spare worker: %s", e)
 
     async def _read_status(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
