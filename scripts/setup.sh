@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ffmpeg nginx libnginx-mod-rtmp postgresql chromium fonts-dejavu-core fonts-noto-cjk
-  tesseract-ocr tesseract-ocr-eng ngircd libdlib-data)
+  tesseract-ocr tesseract-ocr-eng ngircd libdlib-data prometheus systemd)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -102,11 +102,13 @@ def serve(
     seeded: bool = True,
     wait_s: float = 60.0,
     prepare: Callable[[str, str], None] | None = None,
+    wrap: tuple[str, ...] = (),
 ) -> Iterator[Served]:
     """Run ``avatarcast serve ARGS`` on a free port with everything it keeps in ``root`` until
     ``/readyz`` answers; stop it at the end. ``env`` adds ``AVATARCAST_*`` settings (the rate
     limit is lifted unless given). ``seeded=False`` keeps the database as it is (a restart).
-    ``prepare(database_url, tenant_id)`` writes rows before the server starts."""
+    ``prepare(database_url, tenant_id)`` writes rows before the server starts. ``wrap`` goes
+    before the command (e.g. ``unshare ... sh -c 'mount ...; exec "$@"'``)."""
     root.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{root / 'var' / 'avatarcast.db'}"
     tenant_id, keys, other = seed(database_url) if seeded else ("", {}, "")
@@ -121,10 +123,12 @@ def serve(
         "AVATARCAST_HLS__DIR": str(root / "hls"),
         "AVATARCAST_API__RATE_LIMIT__RATE": "10000",
         "AVATARCAST_API__RATE_LIMIT__BURST": "10000",
+        # a spare worker costs a worker's imports (~1.2 s CPU) per server: only where tested
+        "AVATARCAST_RUNNER__SPARE_WORKER": "false",
         **(env or {}),
     }
     port = free_port()
-    cmd = [sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port), *args]
+    cmd = [*wrap, sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port), *args]
     with (root / "serve.log").open("wb") as log:  # a file: a full pipe would stall the server
         proc = subprocess.Popen(cmd, env=full_env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     served = Served(f"http://127.0.0.1:{port}", database_url, root, proc, tenant_id, keys, other)

@@ -18,14 +18,16 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
 
 
 def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = False) -> None:
-    """Serve the control plane API; streams that should be live start again."""
+    """Serve the control plane API; streams that should be live start again. SIGTERM drains
+    them first (recordings closed, /readyz 503), a second SIGTERM or SIGINT exits at once."""
     import uvicorn
 
+    from avatarcast.control.lifecycle import DrainingServer
     from avatarcast.server import create_server_app
 
     setup_logging(verbose)
     settings = server_settings(host, port)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_server_app(settings, freeze_gc=True),
         host=settings.api.host,
         port=settings.api.port,
@@ -33,6 +35,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, verbose: VerboseOpt = Fals
         access_log=settings.api.access_log or verbose,
         ws_max_size=settings.chat.max_frame_bytes,
     )
+    DrainingServer(config).run()
 
 
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)

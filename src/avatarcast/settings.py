@@ -187,6 +187,9 @@ class RunnerSettings(_Section):
     #: get through when the streams fill the machine), and a stream has the slack of a frame
     #: period where a request has none; 0 runs workers at the API's priority.
     worker_nice: int = Field(default=5, ge=0, le=19)
+    #: Keep one worker process ready (imports done) for the next start or restart: a killed
+    #: stream is back on air seconds sooner, for ~100 MB of memory per server.
+    spare_worker: bool = True
 
 
 class WhepSettings(_Section):
@@ -274,6 +277,30 @@ class SecretsSettings(_Section):
     previous_keys: list[SecretStr] = Field(default_factory=list)
 
 
+class WebhookSettings(_Section):
+    """Alerts to people: how stream events are delivered to tenants' webhooks."""
+
+    #: one delivery attempt waits this long for the receiver's answer
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: attempts before a delivery goes to the dead-letter list
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    #: the wait after the first failed attempt; it doubles after each one, up to ``backoff_cap_s``
+    backoff_start_s: float = Field(default=2.0, gt=0, le=3600)
+    backoff_cap_s: float = Field(default=600.0, gt=0, le=86400)
+    #: how often the sender looks for deliveries that fell due (a new event wakes it at once)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+    #: delivered deliveries are deleted after this long (dead letters stay until retried)
+    keep_delivered_s: float = Field(default=7 * 86400, gt=0)
+
+
+class LifecycleSettings(_Section):
+    """What ``serve`` does on SIGTERM: ``/readyz`` answers 503 (draining) for
+    ``drain_notice_s`` so load balancers stop sending, then every stream is stopped (its
+    recording closed) without changing what should be on air, so the next start resumes it."""
+
+    drain_notice_s: float = Field(default=0.0, ge=0, le=300)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARCAST_",
@@ -300,6 +327,8 @@ class Settings(BaseSettings):
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from avatarcast.control.context import AppContext
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
+from avatarcast.control.lifecycle import lifespan as lifecycle_lifespan
 from avatarcast.control.metrics import ControlMetrics, LatencyMiddleware
 from avatarcast.control.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -35,6 +36,7 @@ from avatarcast.control.routes.schedules import lifespan as schedules_lifespan
 from avatarcast.control.secretbox import load_box, reseal_stream_keys
 from avatarcast.control.shedding import LoadSheddingMiddleware
 from avatarcast.control.streaming import lifespan as streams_lifespan
+from avatarcast.control.webhooks.dispatcher import lifespan as webhooks_lifespan
 from avatarcast.db.engine import make_engine, make_loop_engine, make_sessionmaker
 from avatarcast.db.migrate import upgrade_database
 from avatarcast.settings import Settings
@@ -60,6 +62,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "stream_hls",
     "schedules",
     "events",
+    "webhooks",
     "audit",
 )
 
@@ -75,9 +78,17 @@ class AppExtension(Protocol):
     def lifespan(self, ctx: AppContext) -> AbstractAsyncContextManager[None]: ...
 
 
-#: What runs for the app's life beside the routes, in this order: the stream runner and its
-#: manager (restoring the streams that should be live), then the schedule's ticker.
-LIFESPANS: tuple[Lifespan, ...] = (streams_lifespan, schedules_lifespan, chat_sources_lifespan)
+#: What runs for the app's life beside the routes, in this order: the webhook dispatcher (it
+#: hears every stream event from the first restored stream on), the stream runner and its
+#: manager (restoring the streams that should be live), the schedule's ticker, the platform
+#: chat sources, then the lifecycle (SIGTERM drain, systemd READY=1 and watchdog).
+LIFESPANS: tuple[Lifespan, ...] = (
+    webhooks_lifespan,
+    streams_lifespan,
+    schedules_lifespan,
+    chat_sources_lifespan,
+    lifecycle_lifespan,
+)
 
 
 def load_route_modules() -> list[ModuleType]:

@@ -64,6 +64,23 @@ class ControlMetrics:
             ["tenant"],
             registry=r,
         )
+        self.stream_events = Counter(
+            "avatarcast_stream_events",
+            "Stream events by kind (crashed, restarted, glitch, recording_stopped ...).",
+            ["kind"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "avatarcast_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, retry, dead.",
+            ["outcome"],
+            registry=r,
+        )
+        self.draining = Gauge(
+            "avatarcast_draining",
+            "1 while the server drains its streams before it exits (SIGTERM).",
+            registry=r,
+        )
 
         self.gc_frozen = Gauge(
             "avatarcast_python_gc_frozen_objects",

@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 EXTRAS_KEY = "streams"
+#: ``ctx.extras`` list of stream event listeners that lifespans entered before this one
+#: register (the webhooks); they hear every event from the first restored stream on
+EVENT_LISTENERS_KEY = "event_listeners"
+#: stream event kinds not counted in ``avatarcast_stream_events`` (one per sentence/command)
+_UNCOUNTED = frozenset({"line", "refusal", "command"})
 
 
 @asynccontextmanager
@@ -52,6 +57,7 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         on_event=lambda e: holder[0].on_event(e),
         on_output=lambda e: holder[0].on_event(e),
         nice=ctx.settings.runner.worker_nice,
+        spare=ctx.settings.runner.spare_worker,
     )
     policy = ctx.settings.supervision
     watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)
@@ -65,6 +71,8 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         live_limit=ctx.settings.quotas.live_streams,
     )
     holder.append(manager)
+    manager.listeners.extend(ctx.extras.get(EVENT_LISTENERS_KEY, ()))
+    manager.listeners.append(lambda e: _count(ctx, e.kind))
     ctx.extras[EXTRAS_KEY] = manager
     async with asyncio.TaskGroup() as tg:
         tg.create_task(manager.run())
@@ -77,6 +85,11 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
             gauges.cancel()
             supervision.cancel()
             await manager.close()
+
+
+def _count(ctx: AppContext, kind: str) -> None:
+    if kind not in _UNCOUNTED:
+        ctx.metrics.stream_events.labels(kind).inc()
 
 
 def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:

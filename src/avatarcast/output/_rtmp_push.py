@@ -8,6 +8,15 @@ Here it can only freeze this process, which the parent then kills.
 IN and OUT are pipe descriptors. Messages in: a pickled ``PushConfig`` first, then raw byte
 messages: ``P`` + packed packets (``pack_packets``: a fixed header per packet and its data,
 no pickling, one message per programme frame), ``R`` (resync), ``S`` (stop). Out: status dicts.
+
+Timestamps on the wire are the programme's own while they fit, and count from the connection
+after that: FLV and RTMP carry milliseconds in 32 bits, and FFmpeg's FLV muxer keeps 31 of
+them, so a programme time past 2^31 ms (24.9 days) wrapped to 0 in the middle of a stream
+(measured: a stream started at 49.7 days read back from nginx-rtmp at 24.85 days). A
+connection opened at a programme time below ``max_connection_s`` (a day below the wrap)
+sends programme time; one opened later sends its first keyframe at
+:data:`CONNECTION_LEAD_S`. A connection whose timestamps reach ``max_connection_s`` is closed
+and opened again at the next keyframe, which then starts at the lead, as a reconnect would.
 """
 
 from __future__ import annotations
@@ -45,6 +54,13 @@ class DestinationRefused(Exception):
     """The destination cannot be pushed to as it is: a refused address, a bad certificate."""
 
 
+#: where a connection's first keyframe goes, in seconds: audio muxed just before it stays >= 0
+CONNECTION_LEAD_S = Fraction(1)
+#: FFmpeg's FLV muxer writes 31 bits of milliseconds; a connection ends a day before that
+FLV_TIMESTAMP_LIMIT_S = Fraction(2**31, 1000)
+MAX_CONNECTION_S = float(FLV_TIMESTAMP_LIMIT_S - 86400)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PushConfig:
     url: str
@@ -61,6 +77,8 @@ class PushConfig:
     policy: NetPolicy = field(default_factory=lambda: NetPolicy(allow_private=True))
     #: PEM certificates trusted for rtmps on top of the system CA bundle
     ca_file: str | None = None
+    #: media seconds one connection carries before it is renewed (see the module docstring)
+    max_connection_s: float = MAX_CONNECTION_S
 
 
 MSG_PACKETS, MSG_RESYNC, MSG_STOP = b"P", b"R", b"S"
@@ -152,6 +170,8 @@ class _Pusher:
         self._queue: deque[EncodedPacket] = deque()
         self._stop = False
         self._resync = False
+        #: packets from a keyframe on that the next connection sends first (a renewal)
+        self._carry: list[EncodedPacket] = []
         self._send_lock = threading.Lock()
         self._relay: subprocess.Popen[bytes] | None = None
         self._stats: dict[str, Any] = {
@@ -170,7 +190,9 @@ class _Pusher:
         while not self._stop_requested():
             self._report(state="connecting")
             try:
-                self._push()
+                if self._push():  # renewed before its timestamps run out: connect at once
+                    delay = self.c.backoff_start
+                    continue
                 break
             except DestinationRefused as exc:
                 error = self._scrub(f"destination refused: {exc}")
@@ -194,28 +216,41 @@ class _Pusher:
         self._close_relay()
         self._report(state="closed")
 
-    def _push(self) -> None:
+    def _push(self) -> bool:
+        """One connection, until stopped (False) or renewed at its timestamp limit (True)."""
         container = self._connect()
         streams = {s.type: s for s in container.streams}
         self._stats["connects"] += 1
         self._report(state="connected", log=(logging.INFO, "connected"))
         sent_keyframe, clean, last_report = False, False, 0
+        origin: Fraction | None = None  # programme time at this connection's zero
+        limit = Fraction(self.c.max_connection_s)
         try:
             while True:
-                batch, resync = self._next()
+                carried, self._carry = self._carry, []
+                batch, resync = (carried, False) if carried else self._next()
                 if not batch:
                     if self._stop_requested():
                         clean = True
-                        return
+                        return False
                     continue
                 if resync:
                     sent_keyframe = False
-                for packet in batch:
+                for i, packet in enumerate(batch):
+                    key = packet.kind == "video" and packet.keyframe
                     if not sent_keyframe:
-                        if not (packet.kind == "video" and packet.keyframe):
+                        if not key:
                             continue
                         sent_keyframe = True
-                    container.mux(to_av_packet(packet, streams[packet.kind]))
+                    t = packet.dts * packet.time_base
+                    if origin is None:  # programme time while it fits, else from here
+                        origin = Fraction(0) if t < limit else t - CONNECTION_LEAD_S
+                    elif key and t - origin >= limit:
+                        self._carry = list(batch[i:])
+                        clean = True
+                        self._report(log=(logging.INFO, "renewing the connection"))
+                        return True
+                    container.mux(to_av_packet(packet, streams[packet.kind], offset=origin))
                     self._stats["bytes_sent"] += len(packet.data)
                     self._stats["packets_sent"] += 1
                 if self._stats["packets_sent"] - last_report >= 25:

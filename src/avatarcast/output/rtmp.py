@@ -27,6 +27,7 @@ from avatarcast.frames import EncodedPacket
 from avatarcast.netpolicy import NetPolicy
 from avatarcast.output._child import spawn_child, stop_child
 from avatarcast.output._rtmp_push import (
+    MAX_CONNECTION_S,
     MSG_RESYNC,
     MSG_STOP,
     PushConfig,
@@ -98,6 +99,7 @@ class RtmpSink:
         name: str | None = None,
         policy: NetPolicy | None = None,
         ca_file: str | None = None,
+        max_connection_s: float = MAX_CONNECTION_S,
     ) -> None:
         _validate(url)
         if backoff_start <= 0 or backoff_cap < backoff_start or not 0 <= jitter < 1:
@@ -112,6 +114,7 @@ class RtmpSink:
         self._settings = (backoff_start, backoff_cap, jitter, max_retries, connect_timeout)
         self._max_queue = max_queue_seconds
         self._close_timeout = close_timeout
+        self._max_connection_s = max_connection_s
         # the operator's own command line may push anywhere; the API passes its policy
         self._policy = policy or NetPolicy(allow_private=True)
         self._ca_file = ca_file
@@ -156,6 +159,7 @@ class RtmpSink:
             connect_timeout=timeout,
             policy=self._policy,
             ca_file=self._ca_file,
+            max_connection_s=self._max_connection_s,
         )
         await self.prestart()
         assert self._pipes is not None

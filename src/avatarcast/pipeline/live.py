@@ -27,6 +27,7 @@ from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.ice import IceServer
 from avatarcast.output.recording import SegmentedRecorder
+from avatarcast.output.recording_guard import GuardedRecorder
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.output.whep_process import WhepProcess
 from avatarcast.pipeline.build import (
@@ -146,19 +147,24 @@ async def run_live(
             control.refuse_destination(redact_url(url), str(e))
     extra_sinks = [s for group in by_layout.values() for s in group]
     if opts.record_dir is not None:
-        sinks.append(
-            SegmentedRecorder(
-                opts.record_dir,
+        record_dir = opts.record_dir
+
+        def recorder() -> SegmentedRecorder:
+            return SegmentedRecorder(
+                record_dir,
                 segment_seconds=opts.segment_seconds,
                 metadata=fmt.metadata,
                 on_segment_closed=segment_signer(opts.c2pa) if opts.c2pa else None,
             )
-        )
+
+        # a full disk stops the recording, not the stream (recording_stopped/_resumed events)
+        sinks.append(GuardedRecorder(recorder, dir=record_dir, on_change=control.recording_changed))
         control.set_recording(str(opts.record_dir))
     if opts.hls_dir is not None:
         hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
         control.set_hls(hls)
         sinks.append(hls)
+    whep = None
     if opts.whep_port is not None:
         whep = WhepProcess(
             host=opts.whep_host,
@@ -166,24 +172,24 @@ async def run_live(
             token=opts.whep_token,
             ice_servers=tuple(_ice(s) for s in opts.ice_servers),
         )
-        try:
-            control.set_whep(url=await whep.start())
-        except OutputError as e:
-            log.error("WHEP is off: %s", e)
-            control.set_whep(error=str(e))
-        else:
-            sinks += [whep, _PcmTap(whep)]
     guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
     try:
         for rtmp in control.destinations:
             await rtmp.prestart()  # their start-up overlaps with building the programme
-        # built at low priority, so other streams' frames on this machine stay on time
-        built = await in_background(
-            build, resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t)
-        )
-        views = await in_background(_views, built, by_layout)
+        async with asyncio.TaskGroup() as tg:
+            # the WHEP child's start-up (a Python process importing aiortc, seconds on a busy
+            # machine) overlaps with the build too: a restarted stream is back on air sooner
+            whep_up = tg.create_task(_start_whep(whep, control)) if whep is not None else None
+            # built at low priority, so other streams' frames on this machine stay on time
+            built = await in_background(
+                build, resolved, live=True, guard=lambda s, p, t: guards[0](s, p, t)
+            )
+            views = await in_background(_views, built, by_layout)
+        if whep is not None and whep_up is not None and whep_up.result():
+            sinks += [whep, _PcmTap(whep)]
     except BaseException:
-        for opened in [*sinks, *extra_sinks]:
+        spare = [whep] if whep is not None and whep not in sinks else []
+        for opened in [*sinks, *extra_sinks, *spare]:
             await opened.aclose()
         raise
     wall = WallClock()
@@ -235,6 +241,16 @@ async def run_live(
     if on_status is not None:
         on_status(final)
     return final
+
+
+async def _start_whep(whep: WhepProcess, control: LiveControl) -> bool:
+    try:
+        control.set_whep(url=await whep.start())
+    except OutputError as e:
+        log.error("WHEP is off: %s", e)
+        control.set_whep(error=str(e))
+        return False
+    return True
 
 
 def destination_layouts(opts: LiveOptions, main: Layout) -> list[Layout]:

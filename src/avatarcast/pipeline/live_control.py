@@ -152,6 +152,7 @@ class LiveControl:
         self._fps_window: tuple[float, int] = (0.0, 0)
         self._fps = 0.0
         self._stop_requested = False
+        self._recording_paused: str | None = None
         #: each destination's layout, by ``id`` of its sink (redacted names can be equal), and
         #: the programme's own layout
         self._layouts: dict[int, str] = {}
@@ -162,6 +163,10 @@ class LiveControl:
         self.line_listeners: list[Callable[[SpokenLine], None]] = []
         #: called with the answers awaiting approval whenever they change (consoles show them)
         self.answer_listeners: list[Callable[[list[dict[str, object]]], None]] = []
+        #: called with ``(kind, detail)`` of what happened to the outputs that a person may
+        #: need to hear of (``recording_stopped``, ``recording_resumed``); the worker sends
+        #: them on as stream events
+        self.event_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
 
     # --- wiring (run_live) ---------------------------------------------------------------------
 
@@ -183,6 +188,16 @@ class LiveControl:
 
     def set_recording(self, folder: str) -> None:
         self._outputs.recording_dir = folder
+
+    def recording_changed(self, kind: str, detail: Mapping[str, Any]) -> None:
+        """The recording stopped (a full disk) or started again: status and listeners."""
+        if kind == "recording_stopped":
+            self._recording_paused = self._outputs.recording_dir
+            self._outputs.recording_dir = None
+        elif kind == "recording_resumed":
+            self._outputs.recording_dir = self._recording_paused or self._outputs.recording_dir
+        for listener in self.event_listeners:
+            listener(kind, detail)
 
     def set_hls(self, sink: HlsSink) -> None:
         self._outputs.hls = sink

@@ -1,7 +1,9 @@
 """The local backend: each stream in its own OS process, supervised from the event loop.
 
-A worker that exits non-zero or is killed is restarted after 1 s, 2 s, 4 s ... (capped); a run
-that lasted ``stable_after`` seconds resets the backoff. A stream stopped on purpose, or whose
+A worker that exits non-zero or is killed is restarted at once, then after 1 s, 2 s, 4 s ...
+(capped) if it keeps failing; a run that lasted ``stable_after`` seconds resets the backoff.
+With ``spare=True`` one worker process waits ready with its imports done (``runner.spare``),
+and a start or restart takes it. A stream stopped on purpose, or whose
 options no retry can fix, is not restarted. A restarted worker is given the spec (with the
 products as last pushed), then the commands that still hold (``commands.sticky_state``: mute,
 paused products, the pin, label and seller), so it comes back as it was. Nothing here blocks:
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 import signal
 import socket
@@ -45,15 +48,17 @@ from avatarcast.runner.base import (
     StreamStatus,
 )
 from avatarcast.runner.session_log import session_path
+from avatarcast.runner.spare import Workers
 
 __all__ = ["LocalRunner"]
 
 log = logging.getLogger(__name__)
 
-_WORKER = ("-m", "avatarcast.runner.worker")
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _STATES: frozenset[str] = frozenset(get_args(StreamState))
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
+#: a worker's own event kinds (``recording_stopped`` ...); never one the runner reports itself
+_EVENT_KIND = re.compile(r"(?!started$|restarted$|crashed$|stopped$|failed$)[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass(eq=False, slots=True)
@@ -94,20 +99,27 @@ class LocalRunner:
         stop_timeout: float = 10.0,
         whep_host: str = "127.0.0.1",
         nice: int = 0,
+        spare: bool = False,
+        spare_delay: float = 5.0,
     ) -> None:
         self._on_event = on_event
         self._on_output = on_output
-        self._python = python
         self._backoff = (backoff_start, backoff_cap)
         self._stable_after = stable_after
         self._stop_timeout = stop_timeout
         self._whep_host = whep_host
         self._nice = nice
         self._streams: dict[str, _Stream] = {}
+        self._draining = False
+        #: a worker that has done its imports and waits for a spec on stdin
+        self._workers = Workers(python, keep=spare, delay=spare_delay)
 
     # --- the StreamRunner interface -----------------------------------------------------------
 
     async def start(self, stream_id: str, spec: StreamSpec) -> None:
+        if self._draining:  # the server is ending: what starts now would be cut at once
+            log.warning("stream %s not started: the runner is draining", stream_id)
+            return
         previous = self._streams.get(stream_id)
         if previous is not None:
             self._request_stop(previous, "replaced")
@@ -206,6 +218,8 @@ class LocalRunner:
             s.requests.pop(request_id, None)
 
     async def drain(self) -> None:
+        self._draining = True
+        await self._workers.close()
         streams = list(self._streams.values())
         for s in streams:
             self._request_stop(s, "shutdown")
@@ -283,7 +297,8 @@ class LocalRunner:
             self._emit(s, "crashed", **_exit_detail(code), last_error=s.last_error)
             if loop.time() - began >= self._stable_after:
                 attempt = 0
-            delay = min(self._backoff[0] * 2**attempt, self._backoff[1])
+            # the first restart at once (a one-off kill), then 1 s, 2 s, 4 s ... (capped)
+            delay = min(self._backoff[0] * 2 ** (attempt - 1), self._backoff[1]) if attempt else 0
             attempt += 1
             s.state = "restarting"
             with contextlib.suppress(TimeoutError):
@@ -308,21 +323,17 @@ class LocalRunner:
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
         s.state, s.health = "starting", {}
-        proc = await asyncio.create_subprocess_exec(
-            self._python,
-            *_WORKER,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C in a terminal reaches the parent, not the workers
-        )
+        proc, spare = await self._workers.get()
+        if spare:
+            log.info("stream %s runs in the spare worker %s", s.stream_id, proc.pid)
         s.proc = proc
         assert proc.stdin is not None
+        if restarted:  # before the spec: the run's recording folder is named after it
+            s.restarts += 1
         proc.stdin.write(self._first_line(s).encode() + b"\n")
         for command in s.sticky:  # the state the last run reached: mute, pins, label ...
             self._write(s, command_to_wire(command))
         if restarted:
-            s.restarts += 1
             self._emit(s, "restarted", pid=proc.pid, restarts=s.restarts)
         else:
             self._emit(s, "started", pid=proc.pid)
@@ -366,6 +377,14 @@ class LocalRunner:
                 kind = msg.pop("type")
                 if self._on_output is not None:
                     self._emit(s, kind, run=s.restarts, **msg, callback=self._on_output)
+            elif msg.get("type") == "event":
+                kind, detail = msg.get("kind"), msg.get("detail")
+                if (
+                    isinstance(kind, str)
+                    and _EVENT_KIND.fullmatch(kind)
+                    and isinstance(detail, dict)
+                ):
+                    self._emit(s, kind, **{**detail, "run": s.restarts})
             elif msg.get("type") == "error":
                 s.last_error = redact(str(msg.get("error", "")))[:2000]
 

@@ -19,7 +19,9 @@ which it took effect), ``{"type": "line", ...}`` for every sentence as it goes o
 ``{"type": "refusal", ...}`` for every sentence the guardrails refused, ``{"type": "answers",
 "items": [...]}`` whenever the answers awaiting approval change,
 ``{"type": "mouth_engine", "frame", "engine", "reason", "miss_rate"}`` when a twin's mouth
-engine switches (``onnx`` falling back to ``patches``, or back), and
+engine switches (``onnx`` falling back to ``patches``, or back),
+``{"type": "event", "kind": ..., "detail": {...}}`` for what befell an output that a person
+should hear of (``recording_stopped`` on a full disk, ``recording_resumed``), and
 ``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
 stream stops.
 
@@ -36,7 +38,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -95,6 +97,7 @@ class Worker:
         self.control.line_listeners.append(self._on_line)
         self.control.answer_listeners.append(self._on_answers)
         self.control.director.listeners.append(self._on_applied)
+        self.control.event_listeners.append(self._on_output_event)
         self._out = out
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
@@ -106,6 +109,11 @@ class Worker:
     def emit(self, message: dict[str, Any]) -> None:
         self._out.write(json.dumps(message, default=str, separators=(",", ":")) + "\n")
         self._out.flush()
+
+    def _on_output_event(self, kind: str, detail: Mapping[str, Any]) -> None:
+        """``recording_stopped`` and the like: a stream event for the control plane."""
+        self.emit({"type": "event", "kind": kind, "detail": dict(detail)})
+        self.emit({"type": "status", **self.control.status().as_dict()})
 
     def on_status(self, status: LiveStatus) -> None:
         if self.session is not None:

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from avatarcast.control.deps import ContextDep
+from avatarcast.control.lifecycle import lifecycle_of
 from avatarcast.control.problems import ProblemError, problem_responses
 
 router = APIRouter(tags=["health"])
@@ -36,6 +37,9 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses=problem_responses(503))
 def readyz(ctx: ContextDep) -> Health:
+    lifecycle = lifecycle_of(ctx)
+    if lifecycle is not None and lifecycle.draining:
+        raise ProblemError(503, "draining: the server is stopping its streams", kind="not-ready")
     try:
         with ctx.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
