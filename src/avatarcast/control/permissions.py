@@ -104,6 +104,14 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     # chat
     "post_chat": BACKEND,
     "block_message": SUPERVISOR,
+    # alert webhooks: a tenant's admins (a webhook's URL and secret reach outside the tenant)
+    "list_webhooks": ADMIN,
+    "create_webhook": ADMIN,
+    "get_webhook": ADMIN,
+    "delete_webhook": ADMIN,
+    "dead_letters": ADMIN,
+    "list_deliveries": ADMIN,
+    "retry_delivery": ADMIN,
     # platform chat sources (the webhook source's own URL checks its HMAC signature instead)
     "add_source": OPERATOR,
     "list_sources": ANY_KEY,
