@@ -379,7 +379,9 @@ class OnAirWatch:
             return
         self._window = None
         self._next_window_t = self.t + self.settings.lipsync_every_s
-        pcm = self._pcm_slice(w.start_pts * self._spf, len(w.packets) * self._spf)
+        # the sound of the last half second may still be in the encoder: leave it out
+        usable = max(len(w.packets) - self._fps // 2, 0)
+        pcm = self._pcm_slice(w.start_pts * self._spf, usable * self._spf)
         if pcm is None:
             return
         windows = self._decoder.window_decoder()

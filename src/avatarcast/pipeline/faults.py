@@ -89,8 +89,11 @@ class FaultInjector:
             Sentence(
                 text=line.text,
                 lang=line.lang,
-                source="template",
+                # the guardrails' loop check refuses a writer's repeats; a stuck queue that
+                # replays what already passed them is what reaches air, so the drill does that
+                source="supervisor",
                 product_id=line.product_id,
+                facts=line.facts,
                 id=f"loop-{self._loops}",
             )
         )
