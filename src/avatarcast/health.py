@@ -162,14 +162,6 @@ def _longest_silence(pcm: npt.NDArray[np.float32], sample_rate: int, dbfs: float
     return best * win / sample_rate
 
 
-def lipsync_lag_ms(
-    mouth: npt.NDArray[np.float64], pcm: npt.NDArray[np.float32], sample_rate: int, fps: float
-) -> float | None:
-    """The mouth's lag behind the voice, ms (positive: the picture is late); None when the
-    series hold too little talk (the on-air monitors estimate it from decoded windows)."""
-    return _lipsync_lag_ms(mouth, pcm, sample_rate, fps)
-
-
 def _lipsync_lag_ms(
     mouth: npt.NDArray[np.float64], pcm: npt.NDArray[np.float32], sample_rate: int, fps: float
 ) -> float | None:

@@ -265,8 +265,9 @@ class MonitorSettings(_Section):
     warmup_s: float = Field(default=6.0, ge=0)
     #: identical pictures (P-frames that change nothing) while talk is on air
     frozen_s: float = Field(default=2.0, gt=0)
-    #: a P-frame no bigger than this (bytes) changed nothing a viewer can see
-    frozen_packet_bytes: int = Field(default=24, ge=1)
+    #: a P-frame no bigger than this (bytes) changed nothing a viewer can see (x264 makes 11-25
+    #: bytes of an unchanged 720p picture; talking frames stay under it for 6 frames at most)
+    frozen_packet_bytes: int = Field(default=40, ge=1)
     #: a decoded keyframe whose luma varies less than this (std) is black or flat
     flat_luma_std: float = Field(default=4.0, ge=0)
     #: silence (below ``silence_dbfs``) longer than this, outside mute/pause/slate

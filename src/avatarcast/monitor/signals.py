@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatarcast.frames import EncodedPacket
-from avatarcast.health import lipsync_lag_ms, luma_plane, mouth_openness
+from avatarcast.health import frame_rms, luma_plane, mouth_openness
 
 __all__ = ["OutputDecoder", "VideoPacketInfo", "lipsync_window_lag"]
 
@@ -105,6 +105,12 @@ class WindowDecoder:
         return np.asarray(out, dtype=np.float64)
 
 
+#: the least correlation of mouth and voice energy at the best lag for an estimate to count;
+#: clean 5 s windows of the demo measure 0.62-0.79, a window with little talk much less
+MIN_CORRELATION = 0.4
+MAX_LAG_FRAMES = 8
+
+
 def lipsync_window_lag(
     decoder: WindowDecoder,
     packets: Sequence[EncodedPacket],
@@ -114,7 +120,22 @@ def lipsync_window_lag(
     sample_rate: int,
     fps: float,
 ) -> float | None:
-    """Lag of the mouth behind the voice in a window, ms (positive: the picture is late);
-    None when the window holds too little talk to tell. Runs in a thread."""
+    """Lag of the mouth behind the voice in a window, ms (positive: the picture is late), by
+    cross-correlating the decoded mouth's openness with the voice's energy per frame; None
+    when the window holds too little talk to tell. Runs in a thread."""
     mouth = decoder.mouth_series(packets, box)
-    return lipsync_lag_ms(mouth, pcm, sample_rate, fps)
+    rms = frame_rms(pcm, sample_rate, fps)
+    n = min(len(mouth), len(rms))
+    if n < 3 * MAX_LAG_FRAMES or float(mouth[:n].std()) == 0 or float(rms[:n].std()) == 0:
+        return None
+    m = (mouth[:n] - mouth[:n].mean()) / mouth[:n].std()
+    a = (rms[:n] - rms[:n].mean()) / rms[:n].std()
+    best, best_lag = -np.inf, 0
+    for lag in range(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1):
+        if lag >= 0:
+            c = float(np.dot(m[lag:], a[: n - lag])) / (n - lag)
+        else:
+            c = float(np.dot(m[: n + lag], a[-lag:])) / (n + lag)
+        if c > best:
+            best, best_lag = c, lag
+    return best_lag * 1000.0 / fps if best >= MIN_CORRELATION else None

@@ -114,7 +114,9 @@ class OnAirWatch:
         self._pcm: deque[tuple[int, npt.NDArray[np.float32]]] = deque()
         self._first: tuple[float, int] | None = None  # wall arrival and pts of the first frame
         self._video_end = self._audio_end = 0.0
-        self._late_s = self._lag_ms = 0.0
+        self._late_s = 0.0
+        #: the last two lip-sync estimates: a lag counts when both windows show it
+        self._lags: deque[float] = deque([0.0, 0.0], maxlen=2)
         self._window: _Window | None = None
         self._next_window_t = settings.warmup_s
         self._lag_future: Future[tuple[float | None, float]] | None = None
@@ -227,7 +229,7 @@ class OnAirWatch:
         v["noise"] = self._audio.noise
         v["clipping"] = self._audio.clipping
         v["drift"] = abs(self._audio_end - self._video_end) * 1000 if self._audio_end else 0.0
-        v["lipsync"] = abs(self._lag_ms)
+        v["lipsync"] = min(abs(lag) for lag in self._lags)
         v["repeat"] = float(self._repeat.count)
         v["late"] = self._late_s
         for i, out in enumerate(self._outputs()):
@@ -363,8 +365,7 @@ class OnAirWatch:
                 log.exception("the lip-sync estimate failed")
             else:
                 self.cpu_s += cpu
-                if lag is not None:
-                    self._lag_ms = lag
+                self._lags.append(lag if lag is not None else 0.0)
         if self._mouth_box is None or self._decoder is None or self._lag_future is not None:
             return
         for p in packets:
