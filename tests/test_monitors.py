@@ -33,7 +33,7 @@ def _remedies(run: MonitoredRun, finding: object) -> list[str]:
 
 async def test_a_clean_programme_raises_no_finding() -> None:
     run = await run_monitored(
-        OPTS, seconds=40, monitors=MonitorSettings(lipsync_every_s=10, lipsync_window_s=6)
+        OPTS, seconds=26, monitors=MonitorSettings(lipsync_every_s=6, lipsync_window_s=5)
     )
     assert run.events == [], run.events
     values = run.status["values"]
@@ -47,17 +47,17 @@ async def test_each_drill_is_found_and_remedied_in_one_run() -> None:
         (15.0, InjectFault(kind="freeze", seconds=4)),
         (8.0, InjectFault(kind="mute_voice", seconds=4)),
         (24.0, InjectFault(kind="noise", seconds=3)),
-        (31.0, InjectFault(kind="black", seconds=4)),
-        (39.0, InjectFault(kind="loop_writer", seconds=16)),
+        (30.0, InjectFault(kind="black", seconds=4)),
+        (36.0, InjectFault(kind="loop_writer", seconds=16)),
     ]
     settings = MonitorSettings(fault_injection=True, lipsync_every_s=30)
-    run = await run_monitored(OPTS, seconds=58, monitors=settings, commands=drills)
+    run = await run_monitored(OPTS, seconds=55, monitors=settings, commands=drills)
     expected = {
         "frozen": ("reset_talk", 15.0),
         "silence": ("revoice", 8.0),
         "noise": ("revoice", 24.0),
-        "black": ("restart_encoder", 31.0),
-        "repeat": ("reset_talk", 39.0),
+        "black": ("restart_encoder", 30.0),
+        "repeat": ("reset_talk", 36.0),
     }
     for monitor, (action, at) in expected.items():
         found = _findings(run, monitor)
@@ -78,7 +78,7 @@ async def test_lip_sync_drift_climbs_the_ladder_to_a_worker_restart() -> None:
     )
     run = await run_monitored(
         OPTS,
-        seconds=40,
+        seconds=34,
         monitors=settings,
         commands=[(8.0, InjectFault(kind="drift", seconds=60))],
     )
@@ -88,7 +88,7 @@ async def test_lip_sync_drift_climbs_the_ladder_to_a_worker_restart() -> None:
     assert steps == ["reset_talk", "switch_engine", "restart_worker"]
     switch = next(e for e in run.kinds("remedy") if e["action"] == "switch_engine")
     assert "no fallback engine registered for 'avatar'" in str(switch["error"])
-    assert run.media_s < 40  # the restart ended this run (here: the loop stops)
+    assert run.media_s < 34  # the restart ended this run (here: the loop stops)
 
 
 def test_noise_is_told_from_speech_by_flatness_and_pitch() -> None:

@@ -40,11 +40,14 @@ def noise_share(
     loud_dbfs: float = -35.0,
     flatness: float = 0.35,
     pitch: float = 0.35,
+    levels: npt.NDArray[np.float64] | None = None,
 ) -> tuple[int, int]:
-    """``(loud blocks, noise blocks)``: blocks above ``loud_dbfs``, and those among them with a
-    flat spectrum (above ``flatness``) and no pitch (autocorrelation peak below ``pitch``)."""
-    levels = block_dbfs(pcm, BLOCK)
-    loud_idx = np.flatnonzero(levels > loud_dbfs)
+    """``(loud blocks, noise blocks)`` among every other block: those above ``loud_dbfs``, and
+    those among them with a flat spectrum (above ``flatness``) and no pitch (autocorrelation
+    peak below ``pitch``). ``levels``: ``block_dbfs(pcm, BLOCK)`` when the caller has it."""
+    levels = block_dbfs(pcm, BLOCK) if levels is None else levels
+    # every other block: a burst of noise lasts many blocks, and this halves the FFTs
+    loud_idx = np.flatnonzero(levels > loud_dbfs)[::2]
     if len(loud_idx) == 0:
         return 0, 0
     blocks = pcm[: len(levels) * BLOCK].astype(np.float64).reshape(-1, BLOCK)[loud_idx]

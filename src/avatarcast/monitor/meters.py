@@ -63,7 +63,8 @@ class AudioMeter:
     clipping: float = 0.0
     #: share of 21 ms blocks in the last tick that were not silent
     active: float = 0.0
-    _recent: deque[npt.NDArray[np.float32]] = field(default_factory=lambda: deque(maxlen=2))
+    #: per tick of the last second: (loud blocks, noise blocks, clipped samples, samples)
+    _recent: deque[tuple[int, int, int, int]] = field(default_factory=lambda: deque(maxlen=2))
 
     def feed(self, pcm: npt.NDArray[np.float32], *, planned_quiet: bool) -> None:
         levels = block_dbfs(pcm, BLOCK)
@@ -71,11 +72,11 @@ class AudioMeter:
         self.active = float((~quiet).mean()) if len(quiet) else 0.0
         for q in quiet:
             self.silent_blocks = self.silent_blocks + 1 if q and not planned_quiet else 0
-        self._recent.append(pcm)
-        second = np.concatenate(tuple(self._recent))
-        loud, noisy = noise_share(second, self.sample_rate)
-        self.noise = noisy / loud if loud >= 8 else 0.0
-        self.clipping = clipped_share(second)
+        loud, noisy = noise_share(pcm, self.sample_rate, levels=levels)
+        self._recent.append((loud, noisy, round(clipped_share(pcm) * len(pcm)), len(pcm)))
+        loud, noisy, clipped, n = (sum(x) for x in zip(*self._recent, strict=True))
+        self.noise = noisy / loud if loud >= 4 else 0.0
+        self.clipping = clipped / n if n else 0.0
 
     @property
     def silence_s(self) -> float:

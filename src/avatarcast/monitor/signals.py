@@ -65,7 +65,12 @@ class OutputDecoder:
         except av.FFmpegError:
             return None
         for frame in frames:
-            y = luma_plane(frame)
+            if frame.format.name != "yuv420p":
+                y = luma_plane(frame)
+            else:  # the Y plane in place, without copying the whole picture out first
+                plane = frame.planes[0]
+                y = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+                y = y[: frame.height, : frame.width]
             return np.ascontiguousarray(y[::THUMB_STEP, ::THUMB_STEP])
         return None
 
@@ -78,7 +83,13 @@ class OutputDecoder:
             except av.FFmpegError:
                 continue
             for frame in frames:
-                parts.append(np.asarray(frame.to_ndarray(), dtype=np.float32).mean(axis=0))
+                if (
+                    frame.format.name == "fltp"
+                ):  # the first channel in place (the programme is mono)
+                    raw = np.frombuffer(memoryview(frame.planes[0]), np.float32)
+                    parts.append(raw[: frame.samples])
+                else:
+                    parts.append(np.asarray(frame.to_ndarray(), dtype=np.float32).mean(axis=0))
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def window_decoder(self) -> WindowDecoder:
