@@ -28,7 +28,9 @@ ENV = {
     # the drills take minutes; nobody sends heartbeats, and the slate would stop the talk
     "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "3600",
     "AVATARCAST_MONITORS__WARMUP_S": "4",
-    "AVATARCAST_MONITORS__ESCALATE_AFTER_S": "4",
+    "AVATARCAST_MONITORS__ESCALATE_AFTER_S": "7",
+    # a slate (the black drill's second step, where it lasts) must not hold up the next drill
+    "AVATARCAST_MONITORS__SLATE_HOLD_S": "1",
     "AVATARCAST_MONITORS__OUTPUT_STALL_S": "3",
     "AVATARCAST_MONITORS__LIPSYNC_EVERY_S": "3",
     "AVATARCAST_MONITORS__LIPSYNC_WINDOW_S": "5",
@@ -67,7 +69,7 @@ def _wait(
     h: dict[str, str],
     kind: str,
     match: Callable[[dict[str, Any]], bool],
-    wait_s: float = 40.0,
+    wait_s: float = 60.0,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -96,7 +98,7 @@ def _drill(
     remedy = _wait(c, sid, h, "remedy", lambda d: d["finding"] == glitch["finding"])
     assert remedy["action"] in actions, remedy
     assert glitch["value"] is not None and glitch["threshold"] is not None
-    _wait(c, sid, h, "glitch_cleared", lambda d: d["finding"] == glitch["finding"], 60.0)
+    _wait(c, sid, h, "glitch_cleared", lambda d: d["finding"] == glitch["finding"], 90.0)
     return glitch, remedy
 
 
@@ -122,7 +124,7 @@ def _run(s: Served, c: httpx.Client, rtmp: RtmpServer) -> None:
     _drill(c, sid, h, {"kind": "mute_voice", "seconds": 5}, ("silence",), ("revoice",))
     _drill(c, sid, h, {"kind": "noise", "seconds": 4}, ("noise", "clipping"), ("revoice",))
     _drill(c, sid, h, {"kind": "black", "seconds": 5}, ("black",), ("restart_encoder",))
-    _drill(c, sid, h, {"kind": "loop_writer", "seconds": 25}, ("repeat",), ("reset_talk",))
+    _drill(c, sid, h, {"kind": "loop_writer", "seconds": 20}, ("repeat",), ("reset_talk",))
     stall = {"kind": "stall_output", "seconds": 8, "target": "recording"}
     _drill(c, sid, h, stall, ("recording_stalled",), ("restart_output",))
     rtmp.stop()  # a destination goes down
@@ -135,7 +137,7 @@ def _run(s: Served, c: httpx.Client, rtmp: RtmpServer) -> None:
     # sound behind the picture, long enough to climb the ladder to a worker restart
     r = c.post(f"/v1/streams/{sid}/faults", json={"kind": "drift", "seconds": 60}, headers=h)
     assert r.status_code == 200, r.text
-    lag = _wait(c, sid, h, "glitch", lambda d: d["monitor"] == "lipsync", 60.0)
+    lag = _wait(c, sid, h, "glitch", lambda d: d["monitor"] == "lipsync", 90.0)
     assert lag["value"] >= 100.0
     last = _wait(
         c,
@@ -143,7 +145,7 @@ def _run(s: Served, c: httpx.Client, rtmp: RtmpServer) -> None:
         h,
         "remedy",
         lambda d: d["finding"] == lag["finding"] and d["action"] == "restart_worker",
-        60.0,
+        90.0,
     )
     assert last["monitor"] == "lipsync"
     restarted = [e for e in _events(c, sid, "restarted", h)]

@@ -20,7 +20,8 @@ LADDERS: Mapping[str, tuple[str, ...]] = {
     "clipping": ("revoice", "switch_engine", "safe_slate"),
     "drift": ("restart_encoder", "restart_worker"),
     "lipsync": ("reset_talk", "switch_engine", "restart_worker"),
-    "repeat": ("reset_talk", "switch_engine", "safe_slate"),
+    # a slate stops all talk, so a repeat could never be seen to end: no slate for it
+    "repeat": ("reset_talk", "switch_engine"),
     # frames late against the wall clock: the machine is short of CPU, and nothing the stream
     # can do to itself gives it more; reported for a person (or a scheduler) to act on
     "late": (),

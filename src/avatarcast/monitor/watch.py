@@ -124,6 +124,7 @@ class OnAirWatch:
         self._episodes: dict[tuple[str, str | None], _Episode] = {}
         self._ids = itertools.count(1)
         self._slate_until: float | None = None
+        self._slate_finding = ""
         self.glitches: Counter[str] = Counter()
         self.remedies: Counter[str] = Counter()
         self.values: dict[str, float] = {}
@@ -322,10 +323,15 @@ class OnAirWatch:
             target = "encoder"
         if action == "safe_slate":
             self._slate_until = now + self.settings.slate_hold_s
+            self._slate_finding = ep.finding
         self._act(Remedy(action=action, finding=ep.finding, target=target), ep.monitor)
 
     def _end_slate(self, now: float) -> None:
-        if self._slate_until is None or now < self._slate_until or self._episodes:
+        """The show comes back ``slate_hold_s`` after the slate went up, once the finding that
+        put it up has cleared (other findings have their own ladders)."""
+        if self._slate_until is None or now < self._slate_until:
+            return
+        if any(e.finding == self._slate_finding for e in self._episodes.values()):
             return
         self._slate_until = None
         if self._submit is not None:
