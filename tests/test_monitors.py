@@ -98,7 +98,7 @@ def test_noise_is_told_from_speech_by_flatness_and_pitch() -> None:
     hiss = np.random.default_rng(3).uniform(-0.5, 0.5, sr).astype(np.float32)
     assert noise_share(voiced, sr)[1] == 0
     loud, noisy = noise_share(hiss, sr)
-    assert loud > 40 and noisy == loud
+    assert loud > 20 and noisy == loud  # every other one of the 46 blocks of a second
     assert clipped_share(np.clip(hiss * 3, -1, 1)) > 0.3
 
 
