@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-import numpy as np
-import numpy.typing as npt
 
 from avatarcast.commands import Command, Remedy
 from avatarcast.frames import EncodedPacket
 from avatarcast.monitor.ladder import ENGINE_PART, ladder_for
+from avatarcast.monitor.lipsync import LipsyncSampler
 from avatarcast.monitor.meters import AudioMeter, FrozenMeter, OutputMeter, RepeatMeter
-from avatarcast.monitor.signals import Box, OutputDecoder, VideoPacketInfo, lipsync_window_lag
+from avatarcast.monitor.signals import Box, OutputDecoder, VideoPacketInfo
 from avatarcast.output.base import StreamHeaders
 from avatarcast.settings import MonitorSettings
-from avatarcast.threads import named_pool
 
 __all__ = ["OnAirWatch", "OutputProgress", "ProgrammeState"]
 
@@ -73,14 +70,6 @@ class _Episode:
     acted_at: float = 0.0
 
 
-@dataclass(slots=True)
-class _Window:
-    """Packets of a lip-sync window, from a keyframe on."""
-
-    start_pts: int
-    packets: list[EncodedPacket] = field(default_factory=list)
-
-
 class OnAirWatch:
     """The monitors of one live stream (see the module docstring)."""
 
@@ -111,16 +100,10 @@ class OnAirWatch:
         self._audio = AudioMeter(sample_rate=sample_rate, silence_dbfs=settings.silence_dbfs)
         self._repeat = RepeatMeter(window_s=settings.repeat_window_s)
         self._stalls = OutputMeter()
-        self._pcm: deque[tuple[int, npt.NDArray[np.float32]]] = deque()
         self._first: tuple[float, int] | None = None  # wall arrival and pts of the first frame
         self._video_end = self._audio_end = 0.0
         self._late_s = 0.0
-        #: the last two lip-sync estimates: a lag counts when both windows show it
-        self._lags: deque[float] = deque([0.0, 0.0], maxlen=2)
-        self._window: _Window | None = None
-        self._next_window_t = settings.warmup_s
-        self._lag_future: Future[tuple[float | None, float]] | None = None
-        self._pool = named_pool("monitor")
+        self._lipsync: LipsyncSampler | None = None
         self._episodes: dict[tuple[str, str | None], _Episode] = {}
         self._ids = itertools.count(1)
         self._slate_until: float | None = None
@@ -137,6 +120,14 @@ class OnAirWatch:
         self._decoder = OutputDecoder(
             video_extradata=headers.video_extradata, audio_extradata=headers.audio_extradata
         )
+        if self._mouth_box is not None:
+            self._lipsync = LipsyncSampler(
+                self.settings,
+                fps=self._fps,
+                sample_rate=self._sr,
+                box=self._mouth_box,
+                windows=self._decoder.window_decoder(),
+            )
 
     async def write(self, packet: EncodedPacket) -> None:
         await self.write_batch((packet,))
@@ -153,7 +144,8 @@ class OnAirWatch:
             self.cpu_s += time.thread_time() - c0
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._lipsync is not None:
+            self._lipsync.close()
 
     # --- what goes on air besides packets ------------------------------------------------------
 
@@ -181,10 +173,10 @@ class OnAirWatch:
         audio = [p for p in packets if p.kind == "audio"]
         pcm = decoder.audio(audio)
         if audio:
-            self._pcm.append((audio[0].pts, pcm))
             last = audio[-1]
             self._audio_end = (last.pts + last.duration) / self._sr
-            self._trim_pcm()
+            if self._lipsync is not None:
+                self._lipsync.audio(audio[0].pts, pcm)
         s = self._state
         quiet = s.muted or s.paused or s.safe_mode
         self._audio.feed(pcm, planned_quiet=quiet)
@@ -198,15 +190,11 @@ class OnAirWatch:
             self._video_end = (infos[-1].pts + 1) / self._fps
             self.t = self._video_end
             self._late_s = self._lateness(infos)
-        self._lipsync(packets)
+        if self._lipsync is not None:
+            self.cpu_s += self._lipsync.video(packets, self.t)
         self._measure()
         if self.t >= self.settings.warmup_s:
             self._judge()
-
-    def _trim_pcm(self) -> None:
-        keep = int((self.settings.lipsync_window_s + 4) * self._sr)
-        while self._pcm and self._pcm[-1][0] - self._pcm[0][0] > keep:
-            self._pcm.popleft()
 
     def _lateness(self, infos: Sequence[VideoPacketInfo]) -> float:
         if not self._wall:
@@ -222,7 +210,6 @@ class OnAirWatch:
         return worst
 
     def _measure(self) -> None:
-        st = self.settings
         v = self.values
         v["frozen"] = self._frozen.seconds
         v["black"] = self._frozen.flat_std
@@ -230,7 +217,7 @@ class OnAirWatch:
         v["noise"] = self._audio.noise
         v["clipping"] = self._audio.clipping
         v["drift"] = abs(self._audio_end - self._video_end) * 1000 if self._audio_end else 0.0
-        v["lipsync"] = min(abs(lag) for lag in self._lags)
+        v["lipsync"] = self._lipsync.lag_ms if self._lipsync is not None else 0.0
         v["repeat"] = float(self._repeat.count)
         v["late"] = self._late_s
         for i, out in enumerate(self._outputs()):
@@ -238,7 +225,6 @@ class OnAirWatch:
         if self._recording_dir is not None:
             size = _folder_bytes(self._recording_dir)
             v["recording_stalled"] = self._stalls.feed("recording", size, True, self.t)
-        del st
 
     # --- findings and their remedies -------------------------------------------------------------
 
@@ -359,69 +345,11 @@ class OnAirWatch:
 
         self._submit(command, done)
 
-    # --- lip sync, from a fully decoded window now and then --------------------------------------
-
-    def _lipsync(self, packets: Sequence[EncodedPacket]) -> None:
-        future = self._lag_future
-        if future is not None and future.done():
-            self._lag_future = None
-            try:
-                lag, cpu = future.result()
-            except Exception:
-                log.exception("the lip-sync estimate failed")
-            else:
-                self.cpu_s += cpu
-                self._lags.append(lag if lag is not None else 0.0)
-        if self._mouth_box is None or self._decoder is None or self._lag_future is not None:
-            return
-        for p in packets:
-            if p.kind != "video":
-                continue
-            if self._window is None and p.keyframe and self.t >= self._next_window_t:
-                self._window = _Window(p.pts)
-            if self._window is not None:
-                self._window.packets.append(p)
-        w = self._window
-        if w is None or len(w.packets) < self.settings.lipsync_window_s * self._fps:
-            return
-        self._window = None
-        self._next_window_t = self.t + self.settings.lipsync_every_s
-        # the sound of the last half second may still be in the encoder: leave it out
-        usable = max(len(w.packets) - self._fps // 2, 0)
-        pcm = self._pcm_slice(w.start_pts * self._spf, usable * self._spf)
-        if pcm is None:
-            return
-        windows = self._decoder.window_decoder()
-        box, sr, fps = self._mouth_box, self._sr, float(self._fps)
-
-        def estimate() -> tuple[float | None, float]:
-            c0 = time.thread_time()
-            lag = lipsync_window_lag(windows, w.packets, pcm, box=box, sample_rate=sr, fps=fps)
-            return lag, time.thread_time() - c0
-
-        self._lag_future = self._pool.submit(estimate)
-
-    def _pcm_slice(self, start: int, n: int) -> npt.NDArray[np.float32] | None:
-        if not self._pcm:
-            return None
-        first = self._pcm[0][0]
-        whole = np.concatenate([p for _, p in self._pcm])
-        a = start - first
-        if a < 0 or a + n > len(whole):
-            return None
-        return whole[a : a + n]
-
 
 def _folder_bytes(folder: Path) -> int:
     """Bytes in the recording's files (a few segments and an index: one small scandir)."""
     try:
-        return sum(e.stat().st_size for e in _scan(folder) if e.is_file())
+        with os.scandir(folder) as entries:
+            return sum(e.stat().st_size for e in entries if e.is_file())
     except OSError:
         return 0
-
-
-def _scan(folder: Path) -> list[Any]:
-    import os
-
-    with os.scandir(folder) as it:
-        return list(it)
