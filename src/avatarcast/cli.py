@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from avatarcast.pipeline.live_control import LiveControl
     from avatarcast.pipeline.spec import ProgrammeOptions
     from avatarcast.script.llm import LlmOptions
+    from avatarcast.settings import MonitorSettings
     from avatarcast.voice.registry import NetworkVoiceOptions
 
 app = typer.Typer(
@@ -74,6 +75,18 @@ def _ca_file() -> str | None:
 
     ca = Settings().tls.ca_file
     return str(ca) if ca else None
+
+
+def _monitor_settings() -> MonitorSettings:
+    """``monitors``: the on-air monitors' thresholds (every live stream is watched)."""
+    from avatarcast.settings import Settings
+
+    return Settings().monitors
+
+
+def _print_monitor_event(event: dict[str, Any]) -> None:
+    """A monitor's finding or remedy, to stderr (stdout keeps the status lines)."""
+    sys.stderr.write(json.dumps(event, default=str) + "\n")
 
 
 def _c2pa() -> SignerConfig | None:
@@ -431,8 +444,10 @@ def live(
         start_at=start_at,
         c2pa=_c2pa(),
         ca_file=_ca_file(),
+        monitors=_monitor_settings(),
     )
     control = LiveControl()
+    control.monitor_listeners.append(_print_monitor_event)
 
     def on_status(status: LiveStatus) -> None:
         if status_json:

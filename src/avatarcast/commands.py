@@ -26,6 +26,8 @@ from avatarcast.chat.moderation import Screened
 from avatarcast.errors import AvatarcastError
 
 __all__ = [
+    "FAULTS",
+    "REMEDIES",
     "SLATE_REASONS",
     "STICKY",
     "ApproveAnswer",
@@ -34,6 +36,7 @@ __all__ = [
     "ChatMessages",
     "Command",
     "CommandError",
+    "InjectFault",
     "Kill",
     "LabelChanged",
     "Mute",
@@ -41,6 +44,7 @@ __all__ = [
     "PauseProduct",
     "PinProduct",
     "RejectAnswer",
+    "Remedy",
     "Resume",
     "ResumeProduct",
     "SafeMode",
@@ -231,6 +235,63 @@ class SellerChanged(Command):
     contact: str = ""
 
 
+REMEDIES = (
+    "revoice",
+    "reset_talk",
+    "restart_encoder",
+    "restart_output",
+    "switch_engine",
+    "safe_slate",
+    "end_slate",
+    "restart_worker",
+)
+"""What a monitor's finding can make the stream do (``Remedy.action``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Remedy(Command):
+    """A remediation of an on-air glitch: ``action`` (one of ``REMEDIES``) because of
+    ``finding`` (the glitch event's id); ``target`` names an output or an engine part."""
+
+    NAME = "remedy"
+    action: str
+    finding: str = ""
+    target: str | None = None
+
+
+FAULTS = ("freeze", "black", "mute_voice", "noise", "drift", "loop_writer", "stall_output")
+"""Glitches ``InjectFault`` can put on air (only where ``monitors.fault_injection`` is on)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InjectFault(Command):
+    """Put glitch ``kind`` on air for ``seconds`` (a drill for the monitors); ``target`` is
+    the output a ``stall_output`` stalls (``recording`` or a destination's name)."""
+
+    NAME = "fault"
+    kind: str
+    seconds: float = 5.0
+    target: str | None = None
+
+
+def _remedy(d: Mapping[str, Any]) -> Remedy:
+    action = _str("remedy", d, "action")
+    if action not in REMEDIES:
+        raise CommandError(f"command 'remedy': action {action!r} is not one of {REMEDIES}")
+    finding = _opt_str("remedy", d, "finding") or ""
+    return Remedy(action=action, finding=finding, target=_opt_str("remedy", d, "target"))
+
+
+def _fault(d: Mapping[str, Any]) -> InjectFault:
+    kind = _str("fault", d, "kind")
+    if kind not in FAULTS:
+        raise CommandError(f"command 'fault': kind {kind!r} is not one of {', '.join(FAULTS)}")
+    seconds = d.get("seconds", 5.0)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= 600:
+        raise CommandError("command 'fault': field 'seconds' must be a number in (0, 600]")
+    return InjectFault(kind=kind, seconds=float(seconds), target=_opt_str("fault", d, "target"))
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -349,6 +410,8 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     ),
     "label": _label,
     "seller": _seller,
+    "remedy": _remedy,
+    "fault": _fault,
 }
 #: older wire names, still read
 _ALIASES = {"approve": "approve_answer", "reject": "reject_answer"}

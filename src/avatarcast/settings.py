@@ -301,6 +301,50 @@ class LifecycleSettings(_Section):
     drain_notice_s: float = Field(default=0.0, ge=0, le=300)
 
 
+class MonitorSettings(_Section):
+    """On-air monitors: each reads the encoded output as a viewer would (``monitor/``) and
+    reports a ``glitch`` event when its metric passes its threshold; remediation follows."""
+
+    enabled: bool = True
+    #: seconds after going on air before any monitor may report (the first sentence's wait)
+    warmup_s: float = Field(default=6.0, ge=0)
+    #: identical pictures (P-frames that change nothing) while talk is on air
+    frozen_s: float = Field(default=2.0, gt=0)
+    #: a P-frame no bigger than this (bytes) changed nothing a viewer can see (x264 makes 11-25
+    #: bytes of an unchanged 720p picture; talking frames stay under it for 6 frames at most)
+    frozen_packet_bytes: int = Field(default=40, ge=1)
+    #: a decoded keyframe whose luma varies less than this (std) is black or flat
+    flat_luma_std: float = Field(default=4.0, ge=0)
+    #: silence (below ``silence_dbfs``) longer than this, outside mute/pause/slate
+    silence_s: float = Field(default=1.5, gt=0)
+    silence_dbfs: float = Field(default=-50.0, le=0)
+    #: share of loud audio blocks that are noise (flat spectrum, no pitch) over a second
+    noise_ratio: float = Field(default=0.6, gt=0, le=1)
+    #: share of samples at full scale over a second
+    clipping_ratio: float = Field(default=0.002, gt=0, le=1)
+    #: audio minus video end time at the output, and the mouth/voice lag estimate
+    drift_ms: float = Field(default=100.0, gt=0)
+    #: a lip-sync estimate decodes every frame of ``lipsync_window_s`` every ``lipsync_every_s``
+    lipsync_every_s: float = Field(default=60.0, gt=0)
+    lipsync_window_s: float = Field(default=8.0, gt=0)
+    #: the same sentence said this many times within ``repeat_window_s``
+    repeat_count: int = Field(default=3, ge=2)
+    repeat_window_s: float = Field(default=120.0, gt=0)
+    #: a frame reaching the outputs this many seconds after its time on the wall clock
+    late_s: float = Field(default=1.0, gt=0)
+    #: a destination not connected, or a recording not growing, for this long
+    output_stall_s: float = Field(default=6.0, gt=0)
+    #: act on findings (re-voice, reset talk, restart the encoder or an output, fall back,
+    #: slate, restart the worker); off: report only
+    remediate: bool = True
+    #: a finding still there this long after an action gets the next action on its ladder
+    escalate_after_s: float = Field(default=8.0, gt=0)
+    #: how long a slate put up by a monitor stays before the show comes back
+    slate_hold_s: float = Field(default=20.0, gt=0)
+    #: ``POST /v1/streams/{id}/faults`` injects glitches (tests, drills); never in production
+    fault_injection: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARCAST_",
@@ -329,6 +373,7 @@ class Settings(BaseSettings):
     images: ImageSettings = Field(default_factory=ImageSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    monitors: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -36,6 +36,7 @@ from avatarcast.db.products import to_product
 from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 from avatarcast.script.llm import LlmOptions
+from avatarcast.settings import MonitorSettings
 
 __all__ = ["ProgrammeDefaults", "StreamManager", "hls_folder", "push_url"]
 
@@ -64,6 +65,8 @@ class ProgrammeDefaults:
     ca_file: str | None = None
     #: where products' ``asset:`` images are; other image values never reach a worker
     images: ImageStore | None = None
+    #: the on-air monitors' thresholds and remediation, for every stream
+    monitors: MonitorSettings = field(default_factory=MonitorSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +264,7 @@ class StreamManager:
             ca_file=d.ca_file,
             hls_dir=hls_dir,
             hls_low_latency=hls_low_latency,
+            monitors=d.monitors,
         )
 
     def _key(self, destination: Destination) -> str | None:
@@ -514,6 +518,17 @@ def _set_gauges(
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
         reconnects[(stream_id, name)] = count
+    monitors = health.get("monitors") or {}
+    for key, counter in (
+        ("glitches", metrics.stream_glitches),
+        ("remedies", metrics.stream_remedies),
+    ):
+        for name, raw in (monitors.get(key) or {}).items():
+            count, seen = int(raw), (stream_id, f"{key}:{name}")
+            before = reconnects.get(seen, 0)
+            # a restarted worker counts from 0 again: all it reports is new
+            counter.labels(stream_id, str(name)).inc(count - before if count >= before else count)
+            reconnects[seen] = count
 
 
 #: applied commands not written to the stream's events: each has a record of its own (chat

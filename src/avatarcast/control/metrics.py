@@ -58,6 +58,18 @@ class ControlMetrics:
             ["stream", "destination"],
             registry=r,
         )
+        self.stream_glitches = Counter(
+            "avatarcast_stream_glitches",
+            "On-air glitches the monitors found in the encoded output, by monitor.",
+            ["stream", "monitor"],
+            registry=r,
+        )
+        self.stream_remedies = Counter(
+            "avatarcast_stream_remedies",
+            "Remedies the monitors took (re-voice, restart the encoder ...), by action.",
+            ["stream", "action"],
+            registry=r,
+        )
         self.product_changes = Counter(
             "avatarcast_product_changes",
             "Products created, updated or deleted through the API.",

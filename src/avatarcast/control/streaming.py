@@ -113,6 +113,7 @@ def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
         net_policy=ctx.settings.api.net_policy().to_json(),
         ca_file=str(ca.resolve()) if (ca := ctx.settings.tls.ca_file) else None,
         images=ImageStore.from_settings(ctx.settings),
+        monitors=ctx.settings.monitors,
     )
 
 

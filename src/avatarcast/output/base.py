@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from avatarcast.frames import EncodedPacket, ProgrammeFrame, StreamFormat
 
@@ -37,6 +37,22 @@ class Sink(Protocol):
     async def write_batch(self, packets: Sequence[EncodedPacket]) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Restartable(Protocol):
+    """An output or encoder that can start afresh mid-stream (a monitor's remedy): a sink
+    reconnects or opens a new segment; an encoder reopens its video codec (next frame IDR)."""
+
+    async def restart(self) -> None: ...
+
+
+@runtime_checkable
+class RestartableEncoder(Protocol):
+    """An encoder whose video codec can be reopened mid-stream: the next frame is an IDR
+    made by a fresh x264, with the same parameters (so the same headers) and pts going on."""
+
+    def restart_video(self) -> None: ...
 
 
 class FrameEncoder(Protocol):

@@ -86,17 +86,17 @@ class Encoder:
         self.format = fmt
         self._spf = fmt.samples_per_frame
         self._lock = threading.Lock()
+        self._video_args: dict[str, Any] = {
+            "preset": preset,
+            "tune": tune,
+            "keyint": keyint_seconds * fmt.fps,
+            "bframes": bframes,
+            "bitrate": video_bitrate,
+            "crf": crf,
+            "threads": threads,
+        }
         with os_thread_named("x264-worker"):  # libx264's own threads start here and keep the name
-            self._video = _open_video(
-                fmt,
-                preset=preset,
-                tune=tune,
-                keyint=keyint_seconds * fmt.fps,
-                bframes=bframes,
-                bitrate=video_bitrate,
-                crf=crf,
-                threads=threads,
-            )
+            self._video = _open_video(fmt, **self._video_args)
         self._audio_from = audio_from
         self._audio = _open_audio(fmt.sample_rate, audio_bitrate) if audio_from is None else None
         #: the audio packets the last ``encode``/``flush`` call made (before interleaving)
@@ -140,6 +140,12 @@ class Encoder:
 
     def close(self) -> None:
         """Nothing to release: the codec contexts go with the object."""
+
+    def restart_video(self) -> None:
+        """Reopen x264 (a monitor's remedy for a broken picture): the next frame is an IDR,
+        pts go on, and the parameters (so the stream headers) are the same as before."""
+        with self._lock, os_thread_named("x264-worker"):
+            self._video = _open_video(self.format, **self._video_args)
 
     def encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
         """Encode one programme frame and its audio; returns whatever packets are ready."""

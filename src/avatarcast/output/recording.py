@@ -100,6 +100,16 @@ class SegmentedRecorder:
         except Exception as exc:
             raise OutputError(f"recording in {self.dir} failed: {exc}") from exc
 
+    async def restart(self) -> None:
+        """Close the segment being written (a monitor's remedy for a stalled recording); the
+        next keyframe opens a new one, so the recording goes on in a new segment."""
+        if self._closed or self._headers is None:
+            return
+        try:
+            await self._worker.call(self._close_segment)
+        except Exception as exc:
+            raise OutputError(f"recording in {self.dir}: restart failed: {exc}") from exc
+
     async def aclose(self) -> None:
         if self._closed:
             return

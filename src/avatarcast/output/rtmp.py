@@ -127,6 +127,7 @@ class RtmpSink:
         self._process: subprocess.Popen[bytes] | None = None
         self._threads: list[threading.Thread] = []
         self._pipes: tuple[int, int] | None = None
+        self._headers: StreamHeaders | None = None
 
     # --- the Sink interface, on the event loop --------------------------------------------------
 
@@ -161,6 +162,7 @@ class RtmpSink:
             ca_file=self._ca_file,
             max_connection_s=self._max_connection_s,
         )
+        self._headers = headers
         await self.prestart()
         assert self._pipes is not None
         in_w, st_r = self._pipes
@@ -197,6 +199,21 @@ class RtmpSink:
             self._pipes = None
         if self._process is not None:
             await asyncio.to_thread(self._stop_process)
+
+    async def restart(self) -> None:
+        """A fresh push process (a monitor's remedy for a destination that is down or stuck):
+        the old one is stopped, the queue waits for the new one, which starts at a keyframe."""
+        if self._headers is None or self._process is None:
+            return
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        await asyncio.to_thread(self._stop_process)
+        with self._cond:
+            self._stop = False
+            self._resync = True
+        self._threads, self._process, self._pipes = [], None, None
+        await self.open(self._headers)
 
     def status(self) -> dict[str, Any]:
         with self._cond:

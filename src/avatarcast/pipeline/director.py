@@ -22,7 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from avatarcast.commands import (
     ApproveAnswer,
@@ -30,6 +30,7 @@ from avatarcast.commands import (
     CatalogChange,
     ChatMessages,
     Command,
+    InjectFault,
     Kill,
     LabelChanged,
     Mute,
@@ -37,6 +38,7 @@ from avatarcast.commands import (
     PauseProduct,
     PinProduct,
     RejectAnswer,
+    Remedy,
     Resume,
     ResumeProduct,
     SafeMode,
@@ -113,6 +115,12 @@ class Applied:
 Done = Callable[[Applied], None]
 
 
+class Actions(Protocol):
+    """Carries out remedies and injected faults (``pipeline.remedies.StreamActions``)."""
+
+    def carry_out(self, cmd: Remedy | InjectFault, pts: int) -> Any: ...
+
+
 class Director:
     """Queues commands and applies them to a built programme at frame boundaries."""
 
@@ -123,14 +131,24 @@ class Director:
         self._built: Built | None = None
         self._chat: ProgrammeChat | None = None
         self._stop: Callable[[], None] = lambda: None
+        self._actions: Actions | None = None
         self._pts = 0
         self.log: deque[Applied] = deque(maxlen=LOG_SIZE)
         #: told of every applied command (the worker reports it, the transcript notes it)
         self.listeners: list[Done] = []
 
-    def bind(self, built: Built, *, chat: ProgrammeChat | None, stop: Callable[[], None]) -> None:
-        """Attach the programme; commands queued before are applied at its first frame."""
+    def bind(
+        self,
+        built: Built,
+        *,
+        chat: ProgrammeChat | None,
+        stop: Callable[[], None],
+        actions: Actions | None = None,
+    ) -> None:
+        """Attach the programme; commands queued before are applied at its first frame.
+        ``actions`` carries out remedies and faults (a live stream's; None: rejected)."""
         self._built, self._chat, self._stop = built, chat, stop
+        self._actions = actions
 
     @property
     def bound(self) -> bool:
@@ -235,6 +253,10 @@ class Director:
         elif isinstance(cmd, LabelChanged):
             label = LabelConfig(text=cmd.text, lang=cmd.lang, position=cmd.position)  # type: ignore[arg-type]
             built.compositor.restyle(label=label)
+        elif isinstance(cmd, Remedy | InjectFault):
+            if self._actions is None:
+                raise Rejected(f"command {command_name(cmd)!r} needs a live stream")
+            return self._actions.carry_out(cmd, pts)
         elif isinstance(cmd, SellerChanged):
             seller = SellerInfo(name=cmd.name, contact=cmd.contact) if cmd.name else None
             built.compositor.restyle(seller=seller)

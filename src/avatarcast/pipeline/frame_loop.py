@@ -26,8 +26,9 @@ from typing import Protocol, runtime_checkable
 
 from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
-from avatarcast.output.base import FrameEncoder, Sink
-from avatarcast.pipeline.director import Director
+from avatarcast.output.base import FrameEncoder, Restartable, RestartableEncoder, Sink
+from avatarcast.pipeline.director import Director, Rejected
+from avatarcast.pipeline.faults import FaultInjector
 from avatarcast.programme.programme import FramePlan, Programme
 from avatarcast.threads import named_pool
 from avatarcast.yuv import YuvFrame
@@ -105,6 +106,7 @@ class FrameLoop:
         on_progress: Callable[[int], None] | None = None,
         start_pts: int = 0,
         views: Sequence[ViewOutput] = (),
+        faults: FaultInjector | None = None,
     ) -> None:
         self._programme = programme
         self._compose = compose
@@ -116,6 +118,9 @@ class FrameLoop:
         self._on_progress = on_progress
         self._start_pts = start_pts
         self.views = list(views)
+        self.faults = faults
+        self._restart_encoder = False
+        self._restart_sinks: list[Restartable] = []
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
         self._compose_pool = named_pool("compose")
@@ -137,9 +142,25 @@ class FrameLoop:
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
 
+    def restart_encoder(self) -> None:
+        """Reopen the video encoder before the next frame's encode (in the encode thread)."""
+        if not isinstance(self._encoder, RestartableEncoder):
+            raise Rejected("this stream's encoder cannot be restarted in place")
+        self._restart_encoder = True
+
+    def restart_sink(self, name: str) -> None:
+        """Restart the output called ``name`` before the next frame's packets go out."""
+        sinks = [*self._sinks, *(s for view in self.views for s in view.sinks)]
+        sink = next((s for s in sinks if s.name == name), None)
+        if sink is None or not isinstance(sink, Restartable):
+            raise Rejected(f"no output {name!r} that can be restarted")
+        self._restart_sinks.append(sink)
+
     def _timed_compose(self, plan: FramePlan, buf: YuvFrame) -> ProgrammeFrame:
         t0, c0 = time.perf_counter(), time.thread_time()
         self._compose(plan, buf)
+        if self.faults is not None:
+            self.faults.picture(plan.pts, buf, self._last)
         self.stats.stage_seconds["compose"] += time.perf_counter() - t0
         self.stats.stage_cpu["compose"] += time.thread_time() - c0
         return ProgrammeFrame(
@@ -200,6 +221,9 @@ class FrameLoop:
         return [view.encoder.flush() for view in self.views]
 
     def _timed_encode(self, frame: ProgrammeFrame) -> list[EncodedPacket]:
+        if self._restart_encoder and isinstance(self._encoder, RestartableEncoder):
+            self._restart_encoder = False
+            self._encoder.restart_video()
         t0, c0 = time.perf_counter(), time.thread_time()
         packets = self._encoder.encode(frame)
         self.stats.stage_seconds["encode"] += time.perf_counter() - t0
@@ -214,7 +238,16 @@ class FrameLoop:
         if self.stats.first_packet_wall is None:
             self.stats.first_packet_wall = time.perf_counter()
         t0 = time.perf_counter()
+        while self._restart_sinks:
+            stuck = self._restart_sinks.pop(0)
+            try:
+                await stuck.restart()
+            except Exception:
+                log.exception("restarting an output failed")
+        faults = self.faults
         for sink in self._sinks if sinks is None else sinks:
+            if faults is not None and faults.stalled(sink.name, self.pts):
+                continue
             await sink.write_batch(packets)
         self.stats.stage_seconds["sinks"] += time.perf_counter() - t0
 
@@ -251,6 +284,8 @@ class FrameLoop:
                     await self._before(pts)
                 t0 = time.perf_counter()
                 plan = await self._programme.plan(pts)
+                if self.faults is not None:
+                    plan = self.faults.plan(plan)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
                 if not taps and self.views:

@@ -22,6 +22,7 @@ from avatarcast.clock import WallClock
 from avatarcast.compliance.c2pa import SignerConfig, segment_signer
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
+from avatarcast.monitor.watch import OnAirWatch, OutputProgress
 from avatarcast.netpolicy import NetPolicy
 from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
@@ -39,11 +40,14 @@ from avatarcast.pipeline.build import (
     validate,
 )
 from avatarcast.pipeline.chat import ProgrammeChat
+from avatarcast.pipeline.faults import FaultInjector
 from avatarcast.pipeline.frame_loop import FrameLoop, ViewOutput
 from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
+from avatarcast.pipeline.remedies import StreamActions
 from avatarcast.programme.layout import Layout, parse_layout
 from avatarcast.programme.talk import Guard
+from avatarcast.settings import MonitorSettings
 from avatarcast.threads import in_background, trim_heap
 
 # LiveControl and LiveStatus are defined in live_control; callers import them from here too
@@ -79,6 +83,8 @@ class LiveOptions:
     net_policy: NetPolicy | None = None
     #: PEM certificates trusted for rtmps on top of the system CA bundle
     ca_file: str | None = None
+    #: the on-air monitors' thresholds (None: no monitors)
+    monitors: MonitorSettings | None = None
 
 
 class _PcmTap:
@@ -202,6 +208,9 @@ async def run_live(
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     await in_background(_warm_up, built)
+    faults, watch = _monitors(opts, built, control)
+    if watch is not None:
+        sinks.append(watch)
     loop = FrameLoop(
         programme=built.programme,
         compose=built.compositor,
@@ -212,8 +221,12 @@ async def run_live(
         director=control.director,
         before_frame=_chat_hook(chat),
         views=views,
+        faults=faults,
     )
-    control.attach(built, chat, loop, layout=main.name)
+    actions = StreamActions(
+        built=built, loop=loop, restart_worker=control.restart_in_place, faults=faults
+    )
+    control.attach(built, chat, loop, layout=main.name, actions=actions, watch=watch)
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
     if on_air is not None:
         on_air()
@@ -251,6 +264,43 @@ async def _start_whep(whep: WhepProcess, control: LiveControl) -> bool:
         control.set_whep(error=str(e))
         return False
     return True
+
+
+def _monitors(
+    opts: LiveOptions, built: Built, control: LiveControl
+) -> tuple[FaultInjector | None, OnAirWatch | None]:
+    """The stream's on-air monitors (a sink beside the outputs) and, in drills, its faults."""
+    settings = opts.monitors
+    if settings is None:
+        return None, None
+    fmt = built.fmt
+    faults = None
+    if settings.fault_injection:
+        faults = FaultInjector(fps=fmt.fps, samples_per_frame=fmt.samples_per_frame)
+        faults.bind(built.talk)
+        built.listeners.append(faults.on_line)
+    if not settings.enabled:
+        return faults, None
+
+    def outputs() -> list[OutputProgress]:
+        return [
+            OutputProgress(st["name"], int(st["bytes_sent"]), st["state"] == "connected")
+            for st in (d.status() for d in control.destinations)
+        ]
+
+    watch = OnAirWatch(
+        settings,
+        fps=fmt.fps,
+        sample_rate=fmt.sample_rate,
+        state=built.programme,
+        emit=control.monitor_event,
+        submit=lambda cmd, done: control.submit(cmd, on_done=done),
+        mouth_box=built.renderer.mouth_box(),
+        outputs=outputs,
+        recording_dir=opts.record_dir,
+    )
+    built.listeners.append(lambda line: watch.line(line.text, line.t))
+    return faults, watch
 
 
 def destination_layouts(opts: LiveOptions, main: Layout) -> list[Layout]:

@@ -41,11 +41,12 @@ from avatarcast.commands import (
 )
 from avatarcast.errors import OutputError
 from avatarcast.logs import redact
+from avatarcast.monitor.watch import OnAirWatch
 from avatarcast.output.hls import HlsSink, HlsStatus
 from avatarcast.output.rtmp import RtmpSink, redact_url
 from avatarcast.pipeline.build import Built
 from avatarcast.pipeline.chat import ProgrammeChat
-from avatarcast.pipeline.director import Applied, Director
+from avatarcast.pipeline.director import Actions, Applied, Director
 from avatarcast.pipeline.frame_loop import FrameLoop, ViewOutput
 from avatarcast.programme.programme import SpokenLine
 from avatarcast.yuv import YuvFrame
@@ -117,6 +118,8 @@ class LiveStatus:
     #: a twin's mouth engine: ``engine`` drawing now (``onnx``/``patches``), and for ``onnx``
     #: its model, hits/misses, miss rate and ``switches`` (each with the frame it happened at)
     mouth: dict[str, Any] | None = None
+    #: the on-air monitors: glitches and remedies so far by name, each metric's last value
+    monitors: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -167,6 +170,11 @@ class LiveControl:
         #: need to hear of (``recording_stopped``, ``recording_resumed``); the worker sends
         #: them on as stream events
         self.event_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
+        #: called with every monitor finding and remedy (``glitch``, ``remedy`` ... dicts)
+        self.monitor_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._watch: OnAirWatch | None = None
+        #: a remedy asked for a fresh worker: the stream ends and its runner starts it again
+        self.restart_requested = False
 
     # --- wiring (run_live) ---------------------------------------------------------------------
 
@@ -206,14 +214,23 @@ class LiveControl:
         self._outputs.whep_url, self._outputs.whep_error = url, error
 
     def attach(
-        self, built: Built, chat: ProgrammeChat, loop: FrameLoop, *, layout: str = ""
+        self,
+        built: Built,
+        chat: ProgrammeChat,
+        loop: FrameLoop,
+        *,
+        layout: str = "",
+        actions: Actions | None = None,
+        watch: OnAirWatch | None = None,
     ) -> None:
         """The programme is built: commands apply from its first frame. ``layout`` is its own
-        (``SIZE/PRESET``); the loop's views are the others."""
+        (``SIZE/PRESET``); the loop's views are the others. ``actions`` carries out remedies
+        and faults; ``watch`` is the stream's on-air monitors."""
         self._built, self._chat, self._loop = built, chat, loop
         self._main_layout = layout
         chat.desk.awaiting_listeners.append(self._answers_changed)
-        self.director.bind(built, chat=chat, stop=self._halt)
+        self._watch = watch
+        self.director.bind(built, chat=chat, stop=self._halt, actions=actions)
         if self._stop_requested:
             loop.stop()
 
@@ -261,6 +278,19 @@ class LiveControl:
         self._stop_requested = True
         if self._loop is not None:
             self.submit(Stop())
+
+    def monitor_event(self, event: dict[str, Any]) -> None:
+        """A finding or a remedy from the on-air monitors: tell the listeners."""
+        for listener in self.monitor_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a monitor listener failed")
+
+    def restart_in_place(self) -> None:
+        """The last remedy: end this run so the runner starts the stream again at once."""
+        self.restart_requested = True
+        self._halt()
 
     def _halt(self) -> None:
         """The director's Stop or Kill: the frame loop ends after this frame."""
@@ -403,6 +433,7 @@ class LiveControl:
             commands=tuple(a.brief() for a in list(self.director.log)[-10:]),
             hls=outputs.hls.status() if outputs.hls is not None else None,
             mouth=_mouth_status(built),
+            monitors=self._watch.status() if self._watch is not None else {},
         )
 
     def _dest_status(self, sink: RtmpSink) -> DestinationStatus:

@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from avatarcast.catalog.model import Product
 from avatarcast.pipeline.spec import ProgrammeOptions
+from avatarcast.settings import MonitorSettings
 
 __all__ = [
     "EXIT_CONFIG",
+    "EXIT_RESTART",
     "CommandFailed",
     "EventCallback",
     "StreamEvent",
@@ -30,6 +32,9 @@ __all__ = [
 
 #: A worker's exit code for options no retry can fix: the stream fails and is not restarted.
 EXIT_CONFIG = 3
+#: A worker's exit code when a monitor's remedy asked for a fresh worker: started again at
+#: once (no backoff), recording in a new segment folder.
+EXIT_RESTART = 4
 
 StreamState = Literal[
     "starting",
@@ -82,6 +87,8 @@ class StreamSpec(BaseModel):
     net_policy: dict[str, Any] | None = None
     #: PEM certificates trusted for rtmps on top of the system CA bundle
     ca_file: str | None = None
+    #: the on-air monitors' thresholds and remediation (``settings.monitors``)
+    monitors: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @property
     def stream_id(self) -> str:
@@ -107,9 +114,9 @@ class StreamEvent:
     (also ``failed``); or, to a runner's output callback, what it put on air: ``line`` (a
     spoken sentence; ``detail`` holds ``run``, ``t``, ``wall``, ``text``, ``source``,
     ``facts``, ``verdicts``), ``refusal`` (a sentence the guardrails refused), ``command``
-    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``) and
+    (``detail["command"]``: a command applied, as ``pipeline.director.Applied.as_dict``),
     ``mouth_engine`` (a twin's mouth engine switched: ``frame``, ``engine``, ``reason``,
-    ``miss_rate``)."""
+    ``miss_rate``), and the on-air monitors' ``glitch``, ``glitch_cleared`` and ``remedy``."""
 
     stream_id: str
     tenant_id: str

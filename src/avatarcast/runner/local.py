@@ -40,6 +40,7 @@ from avatarcast.commands import (
 from avatarcast.logs import redact
 from avatarcast.runner.base import (
     EXIT_CONFIG,
+    EXIT_RESTART,
     CommandFailed,
     EventCallback,
     StreamEvent,
@@ -59,6 +60,10 @@ _STATES: frozenset[str] = frozenset(get_args(StreamState))
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
 #: a worker's own event kinds (``recording_stopped`` ...); never one the runner reports itself
 _EVENT_KIND = re.compile(r"(?!started$|restarted$|crashed$|stopped$|failed$)[a-z][a-z0-9_]{0,63}")
+#: what a worker reports about its programme: passed to the output callback as events
+_OUTPUT_TYPES = frozenset(
+    {"line", "refusal", "command", "answers", "mouth_engine", "glitch", "glitch_cleared", "remedy"}
+)
 
 
 @dataclass(eq=False, slots=True)
@@ -293,6 +298,10 @@ class LocalRunner:
                 s.state = "failed"
                 self._emit(s, "failed", error=s.last_error)
                 return
+            if code == EXIT_RESTART:  # a remedy: the same stream again, at once
+                s.state = "restarting"
+                attempt = max(attempt, 1)  # counted and reported as a restart
+                continue
             s.state = "crashed"
             self._emit(s, "crashed", **_exit_detail(code), last_error=s.last_error)
             if loop.time() - began >= self._stable_after:
@@ -373,7 +382,7 @@ class LocalRunner:
                     s.state = state
             elif msg.get("type") == "result":
                 self._resolve(s, msg)
-            elif msg.get("type") in ("line", "refusal", "command", "answers", "mouth_engine"):
+            elif msg.get("type") in _OUTPUT_TYPES:
                 kind = msg.pop("type")
                 if self._on_output is not None:
                     self._emit(s, kind, run=s.restarts, **msg, callback=self._on_output)

@@ -25,7 +25,12 @@ should hear of (``recording_stopped`` on a full disk, ``recording_resumed``), an
 ``{"type": "error", ...}`` when the options are bad. End of stdin means the parent is gone: the
 stream stops.
 
-Exit codes: 0 stopped, :data:`EXIT_CONFIG` options that no retry can fix, anything else a crash.
+The on-air monitors add ``{"type": "glitch", "monitor", "finding", "metric", "value",
+"threshold", "target", "t"}``, ``{"type": "glitch_cleared", ...}`` and ``{"type": "remedy",
+"action", "finding", "monitor", "target", "t", "applied_t"[, "error"]}``.
+
+Exit codes: 0 stopped, :data:`EXIT_CONFIG` options that no retry can fix, :data:`EXIT_RESTART`
+a remedy asked to be started again in place, anything else a crash.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ from avatarcast.pipeline.director import Applied
 from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
 from avatarcast.pipeline.spec import option_error
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.runner.base import EXIT_CONFIG, StreamSpec
+from avatarcast.runner.base import EXIT_CONFIG, EXIT_RESTART, StreamSpec
 from avatarcast.runner.changes import CatalogChanges
 from avatarcast.runner.session_log import SessionLog, begin_session
 from avatarcast.script.guardrails import Refusal
@@ -98,6 +103,7 @@ class Worker:
         self.control.answer_listeners.append(self._on_answers)
         self.control.director.listeners.append(self._on_applied)
         self.control.event_listeners.append(self._on_output_event)
+        self.control.monitor_listeners.append(self._on_monitor)
         self._out = out
         self._changes = CatalogChanges()
         self._changes_timer: asyncio.TimerHandle | None = None
@@ -211,6 +217,10 @@ class Worker:
         if isinstance(applied.command, _STATE_COMMANDS):
             self.emit({"type": "status", **self.control.status().as_dict()})
 
+    def _on_monitor(self, event: dict[str, Any]) -> None:
+        """A monitor's finding (``glitch``, ``glitch_cleared``) or action (``remedy``)."""
+        self.emit({**event, "wall": time.time()})
+
     # --- catalog changes, coalesced ------------------------------------------------------------
 
     def _products(self, msg: dict[str, Any]) -> None:
@@ -290,6 +300,7 @@ def live_options(spec: StreamSpec) -> LiveOptions:
         ice_servers=spec.ice_servers,
         net_policy=NetPolicy.from_json(spec.net_policy) if spec.net_policy else None,
         ca_file=spec.ca_file,
+        monitors=spec.monitors,
     )
 
 
@@ -337,7 +348,7 @@ async def run_worker(
     finally:
         if worker.session is not None:
             worker.session.close()
-    return 0
+    return EXIT_RESTART if worker.control.restart_requested else 0
 
 
 def lower_priority(steps: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from avatarcast.commands import (
     Command,
+    InjectFault,
     Mute,
     SafeMode,
     Say,
@@ -36,6 +37,7 @@ from avatarcast.control.schemas.supervision import (
     ActionResult,
     DutyCreate,
     DutyPublic,
+    FaultCreate,
     PendingAnswer,
     SayCreate,
 )
@@ -213,6 +215,23 @@ def unmute(
 ) -> ActionResult:
     row = _on_air(session, caller, ctx, stream_id)
     return _command(ctx, session, caller, row, "unmute", Unmute())
+
+
+@router.post("/{stream_id}/faults", response_model=ActionResult, responses=ACTION)
+def inject_fault(
+    stream_id: StreamIdPath,
+    body: FaultCreate,
+    session: SessionDep,
+    caller: StaffDep,
+    ctx: ContextDep,
+) -> ActionResult:
+    """Put a glitch on air for ``seconds`` (a drill for the on-air monitors); 404 unless the
+    server runs with ``monitors.fault_injection``."""
+    if not ctx.settings.monitors.fault_injection:
+        raise ProblemError(404, "fault injection is off on this server", kind="not-found")
+    row = _on_air(session, caller, ctx, stream_id)
+    command = InjectFault(kind=body.kind, seconds=body.seconds, target=body.target)
+    return _command(ctx, session, caller, row, "fault", command, body.model_dump())
 
 
 @router.post("/{stream_id}/say", response_model=ActionResult, responses=ACTION)

@@ -45,6 +45,15 @@ class SayCreate(In):
     text: str = Field(min_length=1, max_length=500, pattern=r"\S")
 
 
+class FaultCreate(In):
+    """A glitch to put on air (``settings.monitors.fault_injection`` only): a monitors drill."""
+
+    kind: Literal["freeze", "black", "mute_voice", "noise", "drift", "loop_writer", "stall_output"]
+    seconds: float = Field(default=5.0, gt=0, le=600)
+    #: the output a ``stall_output`` stalls: ``recording`` or a destination's redacted name
+    target: str | None = Field(default=None, max_length=512)
+
+
 class ActionResult(Out):
     stream_id: str
     action: str

@@ -1,0 +1,166 @@
+"""Acceptance of the on-air monitors through a real ``avatarcast serve``: a live stream with an
+RTMP destination (nginx-rtmp) and a recording, glitches injected through the API
+(``POST /v1/streams/{id}/faults``, on only with ``monitors.fault_injection``) or by stopping
+the RTMP server, and each finding and the remedy naming it read back from
+``GET /v1/streams/{id}/events``; the counters from ``/metrics``.
+
+One stream takes the drills one after another (each waits for its finding to clear), so the
+server and the stream start once. The thresholds are the defaults except the times a test
+cannot wait for (warm-up, escalation, output stall, lip-sync cadence).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rtmp_server import RtmpServer
+from served import Served, live_stream, serve
+
+ENV = {
+    "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
+    "AVATARCAST_MONITORS__FAULT_INJECTION": "true",
+    # the drills take minutes; nobody sends heartbeats, and the slate would stop the talk
+    "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "3600",
+    "AVATARCAST_MONITORS__WARMUP_S": "4",
+    "AVATARCAST_MONITORS__ESCALATE_AFTER_S": "7",
+    # a slate (the black drill's second step, where it lasts) must not hold up the next drill
+    "AVATARCAST_MONITORS__SLATE_HOLD_S": "1",
+    "AVATARCAST_MONITORS__OUTPUT_STALL_S": "3",
+    "AVATARCAST_MONITORS__LIPSYNC_EVERY_S": "3",
+    "AVATARCAST_MONITORS__LIPSYNC_WINDOW_S": "5",
+    # frames late on this shared machine are real, but not what these drills are about
+    "AVATARCAST_MONITORS__LATE_S": "30",
+}
+
+
+@pytest.fixture(scope="module")
+def rtmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtmpServer]:
+    server = RtmpServer(tmp_path_factory.mktemp("nginx"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _events(c: httpx.Client, sid: str, kind: str, h: dict[str, str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"kind": kind, "limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        page = c.get(f"/v1/streams/{sid}/events", params=params, headers=h).json()
+        out += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return out
+
+
+def _wait(
+    c: httpx.Client,
+    sid: str,
+    h: dict[str, str],
+    kind: str,
+    match: Callable[[dict[str, Any]], bool],
+    wait_s: float = 60.0,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for e in _events(c, sid, kind, h):
+            if match(e["detail"]):
+                return e["detail"]  # type: ignore[no-any-return]
+        time.sleep(0.5)
+    raise AssertionError(f"no {kind} event matched within {wait_s} s")
+
+
+def _drill(
+    c: httpx.Client,
+    sid: str,
+    h: dict[str, str],
+    fault: dict[str, Any],
+    monitors: tuple[str, ...],
+    actions: tuple[str, ...],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Inject ``fault``; the glitch of one of ``monitors`` and a remedy naming it come back."""
+    seen = {e["detail"]["finding"] for e in _events(c, sid, "glitch", h)}
+    r = c.post(f"/v1/streams/{sid}/faults", json=fault, headers=h)
+    assert r.status_code == 200, r.text
+    glitch = _wait(
+        c, sid, h, "glitch", lambda d: d["monitor"] in monitors and d["finding"] not in seen
+    )
+    remedy = _wait(c, sid, h, "remedy", lambda d: d["finding"] == glitch["finding"])
+    assert remedy["action"] in actions, remedy
+    assert glitch["value"] is not None and glitch["threshold"] is not None
+    _wait(c, sid, h, "glitch_cleared", lambda d: d["finding"] == glitch["finding"], 90.0)
+    return glitch, remedy
+
+
+def test_each_monitor_finds_its_glitch_and_the_remedy_names_it(
+    tmp_path: Path, rtmp: RtmpServer
+) -> None:
+    with serve(tmp_path / "srv", ENV) as s, s.client() as c:
+        _run(s, c, rtmp)
+
+
+def _run(s: Served, c: httpx.Client, rtmp: RtmpServer) -> None:
+    admin = s.auth()
+    dest = c.post(
+        "/v1/destinations", json={"name": "local", "url": rtmp.url("monitors")}, headers=admin
+    )
+    assert dest.status_code == 201, dest.text
+    sid, h = live_stream(c, admin, destination_ids=[dest.json()["id"]], record=True)
+    time.sleep(12)  # past the warm-up, into the talk
+    frozen, remedy = _drill(
+        c, sid, h, {"kind": "freeze", "seconds": 6}, ("frozen",), ("reset_talk",)
+    )
+    assert frozen["value"] >= frozen["threshold"] == 2.0
+    _drill(c, sid, h, {"kind": "mute_voice", "seconds": 5}, ("silence",), ("revoice",))
+    _drill(c, sid, h, {"kind": "noise", "seconds": 4}, ("noise", "clipping"), ("revoice",))
+    _drill(c, sid, h, {"kind": "black", "seconds": 5}, ("black",), ("restart_encoder",))
+    _drill(c, sid, h, {"kind": "loop_writer", "seconds": 20}, ("repeat",), ("reset_talk",))
+    stall = {"kind": "stall_output", "seconds": 8, "target": "recording"}
+    _drill(c, sid, h, stall, ("recording_stalled",), ("restart_output",))
+    rtmp.stop()  # a destination goes down
+    try:
+        glitch = _wait(c, sid, h, "glitch", lambda d: d["monitor"] == "destination_down")
+        remedy = _wait(c, sid, h, "remedy", lambda d: d["finding"] == glitch["finding"])
+        assert remedy["action"] == "restart_output" and remedy["target"] == glitch["target"]
+    finally:
+        rtmp.start()
+    # sound behind the picture, long enough to climb the ladder to a worker restart
+    r = c.post(f"/v1/streams/{sid}/faults", json={"kind": "drift", "seconds": 60}, headers=h)
+    assert r.status_code == 200, r.text
+    lag = _wait(c, sid, h, "glitch", lambda d: d["monitor"] == "lipsync", 90.0)
+    assert lag["value"] >= 100.0
+    last = _wait(
+        c,
+        sid,
+        h,
+        "remedy",
+        lambda d: d["finding"] == lag["finding"] and d["action"] == "restart_worker",
+        90.0,
+    )
+    assert last["monitor"] == "lipsync"
+    restarted = [e for e in _events(c, sid, "restarted", h)]
+    deadline = time.monotonic() + 60
+    while not restarted:
+        assert time.monotonic() < deadline, "the worker was not restarted in place"
+        time.sleep(0.5)
+        restarted = _events(c, sid, "restarted", h)
+    while c.get(f"/v1/streams/{sid}", headers=h).json()["status"]["state"] != "live":
+        assert time.monotonic() < deadline, "the restarted worker did not go live"
+        time.sleep(0.3)
+    # the same stream records on, into a new run folder
+    runs = sorted(p.name for p in (s.root / "recordings").glob(f"*/{sid}/*") if p.is_dir())
+    assert len(runs) == 2, runs
+    metrics = c.get("/metrics").text
+    for monitor in ("frozen", "silence", "black", "repeat", "recording_stalled", "lipsync"):
+        assert f'avatarcast_stream_glitches_total{{monitor="{monitor}",stream="{sid}"}}' in metrics
+    assert f'avatarcast_stream_remedies_total{{action="restart_output",stream="{sid}"}}' in metrics
