@@ -25,6 +25,7 @@ from avatarcast.avatar.neural.model import MouthModel
 from avatarcast.avatar.neural.monitor import MissMonitor
 from avatarcast.errors import ConfigError
 from avatarcast.frames import Sentence, SpeechChunk
+from avatarcast.pipeline.remedies import EngineSwitch as RemedyHook
 from avatarcast.yuv import YuvFrame, rgb_to_yuv_planes
 from mouth_models import FACE_BOX, astronaut, make_models, talking_pcm
 
@@ -314,5 +315,24 @@ def test_an_urgent_chunk_gets_room_from_chunks_prepared_before_it(models: Path) 
         assert all(eng.crop(f) is not None for f in range(10))
         eng.start_chunk(rundown, 10)  # the rundown airs after all, rendered again
         assert all(eng.crop(f) is not None for f in range(10, 50))
+    finally:
+        eng.close()
+
+
+def test_a_remedy_switches_a_keeping_up_model_to_patches_and_says_why(models: Path) -> None:
+    """The on-air lip-sync monitor's ``switch_engine`` remedy reaches the engine through the
+    ``EngineSwitch`` hook: patches from the next frame, with the finding as the reason."""
+    events: list[EngineSwitch] = []
+    eng = engine(models, "wav2lip96", live=False, events=events)
+    try:
+        assert isinstance(eng, RemedyHook)
+        eng.start_chunk(chunk(1.0, seed=6), 0)
+        assert eng.crop(0) is not None and eng.engine == "onnx"
+        assert eng.switch_to_fallback("lipsync: mouth 120 ms behind the voice (finding f1)")
+        assert eng.engine == "patches"
+        (switch,) = events
+        assert switch.engine == "patches" and switch.reason.startswith("lipsync: mouth 120 ms")
+        assert not eng.switch_to_fallback("again")  # already on patches: nothing to switch
+        assert len(events) == 1
     finally:
         eng.close()

@@ -44,7 +44,7 @@ from avatarcast.pipeline.faults import FaultInjector
 from avatarcast.pipeline.frame_loop import FrameLoop, ViewOutput
 from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
-from avatarcast.pipeline.remedies import StreamActions
+from avatarcast.pipeline.remedies import EngineSwitch, StreamActions
 from avatarcast.programme.layout import Layout, parse_layout
 from avatarcast.programme.talk import Guard
 from avatarcast.settings import MonitorSettings
@@ -224,7 +224,11 @@ async def run_live(
         faults=faults,
     )
     actions = StreamActions(
-        built=built, loop=loop, restart_worker=control.restart_in_place, faults=faults
+        built=built,
+        loop=loop,
+        restart_worker=control.restart_in_place,
+        faults=faults,
+        engines=_fallback_engines(built),
     )
     control.attach(built, chat, loop, layout=main.name, actions=actions, watch=watch)
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
@@ -264,6 +268,15 @@ async def _start_whep(whep: WhepProcess, control: LiveControl) -> bool:
         control.set_whep(error=str(e))
         return False
     return True
+
+
+def _fallback_engines(built: Built) -> dict[str, EngineSwitch]:
+    """The parts a ``switch_engine`` remedy can fall back: a twin's ``onnx`` mouth engine
+    (to the pack's ``patches``); nothing else has a fallback to switch to yet."""
+    engine = getattr(built.pack, "engine", None)
+    if isinstance(engine, EngineSwitch):
+        return {"avatar": engine}
+    return {}
 
 
 def _monitors(

@@ -23,6 +23,7 @@ __all__ = ["EngineSwitch", "StreamActions"]
 
 
 @runtime_checkable
+@runtime_checkable
 class EngineSwitch(Protocol):
     """An engine with a fallback (a twin avatar engine, a network voice): the hook a
     ``switch_engine`` remedy calls. Register one per part with ``StreamActions.engines``."""

@@ -266,7 +266,18 @@ class OnnxMouthEngine:
             job.crops.clear()
             job.next_k = 0
 
-    def _fall_back(self, frame: int) -> None:
+    def switch_to_fallback(self, reason: str) -> bool:
+        """A remedy's order (the on-air lip-sync monitor saw the mouth off the voice): patches
+        from the next frame, then the model again after the same rest as a fallback for misses.
+        False when already on patches."""
+        with self._cond:
+            if self._engine == "patches":
+                return False
+            self._fall_back(max(self._now, 0), cause=reason)
+        self._emit()
+        return True
+
+    def _fall_back(self, frame: int, cause: str | None = None) -> None:
         rate = self._monitor.miss_rate
         rest = self._monitor.fall_back(frame)
         self._engine = "patches"
@@ -276,10 +287,8 @@ class OnnxMouthEngine:
         self._queued.clear()
         self._playing.clear()
         self._cond.notify_all()
-        reason = (
-            f"{rate:.0%} of mouth crops were late for 5 s (limit 2 %); "
-            f"patches for {rest:g} s, then the model again"
-        )
+        why = cause or f"{rate:.0%} of mouth crops were late for 5 s (limit 2 %)"
+        reason = f"{why}; patches for {rest:g} s, then the model again"
         self._events.append(
             EngineSwitch(frame=frame, engine="patches", reason=reason, miss_rate=rate)
         )

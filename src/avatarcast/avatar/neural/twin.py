@@ -143,6 +143,10 @@ class OnnxTwinEngine:
     def status(self) -> OnnxMouthStatus:
         return replace(self.neural.status(), engine=self.engine)
 
+    def switch_to_fallback(self, reason: str) -> bool:
+        """The ``switch_engine`` remedy's hook (``pipeline.remedies.EngineSwitch``)."""
+        return self.neural.switch_to_fallback(reason)
+
     def close(self) -> None:
         self.neural.close()
         self.patches.close()
