@@ -10,4 +10,4 @@ export AVATARCAST_REQUIRE_ALL=1
 .venv/bin/ruff format --check src tests scripts benchmarks
 .venv/bin/mypy
 .venv/bin/lint-imports  # the layer contracts in pyproject.toml
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"

@@ -38,7 +38,7 @@ from avatarcast.pipeline.build import (
     validate,
 )
 from avatarcast.pipeline.chat import ProgrammeChat
-from avatarcast.pipeline.frame_loop import FrameLoop, ViewOutput
+from avatarcast.pipeline.frame_loop import FrameLoop, FrameTap, ViewOutput
 from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
 from avatarcast.programme.layout import Layout, parse_layout
@@ -84,20 +84,7 @@ class _PcmTap:
     """Hands each frame's PCM to the WHEP sink, which encodes Opus once for all viewers."""
 
     def __init__(self, sink: WhepProcess) -> None:
-        self.name = "whep-audio"
         self._sink = sink
-
-    async def open(self, headers: Any) -> None:
-        return None
-
-    async def write(self, packet: Any) -> None:
-        return None
-
-    async def write_batch(self, packets: Any) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
     def on_frame(self, frame: ProgrammeFrame) -> None:
         self._sink.push_pcm(frame.pcm, pts=frame.pts * len(frame.pcm))
@@ -123,6 +110,7 @@ async def run_live(
     main = Layout(opts.programme.size, opts.programme.preset)
     wanted = destination_layouts(opts, main)
     sinks: list[Sink] = []
+    taps: list[FrameTap] = []
     by_layout: dict[Layout, list[Sink]] = {}
     for url, layout in zip(opts.destinations, wanted, strict=True):
         try:
@@ -172,7 +160,8 @@ async def run_live(
             log.error("WHEP is off: %s", e)
             control.set_whep(error=str(e))
         else:
-            sinks += [whep, _PcmTap(whep)]
+            sinks.append(whep)
+            taps.append(_PcmTap(whep))
     guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
     try:
         for rtmp in control.destinations:
@@ -206,6 +195,7 @@ async def run_live(
         director=control.director,
         before_frame=_chat_hook(chat),
         views=views,
+        taps=taps,
     )
     control.attach(built, chat, loop, layout=main.name)
     frames = round(opts.duration * fmt.fps) if opts.duration is not None else None
