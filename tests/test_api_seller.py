@@ -116,6 +116,8 @@ def _references(avatar: str, lang: str) -> tuple[Compositor, I16, I16]:
     return comps[0], out[0], out[1]
 
 
+# real time, so SQLite only; on PostgreSQL: the seller PUT in the test above
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_tenants_seller_is_on_the_recorded_stream(
     api_factory: Callable[..., AbstractContextManager[Api]], tmp_path: Path
 ) -> None:

@@ -131,6 +131,8 @@ async def _offer() -> str:
     return sdp
 
 
+# real time, so SQLite only; on PostgreSQL: events (restart test), price PATCH (test_api_products)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_live_health_price_change_and_whep(api: Api) -> None:
     c, h = api.client, api.auth("operator")
     add_product(api)

@@ -271,6 +271,8 @@ def test_live_supervision_chat_transcript_and_audit(
         assert result.ok and result.entries >= len(items), result.first_bad
 
 
+# real time, so SQLite only; on PostgreSQL: the audit and transcript writes of the live test above
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_answers_wait_for_a_supervisor_before_they_go_on_air(api: Api) -> None:
     """With approval on, an answer is held out of the programme (and so out of the transcript)
     until approved; a rejected one never goes on air."""

@@ -74,6 +74,8 @@ def _card_errors(
     )
 
 
+# real time, so SQLite only; on PostgreSQL: price PATCH (test_api_products), status (supervision)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_price_change_reaches_status_and_rtmp_picture(
     api_factory: Callable[..., AbstractContextManager[Api]],
     rtmp_server: RtmpServer,

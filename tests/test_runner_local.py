@@ -58,6 +58,11 @@ async def wait_for(
         await asyncio.sleep(0.1)
 
 
+def frames(status: StreamStatus) -> int:
+    """Frames the worker of this run has reported (0 before its first report)."""
+    return status.health.frames if status.health is not None else 0
+
+
 def spec(programme: ProgrammeOptions | None = None, **kw: object) -> StreamSpec:
     return StreamSpec(
         tenant_id="t1",
@@ -74,14 +79,13 @@ async def test_live_run_records_reports_and_stops(
     # an unreachable destination: the stream goes on, the key never shows
     dest = f"rtmp://127.0.0.1:9/live/{SECRET_KEY}"
     await r.start("s1", spec(record_dir=tmp_path / "rec", destinations=(dest,)))
-    st = await wait_for(r, "s1", lambda s: s.state == "live" and s.health.get("frames", 0) >= 50)
+    st = await wait_for(r, "s1", lambda s: s.state == "live" and frames(s) >= 50)
     h = st.health
-    assert st.pid is not None and st.whep_port is not None
-    assert 20 <= h["fps"] <= 30
-    assert h["product_id"] == "AF-1" and h["price"] == "89.99"
-    assert {"uptime_s", "av_offset_ms", "encode_lag_ms", "sentence"} <= set(h)
-    assert len(h["destinations"]) == 1
-    assert SECRET_KEY not in json.dumps(h) and SECRET_KEY not in caplog.text
+    assert h is not None and st.pid is not None and st.whep_port is not None
+    assert 20 <= h.fps <= 30 and h.uptime_s > 1 and h.sentence
+    assert h.product_id == "AF-1" and h.price == "89.99"
+    assert len(h.destinations) == 1
+    assert SECRET_KEY not in json.dumps(h.as_dict()) and SECRET_KEY not in caplog.text
 
     await r.pause("s1")
     await wait_for(r, "s1", lambda s: s.state == "paused", within=5)
@@ -90,7 +94,7 @@ async def test_live_run_records_reports_and_stops(
 
     await r.push_products("s1", [FRYER.model_copy(update={"price": Decimal("79.99")})])
     t0 = time.monotonic()
-    await wait_for(r, "s1", lambda s: s.health.get("price") == "79.99", within=5)
+    await wait_for(r, "s1", lambda s: s.health is not None and s.health.price == "79.99", within=5)
     assert time.monotonic() - t0 < 2.5
 
     await r.stop("s1")
@@ -198,17 +202,20 @@ async def test_a_restarted_worker_comes_back_muted_pinned_and_relabelled() -> No
             {"cmd": "say", "text": "Not sticky."},
         ):
             await r.send("s5", command)
-        await wait_for(r, "s5", lambda s: s.health.get("product_id") == "LAMP-2", within=5)
-        assert r.status("s5").health["muted"] is True  # type: ignore[union-attr]
+        pinned = await wait_for(
+            r, "s5", lambda s: s.health is not None and s.health.product_id == "LAMP-2", within=5
+        )
+        assert pinned.health is not None and pinned.health.muted is True
         assert first.pid is not None
         os.kill(first.pid, signal.SIGKILL)
         again = await wait_for(
             r,
             "s5",
-            lambda s: s.pid not in (None, first.pid) and s.health.get("frames", 0) > 5,
+            lambda s: s.pid not in (None, first.pid) and frames(s) > 5,
             within=60,
         )
-        assert again.health["muted"] is True and again.health["product_id"] == "LAMP-2"
+        assert again.health is not None
+        assert again.health.muted is True and again.health.product_id == "LAMP-2"
         replayed = [e.detail["command"] for e in out if e.kind == "command" and e.detail["run"]]
         assert [d["type"] for d in replayed] == ["label", "mute", "pin_product"]
         assert replayed[0]["text"] == "AI host" and replayed[0]["position"] == "top-right"

@@ -8,13 +8,23 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from avatarcast.avatar.pack import list_packs
 from avatarcast.catalog.model import Product
+from avatarcast.control.schemas.streams import StreamCreate
 from avatarcast.errors import ConfigError
-from avatarcast.pipeline.spec import ProgrammeOptions, resolve_names
+from avatarcast.pipeline.spec import (
+    LabelChoice,
+    Preset,
+    ProgrammeChoices,
+    ProgrammeOptions,
+    Size,
+    resolve_names,
+)
+from avatarcast.programme.layout import PRESETS, SIZES
 from avatarcast.runner.base import StreamSpec
 from avatarcast.runner.worker import live_options
 from avatarcast.script.llm import LlmOptions
@@ -134,3 +144,30 @@ def test_the_cli_names_a_bad_writer(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "option writer" in done.stderr and not (tmp_path / "x.mp4").exists()
+
+
+def test_the_api_takes_the_programme_choices_in_their_one_shape() -> None:
+    """StreamCreate is ProgrammeChoices plus where the stream goes: the same fields, the same
+    constraints; from_choices turns them into the spec, server defaults for what is unchosen."""
+    assert issubclass(StreamCreate, ProgrammeChoices)
+    for name, spec_field in ProgrammeChoices.model_fields.items():
+        assert repr(StreamCreate.model_fields[name]) == repr(spec_field), name
+    assert set(get_args(Size)) == set(SIZES) and set(get_args(Preset)) == set(PRESETS)
+    body = StreamCreate.model_validate(
+        {"name": "night", "lang": "nl", "size": "720x1280", "preset": "tiktok",
+         "label": {"text": "AI-presentator", "position": "bottom-right"}}
+    )  # fmt: skip
+    opts = ProgrammeOptions.from_choices(body, stream_id="s9", fps=30)
+    assert (opts.lang, opts.size, opts.preset, opts.fps, opts.stream_id) == (
+        "nl", "720x1280", "tiktok", 30, "s9"
+    )  # fmt: skip
+    assert (opts.label_text, opts.label_position, opts.label_lang) == (
+        "AI-presentator", "bottom-right", None
+    )  # fmt: skip
+    plain = ProgrammeOptions.from_choices(ProgrammeChoices(), default_size="1080p")
+    assert (plain.lang, plain.size, plain.label_text, plain.avatar) == ("en", "1080p", None, None)
+    with pytest.raises(ValueError, match="size"):
+        StreamCreate.model_validate({"name": "n", "size": "4k"})
+    with pytest.raises(ValueError, match="label"):
+        StreamCreate.model_validate({"name": "n", "label": {"enabled": False}})
+    assert LabelChoice().position == "top-left"

@@ -111,8 +111,9 @@ async def _wait(
     deadline = time.monotonic() + within
     while True:
         st = runner.status(sid)
-        if st is not None and ok(st.health):  # type: ignore[operator]
-            return dict(st.health)
+        health = st.health.as_dict() if st is not None and st.health is not None else {}
+        if ok(health):  # type: ignore[operator]
+            return health
         if time.monotonic() > deadline:
             pytest.fail(f"{what} within {within} s; last {st}")
         await asyncio.sleep(0.2)

@@ -110,8 +110,8 @@ class ChatRegistry:
 
         def on_air() -> str | None:
             status = self.runner.status(stream_id)
-            product = status.health.get("product_id") if status is not None else None
-            return str(product) if product else None
+            health = status.health if status is not None else None
+            return health.product_id if health is not None else None
 
         intake = ChatIntake(
             options=options,

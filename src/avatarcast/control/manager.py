@@ -33,7 +33,8 @@ from avatarcast.db.events import record_event
 from avatarcast.db.models import Destination, ProductRow, Tenant
 from avatarcast.db.models_streams import StreamRow, TranscriptLine
 from avatarcast.db.products import to_product
-from avatarcast.pipeline.spec import ProgrammeOptions
+from avatarcast.pipeline.live_status import LiveStatus
+from avatarcast.pipeline.spec import ProgrammeChoices, ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamRunner, StreamSpec
 from avatarcast.script.llm import LlmOptions
 from avatarcast.settings import MonitorSettings
@@ -228,21 +229,24 @@ class StreamManager:
             for dest in chosen
         )
         d = self.defaults
-        label = row.label or {}
         tenant = session.get(Tenant, row.tenant_id)
-        programme = ProgrammeOptions(
+        choices = ProgrammeChoices.model_validate(
+            {
+                "lang": row.lang,
+                "avatar": row.avatar,
+                "voice": row.voice,
+                "writer": row.writer,
+                "size": row.size,
+                "preset": preset,
+                "label": row.label,
+            }
+        )
+        programme = ProgrammeOptions.from_choices(
+            choices,
+            default_size=d.size,
             stream_id=row.id,
-            lang=row.lang,
-            avatar=row.avatar,
-            voice=row.voice,
-            writer=row.writer,
             llm=d.llm if row.writer == "llm" else None,
-            size=row.size or d.size,
-            preset=preset,
             fps=d.fps,
-            label_text=label.get("text"),
-            label_lang=label.get("lang"),
-            label_position=label.get("position") or "top-left",
             seller=tenant.seller if tenant is not None else None,
         )
         hls_dir, hls_low_latency = hls_spec(d.hls_dir, row)
@@ -501,24 +505,23 @@ class StreamManager:
 def _set_gauges(
     metrics: ControlMetrics,
     stream_id: str,
-    health: Mapping[str, Any],
+    health: LiveStatus | None,
     reconnects: dict[tuple[str, str], int],
 ) -> None:
-    if isinstance(health.get("fps"), int | float):
-        metrics.stream_fps.labels(stream_id).set(health["fps"])
-    if isinstance(health.get("encode_lag_ms"), int | float):
-        metrics.stream_encode_lag.labels(stream_id).set(health["encode_lag_ms"] / 1000)
-    if isinstance(health.get("av_offset_ms"), int | float):
-        metrics.stream_av_offset.labels(stream_id).set(health["av_offset_ms"] / 1000)
+    if health is None:  # nothing reported yet by this run's worker
+        return
+    metrics.stream_fps.labels(stream_id).set(health.fps)
+    metrics.stream_encode_lag.labels(stream_id).set(health.encode_lag_ms / 1000)
+    metrics.stream_av_offset.labels(stream_id).set(health.av_offset_ms / 1000)
     # labelled by position in the stream's destination list, never by URL: a host (or a key
     # in a path) must not reach whoever can read the metrics
-    for i, dest in enumerate(health.get("destinations") or ()):
-        name, count = str(i), int(dest.get("reconnects") or 0)
+    for i, dest in enumerate(health.destinations):
+        name, count = str(i), dest.reconnects
         before = reconnects.get((stream_id, name), 0)
         if count > before:
             metrics.stream_reconnects.labels(stream_id, name).inc(count - before)
         reconnects[(stream_id, name)] = count
-    monitors = health.get("monitors") or {}
+    monitors = health.monitors
     for key, counter in (
         ("glitches", metrics.stream_glitches),
         ("remedies", metrics.stream_remedies),

@@ -12,7 +12,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 
@@ -28,6 +27,7 @@ from avatarcast.control.schemas.streams import (
     StreamHealth,
 )
 from avatarcast.control.supervision import SupervisionWatch
+from avatarcast.output.hls import HlsStatus
 from avatarcast.runner.local import LocalRunner
 from avatarcast.script.llm import LlmOptions
 
@@ -146,28 +146,35 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
     chat_health = chat.health() if chat is not None else None
     if status is None:
         return StreamHealth(state="stopped", chat=chat_health)
-    h: dict[str, Any] = dict(status.health)
+    h = status.health
+    if h is None:  # the worker of this run has not reported yet
+        return StreamHealth(
+            state=status.state,
+            restarts=status.restarts,
+            last_error=without_paths(status.last_error),
+            chat=chat_health,
+        )
     return StreamHealth(
         state=status.state,
         restarts=status.restarts,
-        uptime_s=h.get("uptime_s"),
-        frames=h.get("frames"),
-        fps=h.get("fps"),
-        av_offset_ms=h.get("av_offset_ms"),
-        encode_lag_ms=h.get("encode_lag_ms"),
-        product_id=h.get("product_id"),
-        price=h.get("price"),
-        sentence=h.get("sentence"),
-        slate=h.get("slate"),
+        uptime_s=h.uptime_s,
+        frames=h.frames,
+        fps=h.fps,
+        av_offset_ms=h.av_offset_ms,
+        encode_lag_ms=h.encode_lag_ms,
+        product_id=h.product_id,
+        price=h.price,
+        sentence=h.sentence,
+        slate=h.slate,
         destinations=[
-            DestinationHealth.model_validate({**d, "last_error": without_paths(d["last_error"])})
-            if d.get("last_error")
-            else DestinationHealth.model_validate(d)
-            for d in h.get("destinations") or ()
+            DestinationHealth.model_validate(d).model_copy(
+                update={"last_error": without_paths(d.last_error)}
+            )
+            for d in h.destinations
         ],
-        layouts=[LayoutHealth.model_validate(x) for x in h.get("layouts") or ()],
-        recording=bool(h.get("recording_dir")),
-        hls=_hls_health(h.get("hls")),
+        layouts=[LayoutHealth.model_validate(x) for x in h.layouts],
+        recording=bool(h.recording_dir),
+        hls=_hls_health(h.hls),
         chat=chat_health,
         last_error=without_paths(status.last_error),
     )
@@ -176,11 +183,12 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
 _SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
 
 
-def _hls_health(raw: Any) -> HlsHealth | None:
+def _hls_health(raw: HlsStatus | None) -> HlsHealth | None:
     """The worker's HLS report, its error without the server's folder in it."""
-    if not raw:
+    if raw is None:
         return None
-    return HlsHealth.model_validate({**raw, "last_error": without_paths(raw.get("last_error"))})
+    health = HlsHealth.model_validate(raw)
+    return health.model_copy(update={"last_error": without_paths(raw.last_error)})
 
 
 def without_paths(text: str | None) -> str | None:

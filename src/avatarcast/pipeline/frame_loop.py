@@ -3,8 +3,8 @@
 Compose and encode of a frame run back to back in one worker thread, one hand-off per frame:
 at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
 cost a second thread wake-up per frame (offline, PyAV holds the GIL while encoding, so two
-threads would only pass it back and forth). Only a sink that taps the raw frame (WHEP's Opus)
-splits them, so it sees the frame before the encode. Live, frame n is planned at
+threads would only pass it back and forth). Only a ``FrameTap`` (WHEP's Opus takes the raw
+PCM) splits them, so it sees the frame before the encode. Live, frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
 one ``write_batch``.
@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
@@ -38,9 +38,8 @@ log = logging.getLogger(__name__)
 Compose = Callable[[FramePlan, YuvFrame], None]
 
 
-@runtime_checkable
 class FrameTap(Protocol):
-    """A sink that also wants the raw programme frame (WHEP encodes Opus from the PCM)."""
+    """Takes each raw programme frame before its encode (WHEP encodes Opus from the PCM)."""
 
     def on_frame(self, frame: ProgrammeFrame) -> None: ...
 
@@ -107,6 +106,7 @@ class FrameLoop:
         start_pts: int = 0,
         views: Sequence[ViewOutput] = (),
         faults: FaultInjector | None = None,
+        taps: Sequence[FrameTap] = (),
     ) -> None:
         self._programme = programme
         self._compose = compose
@@ -121,6 +121,7 @@ class FrameLoop:
         self.faults = faults
         self._restart_encoder = False
         self._restart_sinks: list[Restartable] = []
+        self._taps = list(taps)
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
         self._compose_pool = named_pool("compose")
@@ -264,7 +265,7 @@ class FrameLoop:
         self._clock.restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
         pending: Future[list[EncodedPacket]] | None = None
-        taps: list[FrameTap] = [s for s in self._sinks if isinstance(s, FrameTap)]
+        taps = self._taps
         try:
             n = 0
             while (frames is None or n < frames) and not self._stop.is_set():

@@ -41,7 +41,7 @@ from avatarcast.pipeline.build import (
 )
 from avatarcast.pipeline.chat import ProgrammeChat
 from avatarcast.pipeline.faults import FaultInjector
-from avatarcast.pipeline.frame_loop import FrameLoop, ViewOutput
+from avatarcast.pipeline.frame_loop import FrameLoop, FrameTap, ViewOutput
 from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
 from avatarcast.pipeline.remedies import EngineSwitch, StreamActions
@@ -91,20 +91,7 @@ class _PcmTap:
     """Hands each frame's PCM to the WHEP sink, which encodes Opus once for all viewers."""
 
     def __init__(self, sink: WhepProcess) -> None:
-        self.name = "whep-audio"
         self._sink = sink
-
-    async def open(self, headers: Any) -> None:
-        return None
-
-    async def write(self, packet: Any) -> None:
-        return None
-
-    async def write_batch(self, packets: Any) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
     def on_frame(self, frame: ProgrammeFrame) -> None:
         self._sink.push_pcm(frame.pcm, pts=frame.pts * len(frame.pcm))
@@ -130,6 +117,7 @@ async def run_live(
     main = Layout(opts.programme.size, opts.programme.preset)
     wanted = destination_layouts(opts, main)
     sinks: list[Sink] = []
+    taps: list[FrameTap] = []
     by_layout: dict[Layout, list[Sink]] = {}
     for url, layout in zip(opts.destinations, wanted, strict=True):
         try:
@@ -192,7 +180,8 @@ async def run_live(
             )
             views = await in_background(_views, built, by_layout)
         if whep is not None and whep_up is not None and whep_up.result():
-            sinks += [whep, _PcmTap(whep)]
+            sinks.append(whep)
+            taps.append(_PcmTap(whep))
     except BaseException:
         spare = [whep] if whep is not None and whep not in sinks else []
         for opened in [*sinks, *extra_sinks, *spare]:
@@ -222,6 +211,7 @@ async def run_live(
         before_frame=_chat_hook(chat),
         views=views,
         faults=faults,
+        taps=taps,
     )
     actions = StreamActions(
         built=built,

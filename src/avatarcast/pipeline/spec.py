@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,9 +29,13 @@ from avatarcast.voice.registry import (
 
 __all__ = [
     "Corner",
+    "LabelChoice",
     "LabelText",
     "Names",
+    "Preset",
+    "ProgrammeChoices",
     "ProgrammeOptions",
+    "Size",
     "Writer",
     "option_error",
     "resolve_names",
@@ -41,6 +45,42 @@ Writer = Literal["template", "llm"]
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 #: the AI label's own wording: one line, never blank
 LabelText = Annotated[str, Field(min_length=1, max_length=120, pattern=r"\S")]
+#: frame sizes and platform presets: the names of ``programme.layout.SIZES`` and ``PRESETS``
+#: (tests/test_stream_spec.py checks they agree)
+Size = Literal["720p", "1080p", "720x1280", "1080x1920"]
+Preset = Literal["none", "tiktok", "douyin", "instagram", "youtube"]
+LangCode = Annotated[str, Field(min_length=2, max_length=16)]
+PackName = Annotated[str, Field(max_length=64)]
+
+
+class LabelChoice(BaseModel):
+    """The AI label's wording and place. It cannot be switched off: there is no such field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: LabelText | None = Field(default=None, description="None: default")
+    lang: LangCode | None = Field(default=None, description="Language of the default text")
+    position: Corner = "top-left"
+
+
+class ProgrammeChoices(BaseModel):
+    """What a person picks for a programme, in the shape they pick it (None: the server's
+    default). The API's stream create is this plus where the stream goes;
+    :meth:`ProgrammeOptions.from_choices` turns it into the full spec, names checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    avatar: PackName | None = Field(default=None, description="See GET /v1/avatars")
+    voice: PackName | None = Field(default=None, description="See GET /v1/voices")
+    lang: LangCode | None = None
+    writer: Writer = "template"
+    size: Size | None = Field(
+        default=None, description="Frame size (recording, WHEP); null: the server's default"
+    )
+    preset: Preset = Field(
+        default="none", description="Platform whose interface the overlays keep clear of"
+    )
+    label: LabelChoice | None = None
 
 
 class ProgrammeOptions(BaseModel):
@@ -79,6 +119,30 @@ class ProgrammeOptions(BaseModel):
     mouth_model: str | None = None
     #: seconds between spoken AI disclosures (the first is at the start); None turns them off
     disclosure_interval_s: float | None = 600.0
+
+    @classmethod
+    def from_choices(
+        cls, choices: ProgrammeChoices, *, default_size: str = "720p", **server: Any
+    ) -> ProgrammeOptions:
+        """The spec from what a person chose; ``server`` adds what the server decides
+        (``stream_id``, ``llm``, ``fps``, ``seller`` ...). Unchosen names keep their defaults:
+        check them first with :func:`resolve_names`."""
+        label = choices.label or LabelChoice()
+        chosen = {
+            "lang": choices.lang,
+            "avatar": choices.avatar,
+            "voice": choices.voice,
+            "label_text": label.text,
+            "label_lang": label.lang,
+        }
+        return cls(
+            writer=choices.writer,
+            size=choices.size or default_size,
+            preset=choices.preset,
+            label_position=label.position,
+            **{k: v for k, v in chosen.items() if v is not None},
+            **server,
+        )
 
 
 @dataclass(frozen=True, slots=True)

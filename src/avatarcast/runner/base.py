@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from avatarcast.catalog.model import Product
+from avatarcast.pipeline.live_status import LiveStatus
 from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.settings import MonitorSettings
 
@@ -97,7 +98,8 @@ class StreamSpec(BaseModel):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamStatus:
-    """A snapshot of one stream: the runner's view plus the worker's last health report."""
+    """A snapshot of one stream: the runner's view plus the worker's last health report
+    (``health``: None until the worker of this run reports)."""
 
     stream_id: str
     state: StreamState
@@ -105,7 +107,7 @@ class StreamStatus:
     restarts: int = 0
     whep_port: int | None = None
     last_error: str | None = None
-    health: Mapping[str, Any] = field(default_factory=dict)
+    health: LiveStatus | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

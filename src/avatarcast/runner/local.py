@@ -26,7 +26,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any, TypeGuard, get_args
+
+from pydantic import ValidationError
 
 from avatarcast.catalog.model import Product
 from avatarcast.commands import (
@@ -38,6 +40,7 @@ from avatarcast.commands import (
     sticky_state,
 )
 from avatarcast.logs import redact
+from avatarcast.pipeline.live_status import LiveStatus
 from avatarcast.runner.base import (
     EXIT_CONFIG,
     EXIT_RESTART,
@@ -66,6 +69,10 @@ _OUTPUT_TYPES = frozenset(
 )
 
 
+def _is_state(state: str) -> TypeGuard[StreamState]:
+    return state in _STATES
+
+
 @dataclass(eq=False, slots=True)
 class _Stream:
     """One supervised stream. Only the supervisor task replaces ``proc``."""
@@ -81,7 +88,7 @@ class _Stream:
     whep_token: str | None = None
     last_error: str | None = None
     stop_reason: str = "ended"
-    health: Mapping[str, Any] = field(default_factory=dict)
+    health: LiveStatus | None = None
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     requests: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     #: commands whose effect a restarted worker must get again (mute, paused products, pins,
@@ -331,7 +338,7 @@ class LocalRunner:
 
     async def _run_once(self, s: _Stream, *, restarted: bool) -> int:
         s.whep_port, s.whep_token = _free_port(self._whep_host), secrets.token_urlsafe(24)
-        s.state, s.health = "starting", {}
+        s.state, s.health = "starting", None
         proc, spare = await self._workers.get()
         if spare:
             log.info("stream %s runs in the spare worker %s", s.stream_id, proc.pid)
@@ -376,10 +383,13 @@ class LocalRunner:
                 continue
             if msg.get("type") == "status":
                 msg.pop("type")
-                s.health = msg
-                state = msg.get("state")
-                if state in _STATES and not s.stop_requested.is_set():
-                    s.state = state
+                try:
+                    s.health = LiveStatus.from_wire(msg)
+                except ValidationError as e:  # a worker of another version: keep the last
+                    log.warning("stream %s: a status line that does not parse: %s", s.stream_id, e)
+                    continue
+                if _is_state(s.health.state) and not s.stop_requested.is_set():
+                    s.state = s.health.state
             elif msg.get("type") == "result":
                 self._resolve(s, msg)
             elif msg.get("type") in _OUTPUT_TYPES:

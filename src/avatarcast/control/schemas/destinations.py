@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field, SecretStr
 
 from avatarcast.control.schemas.common import In, Out
-from avatarcast.control.schemas.streams import Preset, Size
+from avatarcast.pipeline.spec import Preset, Size
 
 
 class DestinationCreate(In):

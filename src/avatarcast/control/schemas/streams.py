@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from avatarcast.control.schemas.common import In, Out
-from avatarcast.pipeline.spec import Corner, LabelText, Writer
+from avatarcast.pipeline.spec import LabelChoice, Preset, ProgrammeChoices, Size, Writer
 
 DesiredState = Literal["stopped", "live", "paused"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -18,19 +18,8 @@ _ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
-#: frame sizes and platform presets (``avatarcast.programme.layout``: SIZES, PRESETS)
-Size = Literal["720p", "1080p", "720x1280", "1080x1920"]
-Preset = Literal["none", "tiktok", "douyin", "instagram", "youtube"]
-
-
-class LabelConfigIn(In):
-    """The AI label's wording and place. It cannot be switched off: there is no such field."""
-
-    text: LabelText | None = Field(default=None, description="None: default")
-    lang: str | None = Field(
-        default=None, min_length=2, max_length=16, description="Language of the default text"
-    )
-    position: Corner = "top-left"
+#: the AI label's wording and place, as a stream stores and shows it
+LabelConfigIn = LabelChoice
 
 
 class HlsConfigIn(In):
@@ -44,26 +33,18 @@ class HlsConfigIn(In):
     )
 
 
-class StreamCreate(In):
+class StreamCreate(ProgrammeChoices, In):
+    """A new stream: the programme's choices (``pipeline.spec.ProgrammeChoices``, the one shape
+    of them), what it presents, and where it goes."""
+
     name: str = _NAME
     product_ids: list[str] | None = Field(
         default=None, max_length=10_000, description="Products to present; null = all, in order"
     )
-    avatar: str | None = Field(default=None, max_length=64, description="See GET /v1/avatars")
-    voice: str | None = Field(default=None, max_length=64, description="See GET /v1/voices")
-    lang: str | None = Field(default=None, min_length=2, max_length=16)
-    writer: Writer = "template"
     destination_ids: list[str] = Field(default_factory=list, max_length=20)
     record: bool = Field(default=False, description="Record to the server's recordings folder")
-    label: LabelConfigIn | None = None
     approve_answers: bool = Field(
         default=False, description="Viewer answers wait for a supervisor's approval"
-    )
-    size: Size | None = Field(
-        default=None, description="Frame size (recording, WHEP); null: the server's default"
-    )
-    preset: Preset = Field(
-        default="none", description="Platform whose interface the overlays keep clear of"
     )
     hls: HlsConfigIn | None = Field(default=None, description="HLS output; null: none")
 
