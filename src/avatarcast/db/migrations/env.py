@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from avatarcast.db import models, models_audit, models_streams
+from avatarcast.db import models, models_audit, models_chat, models_streams
 from avatarcast.db.base import Base
 from avatarcast.db.engine import make_engine
 
 # the modules that declare tables: importing them puts every table on Base.metadata
-_TABLE_MODULES = (models, models_audit, models_streams)
+_TABLE_MODULES = (models, models_audit, models_chat, models_streams)
 
 target_metadata = Base.metadata
 config = context.config
