@@ -20,7 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
+from avatarcast.control import create_key, upgrade_database
+from avatarcast.control.chat_store import insert_source, live_sources, reseal_secrets
+from avatarcast.control.secretbox import SecretBox
+from avatarcast.db import make_engine, make_sessionmaker
+from avatarcast.db.models_chat import ChatSourceRow
+from avatarcast.db.models_streams import StreamRow
 from irc_server import IrcServer
 from served import Served, live_stream, serve
 
@@ -128,3 +135,53 @@ def test_sources_survive_a_restart_with_sealed_credentials(irc: IrcServer, tmp_p
     with sqlite3.connect(database) as db:
         assert [r for (r,) in db.execute("SELECT id FROM chat_sources")] == [irc_id]
     assert TOKEN not in out and SECRET not in out
+
+
+def test_a_rotated_key_reseals_credentials_and_a_lost_one_closes_only_that_source(
+    tmp_path: Path,
+) -> None:
+    """After ``server_key`` rotation the credentials are sealed with the new key (the old one
+    can then be dropped); a credential no key opens keeps only its own source closed."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    tenant, _ = create_key(sessions, tenant_name="acme", role="operator")
+    old, new, lost = (Fernet.generate_key() for _ in range(3))
+    with sessions() as s:
+        s.add(
+            StreamRow(
+                id="st1",
+                tenant_id=tenant,
+                name="n",
+                avatar="a",
+                voice="v",
+                lang="en",
+                writer="template",
+                whep_token="w",
+                desired_state="live",
+            )
+        )
+        s.commit()
+        for source_id, key in (("cs_a", old), ("cs_b", lost)):
+            config = {"kind": "webhook"}
+            insert_source(
+                s,
+                SecretBox([key]),
+                source_id=source_id,
+                tenant_id=tenant,
+                stream_id="st1",
+                config=config,
+                token=f"secret-of-{source_id}-000",
+                limit=8,
+            )
+    rotated = SecretBox([new, old])
+    with sessions() as s:
+        assert reseal_secrets(s, rotated) == 1  # cs_b opens with neither key: left alone
+        rows = {r.id: r.secret for r in s.query(ChatSourceRow)}
+    assert rotated.current(rows["cs_a"]) and not rotated.current(rows["cs_b"])
+    with sessions() as s:
+        stored, unreadable = live_sources(s, SecretBox([new]))  # the old key dropped
+    assert [(x.id, x.token) for x in stored] == [("cs_a", "secret-of-cs_a-000")]
+    assert unreadable == ["cs_b"]
+    engine.dispose()

@@ -8,6 +8,7 @@ never learn whether some other path exists on the server.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,19 @@ from avatarcast.control.problems import ProblemError, validation_problem
 from avatarcast.control.secretbox import SecretBox
 from avatarcast.db.models_chat import ChatSourceRow
 from avatarcast.db.models_streams import StreamRow
+from avatarcast.errors import ConfigError
 
 __all__ = [
     "StoredSource",
     "delete_source",
     "insert_source",
     "live_sources",
+    "reseal_secrets",
     "resolve_ca",
     "stream_sources",
 ]
 
+log = logging.getLogger(__name__)
 #: Stream states whose chat sources a starting server opens again.
 LIVE_STATES = ("live", "paused")
 
@@ -129,21 +133,51 @@ def stream_sources(session: Session, tenant_id: str, stream_id: str) -> list[Cha
     return list(session.scalars(query))
 
 
-def live_sources(session: Session, box: SecretBox) -> list[StoredSource]:
-    """The sources of every stream that should be on air, credentials opened."""
+def live_sources(session: Session, box: SecretBox) -> tuple[list[StoredSource], list[str]]:
+    """The sources of every stream that should be on air, credentials opened; and the ids of
+    those whose credential no server key opens (they stay closed: add them again)."""
     query = (
         select(ChatSourceRow)
         .join(StreamRow, StreamRow.id == ChatSourceRow.stream_id)
         .where(StreamRow.desired_state.in_(LIVE_STATES))
         .order_by(ChatSourceRow.created_at, ChatSourceRow.id)
     )
-    return [
-        StoredSource(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            stream_id=row.stream_id,
-            config=dict(row.config),
-            token=box.open(row.secret) if row.secret else "",
+    stored, unreadable = [], []
+    for row in session.scalars(query):
+        try:
+            token = box.open(row.secret) if row.secret else ""
+        except ConfigError:
+            unreadable.append(row.id)
+            continue
+        stored.append(
+            StoredSource(
+                id=row.id,
+                tenant_id=row.tenant_id,
+                stream_id=row.stream_id,
+                config=dict(row.config),
+                token=token,
+            )
         )
-        for row in session.scalars(query)
-    ]
+    return stored, unreadable
+
+
+def reseal_secrets(session: Session, box: SecretBox) -> int:
+    """Seal plain or previous-key credentials with the current key (after a key rotation, as
+    ``secretbox.reseal_stream_keys`` does for stream keys); how many changed."""
+    changed = 0
+    for row in session.scalars(select(ChatSourceRow).where(ChatSourceRow.secret.is_not(None))):
+        stored = row.secret or ""
+        if box.current(stored):
+            continue
+        try:
+            row.secret = box.seal(box.open(stored))
+        except ConfigError:
+            log.error(
+                "chat source %s: its credential opens with no server key; add it again", row.id
+            )
+            continue
+        changed += 1
+    session.commit()
+    if changed:
+        log.info("re-encrypted %d chat source credentials with the current server key", changed)
+    return changed

@@ -34,7 +34,12 @@ from avatarcast.chatsources.irc import IrcOptions, IrcSource
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
-from avatarcast.control.chat_store import StoredSource, live_sources, resolve_ca
+from avatarcast.control.chat_store import (
+    StoredSource,
+    live_sources,
+    reseal_secrets,
+    resolve_ca,
+)
 from avatarcast.control.context import AppContext
 from avatarcast.control.manager import selected_products
 from avatarcast.control.problems import ProblemError
@@ -94,6 +99,7 @@ class ChatRegistry:
         self.webhooks: dict[str, tuple[StreamChat, Source]] = {}
         self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         self._moderator = Moderator(lexicon_dir=default_lexicon_dir())
+        self._unreadable: set[str] = set()
 
     def stream(
         self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
@@ -226,7 +232,11 @@ class ChatRegistry:
 
     def _load_live(self) -> list[StoredSource]:
         with self.ctx.sessions() as session:
-            return live_sources(session, self.ctx.secrets)
+            stored, unreadable = live_sources(session, self.ctx.secrets)
+        for source_id in set(unreadable) - self._unreadable:
+            log.error("chat source %s: no server key opens its credential; add it again", source_id)
+        self._unreadable.update(unreadable)
+        return stored
 
     def remove(self, chat: StreamChat, source_id: str) -> None:
         source = chat.sources.pop(source_id, None)
@@ -265,6 +275,11 @@ class ChatRegistry:
 async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     from avatarcast.control.streaming import manager_of
 
+    def reseal() -> None:
+        with ctx.sessions() as session:
+            reseal_secrets(session, ctx.secrets)
+
+    await run_in_threadpool(reseal)
     async with asyncio.TaskGroup() as tg:
         registry = ChatRegistry(ctx, manager_of(ctx).runner, tg)
         ctx.extras[EXTRAS_KEY] = registry
