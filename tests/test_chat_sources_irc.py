@@ -30,8 +30,11 @@ def irc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IrcServer]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    env = {"AVATARCAST_CHAT_SOURCES__SPOKEN_EVERY_S": "30"}
+def served(tmp_path_factory: pytest.TempPathFactory, irc: IrcServer) -> Iterator[Served]:
+    env = {
+        "AVATARCAST_CHAT_SOURCES__SPOKEN_EVERY_S": "30",
+        "AVATARCAST_CHAT_SOURCES__CA_DIR": str(irc.ca.parent),
+    }
     with serve(tmp_path_factory.mktemp("serve"), env) as s:
         yield s
 

@@ -147,6 +147,10 @@ class ChatSourcesSettings(_Section):
     #: the largest webhook post taken
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_sources_per_stream: int = Field(default=8, ge=1)
+    #: the folder a Twitch source's ``ca_file`` (a private CA) must lie in; None: no ca_file
+    ca_dir: Path | None = None
+    #: how often stored sources of streams on air are opened if they are not (after a start)
+    reopen_every_s: float = Field(default=5.0, gt=0)
 
 
 class LlmSettings(_Section):

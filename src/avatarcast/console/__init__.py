@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from avatarcast.console import actions, events, forms, pages
+from avatarcast.console import actions, chat_sources, events, forms, pages
 from avatarcast.console.auth import EXTRAS_KEY, Console, Forbidden, SignInRequired
 from avatarcast.console.bus import EventBus
 from avatarcast.console.fates import FateWatch
@@ -45,7 +45,7 @@ def install_console(app: FastAPI, ctx: AppContext) -> None:
         templates=make_templates(),
     )
     ctx.extras[EXTRAS_KEY] = console
-    for module in (pages, forms, actions, events):
+    for module in (pages, forms, chat_sources, actions, events):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.add_exception_handler(SignInRequired, _to_sign_in)  # type: ignore[arg-type]

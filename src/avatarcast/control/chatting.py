@@ -6,21 +6,25 @@ YouTube poller; a webhook source has no task, its posts come through the API). T
 hands its top question groups to the stream's worker as ``chat`` commands (spoken by the desk
 there) and writes the rest back to the platform chat itself.
 
-Sources live in this process's memory: their credentials are never stored, logged or
-returned, and a restarted server starts with none (the platform integration adds them again).
+Sources are stored (``control.chat_store``, credentials sealed with the server key, never
+logged or returned); a starting server opens again the sources of every stream on air, and
+keeps checking every ``chat_sources.reopen_every_s`` for streams that went on air since.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from avatarcast.catalog.model import Product
 from avatarcast.chat.moderation import Moderator
@@ -30,8 +34,16 @@ from avatarcast.chatsources.irc import IrcOptions, IrcSource
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
+from avatarcast.control.chat_store import (
+    StoredSource,
+    live_sources,
+    reseal_secrets,
+    resolve_ca,
+)
 from avatarcast.control.context import AppContext
+from avatarcast.control.manager import selected_products
 from avatarcast.control.problems import ProblemError
+from avatarcast.db.models_streams import StreamRow
 from avatarcast.runner.base import StreamRunner
 from avatarcast.script.guardrails import default_lexicon_dir
 
@@ -87,6 +99,7 @@ class ChatRegistry:
         self.webhooks: dict[str, tuple[StreamChat, Source]] = {}
         self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         self._moderator = Moderator(lexicon_dir=default_lexicon_dir())
+        self._unreadable: set[str] = set()
 
     def stream(
         self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
@@ -126,10 +139,10 @@ class ChatRegistry:
         )
         return chat
 
-    def add(self, chat: StreamChat, config: dict[str, Any]) -> Source:
-        """Start a source from its validated config (``token`` included, kept only here)."""
+    def add(self, chat: StreamChat, config: dict[str, Any], *, source_id: str) -> Source:
+        """Start a source from its validated config (``token`` included, opened here only)."""
+        config = dict(config)
         kind = config["kind"]
-        source_id = "cs_" + secrets.token_hex(6)
         token = str(config.pop("token", "") or "")
         public = {k: v for k, v in config.items() if v is not None}
         public["id"] = source_id
@@ -144,7 +157,7 @@ class ChatRegistry:
                     channel=config["channel"],
                     username=config["username"],
                     token=token,
-                    ca_file=config.get("ca_file"),
+                    ca_file=self._ca_path(config.get("ca_file")),
                 ),
                 deliver,
                 on_deleted=chat.intake.retract,
@@ -186,10 +199,49 @@ class ChatRegistry:
         chat.sources[source_id] = source
         return source
 
+    def _ca_path(self, name: str | None) -> str | None:
+        """The CA file in ``ca_dir``; a stored name no longer valid there fails the TLS
+        handshake (the source's health says so) rather than the server's start."""
+        if not name:
+            return None
+        try:
+            return str(resolve_ca(self.ctx.settings.chat_sources.ca_dir, name))
+        except ProblemError:
+            return str(Path("/nonexistent-ca-outside-ca_dir") / Path(name).name)
+
+    async def reopen(self) -> int:
+        """Open the stored sources of streams on air that are not open yet; how many."""
+        stored = await run_in_threadpool(self._load_live)
+        opened = 0
+        for src in stored:
+            chat = self.streams.get(src.stream_id)
+            if chat is not None and src.id in chat.sources:
+                continue
+            try:
+                facts = partial(_stream_facts, stream_id=src.stream_id)
+                lang, products = await self.ctx.read(facts)
+                chat = self.stream(src.stream_id, src.tenant_id, lang, products)
+                self.add(chat, {**src.config, "token": src.token}, source_id=src.id)
+            except Exception:
+                log.exception("chat source %s of stream %s did not open", src.id, src.stream_id)
+                continue
+            opened += 1
+        if opened:
+            log.info("opened %d stored chat sources", opened)
+        return opened
+
+    def _load_live(self) -> list[StoredSource]:
+        with self.ctx.sessions() as session:
+            stored, unreadable = live_sources(session, self.ctx.secrets)
+        for source_id in set(unreadable) - self._unreadable:
+            log.error("chat source %s: no server key opens its credential; add it again", source_id)
+        self._unreadable.update(unreadable)
+        return stored
+
     def remove(self, chat: StreamChat, source_id: str) -> None:
         source = chat.sources.pop(source_id, None)
         if source is None:
-            raise ProblemError(404, f"no chat source {source_id!r}", kind="not-found")
+            return
         if source.task is not None:
             source.task.cancel()
         self.webhooks.pop(source_id, None)
@@ -223,14 +275,38 @@ class ChatRegistry:
 async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     from avatarcast.control.streaming import manager_of
 
+    def reseal() -> None:
+        with ctx.sessions() as session:
+            reseal_secrets(session, ctx.secrets)
+
+    await run_in_threadpool(reseal)
     async with asyncio.TaskGroup() as tg:
         registry = ChatRegistry(ctx, manager_of(ctx).runner, tg)
         ctx.extras[EXTRAS_KEY] = registry
+        reopening = tg.create_task(_keep_open(registry), name="chat-sources-reopen")
         try:
             yield
         finally:
             ctx.extras.pop(EXTRAS_KEY, None)
+            reopening.cancel()
             await registry.aclose()
+
+
+async def _keep_open(registry: ChatRegistry) -> None:
+    every = registry.ctx.settings.chat_sources.reopen_every_s
+    while True:
+        try:
+            await registry.reopen()
+        except Exception:  # the database may be away for a moment; the next round retries
+            log.exception("stored chat sources could not be read")
+        await asyncio.sleep(every)
+
+
+def _stream_facts(session: Session, *, stream_id: str) -> tuple[str, list[Product]]:
+    row = session.get(StreamRow, stream_id)
+    if row is None:
+        raise LookupError(f"stream {stream_id!r} is gone")
+    return row.lang, selected_products(session, row.tenant_id, row.product_ids)
 
 
 async def drop_stream_chat(ctx: AppContext, stream_id: str) -> None:

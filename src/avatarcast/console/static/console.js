@@ -365,6 +365,11 @@ document.addEventListener("htmx:afterRequest", (event) => {
 });
 
 
+// a form whose action changed a list (chat sources) is emptied: a token never stays in the page
+document.addEventListener("chatsources", () => {
+  for (const form of document.querySelectorAll('form[data-reset-on="chatsources"]')) form.reset();
+});
+
 document.addEventListener("click", (event) => {
   const button = event.target.closest('[data-action="solo"]');
   if (!button) return;

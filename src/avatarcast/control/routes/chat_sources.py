@@ -1,20 +1,30 @@
 """Chat sources per stream (``/v1/streams/{id}/chat-sources``), their account of fates, and
 the signed webhook that feeds a ``webhook`` source (``/v1/chat-hooks/{source_id}``).
 
-Credentials (``token``) are write-only: kept in memory by the running server only, never
-returned or logged. See ``control.chatting`` for where the sources run.
+Credentials (``token``) are write-only: stored sealed with the server key, never returned or
+logged. See ``control.chatting`` for where the sources run, ``control.chat_store`` for the rows.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from avatarcast.chatsources import Inbound
+from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.webhook import SignatureError
+from avatarcast.control.chat_store import (
+    delete_source,
+    insert_source,
+    resolve_ca,
+    stream_sources,
+)
 from avatarcast.control.chatting import ChatRegistry, StreamChat, registry_of
+from avatarcast.control.context import AppContext
 from avatarcast.control.deps import ContextDep, OperatorDep, ReaderDep
 from avatarcast.control.manager import selected_products
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
@@ -26,6 +36,7 @@ from avatarcast.control.schemas.chat_sources import (
     ChatSourcePublic,
     WebhookPost,
 )
+from avatarcast.db.models_chat import ChatSourceRow
 
 router = APIRouter(tags=["chat sources"], responses=AUTH_PROBLEMS)
 StreamIdPath = Annotated[str, Path(max_length=64)]
@@ -33,8 +44,24 @@ SourceIdPath = Annotated[str, Path(max_length=64)]
 _post = TypeAdapter(WebhookPost)
 
 
-def _public(source: Any) -> ChatSourcePublic:
-    return ChatSourcePublic.model_validate({**source.public, "health": source.health.as_dict()})
+def _public(
+    config: dict[str, Any], source_id: str, has_token: bool, health: Any
+) -> ChatSourcePublic:
+    return ChatSourcePublic.model_validate(
+        {**config, "id": source_id, "has_token": has_token, "health": health}
+    )
+
+
+def _listed(registry: ChatRegistry, row: ChatSourceRow) -> ChatSourcePublic:
+    chat = registry.streams.get(row.stream_id)
+    source = chat.sources.get(row.id) if chat is not None else None
+    if source is not None:
+        return _public(source.public, row.id, row.secret is not None, source.health.as_dict())
+    config = dict(row.config)
+    if row.kind == "webhook":
+        config["url"] = f"/v1/chat-hooks/{row.id}"
+    idle = SourceHealth(source_id=row.id, kind=row.kind, state="stopped")
+    return _public(config, row.id, row.secret is not None, idle.as_dict())
 
 
 def _chat_of(registry: ChatRegistry, tenant_id: str, stream_id: str) -> StreamChat:
@@ -42,6 +69,72 @@ def _chat_of(registry: ChatRegistry, tenant_id: str, stream_id: str) -> StreamCh
     if chat is None or chat.tenant_id != tenant_id:
         raise ProblemError(404, f"stream {stream_id!r} has no chat sources", kind="not-found")
     return chat
+
+
+async def add_chat_source(
+    ctx: AppContext, tenant_id: str, stream_id: str, body: BaseModel
+) -> ChatSourcePublic:
+    """Store the source and start it; for this route and the console's form."""
+    registry = registry_of(ctx)
+    settings = ctx.settings.chat_sources
+    config = body.model_dump(exclude_none=True)
+    token_value = config.pop("token", None)
+    token = token_value.get_secret_value() if token_value is not None else ""
+    if config.get("ca_file"):
+        resolve_ca(settings.ca_dir, config["ca_file"])
+
+    def load(session: Any) -> tuple[str, list[Any]]:
+        row = get_stream(session, tenant_id, stream_id)
+        return row.lang, selected_products(session, row.tenant_id, row.product_ids)
+
+    lang, products = await ctx.read(load)
+    source_id = "cs_" + secrets.token_hex(6)
+
+    def store() -> None:
+        with ctx.sessions() as session:
+            insert_source(
+                session,
+                ctx.secrets,
+                source_id=source_id,
+                tenant_id=tenant_id,
+                stream_id=stream_id,
+                config=config,
+                token=token,
+                limit=settings.max_sources_per_stream,
+            )
+
+    await run_in_threadpool(store)
+    chat = registry.stream(stream_id, tenant_id, lang, products)
+    source = registry.add(chat, {**config, "token": token}, source_id=source_id)
+    return _public(source.public, source_id, bool(token), source.health.as_dict())
+
+
+async def list_chat_sources(
+    ctx: AppContext, tenant_id: str, stream_id: str
+) -> list[ChatSourcePublic]:
+    registry = registry_of(ctx)
+
+    def load(session: Any) -> list[ChatSourceRow]:
+        get_stream(session, tenant_id, stream_id)
+        return stream_sources(session, tenant_id, stream_id)
+
+    return [_listed(registry, row) for row in await ctx.read(load)]
+
+
+async def remove_chat_source(
+    ctx: AppContext, tenant_id: str, stream_id: str, source_id: str
+) -> None:
+    registry = registry_of(ctx)
+
+    def drop() -> bool:
+        with ctx.sessions() as session:
+            return delete_source(session, tenant_id, stream_id, source_id)
+
+    if not await run_in_threadpool(drop):
+        raise ProblemError(404, f"no chat source {source_id!r}", kind="not-found")
+    chat = registry.streams.get(stream_id)
+    if chat is not None and chat.tenant_id == tenant_id:
+        registry.remove(chat, source_id)
 
 
 @router.post(
@@ -56,23 +149,9 @@ async def add_source(
     caller: OperatorDep,
     ctx: ContextDep,
 ) -> ChatSourcePublic:
-    """Connect a chat source to the stream; it runs until removed (or the server stops)."""
-    registry = registry_of(ctx)
-
-    def load(session: Any) -> tuple[str, list[Any]]:
-        row = get_stream(session, caller.tenant_id, stream_id)
-        return row.lang, selected_products(session, row.tenant_id, row.product_ids)
-
-    lang, products = await ctx.read(load)
-    existing = registry.streams.get(stream_id)
-    limit = ctx.settings.chat_sources.max_sources_per_stream
-    if existing is not None and len(existing.sources) >= limit:
-        raise ProblemError(409, f"the stream has {limit} chat sources already", kind="conflict")
-    chat = registry.stream(stream_id, caller.tenant_id, lang, products)
-    config = body.model_dump()
-    token = config.get("token")
-    config["token"] = token.get_secret_value() if token is not None else ""
-    return _public(registry.add(chat, config))
+    """Connect a chat source to the stream; it is stored and runs until removed (a restarted
+    server opens it again while the stream is on air)."""
+    return await add_chat_source(ctx, caller.tenant_id, stream_id, body)
 
 
 @router.get(
@@ -83,9 +162,7 @@ async def add_source(
 async def list_sources(
     stream_id: StreamIdPath, caller: ReaderDep, ctx: ContextDep
 ) -> list[ChatSourcePublic]:
-    await ctx.read(lambda s: get_stream(s, caller.tenant_id, stream_id))
-    chat = registry_of(ctx).streams.get(stream_id)
-    return [_public(s) for s in chat.sources.values()] if chat is not None else []
+    return await list_chat_sources(ctx, caller.tenant_id, stream_id)
 
 
 @router.delete(
@@ -97,8 +174,7 @@ async def list_sources(
 async def remove_source(
     stream_id: StreamIdPath, source_id: SourceIdPath, caller: OperatorDep, ctx: ContextDep
 ) -> Response:
-    registry = registry_of(ctx)
-    registry.remove(_chat_of(registry, caller.tenant_id, stream_id), source_id)
+    await remove_chat_source(ctx, caller.tenant_id, stream_id, source_id)
     return Response(status_code=204)
 
 

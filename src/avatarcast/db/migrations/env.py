@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from alembic import context
 
-from avatarcast.db import models, models_audit, models_console, models_streams, models_webhooks
+from avatarcast.db import (
+    models,
+    models_audit,
+    models_chat,
+    models_console,
+    models_streams,
+    models_webhooks,
+)
 from avatarcast.db.base import Base
 from avatarcast.db.engine import make_engine
 
 # the modules that declare tables: importing them puts every table on Base.metadata
-_TABLE_MODULES = (models, models_audit, models_streams, models_console, models_webhooks)
+_TABLE_MODULES = (
+    models,
+    models_audit,
+    models_streams,
+    models_console,
+    models_webhooks,
+    models_chat,
+)
 
 target_metadata = Base.metadata
 config = context.config
