@@ -4,6 +4,7 @@ server, as a platform's ingest or a CDN does it."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 import threading
@@ -75,7 +76,11 @@ def _cert(
         )
         builder = builder.add_extension(usage, critical=True)
     else:
-        san = x509.SubjectAlternativeName([x509.DNSName(subject)])
+        try:  # an address is named by an IP SAN (a TLS client checks 127.0.0.1 against it)
+            alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(subject))
+        except ValueError:
+            alt = x509.DNSName(subject)
+        san = x509.SubjectAlternativeName([alt])
         builder = builder.add_extension(san, critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
