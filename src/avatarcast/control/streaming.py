@@ -9,6 +9,7 @@ on a worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,8 @@ import anyio
 from avatarcast.commands import Command
 from avatarcast.control.context import AppContext
 from avatarcast.control.images import ImageStore
+from avatarcast.control.leader import replica_id
+from avatarcast.control.leases import StreamLeases
 from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import (
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 EXTRAS_KEY = "streams"
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -63,6 +67,9 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         watch=watch,
         open_secret=ctx.secrets.open,
         live_limit=ctx.settings.quotas.live_streams,
+        leases=StreamLeases(
+            ctx.sessions, replica=replica_id(), ttl_s=ctx.settings.scheduler.lease_ttl_s
+        ),
     )
     holder.append(manager)
     ctx.extras[EXTRAS_KEY] = manager
@@ -71,12 +78,42 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         gauges = tg.create_task(manager.publish_metrics(ctx.metrics))
         supervision = tg.create_task(manager.supervise(policy.check_interval_s))
         await manager.restore()
+        leases = tg.create_task(keep_leases(manager, ctx.settings.scheduler.lease_ttl_s / 3))
         try:
             yield
         finally:
+            leases.cancel()
             gauges.cancel()
             supervision.cancel()
             await manager.close()
+
+
+async def keep_leases(manager: StreamManager, interval: float) -> None:
+    """Forever: renew the leases of the streams this process runs (stopping one another
+    process took), stop ours that were stopped through another process, and take over the
+    streams on air whose process died. A failing round is logged; the next one comes."""
+    leases = manager.leases
+    assert leases is not None
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await _lease_round(manager, leases)
+        except Exception:
+            log.exception("stream lease round failed")
+
+
+async def _lease_round(manager: StreamManager, leases: StreamLeases) -> None:
+    running = manager.runner.running()
+    for stream_id in await asyncio.to_thread(leases.renew, running):
+        if await asyncio.to_thread(leases.claim, stream_id) is not None:
+            log.warning("stream %s: lease taken by another replica; stopping it here", stream_id)
+            await manager.runner.stop(stream_id)
+    for stream_id in await asyncio.to_thread(leases.stopping):
+        await manager.reconcile(stream_id)
+    for stream_id in await asyncio.to_thread(leases.orphans):
+        if stream_id not in manager.runner.running():
+            log.warning("stream %s has no live owner: taking it over", stream_id)
+            await manager.reconcile(stream_id)
 
 
 def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
