@@ -7,6 +7,7 @@ processes is ``test_cluster_failover.py``.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,6 +23,7 @@ from avatarcast.control.leader import Leadership
 from avatarcast.control.leases import StreamLeases
 from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.db.base import utcnow
+from avatarcast.db.migrate import current_revision, upgrade_database
 from avatarcast.db.models_streams import StreamLease, StreamRow
 
 pytest_plugins = ("conftest_api",)
@@ -163,3 +165,26 @@ def test_sqlite_process_is_always_the_leader(tmp_path: Path) -> None:
         assert asyncio.run(lead.acquire()) is True and lead.leader is True
     finally:
         engine.dispose()
+
+
+def test_replicas_starting_at_once_migrate_one_after_the_other(pg_server: PgServer) -> None:
+    """Two API processes on a new database: both upgrades succeed (an advisory lock orders
+    them; without it both create the same tables and one fails)."""
+    url = pg_server.create_database(f"migrate_{secrets.token_hex(4)}")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def upgrade() -> None:
+        barrier.wait()
+        try:
+            upgrade_database(url)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert current_revision(url) == current_revision(pg_server.url("api_template"))  # head
