@@ -39,11 +39,13 @@ NIGHT = timedelta(days=3, hours=7)
 
 
 @pytest.fixture
-def db(pg_server: PgServer, tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
+def db(
+    pg_server: PgServer,
+) -> Iterator[tuple[str, sessionmaker[Session], dict[str, str]]]:
     url = pg_server.create_database(f"failover_{secrets.token_hex(4)}")
-    seed(url)
+    _, keys, _ = seed(url)
     engine = make_engine(url)
-    yield url, make_sessionmaker(engine)
+    yield url, make_sessionmaker(engine), keys
     engine.dispose()
 
 
@@ -125,9 +127,9 @@ def gone(pid: int) -> bool:
 
 
 def test_leader_killed_in_a_night_window_the_other_takes_over(
-    db: tuple[str, sessionmaker[Session]], tmp_path: Path
+    db: tuple[str, sessionmaker[Session], dict[str, str]], tmp_path: Path
 ) -> None:
-    url, sessions = db
+    url, sessions, keys = db
     offset = NIGHT.total_seconds()
     env = {
         "AVATARCAST_DATABASE_URL": url,
@@ -156,6 +158,18 @@ def test_leader_killed_in_a_night_window_the_other_takes_over(
             assert lease is not None and lease.owner == role_replica(leader)
         time.sleep(2 * LEASE_S)  # leases renewed: the follower must not take the stream
         assert len(events(sessions, "started", first)) == 1
+        # a pause and a resume through the follower reach the worker on the leader
+        op = {"Authorization": f"Bearer {keys['operator']}"}
+        for action, state in (("pause", "paused"), ("resume", "live")):
+            with follower.client() as c:
+                assert c.post(f"/v1/streams/{first}/{action}", headers=op).status_code == 200
+            with leader.client() as c:
+
+                def reached(state: str = state, c: Any = c) -> bool:
+                    body = c.get(f"/v1/streams/{first}", headers=op).json()
+                    return bool(body["status"]["state"] == state)
+
+                until(reached, LEASE_S + 10, f"{action} through the follower did not arrive")
 
         leader.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()

@@ -111,11 +111,11 @@ def test_a_stream_lease_has_one_owner_and_expires(engines: list[Engine]) -> None
     assert b.claim("s1") is None
     assert a.renew(["s1"]) == {"s1"}
     assert a.claim("s1") == "b"
-    # a stop set through another process: the owner learns it from stopping()
+    # a stop set through another process: the owner reads it from owned()
     with sa() as s:
         s.execute(update(StreamRow).where(StreamRow.id == "s1").values(desired_state="stopped"))
         s.commit()
-    assert b.stopping() == ["s1"] and a.stopping() == []
+    assert b.owned() == {"s1": "stopped"} and a.owned() == {}
     b.release()
     with sa() as s:
         assert s.get(StreamLease, "s1") is None

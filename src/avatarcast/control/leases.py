@@ -108,12 +108,13 @@ class StreamLeases:
             )
             return list(session.scalars(query))
 
-    def stopping(self) -> list[str]:
-        """Our streams whose desired state is now stopped (set through another process)."""
+    def owned(self) -> dict[str, str]:
+        """The desired state of each stream whose lease is ours: a change made through
+        another process (stop, pause, resume) shows here."""
         with self._sessions() as session:
             query = (
-                select(StreamRow.id)
+                select(StreamRow.id, StreamRow.desired_state)
                 .join(StreamLease, StreamLease.stream_id == StreamRow.id)
-                .where(StreamLease.owner == self.replica, StreamRow.desired_state == "stopped")
+                .where(StreamLease.owner == self.replica)
             )
-            return list(session.scalars(query))
+            return {sid: desired for sid, desired in session.execute(query)}

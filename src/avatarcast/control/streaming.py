@@ -90,30 +90,39 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
 
 async def keep_leases(manager: StreamManager, interval: float) -> None:
     """Forever: renew the leases of the streams this process runs (stopping one another
-    process took), stop ours that were stopped through another process, and take over the
-    streams on air whose process died. A failing round is logged; the next one comes."""
+    process took), apply to ours a stop, pause or resume made through another process, and
+    take over the streams on air whose process died. A failing round is logged; the next
+    one comes."""
     leases = manager.leases
     assert leases is not None
+    seen: dict[str, str] = {}
     while True:
         await asyncio.sleep(interval)
         try:
-            await _lease_round(manager, leases)
+            seen = await _lease_round(manager, leases, seen)
         except Exception:
             log.exception("stream lease round failed")
 
 
-async def _lease_round(manager: StreamManager, leases: StreamLeases) -> None:
+async def _lease_round(
+    manager: StreamManager, leases: StreamLeases, seen: dict[str, str]
+) -> dict[str, str]:
+    """One round; ``seen`` is each owned stream's desired state at the last round, and the
+    new one is returned: a stream whose desired state changed is reconciled here."""
     running = manager.runner.running()
     for stream_id in await asyncio.to_thread(leases.renew, running):
         if await asyncio.to_thread(leases.claim, stream_id) is not None:
             log.warning("stream %s: lease taken by another replica; stopping it here", stream_id)
             await manager.runner.stop(stream_id)
-    for stream_id in await asyncio.to_thread(leases.stopping):
-        await manager.reconcile(stream_id)
+    owned = await asyncio.to_thread(leases.owned)
+    for stream_id, desired in owned.items():
+        if seen.get(stream_id, desired) != desired:  # set through another process
+            await manager.reconcile(stream_id)
     for stream_id in await asyncio.to_thread(leases.orphans):
         if stream_id not in manager.runner.running():
             log.warning("stream %s has no live owner: taking it over", stream_id)
             await manager.reconcile(stream_id)
+    return owned
 
 
 def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:
