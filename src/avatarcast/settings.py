@@ -196,6 +196,23 @@ class RunnerSettings(_Section):
     spare_worker: bool = True
 
 
+class SchedulerSettings(_Section):
+    """Night-shift windows and who acts on them when several API processes share a database.
+
+    On PostgreSQL one process at a time is the scheduler's leader (a session advisory lock the
+    server releases when the process dies); the others try again each tick. A stream on air is
+    run by the process that holds its lease row, renewed every ``lease_ttl_s / 3``; one whose
+    lease ran out (its process died) is taken over by another."""
+
+    #: Seconds between ticks; windows open and close within this of their instant.
+    tick_s: float = Field(default=5.0, gt=0, le=60)
+    #: Seconds added to the scheduler's clock: a rehearsal of a night shift in daytime. Only
+    #: the scheduler's "now" moves; media clocks, leases and timestamps stay on the wall clock.
+    clock_offset_s: float = Field(default=0.0, ge=-366 * 86400, le=366 * 86400)
+    #: A stream's lease lasts this long unrenewed: the longest a dead process's streams wait.
+    lease_ttl_s: float = Field(default=15.0, ge=1, le=600)
+
+
 class WhepSettings(_Section):
     ice_servers: list[IceServer] = Field(default_factory=list)
     #: Playback requests (offers, the player page) per second from one client address, and
@@ -369,6 +386,7 @@ class Settings(BaseSettings):
     whep: WhepSettings = Field(default_factory=WhepSettings)
     hls: HlsSettings = Field(default_factory=HlsSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     c2pa: C2paSettings = Field(default_factory=C2paSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)

@@ -26,6 +26,7 @@ from avatarcast.commands import Command, SafeMode, SellerChanged, command_to_wir
 from avatarcast.control.auditing import audit_system
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.images import ImageStore
+from avatarcast.control.leases import StreamLeases
 from avatarcast.control.metrics import ControlMetrics
 from avatarcast.control.supervision import SupervisionAction, SupervisionWatch
 from avatarcast.db.base import utcnow
@@ -113,10 +114,13 @@ class StreamManager:
         watch: SupervisionWatch | None = None,
         open_secret: Callable[[str], str] = str,
         live_limit: int | None = None,
+        leases: StreamLeases | None = None,
     ) -> None:
         """``open_secret`` turns a stored stream key into the one to push with (the server
-        key decrypts it)."""
+        key decrypts it). With ``leases`` a stream starts here only when this process claims
+        it (several API processes on one database; see ``control/leases.py``)."""
         self.sessions = sessions
+        self.leases = leases
         self.open_secret = open_secret
         #: streams one tenant may have on air (``quotas.live_streams``), applied at restore
         self.live_limit = live_limit
@@ -141,6 +145,8 @@ class StreamManager:
         if loaded is None or loaded[0] == "stopped":
             if running:
                 await self.runner.stop(stream_id)
+                if self.leases is not None:
+                    await asyncio.to_thread(self.leases.release, [stream_id])
             self._selections.pop(stream_id, None)
             if self.watch is not None:
                 self.watch.disarm(stream_id)
@@ -149,6 +155,11 @@ class StreamManager:
         if not running and not on_duty:
             await asyncio.to_thread(self._hold, stream_id, desired)
             return
+        if not running and self.leases is not None:
+            owner = await asyncio.to_thread(self.leases.claim, stream_id)
+            if owner is not None:  # another API process runs it
+                log.info("stream %s runs on replica %s, not here", stream_id, owner)
+                return
         self._selections[stream_id] = selection
         if self.watch is not None:
             self.watch.arm(stream_id, waiting=selection.waiting)
@@ -499,6 +510,11 @@ class StreamManager:
             unsubscribe()
         self._unsubscribe.clear()
         await self.runner.drain()
+        if self.leases is not None:  # another process may take them over at once
+            try:
+                await asyncio.to_thread(self.leases.release)
+            except Exception:
+                log.exception("could not release this process's stream leases")
         self._jobs.put_nowait(None)
 
 

@@ -12,7 +12,8 @@ right across daylight-saving changes:
 inserts a ``schedule_runs`` row keyed by the window's local start date (unique per schedule),
 sets the stream's desired state to live and records an event, all in one transaction; only then
 is the stream reconciled with its runner. A window is therefore opened once, even over restarts
-or with two app instances, and a window still open after a restart is caught up. A stream an
+or with two app instances, and a window still open after a restart is caught up. With several
+API processes on PostgreSQL only the leader ticks (``control/leader.py``). A stream an
 operator stops inside an open window stays stopped.
 
 A window opens only when the stream has a supervisor on duty, the start route's rule: without
@@ -33,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from avatarcast.control.leader import Leadership
 from avatarcast.db.base import utcnow
 from avatarcast.db.events import record_event
 from avatarcast.db.models_streams import ScheduleRow, ScheduleRun, StreamRow
@@ -181,14 +183,20 @@ class Scheduler:
                 log.exception("scheduler could not apply stream %s", stream_id)
         return actions
 
-    async def run(self, interval: float = 5.0) -> None:
-        """Tick forever; a failing tick is logged and the next one comes anyway."""
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scheduler tick failed")
-            await asyncio.sleep(interval)
+    async def run(self, interval: float = 5.0, *, leadership: Leadership | None = None) -> None:
+        """Tick forever, on the leader only when ``leadership`` is given (several API
+        processes on one database); a failing tick is logged and the next one comes anyway."""
+        try:
+            while True:
+                try:
+                    if leadership is None or await leadership.acquire():
+                        await self.tick()
+                except Exception:
+                    log.exception("scheduler tick failed")
+                await asyncio.sleep(interval)
+        finally:
+            if leadership is not None:
+                await leadership.release()
 
     def plan(self, now: datetime) -> list[Action]:
         """Record window changes in the database and say which streams they touch."""

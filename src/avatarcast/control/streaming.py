@@ -9,6 +9,7 @@ on a worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ import anyio
 from avatarcast.commands import Command
 from avatarcast.control.context import AppContext
 from avatarcast.control.images import ImageStore
+from avatarcast.control.leader import replica_id
+from avatarcast.control.leases import StreamLeases
 from avatarcast.control.manager import ProgrammeDefaults, StreamManager
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.schemas.streams import (
@@ -47,6 +50,7 @@ EXTRAS_KEY = "streams"
 EVENT_LISTENERS_KEY = "event_listeners"
 #: stream event kinds not counted in ``avatarcast_stream_events`` (one per sentence/command)
 _UNCOUNTED = frozenset({"line", "refusal", "command"})
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -69,6 +73,9 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         watch=watch,
         open_secret=ctx.secrets.open,
         live_limit=ctx.settings.quotas.live_streams,
+        leases=StreamLeases(
+            ctx.sessions, replica=replica_id(), ttl_s=ctx.settings.scheduler.lease_ttl_s
+        ),
     )
     holder.append(manager)
     manager.listeners.extend(ctx.extras.get(EVENT_LISTENERS_KEY, ()))
@@ -79,9 +86,11 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         gauges = tg.create_task(manager.publish_metrics(ctx.metrics))
         supervision = tg.create_task(manager.supervise(policy.check_interval_s))
         await manager.restore()
+        leases = tg.create_task(keep_leases(manager, ctx.settings.scheduler.lease_ttl_s / 3))
         try:
             yield
         finally:
+            leases.cancel()
             gauges.cancel()
             supervision.cancel()
             await manager.close()
@@ -90,6 +99,42 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
 def _count(ctx: AppContext, kind: str) -> None:
     if kind not in _UNCOUNTED:
         ctx.metrics.stream_events.labels(kind).inc()
+
+
+async def keep_leases(manager: StreamManager, interval: float) -> None:
+    """Forever: renew the leases of the streams this process runs (stopping one another
+    process took), apply to ours a stop, pause or resume made through another process, and
+    take over the streams on air whose process died. A failing round is logged; the next
+    one comes."""
+    leases = manager.leases
+    assert leases is not None
+    seen: dict[str, str] = {}
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            seen = await _lease_round(manager, leases, seen)
+        except Exception:
+            log.exception("stream lease round failed")
+
+
+async def _lease_round(
+    manager: StreamManager, leases: StreamLeases, seen: dict[str, str]
+) -> dict[str, str]:
+    """One round; ``seen`` is each owned stream's desired state at the last round, and the
+    new one is returned: a stream whose desired state changed is reconciled here."""
+    running = manager.runner.running()
+    for stream_id in await asyncio.to_thread(leases.renew, running):
+        if await asyncio.to_thread(leases.claim, stream_id) is not None:
+            log.warning("stream %s: lease taken by another replica; stopping it here", stream_id)
+            await manager.runner.stop(stream_id)
+    owned = await asyncio.to_thread(leases.owned)
+    for stream_id, desired in owned.items():
+        if seen.get(stream_id, desired) != desired:  # set through another process
+            await manager.reconcile(stream_id)
+    for stream_id in await asyncio.to_thread(leases.orphans):
+        if stream_id not in manager.runner.running():
+            log.warning("stream %s has no live owner: taking it over", stream_id)
+    return owned
 
 
 def programme_defaults(ctx: AppContext) -> ProgrammeDefaults:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
 from avatarcast.db.engine import make_engine, normalise_url
 
@@ -20,10 +21,26 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+#: PostgreSQL advisory lock held while migrating ("avmigr"), so API replicas starting at once
+#: upgrade one after the other instead of racing to create the same tables.
+MIGRATE_LOCK = 0x6176_6D69_6772
+
+
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (creates the SQLite folder if needed)."""
-    make_engine(url).dispose()  # creates the SQLite folder
-    command.upgrade(alembic_config(url), revision)
+    engine = make_engine(url)  # creates the SQLite folder
+    try:
+        if engine.dialect.name != "postgresql":
+            command.upgrade(alembic_config(url), revision)
+            return
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK})
+            try:
+                command.upgrade(alembic_config(url), revision)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATE_LOCK})
+    finally:
+        engine.dispose()
 
 
 def current_revision(url: str) -> str | None:

@@ -118,3 +118,16 @@ class TranscriptLine(Base):
     product_id: Mapped[str | None] = mapped_column(String(64), default=None)
     facts: Mapped[list[str]] = mapped_column(JsonType, default=list)
     verdicts: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict)
+
+
+class StreamLease(Base):
+    """Which API process runs a stream on air, until when: claimed in one transaction,
+    renewed while it runs, taken over by another process once ``expires_at`` passed."""
+
+    __tablename__ = "stream_leases"
+
+    stream_id: Mapped[str] = mapped_column(
+        ForeignKey("streams.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(80))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

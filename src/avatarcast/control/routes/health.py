@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from avatarcast.control.deps import ContextDep
+from avatarcast.control.leader import LEADERSHIP_KEY, Leadership
 from avatarcast.control.lifecycle import lifecycle_of
 from avatarcast.control.problems import ProblemError, problem_responses
 
@@ -30,13 +32,26 @@ class Health(BaseModel):
     status: str
 
 
+class Ready(Health):
+    #: ``leader`` or ``follower`` of the scheduler among API processes on one database
+    #: (``control/leader.py``); absent before its first tick and without a scheduler
+    scheduler: Literal["leader", "follower"] | None = None
+    #: this process among the API's replicas (host:pid:random)
+    replica: str | None = None
+
+
 @router.get("/healthz", response_model=Health)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses=problem_responses(503))
-def readyz(ctx: ContextDep) -> Health:
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    response_model_exclude_none=True,
+    responses=problem_responses(503),
+)
+def readyz(ctx: ContextDep) -> Ready:
     lifecycle = lifecycle_of(ctx)
     if lifecycle is not None and lifecycle.draining:
         raise ProblemError(503, "draining: the server is stopping its streams", kind="not-ready")
@@ -47,7 +62,11 @@ def readyz(ctx: ContextDep) -> Health:
         raise ProblemError(
             503, f"database unreachable: {type(e).__name__}", kind="not-ready"
         ) from None
-    return Health(status="ready")
+    leadership: Leadership | None = ctx.extras.get(LEADERSHIP_KEY)
+    if leadership is None or leadership.leader is None:
+        return Ready(status="ready")
+    role: Literal["leader", "follower"] = "leader" if leadership.leader else "follower"
+    return Ready(status="ready", scheduler=role, replica=leadership.replica)
 
 
 @router.get(

@@ -7,9 +7,11 @@ with the app (see ``control/scheduler.py`` for daylight-saving rules).
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 from avatarcast.control.auditing import audit
 from avatarcast.control.context import AppContext
 from avatarcast.control.deps import ContextDep, OperatorDep, SessionDep
+from avatarcast.control.leader import LEADERSHIP_KEY, Leadership, replica_id
 from avatarcast.control.manager import StreamManager
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.quotas import check_quota
@@ -39,8 +42,7 @@ from avatarcast.db.models_streams import ScheduleRow
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=AUTH_PROBLEMS)
 NOT_FOUND = problem_responses(404)
 ScheduleIdPath = Annotated[str, Path(max_length=64)]
-#: Seconds between scheduler ticks; windows open and close within this of their instant.
-TICK_SECONDS = 5.0
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -50,12 +52,22 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     if manager is None:
         yield
         return
+    section = ctx.settings.scheduler
+    offset = timedelta(seconds=section.clock_offset_s)
+    if offset:
+        log.warning("scheduler: clock shifted by %s s (scheduler.clock_offset_s)", offset)
     scheduler = Scheduler(
-        ctx.sessions, manager.reconcile, live_limit=ctx.settings.quotas.live_streams
+        ctx.sessions,
+        manager.reconcile,
+        live_limit=ctx.settings.quotas.live_streams,
+        now=lambda: utcnow() + offset,
     )
+    replica = manager.leases.replica if manager.leases is not None else replica_id()
+    leadership = Leadership(ctx.engine, replica=replica)
     ctx.extras["scheduler"] = scheduler
+    ctx.extras[LEADERSHIP_KEY] = leadership
     async with asyncio.TaskGroup() as tg:
-        ticker = tg.create_task(scheduler.run(TICK_SECONDS))
+        ticker = tg.create_task(scheduler.run(section.tick_s, leadership=leadership))
         try:
             yield
         finally:

@@ -1,0 +1,213 @@
+"""Two real ``avatarcast serve`` processes on one real PostgreSQL, a night shift on a shifted
+clock: the scheduler's leader is killed (SIGKILL) while a window is open, the other process
+takes over leadership and the leader's stream, closes that window and opens the next, and no
+window opens twice and no stream runs twice.
+
+The scheduler's clock is moved with ``scheduler.clock_offset_s`` so the window is "tonight"
+while the test runs; ticks are 0.5 s and leases last 3 s to keep the test short.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from avatarcast.db import make_engine, make_sessionmaker
+from avatarcast.db.base import utcnow
+from avatarcast.db.models import Event, ProductRow, Tenant
+from avatarcast.db.models_streams import ScheduleRow, ScheduleRun, StreamLease, StreamRow
+from pg_server import PgServer
+from served import Served, seed, serve
+
+pytest_plugins = ("conftest_api",)
+
+FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
+TICK_S, LEASE_S = 0.5, 3.0
+#: the fake clock: a night in the future, so the run cannot meet a real window
+NIGHT = timedelta(days=3, hours=7)
+
+
+@pytest.fixture
+def db(
+    pg_server: PgServer,
+) -> Iterator[tuple[str, sessionmaker[Session], dict[str, str]]]:
+    url = pg_server.create_database(f"failover_{secrets.token_hex(4)}")
+    _, keys, _ = seed(url)
+    engine = make_engine(url)
+    yield url, make_sessionmaker(engine), keys
+    engine.dispose()
+
+
+def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return value
+
+
+def add_stream(sessions: sessionmaker[Session], name: str) -> tuple[str, str]:
+    with sessions() as s:
+        tenant_id = s.scalars(select(Tenant.id).where(Tenant.name == "acme")).one()
+        if not s.scalar(select(ProductRow.pk).where(ProductRow.tenant_id == tenant_id)):
+            s.add(ProductRow(tenant_id=tenant_id, product_id="AF-1", payload=FRYER))
+        row = StreamRow(
+            id=secrets.token_hex(8),
+            tenant_id=tenant_id,
+            name=name,
+            avatar="default",
+            voice="default",
+            lang="en",
+            writer="template",
+            destination_ids=[],
+            whep_token=secrets.token_urlsafe(24),
+            desired_state="stopped",
+            duty_supervisor_id="on-duty",  # a window opens only with someone on duty
+            heartbeat_at=utcnow(),
+        )
+        s.add(row)
+        s.commit()
+        return row.id, tenant_id
+
+
+def add_window(
+    sessions: sessionmaker[Session], stream_id: str, tenant_id: str, start: datetime
+) -> datetime:
+    """A window every day from ``start``'s minute (UTC) that stays open 45 s or more after
+    ``start``; returns its end."""
+    begin = start.replace(second=0, microsecond=0)
+    end = begin + timedelta(minutes=1 if start.second < 15 else 2)
+    with sessions() as s:
+        s.add(
+            ScheduleRow(
+                id=secrets.token_hex(8),
+                tenant_id=tenant_id,
+                stream_id=stream_id,
+                name=f"night-{stream_id}",
+                timezone="UTC",
+                days=list(range(7)),
+                start_time=begin.strftime("%H:%M"),
+                end_time=end.strftime("%H:%M"),
+                enabled=True,
+            )
+        )
+        s.commit()
+    return end
+
+
+def events(sessions: sessionmaker[Session], kind: str, stream_id: str) -> list[Event]:
+    with sessions() as s:
+        query = select(Event).where(Event.kind == kind, Event.stream_id == stream_id)
+        return list(s.scalars(query.order_by(Event.id)))
+
+
+def role(served: Served) -> str | None:
+    with served.client(timeout=5) as c:
+        body: dict[str, Any] = c.get("/readyz").json()
+    return body.get("scheduler")
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state
+
+
+def test_leader_killed_in_a_night_window_the_other_takes_over(
+    db: tuple[str, sessionmaker[Session], dict[str, str]], tmp_path: Path
+) -> None:
+    url, sessions, keys = db
+    offset = NIGHT.total_seconds()
+    env = {
+        "AVATARCAST_DATABASE_URL": url,
+        "AVATARCAST_SECRETS__SERVER_KEY": Fernet.generate_key().decode(),
+        "AVATARCAST_SCHEDULER__CLOCK_OFFSET_S": str(offset),
+        "AVATARCAST_SCHEDULER__TICK_S": str(TICK_S),
+        "AVATARCAST_SCHEDULER__LEASE_TTL_S": str(LEASE_S),
+    }
+
+    def fake_now() -> datetime:
+        return datetime.now(UTC) + NIGHT
+
+    first, tenant_id = add_stream(sessions, "first")
+    second, _ = add_stream(sessions, "second")
+    with ExitStack() as stack:
+        a = stack.enter_context(serve(tmp_path / "a", env, seeded=False))
+        b = stack.enter_context(serve(tmp_path / "b", env, seeded=False))
+        until(lambda: {role(a), role(b)} == {"leader", "follower"}, 20, "no leader elected")
+        leader, follower = (a, b) if role(a) == "leader" else (b, a)
+
+        # the first window opened on the fake clock a moment ago: the leader opens it
+        ends = add_window(sessions, first, tenant_id, fake_now())
+        started = until(lambda: events(sessions, "started", first), 30, "first not started")
+        with sessions() as s:
+            lease = s.get(StreamLease, first)
+            assert lease is not None and lease.owner == role_replica(leader)
+        time.sleep(2 * LEASE_S)  # leases renewed: the follower must not take the stream
+        assert len(events(sessions, "started", first)) == 1
+        # a pause and a resume through the follower reach the worker on the leader
+        op = {"Authorization": f"Bearer {keys['operator']}"}
+        for action, state in (("pause", "paused"), ("resume", "live")):
+            with follower.client() as c:
+                assert c.post(f"/v1/streams/{first}/{action}", headers=op).status_code == 200
+            with leader.client() as c:
+
+                def reached(state: str = state, c: Any = c) -> bool:
+                    body = c.get(f"/v1/streams/{first}", headers=op).json()
+                    return bool(body["status"]["state"] == state)
+
+                until(reached, LEASE_S + 10, f"{action} through the follower did not arrive")
+
+        leader.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        leader.proc.wait(10)
+        until(lambda: role(follower) == "leader", 10, "the follower did not take over")
+        took_over_s = time.monotonic() - killed
+        assert took_over_s < 4 * TICK_S + 2, took_over_s  # a tick or two (+ a loaded box)
+
+        # the dead leader's worker ends with it (end of stdin), then the lease runs out and
+        # the new leader starts the stream: never two at once
+        old_pid = int(started[0].detail["pid"])
+        until(lambda: gone(old_pid), 15, "the dead leader's worker kept running")
+        restarted = until(
+            lambda: events(sessions, "started", first)[1:], LEASE_S + 20, "first not taken over"
+        )
+        restarted_s = time.monotonic() - killed
+        assert restarted[0].time > started[0].time
+
+        # a window opening after the kill is the new leader's
+        add_window(sessions, second, tenant_id, fake_now())
+        until(lambda: events(sessions, "started", second), 30, "second not started")
+
+        # the first window closes on the fake clock: once, by the new leader
+        wait_s = (ends - fake_now()).total_seconds() + 15
+        until(lambda: events(sessions, "schedule-stop", first), wait_s, "first did not close")
+        until(lambda: events(sessions, "stopped", first), 20, "first did not stop")
+        with sessions() as s:
+            runs = list(s.scalars(select(ScheduleRun)))
+        assert len(runs) == 2 and len({(r.schedule_id, r.window_key) for r in runs}) == 2
+        for sid in (first, second):
+            assert len(events(sessions, "schedule-start", sid)) == 1
+        assert len(events(sessions, "schedule-stop", first)) == 1
+        assert len(events(sessions, "started", first)) == 2  # the leader's, the takeover
+        assert len(events(sessions, "started", second)) == 1
+        assert "is now the leader" in follower.output()
+        print(f"\nfailover: leader in {took_over_s:.2f} s, stream in {restarted_s:.2f} s")
+
+
+def role_replica(served: Served) -> str:
+    with served.client(timeout=5) as c:
+        return str(c.get("/readyz").json()["replica"])
