@@ -104,6 +104,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     # chat
     "post_chat": BACKEND,
     "block_message": SUPERVISOR,
+    # fault drills (only where monitors.fault_injection is on)
+    "inject_fault": STAFF,
     # alert webhooks: a tenant's admins (a webhook's URL and secret reach outside the tenant)
     "list_webhooks": ADMIN,
     "create_webhook": ADMIN,
