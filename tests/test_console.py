@@ -105,6 +105,9 @@ def _start(tmp: Path) -> Server:
         "AVATARCAST_API__RATE_LIMIT__BURST": "1000",
         # a destination on this host may resolve to loopback (the destination form's test)
         "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["localhost"]',
+        # no spare worker: the killed-worker test finds the stream's worker among serve's
+        # children (the spare is tests/test_alerts_webhooks.py's)
+        "AVATARCAST_RUNNER__SPARE_WORKER": "false",
     }
     cmd = [sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port)]
     log = (tmp / "serve.log").open("wb")

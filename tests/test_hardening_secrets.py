@@ -25,6 +25,7 @@ from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.db.models import Destination
 from avatarcast.db.models_streams import StreamRow
 from avatarcast.errors import ConfigError
+from avatarcast.pipeline.live_status import LiveStatus
 from served import serve
 
 STREAM_KEY = "live_sk_9f8e7d6c5b4a"
@@ -127,11 +128,10 @@ def test_api8_the_server_key_rotates_and_old_plain_keys_are_sealed(tmp_path: Pat
 def test_api3_no_destination_host_in_metric_labels() -> None:
     """OWASP API3:2023: a destination is labelled by its position, never by its URL."""
     metrics = ControlMetrics()
-    health = {
-        "destinations": [
-            {"name": "rtmps://ingest.secret-partner.example/live/***", "reconnects": 2}
-        ]
-    }
+    name = "rtmps://ingest.secret-partner.example/live/***"
+    health = LiveStatus.from_wire(
+        {"state": "live", "destinations": [{"name": name, "state": "connected", "reconnects": 2}]}
+    )
     _set_gauges(metrics, "s1", health, {})
     from prometheus_client import generate_latest
 
