@@ -134,6 +134,7 @@ async def _lease_round(
     for stream_id in await asyncio.to_thread(leases.orphans):
         if stream_id not in manager.runner.running():
             log.warning("stream %s has no live owner: taking it over", stream_id)
+            await manager.reconcile(stream_id)
     return owned
 
 
