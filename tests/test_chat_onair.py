@@ -14,20 +14,19 @@ from avatarcast.catalog.store import Catalog
 from avatarcast.chat import ChatMessage
 from avatarcast.frames import Sentence, TimedWord
 from avatarcast.models import MemoryModelClient, Scripted
-from avatarcast.pipeline.build import Built, build, validate
+from avatarcast.pipeline.build import Built
 from avatarcast.pipeline.chat import ProgrammeChat, cut_point_ms
-from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.programme.talk import Guard, TalkSource
+from avatarcast.programme.talk import TalkSource
 from avatarcast.script.base import SegmentRequest
 from avatarcast.script.guardrails import Guardrails
 from avatarcast.script.llm import LlmOptions, LlmWriter
 from avatarcast.voice.registry import create_voice
+from live_programme import live_programme
 from test_guardrails import LEXICONS, blender
 from test_llm_writer import FactTemplate, request
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "demo-catalog.json"
 
 
 def answer(text: str) -> Sentence:
@@ -167,20 +166,8 @@ async def test_a_queued_answer_is_replaced_in_place_on_a_simulated_clock() -> No
 
 @pytest.fixture
 async def live() -> AsyncIterator[tuple[Built, ProgrammeChat, list[SpokenLine]]]:
-    opts = ProgrammeOptions(catalog_path=DEMO, lang="nl", disclosure_interval_s=None)
-    guards: list[Guard] = []  # wired as live.py does: the chat's guard wraps the stream's
-    built = build(validate(opts), live=True, guard=lambda s, p, t: guards[0](s, p, t))
-    chat = ProgrammeChat(built, min_hold=0.0)
-    guards.append(chat.guard(built.script.guard if built.script is not None else None))
-    lines: list[SpokenLine] = []
-    built.listeners.append(lines.append)
-    async with asyncio.TaskGroup() as tg:
-        prefetch = tg.create_task(built.talk.run_prefetch())
-        try:
-            yield built, chat, lines
-        finally:
-            prefetch.cancel()
-            await built.aclose()
+    async with live_programme("nl", min_hold=0.0) as programme:
+        yield programme
 
 
 async def test_the_sentence_on_air_ends_at_a_word_once_the_answer_is_voiced(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -23,32 +22,17 @@ from avatarcast.commands import (
     command_to_wire,
     parse_command,
 )
-from avatarcast.pipeline.build import Built, build, validate
+from avatarcast.pipeline.build import Built
 from avatarcast.pipeline.chat import ProgrammeChat
 from avatarcast.pipeline.director import Director
-from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.programme.programme import SpokenLine
-from avatarcast.programme.talk import Guard
-
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo-catalog.json"
+from live_programme import live_programme
 
 
 @pytest.fixture
 async def live() -> AsyncIterator[tuple[Built, ProgrammeChat, list[SpokenLine]]]:
-    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", disclosure_interval_s=None)
-    guards: list[Guard] = []  # wired as live.py does: the chat's guard wraps the stream's
-    built = build(validate(opts), live=True, guard=lambda s, p, t: guards[0](s, p, t))
-    chat = ProgrammeChat(built, min_hold=0.0, hold=0.0)
-    guards.append(chat.guard(built.script.guard if built.script is not None else None))
-    lines: list[SpokenLine] = []
-    built.listeners.append(lines.append)
-    async with asyncio.TaskGroup() as tg:
-        prefetch = tg.create_task(built.talk.run_prefetch())
-        try:
-            yield built, chat, lines
-        finally:
-            prefetch.cancel()
-            await built.aclose()
+    async with live_programme("en", min_hold=0.0, hold=0.0) as programme:
+        yield programme
 
 
 async def test_blocking_withdraws_answers_awaiting_approval_and_approved_unspoken(
