@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,6 @@ from avatarcast.voice.registry import create_voice
 from live_programme import live_programme
 from test_guardrails import LEXICONS, blender
 from test_llm_writer import FactTemplate, request
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def answer(text: str) -> Sentence:
