@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatarcast.avatar.twin.load import Twin
 from avatarcast.catalog.model import Product
 from avatarcast.clock import WallClock
 from avatarcast.compliance.c2pa import SignerConfig, segment_signer
@@ -263,9 +264,8 @@ async def _start_whep(whep: WhepProcess, control: LiveControl) -> bool:
 def _fallback_engines(built: Built) -> dict[str, EngineSwitch]:
     """The parts a ``switch_engine`` remedy can fall back: a twin's ``onnx`` mouth engine
     (to the pack's ``patches``); nothing else has a fallback to switch to yet."""
-    engine = getattr(built.pack, "engine", None)
-    if isinstance(engine, EngineSwitch):
-        return {"avatar": engine}
+    if isinstance(built.pack, Twin) and isinstance(built.pack.engine, EngineSwitch):
+        return {"avatar": built.pack.engine}
     return {}
 
 
