@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import load_pack
@@ -256,8 +257,10 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(assets: Path, tmp_path: Path)
             validate(ProgrammeOptions(catalog_path=DEMO, avatar="tampered"))
     finally:
         shutil.rmtree(bad)
-    with pytest.raises(ConfigError, match="unknown mouth engine 'wav2lip'"):
-        validate(ProgrammeOptions(catalog_path=DEMO, avatar="astro", mouth_engine="wav2lip"))
+    with pytest.raises(ValidationError, match="'patches' or 'onnx'"):
+        ProgrammeOptions(catalog_path=DEMO, avatar="astro", mouth_engine="wav2lip")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="a mouth model needs mouth_engine 'onnx'"):
+        validate(ProgrammeOptions(catalog_path=DEMO, avatar="astro", mouth_model="x.mouth.json"))
 
 
 def test_alignment_finds_the_phonemes_in_a_slower_recording() -> None:
@@ -321,3 +324,83 @@ def test_live_twin_stream_records_a_talking_twin(assets: Path, tmp_path: Path) -
 
     # 0.9997 measured; the same against the loop frame 1 s off: 0.81
     assert float(np.median([corr(i, f) for i, f in enumerate(luma)])) > 0.98
+
+
+def _talk(assets: Path, out: Path, *, transitions: bool) -> tuple[list[np.ndarray], list[str]]:
+    """A sentence of espeak on the video twin, drawn at 640x360, encoded and decoded; and the
+    viseme of each frame."""
+    from avatarcast.avatar.twin.animator import TwinAnimator
+    from avatarcast.frames import Sentence
+    from avatarcast.voice.espeak import EspeakVoice
+
+    clip = TwinClip(load_twin(assets / "astro" / "manifest.json"))
+    engine = PatchesEngine(clip, fps=25, transitions=transitions)
+    r = TwinRenderer(clip, engine, frame_width=640, frame_height=360)
+    anim = TwinAnimator(engine=engine, fps=25)
+    text = "Bright mouths move; this fryer makes crisp chips for you."
+    anim.start_chunk(
+        EspeakVoice("espeak-en-m").synthesize_blocking(Sentence(text=text, lang="en", source="t")),
+        0,
+    )
+    visemes = []
+    with av.open(str(out), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
+        s.options = {"crf": "12", "preset": "ultrafast", "threads": "1"}
+        for n in range(len(anim.track)):
+            f = YuvFrame(640, 360)
+            state = anim.state(n)
+            visemes.append(state.viseme)
+            r.draw(f, state)
+            vf = av.VideoFrame(640, 360, "yuv420p")
+            for plane, data in zip(vf.planes, (f.y, f.u, f.v), strict=True):
+                plane.update(np.ascontiguousarray(data))
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return decoded_luma(out), visemes
+
+
+def test_recorded_transitions_join_viseme_changes_without_a_seam(
+    assets: Path, tmp_path: Path
+) -> None:
+    """The pack keeps the recording's own in-between mouths; on a viseme change they show
+    instead of a half-and-half crossfade: measured on decoded frames, the jump into and out of
+    the change frame, the mask ring's edge contrast, and the same bytes twice."""
+    clip = TwinClip(load_twin(assets / "astro" / "manifest.json"))
+    moves = {k for k in clip.patches if ">" in k}
+    assert len(moves) >= 3, sorted(clip.patches)
+    luma, visemes = _talk(assets, tmp_path / "moves.mp4", transitions=True)
+    fade, again = _talk(assets, tmp_path / "fade.mp4", transitions=False)
+    assert again == visemes
+    r = TwinRenderer(clip, PatchesEngine(clip, fps=25), frame_width=640, frame_height=360)
+    x, y, w, h = r.mouth_box()
+    changes = [n for n in range(1, len(visemes) - 1) if f"{visemes[n - 1]}>{visemes[n]}" in moves]
+    assert len(changes) >= 2, visemes
+
+    def jump(frames: list[np.ndarray], n: int) -> float:
+        a, b, c = (frames[k][y : y + h, x : x + w].astype(np.float32) for k in (n - 1, n, n + 1))
+        return max(np.abs(b - a).mean(), np.abs(c - b).mean())
+
+    with_moves = [jump(luma, n) for n in changes]
+    with_fade = [jump(fade, n) for n in changes]
+    print(
+        f"transition frames {len(changes)}: max jump {np.mean(with_moves):.2f} with the "
+        f"recorded transitions, {np.mean(with_fade):.2f} crossfading"
+    )
+    differs = [n for n in changes if np.abs(luma[n].astype(np.int16) - fade[n].astype(np.int16)).mean() > 0]
+    assert differs, "the transition patches never showed"
+    ring = (r._mask > 0.05) & (r._mask < 0.5)
+    for n in changes:
+        bx, by = r._box_at(n)
+        mh, mw = ring.shape
+        got = luma[n][by : by + mh, bx : bx + mw].astype(np.float32)
+        idle = r.idle_frame(n).y[by : by + mh, bx : bx + mw].astype(np.float32)
+        ratio = np.hypot(*np.gradient(got))[ring].mean() / max(
+            np.hypot(*np.gradient(idle))[ring].mean(), 1.0
+        )
+        assert ratio < 1.8, (n, ratio)
+    twice, _ = _talk(assets, tmp_path / "moves2.mp4", transitions=True)
+    assert (tmp_path / "moves.mp4").read_bytes() == (tmp_path / "moves2.mp4").read_bytes()
+    assert all(np.array_equal(a, b) for a, b in zip(luma, twice, strict=True))

@@ -92,7 +92,9 @@ def test_the_packs_own_model_is_found_in_its_mouth_folder(models: Path, assets: 
     folder = clip.pack.path("mouth")
     folder.mkdir()
     try:
-        with pytest.raises(ConfigError, match=r"exactly one \*\.mouth\.json .* \(found 0\)"):
+        with pytest.raises(
+            ConfigError, match=r"twin pack 'astro' has no \*\.mouth\.json in its mouth/ folder"
+        ):
             create_engine("onnx", clip=clip, fps=25)
         for f in ("wav2lip96.onnx", "wav2lip96.mouth.json"):
             shutil.copy(models / f, folder / f)
@@ -168,15 +170,20 @@ async def test_live_stream_on_a_slow_model_falls_back_to_patches_and_says_so(
     await _wait(r, "tw", lambda h: int(h.get("frames", 0)) > after, 20, "no frames after it")
 
 
-def test_a_bad_mouth_model_fails_before_air(models: Path, tmp_path: Path) -> None:
+def test_a_bad_mouth_model_fails_before_air(
+    models: Path, tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from avatarcast.pipeline.build import validate
 
+    monkeypatch.setenv("AVATARCAST_ASSETS", str(assets))
     product = Product(id="AF-1", title="Air fryer", brand="Acme", price=Decimal("89.99"))
     bad = tmp_path / "m.mouth.json"
     bad.write_text((models / "wav2lip96.mouth.json").read_text().replace('"bgr"', '"rgba"'))
     shutil.copy(models / "wav2lip96.onnx", tmp_path / "wav2lip96.onnx")
-    opts = ProgrammeOptions(mouth_engine="onnx", mouth_model=str(bad))
-    with pytest.raises(ConfigError, match=r"m\.mouth\.json: colour_order"):
+    opts = ProgrammeOptions(avatar="astro", mouth_engine="onnx", mouth_model=str(bad))
+    with pytest.raises(ConfigError, match=r"mouth model 'm\.mouth\.json'.* colour_order"):
         validate(opts, [product])
-    ok = ProgrammeOptions(mouth_engine="onnx", mouth_model=str(models / "wav2lip96.mouth.json"))
+    ok = ProgrammeOptions(
+        avatar="astro", mouth_engine="onnx", mouth_model=str(models / "wav2lip96.mouth.json")
+    )
     assert validate(ok, [product]).opts.mouth_model == ok.mouth_model

@@ -171,10 +171,16 @@ def _programme_options(
             seller=_seller(seller),
             disclosure_interval_s=disclosure_every,
             mouth_engine=mouth_engine,
-            mouth_model=mouth_model,
+            mouth_model=_model_path(mouth_model),
         )
     except ValidationError as e:
         raise fail(option_error(e)) from None
+
+
+def _model_path(model: str | None) -> str | None:
+    """A model manifest given as a file here, as an absolute path (a bare name is looked for
+    in the twin pack's ``mouth/`` folder)."""
+    return str(Path(model).resolve()) if model and Path(model).is_file() else model
 
 
 def _llm_options(writer: str) -> LlmOptions | None:

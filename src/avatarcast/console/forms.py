@@ -55,6 +55,8 @@ async def create_stream(
     hls: Checkbox = False,
     hls_low_latency: Checkbox = False,
     hls_public: Checkbox = False,
+    mouth_engine: Annotated[str, Form(max_length=16)] = "",
+    mouth_model: Annotated[str, Form(max_length=128)] = "",
 ) -> HTMLResponse:
     ctx = console_of(request).ctx
 
@@ -75,6 +77,8 @@ async def create_stream(
                 "size": _blank_none(size),
                 "preset": preset,
                 "hls": HlsConfigIn(low_latency=hls_low_latency, public=hls_public) if hls else None,
+                "mouth_engine": _blank_none(mouth_engine),
+                "mouth_model": _blank_none(mouth_model),
             }
         )
         return stream_routes.create_stream(body, db, signed.caller, ctx)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from avatarcast.catalog.model import Product
 from avatarcast.control.context import AppContext
 from avatarcast.control.manager import selected_products
+from avatarcast.control.schemas.streams import MouthHealth
 from avatarcast.control.streaming import health_of
 from avatarcast.db.models import Event
 from avatarcast.db.models_audit import AuditRow
@@ -82,6 +83,7 @@ def health(ctx: AppContext, row: StreamRow, names: dict[str, str]) -> dict[str, 
         "price": h.price,
         "destinations": dests,
         "destinations_words": _destination_words(dests),
+        "presenter_words": presenter_words(row, h.mouth),
         "duty": duty,
         "duty_name": names.get(duty, duty) if duty else None,
         "last_error": h.last_error,
@@ -90,6 +92,23 @@ def health(ctx: AppContext, row: StreamRow, names: dict[str, str]) -> dict[str, 
 
 def _num(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
+
+
+def presenter_words(row: StreamRow, mouth: MouthHealth | None) -> str:
+    """The avatar and, for a twin, its chosen mouth engine and the one drawing now."""
+    chosen = row.mouth_engine or "the pack's own"
+    if row.mouth_model:
+        chosen += f" ({row.mouth_model})"
+    words = (
+        row.avatar
+        if mouth is None and row.mouth_engine is None
+        else (f"{row.avatar}, mouth engine {chosen}")
+    )
+    if mouth is not None:
+        words += f"; drawing with {mouth.engine}"
+        if mouth.fallbacks:
+            words += f" after {mouth.fallbacks} fallback{'s' if mouth.fallbacks > 1 else ''}"
+    return words
 
 
 def _destination_words(dests: list[dict[str, Any]]) -> str:

@@ -250,6 +250,8 @@ class StreamManager:
                 "size": row.size,
                 "preset": preset,
                 "label": row.label,
+                "mouth_engine": row.mouth_engine,
+                "mouth_model": row.mouth_model,
             }
         )
         programme = ProgrammeOptions.from_choices(

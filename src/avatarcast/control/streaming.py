@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 
@@ -27,6 +28,7 @@ from avatarcast.control.schemas.streams import (
     DestinationHealth,
     HlsHealth,
     LayoutHealth,
+    MouthHealth,
     StreamHealth,
 )
 from avatarcast.control.supervision import SupervisionWatch
@@ -221,6 +223,7 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         layouts=[LayoutHealth.model_validate(x) for x in h.layouts],
         recording=bool(h.recording_dir),
         hls=_hls_health(h.hls),
+        mouth=_mouth_health(h.mouth),
         chat=chat_health,
         last_error=without_paths(status.last_error),
     )
@@ -235,6 +238,14 @@ def _hls_health(raw: HlsStatus | None) -> HlsHealth | None:
         return None
     health = HlsHealth.model_validate(raw)
     return health.model_copy(update={"last_error": without_paths(raw.last_error)})
+
+
+def _mouth_health(raw: dict[str, Any] | None) -> MouthHealth | None:
+    """The twin's mouth engine from the worker's report (its own fields, nothing else)."""
+    if not raw or not isinstance(raw.get("engine"), str):
+        return None
+    fields = {k: raw[k] for k in ("engine", "model", "miss_rate", "fallbacks") if k in raw}
+    return MouthHealth.model_validate(fields)
 
 
 def without_paths(text: str | None) -> str | None:

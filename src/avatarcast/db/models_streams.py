@@ -42,6 +42,10 @@ class StreamRow(Base):
     approve_answers: Mapped[bool] = mapped_column(Boolean, default=False)
     #: ``{enabled, low_latency, public}`` of the stream's HLS output; None: no HLS.
     hls: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    #: A twin's mouth engine (``patches``/``onnx``; None: the pack's) and the onnx model, a
+    #: ``*.mouth.json`` name in the pack's ``mouth/`` folder (None: the pack's only one).
+    mouth_engine: Mapped[str | None] = mapped_column(String(16), default=None)
+    mouth_model: Mapped[str | None] = mapped_column(String(128), default=None)
     #: The supervisor on duty (None: nobody; the stream cannot start).
     duty_supervisor_id: Mapped[str | None] = mapped_column(String(32), default=None)
     duty_since: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

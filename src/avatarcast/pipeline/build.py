@@ -14,18 +14,17 @@ from dataclasses import dataclass, field
 from avatarcast.avatar.animator import Animator
 from avatarcast.avatar.pack import is_twin, load_pack
 from avatarcast.avatar.twin.animator import TwinAnimator
-from avatarcast.avatar.twin.engine import ENGINES
 from avatarcast.avatar.twin.load import Twin, check_twin, open_twin
 from avatarcast.catalog.loaders import load_catalog
 from avatarcast.catalog.model import Product
 from avatarcast.catalog.store import Catalog
-from avatarcast.errors import ConfigError, UnknownNameError
+from avatarcast.errors import ConfigError
 from avatarcast.frames import StreamFormat
 from avatarcast.output.base import FrameEncoder
 from avatarcast.output.encoder import Encoder
 from avatarcast.pipeline.layouts import Presenter, Renderer, make_view
 from avatarcast.pipeline.spec import ProgrammeOptions as ProgrammeOptions  # live.py imports it here
-from avatarcast.pipeline.spec import resolve_names
+from avatarcast.pipeline.spec import resolve_mouth, resolve_names
 from avatarcast.programme.compositor import Compositor, SellerInfo
 from avatarcast.programme.layout import SIZES, Layout
 from avatarcast.programme.overlays import LabelConfig, label_text
@@ -71,17 +70,11 @@ def validate(opts: ProgrammeOptions, products: list[Product] | None = None) -> R
 
 
 def _check_presenter(avatar: str, opts: ProgrammeOptions) -> None:
-    """A twin pack must be whole and have consent on record; an engine name must exist."""
-    if opts.mouth_engine is not None and opts.mouth_engine not in ENGINES:
-        raise UnknownNameError(
-            "mouth engine", opts.mouth_engine, list(ENGINES), field="mouth_engine"
-        )
+    """A twin pack must be whole and have consent on record; its mouth engine and model must
+    exist and match their hashes (``resolve_mouth``); a drawn presenter takes neither."""
     if is_twin(avatar):
         check_twin(avatar)
-    if opts.mouth_model is not None:  # a wrong hash or field fails here, before air
-        from avatarcast.avatar.neural.manifest import load_manifest
-
-        load_manifest(opts.mouth_model)
+    resolve_mouth(avatar, opts.mouth_engine, opts.mouth_model)
 
 
 def load_presenter(avatar: str, opts: ProgrammeOptions, *, live: bool = False) -> Presenter:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from avatarcast.avatar.pack import default_pack, list_packs
+from avatarcast.avatar.pack import default_pack, find_manifest, list_packs
 from avatarcast.errors import ConfigError, UnknownNameError
 from avatarcast.locale import language
 from avatarcast.programme.layout import PRESETS, SIZES
@@ -31,6 +31,8 @@ __all__ = [
     "Corner",
     "LabelChoice",
     "LabelText",
+    "MouthEngineName",
+    "MouthModelName",
     "Names",
     "Preset",
     "ProgrammeChoices",
@@ -38,6 +40,7 @@ __all__ = [
     "Size",
     "Writer",
     "option_error",
+    "resolve_mouth",
     "resolve_names",
 ]
 
@@ -51,6 +54,12 @@ Size = Literal["720p", "1080p", "720x1280", "1080x1920"]
 Preset = Literal["none", "tiktok", "douyin", "instagram", "youtube"]
 LangCode = Annotated[str, Field(min_length=2, max_length=16)]
 PackName = Annotated[str, Field(max_length=64)]
+#: a twin's mouth engines (``avatar.twin.engine.ENGINES``; tests/test_mouth_choice.py checks)
+MouthEngineName = Literal["patches", "onnx"]
+#: a ``*.mouth.json`` in the twin pack's ``mouth/`` folder, by file name (no server paths)
+MouthModelName = Annotated[
+    str, Field(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\.mouth\.json$")
+]
 
 
 class LabelChoice(BaseModel):
@@ -81,6 +90,14 @@ class ProgrammeChoices(BaseModel):
         default="none", description="Platform whose interface the overlays keep clear of"
     )
     label: LabelChoice | None = None
+    mouth_engine: MouthEngineName | None = Field(
+        default=None, description="A twin's mouth: patches or onnx; null: the pack's own"
+    )
+    mouth_model: MouthModelName | None = Field(
+        default=None,
+        description="The onnx engine's model: a *.mouth.json in the twin pack's mouth/ folder; "
+        "null: the pack's only one",
+    )
 
 
 class ProgrammeOptions(BaseModel):
@@ -114,7 +131,7 @@ class ProgrammeOptions(BaseModel):
     #: seller shown on screen for the whole stream: (name, contact)
     seller: tuple[str, str] | None = None
     #: the twin's mouth engine (``avatar.twin.engine.ENGINES``); None: the pack's own choice
-    mouth_engine: str | None = None
+    mouth_engine: MouthEngineName | None = None
     #: the ``onnx`` engine's model manifest (``*.mouth.json``); None: the pack's ``mouth/`` one
     mouth_model: str | None = None
     #: seconds between spoken AI disclosures (the first is at the start); None turns them off
@@ -134,6 +151,8 @@ class ProgrammeOptions(BaseModel):
             "voice": choices.voice,
             "label_text": label.text,
             "label_lang": label.lang,
+            "mouth_engine": choices.mouth_engine,
+            "mouth_model": _pack_model(choices.avatar, choices.mouth_model),
         }
         return cls(
             writer=choices.writer,
@@ -200,6 +219,64 @@ def resolve_names(
             f"voice {voice!r} does not speak {lang!r}; it speaks {speaks}", field="voice"
         )
     return Names(lang=lang, avatar=avatar, voice=voice)
+
+
+@dataclass(frozen=True, slots=True)
+class MouthChoice:
+    """A twin's mouth as it will run: the engine, and the onnx model's manifest."""
+
+    engine: str
+    model: Path | None
+
+
+def resolve_mouth(avatar: str, engine: str | None, model: str | Path | None) -> MouthChoice | None:
+    """The mouth engine and model for ``avatar`` checked before air; None for a drawn pack.
+
+    ``model`` is a manifest path (the CLI) or the name of one in the pack's ``mouth/`` folder
+    (the API). A ConfigError's ``field`` is ``mouth_engine`` or ``mouth_model``; its message
+    names the pack and the model by name, never by server path.
+    """
+    from avatarcast.avatar.pack import is_twin
+    from avatarcast.avatar.twin.pack import load_twin
+
+    if not is_twin(avatar):
+        if engine is not None or model is not None:
+            field = "mouth_engine" if engine is not None else "mouth_model"
+            raise ConfigError(
+                f"avatar {avatar!r} is a drawn presenter: mouth engines are for twin packs",
+                field=field,
+            )
+        return None
+    chosen = engine or load_twin(find_manifest(avatar)).engine
+    if chosen != "onnx":
+        if model is not None:
+            raise ConfigError(
+                f"a mouth model needs mouth_engine 'onnx' (twin pack {avatar!r} uses {chosen!r})",
+                field="mouth_model",
+            )
+        return MouthChoice(engine=chosen, model=None)
+    from avatarcast.avatar.neural.manifest import find_pack_model, load_manifest
+
+    folder = find_manifest(avatar).parent
+    if isinstance(model, Path) or (model is not None and "/" in model):
+        path = Path(model)
+    else:
+        path = find_pack_model(folder, model)
+    try:
+        load_manifest(path)
+    except ConfigError as e:
+        message = str(e).replace(str(path.parent) + "/", "").replace(str(folder) + "/", "")
+        raise ConfigError(
+            f"twin pack {avatar!r}, mouth model {path.name!r}: {message}", field="mouth_model"
+        ) from None
+    return MouthChoice(engine=chosen, model=path)
+
+
+def _pack_model(avatar: str | None, model: str | None) -> str | None:
+    """An API model name as the path of that manifest in the pack's ``mouth/`` folder."""
+    if model is None or avatar is None:
+        return model
+    return str(find_manifest(avatar).parent / "mouth" / model)
 
 
 def option_error(e: ValidationError) -> ConfigError:

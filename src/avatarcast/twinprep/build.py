@@ -24,6 +24,7 @@ from PIL import Image
 
 from avatarcast.avatar.pack import MANIFEST
 from avatarcast.avatar.twin.pack import FORMAT, file_sha256, load_twin
+from avatarcast.avatar.twin.patches import transition_key
 from avatarcast.avatar.visemes import VISEMES
 from avatarcast.errors import ConfigError
 from avatarcast.twinprep import loop as loops
@@ -40,6 +41,7 @@ from avatarcast.twinprep.mouth import (
     make_mask,
     opening,
     pick_frames,
+    pick_transitions,
 )
 from avatarcast.twinprep.scripts import reading_script
 from avatarcast.twinprep.warp import SHAPES, mouth_warp
@@ -114,9 +116,10 @@ def prepare_video(
             "whole script clearly",
             field="video",
         )
+    moves = pick_transitions(align.visemes, align.cover, openings)
     progress("cutting the idle loop and the mouth patches")
     first = plan.start - loops.CROSSFADE
-    keep = set(range(first, plan.start + plan.length)) | set(picks.values())
+    keep = set(range(first, plan.start + plan.length)) | set(picks.values()) | set(moves.values())
     kept: dict[int, U8] = {}
     for i, rgb in enumerate(media.frames(video)):
         if i in keep:
@@ -134,11 +137,14 @@ def prepare_video(
     boxes = [box_for(p, side) for p in loop_lm]
     patches: dict[str, U8] = {"rest": cut(frames[0], boxes[0], size)}
     opens: dict[str, float] = {"rest": 0.0}
+    typical = max(1.0, float(np.median([face_width(p) for p in loop_lm])))
     for v, f in picks.items():
-        s = side * face_width(lm[f]) / max(1.0, float(np.median([face_width(p) for p in loop_lm])))
-        patches[v] = cut(kept[f], box_for(lm[f], s), size)
+        patches[v] = cut(kept[f], box_for(lm[f], side * face_width(lm[f]) / typical), size)
         opens[v] = openings[f]
     patches, opens = fill_missing(patches, _normalised(opens))
+    for (a, b), f in moves.items():
+        box = box_for(lm[f], side * face_width(lm[f]) / typical)
+        patches[transition_key(a, b)] = cut(kept[f], box, size)
     mask = make_mask(np.median(loop_lm, axis=0), box_for(np.median(loop_lm, axis=0), side), size)
     src: dict[str, Any] = {"kind": "video", "file": video.name, "sha256": file_sha256(video)}
     src |= {"width": info.width, "height": info.height, "fps": info.fps, "frames": n}

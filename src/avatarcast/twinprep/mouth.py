@@ -24,6 +24,7 @@ __all__ = [
     "make_mask",
     "opening",
     "pick_frames",
+    "pick_transitions",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -110,6 +111,23 @@ def pick_frames(
         ranked = sorted(frames, key=lambda f: openings[f])
         out[v] = ranked[0] if v == "MBP" else ranked[len(ranked) // 2]
     return out
+
+
+def pick_transitions(
+    visemes: Sequence[str], cover: Sequence[float], openings: Sequence[float]
+) -> dict[tuple[str, str], int]:
+    """For each change of viseme A to B that the recording shows between two clear frames
+    (A's last, cover >= 0.5, and the next frame's B), the first frame of B: the mouth
+    on its way from one shape to the other. Of several, the one whose opening lies nearest
+    the middle of the two frames' around it (a mid-way shape, not a stray one)."""
+    found: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for f in range(1, len(visemes) - 1):
+        a, b = visemes[f - 1], visemes[f]
+        if a == b or "rest" in (a, b) or cover[f - 1] < 0.5 or visemes[f + 1] != b:
+            continue
+        mid = 0.5 * (openings[f - 1] + openings[f + 1])
+        found.setdefault((a, b), []).append((abs(openings[f] - mid), f))
+    return {pair: min(cands)[1] for pair, cands in found.items()}
 
 
 def fill_missing(

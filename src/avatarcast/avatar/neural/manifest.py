@@ -18,9 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avatarcast.errors import ConfigError
 
-__all__ = ["EncoderSpec", "MouthModelManifest", "load_manifest", "sha256_of"]
+__all__ = [
+    "MODEL_DIR",
+    "EncoderSpec",
+    "MouthModelManifest",
+    "find_pack_model",
+    "load_manifest",
+    "sha256_of",
+]
 
 MANIFEST_SUFFIX = ".mouth.json"
+MODEL_DIR = "mouth"
+"""A twin pack's own models: ``<pack>/mouth/<name>.mouth.json``."""
 
 
 class _Strict(BaseModel):
@@ -121,6 +130,32 @@ def load_manifest(path: Path | str) -> LoadedManifest:
     if spec.encoder is not None:
         encoder_path = _checked_file(path, "encoder.model", spec.encoder.model, spec.encoder.sha256)
     return LoadedManifest(spec=spec, path=path, model_path=model_path, encoder_path=encoder_path)
+
+
+def find_pack_model(pack_dir: Path, name: str | None) -> Path:
+    """The manifest ``name`` in the pack's ``mouth/`` folder, or its only one when None.
+
+    Errors name the pack folder's own name and the models it has, not the server's path."""
+    folder = pack_dir / MODEL_DIR
+    found = sorted(p.name for p in folder.glob(f"*{MANIFEST_SUFFIX}")) if folder.is_dir() else []
+    pack = pack_dir.name
+    if name is None:
+        if len(found) == 1:
+            return folder / found[0]
+        raise ConfigError(
+            f"mouth engine 'onnx' needs a model: twin pack {pack!r} has "
+            f"{len(found) or 'no'} *{MANIFEST_SUFFIX} in its {MODEL_DIR}/ folder"
+            + (f" ({', '.join(found)}): name one (mouth_model)" if found else ""),
+            field="mouth_model",
+        )
+    if name not in found:
+        have = ", ".join(found) or "none"
+        raise ConfigError(
+            f"twin pack {pack!r} has no mouth model {name!r} in its {MODEL_DIR}/ folder; "
+            f"it has: {have}",
+            field="mouth_model",
+        )
+    return folder / name
 
 
 def _checked_file(manifest: Path, field: str, rel: str, sha256: str) -> Path:

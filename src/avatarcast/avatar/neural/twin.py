@@ -23,32 +23,21 @@ from avatarcast.avatar.neural.engine import (
     OnnxMouthStatus,
 )
 from avatarcast.avatar.neural.face import FaceRef, face_ref
-from avatarcast.avatar.neural.manifest import MANIFEST_SUFFIX, load_manifest
+from avatarcast.avatar.neural.manifest import find_pack_model, load_manifest
 from avatarcast.avatar.neural.model import MouthModel
 from avatarcast.avatar.twin.clip import TwinClip
 from avatarcast.avatar.twin.engine import MouthCrop
 from avatarcast.avatar.twin.patches import PatchesEngine
-from avatarcast.errors import ConfigError
 from avatarcast.frames import SpeechChunk
 
 __all__ = ["OnnxTwinEngine", "find_model", "twin_face_ref"]
 
-MODEL_DIR = "mouth"
-"""A pack's own model: ``<pack>/mouth/<name>.mouth.json`` (exactly one) when none is named."""
-
 
 def find_model(clip: TwinClip, model: str | Path | None) -> Path:
+    """The named manifest (a path), else the pack's only one in its ``mouth/`` folder."""
     if model is not None:
         return Path(model)
-    folder = clip.pack.path(MODEL_DIR)
-    found = sorted(folder.glob(f"*{MANIFEST_SUFFIX}")) if folder.is_dir() else []
-    if len(found) != 1:
-        raise ConfigError(
-            f"mouth engine 'onnx' needs a model: name one (mouth_model) or put exactly one "
-            f"*{MANIFEST_SUFFIX} in {folder} (found {len(found)})",
-            field="mouth_model",
-        )
-    return found[0]
+    return find_pack_model(clip.pack.root, None)
 
 
 def twin_face_ref(clip: TwinClip, crop_size: int, mask_top: float) -> FaceRef:

@@ -125,15 +125,22 @@ def _load_mask(path: Path, size: tuple[int, int]) -> F32:
 
 
 def _load_patches(path: Path, size: tuple[int, int]) -> dict[str, U8]:
+    """One patch per viseme, and any transitions ``"A>B"`` between two visemes."""
     with np.load(path) as data:
         patches = {k: np.asarray(data[k], np.uint8) for k in data.files}
     for v in VISEMES:
-        p = patches.get(v)
-        if p is None:
+        if v not in patches:
             raise ConfigError(f"twin pack {path.parent.name}: patches.npz has no {v!r} patch")
+    for k, p in patches.items():
+        pair = k.split(">")
+        if k not in VISEMES and (len(pair) != 2 or not set(pair) <= set(VISEMES)):
+            raise ConfigError(
+                f"twin pack {path.parent.name}: patches.npz has a patch {k!r} that is neither "
+                "a viseme nor a transition 'A>B' between two"
+            )
         if p.shape != (size[1], size[0], 3):
             raise ConfigError(
-                f"twin pack {path.parent.name}: patch {v!r} is {p.shape}, expected "
+                f"twin pack {path.parent.name}: patch {k!r} is {p.shape}, expected "
                 f"{(size[1], size[0], 3)}"
             )
     return patches

@@ -47,13 +47,13 @@ from avatarcast.control.schemas.streams import (
     StreamPublic,
     StreamUpdate,
 )
-from avatarcast.control.streaming import health_of, manager_of, tell_stream
+from avatarcast.control.streaming import health_of, manager_of, tell_stream, without_paths
 from avatarcast.db.base import utcnow
 from avatarcast.db.events import record_event
 from avatarcast.db.models import Destination
 from avatarcast.db.models_streams import StreamRow
 from avatarcast.errors import ConfigError
-from avatarcast.pipeline.spec import Names, resolve_names
+from avatarcast.pipeline.spec import Names, resolve_mouth, resolve_names
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], responses=AUTH_PROBLEMS)
 NOT_FOUND = problem_responses(404)
@@ -94,6 +94,8 @@ def public(row: StreamRow, ctx: AppContext, caller: Caller) -> StreamPublic:
         approve_answers=row.approve_answers,
         size=row.size,
         preset=row.preset or "none",
+        mouth_engine=row.mouth_engine,
+        mouth_model=row.mouth_model,
         supervisor_on_duty=row.duty_supervisor_id,
         desired_state=row.desired_state,
         status=health_of(ctx, row.id),
@@ -129,6 +131,15 @@ def _names(body: StreamCreate, ctx: AppContext) -> Names:
         )
     except ConfigError as e:
         raise _field_error(f"body.{e.field or 'lang'}", str(e)) from None
+
+
+def _check_mouth(body: StreamCreate, avatar: str) -> None:
+    """The twin's mouth engine and model exist and match their hashes; 422 names the field."""
+    try:
+        resolve_mouth(avatar, body.mouth_engine, body.mouth_model)
+    except ConfigError as e:
+        field = e.field if e.field in ("mouth_engine", "mouth_model") else "avatar"
+        raise _field_error(f"body.{field}", without_paths(str(e)) or str(e)) from None
 
 
 def check_label(ctx: AppContext, label: LabelConfigIn | None, stream_lang: str) -> None:
@@ -184,6 +195,7 @@ def create_stream(
     body: StreamCreate, session: SessionDep, caller: OperatorDep, ctx: ContextDep
 ) -> StreamPublic:
     names = _names(body, ctx)
+    _check_mouth(body, names.avatar)
     check_label(ctx, body.label, names.lang)
     if body.writer == "llm" and not (ctx.settings.llm.base_url and ctx.settings.llm.model):
         raise _field_error(
@@ -215,6 +227,8 @@ def create_stream(
         size=body.size,
         preset=body.preset,
         hls=body.hls.model_dump() if body.hls is not None else None,
+        mouth_engine=body.mouth_engine,
+        mouth_model=body.mouth_model,
         desired_state="stopped",
         whep_token=secrets.token_urlsafe(24),
         created_at=now,

@@ -8,7 +8,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from avatarcast.control.schemas.common import In, Out
-from avatarcast.pipeline.spec import LabelChoice, Preset, ProgrammeChoices, Size, Writer
+from avatarcast.pipeline.spec import (
+    LabelChoice,
+    MouthEngineName,
+    MouthModelName,
+    Preset,
+    ProgrammeChoices,
+    Size,
+    Writer,
+)
 
 DesiredState = Literal["stopped", "live", "paused"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -87,6 +95,15 @@ class HlsHealth(Out):
     last_error: str | None = None
 
 
+class MouthHealth(Out):
+    """A twin's mouth engine as the worker reports it (absent for the drawn presenter)."""
+
+    engine: str = Field(description="The engine drawing the mouth now: patches or onnx")
+    model: str | None = Field(default=None, description="The onnx model's name")
+    miss_rate: float | None = Field(default=None, description="Late crops, recent window")
+    fallbacks: int = Field(default=0, description="Switches from onnx to patches so far")
+
+
 class StreamHealth(Out):
     """What the stream is doing now, from its runner and the worker's last report."""
 
@@ -111,6 +128,7 @@ class StreamHealth(Out):
         default=False, description="A recording is being written (where is the server's business)"
     )
     hls: HlsHealth | None = None
+    mouth: MouthHealth | None = None
     chat: dict[str, Any] | None = Field(
         default=None,
         description="Platform chat: each source's connection and the account of fates",
@@ -132,6 +150,10 @@ class StreamPublic(Out):
     approve_answers: bool
     size: Size | None = None
     preset: Preset = "none"
+    mouth_engine: MouthEngineName | None = Field(
+        default=None, description="A twin's chosen mouth engine; null: the pack's own"
+    )
+    mouth_model: MouthModelName | None = None
     supervisor_on_duty: str | None = Field(description="The supervisor on duty, if any")
     desired_state: DesiredState
     status: StreamHealth
