@@ -296,6 +296,14 @@ def _normalised(opens: Mapping[str, float]) -> dict[str, float]:
     return {v: min(1.0, o / top) for v, o in opens.items()}
 
 
+def _eye_box(pts: F32) -> list[int]:
+    """An eye's contour (landmarks 36-41 or 42-47) as [x, y, w, h]: corners to corners, upper
+    lid to lower lid."""
+    x0, x1 = float(pts[:, 0].min()), float(pts[:, 0].max())
+    y0, y1 = float(pts[1:3, 1].min()), float(pts[4:6, 1].max())
+    return [round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0))]
+
+
 def _write(
     root: Path,
     name: str,
@@ -359,6 +367,7 @@ def _write(
                 "face_h": round(chin - top, 1),
                 "head_cx": round(float(med[[0, 16], 0].mean()), 1),
                 "head_w": round(1.15 * float(med[16, 0] - med[0, 0]), 1),
+                "eyes": [_eye_box(loop_lm[0][i : i + 6]) for i in (36, 42)],
             },
             "files": {f: file_sha256(tmp / f) for f in ("idle.mp4", "mask.png", "patches.npz")},
         }

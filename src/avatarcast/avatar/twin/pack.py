@@ -77,6 +77,9 @@ class TwinPack:
     head_cx: float
     head_w: float
     models: Mapping[str, str]
+    eye_boxes: tuple[Box, ...] = ()
+    """Each eye's contour (x, y, w, h) at loop frame 0 (older packs: none; photo packs blink
+    with them)."""
 
     @property
     def kind(self) -> str:
@@ -219,6 +222,7 @@ def load_twin(manifest: Path) -> TwinPack:
         head_cx=float(rd.get(data, "face.head_cx", (int, float))),
         head_w=float(rd.get(data, "face.head_w", (int, float))),
         models={str(k): str(v) for k, v in rd.get(data, "models", dict).items()},
+        eye_boxes=rd.boxes(data, "face.eyes", 2) if "eyes" in data["face"] else (),
     )
 
 

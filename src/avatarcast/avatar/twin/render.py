@@ -19,6 +19,7 @@ from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.render import AvatarFraming
 from avatarcast.avatar.twin.clip import TwinClip
 from avatarcast.avatar.twin.engine import MouthCrop, MouthEngine
+from avatarcast.avatar.twin.eyes import EyeLids
 from avatarcast.yuv import YuvFrame, rgb_to_yuv_planes
 
 __all__ = ["TwinRenderer", "landscape_framing"]
@@ -74,6 +75,7 @@ class TwinRenderer:
         self._ring2 = (self._mask2 > _RING[0]) & (self._mask2 < _RING[1])
         self._ring_means: dict[int, tuple[float, float, float]] = {}
         self._crops: OrderedDict[int, tuple[U8, tuple[tuple[F32, float], ...]]] = OrderedDict()
+        self._lids = self._eyelids()
 
     # --- placement ----------------------------------------------------------------------
 
@@ -121,9 +123,23 @@ class TwinRenderer:
         """Programme frame ``frame``'s idle picture as this view shows it (read-only)."""
         return self._frames[frame % len(self._frames)]
 
+    def _eyelids(self) -> EyeLids | None:
+        """A photo's loop has no blinks of its own: its eyes close on the animator's."""
+        pack = self.clip.pack
+        if pack.source_kind != "photo" or not pack.eye_boxes:
+            return None
+        fr = self.framing
+        s = fr.scale
+        eyes = [(fr.x + x * s, fr.y + y * s, w * s, h * s) for x, y, w, h in pack.eye_boxes]
+        x0, y0 = pack.mouth_boxes[0][:2]
+        shifts = [((b[0] - x0) * s, (b[1] - y0) * s) for b in pack.mouth_boxes]
+        return EyeLids(eyes, shifts, (self.width, self.height))
+
     def draw(self, frame: YuvFrame, state: AvatarState) -> None:
         n = max(state.frame, 0)
         np.copyto(frame.buf, self._frames[n % len(self._frames)].buf)
+        if self._lids is not None:
+            self._lids.draw(frame, n, state.blink)
         crop = self.engine.mouth(n, state)
         if crop is not None and crop.weight > 0.0:
             self.draw_crop(frame, n, crop)
