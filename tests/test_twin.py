@@ -383,13 +383,27 @@ def test_recorded_transitions_join_viseme_changes_without_a_seam(
         a, b, c = (frames[k][y : y + h, x : x + w].astype(np.float32) for k in (n - 1, n, n + 1))
         return max(np.abs(b - a).mean(), np.abs(c - b).mean())
 
+    def crisp(frames: list[np.ndarray], n: int) -> float:
+        """Edge strength at the change frame over its neighbours' (a crossfade blurs)."""
+        g = [
+            float(np.hypot(*np.gradient(frames[k][y : y + h, x : x + w].astype(np.float32))).mean())
+            for k in (n - 1, n, n + 1)
+        ]
+        return g[1] / max(0.5 * (g[0] + g[2]), 1e-3)
+
     with_moves = [jump(luma, n) for n in changes]
     with_fade = [jump(fade, n) for n in changes]
+    sharp_moves = np.mean([crisp(luma, n) for n in changes])
+    sharp_fade = np.mean([crisp(fade, n) for n in changes])
     print(
         f"transition frames {len(changes)}: max jump {np.mean(with_moves):.2f} with the "
-        f"recorded transitions, {np.mean(with_fade):.2f} crossfading"
+        f"recorded transitions, {np.mean(with_fade):.2f} crossfading; edge strength "
+        f"{sharp_moves:.3f} vs {sharp_fade:.3f} of the neighbours'"
     )
-    differs = [n for n in changes if np.abs(luma[n].astype(np.int16) - fade[n].astype(np.int16)).mean() > 0]
+    assert sharp_moves > sharp_fade  # a recorded mouth, not two ghosted over each other
+    differs = [
+        n for n in changes if np.abs(luma[n].astype(np.int16) - fade[n].astype(np.int16)).mean() > 0
+    ]
     assert differs, "the transition patches never showed"
     ring = (r._mask > 0.05) & (r._mask < 0.5)
     for n in changes:
