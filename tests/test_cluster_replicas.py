@@ -1,25 +1,30 @@
-"""A key's rate limit holds across API processes on one PostgreSQL: the bucket is a row that
+"""What API replicas on one PostgreSQL share. A key's rate limit: the bucket is a row that
 every replica refills and takes from in one statement, so two replicas grant what one would.
+The console's events: a tab on any replica sees what every replica publishes.
 One served process plus the table taken from directly stands for two replicas: a second
 ``serve`` would double the test's cost and prove nothing more about the row."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 
+from avatarcast.console.relay import CHANNEL, conninfo
 from avatarcast.control.ratelimit_shared import SharedTokenBuckets
 from avatarcast.control.security import split_token
 from avatarcast.db import make_engine, upgrade_database
 from pg_server import PgServer
-from served import seed, serve
+from served import Served, seed, serve
 
 pytest_plugins = ("conftest_api",)
 
@@ -68,14 +73,15 @@ def test_concurrent_takes_grant_exactly_the_burst(engine: Engine) -> None:
     assert granted.count(True) == 7
 
 
-def test_a_served_replica_takes_from_the_shared_bucket(
+def test_a_served_replica_shares_its_key_budget_and_console_events(
     pg_server: PgServer, engine: Engine, tmp_path: Path
 ) -> None:
-    """``serve`` on PostgreSQL uses the shared bucket: what another replica (here the test,
-    through the same table) took is gone for it too. With per-process buckets it would grant
-    its own three."""
+    """``serve`` on PostgreSQL takes from the shared bucket (what another replica took, here
+    the test through the same table, is gone for it too; per-process buckets would grant their
+    own three), and a console tab on it gets the line spoken on a stream another replica runs
+    (the other replica is the test again, sending the relay's notification itself)."""
     url = engine.url.render_as_string(hide_password=False)
-    _, keys, _ = seed(url)
+    tenant_id, keys, _ = seed(url)
     env = {
         "AVATARCAST_DATABASE_URL": url,
         "AVATARCAST_SECRETS__SERVER_KEY": Fernet.generate_key().decode(),
@@ -98,3 +104,39 @@ def test_a_served_replica_takes_from_the_shared_bucket(
         # another key of the same tenant is not held back by it
         other = {"Authorization": f"Bearer {keys['backend']}"}
         assert client.get("/v1/products", headers=other).status_code == 200
+
+        lines = console_lines_until(a, client, keys["supervisor"], url, tenant_id)
+        event_at = next(i for i, x in enumerate(lines) if "Relayed" in x)
+        assert lines[event_at - 1] == "event: line"
+        data = json.loads(lines[event_at].removeprefix("data: "))
+        assert data["stream_id"] == "s-elsewhere"
+
+
+def console_lines_until(
+    a: Served, client: httpx.Client, key: str, url: str, tenant_id: str
+) -> list[str]:
+    """Sign in, follow the console's events, and notify as another replica would until the
+    tab shows the relayed line (at most 20 s)."""
+    signed = client.post("/console/sign-in", data={"api_key": key}, headers={"Origin": a.url})
+    assert signed.status_code == 303, signed.text
+    note = {
+        "o": "replica-elsewhere",
+        "t": tenant_id,
+        "s": "s-elsewhere",
+        "n": "line",
+        "d": {"kind": "line", "text": "Relayed: ninety-nine euro."},
+    }
+    deadline = time.monotonic() + 20
+    lines: list[str] = []
+    with (
+        client.stream("GET", "/console/events", timeout=20) as events,
+        psycopg.connect(conninfo(url), autocommit=True) as conn,
+    ):
+        for line in events.iter_lines():
+            lines.append(line)
+            if "Relayed: ninety-nine euro." in line:
+                return lines
+            assert time.monotonic() < deadline, f"no relayed line on the tab: {lines[-5:]}"
+            if line.startswith("event: health") or len(lines) == 1:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps(note)))
+    raise AssertionError(f"the console's events ended: {lines[-5:]}")
