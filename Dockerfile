@@ -6,7 +6,9 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 COPY configs ./configs
 COPY assets ./assets
-RUN pip install --no-cache-dir .
+# EXTRAS=ray for the Ray cluster's nodes and the API that drives them (docker-compose.cluster.yml)
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 # The server runs as an unprivileged user; it writes only under /data (recordings, images).
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app avatarcast \
     && mkdir -p /data/recordings /data/images && chown -R 10001:10001 /data && chmod 700 /data

@@ -81,3 +81,51 @@ def test_the_app_runs_as_a_non_root_user_api8_2023() -> None:
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert _compose()["services"]["avatarcast"]["user"].split(":")[0] not in ("root", "0")
+
+
+def _cluster() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    return loaded
+
+
+def test_cluster_compose_runs_two_replicas_on_a_ray_cluster() -> None:
+    """#16: two API replicas behind the proxy, streams on a Ray head + worker. The replicas
+    share one configuration, join the head as zero-CPU nodes (a stream asks for a CPU, so none
+    lands on them) and name the head in ``runner.ray_address``; nothing Ray serves is
+    published (its ports have no authentication); nothing runs as root."""
+    services = _cluster()["services"]
+    assert services["avatarcast"] == services["avatarcast-2"]
+    api = services["avatarcast"]
+    env = api["environment"]
+    assert env["AVATARCAST_RUNNER__BACKEND"] == "ray"
+    assert env["AVATARCAST_RUNNER__RAY_ADDRESS"] == "ray-head:6379"
+    assert "ray start --address=ray-head:6379 --num-cpus=0" in api["command"][-1]
+    assert api["command"][-1].endswith("exec avatarcast serve --host 0.0.0.0 --port 8000")
+    assert api["build"]["args"]["EXTRAS"] == "ray"
+    head = services["ray-head"]["command"]
+    assert "--head" in head and "--port=6379" in head and "--num-cpus=0" in head
+    assert "--address=ray-head:6379" in services["ray-worker"]["command"][-1]
+    assert Settings().runner.ray_num_cpus > 0
+    proxy = services["proxy"]["command"]
+    assert [proxy[i + 1] for i, a in enumerate(proxy) if a == "--to"] == [
+        "avatarcast:8000",
+        "avatarcast-2:8000",
+    ]
+    for name, service in services.items():
+        if name != "proxy":
+            assert "ports" not in service, name
+            assert service["user"].split(":")[0] not in ("root", "0"), name
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASS|SECRET|KEY", key) and not key.endswith("_HOSTS"):
+                assert REQUIRED.fullmatch(str(value)), (name, key)
+            assert key.startswith(("AVATARCAST_", "FORWARDED_")), key
+    # every setting named exists (a typo would be ignored by the app)
+    names = [k for s in services.values() for k in (s.get("environment") or {})]
+    for name in (n for n in names if n.startswith("AVATARCAST_")):
+        section, _, field = name.removeprefix("AVATARCAST_").lower().partition("__")
+        if not field:
+            assert section in Settings.model_fields, name
+        else:
+            assert field in type(getattr(Settings(), section)).model_fields, name
+    # the image has the extra: Dockerfile installs ".[ray]" when EXTRAS=ray
+    assert 'pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"' in (ROOT / "Dockerfile").read_text()

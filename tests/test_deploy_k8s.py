@@ -54,9 +54,80 @@ def by_kind(kind: str) -> dict[str, Any]:
 def test_every_manifest_matches_the_kubernetes_schema() -> None:
     kinds = []
     for doc in documents():
-        kubernetes_validate.validate(doc, VERSION, strict=True)
+        if doc["kind"] != "RayCluster":  # a custom resource: checked below
+            kubernetes_validate.validate(doc, VERSION, strict=True)
         kinds.append(doc["kind"])
-    assert sorted(kinds) == ["Deployment", "Service"]
+    assert sorted(kinds) == ["Deployment", "RayCluster", "Service"]
+
+
+#: The RayCluster fields of KubeRay's ray.io/v1 CRD this manifest may use (from KubeRay's
+#: RayCluster configuration guide, docs.ray.io "RayCluster Configuration"); a typo in a field
+#: name is silently dropped by a lenient apply, so an unknown one fails here.
+RAYCLUSTER_SPEC = {"rayVersion", "headGroupSpec", "workerGroupSpecs", "enableInTreeAutoscaling"}
+HEAD_GROUP = {"rayStartParams", "template", "serviceType"}
+WORKER_GROUP = {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template"}
+
+
+def ray_cluster_problems(doc: dict[str, Any]) -> list[str]:
+    """What is wrong with a RayCluster: unknown fields, non-string start parameters (KubeRay
+    passes them to ``ray start`` as strings), bad replica bounds, and each pod template as a
+    Kubernetes Pod (strict schema)."""
+    problems: list[str] = []
+    if doc.get("apiVersion") != "ray.io/v1":
+        problems.append(f"apiVersion {doc.get('apiVersion')!r}")
+    spec = doc["spec"]
+    problems += [f"spec.{k}" for k in spec.keys() - RAYCLUSTER_SPEC]
+    groups = [("headGroupSpec", spec["headGroupSpec"], HEAD_GROUP)]
+    groups += [
+        (f"workerGroupSpecs[{i}]", g, WORKER_GROUP) for i, g in enumerate(spec["workerGroupSpecs"])
+    ]
+    for where, group, allowed in groups:
+        problems += [f"{where}.{k}" for k in group.keys() - allowed]
+        params = group.get("rayStartParams", {})
+        problems += [
+            f"{where}.rayStartParams.{k}" for k, v in params.items() if not isinstance(v, str)
+        ]
+        if (
+            "minReplicas" in group
+            and not group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        ):
+            problems.append(f"{where}: replicas outside minReplicas..maxReplicas")
+        pod = {"apiVersion": "v1", "kind": "Pod", **group["template"]}
+        pod["metadata"] = {"name": "check", **pod.get("metadata", {})}
+        try:
+            kubernetes_validate.validate(pod, VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            problems.append(f"{where}.template: {e.message}")
+    return problems
+
+
+def test_the_ray_cluster_uses_known_fields_and_valid_pods() -> None:
+    cluster = by_kind("RayCluster")
+    assert ray_cluster_problems(cluster) == []
+    broken = copy.deepcopy(cluster)
+    broken["spec"]["workerGroupSpecs"][0]["rayStartParams"]["num-cpus"] = 4
+    broken["spec"]["workerGroupSpecs"][0]["minReplica"] = 1
+    broken["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePull"] = "x"
+    found = ray_cluster_problems(broken)
+    assert any("rayStartParams.num-cpus" in p for p in found), found
+    assert any(p.endswith(".minReplica") for p in found), found
+    assert any(p.startswith("headGroupSpec.template") for p in found), found
+
+
+def test_the_api_drives_the_ray_cluster_and_runs_no_stream_itself() -> None:
+    """The API pods join the head's Service as zero-CPU nodes (a stream's actor asks for a
+    CPU, so none lands there) and name the same address in ``runner.ray_address``."""
+    cluster = by_kind("RayCluster")
+    (api,) = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert env["AVATARCAST_RUNNER__BACKEND"] == "ray"
+    head_service = f"{cluster['metadata']['name']}-head-svc:6379"  # KubeRay's naming
+    assert env["AVATARCAST_RUNNER__RAY_ADDRESS"] == head_service
+    script = api["command"][-1]
+    assert f"ray start --address={head_service} --num-cpus=0" in script
+    assert script.rstrip().endswith("exec avatarcast serve --host 0.0.0.0 --port 8000")
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert Settings().runner.ray_num_cpus > 0
 
 
 def test_the_schema_check_catches_a_broken_manifest() -> None:
@@ -103,7 +174,7 @@ def test_service_reaches_the_pods_and_probes_use_health_routes() -> None:
     (api,) = deployment["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in api["ports"]}
     assert service["spec"]["ports"][0]["targetPort"] in ports
-    assert api["command"][-1] == str(ports["http"])
+    assert api["command"][-1].endswith(f"--port {ports['http']}")
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert deployment["spec"]["replicas"] >= 2

@@ -22,9 +22,11 @@ from avatarcast.console import actions, chat_sources, events, forms, pages
 from avatarcast.console.auth import EXTRAS_KEY, Console, Forbidden, SignInRequired
 from avatarcast.console.bus import EventBus
 from avatarcast.console.fates import FateWatch
+from avatarcast.console.relay import ConsoleRelay
 from avatarcast.console.render import STATIC_DIR, flash, make_templates
 from avatarcast.console.sessions import SessionStore
 from avatarcast.control.context import AppContext
+from avatarcast.control.leader import replica_id
 from avatarcast.runner.base import StreamEvent
 
 __all__ = ["ConsoleExtension", "install_console"]
@@ -61,6 +63,12 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     manager = ctx.extras.get("streams")
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(_sweep_sessions(console))]
+        if ctx.engine.dialect.name == "postgresql":  # replicas may share the database
+            relay = ConsoleRelay(
+                console.bus, database_url=ctx.settings.database_url, origin=replica_id()
+            )
+            console.bus.forward_to(relay.forward)
+            tasks.append(tg.create_task(relay.run()))
         listeners: tuple[Callable[[StreamEvent], None], ...] = ()
         if manager is not None:
             fates = FateWatch(bus=console.bus, request=manager.runner.request)

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +42,17 @@ class EventBus:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
+        self._forward: Callable[[BusEvent], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop that SSE connections wait on (set by the console's lifespan)."""
         self._loop = loop
         self._changed = asyncio.Event()
+
+    def forward_to(self, forward: Callable[[BusEvent], None]) -> None:
+        """Also hand each event published here (not relayed) to ``forward``: the relay to
+        the other API replicas (``console.relay``)."""
+        self._forward = forward
 
     @property
     def last_id(self) -> int:
@@ -54,11 +60,21 @@ class EventBus:
             return self._events[-1].id if self._events else 0
 
     def publish(
-        self, tenant_id: str, stream_id: str, name: str, data: Mapping[str, Any]
+        self,
+        tenant_id: str,
+        stream_id: str,
+        name: str,
+        data: Mapping[str, Any],
+        *,
+        relayed: bool = False,
     ) -> BusEvent:
+        """``relayed``: the event came from another replica, so it is not sent on again."""
         with self._lock:
             event = BusEvent(next(self._ids), tenant_id, stream_id, name, dict(data))
             self._events.append(event)
+        forward = self._forward
+        if forward is not None and not relayed:
+            forward(event)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 
 from avatarcast.compliance.disclosure import load_terms
 from avatarcast.control.chatting import lifespan as chat_sources_lifespan
@@ -31,7 +32,8 @@ from avatarcast.control.problems import (
     UnhandledErrorMiddleware,
     install_problem_handlers,
 )
-from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.ratelimit import RateLimiter, TokenBuckets
+from avatarcast.control.ratelimit_shared import SharedTokenBuckets
 from avatarcast.control.routes.schedules import lifespan as schedules_lifespan
 from avatarcast.control.secretbox import load_box, reseal_stream_keys
 from avatarcast.control.shedding import LoadSheddingMiddleware
@@ -118,9 +120,7 @@ def create_app(
         loop_sessions=make_sessionmaker(loop_engine) if loop_engine is not None else None,
         hub=hub or ProductChangeHub(),
         metrics=metrics or ControlMetrics(),
-        buckets=TokenBuckets(
-            rate=settings.api.rate_limit.rate, burst=settings.api.rate_limit.burst
-        ),
+        buckets=_key_buckets(settings, engine),
         keys=KeyCache(ttl_s=settings.api.key_cache_s),
         disclosure=load_terms(settings.stream.ai_disclosure_terms),
         secrets=load_box(settings.secrets, database_url=settings.database_url),
@@ -174,6 +174,14 @@ def create_app(
     app.add_middleware(UnhandledErrorMiddleware)
     _problem_media_type_in_openapi(app)
     return app
+
+
+def _key_buckets(settings: Settings, engine: Engine) -> RateLimiter:
+    """Per key, shared by every replica on PostgreSQL; in memory on SQLite (one process)."""
+    limit = settings.api.rate_limit
+    if engine.dialect.name == "postgresql":
+        return SharedTokenBuckets(engine, rate=limit.rate, burst=limit.burst)
+    return TokenBuckets(rate=limit.rate, burst=limit.burst)
 
 
 def _freeze_startup_objects() -> None:

@@ -14,7 +14,7 @@ from avatarcast.compliance.disclosure import DisclosureTerms
 from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
 from avatarcast.control.metrics import ControlMetrics
-from avatarcast.control.ratelimit import TokenBuckets
+from avatarcast.control.ratelimit import RateLimiter
 from avatarcast.control.secretbox import SecretBox
 from avatarcast.settings import Settings
 
@@ -30,7 +30,8 @@ class AppContext:
     sessions: sessionmaker[Session]
     hub: ProductChangeHub
     metrics: ControlMetrics
-    buckets: TokenBuckets
+    #: the API keys' rate limit (shared through PostgreSQL when the database is one)
+    buckets: RateLimiter
     keys: KeyCache
     #: The AI disclosure term(s) per language an AI label's text must contain.
     disclosure: DisclosureTerms

@@ -96,6 +96,8 @@ async def current_caller(
     record = ctx.keys.get(parts[0])
     if record is None:
         record = await run_in_threadpool(_load_key, ctx, parts[0])
+    if ctx.buckets.blocking:
+        return await run_in_threadpool(_admit, ctx, record, parts)
     return _admit(ctx, record, parts)
 
 

@@ -1,4 +1,5 @@
-"""A token bucket per API key, in memory: enough for one API process."""
+"""Token buckets in memory: per API key for one API process, and for anything per process
+(viewer playback, chat per stream)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -15,8 +17,23 @@ class _Bucket:
     stamp: float
 
 
+class RateLimiter(Protocol):
+    """A token bucket per key: :class:`TokenBuckets` in this process, or
+    :class:`~avatarcast.control.ratelimit_shared.SharedTokenBuckets` across replicas."""
+
+    rate: float
+    #: ``take`` does I/O: call it from a worker thread, not the event loop.
+    blocking: bool
+
+    def take(self, key: str) -> float: ...
+
+    def forget(self, key: str) -> None: ...
+
+
 class TokenBuckets:
     """``rate`` tokens per second up to ``burst``; each request takes one. Thread-safe."""
+
+    blocking = False
 
     def __init__(
         self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic

@@ -5,6 +5,7 @@ from avatarcast.db.engine import make_engine, make_sessionmaker, normalise_url
 from avatarcast.db.migrate import current_revision, upgrade_database
 from avatarcast.db.models import ApiKey, Destination, Event, ProductRow, Tenant
 from avatarcast.db.models_console import ConsoleSessionRow
+from avatarcast.db.models_limits import RateBucket
 
 __all__ = [
     "ApiKey",
@@ -13,6 +14,7 @@ __all__ = [
     "Destination",
     "Event",
     "ProductRow",
+    "RateBucket",
     "Tenant",
     "current_revision",
     "make_engine",
