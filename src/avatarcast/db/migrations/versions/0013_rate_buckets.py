@@ -1,7 +1,7 @@
 """Rate buckets: one token bucket per API key, shared by every API process on one database.
 
-Revision ID: 0012_rate_buckets
-Revises: 0011_stream_leases
+Revision ID: 0013_rate_buckets
+Revises: 0012_stream_mouth
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_rate_buckets"
-down_revision: str | Sequence[str] | None = "0011_stream_leases"
+revision: str = "0013_rate_buckets"
+down_revision: str | Sequence[str] | None = "0012_stream_mouth"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
