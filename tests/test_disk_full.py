@@ -68,23 +68,28 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
         with s.client("operator") as c:
             sid, me = live_stream(c, s.auth("operator"), record=True)
             c.headers.update(me)
-            time.sleep(2)
+
+            def frames() -> int:
+                return int(c.get(f"/v1/streams/{sid}").json()["status"]["frames"] or 0)
+
+            _wait(lambda: frames() >= 25, 30, "no frames")  # a second recorded
             filler = inside / "filler.bin"
             print(f"filled {_fill(filler) >> 20} MiB")
             stopped = receiver.wait_for("recording_stopped", timeout=30)
             assert stopped["stream_id"] == sid and stopped["detail"]["errno"] == "ENOSPC"
-            frames = c.get(f"/v1/streams/{sid}").json()["status"]["frames"]
-            time.sleep(3)
+            stopped_at = frames()
+            _wait(lambda: frames() >= stopped_at + 25, 30, "the stream stopped too")
             status = c.get(f"/v1/streams/{sid}").json()["status"]
             assert status["state"] == "live" and status["restarts"] == 0, status
-            assert status["frames"] >= frames + 25 and status["recording"] is False, status
+            assert status["recording"] is False, status
             run = next(p for p in inside.glob(f"{s.tenant_id}/{sid}/*-0") if p.is_dir())
             before = sorted(p.name for p in run.glob("segment-*.mp4"))
             filler.unlink()  # space back
             resumed = receiver.wait_for("recording_resumed", timeout=30)
             assert resumed["detail"]["free_bytes"] >= 32 << 20
             _wait(lambda: len(list(run.glob("segment-*.mp4"))) > len(before), 10, "no segment")
-            time.sleep(4)
+            new_at = frames()
+            _wait(lambda: frames() >= new_at + 63, 30, "no frames")  # 2.5 s into the new segment
             status = c.get(f"/v1/streams/{sid}").json()["status"]
             assert status["state"] == "live" and status["recording"] is True, status
             kinds = [e["kind"] for e in c.get(f"/v1/streams/{sid}/events").json()["items"]]
