@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,13 @@ class NotifySocket:
         self.sock.close()
 
 
+def _wait(ok: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not ok():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_notify_is_a_no_op_outside_systemd(tmp_path: Path) -> None:
     assert not sdnotify.notify("READY=1", env={})
     assert not sdnotify.notify("READY=1", env={"NOTIFY_SOCKET": str(tmp_path / "gone")})
@@ -56,7 +64,8 @@ def test_notify_is_a_no_op_outside_systemd(tmp_path: Path) -> None:
     listener = NotifySocket(tmp_path / "n.sock")
     try:
         assert sdnotify.notify("STATUS=x", env={"NOTIFY_SOCKET": str(listener.path)})
-        time.sleep(0.5)
+        _wait(lambda: listener.lines() != [], 5, "no notification")
+        time.sleep(0.1)  # and nothing more
         assert listener.lines() == ["STATUS=x"]
     finally:
         listener.close()
@@ -77,7 +86,12 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
             assert notify.lines().count("WATCHDOG=1") >= 3  # every 0.2 s, from the event loop
             with s.client("operator") as c:
                 sid, me = live_stream(c, s.auth("operator"), record=True)
-            time.sleep(4)
+                c.headers.update(me)
+
+                def recorded() -> bool:  # a second and a half before the SIGTERM
+                    return int(c.get(f"/v1/streams/{sid}").json()["status"]["frames"] or 0) >= 38
+
+                _wait(recorded, 30, "no frames")
             s.proc.send_signal(signal.SIGTERM)
             draining = None
             with httpx.Client(base_url=s.url, timeout=2, trust_env=False) as c:
