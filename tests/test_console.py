@@ -115,15 +115,20 @@ def _start(tmp: Path) -> Server:
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, keys)
     deadline = time.monotonic() + 120  # a wait, not a check: 60 s ran out at load average 28
-    while True:
-        assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
-        try:
-            if httpx.get(server.base + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve did not get ready within 120 s"
-        time.sleep(0.2)
+    try:
+        while True:
+            assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(server.base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not get ready within 120 s"
+            time.sleep(0.2)
+    except BaseException:
+        proc.kill()  # never left running after a failed start (it was, at load 28)
+        proc.wait()
+        raise
     return server
 
 
