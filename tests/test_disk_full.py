@@ -17,6 +17,9 @@ from media_probe import ffprobe, stream_of
 from served import live_stream, serve
 from webhook_receiver import Receiver
 
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
+
 SECRET = "disk-full-secret-0123456789"
 MOUNT = 'mount -t tmpfs -o size=64m,mode=0755 tmpfs "$0" && exec "$@"'
 
@@ -58,7 +61,7 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
         "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
         "AVATARCAST_WEBHOOKS__POLL_S": "0.2",
     }
-    with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap) as s:
+    with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap, wait_s=READY_S) as s:
         inside = Path(f"/proc/{s.proc.pid}/root") / str(recordings).lstrip("/")
         assert os.statvfs(inside).f_blocks * os.statvfs(inside).f_frsize <= 64 << 20
         events = ["recording_stopped", "recording_resumed"]

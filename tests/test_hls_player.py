@@ -25,13 +25,16 @@ import pytest
 
 from served import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE, Served, live_hls_stream, serve, stop_stream
 
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
+
 pytestmark = pytest.mark.timeout(240)
 WATCH_S = 5.0  # of playback, sampled every 0.5 s
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Served]:
-    with serve(tmp_path) as s:
+    with serve(tmp_path, wait_s=READY_S) as s:
         yield s
 
 

@@ -18,6 +18,9 @@ from avatarcast.control import sdnotify
 from media_probe import ffprobe, stream_of
 from served import live_stream, serve
 
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
+
 
 class NotifySocket:
     """What systemd listens on: a datagram socket at ``path``; ``messages`` as received."""
@@ -80,7 +83,7 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
     }
     root = tmp_path / "srv"
     try:
-        with serve(root, env) as s:
+        with serve(root, env, wait_s=READY_S) as s:
             assert "READY=1" in notify.lines()
             time.sleep(1.0)
             assert notify.lines().count("WATCHDOG=1") >= 3  # every 0.2 s, from the event loop
@@ -114,7 +117,7 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
         assert stream_of(info, "video")["codec_name"] == "h264" and stream_of(info, "audio")
         assert float(info["format"]["duration"]) >= 1.0  # what went out before the SIGTERM
         assert abs(float(info["format"]["duration"]) - index["segments"][0]["duration"]) < 0.2
-        with serve(root, env, seeded=False) as again, again.client() as c:
+        with serve(root, env, seeded=False, wait_s=READY_S) as again, again.client() as c:
             c.headers.update(me)
             deadline = time.monotonic() + 90
             while (status := c.get(f"/v1/streams/{sid}").json()["status"])["state"] != "live":
