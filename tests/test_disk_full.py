@@ -60,6 +60,10 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
     env = {
         "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
         "AVATARCAST_WEBHOOKS__POLL_S": "0.2",
+        # no heartbeats are sent: a lapse (60 s by default) would put it in safe mode on a
+        # loaded machine, and the state checked below would not be "live"
+        "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "900",
+        "AVATARCAST_SUPERVISION__STOP_AFTER_S": "1800",
     }
     with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap, wait_s=READY_S) as s:
         inside = Path(f"/proc/{s.proc.pid}/root") / str(recordings).lstrip("/")

@@ -80,6 +80,9 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
         "NOTIFY_SOCKET": str(notify.path),
         "WATCHDOG_USEC": "400000",
         "AVATARCAST_LIFECYCLE__DRAIN_NOTICE_S": "1.5",
+        # no heartbeats are sent: a lapse (60 s by default) is safe mode, not "live"
+        "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "900",
+        "AVATARCAST_SUPERVISION__STOP_AFTER_S": "1800",
     }
     root = tmp_path / "srv"
     try:
