@@ -18,6 +18,9 @@ import pytest
 from irc_server import IrcServer, Viewer
 from served import Served, live_stream, serve, shop_catalog
 
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
+
 TOKEN = "oauth-secret-token-4f7a9"
 
 
@@ -35,7 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, irc: IrcServer) -> Iterator
         "AVATARCAST_CHAT_SOURCES__SPOKEN_EVERY_S": "30",
         "AVATARCAST_CHAT_SOURCES__CA_DIR": str(irc.ca.parent),
     }
-    with serve(tmp_path_factory.mktemp("serve"), env) as s:
+    with serve(tmp_path_factory.mktemp("serve"), env, wait_s=READY_S) as s:
         yield s
 
 

@@ -31,6 +31,9 @@ from avatarcast.db.models_streams import StreamRow
 from irc_server import IrcServer
 from served import Served, live_stream, serve
 
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
+
 TOKEN = "oauth-stored-token-81c2e"
 SECRET = "hook-secret-5d0e7a91b3c4"
 
@@ -80,7 +83,7 @@ def test_sources_survive_a_restart_with_sealed_credentials(irc: IrcServer, tmp_p
         "token": TOKEN,
         "ca_file": irc.ca.name,
     }
-    with serve(root, env) as served:
+    with serve(root, env, wait_s=READY_S) as served:
         c = served.client()
         sid, me = live_stream(c, served.auth("operator"))
         url = f"/v1/streams/{sid}/chat-sources"
@@ -113,7 +116,7 @@ def test_sources_survive_a_restart_with_sealed_credentials(irc: IrcServer, tmp_p
         raw = path.read_bytes()
         assert TOKEN.encode() not in raw and SECRET.encode() not in raw, path
 
-    with serve(root, env, seeded=False) as again:
+    with serve(root, env, seeded=False, wait_s=READY_S) as again:
         c = again.client()
         _wait(lambda: set(_sources(c, sid, me)) == {irc_id, hook_id}, 5, "sources listed")
         _wait(lambda: _sources(c, sid, me)[irc_id]["health"]["state"] == "connected", 30, "back")

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from avatarcast.control import create_key, upgrade_database
@@ -113,16 +114,21 @@ def _start(tmp: Path) -> Server:
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, keys)
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
-        try:
-            if httpx.get(server.base + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve did not get ready within 60 s"
-        time.sleep(0.2)
+    deadline = time.monotonic() + 120  # a wait, not a check: 60 s ran out at load average 28
+    try:
+        while True:
+            assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(server.base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not get ready within 120 s"
+            time.sleep(0.2)
+    except BaseException:
+        proc.kill()  # never left running after a failed start (it was, at load 28)
+        proc.wait()
+        raise
     return server
 
 
@@ -256,8 +262,11 @@ def _playing(page: Any, selector: str, timeout_s: float = 60) -> None:
         timeout=timeout_s * 1000,
     )
     first = _frames(page, selector)
-    page.wait_for_timeout(2000)
-    assert _frames(page, selector) - first >= 5, "the preview's decoded frames did not rise"
+    quality = f"document.querySelector({json.dumps(selector)}).getVideoPlaybackQuality()"
+    try:  # polled: five more decoded frames, within 2 s
+        page.wait_for_function(f"{quality}.totalVideoFrames >= {first + 5}", timeout=2000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the preview's decoded frames did not rise: {_frames(page, selector)}")
 
 
 # --- sign-in ---------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ from media_probe import ffprobe, stream_of
 from served import live_stream, serve
 from webhook_receiver import Receiver
 
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
+
 SECRET = "disk-full-secret-0123456789"
 MOUNT = 'mount -t tmpfs -o size=64m,mode=0755 tmpfs "$0" && exec "$@"'
 
@@ -57,8 +60,12 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
     env = {
         "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
         "AVATARCAST_WEBHOOKS__POLL_S": "0.2",
+        # no heartbeats are sent: a lapse (60 s by default) would put it in safe mode on a
+        # loaded machine, and the state checked below would not be "live"
+        "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "900",
+        "AVATARCAST_SUPERVISION__STOP_AFTER_S": "1800",
     }
-    with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap) as s:
+    with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap, wait_s=READY_S) as s:
         inside = Path(f"/proc/{s.proc.pid}/root") / str(recordings).lstrip("/")
         assert os.statvfs(inside).f_blocks * os.statvfs(inside).f_frsize <= 64 << 20
         events = ["recording_stopped", "recording_resumed"]
@@ -68,23 +75,28 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
         with s.client("operator") as c:
             sid, me = live_stream(c, s.auth("operator"), record=True)
             c.headers.update(me)
-            time.sleep(2)
+
+            def frames() -> int:
+                return int(c.get(f"/v1/streams/{sid}").json()["status"]["frames"] or 0)
+
+            _wait(lambda: frames() >= 25, 30, "no frames")  # a second recorded
             filler = inside / "filler.bin"
             print(f"filled {_fill(filler) >> 20} MiB")
             stopped = receiver.wait_for("recording_stopped", timeout=30)
             assert stopped["stream_id"] == sid and stopped["detail"]["errno"] == "ENOSPC"
-            frames = c.get(f"/v1/streams/{sid}").json()["status"]["frames"]
-            time.sleep(3)
+            stopped_at = frames()
+            _wait(lambda: frames() >= stopped_at + 25, 30, "the stream stopped too")
             status = c.get(f"/v1/streams/{sid}").json()["status"]
             assert status["state"] == "live" and status["restarts"] == 0, status
-            assert status["frames"] >= frames + 25 and status["recording"] is False, status
+            assert status["recording"] is False, status
             run = next(p for p in inside.glob(f"{s.tenant_id}/{sid}/*-0") if p.is_dir())
             before = sorted(p.name for p in run.glob("segment-*.mp4"))
             filler.unlink()  # space back
             resumed = receiver.wait_for("recording_resumed", timeout=30)
             assert resumed["detail"]["free_bytes"] >= 32 << 20
             _wait(lambda: len(list(run.glob("segment-*.mp4"))) > len(before), 10, "no segment")
-            time.sleep(4)
+            new_at = frames()
+            _wait(lambda: frames() >= new_at + 63, 30, "no frames")  # 2.5 s into the new segment
             status = c.get(f"/v1/streams/{sid}").json()["status"]
             assert status["state"] == "live" and status["recording"] is True, status
             kinds = [e["kind"] for e in c.get(f"/v1/streams/{sid}/events").json()["items"]]

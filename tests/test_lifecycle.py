@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,9 @@ import httpx
 from avatarcast.control import sdnotify
 from media_probe import ffprobe, stream_of
 from served import live_stream, serve
+
+#: ``serve`` getting ready: a wait, not a check (60 s ran out at load average 26-34)
+READY_S = 120.0
 
 
 class NotifySocket:
@@ -48,6 +52,13 @@ class NotifySocket:
         self.sock.close()
 
 
+def _wait(ok: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not ok():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_notify_is_a_no_op_outside_systemd(tmp_path: Path) -> None:
     assert not sdnotify.notify("READY=1", env={})
     assert not sdnotify.notify("READY=1", env={"NOTIFY_SOCKET": str(tmp_path / "gone")})
@@ -56,7 +67,8 @@ def test_notify_is_a_no_op_outside_systemd(tmp_path: Path) -> None:
     listener = NotifySocket(tmp_path / "n.sock")
     try:
         assert sdnotify.notify("STATUS=x", env={"NOTIFY_SOCKET": str(listener.path)})
-        time.sleep(0.5)
+        _wait(lambda: listener.lines() != [], 5, "no notification")
+        time.sleep(0.1)  # and nothing more
         assert listener.lines() == ["STATUS=x"]
     finally:
         listener.close()
@@ -68,16 +80,24 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
         "NOTIFY_SOCKET": str(notify.path),
         "WATCHDOG_USEC": "400000",
         "AVATARCAST_LIFECYCLE__DRAIN_NOTICE_S": "1.5",
+        # no heartbeats are sent: a lapse (60 s by default) is safe mode, not "live"
+        "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "900",
+        "AVATARCAST_SUPERVISION__STOP_AFTER_S": "1800",
     }
     root = tmp_path / "srv"
     try:
-        with serve(root, env) as s:
+        with serve(root, env, wait_s=READY_S) as s:
             assert "READY=1" in notify.lines()
             time.sleep(1.0)
             assert notify.lines().count("WATCHDOG=1") >= 3  # every 0.2 s, from the event loop
             with s.client("operator") as c:
                 sid, me = live_stream(c, s.auth("operator"), record=True)
-            time.sleep(4)
+                c.headers.update(me)
+
+                def recorded() -> bool:  # a second and a half before the SIGTERM
+                    return int(c.get(f"/v1/streams/{sid}").json()["status"]["frames"] or 0) >= 38
+
+                _wait(recorded, 30, "no frames")
             s.proc.send_signal(signal.SIGTERM)
             draining = None
             with httpx.Client(base_url=s.url, timeout=2, trust_env=False) as c:
@@ -100,7 +120,7 @@ def test_sigterm_drains_then_the_next_start_resumes(tmp_path: Path) -> None:
         assert stream_of(info, "video")["codec_name"] == "h264" and stream_of(info, "audio")
         assert float(info["format"]["duration"]) >= 1.0  # what went out before the SIGTERM
         assert abs(float(info["format"]["duration"]) - index["segments"][0]["duration"]) < 0.2
-        with serve(root, env, seeded=False) as again, again.client() as c:
+        with serve(root, env, seeded=False, wait_s=READY_S) as again, again.client() as c:
             c.headers.update(me)
             deadline = time.monotonic() + 90
             while (status := c.get(f"/v1/streams/{sid}").json()["status"])["state"] != "live":
