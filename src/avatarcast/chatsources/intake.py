@@ -25,7 +25,7 @@ from rapidfuzz import fuzz
 from avatarcast.chat.moderation import Moderator, TokenBucket
 from avatarcast.chat.questions import merge_key
 from avatarcast.chatsources.classify import Classified, classify
-from avatarcast.chatsources.inbound import Inbound, Reply
+from avatarcast.chatsources.inbound import Inbound, Reply, ReplyRefused
 from avatarcast.chatsources.ledger import Account, Ledger, MessageFate, ViewerMemory, pseudonym
 from avatarcast.chatsources.written import Outgoing, Question, WrittenAnswers
 
@@ -320,6 +320,9 @@ class ChatIntake:
     async def _send(self, box: _Outbox, line: Outgoing) -> None:
         try:
             await box.reply(line.reply_to, line.text)
+        except ReplyRefused as e:
+            self._give_up(line, "overflow", str(e)[:200])
+            return
         except Exception as e:
             log.warning("written answer not sent: %s", e)
             self._give_up(line, "overflow", f"send_failed: {e}"[:200])

@@ -173,6 +173,8 @@ class ChatRegistry:
                     token=token,
                     base_url=config.get("base_url") or "https://www.googleapis.com",
                     quota_pause_s=float(config.get("quota_pause_s") or 300.0),
+                    daily_quota=int(config.get("daily_quota") or 10_000),
+                    read_reserve=int(config.get("read_reserve", 500)),
                 ),
                 deliver,
                 client=self.client,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from avatarcast.chatsources.irc import parse_server
 from avatarcast.control.schemas.common import In, Out
@@ -48,7 +48,24 @@ class YoutubeSourceIn(In):
         default="https://www.googleapis.com", max_length=300, pattern=r"^https?://"
     )
     rate_per_30s: int = Field(default=10, ge=1, le=100)
+    #: ``rateLimitExceeded`` (too fast): pause this long; ``quotaExceeded`` waits for the reset
     quota_pause_s: float = Field(default=300.0, ge=0.1, le=86_400)
+    daily_quota: int = Field(
+        default=10_000,
+        ge=5,
+        le=100_000_000,
+        description="units a day this source may spend (list 5, insert 20; resets at midnight "
+        "Pacific)",
+    )
+    read_reserve: int = Field(
+        default=500, ge=0, description="units kept for reading: written answers stop before"
+    )
+
+    @model_validator(mode="after")
+    def _reserve(self) -> YoutubeSourceIn:
+        if self.read_reserve >= self.daily_quota:
+            raise ValueError("read_reserve must be less than daily_quota")
+        return self
 
 
 class WebhookSourceIn(In):
