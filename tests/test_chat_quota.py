@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from avatarcast.chatsources.quota import INSERT_COST, LIST_COST, QuotaMeter, next_reset
 
 
@@ -45,3 +47,35 @@ def test_the_reset_follows_daylight_saving_time() -> None:
     assert next_reset(datetime(2026, 10, 31, 12, tzinfo=UTC)) == datetime(
         2026, 11, 1, 7, 0, tzinfo=UTC
     )
+
+
+def test_a_saved_account_carries_on_and_what_was_pending_is_overflow_restart() -> None:
+    from avatarcast.chatsources.ledger import Account, Ledger, MessageFate
+
+    ledger = Ledger()
+    for i in range(3):
+        fate = MessageFate(
+            id=f"s:{i}",
+            source_id="s",
+            platform="webhook",
+            viewer="v",
+            name="",
+            text="?",
+            received_at=0.0,
+        )
+        ledger.account.received += 1
+        ledger.add(fate)
+        if i == 0:
+            ledger.decide(fate, "blocked", "spam: a web address", now=1.0)
+    ledger.account.received += 1
+    ledger.account.duplicates += 1
+    state = ledger.account.as_state()
+    again = Account.restored(state)
+    assert again.messages_in == 3 and again.counts["pending"] == 0 and again.balanced()
+    assert again.counts["overflow"] == 2 and again.reasons[("overflow", "restart")] == 2
+    assert again.reasons[("blocked", "spam")] == 1 and again.duplicates == 1
+    broken = {**state, "counts": {"blocked": 5}}
+    with pytest.raises(ValueError, match="does not add up"):
+        Account.restored(broken)
+    with pytest.raises(ValueError, match="malformed"):
+        Account.restored({"received": "x"})

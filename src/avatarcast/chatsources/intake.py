@@ -80,7 +80,8 @@ class _Outbox:
 
 
 class ChatIntake:
-    """See the module docstring. ``spoken``: None for a stream that answers only in writing."""
+    """See the module docstring. ``spoken``: None for a stream that answers only in writing;
+    ``account``: the counters saved before a restart, carried on."""
 
     def __init__(
         self,
@@ -91,12 +92,13 @@ class ChatIntake:
         spoken: Spoken | None = None,
         on_air_product: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        account: Account | None = None,
     ) -> None:
         self.options = options
         self.moderator = moderator
         self.written = written
         self.spoken = spoken
-        self.ledger = Ledger(size=options.ledger_size)
+        self.ledger = Ledger(size=options.ledger_size, account=account)
         self.memory = ViewerMemory(retention_s=options.retention_s)
         self._on_air = on_air_product
         self._clock = clock

@@ -104,7 +104,7 @@ async def add_chat_source(
             )
 
     await run_in_threadpool(store)
-    chat = registry.stream(stream_id, tenant_id, lang, products)
+    chat = await registry.open_stream(stream_id, tenant_id, lang, products)
     source = registry.add(chat, {**config, "token": token}, source_id=source_id)
     return _public(source.public, source_id, bool(token), source.health.as_dict())
 
@@ -230,6 +230,9 @@ async def webhook(source_id: SourceIdPath, request: Request, ctx: ContextDep) ->
         kind = "replay" if e.status == 409 else "bad-signature"
         raise ProblemError(e.status, str(e), kind=kind) from None
     post = _parse(body)
+    signature = request.headers.get("x-avatarcast-signature", "").strip()
+    if not await registry.remember_post(source_id, signature):  # taken before a restart
+        raise ProblemError(409, "this post was already taken (replay)", kind="replay")
     inbound = [
         Inbound(
             source_id=source_id,
