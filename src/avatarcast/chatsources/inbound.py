@@ -9,7 +9,9 @@ from typing import Literal
 
 __all__ = ["Backoff", "Inbound", "Reply", "ReplyRefused", "SourceHealth", "SourceState"]
 
-SourceState = Literal["starting", "connected", "reconnecting", "quota_exceeded", "stopped"]
+SourceState = Literal[
+    "starting", "connected", "reconnecting", "quota_exceeded", "stopped", "disabled"
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

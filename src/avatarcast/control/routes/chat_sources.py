@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from avatarcast.chatsources import Inbound
 from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.webhook import SignatureError
+from avatarcast.control.chat_edit import update_chat_source
 from avatarcast.control.chat_store import (
     delete_source,
     insert_source,
@@ -34,6 +35,7 @@ from avatarcast.control.schemas.chat_sources import (
     ChatAccount,
     ChatSourceIn,
     ChatSourcePublic,
+    ChatSourceUpdate,
     WebhookPost,
 )
 from avatarcast.db.models_chat import ChatSourceRow
@@ -61,6 +63,8 @@ def _listed(registry: ChatRegistry, row: ChatSourceRow) -> ChatSourcePublic:
     if row.kind == "webhook":
         config["url"] = f"/v1/chat-hooks/{row.id}"
     idle = SourceHealth(source_id=row.id, kind=row.kind, state="stopped")
+    if not row.config.get("enabled", True):
+        idle.state = "disabled"
     return _public(config, row.id, row.secret is not None, idle.as_dict())
 
 
@@ -104,6 +108,11 @@ async def add_chat_source(
             )
 
     await run_in_threadpool(store)
+    if not config.get("enabled", True):  # stored, not opened until enabled
+        if config["kind"] == "webhook":
+            config["url"] = f"/v1/chat-hooks/{source_id}"
+        idle = SourceHealth(source_id=source_id, kind=config["kind"], state="disabled")
+        return _public(config, source_id, bool(token), idle.as_dict())
     chat = await registry.open_stream(stream_id, tenant_id, lang, products)
     source = registry.add(chat, {**config, "token": token}, source_id=source_id)
     return _public(source.public, source_id, bool(token), source.health.as_dict())
@@ -176,6 +185,24 @@ async def remove_source(
 ) -> Response:
     await remove_chat_source(ctx, caller.tenant_id, stream_id, source_id)
     return Response(status_code=204)
+
+
+@router.patch(
+    "/v1/streams/{stream_id}/chat-sources/{source_id}",
+    response_model=ChatSourcePublic,
+    responses=problem_responses(404, 422),
+)
+async def update_source(
+    stream_id: StreamIdPath,
+    source_id: SourceIdPath,
+    body: Annotated[ChatSourceUpdate, Body()],
+    caller: OperatorDep,
+    ctx: ContextDep,
+) -> ChatSourcePublic:
+    """Change a source (channel, username, token, enabled, ...): stored, audited (no secret
+    in the entry) and, if it runs, restarted with the change."""
+    row, _ = await update_chat_source(ctx, caller, stream_id, source_id, body)
+    return _listed(registry_of(ctx), row)
 
 
 @router.get(

@@ -13,6 +13,7 @@ __all__ = [
     "ChatAccount",
     "ChatSourceIn",
     "ChatSourcePublic",
+    "ChatSourceUpdate",
     "TwitchSourceIn",
     "WebhookPost",
     "WebhookSourceIn",
@@ -32,6 +33,7 @@ class TwitchSourceIn(In):
         description="a private CA's file, named inside the server's chat_sources.ca_dir",
     )
     rate_per_30s: int = Field(default=20, ge=1, le=100, description="Twitch: 20, 100 as mod")
+    enabled: bool = True
 
     @field_validator("server")
     @classmethod
@@ -48,6 +50,7 @@ class YoutubeSourceIn(In):
         default="https://www.googleapis.com", max_length=300, pattern=r"^https?://"
     )
     rate_per_30s: int = Field(default=10, ge=1, le=100)
+    enabled: bool = True
     #: ``rateLimitExceeded`` (too fast): pause this long; ``quotaExceeded`` waits for the reset
     quota_pause_s: float = Field(default=300.0, ge=0.1, le=86_400)
     daily_quota: int = Field(
@@ -73,6 +76,7 @@ class WebhookSourceIn(In):
     token: SecretStr = Field(description="HMAC-SHA256 secret, at least 16 characters")
     reply_url: str | None = Field(default=None, max_length=1000, pattern=r"^https?://")
     rate_per_30s: int = Field(default=100, ge=1, le=10_000)
+    enabled: bool = True
 
     @field_validator("token")
     @classmethod
@@ -85,6 +89,27 @@ class WebhookSourceIn(In):
 ChatSourceIn = Annotated[
     TwitchSourceIn | YoutubeSourceIn | WebhookSourceIn, Field(discriminator="kind")
 ]
+
+
+class ChatSourceUpdate(In):
+    """A change to a source: only the fields given change. ``token`` is write-only (a new
+    credential replaces the stored one); ``enabled: false`` closes the source and keeps it.
+    A field of another platform's source is a 422; the merged source is checked like a new
+    one."""
+
+    server: str | None = Field(default=None, max_length=300)
+    channel: str | None = Field(default=None, max_length=64)
+    username: str | None = Field(default=None, max_length=64)
+    ca_file: str | None = Field(default=None, max_length=255)
+    live_chat_id: str | None = Field(default=None, max_length=200)
+    base_url: str | None = Field(default=None, max_length=300)
+    reply_url: str | None = Field(default=None, max_length=1000)
+    rate_per_30s: int | None = None
+    quota_pause_s: float | None = None
+    daily_quota: int | None = None
+    read_reserve: int | None = None
+    token: SecretStr | None = Field(default=None, description="a new credential (write-only)")
+    enabled: bool | None = None
 
 
 class ChatSourcePublic(Out):
