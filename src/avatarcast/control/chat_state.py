@@ -11,16 +11,25 @@ what a restart does to messages still pending.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from avatarcast.control.context import AppContext
 from avatarcast.db.models_chat import ChatAccountRow, ChatHookSeenRow
 
-__all__ = ["load_account", "prune_signatures", "remember_signature", "save_accounts"]
+__all__ = [
+    "load_account",
+    "prune_posts",
+    "prune_signatures",
+    "remember_post",
+    "remember_signature",
+    "save_accounts",
+]
 
 
 def remember_signature(session: Session, source_id: str, signature: str, now: datetime) -> bool:
@@ -57,3 +66,23 @@ def save_accounts(session: Session, states: Mapping[str, dict[str, Any]], now: d
 def load_account(session: Session, stream_id: str) -> dict[str, Any] | None:
     row = session.get(ChatAccountRow, stream_id)
     return dict(row.account) if row is not None else None
+
+
+async def remember_post(ctx: AppContext, source_id: str, signature: str) -> bool:
+    """Record a verified webhook post's signature (off the loop); False for a replay."""
+
+    def write() -> bool:
+        with ctx.sessions() as session:
+            return remember_signature(session, source_id, signature, datetime.now(UTC))
+
+    return await run_in_threadpool(write)
+
+
+async def prune_posts(ctx: AppContext, *, older_than_s: float) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+
+    def write() -> None:
+        with ctx.sessions() as session:
+            prune_signatures(session, before)
+
+    await run_in_threadpool(write)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,7 @@ from avatarcast.chatsources.ledger import Account
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
-from avatarcast.control.chat_state import (
-    load_account,
-    prune_signatures,
-    remember_signature,
-    save_accounts,
-)
+from avatarcast.control.chat_state import load_account, prune_posts, save_accounts
 from avatarcast.control.chat_store import (
     StoredSource,
     live_sources,
@@ -302,25 +297,6 @@ class ChatRegistry:
         await run_in_threadpool(write)
         self._saved.update(changed)
 
-    async def remember_post(self, source_id: str, signature: str) -> bool:
-        """Record a verified webhook post's signature; False for a replay."""
-
-        def write() -> bool:
-            with self.ctx.sessions() as session:
-                return remember_signature(session, source_id, signature, datetime.now(UTC))
-
-        return await run_in_threadpool(write)
-
-    async def prune_posts(self) -> None:
-        window = self.ctx.settings.chat_sources.webhook_window_s
-        before = datetime.now(UTC) - timedelta(seconds=2 * window)
-
-        def write() -> None:
-            with self.ctx.sessions() as session:
-                prune_signatures(session, before)
-
-        await run_in_threadpool(write)
-
     def deliver_webhook(
         self, source: Source, chat: StreamChat, messages: list[Inbound]
     ) -> list[Any]:
@@ -382,7 +358,8 @@ async def _keep_saved(registry: ChatRegistry) -> None:
             await registry.save_accounts()
             rounds += 1
             if rounds % 60 == 0:
-                await registry.prune_posts()
+                window = registry.ctx.settings.chat_sources.webhook_window_s
+                await prune_posts(registry.ctx, older_than_s=2 * window)
         except Exception:  # the database may be away for a moment; the next round retries
             log.exception("chat accounts could not be saved")
 

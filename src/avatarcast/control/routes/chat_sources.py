@@ -18,6 +18,7 @@ from avatarcast.chatsources import Inbound
 from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.webhook import SignatureError
 from avatarcast.control.chat_edit import update_chat_source
+from avatarcast.control.chat_state import remember_post
 from avatarcast.control.chat_store import (
     delete_source,
     insert_source,
@@ -258,7 +259,7 @@ async def webhook(source_id: SourceIdPath, request: Request, ctx: ContextDep) ->
         raise ProblemError(e.status, str(e), kind=kind) from None
     post = _parse(body)
     signature = request.headers.get("x-avatarcast-signature", "").strip()
-    if not await registry.remember_post(source_id, signature):  # taken before a restart
+    if not await remember_post(ctx, source_id, signature):  # taken before a restart
         raise ProblemError(409, "this post was already taken (replay)", kind="replay")
     inbound = [
         Inbound(
