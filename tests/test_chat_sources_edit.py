@@ -103,8 +103,6 @@ def test_patch_changes_a_twitch_source_audited_without_the_secret(served: Served
     assert first["detail"]["source_id"] == src and first["detail"]["role"] == "operator"
     assert first["actor"].startswith("key:")
     assert second["detail"]["changed"] == {"enabled": {"from": True, "to": False}}
-    everything = c.get("/v1/audit", params={"limit": 500}, headers=op).text
-    assert OLD_TOKEN not in everything and NEW_TOKEN not in everything
 
     database = Path(served.database_url.removeprefix("sqlite:///"))
     with closing(sqlite3.connect(database)) as db:
@@ -113,6 +111,17 @@ def test_patch_changes_a_twitch_source_audited_without_the_secret(served: Served
         ).fetchone()
     assert secret.startswith("fernet:") and NEW_TOKEN not in secret
     assert json.loads(config)["enabled"] is False and "token" not in json.loads(config)
+    assert c.delete(url, headers=op).status_code == 204
+    everything = c.get("/v1/audit", params={"stream_id": sid, "limit": 500}, headers=op)
+    kinds = {e["kind"]: e["detail"] for e in everything.json()["items"]}
+    assert kinds["chat_source.add"]["config"]["channel"] == "#old", kinds
+    assert kinds["chat_source.add"]["has_token"] is True
+    assert kinds["chat_source.remove"] == {
+        "key_id": first["detail"]["key_id"],
+        "role": "operator",
+        "source_id": src,
+    }
+    assert OLD_TOKEN not in everything.text and NEW_TOKEN not in everything.text
     assert OLD_TOKEN not in served.output() and NEW_TOKEN not in served.output()
 
 

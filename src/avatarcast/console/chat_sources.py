@@ -156,7 +156,7 @@ async def add(
     ctx = console_of(request).ctx
     try:
         source = await add_chat_source(
-            ctx, signed.caller.tenant_id, stream_id, _source_in.validate_python(body)
+            ctx, signed.caller, stream_id, _source_in.validate_python(body)
         )
     except ValidationError as e:
         return flash(request, problem_text(e), ok=False, status=422)
@@ -174,9 +174,7 @@ async def remove(
     request: Request, signed: SignedDep, stream_id: StreamId, source_id: SourceId
 ) -> HTMLResponse:
     try:
-        await remove_chat_source(
-            console_of(request).ctx, signed.caller.tenant_id, stream_id, source_id
-        )
+        await remove_chat_source(console_of(request).ctx, signed.caller, stream_id, source_id)
     except ProblemError as e:
         return flash(request, _problem_words(e), ok=False, status=e.status)
     return _refreshed(flash(request, f"Chat source {source_id} removed."))

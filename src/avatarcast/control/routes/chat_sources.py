@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from avatarcast.chatsources import Inbound
 from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.webhook import SignatureError
+from avatarcast.control.auditing import audit
 from avatarcast.control.chat_edit import update_chat_source
 from avatarcast.control.chat_state import remember_post
 from avatarcast.control.chat_store import (
@@ -27,7 +28,7 @@ from avatarcast.control.chat_store import (
 )
 from avatarcast.control.chatting import ChatRegistry, StreamChat, registry_of
 from avatarcast.control.context import AppContext
-from avatarcast.control.deps import ContextDep, OperatorDep, ReaderDep
+from avatarcast.control.deps import Caller, ContextDep, OperatorDep, ReaderDep
 from avatarcast.control.manager import selected_products
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -77,9 +78,11 @@ def _chat_of(registry: ChatRegistry, tenant_id: str, stream_id: str) -> StreamCh
 
 
 async def add_chat_source(
-    ctx: AppContext, tenant_id: str, stream_id: str, body: BaseModel
+    ctx: AppContext, caller: Caller, stream_id: str, body: BaseModel
 ) -> ChatSourcePublic:
-    """Store the source and start it; for this route and the console's form."""
+    """Store the source and start it, audited (``chat_source.add``, no secret); for this
+    route and the console's form."""
+    tenant_id = caller.tenant_id
     registry = registry_of(ctx)
     settings = ctx.settings.chat_sources
     config = body.model_dump(exclude_none=True)
@@ -97,6 +100,8 @@ async def add_chat_source(
 
     def store() -> None:
         with ctx.sessions() as session:
+            what = {"source_id": source_id, "config": config, "has_token": bool(token)}
+            audit(session, caller, kind="chat_source.add", stream_id=stream_id, detail=what)
             insert_source(
                 session,
                 ctx.secrets,
@@ -132,12 +137,16 @@ async def list_chat_sources(
 
 
 async def remove_chat_source(
-    ctx: AppContext, tenant_id: str, stream_id: str, source_id: str
+    ctx: AppContext, caller: Caller, stream_id: str, source_id: str
 ) -> None:
+    """Remove the source (audited as ``chat_source.remove``) and stop it."""
+    tenant_id = caller.tenant_id
     registry = registry_of(ctx)
 
     def drop() -> bool:
         with ctx.sessions() as session:
+            what = {"source_id": source_id}
+            audit(session, caller, kind="chat_source.remove", stream_id=stream_id, detail=what)
             return delete_source(session, tenant_id, stream_id, source_id)
 
     if not await run_in_threadpool(drop):
@@ -161,7 +170,7 @@ async def add_source(
 ) -> ChatSourcePublic:
     """Connect a chat source to the stream; it is stored and runs until removed (a restarted
     server opens it again while the stream is on air)."""
-    return await add_chat_source(ctx, caller.tenant_id, stream_id, body)
+    return await add_chat_source(ctx, caller, stream_id, body)
 
 
 @router.get(
@@ -184,7 +193,7 @@ async def list_sources(
 async def remove_source(
     stream_id: StreamIdPath, source_id: SourceIdPath, caller: OperatorDep, ctx: ContextDep
 ) -> Response:
-    await remove_chat_source(ctx, caller.tenant_id, stream_id, source_id)
+    await remove_chat_source(ctx, caller, stream_id, source_id)
     return Response(status_code=204)
 
 
