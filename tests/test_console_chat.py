@@ -144,13 +144,17 @@ def test_add_watch_and_remove_chat_sources_from_the_stream_page(
         # change a source: disable it with its button, then a new channel through the form
         twitch_id = twitch.get_attribute("data-source")
         page.get_by_role("button", name=f"Disable Twitch source {twitch_id}").click()
-        expect(page.locator("#status")).to_contain_text(f"Chat source {twitch_id} changed: enabled")
-        expect(twitch).to_contain_text("Disabled: kept, but not connected", timeout=5000)
+        expect(page.locator("#status")).to_contain_text(
+            f"Chat source {twitch_id} changed: enabled", timeout=10_000
+        )
+        expect(twitch).to_contain_text("Disabled: kept, but not connected", timeout=10_000)
         page.get_by_label("Source id").fill(str(twitch_id))
         page.get_by_label("New Twitch channel").fill("#sale")
         page.get_by_role("button", name="Change chat source").click()
-        expect(page.locator("#status")).to_contain_text(f"Chat source {twitch_id} changed: channel")
-        expect(twitch).to_contain_text("#sale on irc://127.0.0.1", timeout=5000)
+        expect(page.locator("#status")).to_contain_text(
+            f"Chat source {twitch_id} changed: channel", timeout=10_000
+        )
+        expect(twitch).to_contain_text("#sale on irc://127.0.0.1", timeout=10_000)
         expect(page.get_by_label("New Twitch channel")).to_have_value("")
         with served.client() as c:
             audit = c.get("/v1/audit", params={"stream_id": sid}, headers=op).json()["items"]
