@@ -15,10 +15,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -59,7 +62,7 @@ PAGES: dict[str | None, list[tuple[int, dict[str, Any]]]] = {
         )
     ],
     "p2": [
-        (403, {"error": {"code": 403, "errors": [{"reason": "quotaExceeded"}]}}),
+        (403, {"error": {"code": 403, "errors": [{"reason": "rateLimitExceeded"}]}}),
         (
             200,
             {
@@ -83,6 +86,14 @@ PAGES: dict[str | None, list[tuple[int, dict[str, Any]]]] = {
 }
 
 
+QUOTA_QUESTIONS = [
+    ("Dirk", "How much does the Kovana airfryer cost?"),
+    ("Eva", "Is the Lumetra monitor in stock?"),
+    ("Finn", "What does the Orbilux projector cost?"),
+    ("Gina", "Does the Kovana airfryer have a warranty?"),
+]
+
+
 class _Recorder(BaseHTTPRequestHandler):
     """The fake platform: YouTube's list and insert, and a webhook reply callback."""
 
@@ -103,6 +114,8 @@ class _Recorder(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        if query.get("liveChatId") == ["chat-q"]:
+            return self._quota_chat(query)
         page = query.get("pageToken", [None])[0]
         n = self.served.get(page, 0)
         answers = PAGES[page]
@@ -111,6 +124,28 @@ class _Recorder(BaseHTTPRequestHandler):
         entry = {"t": time.monotonic(), "method": "GET", "page": page, "status": status}
         self.log.append({**entry, "auth": self.headers.get("authorization"), **query})
         self._reply(status, body)
+
+    quota_spent: ClassVar[threading.Event] = threading.Event()
+
+    def _quota_chat(self, query: dict[str, list[str]]) -> None:
+        """chat-q: four questions, then empty pages until the test says YouTube's quota is
+        spent (403 quotaExceeded from then on)."""
+        first = "pageToken" not in query
+        status = 403 if self.quota_spent.is_set() and not first else 200
+        self.log.append(
+            {"t": time.monotonic(), "method": "GET", "chat": "chat-q", "status": status}
+        )
+        if status == 403:
+            return self._reply(
+                403, {"error": {"code": 403, "errors": [{"reason": "quotaExceeded"}]}}
+            )
+        items = [
+            _msg(f"q-{i}", f"UCq{i}", name, text) for i, (name, text) in enumerate(QUOTA_QUESTIONS)
+        ]
+        self._reply(
+            200,
+            {"nextPageToken": "q2", "pollingIntervalMillis": 1000, "items": items if first else []},
+        )
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
@@ -194,6 +229,67 @@ def test_youtube_polling_pages_quota_and_deletions(served: Served, platform: str
     health = c.get(f"/v1/streams/{sid}", headers=op).json()["status"]["chat"]["sources"][0]
     assert health["state"] == "connected" and health["received"] == 4
     assert YT_TOKEN not in served.output()
+
+
+def test_youtube_quota_is_counted_and_written_answers_stop_before_it_is_spent(
+    served: Served, platform: str
+) -> None:
+    """Budget 100 units, 41 kept for reading: with 1 to 3 polls (5 units each) made, two
+    inserts (20 each) fit under 59 and the other two answers are ``overflow: quota``. Then
+    YouTube says quotaExceeded: polling waits for midnight Pacific, and the health says so."""
+    c, op = served.client(), served.auth("operator")
+    sid = _stream(c, op, "yt-quota")
+    body = {
+        "kind": "youtube",
+        "live_chat_id": "chat-q",
+        "token": YT_TOKEN,
+        "base_url": platform,
+        "daily_quota": 100,
+        "read_reserve": 41,
+    }
+    r = c.post(f"/v1/streams/{sid}/chat-sources", json=body, headers=op)
+    assert r.status_code == 201, r.text
+    bad = c.post(f"/v1/streams/{sid}/chat-sources", json={**body, "read_reserve": 100}, headers=op)
+    assert "read_reserve" in json.dumps(Served.problem(bad, 422))
+
+    def account() -> dict[str, Any]:
+        got: dict[str, Any] = c.get(f"/v1/streams/{sid}/chat-account", headers=op).json()
+        return got
+
+    def health() -> dict[str, Any]:
+        status = c.get(f"/v1/streams/{sid}", headers=op).json()["status"]
+        got: dict[str, Any] = status["chat"]["sources"][0]
+        return got
+
+    _wait(lambda: account()["messages_in"] == 4 and account()["pending"] == 0, 20, "decided")
+    a = account()
+    assert a["answered_written"] == 2 and a["overflow"] == 2 and a["balanced"], a
+    assert a["reasons"]["overflow"] == {"quota": 2}, a
+    inserts = [e for e in _Recorder.log if e["method"] == "POST" and b"chat-q" in e["body"]]
+    assert len(inserts) == 2
+    quota = health()["quota"]
+    polls = sum(1 for e in _Recorder.log if e.get("chat") == "chat-q")
+    assert quota["calls"]["liveChatMessages.insert"] == 2
+    assert quota["used"] == 5 * quota["calls"]["liveChatMessages.list"] + 40
+    assert quota["calls"]["liveChatMessages.list"] in (polls, polls + 1)
+    assert quota["budget"] == 100 and quota["read_reserve"] == 41
+
+    _Recorder.quota_spent.set()
+    _wait(lambda: health()["state"] == "quota_exceeded", 10, "quotaExceeded seen")
+    h = health()
+    pacific = ZoneInfo("America/Los_Angeles")
+    local = datetime.now(pacific)
+    reset = datetime.combine(local.date() + timedelta(days=1), dtime(0), tzinfo=pacific)
+    assert h["quota"]["resets_at"] == reset.astimezone(UTC).isoformat()
+    assert abs(h["retry_in_s"] - (reset - local).total_seconds()) < 15, h
+    assert "quotaExceeded" in h["last_error"] and "midnight Pacific" in h["last_error"]
+    assert h["quota"]["used"] == 100
+    seen = sum(1 for e in _Recorder.log if e.get("chat") == "chat-q")
+    assert sum(1 for e in _Recorder.log if e.get("status") == 403 and e.get("chat")) == 1
+    r = c.get(f"/v1/streams/{sid}/chat-sources", headers=op)
+    assert r.json()[0]["health"]["state"] == "quota_exceeded" and YT_TOKEN not in r.text
+    time.sleep(2.5)  # a negative: 2.5 polling intervals (1 s) with no poll after the 403
+    assert seen == sum(1 for e in _Recorder.log if e.get("chat") == "chat-q")
 
 
 def _signed(body: bytes, stamp: str, secret: str = SECRET) -> dict[str, str]:

@@ -15,6 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def _sources(c: httpx.Client, sid: str, me: dict[str, str]) -> dict[str, dict[st
     return {s["id"]: s for s in r.json()}
 
 
-def _signed_post(c: httpx.Client, source_id: str, message_id: str) -> httpx.Response:
-    body = json.dumps({"id": message_id, "viewer_id": "u1", "text": "hello there"}).encode()
+def _signed(message_id: str, text: str = "hello there") -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"id": message_id, "viewer_id": "u1", "text": text}).encode()
     stamp = str(int(time.time()))
     mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     headers = {
@@ -69,6 +70,11 @@ def _signed_post(c: httpx.Client, source_id: str, message_id: str) -> httpx.Resp
         "x-avatarcast-timestamp": stamp,
         "x-avatarcast-signature": f"sha256={mac}",
     }
+    return body, headers
+
+
+def _signed_post(c: httpx.Client, source_id: str, message_id: str) -> httpx.Response:
+    body, headers = _signed(message_id)
     return c.post(f"/v1/chat-hooks/{source_id}", content=body, headers=headers)
 
 
@@ -104,9 +110,22 @@ def test_sources_survive_a_restart_with_sealed_credentials(irc: IrcServer, tmp_p
         hook_id = hook.json()["id"]
         _wait(lambda: _sources(c, sid, me)[irc_id]["health"]["state"] == "connected", 20, "up")
         database = Path(served.database_url.removeprefix("sqlite:///"))
+        # a post taken before the restart, and one whose signature is kept to replay after it
+        kept_body, kept_headers = _signed("m-before", "How much does the air fryer cost?")
+        r = c.post(f"/v1/chat-hooks/{hook_id}", content=kept_body, headers=kept_headers)
+        assert r.status_code == 202 and r.json()["taken"] == 1, r.text
+        assert _signed_post(c, hook_id, "m-hello").json()["taken"] == 1
+
+        def before() -> dict[str, Any]:
+            got: dict[str, Any] = c.get(f"/v1/streams/{sid}/chat-account", headers=me).json()
+            return got
+
+        _wait(lambda: before()["messages_in"] == 2 and before()["pending"] == 0, 20, "decided")
+        account_before = before()
+        assert account_before["balanced"], account_before
 
     # at rest: sealed with the server key, never the plain credential
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         rows = dict(db.execute("SELECT id, secret FROM chat_sources").fetchall())
         configs = [c for (c,) in db.execute("SELECT config FROM chat_sources")]
     assert set(rows) == {irc_id, hook_id}
@@ -123,10 +142,19 @@ def test_sources_survive_a_restart_with_sealed_credentials(irc: IrcServer, tmp_p
         listed = _sources(c, sid, me)
         assert listed[irc_id]["has_token"] and listed[irc_id]["ca_file"] == irc.ca.name
         assert listed[hook_id]["url"] == f"/v1/chat-hooks/{hook_id}"
+        # the replay window outlives the restart: the same signed post is refused
+        replay = c.post(f"/v1/chat-hooks/{hook_id}", content=kept_body, headers=kept_headers)
+        assert Served.problem(replay, 409)["type"].endswith("replay")
+        # and the account carries on: the same fates, then one more message
+        carried = c.get(f"/v1/streams/{sid}/chat-account", headers=me).json()
+        fates = ("answered_spoken", "answered_written", "merged", "blocked", "overflow")
+        assert {k: carried[k] for k in (*fates, "ignored", "messages_in", "reasons")} == {
+            k: account_before[k] for k in (*fates, "ignored", "messages_in", "reasons")
+        }
         r = _signed_post(c, hook_id, "m-after-restart")
         assert r.status_code == 202 and r.json()["taken"] == 1, r.text
         account = c.get(f"/v1/streams/{sid}/chat-account", headers=me).json()
-        assert account["messages_in"] == 1, account
+        assert account["messages_in"] == 3 and account["balanced"], account
 
         assert c.delete(f"/v1/streams/{sid}/chat-sources/{hook_id}", headers=me).status_code == 204
         Served.problem(_signed_post(c, hook_id, "m-after-delete"), 404)
@@ -135,8 +163,12 @@ def test_sources_survive_a_restart_with_sealed_credentials(irc: IrcServer, tmp_p
         assert set(_sources(c, sid, me)) == {irc_id}
         c.post(f"/v1/streams/{sid}/stop", headers=me)
         out = again.output()
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         assert [r for (r,) in db.execute("SELECT id FROM chat_sources")] == [irc_id]
+        # the removed source's signatures went with it; the account was saved at the stop
+        assert db.execute("SELECT count(*) FROM chat_hook_seen").fetchall() == [(0,)]
+        (saved,) = db.execute("SELECT account FROM chat_accounts WHERE stream_id = ?", (sid,))
+    assert json.loads(saved[0])["received"] >= 3
     assert TOKEN not in out and SECRET not in out
 
 

@@ -141,6 +141,27 @@ def test_add_watch_and_remove_chat_sources_from_the_stream_page(
         html = page.content()
         assert SECRET not in html and IRC_TOKEN not in html
 
+        # change a source: disable it with its button, then a new channel through the form
+        twitch_id = twitch.get_attribute("data-source")
+        page.get_by_role("button", name=f"Disable Twitch source {twitch_id}").click()
+        expect(page.locator("#status")).to_contain_text(
+            f"Chat source {twitch_id} changed: enabled", timeout=10_000
+        )
+        expect(twitch).to_contain_text("Disabled: kept, but not connected", timeout=10_000)
+        page.get_by_label("Source id").fill(str(twitch_id))
+        page.get_by_label("New Twitch channel").fill("#sale")
+        page.get_by_role("button", name="Change chat source").click()
+        expect(page.locator("#status")).to_contain_text(
+            f"Chat source {twitch_id} changed: channel", timeout=10_000
+        )
+        expect(twitch).to_contain_text("#sale on irc://127.0.0.1", timeout=10_000)
+        expect(page.get_by_label("New Twitch channel")).to_have_value("")
+        with served.client() as c:
+            audit = c.get("/v1/audit", params={"stream_id": sid}, headers=op).json()["items"]
+        changes = [e["detail"]["changed"] for e in audit if e["kind"] == "chat_source.update"]
+        assert {"channel": {"from": "#shop", "to": "#sale"}} in changes, changes
+        assert {"enabled": {"from": True, "to": False}} in changes, changes
+
         page.get_by_role("button", name=f"Remove Webhook source {hook_id}").click()
         expect(page.locator("#status")).to_contain_text(f"Chat source {hook_id} removed.")
         expect(panel.locator("li[data-source]")).to_have_count(1, timeout=5000)

@@ -151,6 +151,8 @@ class ChatSourcesSettings(_Section):
     ca_dir: Path | None = None
     #: how often stored sources of streams on air are opened if they are not (after a start)
     reopen_every_s: float = Field(default=5.0, gt=0)
+    #: how often each stream's chat account is saved (it survives a restart)
+    account_save_s: float = Field(default=1.0, gt=0)
 
 
 class LlmSettings(_Section):

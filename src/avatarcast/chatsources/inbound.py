@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Backoff", "Inbound", "Reply", "SourceHealth", "SourceState"]
+__all__ = ["Backoff", "Inbound", "Reply", "ReplyRefused", "SourceHealth", "SourceState"]
 
-SourceState = Literal["starting", "connected", "reconnecting", "quota_exceeded", "stopped"]
+SourceState = Literal[
+    "starting", "connected", "reconnecting", "quota_exceeded", "stopped", "disabled"
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +27,11 @@ class Inbound:
     text: str
     #: where a written answer goes: the IRC channel, the YouTube live chat id, a reply URL
     reply_to: str = ""
+
+
+class ReplyRefused(Exception):
+    """A written answer the source will not send (a platform budget, not a failure): the
+    message says why, starting with the reason the account counts (``quota: ...``)."""
 
 
 #: Sends one written answer to a platform's chat; raises on failure (retryable or not).

@@ -25,7 +25,7 @@ from rapidfuzz import fuzz
 from avatarcast.chat.moderation import Moderator, TokenBucket
 from avatarcast.chat.questions import merge_key
 from avatarcast.chatsources.classify import Classified, classify
-from avatarcast.chatsources.inbound import Inbound, Reply
+from avatarcast.chatsources.inbound import Inbound, Reply, ReplyRefused
 from avatarcast.chatsources.ledger import Account, Ledger, MessageFate, ViewerMemory, pseudonym
 from avatarcast.chatsources.written import Outgoing, Question, WrittenAnswers
 
@@ -80,7 +80,8 @@ class _Outbox:
 
 
 class ChatIntake:
-    """See the module docstring. ``spoken``: None for a stream that answers only in writing."""
+    """See the module docstring. ``spoken``: None for a stream that answers only in writing;
+    ``account``: the counters saved before a restart, carried on."""
 
     def __init__(
         self,
@@ -91,12 +92,13 @@ class ChatIntake:
         spoken: Spoken | None = None,
         on_air_product: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        account: Account | None = None,
     ) -> None:
         self.options = options
         self.moderator = moderator
         self.written = written
         self.spoken = spoken
-        self.ledger = Ledger(size=options.ledger_size)
+        self.ledger = Ledger(size=options.ledger_size, account=account)
         self.memory = ViewerMemory(retention_s=options.retention_s)
         self._on_air = on_air_product
         self._clock = clock
@@ -320,6 +322,9 @@ class ChatIntake:
     async def _send(self, box: _Outbox, line: Outgoing) -> None:
         try:
             await box.reply(line.reply_to, line.text)
+        except ReplyRefused as e:
+            self._give_up(line, "overflow", str(e)[:200])
+            return
         except Exception as e:
             log.warning("written answer not sent: %s", e)
             self._give_up(line, "overflow", f"send_failed: {e}"[:200])

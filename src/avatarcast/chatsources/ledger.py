@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import secrets
 from collections import Counter, OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["Account", "FateName", "Ledger", "MessageFate", "ViewerMemory", "pseudonym"]
 
@@ -97,6 +98,39 @@ class Account:
     def balanced(self) -> bool:
         return self.messages_in == sum(self.counts[f] for f in (*FINAL, "pending"))
 
+    def as_state(self) -> dict[str, object]:
+        """The counters as JSON, to be saved and :meth:`restored` after a restart."""
+        return {
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "counts": dict(self.counts),
+            "reasons": [[f, r, n] for (f, r), n in sorted(self.reasons.items())],
+            "kinds": dict(self.kinds),
+        }
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any]) -> Account:
+        """The account saved before a restart. Messages that were still pending then were
+        lost with the process: they become ``overflow`` with reason ``restart``, so the
+        identity still holds. A malformed state raises ``ValueError`` naming the field."""
+        try:
+            account = cls(
+                received=int(state["received"]),
+                duplicates=int(state["duplicates"]),
+                counts=Counter({str(k): int(v) for k, v in state["counts"].items()}),
+                reasons=Counter({(str(f), str(r)): int(n) for f, r, n in state["reasons"]}),
+                kinds=Counter({str(k): int(v) for k, v in state["kinds"].items()}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"a saved chat account is malformed: {type(e).__name__}: {e}") from e
+        lost = account.counts.pop("pending", 0)
+        if lost:
+            account.counts["overflow"] += lost
+            account.reasons[("overflow", "restart")] += lost
+        if not account.balanced():
+            raise ValueError("a saved chat account does not add up: messages in != fates")
+        return account
+
     def as_dict(self) -> dict[str, object]:
         by_reason: dict[str, dict[str, int]] = {}
         for (fate, reason), n in sorted(self.reasons.items()):
@@ -115,9 +149,9 @@ class Account:
 class Ledger:
     """Fates by id (bounded) and the account; the only place a fate changes."""
 
-    def __init__(self, *, size: int = 50_000) -> None:
+    def __init__(self, *, size: int = 50_000, account: Account | None = None) -> None:
         self.size = size
-        self.account = Account()
+        self.account = account if account is not None else Account()
         self._fates: OrderedDict[str, MessageFate] = OrderedDict()
 
     def add(self, fate: MessageFate) -> None:

@@ -7,6 +7,13 @@ channel id the viewer); a ``messageDeletedEvent`` is passed to ``on_deleted`` so
 still waiting is not answered. A 403 ``quotaExceeded`` (or ``rateLimitExceeded``) pauses
 polling for ``quota_pause_s`` and shows as ``quota_exceeded`` in the source's health; other
 errors retry with backoff. The OAuth token goes only in the Authorization header.
+
+Quota: each call is charged to the source's :class:`~avatarcast.chatsources.quota.QuotaMeter`
+as YouTube charges it (list 5 units, insert 20; see ``quota``). Written answers stop (the
+intake gives them ``overflow`` with reason ``quota``) while reading still has its reserve;
+when the budget is spent, or YouTube answers 403 ``quotaExceeded``, polling waits until the
+reset at midnight Pacific time and the health says until when. ``rateLimitExceeded`` (too
+fast, not the day's quota) pauses ``quota_pause_s``.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ from typing import Any
 
 import httpx
 
-from avatarcast.chatsources.inbound import Backoff, Inbound, SourceHealth
+from avatarcast.chatsources.inbound import Backoff, Inbound, ReplyRefused, SourceHealth
+from avatarcast.chatsources.quota import INSERT_COST, LIST_COST, QuotaMeter, next_reset
 
 __all__ = ["YoutubeOptions", "YoutubeSource"]
 
 log = logging.getLogger(__name__)
 
-_QUOTA = frozenset({"quotaExceeded", "rateLimitExceeded", "dailyLimitExceeded"})
+_DAILY = frozenset({"quotaExceeded", "dailyLimitExceeded"})
+_RATE = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +45,10 @@ class YoutubeOptions:
     base_url: str = "https://www.googleapis.com"
     min_poll_s: float = 0.2
     quota_pause_s: float = 300.0
+    #: units a day this source may spend (YouTube's default project quota is 10,000)
+    daily_quota: int = 10_000
+    #: units kept for reading the chat: written answers stop before they would use them
+    read_reserve: int = 500
 
 
 class YoutubeSource:
@@ -54,6 +67,11 @@ class YoutubeSource:
         self.health = SourceHealth(source_id=options.source_id, kind="youtube")
         self._page: str | None = None
         self._backoff = Backoff()
+        self.quota = QuotaMeter(budget=options.daily_quota, read_reserve=options.read_reserve)
+        self._show_quota()
+
+    def _show_quota(self) -> None:
+        self.health.extra["quota"] = self.quota.as_dict()
 
     @property
     def _url(self) -> str:
@@ -72,13 +90,20 @@ class YoutubeSource:
         params = {"liveChatId": self.options.live_chat_id, "part": "snippet,authorDetails"}
         if self._page:
             params["pageToken"] = self._page
+        if not self.quota.can_read():
+            return self._until_reset(f"the daily budget of {self.quota.budget} units is spent")
+        self.quota.charge("liveChatMessages.list", LIST_COST)  # failed calls are charged too
+        self._show_quota()
         try:
             response = await self._client.get(self._url, params=params, headers=self._auth)
         except httpx.HTTPError as e:
             return self._failed(f"{type(e).__name__}: {e}")
         if response.status_code != 200:
             reason = _reason(response)
-            if response.status_code in (403, 429) and reason in _QUOTA:
+            if response.status_code in (403, 429) and reason in _DAILY:
+                self.quota.spent()
+                return self._until_reset(f"{reason}: YouTube says the day's quota is spent")
+            if response.status_code in (403, 429) and reason in _RATE:
                 self.health.state, self.health.last_error = "quota_exceeded", reason
                 self.health.retry_in_s = self.options.quota_pause_s
                 return self.options.quota_pause_s
@@ -94,6 +119,16 @@ class YoutubeSource:
         wait = float(body.get("pollingIntervalMillis") or 1000) / 1000
         self.health.extra["polling_interval_s"] = wait
         return max(self.options.min_poll_s, wait)
+
+    def _until_reset(self, why: str) -> float:
+        """Wait for YouTube's reset (midnight Pacific) and say so in the health."""
+        wait = self.quota.seconds_to_reset()
+        self._show_quota()
+        resets_at = next_reset(self.quota.clock()).isoformat()
+        self.health.state = "quota_exceeded"
+        self.health.last_error = f"{why}; polling resumes at {resets_at} (midnight Pacific)"
+        self.health.retry_in_s = round(wait, 1)
+        return wait
 
     def _failed(self, error: str) -> float:
         delay = self._backoff.next()
@@ -129,6 +164,14 @@ class YoutubeSource:
         )
 
     async def reply(self, to: str, text: str) -> None:
+        if not self.quota.can_write():
+            q = self.quota
+            raise ReplyRefused(
+                f"quota: {q.used} of {q.budget} units used today; the last {q.read_reserve} "
+                "are kept for reading the chat"
+            )
+        self.quota.charge("liveChatMessages.insert", INSERT_COST)
+        self._show_quota()
         body = {
             "snippet": {
                 "liveChatId": to or self.options.live_chat_id,
@@ -140,9 +183,12 @@ class YoutubeSource:
             self._url, params={"part": "snippet"}, json=body, headers=self._auth
         )
         if response.status_code != 200:
-            raise RuntimeError(
-                f"liveChatMessages.insert: HTTP {response.status_code} {_reason(response)}"
-            )
+            reason = _reason(response)
+            if response.status_code in (403, 429) and reason in _DAILY:
+                self.quota.spent()
+                self._show_quota()
+                raise ReplyRefused(f"quota: YouTube answered {reason}")
+            raise RuntimeError(f"liveChatMessages.insert: HTTP {response.status_code} {reason}")
         self.health.sent += 1
 
 

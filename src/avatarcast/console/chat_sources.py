@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from avatarcast.console.auth import Permit, SignedDep, console_of, may
 from avatarcast.console.render import flash, problem_text
+from avatarcast.control.chat_edit import update_chat_source
 from avatarcast.control.chatting import registry_of
 from avatarcast.control.problems import ProblemError
 from avatarcast.control.routes.chat_sources import (
@@ -23,7 +24,11 @@ from avatarcast.control.routes.chat_sources import (
     list_chat_sources,
     remove_chat_source,
 )
-from avatarcast.control.schemas.chat_sources import ChatSourceIn, ChatSourcePublic
+from avatarcast.control.schemas.chat_sources import (
+    ChatSourceIn,
+    ChatSourcePublic,
+    ChatSourceUpdate,
+)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 StreamId = Annotated[str, Path(max_length=64)]
@@ -58,8 +63,14 @@ def health_words(source: ChatSourcePublic) -> str:
         return f"Disconnected, reconnecting{retry}{error}; {counts}."
     if state == "quota_exceeded":
         return f"Paused: the YouTube quota is used up, trying again{retry}; {counts}."
+    quota = h.get("quota")
+    if isinstance(quota, dict) and state == "connected":
+        used = f"quota {quota.get('used')} of {quota.get('budget')} units today"
+        return f"Connected; {counts}; {used}."
     if state == "stopped":
         return "Not running: it opens when the stream goes on air."
+    if state == "disabled":
+        return "Disabled: kept, but not connected until enabled."
     return f"{state}{error}"
 
 
@@ -95,6 +106,7 @@ async def panel(request: Request, signed: SignedDep, stream_id: StreamId) -> HTM
                 "where": where_words(s),
                 "health": health_words(s),
                 "state": s.health.get("state", ""),
+                "enabled": (s.model_extra or {}).get("enabled", True),
             }
             for s in sources
         ],
@@ -144,7 +156,7 @@ async def add(
     ctx = console_of(request).ctx
     try:
         source = await add_chat_source(
-            ctx, signed.caller.tenant_id, stream_id, _source_in.validate_python(body)
+            ctx, signed.caller, stream_id, _source_in.validate_python(body)
         )
     except ValidationError as e:
         return flash(request, problem_text(e), ok=False, status=422)
@@ -162,12 +174,73 @@ async def remove(
     request: Request, signed: SignedDep, stream_id: StreamId, source_id: SourceId
 ) -> HTMLResponse:
     try:
-        await remove_chat_source(
-            console_of(request).ctx, signed.caller.tenant_id, stream_id, source_id
-        )
+        await remove_chat_source(console_of(request).ctx, signed.caller, stream_id, source_id)
     except ProblemError as e:
         return flash(request, _problem_words(e), ok=False, status=e.status)
     return _refreshed(flash(request, f"Chat source {source_id} removed."))
+
+
+@router.post(
+    "/streams/{stream_id}/chat-sources/edit", dependencies=[Depends(Permit("update_source"))]
+)
+async def edit(
+    request: Request,
+    signed: SignedDep,
+    stream_id: StreamId,
+    source_id: Annotated[str, Form(max_length=64)],
+    token: Annotated[str, Form(max_length=2000)] = "",
+    channel: Annotated[str, Form(max_length=64)] = "",
+    username: Annotated[str, Form(max_length=64)] = "",
+    live_chat_id: Annotated[str, Form(max_length=200)] = "",
+    reply_url: Annotated[str, Form(max_length=1000)] = "",
+    enabled: Annotated[str, Form(max_length=8)] = "",
+) -> HTMLResponse:
+    """The change form: empty fields stay as they are; the token is write-only."""
+    given = {
+        "token": token,
+        "channel": channel,
+        "username": username,
+        "live_chat_id": live_chat_id,
+        "reply_url": reply_url,
+    }
+    body: dict[str, Any] = {k: v.strip() for k, v in given.items() if v.strip()}
+    if enabled in ("on", "off"):
+        body["enabled"] = enabled == "on"
+    if not body:
+        return flash(
+            request, "Nothing to change: every field was left empty.", ok=False, status=422
+        )
+    return await _update(request, signed, stream_id, source_id.strip(), body)
+
+
+@router.post(
+    "/streams/{stream_id}/chat-sources/{source_id}/enabled",
+    dependencies=[Depends(Permit("update_source"))],
+)
+async def set_enabled(
+    request: Request,
+    signed: SignedDep,
+    stream_id: StreamId,
+    source_id: SourceId,
+    enabled: Annotated[bool, Form()],
+) -> HTMLResponse:
+    return await _update(request, signed, stream_id, source_id, {"enabled": enabled})
+
+
+async def _update(
+    request: Request, signed: SignedDep, stream_id: str, source_id: str, body: dict[str, Any]
+) -> HTMLResponse:
+    try:
+        change = ChatSourceUpdate.model_validate(body)
+        _, changed = await update_chat_source(
+            console_of(request).ctx, signed.caller, stream_id, source_id, change
+        )
+    except ValidationError as e:
+        return flash(request, problem_text(e), ok=False, status=422)
+    except ProblemError as e:
+        return flash(request, _problem_words(e), ok=False, status=e.status)
+    fields = ", ".join(sorted(changed)) or "nothing"
+    return _refreshed(flash(request, f"Chat source {source_id} changed: {fields}."))
 
 
 def _problem_words(error: ProblemError) -> str:

@@ -134,7 +134,7 @@ def stream_sources(session: Session, tenant_id: str, stream_id: str) -> list[Cha
 
 
 def live_sources(session: Session, box: SecretBox) -> tuple[list[StoredSource], list[str]]:
-    """The sources of every stream that should be on air, credentials opened; and the ids of
+    """The enabled sources of every stream that should be on air, credentials opened; the ids of
     those whose credential no server key opens (they stay closed: add them again)."""
     query = (
         select(ChatSourceRow)
@@ -144,6 +144,8 @@ def live_sources(session: Session, box: SecretBox) -> tuple[list[StoredSource], 
     )
     stored, unreadable = [], []
     for row in session.scalars(query):
+        if not row.config.get("enabled", True):
+            continue
         try:
             token = box.open(row.secret) if row.secret else ""
         except ConfigError:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,11 @@ from avatarcast.chat.moderation import Moderator
 from avatarcast.chatsources import ChatIntake, Inbound, IntakeOptions
 from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.irc import IrcOptions, IrcSource
+from avatarcast.chatsources.ledger import Account
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
+from avatarcast.control.chat_state import load_account, prune_posts, save_accounts
 from avatarcast.control.chat_store import (
     StoredSource,
     live_sources,
@@ -100,9 +103,30 @@ class ChatRegistry:
         self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         self._moderator = Moderator(lexicon_dir=default_lexicon_dir())
         self._unreadable: set[str] = set()
+        self._saved: dict[str, dict[str, Any]] = {}
+
+    async def open_stream(
+        self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
+    ) -> StreamChat:
+        """The stream's chat, opened with the account saved before a restart if any."""
+        account = None
+        if stream_id not in self.streams:
+            state = await self.ctx.read(partial(load_account, stream_id=stream_id))
+            if state is not None:
+                try:
+                    account = Account.restored(state)
+                except ValueError as e:
+                    log.error("stream %s: %s; its chat account starts from zero", stream_id, e)
+        return self.stream(stream_id, tenant_id, lang, products, account=account)
 
     def stream(
-        self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
+        self,
+        stream_id: str,
+        tenant_id: str,
+        lang: str,
+        products: list[Product],
+        *,
+        account: Account | None = None,
     ) -> StreamChat:
         chat = self.streams.get(stream_id)
         if chat is not None:
@@ -132,6 +156,7 @@ class ChatRegistry:
             written=WrittenAnswers(products=products, lang=lang),
             spoken=spoken,
             on_air_product=on_air,
+            account=account,
         )
         task = self._tg.create_task(intake.run(), name=f"chat-intake-{stream_id}")
         chat = self.streams[stream_id] = StreamChat(
@@ -173,6 +198,8 @@ class ChatRegistry:
                     token=token,
                     base_url=config.get("base_url") or "https://www.googleapis.com",
                     quota_pause_s=float(config.get("quota_pause_s") or 300.0),
+                    daily_quota=int(config.get("daily_quota") or 10_000),
+                    read_reserve=int(config.get("read_reserve", 500)),
                 ),
                 deliver,
                 client=self.client,
@@ -220,7 +247,7 @@ class ChatRegistry:
             try:
                 facts = partial(_stream_facts, stream_id=src.stream_id)
                 lang, products = await self.ctx.read(facts)
-                chat = self.stream(src.stream_id, src.tenant_id, lang, products)
+                chat = await self.open_stream(src.stream_id, src.tenant_id, lang, products)
                 self.add(chat, {**src.config, "token": src.token}, source_id=src.id)
             except Exception:
                 log.exception("chat source %s of stream %s did not open", src.id, src.stream_id)
@@ -256,6 +283,20 @@ class ChatRegistry:
             self.remove(chat, source_id)
         chat.task.cancel()
 
+    async def save_accounts(self) -> None:
+        """Save the accounts that changed since the last save."""
+        states = {sid: chat.intake.account.as_state() for sid, chat in self.streams.items()}
+        changed = {sid: st for sid, st in states.items() if self._saved.get(sid) != st}
+        if not changed:
+            return
+
+        def write() -> None:
+            with self.ctx.sessions() as session:
+                save_accounts(session, changed, datetime.now(UTC))
+
+        await run_in_threadpool(write)
+        self._saved.update(changed)
+
     def deliver_webhook(
         self, source: Source, chat: StreamChat, messages: list[Inbound]
     ) -> list[Any]:
@@ -284,11 +325,17 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         registry = ChatRegistry(ctx, manager_of(ctx).runner, tg)
         ctx.extras[EXTRAS_KEY] = registry
         reopening = tg.create_task(_keep_open(registry), name="chat-sources-reopen")
+        saving = tg.create_task(_keep_saved(registry), name="chat-accounts-save")
         try:
             yield
         finally:
             ctx.extras.pop(EXTRAS_KEY, None)
             reopening.cancel()
+            saving.cancel()
+            try:
+                await registry.save_accounts()
+            except Exception:
+                log.exception("chat accounts could not be saved at shutdown")
             await registry.aclose()
 
 
@@ -300,6 +347,21 @@ async def _keep_open(registry: ChatRegistry) -> None:
         except Exception:  # the database may be away for a moment; the next round retries
             log.exception("stored chat sources could not be read")
         await asyncio.sleep(every)
+
+
+async def _keep_saved(registry: ChatRegistry) -> None:
+    every = registry.ctx.settings.chat_sources.account_save_s
+    rounds = 0
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await registry.save_accounts()
+            rounds += 1
+            if rounds % 60 == 0:
+                window = registry.ctx.settings.chat_sources.webhook_window_s
+                await prune_posts(registry.ctx, older_than_s=2 * window)
+        except Exception:  # the database may be away for a moment; the next round retries
+            log.exception("chat accounts could not be saved")
 
 
 def _stream_facts(session: Session, *, stream_id: str) -> tuple[str, list[Product]]:

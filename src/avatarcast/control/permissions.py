@@ -118,6 +118,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "add_source": OPERATOR,
     "list_sources": ANY_KEY,
     "remove_source": OPERATOR,
+    "update_source": OPERATOR,
     "chat_account": ANY_KEY,
     "chat_fates": ANY_KEY,
     # schedules and audit

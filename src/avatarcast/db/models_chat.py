@@ -28,3 +28,30 @@ class ChatSourceRow(Base):
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return f"ChatSourceRow(id={self.id!r}, stream_id={self.stream_id!r}, kind={self.kind!r})"
+
+
+class ChatHookSeenRow(Base):
+    """A webhook post's signature taken within the replay window: a replay is refused even
+    after a restart (and by another server on the same database). Rows older than twice the
+    window are deleted."""
+
+    __tablename__ = "chat_hook_seen"
+
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("chat_sources.id", ondelete="CASCADE"), primary_key=True
+    )
+    signature: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class ChatAccountRow(Base):
+    """A stream's chat account (counts by fate, reason and kind), saved every moment, so
+    "messages in = the sum of the fates" holds across restarts."""
+
+    __tablename__ = "chat_accounts"
+
+    stream_id: Mapped[str] = mapped_column(
+        ForeignKey("streams.id", ondelete="CASCADE"), primary_key=True
+    )
+    account: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -17,6 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from avatarcast.chatsources import Inbound
 from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.webhook import SignatureError
+from avatarcast.control.auditing import audit
+from avatarcast.control.chat_edit import update_chat_source
+from avatarcast.control.chat_state import remember_post
 from avatarcast.control.chat_store import (
     delete_source,
     insert_source,
@@ -25,7 +28,7 @@ from avatarcast.control.chat_store import (
 )
 from avatarcast.control.chatting import ChatRegistry, StreamChat, registry_of
 from avatarcast.control.context import AppContext
-from avatarcast.control.deps import ContextDep, OperatorDep, ReaderDep
+from avatarcast.control.deps import Caller, ContextDep, OperatorDep, ReaderDep
 from avatarcast.control.manager import selected_products
 from avatarcast.control.problems import ProblemError, problem_responses, validation_problem
 from avatarcast.control.routes import AUTH_PROBLEMS
@@ -34,6 +37,7 @@ from avatarcast.control.schemas.chat_sources import (
     ChatAccount,
     ChatSourceIn,
     ChatSourcePublic,
+    ChatSourceUpdate,
     WebhookPost,
 )
 from avatarcast.db.models_chat import ChatSourceRow
@@ -61,6 +65,8 @@ def _listed(registry: ChatRegistry, row: ChatSourceRow) -> ChatSourcePublic:
     if row.kind == "webhook":
         config["url"] = f"/v1/chat-hooks/{row.id}"
     idle = SourceHealth(source_id=row.id, kind=row.kind, state="stopped")
+    if not row.config.get("enabled", True):
+        idle.state = "disabled"
     return _public(config, row.id, row.secret is not None, idle.as_dict())
 
 
@@ -72,9 +78,11 @@ def _chat_of(registry: ChatRegistry, tenant_id: str, stream_id: str) -> StreamCh
 
 
 async def add_chat_source(
-    ctx: AppContext, tenant_id: str, stream_id: str, body: BaseModel
+    ctx: AppContext, caller: Caller, stream_id: str, body: BaseModel
 ) -> ChatSourcePublic:
-    """Store the source and start it; for this route and the console's form."""
+    """Store the source and start it, audited (``chat_source.add``, no secret); for this
+    route and the console's form."""
+    tenant_id = caller.tenant_id
     registry = registry_of(ctx)
     settings = ctx.settings.chat_sources
     config = body.model_dump(exclude_none=True)
@@ -92,6 +100,8 @@ async def add_chat_source(
 
     def store() -> None:
         with ctx.sessions() as session:
+            what = {"source_id": source_id, "config": config, "has_token": bool(token)}
+            audit(session, caller, kind="chat_source.add", stream_id=stream_id, detail=what)
             insert_source(
                 session,
                 ctx.secrets,
@@ -104,7 +114,12 @@ async def add_chat_source(
             )
 
     await run_in_threadpool(store)
-    chat = registry.stream(stream_id, tenant_id, lang, products)
+    if not config.get("enabled", True):  # stored, not opened until enabled
+        if config["kind"] == "webhook":
+            config["url"] = f"/v1/chat-hooks/{source_id}"
+        idle = SourceHealth(source_id=source_id, kind=config["kind"], state="disabled")
+        return _public(config, source_id, bool(token), idle.as_dict())
+    chat = await registry.open_stream(stream_id, tenant_id, lang, products)
     source = registry.add(chat, {**config, "token": token}, source_id=source_id)
     return _public(source.public, source_id, bool(token), source.health.as_dict())
 
@@ -122,12 +137,16 @@ async def list_chat_sources(
 
 
 async def remove_chat_source(
-    ctx: AppContext, tenant_id: str, stream_id: str, source_id: str
+    ctx: AppContext, caller: Caller, stream_id: str, source_id: str
 ) -> None:
+    """Remove the source (audited as ``chat_source.remove``) and stop it."""
+    tenant_id = caller.tenant_id
     registry = registry_of(ctx)
 
     def drop() -> bool:
         with ctx.sessions() as session:
+            what = {"source_id": source_id}
+            audit(session, caller, kind="chat_source.remove", stream_id=stream_id, detail=what)
             return delete_source(session, tenant_id, stream_id, source_id)
 
     if not await run_in_threadpool(drop):
@@ -151,7 +170,7 @@ async def add_source(
 ) -> ChatSourcePublic:
     """Connect a chat source to the stream; it is stored and runs until removed (a restarted
     server opens it again while the stream is on air)."""
-    return await add_chat_source(ctx, caller.tenant_id, stream_id, body)
+    return await add_chat_source(ctx, caller, stream_id, body)
 
 
 @router.get(
@@ -174,8 +193,26 @@ async def list_sources(
 async def remove_source(
     stream_id: StreamIdPath, source_id: SourceIdPath, caller: OperatorDep, ctx: ContextDep
 ) -> Response:
-    await remove_chat_source(ctx, caller.tenant_id, stream_id, source_id)
+    await remove_chat_source(ctx, caller, stream_id, source_id)
     return Response(status_code=204)
+
+
+@router.patch(
+    "/v1/streams/{stream_id}/chat-sources/{source_id}",
+    response_model=ChatSourcePublic,
+    responses=problem_responses(404, 422),
+)
+async def update_source(
+    stream_id: StreamIdPath,
+    source_id: SourceIdPath,
+    body: Annotated[ChatSourceUpdate, Body()],
+    caller: OperatorDep,
+    ctx: ContextDep,
+) -> ChatSourcePublic:
+    """Change a source (channel, username, token, enabled, ...): stored, audited (no secret
+    in the entry) and, if it runs, restarted with the change."""
+    row, _ = await update_chat_source(ctx, caller, stream_id, source_id, body)
+    return _listed(registry_of(ctx), row)
 
 
 @router.get(
@@ -230,6 +267,9 @@ async def webhook(source_id: SourceIdPath, request: Request, ctx: ContextDep) ->
         kind = "replay" if e.status == 409 else "bad-signature"
         raise ProblemError(e.status, str(e), kind=kind) from None
     post = _parse(body)
+    signature = request.headers.get("x-avatarcast-signature", "").strip()
+    if not await remember_post(ctx, source_id, signature):  # taken before a restart
+        raise ProblemError(409, "this post was already taken (replay)", kind="replay")
     inbound = [
         Inbound(
             source_id=source_id,
