@@ -1,8 +1,8 @@
 """Chat that survives a restart: webhook signatures seen in the replay window, and each
 stream's account of message fates.
 
-Revision ID: 0012_chat_persistence
-Revises: 0011_stream_leases
+Revision ID: 0014_chat_persistence
+Revises: 0013_rate_buckets
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0012_chat_persistence"
-down_revision: str | Sequence[str] | None = "0011_stream_leases"
+revision: str = "0014_chat_persistence"
+down_revision: str | Sequence[str] | None = "0013_rate_buckets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
