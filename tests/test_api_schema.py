@@ -52,7 +52,8 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(api: Api) -> None:
     operation with a parameter or a body (a parameterless GET sends the same request on both)
     at 8 + 4 cases each: hypothesis tries its boundary values (empty and long strings, NUL,
     huge integers) among the first cases it draws, and ``derandomize`` keeps them the same
-    from run to run. Measured: the PostgreSQL run went from 58 s to ~15 s.
+    from run to run. Measured: 984 cases over 82 operations on PostgreSQL, where the full run
+    made ~3 300 (58 s in the quiet CI run of 2026-12-07).
     """
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
     auth = api.auth("admin")
