@@ -20,6 +20,9 @@ pytest_plugins = ("conftest_api",)
 
 EXAMPLES_PER_OPERATION = 25
 NEGATIVE_EXAMPLES_PER_OPERATION = 10
+#: the PostgreSQL run: every operation that takes input, with fewer examples (see the test)
+PG_EXAMPLES_PER_OPERATION = 8
+PG_NEGATIVE_EXAMPLES_PER_OPERATION = 4
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
@@ -28,14 +31,45 @@ CHECKS = [
 ]
 
 
+def _takes_input(operation: Any) -> bool:
+    """A path, query or header parameter, or a body: something generated reaches the DB."""
+    return bool(
+        len(operation.path_parameters)
+        or len(operation.query)
+        or len(operation.headers)
+        or len(operation.body)
+    )
+
+
 def test_generated_requests_get_no_5xx_and_match_the_schema(api: Api) -> None:
-    """At least 500 generated cases over every operation, with a valid admin key."""
+    """At least 500 generated cases over every operation, with a valid admin key, on SQLite.
+
+    The handlers, the request validation and the response schemas are the same code on both
+    databases, so the full run (25 + 10 cases per operation, ~60 s) is done once, on SQLite.
+    What differs on PostgreSQL is what the database itself refuses where SQLite takes it:
+    string lengths, NUL characters, integers past 64 bits, type casts in filters and unique
+    constraints. Those come from generated *values*, so the PostgreSQL run takes every
+    operation with a parameter or a body (a parameterless GET sends the same request on both)
+    at 8 + 4 cases each: hypothesis tries its boundary values (empty and long strings, NUL,
+    huge integers) among the first cases it draws, and ``derandomize`` keeps them the same
+    from run to run. Measured: 984 cases over 82 operations on PostgreSQL, where the full run
+    made up to 2 975 (85 x 35; 58 s in the quiet CI run of 2026-12-07).
+    """
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
     auth = api.auth("admin")
     cases: dict[str, int] = {}
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
+    full = api.database_url.startswith("sqlite")
+    positive, negative, least = (
+        (EXAMPLES_PER_OPERATION, NEGATIVE_EXAMPLES_PER_OPERATION, 500)
+        if full
+        else (PG_EXAMPLES_PER_OPERATION, PG_NEGATIVE_EXAMPLES_PER_OPERATION, 150)
+    )
+    if not full:
+        operations = [op for op in operations if _takes_input(op)]
+        assert len(operations) >= 15, [op.label for op in operations]
 
     def fuzz(operation: Any, mode: GenerationMode, examples: int) -> None:
         label = operation.label
@@ -60,11 +94,11 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(api: Api) -> None:
             failures.append(f"{label}: {type(e).__name__}: {e}")
 
     for operation in operations:
-        fuzz(operation, GenerationMode.POSITIVE, EXAMPLES_PER_OPERATION)
-        fuzz(operation, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES_PER_OPERATION)
+        fuzz(operation, GenerationMode.POSITIVE, positive)
+        fuzz(operation, GenerationMode.NEGATIVE, negative)
     assert not failures, "\n\n".join(failures[:5])
     print(f"schemathesis: {sum(cases.values())} cases over {len(operations)} operations")
-    assert sum(cases.values()) >= 500, cases
+    assert sum(cases.values()) >= least, cases
     assert set(cases) == {op.label for op in operations}, cases
 
 

@@ -4,9 +4,14 @@ RTMP destination (nginx-rtmp) and a recording, glitches injected through the API
 the RTMP server, and each finding and the remedy naming it read back from
 ``GET /v1/streams/{id}/events``; the counters from ``/metrics``.
 
-One stream takes the drills one after another (each waits for its finding to clear), so the
-server and the stream start once. The thresholds are the defaults except the times a test
-cannot wait for (warm-up, escalation, output stall, lip-sync cadence).
+One stream takes the drills, so the server and the stream start once. Glitches that touch
+different parts of the output are injected together, in two rounds (frozen picture, noise,
+stalled recording; then black picture, mute, a writer loop, a destination down; the frozen
+meter counts only while the voice is on, so the mute is not beside the freeze), each round
+waiting for all its findings to clear; the lip-sync drift, which climbs its ladder to a worker
+restart, comes last on its own. One after another they took 123 s of a live 720p encode. The
+thresholds are the defaults except the times a test cannot wait for (warm-up, escalation,
+output stall, lip-sync cadence).
 """
 
 from __future__ import annotations
@@ -80,26 +85,44 @@ def _wait(
     raise AssertionError(f"no {kind} event matched within {wait_s} s")
 
 
-def _drill(
-    c: httpx.Client,
-    sid: str,
-    h: dict[str, str],
-    fault: dict[str, Any],
-    monitors: tuple[str, ...],
-    actions: tuple[str, ...],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Inject ``fault``; the glitch of one of ``monitors`` and a remedy naming it come back."""
+#: a drill: the fault injected, the monitors one of which must find it, the remedies allowed
+Drill = tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]
+
+
+def _inject(c: httpx.Client, sid: str, h: dict[str, str], drills: list[Drill]) -> set[str]:
+    """Inject every fault of ``drills`` at once (each touches its own part of the output);
+    returns the findings seen before."""
     seen = {e["detail"]["finding"] for e in _events(c, sid, "glitch", h)}
-    r = c.post(f"/v1/streams/{sid}/faults", json=fault, headers=h)
-    assert r.status_code == 200, r.text
-    glitch = _wait(
-        c, sid, h, "glitch", lambda d: d["monitor"] in monitors and d["finding"] not in seen
-    )
-    remedy = _wait(c, sid, h, "remedy", lambda d: d["finding"] == glitch["finding"])
-    assert remedy["action"] in actions, remedy
-    assert glitch["value"] is not None and glitch["threshold"] is not None
-    _wait(c, sid, h, "glitch_cleared", lambda d: d["finding"] == glitch["finding"], 90.0)
-    return glitch, remedy
+    for fault, _, _ in drills:
+        r = c.post(f"/v1/streams/{sid}/faults", json=fault, headers=h)
+        assert r.status_code == 200, r.text
+    return seen
+
+
+def _found(
+    c: httpx.Client, sid: str, h: dict[str, str], drills: list[Drill], seen: set[str]
+) -> list[dict[str, Any]]:
+    """For each drill, a new glitch of one of its monitors and a remedy naming it came back,
+    and all cleared. Returns the glitches in the order of ``drills``."""
+    glitches = []
+    for _, monitors, actions in drills:
+
+        def new(d: dict[str, Any], monitors: tuple[str, ...] = monitors) -> bool:
+            return d["monitor"] in monitors and d["finding"] not in seen
+
+        glitch = _wait(c, sid, h, "glitch", new)
+        remedy = _wait(c, sid, h, "remedy", lambda d, g=glitch: d["finding"] == g["finding"])
+        assert remedy["action"] in actions, remedy
+        assert glitch["value"] is not None and glitch["threshold"] is not None
+        glitches.append(glitch)
+    for g in glitches:
+        _wait(c, sid, h, "glitch_cleared", lambda d, g=g: d["finding"] == g["finding"], 90.0)
+    return glitches
+
+
+def _media_s(c: httpx.Client, sid: str, h: dict[str, str]) -> float:
+    status = c.get(f"/v1/streams/{sid}", headers=h).json()["status"]
+    return float(status.get("frames") or 0) / 25
 
 
 def test_each_monitor_finds_its_glitch_and_the_remedy_names_it(
@@ -116,24 +139,35 @@ def _run(s: Served, c: httpx.Client, rtmp: RtmpServer) -> None:
     )
     assert dest.status_code == 201, dest.text
     sid, h = live_stream(c, admin, destination_ids=[dest.json()["id"]], record=True)
-    time.sleep(12)  # past the warm-up, into the talk
-    frozen, remedy = _drill(
-        c, sid, h, {"kind": "freeze", "seconds": 6}, ("frozen",), ("reset_talk",)
-    )
-    assert frozen["value"] >= frozen["threshold"] == 2.0
-    _drill(c, sid, h, {"kind": "mute_voice", "seconds": 5}, ("silence",), ("revoice",))
-    _drill(c, sid, h, {"kind": "noise", "seconds": 4}, ("noise", "clipping"), ("revoice",))
-    _drill(c, sid, h, {"kind": "black", "seconds": 5}, ("black",), ("restart_encoder",))
-    _drill(c, sid, h, {"kind": "loop_writer", "seconds": 20}, ("repeat",), ("reset_talk",))
+    deadline = time.monotonic() + 60
+    while _media_s(c, sid, h) < 8.0:  # past the warm-up (4 s), into the talk
+        assert time.monotonic() < deadline, "the stream's media time did not reach 8 s"
+        time.sleep(0.2)
+    # the picture (frozen), the voice (noise) and the recording (stalled) at once: the frozen
+    # meter counts only while the voice is on, so the mute goes with the black picture
     stall = {"kind": "stall_output", "seconds": 8, "target": "recording"}
-    _drill(c, sid, h, stall, ("recording_stalled",), ("restart_output",))
-    rtmp.stop()  # a destination goes down
+    first: list[Drill] = [
+        ({"kind": "freeze", "seconds": 6}, ("frozen",), ("reset_talk",)),
+        ({"kind": "noise", "seconds": 4}, ("noise", "clipping"), ("revoice",)),
+        (stall, ("recording_stalled",), ("restart_output",)),
+    ]
+    frozen, _, _ = _found(c, sid, h, first, _inject(c, sid, h, first))
+    assert frozen["value"] >= frozen["threshold"] == 2.0
+    # then the picture (black), the voice (mute), the writer (a loop) and a destination down
+    second: list[Drill] = [
+        ({"kind": "black", "seconds": 5}, ("black",), ("restart_encoder",)),
+        ({"kind": "mute_voice", "seconds": 5}, ("silence",), ("revoice",)),
+        ({"kind": "loop_writer", "seconds": 20}, ("repeat",), ("reset_talk",)),
+    ]
+    seen = _inject(c, sid, h, second)
+    rtmp.stop()
     try:
         glitch = _wait(c, sid, h, "glitch", lambda d: d["monitor"] == "destination_down")
         remedy = _wait(c, sid, h, "remedy", lambda d: d["finding"] == glitch["finding"])
         assert remedy["action"] == "restart_output" and remedy["target"] == glitch["target"]
     finally:
         rtmp.start()
+    _found(c, sid, h, second, seen)
     # sound behind the picture, long enough to climb the ladder to a worker restart
     r = c.post(f"/v1/streams/{sid}/faults", json={"kind": "drift", "seconds": 60}, headers=h)
     assert r.status_code == 200, r.text

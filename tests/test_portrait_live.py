@@ -72,14 +72,17 @@ async def test_one_stream_two_layouts_to_two_destinations(
         ),
         destinations=(wide, tall),
         destination_layouts=(None, "720x1280/tiktok"),
-        duration=16,
+        duration=12,
     )
     task = asyncio.create_task(run_live(opts, control=control))
-    await asyncio.sleep(3.0)
+    # both published (was a fixed 3 s); then 7 s of media from each, ~7 whole seconds in common
+    while [d.state for d in control.status().destinations] != ["connected"] * 2:
+        assert not task.done(), task
+        await asyncio.sleep(0.1)
     frames: dict[str, dict[int, np.ndarray]] = {"wide": {}, "tall": {}}
     errors: list[str] = []
     readers = [
-        threading.Thread(target=_read, args=(url, 9.0, frames[key], errors))
+        threading.Thread(target=_read, args=(url, 7.0, frames[key], errors))
         for key, url in (("wide", wide), ("tall", tall))
     ]
     for r in readers:
