@@ -185,9 +185,8 @@ def one_server(
             firsts.append(round(wall, 3))
             cpus.append(round(cpu, 2))
             loads.append(loadavg()[0])
-            log(
-                f"round {rnd} {mode}: first frame {wall:.2f} s, {cpu:.2f} CPU s (load {loads[-1]:.1f})"
-            )
+            log(f"round {rnd} {mode}: first frame {wall:.2f} s, {cpu:.2f} CPU s")
+            log(f"  (load {loads[-1]:.1f})")
         out |= {"first_frame_s": firsts, "start_cpu_s": cpus, "load": loads}
         out["memory"] = [memory_with(api, n, args.settle, f"{mode}{rnd}") for n in args.streams]
         for m in out["memory"]:
