@@ -175,7 +175,7 @@ def one_server(
         "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["127.0.0.1"]',
     }
     out: dict[str, Any] = {"mode": mode}
-    with serve(work / f"{mode}-{rnd}", env) as served:
+    with serve(work / f"{mode}-{rnd}", env, wait_s=300) as served:
         if mode == "zygote":
             wait_zygote(served)
         api = Api(served, nginx)
