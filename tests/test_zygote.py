@@ -68,7 +68,8 @@ def socket_inodes(pid: int) -> set[str]:
     return {link for link in links if link.startswith("socket:")}
 
 
-def wait_until(what: str, ok: Callable[[], object], within: float = 60.0) -> object:
+def wait_until(what: str, ok: Callable[[], object], within: float = 240.0) -> object:
+    """Poll ``ok``; the budget is for the shared machine (a start took 40-60 s at load 30)."""
     deadline = time.monotonic() + within
     while not (value := ok()):
         assert time.monotonic() < deadline, what
@@ -159,8 +160,8 @@ async def _first_run(zygote: bool, record: Path) -> tuple[list[str], np.ndarray]
     )
     try:
         await runner.start("s", spec)
-        deadline = time.monotonic() + 120
-        while sum(e.kind == "line" for e in lines) < 3:
+        deadline = time.monotonic() + 300
+        while len(_written(lines)) < 3:
             assert time.monotonic() < deadline, runner.status("s")
             await asyncio.sleep(0.1)
         status = runner.status("s")
@@ -169,8 +170,15 @@ async def _first_run(zygote: bool, record: Path) -> tuple[list[str], np.ndarray]
         assert forked is zygote
     finally:
         await runner.drain()
-    texts = [str(e.detail["text"]) for e in lines if e.kind == "line"][:3]
+    texts = _written(lines)[:3]
     return texts, await asyncio.to_thread(_first_frame, record)
+
+
+def _written(lines: list[StreamEvent]) -> list[str]:
+    """What the writer made for the seed; the AI disclosure is left out: when it goes on air
+    depends on how soon its speech is ready (seen displaced at load 28, cold or forked)."""
+    said = [e.detail for e in lines if e.kind == "line"]
+    return [str(d["text"]) for d in said if d.get("source") != "disclosure"]
 
 
 def _first_frame(record: Path) -> np.ndarray:
