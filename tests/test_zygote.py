@@ -80,7 +80,7 @@ def wait_until(what: str, ok: Callable[[], object], within: float = 240.0) -> ob
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env = {"AVATARCAST_RUNNER__ZYGOTE": "true"}
-    with serve(tmp_path_factory.mktemp("zygote"), env) as s:
+    with serve(tmp_path_factory.mktemp("zygote"), env, wait_s=300) as s:
         yield s
         last = zygote_of(s)
     assert not os.path.exists(f"/proc/{last}"), "the zygote outlived serve (or was not reaped)"
