@@ -235,6 +235,18 @@ def time_to_first_frame(server: RtmpServer, argv: list[str], key: str, work: Pat
     return t - proc.started
 
 
+def ffmpeg_publisher(url: str) -> list[str]:
+    """The baseline publisher: a test pattern and a tone with the same x264 settings."""
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+        "-g", "50", "-b:v", "2500k", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        "-f", "flv", url,
+    ]  # fmt: skip
+
+
 def part_first(work: Path, runs: int) -> dict[str, Any]:
     server = RtmpServer(work / "nginx-first")
     server.start()
@@ -244,14 +256,7 @@ def part_first(work: Path, runs: int) -> dict[str, Any]:
             key = f"first{i}"
             ours.append(time_to_first_frame(server, [*LIVE, "--to", server.url(key)], key, work))
             key = f"ffmpeg{i}"
-            ff = [
-                "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-                "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
-                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-                "-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                "-g", "50", "-b:v", "2500k", "-pix_fmt", "yuv420p", "-c:a", "aac",
-                "-f", "flv", server.url(key),
-            ]  # fmt: skip
+            ff = ffmpeg_publisher(server.url(key))
             base.append(time_to_first_frame(server, ff, key, work))
             log(f"first frame run {i}: avatarcast {ours[-1]:.2f} s, ffmpeg {base[-1]:.2f} s")
     finally:

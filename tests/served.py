@@ -125,6 +125,8 @@ def serve(
         "AVATARCAST_API__RATE_LIMIT__BURST": "10000",
         # a spare worker costs a worker's imports (~1.2 s CPU) per server: only where tested
         "AVATARCAST_RUNNER__SPARE_WORKER": "false",
+        # the zygote too (and tests that look for workers among serve's children find them)
+        "AVATARCAST_RUNNER__ZYGOTE": "false",
         **(env or {}),
     }
     port = free_port()

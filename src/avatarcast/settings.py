@@ -196,6 +196,11 @@ class RunnerSettings(_Section):
     #: Keep one worker process ready (imports done) for the next start or restart: a killed
     #: stream is back on air seconds sooner, for ~100 MB of memory per server.
     spare_worker: bool = True
+    #: Fork each worker from a zygote process that imported the pipeline once at the server's
+    #: start: a start skips the worker's imports, and the imported modules' memory is shared
+    #: by the workers (``runner.zygote``; figures in benchmarks/README.md). The spare worker
+    #: and cold starts remain for while the zygote is down.
+    zygote: bool = True
 
 
 class SchedulerSettings(_Section):

@@ -64,6 +64,7 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
         on_output=lambda e: holder[0].on_event(e),
         nice=ctx.settings.runner.worker_nice,
         spare=ctx.settings.runner.spare_worker,
+        zygote=ctx.settings.runner.zygote,
     )
     policy = ctx.settings.supervision
     watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)

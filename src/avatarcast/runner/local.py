@@ -3,12 +3,13 @@
 A worker that exits non-zero or is killed is restarted at once, then after 1 s, 2 s, 4 s ...
 (capped) if it keeps failing; a run that lasted ``stable_after`` seconds resets the backoff.
 With ``spare=True`` one worker process waits ready with its imports done (``runner.spare``),
-and a start or restart takes it. A stream stopped on purpose, or whose
-options no retry can fix, is not restarted. A restarted worker is given the spec (with the
-products as last pushed), then the commands that still hold (``commands.sticky_state``: mute,
-paused products, the pin, label and seller), so it comes back as it was. Nothing here blocks:
-commands are written to the worker's stdin pipe without waiting, and its status is read as it
-arrives.
+and a start or restart takes it; with ``zygote=True`` workers are forked from a process that
+did those imports once (``runner.zygote``), and the spare only stands in while it is down.
+A stream stopped on purpose, or whose options no retry can fix, is not restarted. A
+restarted worker is given the spec (with the products as last pushed), then the commands that
+still hold (``commands.sticky_state``: mute, paused products, the pin, label and seller), so
+it comes back as it was. Nothing here blocks: commands are written to the worker's stdin pipe
+without waiting, and its status is read as it arrives.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from avatarcast.runner.base import (
     StreamStatus,
 )
 from avatarcast.runner.session_log import session_path
-from avatarcast.runner.spare import Workers
+from avatarcast.runner.spare import WorkerProcess, Workers
 
 __all__ = ["LocalRunner"]
 
@@ -81,7 +82,7 @@ class _Stream:
     spec: StreamSpec
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    proc: asyncio.subprocess.Process | None = None
+    proc: WorkerProcess | None = None
     state: StreamState = "starting"
     restarts: int = 0
     whep_port: int | None = None
@@ -113,6 +114,7 @@ class LocalRunner:
         nice: int = 0,
         spare: bool = False,
         spare_delay: float = 5.0,
+        zygote: bool = False,
     ) -> None:
         self._on_event = on_event
         self._on_output = on_output
@@ -124,7 +126,7 @@ class LocalRunner:
         self._streams: dict[str, _Stream] = {}
         self._draining = False
         #: a worker that has done its imports and waits for a spec on stdin
-        self._workers = Workers(python, keep=spare, delay=spare_delay)
+        self._workers = Workers(python, keep=spare, delay=spare_delay, zygote=zygote)
 
     # --- the StreamRunner interface -----------------------------------------------------------
 
@@ -238,6 +240,7 @@ class LocalRunner:
         tasks = [s.task for s in streams if s.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._workers.shutdown()
 
     # --- supervision ----------------------------------------------------------------------------
 
@@ -366,7 +369,7 @@ class LocalRunner:
                 future.set_exception(CommandFailed("the worker ended", retryable=True))
         return code
 
-    async def _read_status(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
+    async def _read_status(self, s: _Stream, proc: WorkerProcess) -> None:
         assert proc.stdout is not None
         while True:
             try:
@@ -418,7 +421,7 @@ class LocalRunner:
             error = str(msg.get("error") or "the command failed")
             future.set_exception(CommandFailed(error, retryable=True))
 
-    async def _read_stderr(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
+    async def _read_stderr(self, s: _Stream, proc: WorkerProcess) -> None:
         assert proc.stderr is not None
         while True:
             try:
@@ -434,7 +437,7 @@ class LocalRunner:
                 if "Error" in line or "error" in line:
                     s.last_error = line[:2000]
 
-    async def _enforce_stop(self, s: _Stream, proc: asyncio.subprocess.Process) -> None:
+    async def _enforce_stop(self, s: _Stream, proc: WorkerProcess) -> None:
         """After a stop request: a grace period, then SIGTERM, then SIGKILL."""
         await s.stop_requested.wait()
         for sig, wait in ((None, self._stop_timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 0)):

@@ -13,24 +13,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
-__all__ = ["Workers"]
+from avatarcast.runner.forked import Zygote
+
+__all__ = ["WorkerProcess", "Workers"]
 
 log = logging.getLogger(__name__)
 _WORKER = ("-m", "avatarcast.runner.worker")
 
 
+class WorkerProcess(Protocol):
+    """What the runner uses of a worker: an ``asyncio`` subprocess, or a forked worker."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdin(self) -> asyncio.StreamWriter | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+    async def wait(self) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
 class Workers:
-    def __init__(self, python: str, *, keep: bool = False, delay: float = 5.0) -> None:
+    def __init__(
+        self, python: str, *, keep: bool = False, delay: float = 5.0, zygote: bool = False
+    ) -> None:
         self._python = python
+        self._zygote = Zygote(python) if zygote else None
+        if self._zygote is not None:
+            self._zygote.start()
         self._keep = keep
         self._delay = delay
         self._spare: asyncio.subprocess.Process | None = None
         self._making: asyncio.Task[None] | None = None
 
-    async def get(self) -> tuple[asyncio.subprocess.Process, bool]:
+    @property
+    def zygote(self) -> Zygote | None:
+        return self._zygote
+
+    async def get(self) -> tuple[WorkerProcess, bool]:
         """A worker for a stream, and whether it is the spare (then another is made later)."""
+        if self._zygote is not None:
+            forked = await self._zygote.fork()
+            if forked is not None:
+                return forked, False
         spare, self._spare = self._spare, None
+        proc: WorkerProcess
         if spare is not None and spare.returncode is None:
             proc, was_spare = spare, True
         else:
@@ -59,6 +94,12 @@ class Workers:
             spare.stdin.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(spare.wait(), 5.0)
+
+    async def shutdown(self) -> None:
+        """After the streams stopped: the spare and the zygote end (its workers have)."""
+        await self.close()
+        if self._zygote is not None:
+            await self._zygote.close()
 
     def _replenish(self) -> None:
         busy = self._making is not None and not self._making.done()
