@@ -120,6 +120,7 @@ class Rig:
         self._prices = itertools.count()
         self.log = log
         self.receiver_url = ""
+        self.first_errors: list[str] = []
 
     def worker_pid(self, sid: str) -> int:
         with self.served.client("operator", timeout=10) as c:
@@ -141,11 +142,17 @@ class Rig:
         price = f"{49 + n % 50}.{n % 100:02d}"
         with self.served.client("operator", timeout=10) as c:
             r = c.patch(f"/v1/products/{pid}", json={"price": price})
-        return r.status_code == 200
+        return self.count("price", r)
 
-    def count(self, what: str, ok: bool) -> None:
-        if not ok:
-            self.errors[what] = self.errors.get(what, 0) + 1
+    def count(self, what: str, r: httpx.Response | None) -> bool:
+        """Count a failed request (and keep the first few answers to read)."""
+        if r is not None and r.status_code < 300:
+            return True
+        self.errors[what] = self.errors.get(what, 0) + 1
+        if len(self.first_errors) < 20:
+            said = f"{r.status_code} {r.text[:160]}" if r is not None else "no answer"
+            self.first_errors.append(f"{time.strftime('%H:%M:%S')} {what}: {said}")
+        return False
 
 
 def _epoch(iso: str) -> float:
@@ -164,20 +171,18 @@ def traffic(rig: Rig, stop: threading.Event) -> None:
                 if tick % 3 == 0:
                     sid = rig.streams[(tick // 3) % len(rig.streams)]
                     msg = {"viewer_id": f"v{tick % 97}", "name": "Sam", "text": QUESTIONS[tick % 4]}
-                    rig.count(
-                        "chat", chat.post(f"/v1/streams/{sid}/chat", json=msg).status_code == 200
-                    )
+                    rig.count("chat", chat.post(f"/v1/streams/{sid}/chat", json=msg))
                 if tick % 5 == 0:
-                    rig.count("price", rig.change_price())
+                    rig.change_price()
                 if tick % 20 == 0:
                     for sid in rig.streams:
                         with rig.served.client(timeout=10) as c:
                             r = c.post(
                                 f"/v1/streams/{sid}/supervisor/heartbeat", headers=rig.duty[sid]
                             )
-                        rig.count("heartbeat", r.status_code == 200)
+                        rig.count("heartbeat", r)
             except httpx.HTTPError as e:
-                rig.count(f"http:{type(e).__name__}", False)
+                rig.count(f"http:{type(e).__name__}", None)
 
 
 def metrics_glitches(served: Served) -> dict[str, int]:
@@ -349,7 +354,10 @@ def main() -> None:
                 writer.writeheader()
                 nxt = t0
                 while time.time() < t0 + duration:
-                    sample(rig, writer, t0, pids)
+                    try:
+                        sample(rig, writer, t0, pids)
+                    except Exception as e:  # a bad sample is a gap in the CSV, not the end
+                        log(f"sample failed: {type(e).__name__}: {e}")
                     f.flush()
                     nxt += a.sample_s
                     time.sleep(max(0.0, nxt - time.time()))
@@ -358,6 +366,7 @@ def main() -> None:
             viewers.stop()
             meta["ended"] = time.time()
             meta["traffic_errors"] = rig.errors
+            meta["first_errors"] = rig.first_errors
             meta["viewers"] = [vars(v) for v in viewers.logs]
             meta["llm_requests"] = len(llm.requests)
             meta["streams_ids"] = rig.streams

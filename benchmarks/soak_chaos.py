@@ -10,7 +10,7 @@ sigstop   the chaos stream's worker stopped for ``hold`` s, then continued; heal
 sigkill   the chaos stream's worker killed; healed when the stream is live with one restart more
 rtmp      nginx-rtmp stopped for ``hold`` s; healed when every destination is connected again
 disk      the recordings file system filled (fallocate, 256 KiB left); freed after ``hold`` s;
-          healed when every stream has reported ``recording_resumed`` since
+          healed when every stream reports it is recording again
 llm       the LLM endpoint answers 500 for ``hold`` s; healed at its first request after that
 pg        PostgreSQL restarted (fast shutdown); /readyz polled through it; healed when a price
           change through the API is taken again
@@ -177,14 +177,11 @@ class Chaos:
         time.sleep(ev.hold_s)
         filler.unlink()
         ev.t_undo = time.time()
-        since = ev.t_undo
 
-        def resumed() -> bool:
-            return all(
-                self.rig.has_event(sid, "recording_resumed", since) for sid in self.rig.streams
-            )
+        def recording() -> bool:
+            return all(self._status(sid).get("recording") for sid in self.rig.streams)
 
-        self._wait(ev, resumed, every=1.0)
+        self._wait(ev, recording, every=1.0)
 
     def _llm(self, ev: ChaosEvent) -> None:
         from llm_server import Status

@@ -57,6 +57,10 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
     env = {
         "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
         "AVATARCAST_WEBHOOKS__POLL_S": "0.2",
+        # quick to call a recording stalled and to climb its ladder to a worker restart: a
+        # recording its guard stopped must not be called stalled (the soak found it restarted)
+        "AVATARCAST_MONITORS__OUTPUT_STALL_S": "3",
+        "AVATARCAST_MONITORS__ESCALATE_AFTER_S": "0.5",
     }
     with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap) as s:
         inside = Path(f"/proc/{s.proc.pid}/root") / str(recordings).lstrip("/")
@@ -74,7 +78,7 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
             stopped = receiver.wait_for("recording_stopped", timeout=30)
             assert stopped["stream_id"] == sid and stopped["detail"]["errno"] == "ENOSPC"
             frames = c.get(f"/v1/streams/{sid}").json()["status"]["frames"]
-            time.sleep(3)
+            time.sleep(8)  # past the stall threshold and two steps of its ladder
             status = c.get(f"/v1/streams/{sid}").json()["status"]
             assert status["state"] == "live" and status["restarts"] == 0, status
             assert status["frames"] >= frames + 25 and status["recording"] is False, status
@@ -89,7 +93,11 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
             assert status["state"] == "live" and status["recording"] is True, status
             kinds = [e["kind"] for e in c.get(f"/v1/streams/{sid}/events").json()["items"]]
             assert kinds.count("recording_stopped") == 1 and "recording_resumed" in kinds
-            assert "crashed" not in kinds
+            assert "crashed" not in kinds and "restarted" not in kinds, kinds
+            glitches = c.get(f"/v1/streams/{sid}/events", params={"kind": "glitch"}).json()
+            assert not [
+                g for g in glitches["items"] if g["detail"]["monitor"] == "recording_stalled"
+            ]
             newest = sorted(run.glob("segment-*.mp4"))[-1]
             assert newest.name not in before
             info = ffprobe(newest)

@@ -120,6 +120,7 @@ async def run_live(
     sinks: list[Sink] = []
     taps: list[FrameTap] = []
     by_layout: dict[Layout, list[Sink]] = {}
+    guarded: GuardedRecorder | None = None
     for url, layout in zip(opts.destinations, wanted, strict=True):
         try:
             sink = RtmpSink(
@@ -153,7 +154,8 @@ async def run_live(
             )
 
         # a full disk stops the recording, not the stream (recording_stopped/_resumed events)
-        sinks.append(GuardedRecorder(recorder, dir=record_dir, on_change=control.recording_changed))
+        guarded = GuardedRecorder(recorder, dir=record_dir, on_change=control.recording_changed)
+        sinks.append(guarded)
         control.set_recording(str(opts.record_dir))
     if opts.hls_dir is not None:
         hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
@@ -198,7 +200,7 @@ async def run_live(
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     await in_background(_warm_up, built)
-    faults, watch = _monitors(opts, built, control)
+    faults, watch = _monitors(opts, built, control, guarded)
     if watch is not None:
         sinks.append(watch)
     loop = FrameLoop(
@@ -270,9 +272,11 @@ def _fallback_engines(built: Built) -> dict[str, EngineSwitch]:
 
 
 def _monitors(
-    opts: LiveOptions, built: Built, control: LiveControl
+    opts: LiveOptions, built: Built, control: LiveControl, recording: GuardedRecorder | None
 ) -> tuple[FaultInjector | None, OnAirWatch | None]:
-    """The stream's on-air monitors (a sink beside the outputs) and, in drills, its faults."""
+    """The stream's on-air monitors (a sink beside the outputs) and, in drills, its faults.
+    A recording its guard has stopped (a full disk: reported as ``recording_stopped``) is not
+    watched for stalls until it resumes: restarting the worker would not make space."""
     settings = opts.monitors
     if settings is None:
         return None, None
@@ -301,6 +305,7 @@ def _monitors(
         mouth_box=built.renderer.mouth_box(),
         outputs=outputs,
         recording_dir=opts.record_dir,
+        recording_on=(lambda: recording.recording) if recording is not None else None,
     )
     built.listeners.append(lambda line: watch.line(line.text, line.t))
     return faults, watch
