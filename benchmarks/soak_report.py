@@ -41,6 +41,7 @@ FIELDS = [
     "destination",
     "pids",
     "rss_mb",
+    "anon_mb",
     "pss_mb",
     "fds",
     "threads",
@@ -53,7 +54,7 @@ DETECT = {
     "sigkill": {"crashed"},
     "rtmp": {"glitch"},
     "disk": {"recording_stopped"},
-    "llm": {"glitch", "writer_failed", "llm_failed"},
+    "llm": {"writer_fallback", "glitch"},
     "pg": {"glitch", "crashed", "failed"},
 }
 STARTUP_S = 300.0
@@ -126,6 +127,7 @@ def stream_figures(rows: list[dict[str, str]], chaos: list[dict[str, Any]]) -> l
             "rss_first_mb": round(float(mine[0]["rss_mb"]), 1),
             "rss_last_mb": round(float(mine[-1]["rss_mb"]), 1),
             "rss_slope_mb_h": _r(slope_per_h(ts, [float(r["rss_mb"]) for r in fit])),
+            "anon_slope_mb_h": _r(slope_per_h(ts, [float(r["anon_mb"]) for r in fit])),
             "pss_slope_mb_h": _r(slope_per_h(ts, [float(r["pss_mb"]) for r in fit])),
             "fds": _range([r["fds"] for r in run]),
             "threads": _range([r["threads"] for r in run]),
@@ -220,6 +222,7 @@ def plot(
     names = sorted({r["stream"] for r in rows})
     panels = [
         ("rss_mb", "RSS of the worker tree (MB)"),
+        ("anon_mb", "anonymous RSS (MB)"),
         ("pss_mb", "PSS (MB)"),
         ("fds", "open fds"),
         ("threads", "threads"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from avatarcast.pipeline.frame_loop import FrameLoop, FrameTap, ViewOutput
 from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
 from avatarcast.pipeline.remedies import EngineSwitch, StreamActions
+from avatarcast.pipeline.writer_watch import WriterWatch
 from avatarcast.programme.layout import Layout, parse_layout
 from avatarcast.programme.talk import Guard
 from avatarcast.settings import MonitorSettings
@@ -232,7 +233,8 @@ async def run_live(
         await built.start()  # the LLM lookahead, when --writer llm
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
-            reporter = tg.create_task(_report(control, on_status, status_interval))
+            ticks = _writer_ticks(built, control)
+            reporter = tg.create_task(_report(control, on_status, status_interval, ticks))
             answers = tg.create_task(chat.desk.run())
             try:
                 await loop.run(frames=frames)
@@ -390,12 +392,30 @@ def _ice(spec: Mapping[str, Any]) -> IceServer:
 TRIM_EVERY_S = 60.0
 
 
+def _writer_ticks(built: Built, control: LiveControl) -> list[Callable[[], None]]:
+    """The LLM writer's fallback and recovery as stream events (``WriterWatch``)."""
+    llm = built.script.llm if built.script is not None else None
+    if llm is None or llm.breaker is None:
+        return []
+
+    def emit(kind: str, detail: Mapping[str, Any]) -> None:
+        for listener in control.event_listeners:
+            listener(kind, detail)
+
+    return [WriterWatch(llm.breaker, llm.failures, emit).check]
+
+
 async def _report(
-    control: LiveControl, on_status: Callable[[LiveStatus], None] | None, interval: float
+    control: LiveControl,
+    on_status: Callable[[LiveStatus], None] | None,
+    interval: float,
+    ticks: Sequence[Callable[[], None]] = (),
 ) -> None:
     since_trim = 0.0
     while True:
         await asyncio.sleep(interval)
+        for tick in ticks:
+            tick()
         since_trim += interval
         if since_trim >= TRIM_EVERY_S:
             since_trim = 0.0
