@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ class Rig:
         self.recordings = recordings
         self.streams: list[str] = []
         self.duty: dict[str, dict[str, str]] = {}  # stream -> its supervisor's headers
-        self.products: list[str] = []
+        self.products: list[tuple[str, Decimal]] = []
         self.errors: dict[str, int] = {}
         self._prices = itertools.count()
         self.log = log
@@ -138,8 +139,9 @@ class Rig:
 
     def change_price(self) -> bool:
         n = next(self._prices)
-        pid = self.products[n % len(self.products)]
-        price = f"{49 + n % 50}.{n % 100:02d}"
+        pid, base = self.products[n % len(self.products)]
+        # 90-99 % of the catalog price: never above a product's compare-at price
+        price = str((base * (90 + n % 10) / 100).quantize(Decimal("0.01")))
         with self.served.client("operator", timeout=10) as c:
             r = c.patch(f"/v1/products/{pid}", json={"price": price})
         return self.count("price", r)
@@ -261,7 +263,8 @@ def setup(rig: Rig, n: int, rtmp: RtmpServer) -> None:
     with s.client("operator", timeout=60) as c:
         r = c.post("/v1/products/import?format=json", json=shop_catalog())
         assert r.status_code == 200, r.text
-        rig.products = [p["id"] for p in c.get("/v1/products").json()["items"]]
+        items = c.get("/v1/products").json()["items"]
+        rig.products = [(p["id"], Decimal(str(p["price"]))) for p in items if p.get("price")]
         for i in range(n):
             d = {"name": f"nginx-{i}", "url": rtmp.url("").rstrip("/"), "stream_key": f"soak{i}"}
             r = c.post("/v1/destinations", json=d)

@@ -1,9 +1,10 @@
 """What the soak reads from outside the server: a process tree in /proc, and WHEP viewers.
 
 ``tree_sample(pid)`` sums over a stream worker and its children (the RTMP push and WHEP
-processes): RSS, PSS (``smaps_rollup``: shared pages split between the processes that map
-them, so the spare worker's and the API's shared libraries are not counted whole), open fds,
-threads and CPU seconds. A process that exits mid-read is skipped, not an error.
+processes): RSS, its anonymous part (the heap, where a leak grows; the rest is mapped files),
+PSS (``smaps_rollup``: shared pages split between the processes that map them, so the spare
+worker's and the API's shared libraries are not counted whole), open fds, threads and CPU
+seconds. A process that exits mid-read is skipped, not an error.
 
 ``Viewers`` keeps aiortc WHEP clients on the streams from a thread with its own event loop:
 each stream gets a viewer for ``watch_s`` every ``every_s`` (a new session each time, so the
@@ -34,6 +35,7 @@ from procstat import CLK_TCK
 class TreeSample:
     pids: int = 0
     rss_mb: float = 0.0
+    anon_mb: float = 0.0
     pss_mb: float = 0.0
     fds: int = 0
     threads: int = 0
@@ -82,6 +84,7 @@ def tree_sample(pid: int, children: dict[int, list[int]] | None = None) -> TreeS
             continue
         s.pids += 1
         s.rss_mb += _kb(status, "VmRSS:") / 1024
+        s.anon_mb += _kb(status, "RssAnon:") / 1024
         s.pss_mb += _kb(rollup, "Pss:") / 1024
         s.threads += _kb(status, "Threads:")
         s.fds += fds

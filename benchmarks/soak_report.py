@@ -127,7 +127,7 @@ def stream_figures(rows: list[dict[str, str]], chaos: list[dict[str, Any]]) -> l
             "rss_first_mb": round(float(mine[0]["rss_mb"]), 1),
             "rss_last_mb": round(float(mine[-1]["rss_mb"]), 1),
             "rss_slope_mb_h": _r(slope_per_h(ts, [float(r["rss_mb"]) for r in fit])),
-            "anon_slope_mb_h": _r(slope_per_h(ts, [float(r["anon_mb"]) for r in fit])),
+            "anon_slope_mb_h": _r(slope_per_h(ts, [float(r.get("anon_mb") or 0) for r in fit])),
             "pss_slope_mb_h": _r(slope_per_h(ts, [float(r["pss_mb"]) for r in fit])),
             "fds": _range([r["fds"] for r in run]),
             "threads": _range([r["threads"] for r in run]),
@@ -176,6 +176,10 @@ def _matches(c: dict[str, Any], stream: str | None, kind: str, t: float) -> bool
     return kind in DETECT[c["kind"]] and in_window and (hit is None or stream == hit)
 
 
+def _after(t: float | None, t0: float) -> float | None:
+    return None if t is None else round(t - t0, 1)
+
+
 def chaos_table(
     chaos: list[dict[str, Any]], events: list[dict[str, Any]], hooks: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -202,6 +206,8 @@ def chaos_table(
             "hold_s": c["hold_s"],
             "detected_s": round(seen[0][0] - t0, 1) if seen else None,
             "detected_by": f"{seen[0][1]} {seen[0][2]}".strip() if seen else "nothing",
+            # the API's readiness check sees its database go: a load balancer or probe would
+            "readyz_failed_s": _after(c.get("probe", {}).get("readyz_failed_at"), t0),
             "alerted_s": round(told[0] - t0, 1) if told else None,
             "healed_s": round(c["t_healed"] - c["t_undo"], 1) if c["t_healed"] else None,
             "probe": c.get("probe", {}),
@@ -234,7 +240,9 @@ def plot(
         for name in names:
             if key == "load1" and name != "api":
                 continue
-            pts = [(float(r["elapsed_s"]) / 60, _f(r[key])) for r in rows if r["stream"] == name]
+            pts = [
+                (float(r["elapsed_s"]) / 60, _f(r.get(key))) for r in rows if r["stream"] == name
+            ]
             xs = [x for x, y in pts if y is not None]
             ys = [y for x, y in pts if y is not None]
             ax.plot(xs, ys, label=name if key != "load1" else "machine", lw=1)
