@@ -21,4 +21,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev,test]'
+.venv/bin/python -m pip install -q -e '.[dev,test,bench]'

@@ -98,6 +98,14 @@ class PgServer:
                 time.sleep(0.1)
         return server
 
+    def restart(self, mode: str = "fast") -> None:
+        """Stop the server (``mode``: fast closes sessions, immediate crashes it) and start it
+        again with the options of its first start (pg_ctl keeps them in postmaster.opts)."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
+            "-l", str(self.root / "log"), "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
     def stop(self) -> None:
         try:
             self._run(

@@ -103,14 +103,16 @@ def serve(
     wait_s: float = 60.0,
     prepare: Callable[[str, str], None] | None = None,
     wrap: tuple[str, ...] = (),
+    database_url: str | None = None,
 ) -> Iterator[Served]:
     """Run ``avatarcast serve ARGS`` on a free port with everything it keeps in ``root`` until
     ``/readyz`` answers; stop it at the end. ``env`` adds ``AVATARCAST_*`` settings (the rate
     limit is lifted unless given). ``seeded=False`` keeps the database as it is (a restart).
     ``prepare(database_url, tenant_id)`` writes rows before the server starts. ``wrap`` goes
-    before the command (e.g. ``unshare ... sh -c 'mount ...; exec "$@"'``)."""
+    before the command (e.g. ``unshare ... sh -c 'mount ...; exec "$@"'``). ``database_url``:
+    another database (PostgreSQL from ``pg_server``) in place of SQLite under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
-    database_url = f"sqlite:///{root / 'var' / 'avatarcast.db'}"
+    database_url = database_url or f"sqlite:///{root / 'var' / 'avatarcast.db'}"
     tenant_id, keys, other = seed(database_url) if seeded else ("", {}, "")
     if prepare is not None:
         prepare(database_url, tenant_id)

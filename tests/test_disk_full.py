@@ -64,6 +64,10 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
         # loaded machine, and the state checked below would not be "live"
         "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "900",
         "AVATARCAST_SUPERVISION__STOP_AFTER_S": "1800",
+        # quick to call a recording stalled and to climb its ladder to a worker restart: a
+        # recording its guard stopped must not be called stalled (the soak found it restarted)
+        "AVATARCAST_MONITORS__OUTPUT_STALL_S": "3",
+        "AVATARCAST_MONITORS__ESCALATE_AFTER_S": "0.5",
     }
     with Receiver(SECRET) as receiver, serve(tmp_path / "srv", env, wrap=wrap, wait_s=READY_S) as s:
         inside = Path(f"/proc/{s.proc.pid}/root") / str(recordings).lstrip("/")
@@ -84,8 +88,13 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
             print(f"filled {_fill(filler) >> 20} MiB")
             stopped = receiver.wait_for("recording_stopped", timeout=30)
             assert stopped["stream_id"] == sid and stopped["detail"]["errno"] == "ENOSPC"
-            stopped_at = frames()
-            _wait(lambda: frames() >= stopped_at + 25, 30, "the stream stopped too")
+            stopped_at, since = frames(), time.monotonic()
+            # on air, and past the stall threshold and two steps of its ladder
+            _wait(
+                lambda: frames() >= stopped_at + 25 and time.monotonic() - since >= 8,
+                30,
+                "the stream stopped too",
+            )
             status = c.get(f"/v1/streams/{sid}").json()["status"]
             assert status["state"] == "live" and status["restarts"] == 0, status
             assert status["recording"] is False, status
@@ -101,7 +110,11 @@ def test_disk_full_stops_the_recording_not_the_stream(tmp_path: Path) -> None:
             assert status["state"] == "live" and status["recording"] is True, status
             kinds = [e["kind"] for e in c.get(f"/v1/streams/{sid}/events").json()["items"]]
             assert kinds.count("recording_stopped") == 1 and "recording_resumed" in kinds
-            assert "crashed" not in kinds
+            assert "crashed" not in kinds and "restarted" not in kinds, kinds
+            glitches = c.get(f"/v1/streams/{sid}/events", params={"kind": "glitch"}).json()
+            assert not [
+                g for g in glitches["items"] if g["detail"]["monitor"] == "recording_stalled"
+            ]
             newest = sorted(run.glob("segment-*.mp4"))[-1]
             assert newest.name not in before
             info = ffprobe(newest)

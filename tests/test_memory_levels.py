@@ -92,8 +92,9 @@ def test_an_hour_of_media_levels_off() -> None:
         assert comp._layers is not None and comp._layers.tile_bytes <= TILE_BYTES, table
         assert comp._layers.hits > 0 and len(comp._blends) <= 2, table
     assert max(c for _, _, c in samples) < 2 * (TILE_BYTES / 2**20) + 30, table
-    # levelled off: the second half hour adds little (measured: +2.0 MB, of which ~0.5 MB are
-    # the transcript's lines, kept up to 2 000; before, +32 MB came in the first 7 minutes)
+    # levelled off: the second half hour adds little (measured: +2.0 MB with the programme's
+    # unread transcript of up to 2 000 lines, +2.1 MB without it; before, +32 MB came in the
+    # first 7 minutes)
     half = [a for m, a, _ in samples if m >= MINUTES // 2]
     assert half[-1] - half[0] < 4.0, table
     # and the level is bounded: at most what the caches may hold above the 5-minute mark

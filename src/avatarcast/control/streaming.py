@@ -211,6 +211,7 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         fps=h.fps,
         av_offset_ms=h.av_offset_ms,
         encode_lag_ms=h.encode_lag_ms,
+        late_frames=h.late_frames,
         product_id=h.product_id,
         price=h.price,
         sentence=h.sentence,

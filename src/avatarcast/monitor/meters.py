@@ -118,3 +118,8 @@ class OutputMeter:
             self.since[name] = now
         self.seen[name] = max(progress, self.seen.get(name, -1))
         return now - self.since[name]
+
+    def forget(self, name: str) -> None:
+        """An output stopped on purpose: when it comes back, it is timed from then."""
+        self.since.pop(name, None)
+        self.seen.pop(name, None)

@@ -86,6 +86,7 @@ class OnAirWatch:
         mouth_box: Box | None = None,
         outputs: Callable[[], Sequence[OutputProgress]] = tuple,
         recording_dir: Path | None = None,
+        recording_on: Callable[[], bool] | None = None,
     ) -> None:
         self.name = "monitor"
         self.settings = settings
@@ -93,6 +94,7 @@ class OnAirWatch:
         self._state, self._emit, self._submit = state, emit, submit
         self._wall, self._mouth_box = wall_clock, mouth_box
         self._outputs, self._recording_dir = outputs, recording_dir
+        self._recording_on = recording_on
         self._decoder: OutputDecoder | None = None
         self._pending: list[EncodedPacket] = []
         self._arrivals: list[VideoPacketInfo] = []
@@ -223,8 +225,12 @@ class OnAirWatch:
         for i, out in enumerate(self._outputs()):
             v[f"destination_down:{i}"] = self._stalls.feed(out.name, out.progress, out.up, self.t)
         if self._recording_dir is not None:
-            size = _folder_bytes(self._recording_dir)
-            v["recording_stalled"] = self._stalls.feed("recording", size, True, self.t)
+            if self._recording_on is None or self._recording_on():
+                size = _folder_bytes(self._recording_dir)
+                v["recording_stalled"] = self._stalls.feed("recording", size, True, self.t)
+            else:  # stopped on purpose (a full disk): its stall clock starts again on resume
+                self._stalls.forget("recording")
+                v["recording_stalled"] = 0.0
 
     # --- findings and their remedies -------------------------------------------------------------
 

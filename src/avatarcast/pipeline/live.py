@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from avatarcast.pipeline.frame_loop import FrameLoop, FrameTap, ViewOutput
 from avatarcast.pipeline.layouts import make_view, view_format
 from avatarcast.pipeline.live_control import LiveControl, LiveStatus
 from avatarcast.pipeline.remedies import EngineSwitch, StreamActions
+from avatarcast.pipeline.writer_watch import WriterWatch
 from avatarcast.programme.layout import Layout, parse_layout
 from avatarcast.programme.talk import Guard
 from avatarcast.settings import MonitorSettings
@@ -120,6 +121,7 @@ async def run_live(
     sinks: list[Sink] = []
     taps: list[FrameTap] = []
     by_layout: dict[Layout, list[Sink]] = {}
+    guarded: GuardedRecorder | None = None
     for url, layout in zip(opts.destinations, wanted, strict=True):
         try:
             sink = RtmpSink(
@@ -153,7 +155,8 @@ async def run_live(
             )
 
         # a full disk stops the recording, not the stream (recording_stopped/_resumed events)
-        sinks.append(GuardedRecorder(recorder, dir=record_dir, on_change=control.recording_changed))
+        guarded = GuardedRecorder(recorder, dir=record_dir, on_change=control.recording_changed)
+        sinks.append(guarded)
         control.set_recording(str(opts.record_dir))
     if opts.hls_dir is not None:
         hls = HlsSink(opts.hls_dir, options=opts.hls, metadata=fmt.metadata)
@@ -198,7 +201,7 @@ async def run_live(
     guards.append(chat.guard(built.script.guard if built.script is not None else None))
     built.listeners.extend(control.line_listeners)
     await in_background(_warm_up, built)
-    faults, watch = _monitors(opts, built, control)
+    faults, watch = _monitors(opts, built, control, guarded)
     if watch is not None:
         sinks.append(watch)
     loop = FrameLoop(
@@ -230,7 +233,8 @@ async def run_live(
         await built.start()  # the LLM lookahead, when --writer llm
         async with asyncio.TaskGroup() as tg:
             prefetch = tg.create_task(built.talk.run_prefetch())
-            reporter = tg.create_task(_report(control, on_status, status_interval))
+            ticks = _writer_ticks(built, control)
+            reporter = tg.create_task(_report(control, on_status, status_interval, ticks))
             answers = tg.create_task(chat.desk.run())
             try:
                 await loop.run(frames=frames)
@@ -270,9 +274,11 @@ def _fallback_engines(built: Built) -> dict[str, EngineSwitch]:
 
 
 def _monitors(
-    opts: LiveOptions, built: Built, control: LiveControl
+    opts: LiveOptions, built: Built, control: LiveControl, recording: GuardedRecorder | None
 ) -> tuple[FaultInjector | None, OnAirWatch | None]:
-    """The stream's on-air monitors (a sink beside the outputs) and, in drills, its faults."""
+    """The stream's on-air monitors (a sink beside the outputs) and, in drills, its faults.
+    A recording its guard has stopped (a full disk: reported as ``recording_stopped``) is not
+    watched for stalls until it resumes: restarting the worker would not make space."""
     settings = opts.monitors
     if settings is None:
         return None, None
@@ -301,6 +307,7 @@ def _monitors(
         mouth_box=built.renderer.mouth_box(),
         outputs=outputs,
         recording_dir=opts.record_dir,
+        recording_on=(lambda: recording.recording) if recording is not None else None,
     )
     built.listeners.append(lambda line: watch.line(line.text, line.t))
     return faults, watch
@@ -385,12 +392,30 @@ def _ice(spec: Mapping[str, Any]) -> IceServer:
 TRIM_EVERY_S = 60.0
 
 
+def _writer_ticks(built: Built, control: LiveControl) -> list[Callable[[], None]]:
+    """The LLM writer's fallback and recovery as stream events (``WriterWatch``)."""
+    llm = built.script.llm if built.script is not None else None
+    if llm is None or llm.breaker is None:
+        return []
+
+    def emit(kind: str, detail: Mapping[str, Any]) -> None:
+        for listener in control.event_listeners:
+            listener(kind, detail)
+
+    return [WriterWatch(llm.breaker, llm.failures, emit).check]
+
+
 async def _report(
-    control: LiveControl, on_status: Callable[[LiveStatus], None] | None, interval: float
+    control: LiveControl,
+    on_status: Callable[[LiveStatus], None] | None,
+    interval: float,
+    ticks: Sequence[Callable[[], None]] = (),
 ) -> None:
     since_trim = 0.0
     while True:
         await asyncio.sleep(interval)
+        for tick in ticks:
+            tick()
         since_trim += interval
         if since_trim >= TRIM_EVERY_S:
             since_trim = 0.0

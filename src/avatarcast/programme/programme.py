@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -92,7 +92,6 @@ class ProgrammeStats:
     idle_frames: int = 0
     sentences: int = 0
     cut_sentences: int = 0
-    transcript: list[SpokenLine] = field(default_factory=list)
 
 
 class Programme:
@@ -310,10 +309,7 @@ class Programme:
             duration=len(chunk.pcm) / self.fmt.sample_rate,
             sentence_id=s.id,
         )
-        self.stats.sentences += 1
-        self.stats.transcript.append(line)
-        if len(self.stats.transcript) > 2000:
-            del self.stats.transcript[:1000]
+        self.stats.sentences += 1  # the lines go to ``_on_line`` (session log, watch): none kept
         if self._on_line is not None:
             self._on_line(line)
 

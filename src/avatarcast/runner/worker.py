@@ -351,6 +351,16 @@ async def run_worker(
     return EXIT_RESTART if worker.control.restart_requested else 0
 
 
+def group_nice(steps: int, parent_group: str) -> int:
+    """The nice of a worker's scheduling group: ``steps`` below its parent's group, whose
+    ``/proc/PID/autogroup`` reads ``/autogroup-N nice K`` (0 when it cannot be read)."""
+    try:
+        base = int(parent_group.split("nice", 1)[1])
+    except (IndexError, ValueError):
+        base = 0
+    return max(-20, min(19, base + steps))
+
+
 def lower_priority(steps: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
     """Run ``steps`` nice steps below the API, as a process and as a scheduling group.
 
@@ -358,11 +368,19 @@ def lower_priority(steps: int, autogroup: Path = Path("/proc/self/autogroup")) -
     (autogroup, on by default in many distributions) the groups share the CPU as equals: a
     process's nice then ranks it only inside its group, and the API would compete with each
     worker one to one. The group's own nice is the ``autogroup`` file; without it (no
-    autogroup, or tasks in a cpu cgroup) the process's nice is what counts.
+    autogroup, or tasks in a cpu cgroup) the process's nice is what counts. The group's nice
+    counts from the API's group (``group_nice``): an API whose group runs at -10 puts its
+    workers at -5, where an absolute 5 starved the soak's streams behind the machine's other
+    sessions (every frame late at load 23 on 2 cores).
     """
-    os.nice(steps)
+    if steps:
+        os.nice(steps)
     try:
-        autogroup.write_text(f"{steps}\n")
+        parent = Path(f"/proc/{os.getppid()}/autogroup").read_text()
+    except OSError:
+        parent = ""
+    try:
+        autogroup.write_text(f"{group_nice(steps, parent)}\n")
     except OSError:
         pass
 
@@ -384,8 +402,7 @@ def main() -> int:
         json.dump({"type": "error", "error": str(error), "retryable": False}, sys.stdout)
         sys.stdout.write("\n")
         return EXIT_CONFIG
-    if spec.nice:
-        lower_priority(spec.nice)  # below the API, before the start-up work (see RunnerSettings)
+    lower_priority(spec.nice)  # below the API, before the start-up work (see RunnerSettings)
     slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
     slot.acquire()
     try:

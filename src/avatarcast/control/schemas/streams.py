@@ -114,6 +114,10 @@ class StreamHealth(Out):
     fps: float | None = None
     av_offset_ms: float | None = None
     encode_lag_ms: float | None = None
+    late_frames: int | None = Field(
+        default=None,
+        description="Frames of this run made more than a frame period after their wall-clock time",
+    )
     product_id: str | None = None
     price: str | None = None
     sentence: str | None = None
