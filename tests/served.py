@@ -34,6 +34,7 @@ import httpx
 from avatarcast.control import create_key, upgrade_database
 from avatarcast.db import make_engine, make_sessionmaker
 from rtmp_server import free_port
+from sqlite_template import migrated_sqlite
 
 ROLES = ("admin", "operator", "supervisor", "backend")
 
@@ -110,7 +111,10 @@ def serve(
     ``prepare(database_url, tenant_id)`` writes rows before the server starts. ``wrap`` goes
     before the command (e.g. ``unshare ... sh -c 'mount ...; exec "$@"'``)."""
     root.mkdir(parents=True, exist_ok=True)
-    database_url = f"sqlite:///{root / 'var' / 'avatarcast.db'}"
+    database = root / "var" / "avatarcast.db"
+    if seeded:  # a copy of this process's migrated template: seed's migration is then a no-op
+        migrated_sqlite(database)
+    database_url = f"sqlite:///{database}"
     tenant_id, keys, other = seed(database_url) if seeded else ("", {}, "")
     if prepare is not None:
         prepare(database_url, tenant_id)
