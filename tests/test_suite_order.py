@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from conftest_xdist import DURATIONS, expected_seconds, slowest_first
+from conftest_xdist import ALONE, DURATIONS, alone, expected_seconds, slowest_first
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,7 @@ def test_the_table_is_written_from_a_junit_report(tmp_path: Path) -> None:
         '<testcase classname="tests.test_suite_order" name="a" time="1.25"/>'
         '<testcase classname="tests.test_suite_order" name="b" time="2.0"/>'
         '<testcase classname="tests.conftest_xdist" name="c" time="7.5"/>'
+        '<testcase classname="pytest" name="internal" time="0.000"/>'
         "</testsuite></testsuites>"
     )
     out = subprocess.run(
@@ -65,3 +66,13 @@ def test_the_checked_in_table_names_test_files_with_seconds() -> None:
     for path, seconds in table.items():
         assert path.startswith("tests/test_") and path.endswith(".py"), path
         assert seconds >= 0, (path, seconds)
+
+
+def test_alone_names_whole_files_tests_and_their_parameters() -> None:
+    assert alone("tests/test_console.py::test_wall_mute_say_and_kill")
+    assert alone("tests/test_voice_espeak.py::test_synthesis_runs_off_the_event_loop")
+    assert alone("tests/test_guardrails.py::test_a_check_takes_well_under_a_millisecond[x]")
+    assert not alone("tests/test_voice_espeak.py::test_chinese_voice_speaks")
+    assert not alone("tests/test_console_parts.py::test_x")  # a prefix of a name is not it
+    for prefix in ALONE:
+        assert (ROOT / prefix.split("::")[0]).is_file(), prefix
