@@ -15,8 +15,10 @@ A test whose check is how much CPU or time it gets on the machine (a model keepi
 mute reaching Chromium's audio within 1 s, a check's microseconds) is marked ``alone``:
 ``scripts/test.sh`` runs those in one process after the parallel phase, so they see the same
 quiet machine as in a serial run. They are listed here (``ALONE``, node-id prefixes), not in
-their files, so the list is one place to read; they failed their thresholds, not otherwise,
-when three workers ran beside them at load 20-30 (benchmarks/README.md "Test suite").
+their files, so the list is one place to read. All but the console failed their thresholds
+(and nothing else) beside three workers at load 20-30 (benchmarks/README.md "Test suite"); the
+console's mute check (silence within 1 s of the click, ``test_wall_mute_say_and_kill``) has
+little room beside Chromium's own audio buffer, which passes it only on a quiet machine.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ ALONE = (
     "tests/test_mouth_onnx.py",  # the fast model keeps up at 25 fps on one core
     "tests/test_guardrails.py::test_a_check_takes_well_under_a_millisecond",
     "tests/test_voice_espeak.py::test_synthesis_runs_off_the_event_loop",
+    "tests/test_llm_writer.py::test_clean_reply_streams_sentence_by_sentence",
+    "tests/test_voices_net.py::test_edge_fails_fast_when_unreachable_and_espeak_speaks",
 )
 
 
