@@ -25,8 +25,13 @@ if [ "$workers" -le 1 ]; then
 fi
 rc=0
 "${pytest[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder -m "not alone" "$@" || rc=$?
+targets=("$@")
+if [ $# -eq 0 ]; then  # the files that hold `alone` tests: no second collection of the suite
+  read -ra targets < <(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests")
+from conftest_xdist import ALONE; print(" ".join(sorted({p.split("::")[0] for p in ALONE})))')
+fi
 alone=0
-"${pytest[@]}" -m alone "$@" || alone=$?
+"${pytest[@]}" -m alone "${targets[@]}" || alone=$?
 # 5: no test selected in that phase (a run of some files), fine when the other phase ran some
 if [ "$rc" -eq 5 ] && [ "$alone" -eq 0 ]; then rc=0; fi
 if [ "$alone" -ne 0 ] && [ "$alone" -ne 5 ]; then rc=$alone; fi
