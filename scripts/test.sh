@@ -10,11 +10,29 @@ export AVATARCAST_REQUIRE_ALL=1
 .venv/bin/ruff format --check src tests scripts benchmarks
 .venv/bin/mypy
 .venv/bin/lint-imports  # the layer contracts in pyproject.toml
-# AVATARCAST_TEST_WORKERS=N runs pytest in N processes (pytest-xdist), each test file in one
-# of them (--dist loadfile: a module's shared server and its file order hold). Every session
-# fixture is per process (PostgreSQL, nginx-rtmp, Chromium on free ports); stream starts
-# still take turns machine-wide (avatarcast.startup). Default 1: measured in README "Tests".
-workers=${AVATARCAST_TEST_WORKERS:-1}
-parallel=()
-if [ "$workers" -gt 1 ]; then parallel=(-n "$workers" --dist loadfile); fi
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "${parallel[@]}" "$@"
+# pytest runs in AVATARCAST_TEST_WORKERS processes (pytest-xdist; 1: one process). Each test
+# file goes to one worker whole (--dist loadfile: a module's shared server and its file order
+# hold), slowest files first (tests/conftest_xdist.py sorts by tests/durations.json; xdist keeps
+# that order with --no-loadscope-reorder). Every session fixture is per process (PostgreSQL,
+# nginx-rtmp, Chromium on free ports); stream starts still take turns machine-wide
+# (avatarcast.startup). The tests marked `alone` (they measure their own CPU or latency; listed
+# in tests/conftest_xdist.py) run afterwards in one process. Default 3 on 2 cores: measured in
+# benchmarks/README.md "Test suite".
+workers=${AVATARCAST_TEST_WORKERS:-3}
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25)
+if [ "$workers" -le 1 ]; then
+  exec "${pytest[@]}" "$@"
+fi
+rc=0
+"${pytest[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder -m "not alone" "$@" || rc=$?
+targets=("$@")
+if [ $# -eq 0 ]; then  # the files that hold `alone` tests: no second collection of the suite
+  read -ra targets < <(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests")
+from conftest_xdist import ALONE; print(" ".join(sorted({p.split("::")[0] for p in ALONE})))')
+fi
+alone=0
+"${pytest[@]}" -m alone "${targets[@]}" || alone=$?
+# 5: no test selected in that phase (a run of some files), fine when the other phase ran some
+if [ "$rc" -eq 5 ] && [ "$alone" -eq 0 ]; then rc=0; fi
+if [ "$alone" -ne 0 ] && [ "$alone" -ne 5 ]; then rc=$alone; fi
+exit "$rc"

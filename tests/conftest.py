@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["conftest_rtmp", "conftest_llm", "conftest_api"]
+pytest_plugins = ["conftest_rtmp", "conftest_llm", "conftest_api", "conftest_xdist"]
 
 
 @pytest.fixture(autouse=True)

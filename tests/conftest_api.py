@@ -24,6 +24,7 @@ from avatarcast.db import make_engine, make_sessionmaker
 from avatarcast.server import create_server_app
 from avatarcast.settings import Settings
 from pg_server import PgServer
+from sqlite_template import migrated_sqlite
 
 ROLES = ("admin", "operator", "supervisor", "backend")
 _db_numbers = itertools.count()
@@ -42,8 +43,8 @@ def pg_server() -> Iterator[PgServer]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'var' / 'avatarcast.db'}"
+    if request.param == "sqlite":  # migrated: a copy of this process's template
+        return migrated_sqlite(tmp_path / "var" / "avatarcast.db")
     server: PgServer = request.getfixturevalue("pg_server")
     return server.create_database(f"api_{next(_db_numbers)}", template="api_template")
 

@@ -34,6 +34,7 @@ import httpx
 from avatarcast.control import create_key, upgrade_database
 from avatarcast.db import make_engine, make_sessionmaker
 from rtmp_server import free_port
+from sqlite_template import migrated_sqlite
 
 ROLES = ("admin", "operator", "supervisor", "backend")
 
@@ -112,7 +113,11 @@ def serve(
     before the command (e.g. ``unshare ... sh -c 'mount ...; exec "$@"'``). ``database_url``:
     another database (PostgreSQL from ``pg_server``) in place of SQLite under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
-    database_url = database_url or f"sqlite:///{root / 'var' / 'avatarcast.db'}"
+    if database_url is None:
+        database = root / "var" / "avatarcast.db"
+        if seeded:  # a copy of this process's migrated template: seed's migration is a no-op
+            migrated_sqlite(database)
+        database_url = f"sqlite:///{database}"
     tenant_id, keys, other = seed(database_url) if seeded else ("", {}, "")
     if prepare is not None:
         prepare(database_url, tenant_id)
