@@ -242,13 +242,18 @@ def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
 
 def _three_streams(s: Served, rtmp: RtmpServer) -> list[str]:
     sids: list[str] = []
-    with s.client() as c:
+    with s.client("admin") as c:
         for n in range(3):
             key = f"k{n}"
             dest = c.post("/v1/destinations", json={"name": key, "url": rtmp.url(key)})
             assert dest.status_code == 201, dest.text
             sid, _ = live_stream(
-                c, s.auth("admin"), wait_s=180, destination_ids=[dest.json()["id"]], record=True
+                c,
+                s.auth("admin"),
+                wait_s=180,
+                name=f"night-{n}",
+                destination_ids=[dest.json()["id"]],
+                record=True,
             )
             sids.append(sid)
     with s.client("admin") as c:
