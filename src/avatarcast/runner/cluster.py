@@ -293,6 +293,8 @@ class RayRunner:
             ref = r.handle.poll.remote(r.since, r.incarnation)
             poll: Poll = await asyncio.wait_for(_awaited(ref), self._call_s)
         except Exception as e:  # the actor is dead, restarting, or its node is gone
+            if r.incarnation is None:  # not answered yet: Ray is still starting it
+                return
             if r.unreachable is None:
                 r.unreachable = f"the stream's actor is unreachable ({type(e).__name__})"
                 if not r.stop_requested:
