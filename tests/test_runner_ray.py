@@ -213,6 +213,8 @@ def alive(pid: int) -> bool:
         return False
 
 
+# a loaded 2-core box: two node starts, and each stream ~90 s from start to live (05:00 run)
+@pytest.mark.timeout(900)
 def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
