@@ -237,7 +237,10 @@ def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
                 _actor_killed(c, rtmp, sids, s.root)
                 _node_stopped(c, rtmp, sids, ray_cluster)
                 before = {sid: (worker_pid(c, sid), len(events(c, sid, "started"))) for sid in sids}
-        with serve(tmp_path / "api", env, seeded=False) as s, s.client("admin") as c:
+            admin = s.auth("admin")
+        # the same database and keys: a restart, not a new server
+        with serve(tmp_path / "api", env, seeded=False) as s, s.client() as c:
+            c.headers.update(admin)
             for sid, (pid, started) in before.items():  # re-attached, not started again
                 until(lambda sid=sid: health(c, sid)["state"] == "live", 30, f"{sid} not live")
                 assert alive(pid), f"the worker of {sid} ended with the API"
