@@ -201,6 +201,18 @@ class RunnerSettings(_Section):
     #: by the workers (``runner.zygote``; figures in benchmarks/README.md). The spare worker
     #: and cold starts remain for while the zygote is down.
     zygote: bool = True
+    #: Where streams run: ``local`` (worker processes beside the API) or ``ray`` (a detached
+    #: actor per stream on a Ray cluster, the ``avatarcast[ray]`` extra; ``runner.cluster``).
+    backend: Literal["local", "ray"] = "local"
+    #: The Ray cluster's GCS address ``host:port``; None: ``RAY_ADDRESS`` or a local cluster.
+    ray_address: str | None = None
+    #: What one stream's actor reserves on its node; an ``onnx`` twin also takes ``ray_onnx_gpus``.
+    ray_num_cpus: float = Field(default=1.0, ge=0)
+    ray_memory_mb: int = Field(default=1024, ge=0)
+    ray_onnx_gpus: float = Field(default=0.0, ge=0)
+    #: Each node's recordings root (``ROOT/node-ID/TENANT/STREAM``); None: the stream's own
+    #: recordings folder with a ``node-ID`` folder in it.
+    ray_recordings_dir: Path | None = None
 
 
 class SchedulerSettings(_Section):

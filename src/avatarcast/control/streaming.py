@@ -1,9 +1,9 @@
 """The stream runner's place in the app: started and drained with it, reached by the routes.
 
-:func:`lifespan` owns the :class:`LocalRunner` and its :class:`StreamManager` for the app's
-life (``routes/streams.py`` hands it to the app factory); routes reach the manager through
-:func:`manager_of` and a stream's live health through :func:`health_of`, neither of which waits
-on a worker.
+:func:`lifespan` owns the stream runner (``control.backends``) and its :class:`StreamManager`
+for the app's life (``routes/streams.py`` hands it to the app factory); routes reach the
+manager through :func:`manager_of` and a stream's live health through :func:`health_of`,
+neither of which waits on a worker.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from avatarcast.commands import Command
+from avatarcast.control.backends import open_runner
 from avatarcast.control.context import AppContext
 from avatarcast.control.images import ImageStore
 from avatarcast.control.leader import replica_id
@@ -33,7 +34,7 @@ from avatarcast.control.schemas.streams import (
 )
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.output.hls import HlsStatus
-from avatarcast.runner.local import LocalRunner
+from avatarcast.runner.base import StreamRunner
 from avatarcast.script.llm import LlmOptions
 
 __all__ = [
@@ -59,13 +60,20 @@ log = logging.getLogger(__name__)
 async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
     """Own the runner: restore streams that should be live, drain them all at shutdown."""
     holder: list[StreamManager] = []
-    runner = LocalRunner(
+    runner_cm = open_runner(
+        ctx.settings.runner,
         on_event=lambda e: holder[0].on_event(e),
         on_output=lambda e: holder[0].on_event(e),
-        nice=ctx.settings.runner.worker_nice,
-        spare=ctx.settings.runner.spare_worker,
-        zygote=ctx.settings.runner.zygote,
     )
+    async with runner_cm as runner:
+        async with _managed(ctx, runner, holder):
+            yield
+
+
+@asynccontextmanager
+async def _managed(
+    ctx: AppContext, runner: StreamRunner, holder: list[StreamManager]
+) -> AsyncIterator[None]:
     policy = ctx.settings.supervision
     watch = SupervisionWatch(timeout_s=policy.heartbeat_timeout_s, stop_after_s=policy.stop_after_s)
     manager = StreamManager(
@@ -200,12 +208,14 @@ def health_of(ctx: AppContext, stream_id: str) -> StreamHealth:
         return StreamHealth(
             state=status.state,
             restarts=status.restarts,
+            node=status.node,
             last_error=without_paths(status.last_error),
             chat=chat_health,
         )
     return StreamHealth(
         state=status.state,
         restarts=status.restarts,
+        node=status.node,
         uptime_s=h.uptime_s,
         frames=h.frames,
         fps=h.fps,

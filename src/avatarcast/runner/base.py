@@ -108,6 +108,8 @@ class StreamStatus:
     whep_port: int | None = None
     last_error: str | None = None
     health: LiveStatus | None = None
+    #: the cluster node that runs it (the Ray backend's node id); None on the local backend
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

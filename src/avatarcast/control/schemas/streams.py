@@ -109,6 +109,9 @@ class StreamHealth(Out):
 
     state: str = Field(description="starting, live, paused, stopping, stopped, failed, crashed…")
     restarts: int = 0
+    node: str | None = Field(
+        default=None, description="The cluster node that runs it (Ray backend); null locally"
+    )
     uptime_s: float | None = None
     frames: int | None = None
     fps: float | None = None

@@ -1,0 +1,374 @@
+"""The Ray backend: each stream in a detached named actor on a Ray cluster.
+
+One actor per stream (name = stream id, namespace ``avatarcast``), created with the stream's
+resources (CPU, memory, a GPU share for an ``onnx`` twin), ``SPREAD`` over the nodes, and
+``max_restarts=-1``: when the actor's process or its node dies, Ray starts it again with the
+same name (on another node if its own is gone) and it brings the stream back on air
+(:mod:`runner.ray_host`). The actors are detached: they outlive this API process, and a new
+one re-attaches to them by name (:meth:`RayRunner.open`) instead of starting them again;
+:meth:`RayRunner.drain` lets go of them without stopping them.
+
+This process polls every actor every ``poll_s`` for its status and events (nothing else
+reaches the event loop from Ray), so :meth:`status` and :meth:`whep_endpoint` answer from the
+last poll without waiting. When an actor comes back in a new incarnation, the products pushed
+since it was created, the pause and the sticky commands (mute, pins, label, seller) are sent
+to it again; an actor this process re-attached to keeps what it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from avatarcast.catalog.model import Product
+from avatarcast.commands import STICKY, Command, CommandError, command_to_wire, parse_command
+from avatarcast.commands import sticky_state as merged_sticky
+from avatarcast.runner.base import (
+    CommandFailed,
+    EventCallback,
+    StreamEvent,
+    StreamSpec,
+    StreamStatus,
+)
+from avatarcast.runner.ray_host import HostOptions, Poll, StreamHost
+
+__all__ = ["NAMESPACE", "RayResources", "RayRunner"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "avatarcast"
+_ON_AIR = frozenset({"live", "paused", "safe_mode"})
+_OUTPUT_KINDS = frozenset(
+    {"line", "refusal", "command", "answers", "mouth_engine", "glitch", "glitch_cleared", "remedy"}
+)
+_STICKY_NAMES = frozenset(c.NAME for c in STICKY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RayResources:
+    """What one stream's actor asks of its node (``settings.runner.ray_*``)."""
+
+    num_cpus: float = 1.0
+    memory_mb: int = 1024
+    #: GPUs for a stream whose twin runs the ``onnx`` mouth engine (a fraction shares one)
+    onnx_gpus: float = 0.0
+
+    def for_spec(self, spec: StreamSpec) -> dict[str, Any]:
+        gpus = self.onnx_gpus if spec.programme.mouth_engine == "onnx" else 0.0
+        return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": gpus}
+
+
+@dataclass(eq=False, slots=True)
+class _Remote:
+    """One stream's actor as this process sees it. ``spec`` is None for a re-attached one."""
+
+    stream_id: str
+    handle: Any
+    spec: StreamSpec | None = None
+    tenant_id: str = ""
+    incarnation: str | None = None
+    since: int = 0
+    poll: Poll | None = None
+    unreachable: str | None = None
+    actor_restarts: int = 0
+    stop_requested: bool = False
+    sticky: list[Command] = field(default_factory=list)
+
+
+class RayRunner:
+    """A :class:`~avatarcast.runner.base.StreamRunner` of detached actors on a Ray cluster."""
+
+    def __init__(
+        self,
+        *,
+        address: str | None,
+        on_event: EventCallback | None = None,
+        on_output: EventCallback | None = None,
+        resources: RayResources | None = None,
+        host: HostOptions | None = None,
+        poll_s: float = 0.25,
+        call_s: float = 5.0,
+    ) -> None:
+        self._address = address
+        self._on_event = on_event
+        self._on_output = on_output
+        self._resources = resources or RayResources()
+        self._host = host or HostOptions()
+        self._poll_s = poll_s
+        self._call_s = call_s
+        self._streams: dict[str, _Remote] = {}
+        self._draining = False
+        self._actor_class: Any = None
+
+    # --- connecting ---------------------------------------------------------------------------
+
+    async def open(self) -> list[str]:
+        """Join the cluster and re-attach to the stream actors already running there; their
+        ids, after one poll of each (their status is known before the API serves)."""
+        self._actor_class = await asyncio.to_thread(self._connect)
+        names = await asyncio.to_thread(_named_actors)
+        for name in names:
+            handle = await asyncio.to_thread(_get_actor, name)
+            if handle is not None:
+                self._streams[name] = _Remote(name, handle)
+        await self.poll_all()
+        if names:
+            log.warning("re-attached to %d stream actors on the cluster", len(names))
+        return names
+
+    def _connect(self) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(
+                address=self._address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+        return ray.remote(StreamHost)
+
+    async def close(self) -> None:
+        """Let go of the cluster; the actors go on."""
+        import ray
+
+        await asyncio.to_thread(ray.shutdown)
+
+    async def run(self) -> None:
+        """Poll every actor, forever."""
+        while not self._draining:
+            await self.poll_all()
+            await asyncio.sleep(self._poll_s)
+
+    # --- the StreamRunner interface -----------------------------------------------------------
+
+    async def start(self, stream_id: str, spec: StreamSpec) -> None:
+        if self._draining:
+            log.warning("stream %s not started: the runner is draining", stream_id)
+            return
+        previous = self._streams.pop(stream_id, None)
+        if previous is not None and previous.handle is not None:
+            await asyncio.to_thread(_kill_actor, previous.handle)
+        handle = await asyncio.to_thread(self._create, stream_id, spec)
+        self._streams[stream_id] = _Remote(stream_id, handle, spec=spec, tenant_id=spec.tenant_id)
+
+    def _create(self, stream_id: str, spec: StreamSpec) -> Any:
+        options = {
+            "name": stream_id,
+            "namespace": NAMESPACE,
+            "lifetime": "detached",
+            "max_restarts": -1,
+            "max_concurrency": 8,
+            "scheduling_strategy": "SPREAD",
+            **self._resources.for_spec(spec),
+        }
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                actor = self._actor_class.options(**options)
+                return actor.remote(stream_id, spec.model_dump_json(), self._host)
+            except ValueError:  # the name of an actor just killed is not free yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    async def stop(self, stream_id: str) -> None:
+        await self._stop(stream_id, kill=False)
+
+    async def kill(self, stream_id: str) -> None:
+        await self._stop(stream_id, kill=True)
+
+    async def _stop(self, stream_id: str, *, kill: bool) -> None:
+        r = self._streams.get(stream_id)
+        if r is None or r.handle is None or r.stop_requested:
+            return
+        r.stop_requested = True
+        await self._call(r, r.handle.stop.remote(kill))
+
+    async def pause(self, stream_id: str) -> None:
+        await self._set_paused(stream_id, True)
+
+    async def resume(self, stream_id: str) -> None:
+        await self._set_paused(stream_id, False)
+
+    async def _set_paused(self, stream_id: str, paused: bool) -> None:
+        r = self._streams.get(stream_id)
+        if r is None or r.handle is None:
+            return
+        if r.spec is not None:
+            r.spec = r.spec.model_copy(update={"paused": paused})
+        await self._call(r, r.handle.pause.remote(paused))
+
+    def status(self, stream_id: str) -> StreamStatus | None:
+        r = self._streams.get(stream_id)
+        if r is None:
+            return None
+        poll = r.poll
+        base = poll.status if poll is not None else None
+        if base is None:
+            base = StreamStatus(stream_id=stream_id, state="starting")
+        node = poll.node_id if poll is not None else None
+        status = replace(base, restarts=base.restarts + r.actor_restarts, node=node)
+        if r.handle is None:
+            return replace(status, state="stopped", pid=None, whep_port=None)
+        if r.unreachable is not None:
+            return replace(status, state="restarting", pid=None, last_error=r.unreachable)
+        if r.stop_requested and status.state not in ("stopped", "failed"):
+            return replace(status, state="stopping")
+        return status
+
+    def whep_endpoint(self, stream_id: str) -> tuple[str, str] | None:
+        status = self.status(stream_id)
+        r = self._streams.get(stream_id)
+        if r is None or r.poll is None or status is None or status.state not in _ON_AIR:
+            return None
+        return r.poll.whep
+
+    def running(self) -> Sequence[str]:
+        return [
+            sid for sid, r in self._streams.items() if r.handle is not None and not r.stop_requested
+        ]
+
+    async def push_products(
+        self, stream_id: str, products: Sequence[Product], removed: Sequence[str] = ()
+    ) -> None:
+        r = self._streams.get(stream_id)
+        if r is None or r.handle is None or (not products and not removed):
+            return
+        if r.spec is not None:  # for an actor that comes back from its creation arguments
+            merged = {p.id: p for p in r.spec.products}
+            merged.update((p.id, p) for p in products)
+            for pid in removed:
+                merged.pop(pid, None)
+            r.spec = r.spec.model_copy(update={"products": tuple(merged.values())})
+        await self._call(r, r.handle.push_products.remote(list(products), list(removed)))
+
+    async def send(self, stream_id: str, command: Mapping[str, Any]) -> None:
+        r = self._streams.get(stream_id)
+        if r is None or r.handle is None:
+            return
+        if command.get("cmd") in _STICKY_NAMES:
+            with contextlib.suppress(CommandError):
+                r.sticky = merged_sticky([*r.sticky, parse_command(command)])
+        await self._call(r, r.handle.send.remote(dict(command)))
+
+    async def request(
+        self, stream_id: str, command: Mapping[str, Any], *, wait_s: float = 5.0
+    ) -> Any:
+        r = self._streams.get(stream_id)
+        if r is None or r.handle is None or r.stop_requested or r.unreachable is not None:
+            raise CommandFailed(f"stream {stream_id} is not running", retryable=False)
+        try:
+            ref = r.handle.request.remote(dict(command), wait_s)
+            ok, result, retryable = await asyncio.wait_for(_awaited(ref), wait_s + self._call_s)
+        except TimeoutError:
+            raise CommandFailed(
+                f"stream {stream_id} did not answer within {wait_s:g} s", retryable=True
+            ) from None
+        except Exception as e:  # the actor died or is restarting
+            raise CommandFailed(f"stream {stream_id}: {type(e).__name__}", retryable=True) from e
+        if not ok:
+            raise CommandFailed(str(result), retryable=bool(retryable))
+        return result
+
+    async def drain(self) -> None:
+        """The API is ending: stop polling. The streams go on, on the cluster."""
+        self._draining = True
+
+    # --- polling -----------------------------------------------------------------------------
+
+    async def poll_all(self) -> None:
+        remotes = [r for r in self._streams.values() if r.handle is not None]
+        if remotes:
+            await asyncio.gather(*(self._poll(r) for r in remotes))
+
+    async def _poll(self, r: _Remote) -> None:
+        try:
+            ref = r.handle.poll.remote(r.since, r.incarnation)
+            poll: Poll = await asyncio.wait_for(_awaited(ref), self._call_s)
+        except Exception as e:  # the actor is dead, restarting, or its node is gone
+            if r.incarnation is None:  # not answered yet: Ray is still starting it
+                return
+            if r.unreachable is None:
+                r.unreachable = f"the stream's actor is unreachable ({type(e).__name__})"
+                if not r.stop_requested:
+                    node = r.poll.node_id if r.poll is not None else None
+                    self._emit(r, "crashed", reason="actor unreachable", node=node)
+            return
+        r.unreachable = None
+        r.tenant_id = poll.tenant_id
+        if poll.incarnation != r.incarnation:
+            if r.incarnation is not None:  # Ray brought the actor back
+                r.actor_restarts += 1
+                await self._restore_state(r)
+            r.incarnation, r.since = poll.incarnation, 0
+        r.poll = poll
+        for seq, event in poll.events:
+            r.since = max(r.since, seq)
+            callback = self._on_output if event.kind in _OUTPUT_KINDS else self._on_event
+            self._deliver(callback, event)
+        if r.stop_requested and poll.status is not None and poll.status.state == "stopped":
+            handle, r.handle = r.handle, None
+            await asyncio.to_thread(_kill_actor, handle)
+
+    async def _restore_state(self, r: _Remote) -> None:
+        """A new incarnation runs the spec it was created with: bring it up to date."""
+        if r.spec is not None:
+            products = list(r.spec.products)
+            if products:
+                await self._call(r, r.handle.push_products.remote(products, []))
+            if r.spec.paused:
+                await self._call(r, r.handle.pause.remote(True))
+        for command in r.sticky:
+            await self._call(r, r.handle.send.remote(command_to_wire(command)))
+
+    async def _call(self, r: _Remote, ref: Any) -> None:
+        try:
+            await asyncio.wait_for(_awaited(ref), self._call_s)
+        except Exception as e:
+            log.warning("stream %s: a call to its actor failed: %s", r.stream_id, e)
+
+    def _emit(self, r: _Remote, kind: str, **detail: Any) -> None:
+        event = StreamEvent(stream_id=r.stream_id, tenant_id=r.tenant_id, kind=kind, detail=detail)
+        self._deliver(self._on_event, event)
+
+    @staticmethod
+    def _deliver(callback: EventCallback | None, event: StreamEvent) -> None:
+        if callback is None:
+            return
+        try:
+            callback(event)
+        except Exception:
+            log.exception("event callback failed for stream %s", event.stream_id)
+
+
+async def _awaited(ref: Awaitable[Any]) -> Any:
+    return await ref
+
+
+def _named_actors() -> list[str]:
+    import ray
+
+    return sorted(str(name) for name in ray.util.list_named_actors())
+
+
+def _get_actor(name: str) -> Any:
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:  # gone between the listing and now
+        return None
+
+
+def _kill_actor(handle: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.kill(handle, no_restart=True)
