@@ -34,6 +34,6 @@ def migrated_sqlite(path: Path) -> str:
     """The URL of a database at ``path`` at the latest migration (copied from the template
     unless ``path`` already exists)."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_template(), path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the app makes it
+        shutil.copy(_template(), path)  # its mode too: the app makes its database private
     return f"sqlite:///{path}"
