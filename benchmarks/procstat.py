@@ -17,8 +17,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def descendants_cpu(root: int) -> dict[int, float]:
-    """CPU seconds of every process below ``root`` (the stream workers and their encoders)."""
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from /proc (a process gone while read is left out)."""
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -27,6 +27,12 @@ def descendants_cpu(root: int) -> dict[int, float]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(d.name))
+    return children
+
+
+def descendants_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of every process below ``root`` (the stream workers and their encoders)."""
+    children = children_by_parent()
     out: dict[int, float] = {}
     todo = list(children.get(root, ()))
     while todo:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_capacity import _null_video_decoder
 from procstat import CLK_TCK
+from procstat import children_by_parent as _children
 
 
 @dataclass
@@ -40,18 +41,6 @@ class TreeSample:
     fds: int = 0
     threads: int = 0
     cpu_s: float = 0.0
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            out.setdefault(ppid, []).append(int(d.name))
-    return out
 
 
 def tree(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
