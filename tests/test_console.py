@@ -106,9 +106,11 @@ def _start(tmp: Path) -> Server:
         "AVATARCAST_API__RATE_LIMIT__BURST": "1000",
         # a destination on this host may resolve to loopback (the destination form's test)
         "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["localhost"]',
-        # no spare worker: the killed-worker test finds the stream's worker among serve's
-        # children (the spare is tests/test_alerts_webhooks.py's)
+        # no spare worker and no zygote: the killed-worker test finds the stream's worker among
+        # serve's children (the spare is tests/test_alerts_webhooks.py's, the zygote
+        # tests/test_zygote.py's)
         "AVATARCAST_RUNNER__SPARE_WORKER": "false",
+        "AVATARCAST_RUNNER__ZYGOTE": "false",
     }
     cmd = [sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port)]
     log = (tmp / "serve.log").open("wb")
