@@ -221,7 +221,9 @@ def sample(rig: Rig, writer: Any, t0: float, pids: dict[str, int]) -> None:
         st: dict[str, Any] = {}
         try:
             with rig.served.client("operator", timeout=5) as c:
-                st = c.get(f"/v1/streams/{sid}").json()["status"]
+                r = c.get(f"/v1/streams/{sid}")
+                r.raise_for_status()  # a problem body's "status" is its HTTP code
+                st = r.json()["status"]
         except (httpx.HTTPError, ValueError, KeyError):
             st = {"state": "api-error"}
         pid = pids.get(sid)

@@ -406,8 +406,9 @@ def live(
 ) -> None:
     """Go live: RTMP/RTMPS destinations, WHEP viewers, HLS and a recording, from one encode."""
     from avatarcast.startup import StartupSlot
-    from avatarcast.threads import import_in_background
+    from avatarcast.threads import fix_mmap_threshold, import_in_background
 
+    fix_mmap_threshold()  # big buffers given back on free, not kept in arenas (threads.py)
     slot = StartupSlot()  # launches on one machine start in turn; see avatarcast.startup
     slot.acquire()
     try:

@@ -81,6 +81,7 @@ from avatarcast.runner.changes import CatalogChanges
 from avatarcast.runner.session_log import SessionLog, begin_session
 from avatarcast.script.guardrails import Refusal
 from avatarcast.startup import StartupSlot
+from avatarcast.threads import fix_mmap_threshold
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +390,7 @@ def main() -> int:
     from avatarcast.logs import setup_logging
 
     setup_logging(logging.WARNING)
+    fix_mmap_threshold()  # big buffers given back on free, not kept in arenas (threads.py)
     # recordings, their folders and what FFmpeg writes: the owner's only (0600 / 0700)
     os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a stream ends
