@@ -32,7 +32,7 @@ from avatarcast.twinprep.build import Consent, prepare_photo, prepare_video
 from avatarcast.twinprep.scripts import reading_script
 from avatarcast.twinprep.testmedia import astronaut, make_test_video
 from avatarcast.yuv import YuvFrame
-from media_probe import decoded_digest, decoded_luma
+from media_probe import decoded_digest, decoded_luma, encode_yuv
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo-catalog.json"
@@ -343,22 +343,16 @@ def _talk(assets: Path, out: Path, *, transitions: bool) -> tuple[list[np.ndarra
         0,
     )
     visemes = []
-    with av.open(str(out), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
-        s.options = {"crf": "12", "preset": "ultrafast", "threads": "1"}
+
+    def frames() -> Iterator[YuvFrame]:
         for n in range(len(anim.track)):
             f = YuvFrame(640, 360)
             state = anim.state(n)
             visemes.append(state.viseme)
             r.draw(f, state)
-            vf = av.VideoFrame(640, 360, "yuv420p")
-            for plane, data in zip(vf.planes, (f.y, f.u, f.v), strict=True):
-                plane.update(np.ascontiguousarray(data))
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+            yield f
+
+    encode_yuv(out, frames(), 640, 360)
     return decoded_luma(out), visemes
 
 

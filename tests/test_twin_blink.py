@@ -3,9 +3,9 @@ frames (the eye region changes at blink times only, the mouth never), same seed 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -17,7 +17,7 @@ from avatarcast.avatar.twin.render import TwinRenderer
 from avatarcast.twinprep.build import Consent, prepare_photo
 from avatarcast.twinprep.testmedia import portrait_canvas
 from avatarcast.yuv import YuvFrame
-from media_probe import decoded_luma
+from media_probe import decoded_luma, encode_yuv
 
 W, H, FRAMES = 640, 360, 250  # 10 s: two to five blinks
 
@@ -36,22 +36,16 @@ def _render(clip: TwinClip, out: Path, seed: int) -> tuple[list[np.ndarray], lis
     r = TwinRenderer(clip, PatchesEngine(clip, fps=25), frame_width=W, frame_height=H)
     anim = Animator(fps=25, seed=seed)
     blinks = []
-    with av.open(str(out), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.options = {"crf": "12", "preset": "ultrafast", "threads": "1"}
+
+    def frames() -> Iterator[YuvFrame]:
         for n in range(FRAMES):
             state = anim.idle_state(n)
             blinks.append(state.blink)
             f = YuvFrame(W, H)
             r.draw(f, state)
-            vf = av.VideoFrame(W, H, "yuv420p")
-            for plane, data in zip(vf.planes, (f.y, f.u, f.v), strict=True):
-                plane.update(np.ascontiguousarray(data))
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+            yield f
+
+    encode_yuv(out, frames(), W, H)
     return decoded_luma(out), blinks
 
 
