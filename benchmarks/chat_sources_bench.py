@@ -87,8 +87,23 @@ def main() -> None:
     replies = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
     threading.Thread(target=replies.serve_forever, daemon=True).start()
     reply_url = f"http://127.0.0.1:{replies.server_address[1]}/r"
-    env = {"AVATARCAST_CHAT_SOURCES__MAX_AGE_S": "60"}
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp), env) as s:
+    with tempfile.TemporaryDirectory() as tmp:
+        tls = make_ca(Path(tmp) / "tls")  # the IRC part's private CA, in the server's ca_dir
+        env = {
+            "AVATARCAST_CHAT_SOURCES__MAX_AGE_S": "60",
+            "AVATARCAST_CHAT_SOURCES__CA_DIR": str(tls[0].parent),
+        }
+        _run(Path(tmp), env, args, reply_url, tls)
+
+
+def _run(
+    tmp: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    reply_url: str,
+    tls: tuple[Path, Path, Path],
+) -> None:
+    with serve(tmp / "serve", env) as s:
         c, op = s.client(), s.auth("operator")
         for product in shop_catalog()[:3]:
             c.post("/v1/products", json=product, headers=op)
@@ -102,8 +117,9 @@ def main() -> None:
         ingest["messages_per_server_cpu_s"] = round(ingest["messages"] / (cpu1 - cpu0))
         if live:
             ingest["frames_per_s_before"] = before
+        print(json.dumps({"ingest": ingest}), flush=True)  # kept should a later part fail
         cpu1 = cpu_seconds(pid)
-        irc = _irc(c, op, args, Path(tmp))
+        irc = _irc(c, op, args, tls)
         irc["server_cpu_s"] = round(cpu_seconds(pid) - cpu1, 2)
         irc["messages_per_server_cpu_s"] = round(irc["messages"] / irc["server_cpu_s"])
         results = {
@@ -189,10 +205,12 @@ def _ingest(
     }
 
 
-def _irc(c: Any, op: dict[str, str], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def _irc(
+    c: Any, op: dict[str, str], args: argparse.Namespace, tls: tuple[Path, Path, Path]
+) -> dict[str, Any]:
     """A Twitch-like IRC server over TLS that, once the bot has joined, sends ``--messages``
     tagged PRIVMSG lines as fast as the socket takes them (a busy channel's firehose)."""
-    ca, cert, key = make_ca(tmp / "tls")
+    ca, cert, key = tls
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     ready: dict[str, Any] = {}
@@ -226,10 +244,12 @@ def _irc(c: Any, op: dict[str, str], args: argparse.Namespace, tmp: Path) -> dic
             "server": f"ircs://127.0.0.1:{port}",
             "channel": "#shop",
             "username": "bot",
-            "ca_file": str(ca),
+            "ca_file": ca.name,
             "rate_per_30s": 100,
         }
-        await asyncio.to_thread(c.post, f"/v1/streams/{sid}/chat-sources", json=body, headers=op)
+        url = f"/v1/streams/{sid}/chat-sources"
+        r = await asyncio.to_thread(c.post, url, json=body, headers=op)
+        assert r.status_code == 201, r.text
         async with server:
             while True:
                 account = (

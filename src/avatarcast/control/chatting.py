@@ -18,7 +18,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from avatarcast.chatsources.ledger import Account
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
-from avatarcast.control.chat_state import load_account, prune_posts, save_accounts
+from avatarcast.control.chat_state import ChatSaver, load_account, load_source_state, prune_posts
 from avatarcast.control.chat_store import (
     StoredSource,
     live_sources,
@@ -74,6 +73,7 @@ class Source:
     health: SourceHealth
     task: asyncio.Task[None] | None = None
     verifier: WebhookVerifier | None = None
+    youtube: YoutubeSource | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -103,7 +103,7 @@ class ChatRegistry:
         self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         self._moderator = Moderator(lexicon_dir=default_lexicon_dir())
         self._unreadable: set[str] = set()
-        self._saved: dict[str, dict[str, Any]] = {}
+        self.saver = ChatSaver(ctx, self.states)
 
     async def open_stream(
         self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
@@ -204,10 +204,13 @@ class ChatRegistry:
                 deliver,
                 client=self.client,
                 on_deleted=chat.intake.retract,
+                before_call=self.saver.save,
             )
-            source = Source(id=source_id, kind=kind, public=public, health=yt.health)
+            source = Source(id=source_id, kind=kind, public=public, health=yt.health, youtube=yt)
             chat.intake.add_replier(source_id, yt.reply, per_30s=per_30s)
-            source.task = self._tg.create_task(yt.run(), name=f"chat-source-{source_id}")
+            source.task = self._tg.create_task(
+                self._run_youtube(yt), name=f"chat-source-{source_id}"
+            )
         else:
             health = SourceHealth(source_id=source_id, kind="webhook", state="connected")
             public["url"] = f"/v1/chat-hooks/{source_id}"
@@ -225,6 +228,18 @@ class ChatRegistry:
             self.webhooks[source_id] = (chat, source)
         chat.sources[source_id] = source
         return source
+
+    async def _run_youtube(self, yt: YoutubeSource) -> None:
+        """Poll from where the source was (quota units of the day, page token) before a
+        restart or an edit."""
+        source_id = yt.options.source_id
+        while not yt.restored:
+            try:
+                yt.restore(await self.ctx.read(partial(load_source_state, source_id=source_id)))
+            except Exception:  # the database may be away for a moment: no poll without it
+                log.exception("chat source %s: its saved state could not be read", source_id)
+                await asyncio.sleep(self.ctx.settings.chat_sources.account_save_s)
+        await yt.run()
 
     def _ca_path(self, name: str | None) -> str | None:
         """The CA file in ``ca_dir``; a stored name no longer valid there fails the TLS
@@ -283,19 +298,25 @@ class ChatRegistry:
             self.remove(chat, source_id)
         chat.task.cancel()
 
-    async def save_accounts(self) -> None:
-        """Save the accounts that changed since the last save."""
-        states = {sid: chat.intake.account.as_state() for sid, chat in self.streams.items()}
-        changed = {sid: st for sid, st in states.items() if self._saved.get(sid) != st}
-        if not changed:
-            return
+    def states(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Every stream's account and every restored YouTube source's state, as of now."""
+        accounts, sources = {}, {}
+        for sid, chat in self.streams.items():
+            accounts[sid] = chat.intake.account.as_state()
+            for source in chat.sources.values():
+                yt = source.youtube
+                if yt is not None and yt.restored:
+                    sources[source.id] = yt.state()
+        return accounts, sources
 
-        def write() -> None:
-            with self.ctx.sessions() as session:
-                save_accounts(session, changed, datetime.now(UTC))
-
-        await run_in_threadpool(write)
-        self._saved.update(changed)
+    async def take_post(
+        self, source: Source, chat: StreamChat, messages: list[Inbound], signature: str
+    ) -> list[Any]:
+        """A verified webhook post: its messages offered, then saved with their counts and
+        its signature before this returns (a post answered 202 survives a crash)."""
+        fates = self.deliver_webhook(source, chat, messages)
+        await self.saver.save(signature=(source.id, signature))
+        return fates
 
     def deliver_webhook(
         self, source: Source, chat: StreamChat, messages: list[Inbound]
@@ -333,7 +354,7 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
             reopening.cancel()
             saving.cancel()
             try:
-                await registry.save_accounts()
+                await registry.saver.save()
             except Exception:
                 log.exception("chat accounts could not be saved at shutdown")
             await registry.aclose()
@@ -355,7 +376,7 @@ async def _keep_saved(registry: ChatRegistry) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            await registry.save_accounts()
+            await registry.saver.save()
             rounds += 1
             if rounds % 60 == 0:
                 window = registry.ctx.settings.chat_sources.webhook_window_s
