@@ -194,8 +194,13 @@ def test_quota_and_account_survive_a_sigkill_and_a_restart(youtube: str, tmp_pat
     database = Path(served.database_url.removeprefix("sqlite:///"))
     with closing(sqlite3.connect(database)) as db:
         (saved,) = db.execute("SELECT account FROM chat_accounts WHERE stream_id = ?", (sid,))
+        (limit,) = db.execute(
+            "SELECT send_tokens, send_at FROM chat_source_state WHERE cursor_of = 'chat-r'"
+        )
     saved_account = json.loads(saved[0])
     assert saved_account["received"] - saved_account["duplicates"] == taken, saved_account
+    # the platform limit (20 lines per 30 s) was saved before each line went out: two sent
+    assert limit[0] is not None and limit[0] <= 18.5 and limit[1] is not None, limit
 
     with serve(root, seeded=False, wait_s=READY_S) as again:
         st = _Stream(again, sid, me)

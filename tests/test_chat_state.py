@@ -40,6 +40,13 @@ def _quota(day: str, used: int, cursor: str | None) -> dict[str, Any]:
     }
 
 
+def _sending(tokens: float, at: float) -> dict[str, Any]:
+    return {"send_tokens": tokens, "send_at": at}
+
+
+NO_QUOTA = {**_quota("", 0, None), "quota_day": None, "quota_calls": {}, "cursor_of": None}
+
+
 def test_state_is_saved_in_one_commit_and_concurrent_saves_share_commits(
     database_url: str,
 ) -> None:
@@ -78,14 +85,20 @@ def test_state_is_saved_in_one_commit_and_concurrent_saves_share_commits(
         save_state(
             s,
             accounts={"st1": account, "gone-stream": account},
-            sources={"yt1": _quota("2026-12-06", 45, "p2"), "gone-source": _quota("x", 5, None)},
+            sources={
+                "yt1": {**_quota("2026-12-06", 45, "p2"), **_sending(2.5, 1_796_000_000.25)},
+                "hook1": _sending(0.0, 1_796_000_001.5),
+                "gone-source": _quota("x", 5, None),
+            },
             signatures=[("hook1", "sha256=aa"), ("hook1", "sha256=aa"), ("gone", "sha256=bb")],
             now=now,
         )
     with sessions() as s:
         assert load_account(s, "st1") == account
         assert load_account(s, "gone-stream") is None
-        assert load_source_state(s, "yt1") == _quota("2026-12-06", 45, "p2")
+        yt = {**_quota("2026-12-06", 45, "p2"), **_sending(2.5, 1_796_000_000.25)}
+        assert load_source_state(s, "yt1") == yt
+        assert load_source_state(s, "hook1") == {**NO_QUOTA, **_sending(0.0, 1_796_000_001.5)}
         assert load_source_state(s, "gone-source") is None
         assert signature_seen(s, "hook1", "sha256=aa") and not signature_seen(s, "hook1", "x")
 
@@ -119,5 +132,9 @@ def test_state_is_saved_in_one_commit_and_concurrent_saves_share_commits(
     with sessions() as s:
         assert all(signature_seen(s, "hook1", f"sha256={i:04d}") for i in range(20))
         assert load_account(s, "st1")["received"] == 20  # type: ignore[index]
-        assert load_source_state(s, "yt1") == _quota("2026-12-06", 70, "p3")
+        # a state without the platform limit leaves the saved one as it was
+        assert load_source_state(s, "yt1") == {
+            **_quota("2026-12-06", 70, "p3"),
+            **_sending(2.5, 1_796_000_000.25),
+        }
     engine.dispose()

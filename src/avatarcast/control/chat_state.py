@@ -1,7 +1,7 @@
 """What of the chat outlives a restart, even a killed server: webhook signatures in the replay
-window, each stream's account of message fates, and each source's state (a YouTube source's
-quota units of the day and its page token) — ``chat_hook_seen``, ``chat_accounts``,
-``chat_source_state``.
+window, each stream's account of message fates, and each source's state (its platform limit
+on written answers, a YouTube source's quota units of the day and its page token) —
+``chat_hook_seen``, ``chat_accounts``, ``chat_source_state``.
 
 Everything is written by :func:`save_state` in one transaction: the accounts, the source
 states and the signatures of the webhook posts taken since the last save. The registry
@@ -9,7 +9,8 @@ states and the signatures of the webhook posts taken since the last save. The re
 is in the database always agrees with itself: a post's signature is there only with its
 messages counted, a page token only with that page's messages counted. A webhook post is
 answered 202 only once such a save covers it; a YouTube call is made only once its quota
-charge is saved. Saves also run every ``chat_sources.account_save_s`` and when the server
+charge is saved, a written answer sent only once the token it took from the platform limit
+is saved. Saves also run every ``chat_sources.account_save_s`` and when the server
 stops. See ``ledger.Account.restored`` for what a restart does to messages still pending.
 """
 
@@ -154,11 +155,15 @@ def save_state(
             continue
         src = session.get(ChatSourceStateRow, source_id)
         if src is None:
-            src = ChatSourceStateRow(source_id=source_id)
+            src = ChatSourceStateRow(source_id=source_id, quota_used=0, quota_calls={})
             session.add(src)
-        src.quota_day, src.quota_used = state["quota_day"], int(state["quota_used"])
-        src.quota_calls, src.cursor = dict(state["quota_calls"]), state["cursor"]
-        src.cursor_of = state["cursor_of"]
+        if "quota_day" in state:  # a YouTube source's
+            src.quota_day, src.quota_used = state["quota_day"], int(state["quota_used"])
+            src.quota_calls, src.cursor = dict(state["quota_calls"]), state["cursor"]
+            src.cursor_of = state["cursor_of"]
+        if "send_tokens" in state:  # a source that writes answers: its platform limit
+            src.send_tokens = float(state["send_tokens"])
+            src.send_at = datetime.fromtimestamp(float(state["send_at"]), UTC)
         src.updated_at = now
     seen: set[tuple[str, str]] = set()
     for source_id, signature in signatures:
@@ -200,6 +205,8 @@ def load_source_state(session: Session, source_id: str) -> dict[str, Any] | None
         "quota_calls": dict(row.quota_calls or {}),
         "cursor": row.cursor,
         "cursor_of": row.cursor_of,
+        "send_tokens": row.send_tokens,
+        "send_at": None if row.send_at is None else row.send_at.timestamp(),
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -157,6 +157,7 @@ class ChatRegistry:
             spoken=spoken,
             on_air_product=on_air,
             account=account,
+            before_send=self.saver.save,
         )
         task = self._tg.create_task(intake.run(), name=f"chat-intake-{stream_id}")
         chat = self.streams[stream_id] = StreamChat(
@@ -188,8 +189,8 @@ class ChatRegistry:
                 on_deleted=chat.intake.retract,
             )
             source = Source(id=source_id, kind=kind, public=public, health=irc.health)
-            chat.intake.add_replier(source_id, irc.reply, per_30s=per_30s)
-            source.task = self._tg.create_task(irc.run(), name=f"chat-source-{source_id}")
+            chat.intake.add_replier(source_id, irc.reply, per_30s=per_30s, held=True)
+            run: Callable[[], Awaitable[None]] | None = irc.run
         elif kind == "youtube":
             yt = YoutubeSource(
                 YoutubeOptions(
@@ -207,10 +208,8 @@ class ChatRegistry:
                 before_call=self.saver.save,
             )
             source = Source(id=source_id, kind=kind, public=public, health=yt.health, youtube=yt)
-            chat.intake.add_replier(source_id, yt.reply, per_30s=per_30s)
-            source.task = self._tg.create_task(
-                self._run_youtube(yt), name=f"chat-source-{source_id}"
-            )
+            chat.intake.add_replier(source_id, yt.reply, per_30s=per_30s, held=True)
+            run = yt.run
         else:
             health = SourceHealth(source_id=source_id, kind="webhook", state="connected")
             public["url"] = f"/v1/chat-hooks/{source_id}"
@@ -224,22 +223,33 @@ class ChatRegistry:
             )
             if config.get("reply_url"):
                 reply = reply_sender(self.client, config["reply_url"], token)
-                chat.intake.add_replier(source_id, reply, per_30s=per_30s)  # type: ignore[arg-type]
+                chat.intake.add_replier(source_id, reply, per_30s=per_30s, held=True)  # type: ignore[arg-type]
             self.webhooks[source_id] = (chat, source)
+            run = None
         chat.sources[source_id] = source
+        source.task = self._tg.create_task(
+            self._run(chat, source, run), name=f"chat-source-{source_id}"
+        )
         return source
 
-    async def _run_youtube(self, yt: YoutubeSource) -> None:
-        """Poll from where the source was (quota units of the day, page token) before a
-        restart or an edit."""
-        source_id = yt.options.source_id
-        while not yt.restored:
+    async def _run(
+        self, chat: StreamChat, source: Source, run: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        """Carry the source on from where it was before a restart or an edit (its platform
+        limit; a YouTube source's quota units of the day and page token), then run it."""
+        load = partial(load_source_state, source_id=source.id)
+        while True:
             try:
-                yt.restore(await self.ctx.read(partial(load_source_state, source_id=source_id)))
-            except Exception:  # the database may be away for a moment: no poll without it
-                log.exception("chat source %s: its saved state could not be read", source_id)
+                state = await self.ctx.read(load)
+                break
+            except Exception:  # the database may be away for a moment: no poll, no send
+                log.exception("chat source %s: its saved state could not be read", source.id)
                 await asyncio.sleep(self.ctx.settings.chat_sources.account_save_s)
-        await yt.run()
+        if source.youtube is not None:
+            source.youtube.restore(state)
+        chat.intake.restore_sending(source.id, state)
+        if run is not None:
+            await run()
 
     def _ca_path(self, name: str | None) -> str | None:
         """The CA file in ``ca_dir``; a stored name no longer valid there fails the TLS
@@ -299,14 +309,18 @@ class ChatRegistry:
         chat.task.cancel()
 
     def states(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-        """Every stream's account and every restored YouTube source's state, as of now."""
+        """Every stream's account and every restored source's state, as of now."""
         accounts, sources = {}, {}
         for sid, chat in self.streams.items():
             accounts[sid] = chat.intake.account.as_state()
             for source in chat.sources.values():
+                state: dict[str, Any] = {}
                 yt = source.youtube
                 if yt is not None and yt.restored:
-                    sources[source.id] = yt.state()
+                    state.update(yt.state())
+                state.update(chat.intake.sending_state(source.id) or {})
+                if state:
+                    sources[source.id] = state
         return accounts, sources
 
     async def take_post(

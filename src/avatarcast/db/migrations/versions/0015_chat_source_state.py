@@ -1,5 +1,6 @@
 """What a chat source keeps across a restart: a YouTube source's quota units used in the
-current Pacific-time quota day, and its place in the chat (the page token to poll next).
+current Pacific-time quota day and its place in the chat (the page token to poll next), and
+any source's platform limit on written answers (tokens left in its bucket, and when).
 
 Revision ID: 0015_chat_source_state
 Revises: 0014_chat_persistence
@@ -29,6 +30,8 @@ def upgrade() -> None:
         sa.Column("quota_calls", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
         sa.Column("cursor", sa.Text(), nullable=True),
         sa.Column("cursor_of", sa.Text(), nullable=True),
+        sa.Column("send_tokens", sa.Float(), nullable=True),
+        sa.Column("send_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["source_id"],
