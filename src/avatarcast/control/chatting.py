@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from avatarcast.chatsources.ledger import Account
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
+from avatarcast.control.chat_open import Source, StreamChat
 from avatarcast.control.chat_state import ChatSaver, load_account, load_source_state, prune_posts
 from avatarcast.control.chat_store import (
     StoredSource,
@@ -61,34 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 EXTRAS_KEY = "chat_sources"
-
-
-@dataclass(slots=True, kw_only=True)
-class Source:
-    """One configured source: what the API shows (``public``), its health, its task."""
-
-    id: str
-    kind: str
-    public: dict[str, Any]
-    health: SourceHealth
-    task: asyncio.Task[None] | None = None
-    verifier: WebhookVerifier | None = None
-    youtube: YoutubeSource | None = None
-
-
-@dataclass(slots=True, kw_only=True)
-class StreamChat:
-    stream_id: str
-    tenant_id: str
-    intake: ChatIntake
-    task: asyncio.Task[None]
-    sources: dict[str, Source] = field(default_factory=dict)
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "sources": [s.health.as_dict() for s in self.sources.values()],
-            "account": self.intake.snapshot(),
-        }
 
 
 class ChatRegistry:
