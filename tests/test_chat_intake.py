@@ -273,5 +273,10 @@ async def test_the_platform_limit_carries_on_across_a_restart() -> None:
     state["send_at"] = wall[0]
     wall[0] += 1.0
     assert await after_restart(state, 2) == []
+    shown = intake_sending([])
+    shown.restore_sending("s", state)
+    health = shown.sending_health("s")
+    assert health is not None and health["rate_per_30s"] == 3 and health["held"] is False
+    assert 0.09 <= health["lines_left"] <= 0.2, health  # type: ignore[operator]
     wall[0] += 9.0
     assert len(await after_restart(state, 2)) == 1

@@ -131,6 +131,11 @@ class ChatIntake:
         box = self._outboxes.get(source_id)
         return box.state(now=self._clock(), wall=self._wall()) if box is not None else None
 
+    def sending_health(self, source_id: str) -> dict[str, object] | None:
+        """The platform limit as the source's health shows it (None: no written answers)."""
+        box = self._outboxes.get(source_id)
+        return box.health(self._clock()) if box is not None else None
+
     def restore_sending(self, source_id: str, state: Mapping[str, Any] | None) -> None:
         """Carry the source's platform limit on from before a restart; sending may start."""
         box = self._outboxes.get(source_id)

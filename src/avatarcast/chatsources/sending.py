@@ -51,6 +51,17 @@ class Outbox:
         tokens, last = self.bucket.raw(_KEY) or (float(self.bucket.burst), now)
         return {"send_tokens": round(tokens, 4), "send_at": round(wall - (now - last), 2)}
 
+    def health(self, now: float) -> dict[str, object]:
+        """For the source's health: the limit, the lines it allows now, the lines waiting."""
+        tokens, last = self.bucket.raw(_KEY) or (float(self.bucket.burst), now)
+        left = min(float(self.bucket.burst), tokens + (now - last) * self.bucket.refill_per_s)
+        return {
+            "rate_per_30s": self.bucket.burst,
+            "lines_left": round(left, 1),
+            "waiting": len(self.lines),
+            "held": self.held,
+        }
+
     def restore(self, state: Mapping[str, Any] | None, *, now: float, wall: float) -> None:
         """Carry on from a saved :meth:`state`, refilled for the time since; a bucket never
         saved starts full. Sending may start."""

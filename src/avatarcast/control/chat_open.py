@@ -38,8 +38,14 @@ class StreamChat:
     task: asyncio.Task[None]
     sources: dict[str, Source] = field(default_factory=dict)
 
+    def source_health(self, source: Source) -> dict[str, Any]:
+        """A source's health, with its platform limit on written answers (``send``)."""
+        health = source.health.as_dict()
+        send = self.intake.sending_health(source.id)
+        return health if send is None else {**health, "send": send}
+
     def health(self) -> dict[str, Any]:
         return {
-            "sources": [s.health.as_dict() for s in self.sources.values()],
+            "sources": [self.source_health(s) for s in self.sources.values()],
             "account": self.intake.snapshot(),
         }

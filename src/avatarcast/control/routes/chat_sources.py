@@ -62,8 +62,8 @@ def _public(
 def _listed(registry: ChatRegistry, row: ChatSourceRow) -> ChatSourcePublic:
     chat = registry.streams.get(row.stream_id)
     source = chat.sources.get(row.id) if chat is not None else None
-    if source is not None:
-        return _public(source.public, row.id, row.secret is not None, source.health.as_dict())
+    if chat is not None and source is not None:
+        return _public(source.public, row.id, row.secret is not None, chat.source_health(source))
     config = dict(row.config)
     if row.kind == "webhook":
         config["url"] = f"/v1/chat-hooks/{row.id}"
@@ -124,7 +124,7 @@ async def add_chat_source(
         return _public(config, source_id, bool(token), idle.as_dict())
     chat = await registry.open_stream(stream_id, tenant_id, lang, products)
     source = registry.add(chat, {**config, "token": token}, source_id=source_id)
-    return _public(source.public, source_id, bool(token), source.health.as_dict())
+    return _public(source.public, source_id, bool(token), chat.source_health(source))
 
 
 async def list_chat_sources(
