@@ -8,6 +8,11 @@
    from its own viewer; written answers go to a local reply callback; the intake's
    ``written_p95_s`` (message in -> answer line sent) and the callback's arrival times give
    the p95.
+3. IRC: a Twitch-like TLS server in this script sends ``--messages`` tagged PRIVMSG lines to
+   a ``twitch`` source as fast as the socket takes them; the rate counts until every fate.
+
+``--live`` feeds part 1 into a stream on air and reports its frames and late frames (more than
+a frame period behind the wall clock, the stream's own count) during parts 1 and 3.
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/chat_sources_bench.py``.
 """
@@ -87,8 +92,24 @@ def main() -> None:
     replies = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
     threading.Thread(target=replies.serve_forever, daemon=True).start()
     reply_url = f"http://127.0.0.1:{replies.server_address[1]}/r"
-    env = {"AVATARCAST_CHAT_SOURCES__MAX_AGE_S": "60"}
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp), env) as s:
+    with tempfile.TemporaryDirectory() as tmp:
+        tls = make_ca(Path(tmp) / "tls")  # the IRC part's private CA, in the server's ca_dir
+        env = {
+            "AVATARCAST_CHAT_SOURCES__MAX_AGE_S": "60",
+            "AVATARCAST_CHAT_SOURCES__CA_DIR": str(tls[0].parent),
+        }
+        _run(Path(tmp), env, args, reply_url, tls)
+
+
+def _run(
+    tmp: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    reply_url: str,
+    tls: tuple[Path, Path, Path],
+) -> None:
+    load_before = loadavg()
+    with serve(tmp / "serve", env) as s:
         c, op = s.client(), s.auth("operator")
         for product in shop_catalog()[:3]:
             c.post("/v1/products", json=product, headers=op)
@@ -96,20 +117,26 @@ def main() -> None:
         live = live_stream(c, op)[0] if args.live else None
         before = _frames(c, op, live, 5.0) if live else None
         cpu0 = cpu_seconds(pid)
+        late0 = _late(c, op, live)
         ingest = _ingest(c, op, args, reply_url, live)
         cpu1 = cpu_seconds(pid)
+        late1 = _late(c, op, live)
         ingest["server_cpu_s"] = round(cpu1 - cpu0, 2)
         ingest["messages_per_server_cpu_s"] = round(ingest["messages"] / (cpu1 - cpu0))
         if live:
             ingest["frames_per_s_before"] = before
+            ingest["live_late_frames_during"] = _delta(late0, late1)
+        print(json.dumps({"ingest": ingest}), flush=True)  # kept should a later part fail
         cpu1 = cpu_seconds(pid)
-        irc = _irc(c, op, args, Path(tmp))
+        irc = _irc(c, op, args, tls)
         irc["server_cpu_s"] = round(cpu_seconds(pid) - cpu1, 2)
+        if live:
+            irc["live_late_frames_during"] = _delta(late1, _late(c, op, live))
         irc["messages_per_server_cpu_s"] = round(irc["messages"] / irc["server_cpu_s"])
         results = {
             "cores": os.cpu_count(),
             "irc": irc,
-            "loadavg_before": loadavg(),
+            "loadavg_before": load_before,
             "ingest": ingest,
             "latency": _latency(c, op, args, reply_url),
             "loadavg_after": loadavg(),
@@ -123,6 +150,21 @@ def _frames(c: Any, op: dict[str, str], sid: str, seconds: float) -> float:
     time.sleep(seconds)
     f1, t1 = c.get(f"/v1/streams/{sid}", headers=op).json()["status"]["frames"], time.time()
     return round((f1 - f0) / (t1 - t0), 2)
+
+
+def _late(c: Any, op: dict[str, str], sid: str | None) -> tuple[int, int] | None:
+    """``(frames, late frames)`` of the stream on air so far (None without ``--live``)."""
+    if sid is None:
+        return None
+    status = c.get(f"/v1/streams/{sid}", headers=op).json()["status"]
+    return int(status.get("frames") or 0), int(status.get("late_frames") or 0)
+
+
+def _delta(a: tuple[int, int] | None, b: tuple[int, int] | None) -> dict[str, int] | None:
+    """Frames made and frames late (more than a frame period behind) between two reads."""
+    if a is None or b is None:
+        return None
+    return {"frames": b[0] - a[0], "late": b[1] - a[1]}
 
 
 def _source(
@@ -189,10 +231,12 @@ def _ingest(
     }
 
 
-def _irc(c: Any, op: dict[str, str], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def _irc(
+    c: Any, op: dict[str, str], args: argparse.Namespace, tls: tuple[Path, Path, Path]
+) -> dict[str, Any]:
     """A Twitch-like IRC server over TLS that, once the bot has joined, sends ``--messages``
     tagged PRIVMSG lines as fast as the socket takes them (a busy channel's firehose)."""
-    ca, cert, key = make_ca(tmp / "tls")
+    ca, cert, key = tls
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     ready: dict[str, Any] = {}
@@ -226,10 +270,12 @@ def _irc(c: Any, op: dict[str, str], args: argparse.Namespace, tmp: Path) -> dic
             "server": f"ircs://127.0.0.1:{port}",
             "channel": "#shop",
             "username": "bot",
-            "ca_file": str(ca),
+            "ca_file": ca.name,
             "rate_per_30s": 100,
         }
-        await asyncio.to_thread(c.post, f"/v1/streams/{sid}/chat-sources", json=body, headers=op)
+        url = f"/v1/streams/{sid}/chat-sources"
+        r = await asyncio.to_thread(c.post, url, json=body, headers=op)
+        assert r.status_code == 201, r.text
         async with server:
             while True:
                 account = (

@@ -218,3 +218,65 @@ async def test_irc_source_reads_tags_and_withdraws_cleared_messages() -> None:
     assert got[0].message_id == "m-1" and got[0].viewer_id == "42" and got[0].name == "Sanne"
     assert deleted == [("s", "m-1")] and source.health.state == "connected"
     assert sent == b"PRIVMSG #shop :@Sanne, yes: in stock.\r\n"
+
+
+async def test_the_platform_limit_carries_on_across_a_restart() -> None:
+    """Three lines per 30 s, all spent: an intake restarted a second later with the saved
+    state sends nothing (0.1 token), one restarted ten seconds later sends one line, and
+    nothing is sent while the state is not yet restored (``held``)."""
+    products = ["Lumetra", "Orbilux", "Tidyra", "Sonavo", "Mixwell"]
+    wall = [1_000_000.0]
+
+    def intake_sending(sent: list[str]) -> ChatIntake:
+        async def reply(to: str, text: str) -> None:
+            sent.append(text)
+
+        intake = ChatIntake(
+            options=IntakeOptions(hold_s=0.05, max_age_s=600),
+            moderator=Moderator(lexicon_dir=default_lexicon_dir()),
+            written=WrittenAnswers(products=_products(), lang="en"),
+            wall=lambda: wall[0],
+        )
+        intake.add_replier("s", reply, per_30s=3, held=True)
+        return intake
+
+    async def after_restart(state: dict[str, float] | None, questions: int) -> list[str]:
+        sent: list[str] = []
+        intake = intake_sending(sent)
+        for n in range(questions):
+            intake.offer(_msg(n, f"Is the {products[n]} in stock?"))
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(intake.run())
+            await _until(lambda: intake.snapshot()["outbox"] == {"s": questions})
+            await asyncio.sleep(0.05)
+            assert sent == [] and intake.sending_state("s") is None  # held: not restored yet
+            intake.restore_sending("s", state)
+            await _until(lambda: len(sent) + intake.snapshot()["outbox"]["s"] == questions)  # type: ignore[index]
+            await asyncio.sleep(0.1)
+            task.cancel()
+        return sent
+
+    first = await after_restart(None, 5)  # nothing saved: a full bucket, three lines
+    assert len(first) == 3
+    saved: list[str] = []
+    spent = intake_sending(saved)
+    spent.restore_sending("s", None)
+    for n in range(3):
+        spent.offer(_msg(n, f"Is the {products[n]} in stock?"))
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(spent.run())
+        await _until(lambda: len(saved) == 3)
+        task.cancel()
+    state = spent.sending_state("s")
+    assert state is not None and state["send_tokens"] < 0.05, state
+    assert wall[0] - 1.0 < state["send_at"] <= wall[0], state  # when the last token was taken
+    state["send_at"] = wall[0]
+    wall[0] += 1.0
+    assert await after_restart(state, 2) == []
+    shown = intake_sending([])
+    shown.restore_sending("s", state)
+    health = shown.sending_health("s")
+    assert health is not None and health["rate_per_30s"] == 3 and health["held"] is False
+    assert 0.09 <= health["lines_left"] <= 0.2, health  # type: ignore[operator]
+    wall[0] += 9.0
+    assert len(await after_restart(state, 2)) == 1

@@ -38,6 +38,28 @@ def test_writes_stop_before_the_reserve_and_the_day_rolls_at_pacific_midnight() 
     assert not meter.can_read() and meter.seconds_to_reset() == 24 * 3600
 
 
+def test_saved_units_carry_on_the_same_pacific_day_and_not_the_next() -> None:
+    # 2026-12-07 07:00 UTC is 23:00 PST on the 6th: the quota day is 2026-12-06
+    clock = _Clock(datetime(2026, 12, 7, 7, 0, tzinfo=UTC))
+    before = QuotaMeter(budget=100, read_reserve=41, clock=clock)
+    before.charge("liveChatMessages.list", LIST_COST)
+    before.charge("liveChatMessages.insert", INSERT_COST)
+    day, used, calls = before.as_state()
+    assert (day, used) == ("2026-12-06", 25)
+    after = QuotaMeter(budget=100, read_reserve=41, clock=clock)  # the restarted server's
+    after.restore(day, used, calls)
+    assert after.used == 25 and after.calls == calls
+    after.charge("liveChatMessages.insert", INSERT_COST)
+    assert not after.can_write()  # 45 + 20 would pass 59: the reserve holds across restarts
+    clock.now += timedelta(hours=1)  # 00:00 PST on the 7th: the saved day is over
+    fresh = QuotaMeter(budget=100, read_reserve=41, clock=clock)
+    fresh.restore(day, 100, {"liveChatMessages.list": 20})
+    assert fresh.used == 0 and fresh.calls == {} and fresh.can_write()
+    spent = QuotaMeter(budget=100, read_reserve=41, clock=_Clock(clock.now))
+    spent.restore(fresh.as_state()[0], 100, {})
+    assert not spent.can_read() and spent.as_state()[1] == 100
+
+
 def test_the_reset_follows_daylight_saving_time() -> None:
     summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # 05:00 PDT (UTC-7)
     assert next_reset(summer) == datetime(2026, 7, 2, 7, 0, tzinfo=UTC)

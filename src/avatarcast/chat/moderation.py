@@ -137,6 +137,16 @@ class TokenBucket:
             self._state.popitem(last=False)
         return ok
 
+    def raw(self, key: str) -> tuple[float, float] | None:
+        """``(tokens, at)``: the level ``key`` had when last taken from; None if never."""
+        return self._state.get(key)
+
+    def set_raw(self, key: str, tokens: float, at: float) -> None:
+        """Set ``key``'s level (capped to ``0 .. burst``) as of ``at``."""
+        self._state[key] = (max(0.0, min(float(self.burst), tokens)), at)
+        while len(self._state) > self.max_keys:
+            self._state.popitem(last=False)
+
 
 def normalise_chat(text: str) -> str:
     """Casefolded text with l33t digits, spaced-out and stretched letters undone."""

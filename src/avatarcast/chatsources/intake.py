@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from avatarcast.chat.questions import merge_key
 from avatarcast.chatsources.classify import Classified, classify
 from avatarcast.chatsources.inbound import Inbound, Reply, ReplyRefused
 from avatarcast.chatsources.ledger import Account, Ledger, MessageFate, ViewerMemory, pseudonym
+from avatarcast.chatsources.sending import Outbox
 from avatarcast.chatsources.written import Outgoing, Question, WrittenAnswers
 
 __all__ = ["Account", "ChatIntake", "IntakeOptions", "Spoken"]
@@ -72,13 +73,6 @@ class _Group:
         return [self.lead, *self.members]
 
 
-@dataclass(slots=True)
-class _Outbox:
-    reply: Reply
-    bucket: TokenBucket
-    lines: deque[tuple[float, Outgoing]] = field(default_factory=deque)
-
-
 class ChatIntake:
     """See the module docstring. ``spoken``: None for a stream that answers only in writing;
     ``account``: the counters saved before a restart, carried on."""
@@ -92,7 +86,9 @@ class ChatIntake:
         spoken: Spoken | None = None,
         on_air_product: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         account: Account | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.options = options
         self.moderator = moderator
@@ -102,10 +98,12 @@ class ChatIntake:
         self.memory = ViewerMemory(retention_s=options.retention_s)
         self._on_air = on_air_product
         self._clock = clock
+        self._wall = wall
+        self._before_send = before_send
         self._seen: dict[tuple[str, str], None] = {}
         self._queue: deque[tuple[MessageFate, Inbound]] = deque()
         self._groups: list[_Group] = []
-        self._outboxes: dict[str, _Outbox] = {}
+        self._outboxes: dict[str, Outbox] = {}
         self._viewers = TokenBucket(
             burst=options.viewer_burst, refill_per_s=1.0 / options.viewer_every_s, max_keys=100_000
         )
@@ -120,10 +118,30 @@ class ChatIntake:
     def account(self) -> Account:
         return self.ledger.account
 
-    def add_replier(self, source_id: str, reply: Reply, *, per_30s: int) -> None:
-        """Where written answers for ``source_id`` go, and the platform's limit per 30 s."""
-        bucket = TokenBucket(burst=max(1, per_30s), refill_per_s=per_30s / 30.0, max_keys=4)
-        self._outboxes[source_id] = _Outbox(reply, bucket)
+    def add_replier(
+        self, source_id: str, reply: Reply, *, per_30s: int, held: bool = False
+    ) -> None:
+        """Where written answers for ``source_id`` go, and the platform's limit per 30 s;
+        ``held``: send nothing until :meth:`restore_sending` (the limit's saved state)."""
+        self._outboxes[source_id] = Outbox.limited(reply, per_30s=per_30s, held=held)
+
+    def sending_state(self, source_id: str) -> dict[str, float] | None:
+        """The platform limit's state to save (``sending.Outbox.state``); None for a source
+        without written answers or one still held."""
+        box = self._outboxes.get(source_id)
+        return box.state(now=self._clock(), wall=self._wall()) if box is not None else None
+
+    def sending_health(self, source_id: str) -> dict[str, object] | None:
+        """The platform limit as the source's health shows it (None: no written answers)."""
+        box = self._outboxes.get(source_id)
+        return box.health(self._clock()) if box is not None else None
+
+    def restore_sending(self, source_id: str, state: Mapping[str, Any] | None) -> None:
+        """Carry the source's platform limit on from before a restart; sending may start."""
+        box = self._outboxes.get(source_id)
+        if box is not None:
+            box.restore(state, now=self._clock(), wall=self._wall())
+            self._wake_send.set()
 
     def remove_replier(self, source_id: str) -> None:
         box = self._outboxes.pop(source_id, None)
@@ -307,10 +325,10 @@ class ChatIntake:
                     limit = box.bucket.refill_per_s * 30
                     reason = f"rate_limit: not sent within {self.options.max_age_s:g} s "
                     self._give_up(old, "overflow", reason + f"({limit:g} lines per 30 s)")
-                while box.lines and box.bucket.take("send", now):
+                while box.lines and box.take(now):
                     _, line = box.lines.popleft()
                     tg.create_task(self._send(box, line))
-                if box.lines:
+                if box.lines and not box.held:
                     wait = min(wait, 1.0 / box.bucket.refill_per_s)
             self._wake_send.clear()
             try:
@@ -319,7 +337,12 @@ class ChatIntake:
             except TimeoutError:
                 pass
 
-    async def _send(self, box: _Outbox, line: Outgoing) -> None:
+    async def _send(self, box: Outbox, line: Outgoing) -> None:
+        if self._before_send is not None:  # the spent limit saved first: a restart keeps it
+            try:
+                await self._before_send()
+            except Exception as e:  # the database away: the line goes, counted in memory
+                log.warning("the platform limit was not saved before a send: %s", e)
         try:
             await box.reply(line.reply_to, line.text)
         except ReplyRefused as e:

@@ -10,7 +10,9 @@ one included.
 Written answers are the expendable part: an insert is refused once it would leave less than
 ``read_reserve`` units of the budget, so reading the chat (what every other answer depends on)
 goes on until the budget itself is spent. A 403 ``quotaExceeded`` from YouTube means its count
-is spent whatever ours says: the meter is then full until the reset.
+is spent whatever ours says: the meter is then full until the reset. The count is saved (table
+``chat_source_state``) before each call is made, so a restarted server, even one that was
+killed, carries on with the day's units; see ``control.chat_state``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,21 @@ class QuotaMeter:
     def seconds_to_reset(self) -> float:
         now = self._roll()
         return max(0.0, (next_reset(now) - now).total_seconds())
+
+    def as_state(self) -> tuple[str, int, dict[str, int]]:
+        """``(Pacific day, units used, calls by method)`` to save; see :meth:`restore`."""
+        self._roll()
+        assert self._day is not None
+        return self._day.isoformat(), self.used, dict(self.calls)
+
+    def restore(self, day: str | None, used: int, calls: dict[str, int]) -> None:
+        """Carry on with the units saved before a restart, if they are today's (Pacific):
+        a new quota day starts from 0, as YouTube's does."""
+        self._roll()
+        if day is not None and self._day is not None and day == self._day.isoformat():
+            self.used = max(self.used, int(used))
+            for method, n in calls.items():
+                self.calls[str(method)] = max(self.calls.get(str(method), 0), int(n))
 
     def as_dict(self) -> dict[str, object]:
         now = self._roll()

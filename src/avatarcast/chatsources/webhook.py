@@ -67,6 +67,11 @@ class WebhookVerifier:
             raise SignatureError("this post was already taken (replay)", status=409)
         self._seen[signature] = now
 
+    def forget(self, signature: str) -> None:
+        """Take a post with this signature again (its messages could not be saved: a retry of
+        it is welcome; its messages are then counted as duplicates, once)."""
+        self._seen.pop(signature, None)
+
 
 def reply_sender(client: httpx.AsyncClient, url: str, secret: str) -> Callable[[str, str], object]:
     """A ``Reply`` that posts each answer to ``url``, signed with the source's secret."""

@@ -13,14 +13,16 @@ as YouTube charges it (list 5 units, insert 20; see ``quota``). Written answers 
 intake gives them ``overflow`` with reason ``quota``) while reading still has its reserve;
 when the budget is spent, or YouTube answers 403 ``quotaExceeded``, polling waits until the
 reset at midnight Pacific time and the health says until when. ``rateLimitExceeded`` (too
-fast, not the day's quota) pauses ``quota_pause_s``.
+fast, not the day's quota) pauses ``quota_pause_s``. Each charge is handed to ``before_call``
+(the registry saves it, with the page token and the stream's account) before the call is
+made, and :meth:`YoutubeSource.restore` carries a restarted source on from there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +61,10 @@ class YoutubeSource:
         *,
         client: httpx.AsyncClient,
         on_deleted: Callable[[str, str], object] = lambda source_id, message_id: None,
+        before_call: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.options = options
+        self._before_call = before_call
         self._deliver = deliver
         self._on_deleted = on_deleted
         self._client = client
@@ -68,7 +72,42 @@ class YoutubeSource:
         self._page: str | None = None
         self._backoff = Backoff()
         self.quota = QuotaMeter(budget=options.daily_quota, read_reserve=options.read_reserve)
+        #: whether :meth:`restore` ran: until then the state is not worth saving
+        self.restored = False
         self._show_quota()
+
+    def state(self) -> dict[str, Any]:
+        """What outlives a restart: the quota day, units and calls, and the next page token."""
+        day, used, calls = self.quota.as_state()
+        return {
+            "quota_day": day,
+            "quota_used": used,
+            "quota_calls": calls,
+            "cursor": self._page,
+            "cursor_of": self.options.live_chat_id,
+        }
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Carry on from a saved :meth:`state` (``None``: nothing was saved)."""
+        if state is not None:
+            self.quota.restore(state["quota_day"], state["quota_used"], state["quota_calls"])
+            if state["cursor_of"] == self.options.live_chat_id:
+                self._page = state["cursor"] or self._page
+        self.restored = True
+        self._show_quota()
+
+    async def _charge(self, method: str, units: int) -> None:
+        """Charge a call before it is made, and have the charge saved first (``before_call``):
+        YouTube counts a request that a crash interrupts, so must we."""
+        self.quota.charge(method, units)
+        self._show_quota()
+        if self._before_call is not None:
+            try:
+                await self._before_call()
+            except Exception as e:  # the database away: the call goes on, counted in memory
+                log.warning(
+                    "source %s: the quota charge was not saved: %s", self.health.source_id, e
+                )
 
     def _show_quota(self) -> None:
         self.health.extra["quota"] = self.quota.as_dict()
@@ -92,8 +131,7 @@ class YoutubeSource:
             params["pageToken"] = self._page
         if not self.quota.can_read():
             return self._until_reset(f"the daily budget of {self.quota.budget} units is spent")
-        self.quota.charge("liveChatMessages.list", LIST_COST)  # failed calls are charged too
-        self._show_quota()
+        await self._charge("liveChatMessages.list", LIST_COST)  # failed calls are charged too
         try:
             response = await self._client.get(self._url, params=params, headers=self._auth)
         except httpx.HTTPError as e:
@@ -170,8 +208,7 @@ class YoutubeSource:
                 f"quota: {q.used} of {q.budget} units used today; the last {q.read_reserve} "
                 "are kept for reading the chat"
             )
-        self.quota.charge("liveChatMessages.insert", INSERT_COST)
-        self._show_quota()
+        await self._charge("liveChatMessages.insert", INSERT_COST)
         body = {
             "snippet": {
                 "liveChatId": to or self.options.live_chat_id,

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,8 @@ from avatarcast.chatsources.ledger import Account
 from avatarcast.chatsources.webhook import WebhookVerifier, reply_sender
 from avatarcast.chatsources.written import WrittenAnswers
 from avatarcast.chatsources.youtube import YoutubeOptions, YoutubeSource
-from avatarcast.control.chat_state import load_account, prune_posts, save_accounts
+from avatarcast.control.chat_open import Source, StreamChat
+from avatarcast.control.chat_state import ChatSaver, load_account, load_source_state, prune_posts
 from avatarcast.control.chat_store import (
     StoredSource,
     live_sources,
@@ -64,33 +63,6 @@ log = logging.getLogger(__name__)
 EXTRAS_KEY = "chat_sources"
 
 
-@dataclass(slots=True, kw_only=True)
-class Source:
-    """One configured source: what the API shows (``public``), its health, its task."""
-
-    id: str
-    kind: str
-    public: dict[str, Any]
-    health: SourceHealth
-    task: asyncio.Task[None] | None = None
-    verifier: WebhookVerifier | None = None
-
-
-@dataclass(slots=True, kw_only=True)
-class StreamChat:
-    stream_id: str
-    tenant_id: str
-    intake: ChatIntake
-    task: asyncio.Task[None]
-    sources: dict[str, Source] = field(default_factory=dict)
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "sources": [s.health.as_dict() for s in self.sources.values()],
-            "account": self.intake.snapshot(),
-        }
-
-
 class ChatRegistry:
     """The chat of every stream that has a source; see the module docstring."""
 
@@ -103,7 +75,7 @@ class ChatRegistry:
         self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         self._moderator = Moderator(lexicon_dir=default_lexicon_dir())
         self._unreadable: set[str] = set()
-        self._saved: dict[str, dict[str, Any]] = {}
+        self.saver = ChatSaver(ctx, self.states)
 
     async def open_stream(
         self, stream_id: str, tenant_id: str, lang: str, products: list[Product]
@@ -157,6 +129,7 @@ class ChatRegistry:
             spoken=spoken,
             on_air_product=on_air,
             account=account,
+            before_send=self.saver.save,
         )
         task = self._tg.create_task(intake.run(), name=f"chat-intake-{stream_id}")
         chat = self.streams[stream_id] = StreamChat(
@@ -188,8 +161,8 @@ class ChatRegistry:
                 on_deleted=chat.intake.retract,
             )
             source = Source(id=source_id, kind=kind, public=public, health=irc.health)
-            chat.intake.add_replier(source_id, irc.reply, per_30s=per_30s)
-            source.task = self._tg.create_task(irc.run(), name=f"chat-source-{source_id}")
+            chat.intake.add_replier(source_id, irc.reply, per_30s=per_30s, held=True)
+            run: Callable[[], Awaitable[None]] | None = irc.run
         elif kind == "youtube":
             yt = YoutubeSource(
                 YoutubeOptions(
@@ -204,10 +177,11 @@ class ChatRegistry:
                 deliver,
                 client=self.client,
                 on_deleted=chat.intake.retract,
+                before_call=self.saver.save,
             )
-            source = Source(id=source_id, kind=kind, public=public, health=yt.health)
-            chat.intake.add_replier(source_id, yt.reply, per_30s=per_30s)
-            source.task = self._tg.create_task(yt.run(), name=f"chat-source-{source_id}")
+            source = Source(id=source_id, kind=kind, public=public, health=yt.health, youtube=yt)
+            chat.intake.add_replier(source_id, yt.reply, per_30s=per_30s, held=True)
+            run = yt.run
         else:
             health = SourceHealth(source_id=source_id, kind="webhook", state="connected")
             public["url"] = f"/v1/chat-hooks/{source_id}"
@@ -221,10 +195,33 @@ class ChatRegistry:
             )
             if config.get("reply_url"):
                 reply = reply_sender(self.client, config["reply_url"], token)
-                chat.intake.add_replier(source_id, reply, per_30s=per_30s)  # type: ignore[arg-type]
+                chat.intake.add_replier(source_id, reply, per_30s=per_30s, held=True)  # type: ignore[arg-type]
             self.webhooks[source_id] = (chat, source)
+            run = None
         chat.sources[source_id] = source
+        source.task = self._tg.create_task(
+            self._run(chat, source, run), name=f"chat-source-{source_id}"
+        )
         return source
+
+    async def _run(
+        self, chat: StreamChat, source: Source, run: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        """Carry the source on from where it was before a restart or an edit (its platform
+        limit; a YouTube source's quota units of the day and page token), then run it."""
+        load = partial(load_source_state, source_id=source.id)
+        while True:
+            try:
+                state = await self.ctx.read(load)
+                break
+            except Exception:  # the database may be away for a moment: no poll, no send
+                log.exception("chat source %s: its saved state could not be read", source.id)
+                await asyncio.sleep(self.ctx.settings.chat_sources.account_save_s)
+        if source.youtube is not None:
+            source.youtube.restore(state)
+        chat.intake.restore_sending(source.id, state)
+        if run is not None:
+            await run()
 
     def _ca_path(self, name: str | None) -> str | None:
         """The CA file in ``ca_dir``; a stored name no longer valid there fails the TLS
@@ -283,19 +280,29 @@ class ChatRegistry:
             self.remove(chat, source_id)
         chat.task.cancel()
 
-    async def save_accounts(self) -> None:
-        """Save the accounts that changed since the last save."""
-        states = {sid: chat.intake.account.as_state() for sid, chat in self.streams.items()}
-        changed = {sid: st for sid, st in states.items() if self._saved.get(sid) != st}
-        if not changed:
-            return
+    def states(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Every stream's account and every restored source's state, as of now."""
+        accounts, sources = {}, {}
+        for sid, chat in self.streams.items():
+            accounts[sid] = chat.intake.account.as_state()
+            for source in chat.sources.values():
+                state: dict[str, Any] = {}
+                yt = source.youtube
+                if yt is not None and yt.restored:
+                    state.update(yt.state())
+                state.update(chat.intake.sending_state(source.id) or {})
+                if state:
+                    sources[source.id] = state
+        return accounts, sources
 
-        def write() -> None:
-            with self.ctx.sessions() as session:
-                save_accounts(session, changed, datetime.now(UTC))
-
-        await run_in_threadpool(write)
-        self._saved.update(changed)
+    async def take_post(
+        self, source: Source, chat: StreamChat, messages: list[Inbound], signature: str
+    ) -> list[Any]:
+        """A verified webhook post: its messages offered, then saved with their counts and
+        its signature before this returns (a post answered 202 survives a crash)."""
+        fates = self.deliver_webhook(source, chat, messages)
+        await self.saver.save(signature=(source.id, signature))
+        return fates
 
     def deliver_webhook(
         self, source: Source, chat: StreamChat, messages: list[Inbound]
@@ -333,7 +340,7 @@ async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
             reopening.cancel()
             saving.cancel()
             try:
-                await registry.save_accounts()
+                await registry.saver.save()
             except Exception:
                 log.exception("chat accounts could not be saved at shutdown")
             await registry.aclose()
@@ -355,7 +362,7 @@ async def _keep_saved(registry: ChatRegistry) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            await registry.save_accounts()
+            await registry.saver.save()
             rounds += 1
             if rounds % 60 == 0:
                 window = registry.ctx.settings.chat_sources.webhook_window_s

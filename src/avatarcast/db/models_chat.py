@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from avatarcast.db.base import Base, JsonType, UtcDateTime, utcnow
@@ -54,4 +54,28 @@ class ChatAccountRow(Base):
         ForeignKey("streams.id", ondelete="CASCADE"), primary_key=True
     )
     account: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ChatSourceStateRow(Base):
+    """What a source keeps across a restart: a YouTube source's quota units used in
+    ``quota_day`` (a Pacific-time date; units of an earlier day count as 0) by method, and
+    ``cursor``, the page token to poll next; for any source that writes answers, its platform
+    limit's bucket (``send_tokens`` left as of ``send_at``; see ``chatsources.sending``).
+    Saved with the stream's account in one transaction, so the account and the place in the
+    chat always agree."""
+
+    __tablename__ = "chat_source_state"
+
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("chat_sources.id", ondelete="CASCADE"), primary_key=True
+    )
+    quota_day: Mapped[str | None] = mapped_column(String(10), default=None)
+    quota_used: Mapped[int] = mapped_column(Integer, default=0)
+    quota_calls: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    cursor: Mapped[str | None] = mapped_column(Text, default=None)
+    #: the chat the cursor is a place in (a source edited to another chat starts afresh)
+    cursor_of: Mapped[str | None] = mapped_column(Text, default=None)
+    send_tokens: Mapped[float | None] = mapped_column(Float, default=None)
+    send_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -7,7 +7,9 @@ logged. See ``control.chatting`` for where the sources run, ``control.chat_store
 
 from __future__ import annotations
 
+import logging
 import secrets
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -19,7 +21,7 @@ from avatarcast.chatsources.inbound import SourceHealth
 from avatarcast.chatsources.webhook import SignatureError
 from avatarcast.control.auditing import audit
 from avatarcast.control.chat_edit import update_chat_source
-from avatarcast.control.chat_state import remember_post
+from avatarcast.control.chat_state import signature_seen
 from avatarcast.control.chat_store import (
     delete_source,
     insert_source,
@@ -42,6 +44,7 @@ from avatarcast.control.schemas.chat_sources import (
 )
 from avatarcast.db.models_chat import ChatSourceRow
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat sources"], responses=AUTH_PROBLEMS)
 StreamIdPath = Annotated[str, Path(max_length=64)]
 SourceIdPath = Annotated[str, Path(max_length=64)]
@@ -59,8 +62,8 @@ def _public(
 def _listed(registry: ChatRegistry, row: ChatSourceRow) -> ChatSourcePublic:
     chat = registry.streams.get(row.stream_id)
     source = chat.sources.get(row.id) if chat is not None else None
-    if source is not None:
-        return _public(source.public, row.id, row.secret is not None, source.health.as_dict())
+    if chat is not None and source is not None:
+        return _public(source.public, row.id, row.secret is not None, chat.source_health(source))
     config = dict(row.config)
     if row.kind == "webhook":
         config["url"] = f"/v1/chat-hooks/{row.id}"
@@ -121,7 +124,7 @@ async def add_chat_source(
         return _public(config, source_id, bool(token), idle.as_dict())
     chat = await registry.open_stream(stream_id, tenant_id, lang, products)
     source = registry.add(chat, {**config, "token": token}, source_id=source_id)
-    return _public(source.public, source_id, bool(token), source.health.as_dict())
+    return _public(source.public, source_id, bool(token), chat.source_health(source))
 
 
 async def list_chat_sources(
@@ -245,7 +248,7 @@ async def chat_fates(
 @router.post(
     "/v1/chat-hooks/{source_id}",
     status_code=202,
-    responses=problem_responses(401, 404, 409, 413, 422),
+    responses=problem_responses(401, 404, 409, 413, 422, 503),
 )
 async def webhook(source_id: SourceIdPath, request: Request, ctx: ContextDep) -> dict[str, Any]:
     """Signed chat from a merchant's relay: ``{"messages": [{id, viewer_id, name, text}]}``
@@ -268,7 +271,8 @@ async def webhook(source_id: SourceIdPath, request: Request, ctx: ContextDep) ->
         raise ProblemError(e.status, str(e), kind=kind) from None
     post = _parse(body)
     signature = request.headers.get("x-avatarcast-signature", "").strip()
-    if not await remember_post(ctx, source_id, signature):  # taken before a restart
+    seen = partial(signature_seen, source_id=source_id, signature=signature)
+    if await ctx.read(seen):  # taken before a restart, or by another server
         raise ProblemError(409, "this post was already taken (replay)", kind="replay")
     inbound = [
         Inbound(
@@ -282,7 +286,13 @@ async def webhook(source_id: SourceIdPath, request: Request, ctx: ContextDep) ->
         )
         for m in post.messages
     ]
-    fates = registry.deliver_webhook(source, chat, inbound)
+    try:
+        fates = await registry.take_post(source, chat, inbound, signature)
+    except Exception as e:  # taken in memory, saved by a later round; a retry counts once
+        log.exception("chat source %s: a webhook post was not saved", source_id)
+        source.verifier.forget(request.headers.get("x-avatarcast-signature", ""))
+        detail = "the post was taken but could not be saved yet; retry it (counted once)"
+        raise ProblemError(503, detail, kind="not-ready") from e
     return {
         "taken": sum(f is not None for f in fates),
         "duplicates": sum(f is None for f in fates),
