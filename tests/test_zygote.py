@@ -251,6 +251,7 @@ def _helpers(server: Served, nginx: RtmpServer) -> None:
         # A cold push child imports PyAV (0.30 CPU s) and a cold WHEP child aiortc (0.81 CPU
         # s) before they serve; forked, they had used less by the first frame, at any load.
         used = {name: cpu_s(pid) for name, pid in found.items()}
+        print(f"start to first frame {wall:.2f} s; the helpers' CPU s by then {used}")
         assert used["rtmp-push"] < 0.2 and used["whep-serve"] < 0.4, (used, wall)
         assert wall < 240  # the wall time is the load's (seen 21-60 s at load 20-30)
         for pid in found.values():  # none holds the zygote's sockets or the worker's link
