@@ -81,11 +81,13 @@ def preload() -> None:
     import avatarcast.runner.worker
     import avatarcast.voice.espeak  # noqa: F401  the offline voice
     from avatarcast.chat.moderation import Moderator
+    from avatarcast.programme.disclosure import audio_bed
 
     with contextlib.suppress(Exception):  # a worker reports a broken lexicon itself
         Moderator()  # compiles the lexicons' patterns into ``re``'s cache: 0.13 s per start
     with contextlib.suppress(Exception):  # a worker reports a broken pack itself
         _draw_backdrops()
+    audio_bed()  # the slate's sound, made once (0.04 s per start)
 
 
 def _draw_backdrops() -> None:
