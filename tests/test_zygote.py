@@ -257,6 +257,11 @@ def _helpers(server: Served, nginx: RtmpServer) -> None:
         for pid in found.values():  # none holds the zygote's sockets or the worker's link
             assert not socket_inodes(pid) & (socket_inodes(worker) | socket_inodes(zygote))
 
+        def state() -> str:
+            return str(c.get(f"/v1/streams/{sid}").json()["status"]["state"])
+
+        # the frame can reach nginx before serve has read the worker's "live" (and its WHEP URL)
+        wait_until("on air", lambda: state() in ON_AIR, 60)
         token = c.get(f"/v1/streams/{sid}").json()["whep_token"]
         seen = asyncio.run(whep_frames(server.url, sid, token))
         assert len(seen) == 10 and seen[-1].shape == (720, 1280)
@@ -276,11 +281,7 @@ def _helpers(server: Served, nginx: RtmpServer) -> None:
         wait_until("push connected again", lambda: destination()["state"] == "connected", 120)
         assert float(np.std(nginx_frame(nginx.url("helpers")))) > 5
         assert c.post(f"/v1/streams/{sid}/stop").status_code == 200
-        wait_until(
-            "stopped",
-            lambda: c.get(f"/v1/streams/{sid}").json()["status"]["state"] == "stopped",
-            60,
-        )
+        wait_until("stopped", lambda: state() == "stopped", 60)
         gone = [found["whep-serve"], again]  # ended and reaped by the zygote
         wait_until("helpers gone", lambda: not any(os.path.exists(f"/proc/{p}") for p in gone), 30)
 
