@@ -233,15 +233,19 @@ def one_server(
             log(f"round {rnd} {mode}: first frame {wall:.2f} s, {cpu:.2f} CPU s")
             log(f"  (load {loads[-1]:.1f})")
         out |= {"first_frame_s": firsts, "start_cpu_s": cpus, "load": loads}
-        out["memory"] = [memory_with(api, n, args.settle, f"{mode}{rnd}") for n in args.streams]
-        for m in out["memory"]:
-            log(f"round {rnd} {mode}: {m['n']} streams, per stream {m['per_stream_mb']}")
+        out["memory"] = []
+        for n in args.streams:  # logged as it comes: a run cut short still tells
+            m = memory_with(api, n, args.settle, f"{mode}{rnd}")
+            out["memory"].append(m)
+            per, load = m["per_stream_mb"], m["load"]
+            log(f"round {rnd} {mode}: {n} streams, per stream {per} (load {load:.1f})")
         zygotes = [
             p
             for p in tree(served.proc.pid)
             if "avatarcast.runner.zygote" in Path(f"/proc/{p}/cmdline").read_bytes().decode()
         ]
         out["zygote_mb"] = tree_memory(zygotes[0], zygotes[:1]) if zygotes else None
+        log(f"round {rnd} {mode}: the zygote {out['zygote_mb']}")
         api.c.close()
     return out
 
@@ -264,15 +268,14 @@ def main() -> None:
         rounds: list[dict[str, Any]] = []
         try:
             for rnd in range(args.rounds):
-                row: dict[str, Any] = {"load_at_start": loadavg()[0]}
-                for mode in args.modes:
-                    row[mode] = one_server(mode, work, nginx, args, rnd)
-                row["ffmpeg_s"] = []
-                for i in range(args.starts):
+                row: dict[str, Any] = {"load_at_start": loadavg()[0], "ffmpeg_s": []}
+                for i in range(args.starts):  # first: a run cut short still has its baseline
                     key = f"ffmpeg{rnd}_{i}"
                     t = time_to_first_frame(nginx, ffmpeg_publisher(nginx.url(key)), key, work)
                     row["ffmpeg_s"].append(round(t, 3))
                 log(f"round {rnd}: ffmpeg baseline {row['ffmpeg_s']}")
+                for mode in args.modes:
+                    row[mode] = one_server(mode, work, nginx, args, rnd)
                 rounds.append(row)
         finally:
             nginx.stop()

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from avatarcast.output._forked_child import CHILD_MODULES
-from avatarcast.threads import set_os_thread_name
+from avatarcast.threads import fix_mmap_threshold, set_os_thread_name, trim_heap
 
 __all__ = ["main", "preload", "thread_count"]
 
@@ -105,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     sock = socket.socket(fileno=int(args[0]))
     blas = args[1] if len(args) > 1 else "-"
+    fix_mmap_threshold()  # as its workers run (see threads.py)
     preload()
     gc.collect()
     gc.freeze()  # what is loaded now stays shared: the workers' collectors never touch it
+    trim_heap()  # what the imports and drawings freed (34 MB): not in every child's pages
     child = _Zygote(sock).serve()
     if child is None:
         return 0
