@@ -98,7 +98,9 @@ def test_without_its_zygote_a_helper_starts_cold() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs.close()  # the zygote died
     forker = ChildForker(ours, timeout=10)
-    proc, in_w, st_r = asyncio.run(spawn_child(PUSH, run=asyncio.to_thread, forker=forker))
+    proc, in_w, st_r = asyncio.run(
+        spawn_child(PUSH, run=asyncio.to_thread, forker=forker, stderr=subprocess.DEVNULL)
+    )
     try:
         assert forker.broken  # every later helper starts cold at once
         assert isinstance(proc, subprocess.Popen)
