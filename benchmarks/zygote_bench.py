@@ -2,9 +2,12 @@
 (``runner.zygote``) against cold-started workers, in the same run.
 
     python benchmarks/zygote_bench.py [--rounds 2] [--starts 3] [--streams 1,4] [--settle 10]
+        [--modes zygote,cold] [--before SRC]
 
-Each round starts ``avatarcast serve`` twice (zygote on, then off; the spare worker off in
-both, as a server's first start has none) against a throwaway nginx-rtmp on loopback. In each:
+Each round starts ``avatarcast serve`` once per mode (``zygote``: on; ``cold``: off;
+``before``: on, with ``PYTHONPATH=SRC``, an older tree's ``src`` such as a ``git archive`` of
+the commit before, for a before/after in the same run; the spare worker off in all, as a
+server's first start has none) against a throwaway nginx-rtmp on loopback. In each:
 
 first frame  ``--starts`` times: a PyAV player waits on nginx for the stream's key, then
              ``POST /v1/streams/{id}/start``; the time from that request to the first video
@@ -13,10 +16,11 @@ first frame  ``--starts`` times: a PyAV player waits on nginx for the stream's k
              first decoded frame, measured in the same round.
 memory       N streams (``--streams``) on air together, each with its RTMP destination (the
              runner gives every stream its WHEP child too); after ``--settle`` seconds, for each
-             stream's process tree (worker, WHEP child, RTMP push child): RSS, PSS (shared pages
-             divided among the processes that map them) and USS (pages no other process maps),
-             from ``/proc/PID/smaps_rollup``. The zygote's own figures are given apart (one per
-             server, whatever the number of streams).
+             stream's processes (worker, WHEP child, RTMP push child: the worker's process
+             tree, plus the helpers its zygote forked for it, found by the pipes they share with
+             the worker): RSS, PSS (shared pages divided among the processes that map them) and
+             USS (pages no other process maps), from ``/proc/PID/smaps_rollup``. The zygote's
+             own figures are given apart (one per server, whatever the number of streams).
 
 JSON on stdout, progress on stderr. Each figure is a median over rounds, with the 1-minute load
 average beside it; the machine is shared.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -40,13 +45,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from live_capacity import (  # noqa: E402
+    CLK_TCK,
     ffmpeg_publisher,
     first_video_frame,
     loadavg,
     log,
     time_to_first_frame,
     tree,
-    tree_cpu,
 )
 
 from rtmp_server import RtmpServer  # noqa: E402
@@ -65,9 +70,47 @@ def smaps(pid: int) -> dict[str, float]:
     return {"rss": kb["Rss"] / 1024, "pss": kb["Pss"] / 1024, "uss": uss / 1024}
 
 
-def tree_memory(pid: int) -> dict[str, float]:
+def _pipes(pid: int) -> set[str]:
+    out = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if (link := os.readlink(fd)).startswith("pipe:"):
+                    out.add(link)
+    return out
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def stream_processes(worker: int) -> list[int]:
+    """The worker's process tree, and the helpers (RTMP push, WHEP) its zygote forked for it:
+    the zygote's other children that hold one of the worker's pipes."""
+    out = tree(worker)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        parent = _ppid(worker)
+        if "avatarcast.runner.zygote" in Path(f"/proc/{parent}/cmdline").read_bytes().decode():
+            mine = _pipes(worker)
+            for pid in tree(parent):
+                if pid not in out and pid != parent and _ppid(pid) == parent:
+                    if _pipes(pid) & mine:
+                        out += tree(pid)
+    return out
+
+
+def stream_cpu(worker: int) -> float:
+    total = 0.0
+    for p in stream_processes(worker):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def tree_memory(pid: int, processes: list[int] | None = None) -> dict[str, float]:
     total = {"rss": 0.0, "pss": 0.0, "uss": 0.0, "processes": 0.0}
-    for p in tree(pid):
+    for p in tree(pid) if processes is None else processes:
         with contextlib.suppress(OSError, KeyError, ValueError):
             for k, v in smaps(p).items():
                 total[k] += v
@@ -134,7 +177,7 @@ def first_frame_via_api(api: Api, key: str) -> tuple[float, float]:
     t0 = time.monotonic()
     api.start(sid)
     reader.join(125)
-    cpu = tree_cpu(api.worker(sid))  # the stream's processes so far: the start's CPU
+    cpu = stream_cpu(api.worker(sid))  # the stream's processes so far: the start's CPU
     api.stop(sid)
     t = result[0] if result else None
     if t is None:
@@ -158,7 +201,7 @@ def memory_with(api: Api, n: int, settle: float, tag: str) -> dict[str, Any]:
         assert time.monotonic() < deadline, "streams did not go on air"
         time.sleep(0.5)
     time.sleep(settle)
-    trees = [tree_memory(api.worker(s)) for s in sids]
+    trees = [tree_memory(w, stream_processes(w)) for w in (api.worker(s) for s in sids)]
     load = loadavg()[0]
     for sid in sids:
         api.stop(sid)
@@ -170,13 +213,15 @@ def one_server(
     mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespace, rnd: int
 ) -> dict[str, Any]:
     env = {
-        "AVATARCAST_RUNNER__ZYGOTE": "true" if mode == "zygote" else "false",
+        "AVATARCAST_RUNNER__ZYGOTE": "false" if mode == "cold" else "true",
         "AVATARCAST_RUNNER__SPARE_WORKER": "false",
         "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["127.0.0.1"]',
     }
+    if mode == "before":
+        env["PYTHONPATH"] = str(args.before)
     out: dict[str, Any] = {"mode": mode}
     with serve(work / f"{mode}-{rnd}", env, wait_s=300) as served:
-        if mode == "zygote":
+        if mode != "cold":
             wait_zygote(served)
         api = Api(served, nginx)
         firsts, cpus, loads = [], [], []
@@ -188,15 +233,19 @@ def one_server(
             log(f"round {rnd} {mode}: first frame {wall:.2f} s, {cpu:.2f} CPU s")
             log(f"  (load {loads[-1]:.1f})")
         out |= {"first_frame_s": firsts, "start_cpu_s": cpus, "load": loads}
-        out["memory"] = [memory_with(api, n, args.settle, f"{mode}{rnd}") for n in args.streams]
-        for m in out["memory"]:
-            log(f"round {rnd} {mode}: {m['n']} streams, per stream {m['per_stream_mb']}")
+        out["memory"] = []
+        for n in args.streams:  # logged as it comes: a run cut short still tells
+            m = memory_with(api, n, args.settle, f"{mode}{rnd}")
+            out["memory"].append(m)
+            per, load = m["per_stream_mb"], m["load"]
+            log(f"round {rnd} {mode}: {n} streams, per stream {per} (load {load:.1f})")
         zygotes = [
             p
             for p in tree(served.proc.pid)
             if "avatarcast.runner.zygote" in Path(f"/proc/{p}/cmdline").read_bytes().decode()
         ]
-        out["zygote_mb"] = tree_memory(zygotes[0]) if zygotes else None
+        out["zygote_mb"] = tree_memory(zygotes[0], zygotes[:1]) if zygotes else None
+        log(f"round {rnd} {mode}: the zygote {out['zygote_mb']}")
         api.c.close()
     return out
 
@@ -207,7 +256,11 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=3)
     ap.add_argument("--streams", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     ap.add_argument("--settle", type=float, default=10.0)
+    ap.add_argument("--modes", type=lambda s: s.split(","), default=["zygote", "cold"])
+    ap.add_argument("--before", type=Path, help="an older tree's src, for --modes ...,before")
     args = ap.parse_args()
+    if "before" in args.modes and args.before is None:
+        ap.error("--modes before needs --before SRC")
     with tempfile.TemporaryDirectory(prefix="zygote-bench-") as tmp:
         work = Path(tmp)
         nginx = RtmpServer(work / "nginx")
@@ -215,27 +268,26 @@ def main() -> None:
         rounds: list[dict[str, Any]] = []
         try:
             for rnd in range(args.rounds):
-                row: dict[str, Any] = {"load_at_start": loadavg()[0]}
-                for mode in ("zygote", "cold"):
-                    row[mode] = one_server(mode, work, nginx, args, rnd)
-                row["ffmpeg_s"] = []
-                for i in range(args.starts):
+                row: dict[str, Any] = {"load_at_start": loadavg()[0], "ffmpeg_s": []}
+                for i in range(args.starts):  # first: a run cut short still has its baseline
                     key = f"ffmpeg{rnd}_{i}"
                     t = time_to_first_frame(nginx, ffmpeg_publisher(nginx.url(key)), key, work)
                     row["ffmpeg_s"].append(round(t, 3))
                 log(f"round {rnd}: ffmpeg baseline {row['ffmpeg_s']}")
+                for mode in args.modes:
+                    row[mode] = one_server(mode, work, nginx, args, rnd)
                 rounds.append(row)
         finally:
             nginx.stop()
-    print(json.dumps({"rounds": rounds, "summary": summary(rounds)}, indent=1))
+    print(json.dumps({"rounds": rounds, "summary": summary(rounds, args.modes)}, indent=1))
 
 
-def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(rounds: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     def med(xs: list[float]) -> float:
         return round(statistics.median(xs), 3)
 
     out: dict[str, Any] = {"ffmpeg_s": med([x for r in rounds for x in r["ffmpeg_s"]])}
-    for mode in ("zygote", "cold"):
+    for mode in modes:
         rows = [r[mode] for r in rounds]
         out[mode] = {
             "first_frame_s": med([x for r in rows for x in r["first_frame_s"]]),
@@ -256,8 +308,8 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 for m in rows[0]["memory"]
             },
         }
-    out["ratio_zygote_to_ffmpeg"] = round(out["zygote"]["first_frame_s"] / out["ffmpeg_s"], 2)
-    out["ratio_cold_to_ffmpeg"] = round(out["cold"]["first_frame_s"] / out["ffmpeg_s"], 2)
+    for mode in modes:
+        out[f"ratio_{mode}_to_ffmpeg"] = round(out[mode]["first_frame_s"] / out["ffmpeg_s"], 2)
     return out
 
 

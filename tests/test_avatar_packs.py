@@ -255,3 +255,14 @@ def test_other_frame_sizes_scale_the_avatar() -> None:
     x, y, w, h = small.mouth_box()
     assert 30 <= w <= 50 and x + w <= 640 and y + h <= 360
     assert int((frame.y[y : y + h, x : x + w] < DARK).sum()) > 40
+
+
+def test_a_studio_backdrop_is_drawn_once_per_process_and_read_only() -> None:
+    pack = load_pack("mila")
+    first = SpriteAvatarRenderer(pack).render_background(640, 360)
+    again = SpriteAvatarRenderer(pack).render_background(640, 360)
+    assert again is first  # the zygote's workers share the one it drew
+    with pytest.raises(ValueError, match="read-only"):
+        first.y[0, 0] = 0  # no stream can change another's backdrop
+    other = SpriteAvatarRenderer(load_pack("daan")).render_background(640, 360)
+    assert other is not first and not np.array_equal(other.y, first.y)

@@ -120,3 +120,11 @@ async def test_the_decoded_slate_reads_waiting_then_back_soon(tmp_path: Path) ->
     waiting, back = _read(out, 0.8, tmp_path), _read(out, 2.0, tmp_path)
     assert "waiting for a supervisor" in waiting, waiting
     assert "right back" in back and "waiting" not in back, back
+
+
+def test_the_slates_sound_is_made_once_per_process_and_read_only() -> None:
+    from avatarcast.programme.disclosure import audio_bed
+
+    bed = audio_bed()
+    assert audio_bed() is bed and not bed.flags.writeable  # shared by the zygote's workers
+    assert bed.dtype == np.int16 and len(bed) == 8 * 48_000 and 0 < np.abs(bed).max() < 1000

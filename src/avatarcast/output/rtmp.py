@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
 from avatarcast.netpolicy import NetPolicy
-from avatarcast.output._child import spawn_child, stop_child
+from avatarcast.output._child import ChildProcess, spawn_child, stop_child
+from avatarcast.output._forked_child import ChildForker
 from avatarcast.output._rtmp_push import (
     MAX_CONNECTION_S,
     MSG_RESYNC,
@@ -81,7 +82,8 @@ class RtmpSink:
     are dropped. Retries go on until ``aclose`` unless ``max_retries`` is set, after which the
     state is ``failed``. ``metadata`` goes into onMetaData. ``policy`` says which addresses
     the host may resolve to, checked at every connect (default: any); ``ca_file`` adds trusted
-    certificates for rtmps to the system CA bundle.
+    certificates for rtmps to the system CA bundle. ``children``: the worker's link to its
+    zygote, which then forks the push process (see ``_forked_child``); None: started cold.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class RtmpSink:
         policy: NetPolicy | None = None,
         ca_file: str | None = None,
         max_connection_s: float = MAX_CONNECTION_S,
+        children: ChildForker | None = None,
     ) -> None:
         _validate(url)
         if backoff_start <= 0 or backoff_cap < backoff_start or not 0 <= jitter < 1:
@@ -118,13 +121,14 @@ class RtmpSink:
         # the operator's own command line may push anywhere; the API passes its policy
         self._policy = policy or NetPolicy(allow_private=True)
         self._ca_file = ca_file
+        self._children = children
         self._cond = threading.Condition()
         self._queue: deque[EncodedPacket] = deque()
         self._stop = False
         self._resync = False  # packets were dropped here: the child restarts at a keyframe
         self._dropped = 0
         self._remote: dict[str, Any] = {"state": "idle"}
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._threads: list[threading.Thread] = []
         self._pipes: tuple[int, int] | None = None
         self._headers: StreamHeaders | None = None
@@ -139,7 +143,7 @@ class RtmpSink:
         # 6 s queue, not on the frame clock, and its start-up must not make frames of other
         # streams late.
         self._process, in_w, st_r = await spawn_child(
-            "avatarcast.output._rtmp_push", run=in_background
+            "avatarcast.output._rtmp_push", run=in_background, forker=self._children
         )
         self._pipes = (in_w, st_r)
 

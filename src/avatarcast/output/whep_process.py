@@ -22,7 +22,8 @@ import numpy.typing as npt
 
 from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import EncodedPacket
-from avatarcast.output._child import spawn_child, stop_child
+from avatarcast.output._child import ChildProcess, spawn_child, stop_child
+from avatarcast.output._forked_child import ChildForker
 from avatarcast.output._whep_serve import WhepConfig
 from avatarcast.output.base import StreamHeaders
 from avatarcast.output.ice import IceServer
@@ -38,7 +39,8 @@ class WhepProcess:
 
     ``start`` launches the child and returns the URL once it listens (``port=0`` picks a
     free one); a busy port is an ``OutputError`` from ``start``. ``max_queue`` bounds the
-    messages (video packets and PCM chunks) waiting for the child.
+    messages (video packets and PCM chunks) waiting for the child. ``children``: the worker's
+    link to its zygote, which then forks the child (see ``_forked_child``); None: cold.
     """
 
     name = "whep"
@@ -56,6 +58,7 @@ class WhepProcess:
         max_queue: int = 200,
         start_timeout: float = 60.0,
         close_timeout: float = 5.0,
+        children: ChildForker | None = None,
     ) -> None:
         if max_queue < 1:
             raise ConfigError(f"max_queue must be >= 1, got {max_queue}")
@@ -70,6 +73,7 @@ class WhepProcess:
             queue_seconds=queue_seconds,
         )
         self._max_queue = max_queue
+        self._children = children
         self._start_timeout = start_timeout
         self._close_timeout = close_timeout
         self._cond = threading.Condition()
@@ -78,7 +82,7 @@ class WhepProcess:
         self._stop = False
         self.dropped = 0
         self.url: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._threads: list[threading.Thread] = []
 
     async def start(self) -> str:
@@ -88,6 +92,7 @@ class WhepProcess:
         self._process, in_w, st_r = await spawn_child(
             "avatarcast.output._whep_serve",
             run=asyncio.to_thread,
+            forker=self._children,
             stdout=subprocess.DEVNULL,  # not ours to hold: see _whep_serve.main
             stderr=subprocess.DEVNULL,
         )

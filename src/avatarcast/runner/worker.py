@@ -71,6 +71,7 @@ from avatarcast.commands import (
 )
 from avatarcast.errors import AvatarcastError
 from avatarcast.netpolicy import NetPolicy
+from avatarcast.output._forked_child import ChildForker
 from avatarcast.output.hls import HlsOptions
 from avatarcast.pipeline.director import Applied
 from avatarcast.pipeline.live import LiveControl, LiveOptions, LiveStatus, run_live
@@ -286,8 +287,9 @@ class Worker:
             )
 
 
-def live_options(spec: StreamSpec) -> LiveOptions:
-    """What ``run_live`` takes from a stream's spec (the programme goes through unchanged)."""
+def live_options(spec: StreamSpec, *, children: ChildForker | None = None) -> LiveOptions:
+    """What ``run_live`` takes from a stream's spec (the programme goes through unchanged);
+    ``children``: a forked worker's link to its zygote, which forks its helper processes."""
     return LiveOptions(
         programme=spec.programme,
         destinations=spec.destinations,
@@ -302,6 +304,7 @@ def live_options(spec: StreamSpec) -> LiveOptions:
         net_policy=NetPolicy.from_json(spec.net_policy) if spec.net_policy else None,
         ca_file=spec.ca_file,
         monitors=spec.monitors,
+        children=children,
     )
 
 
@@ -314,7 +317,11 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
 
 
 async def run_worker(
-    spec: StreamSpec, out: TextIO, *, on_air: Callable[[], None] | None = None
+    spec: StreamSpec,
+    out: TextIO,
+    *,
+    on_air: Callable[[], None] | None = None,
+    children: ChildForker | None = None,
 ) -> int:
     worker = Worker(out)
     if spec.paused:
@@ -335,7 +342,7 @@ async def run_worker(
     threading.Thread(target=_read_stdin, args=(loop, worker), daemon=True).start()
     try:
         await run_live(
-            live_options(spec),
+            live_options(spec, children=children),
             products=list(spec.products),
             control=worker.control,
             on_status=worker.on_status,
@@ -386,7 +393,8 @@ def lower_priority(steps: int, autogroup: Path = Path("/proc/self/autogroup")) -
         pass
 
 
-def main() -> int:
+def main(link: int | None = None) -> int:
+    """A worker's life; ``link``: the descriptor of its link to the zygote that forked it."""
     from avatarcast.logs import setup_logging
 
     setup_logging(logging.WARNING)
@@ -407,10 +415,13 @@ def main() -> int:
     lower_priority(spec.nice)  # below the API, before the start-up work (see RunnerSettings)
     slot = StartupSlot()  # streams on one machine start in turn (see avatarcast.startup)
     slot.acquire()
+    children = ChildForker.from_fd(link) if link is not None else None
     try:
-        return asyncio.run(run_worker(spec, sys.stdout, on_air=slot.release))
+        return asyncio.run(run_worker(spec, sys.stdout, on_air=slot.release, children=children))
     finally:
         slot.release()
+        if children is not None:
+            children.close()
 
 
 if __name__ == "__main__":
