@@ -12,7 +12,9 @@ its first 10 s once, and then drives one part in this process, printing anonymou
   simulated clock: the frame loop's own work without sinks (about real time on a loaded core);
 - ``loop``: the real frame loop (compose every frame and encode in its worker thread) into
   the segmented recorder (its own thread) and the on-air watch (lip-sync windows in a thread),
-  on the simulated clock: the threads' hand-offs of a live stream, without RTMP or wall clock;
+  on the simulated clock: the threads' hand-offs of a live stream without the wall clock
+  (``--rtmp``: and the RTMP push to a loopback nginx-rtmp, which runs about as fast as live on
+  a loaded machine);
 - ``voice``: espeak synthesis of one sentence again and again (glibc in-use bytes per
   sentence: what the C library keeps).
 
@@ -34,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 from mem_probe import mallinfo  # noqa: E402
 
@@ -160,7 +162,7 @@ class _Marker:
         return None
 
 
-async def run_loop(built: Built, minutes: int) -> None:
+async def run_loop(built: Built, minutes: int, *, rtmp: bool) -> None:
     from avatarcast.clock import SimulatedClock
     from avatarcast.monitor.watch import OnAirWatch
     from avatarcast.output.recording import SegmentedRecorder
@@ -178,7 +180,17 @@ async def run_loop(built: Built, minutes: int) -> None:
         mouth_box=built.renderer.mouth_box(),
     )
     with tempfile.TemporaryDirectory(prefix="mem-parts-") as tmp:
-        sinks = [SegmentedRecorder(tmp, segment_seconds=600), watch, _Marker(fmt.fps)]
+        sinks: list[object] = [SegmentedRecorder(tmp, segment_seconds=600), watch]
+        server = None
+        if rtmp:  # the push to a loopback nginx-rtmp, in its child process, as live
+            from tests.rtmp_server import RtmpServer
+
+            from avatarcast.output.rtmp import RtmpSink
+
+            server = RtmpServer(Path(tmp) / "nginx")
+            server.start()
+            sinks.append(RtmpSink(server.url("parts")))
+        sinks.append(_Marker(fmt.fps))
         loop = FrameLoop(
             programme=built.programme,
             compose=built.compositor,
@@ -186,8 +198,12 @@ async def run_loop(built: Built, minutes: int) -> None:
             sinks=sinks,  # type: ignore[arg-type]
             clock=SimulatedClock(),
         )
-        await loop.run(frames=minutes * 60 * fmt.fps)
-        await loop.close_sinks()
+        try:
+            await loop.run(frames=minutes * 60 * fmt.fps)
+            await loop.close_sinks()
+        finally:
+            if server is not None:
+                server.stop()
 
 
 def run_voice(n: int) -> None:
@@ -210,6 +226,7 @@ async def main() -> None:
     ap.add_argument("part", choices=("rec", "dec", "enc", "loop", "voice"))
     ap.add_argument("--minutes", type=int, default=30, help="media minutes (voice: sentences/10)")
     ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--rtmp", action="store_true", help="loop: also push to a local nginx-rtmp")
     args = ap.parse_args()
     fix_mmap_threshold()  # as a stream worker does
     if args.trace:
@@ -222,7 +239,7 @@ async def main() -> None:
     built = build(validate(opts), live=False)
     if args.part == "loop":  # a fresh encoder: the loop's pts start at 0
         mark("built")
-        await run_loop(built, args.minutes)
+        await run_loop(built, args.minutes, rtmp=args.rtmp)
         return
     first = 10 * built.fmt.fps
     batches = await encode(built, 0, first)
