@@ -34,6 +34,7 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
@@ -55,15 +56,27 @@ def _anon_mb() -> float:
     return float("nan")
 
 
-def mark(tag: str) -> None:
+def mark(tag: str, caches: float | None = None) -> None:
     gc.collect()
     trim_heap()
     inuse = mallinfo().get("inuse", float("nan"))
+    held = f"  compositor caches {caches:5.1f} MB" if caches is not None else ""
     print(
         f"{tag:24s} anon {_anon_mb():7.1f} MB  malloc in use {inuse:7.1f} MB  "
-        f"python blocks {sys.getallocatedblocks()}",
+        f"python blocks {sys.getallocatedblocks()}{held}",
         flush=True,
     )
+
+
+def cache_mb(comp: Any) -> float:
+    """What a compositor's caches hold (as tests/test_memory_levels.py counts them)."""
+    layers = comp._layers
+    if layers is None:
+        return 0.0
+    plates = sum(p.sprite.y.size * 11 // 4 for p in comp._captions.values())
+    blends = sum(b.pre_y.size * 11 for b in comp._blends.values())
+    cards = sum(c.sprite.y.size * 11 // 4 for c in comp._cards.values())
+    return float(layers.tile_bytes + plates + blends + cards) / 2**20
 
 
 async def encode(built: Built, first: int, n: int, *, compose_every: int = 1) -> list[Batch]:
@@ -142,8 +155,9 @@ async def run_enc(built: Built, first: int, minutes: int) -> None:
 class _Marker:
     """A sink that reports memory every media minute (counting video packets)."""
 
-    def __init__(self, fps: int) -> None:
+    def __init__(self, fps: int, compositor: Any) -> None:
         self.name, self._per_min, self._frames = "marker", 60 * fps, 0
+        self._compositor = compositor
 
     async def open(self, headers: object) -> None:
         return None
@@ -156,7 +170,8 @@ class _Marker:
             if p.kind == "video":
                 self._frames += 1
                 if self._frames % self._per_min == 0:
-                    mark(f"loop {self._frames // self._per_min} min")
+                    n = self._frames // self._per_min
+                    mark(f"loop {n} min", cache_mb(self._compositor))
 
     async def aclose(self) -> None:
         return None
@@ -190,7 +205,7 @@ async def run_loop(built: Built, minutes: int, *, rtmp: bool) -> None:
             server = RtmpServer(Path(tmp) / "nginx")
             server.start()
             sinks.append(RtmpSink(server.url("parts")))
-        sinks.append(_Marker(fmt.fps))
+        sinks.append(_Marker(fmt.fps, built.compositor))
         loop = FrameLoop(
             programme=built.programme,
             compose=built.compositor,
