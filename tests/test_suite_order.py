@@ -60,6 +60,53 @@ def test_the_table_is_written_from_a_junit_report(tmp_path: Path) -> None:
     assert list(json.loads(out)) == ["tests/conftest_xdist.py", "tests/test_suite_order.py"]
 
 
+def test_the_table_adds_the_reports_of_both_phases(tmp_path: Path) -> None:
+    """What ``AVATARCAST_TEST_JUNIT`` makes scripts/test.sh write: the parallel phase's report
+    from xdist's controller and the ``alone`` phase's, read together."""
+    parallel, alone_phase = tmp_path / "r.xml", tmp_path / "r-alone.xml"
+    test = "tests/test_suite_order.py::test_alone_names_whole_files_tests_and_their_parameters"
+    for report, more in ((parallel, ["-n", "1"]), (alone_phase, [])):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--noconftest",
+                f"--junitxml={report}",
+                *more,
+                test,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "suite_durations.py"),
+            str(parallel),
+            str(alone_phase),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    table = json.loads(out)
+    assert list(table) == ["tests/test_suite_order.py"], out
+    one = json.loads(
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "suite_durations.py"), str(parallel)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert table["tests/test_suite_order.py"] >= one["tests/test_suite_order.py"] >= 0
+
+
 def test_the_checked_in_table_names_test_files_with_seconds() -> None:
     table = expected_seconds()
     assert table, f"{DURATIONS} is empty"
