@@ -16,6 +16,12 @@ from serve_zygote import ForkedServe, zygote
 from served import serve
 
 
+@pytest.fixture(autouse=True)
+def _forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zygote is what these tests check, also in a run that execs the other servers."""
+    monkeypatch.delenv("AVATARCAST_TEST_COLD_SERVE", raising=False)
+
+
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
