@@ -149,12 +149,18 @@ def zygote() -> ServeZygote:
 
 def _preload() -> None:
     """Import what ``serve`` imports before it answers ``/readyz``: the CLI, the app and its
-    routes, uvicorn with the protocols ``Config.load`` picks."""
+    routes (``create_app`` imports those: ~150 modules, aiortc's among them), the SQLite
+    driver, uvicorn with the protocols ``Config.load`` picks."""
+    import sqlite3  # noqa: F401
+
     import uvicorn
 
     import avatarcast.cli
     import avatarcast.control.lifecycle
     import avatarcast.server  # noqa: F401
+    from avatarcast.control.app import load_route_modules
+
+    load_route_modules()
 
     async def nothing(scope: object, receive: object, send: object) -> None:
         return None
