@@ -8,7 +8,8 @@ free port with its database, recordings and HLS files under one folder; settings
 ``/readyz`` answers; what it printed is in ``Served.output()`` and goes to stderr (shown by
 pytest) when the block fails. The end is a SIGINT, a clean shutdown. The server is forked from a
 process that has imported ``serve`` once (``tests/serve_zygote.py``: ~3 CPU s less per start),
-except under a ``wrap`` or with ``AVATARCAST_TEST_COLD_SERVE=1``, where it is exec'd.
+except under a ``wrap``, with a spare worker, or with ``AVATARCAST_TEST_COLD_SERVE=1``, where
+it is exec'd.
 
 One module with several tests on the same settings shares one server through a module-scoped
 fixture; a test that needs its own settings or a fresh database starts its own.
@@ -142,7 +143,10 @@ def serve(
     port = free_port()
     argv = ("serve", "--port", str(port), *args)
     proc: subprocess.Popen[bytes] | ForkedServe
-    if wrap or cold_serve():
+    # exec'd under a wrap, and with a spare worker: test_alerts_webhooks times its first stream
+    # against the spare's start-up, which a forked server's earlier /readyz moves (its recording
+    # before the SIGKILL came out under 1 s in 2 of 3 forked runs at load 17-20, 0 of 1 exec'd)
+    if wrap or cold_serve() or full_env["AVATARCAST_RUNNER__SPARE_WORKER"] == "true":
         cmd = [*wrap, sys.executable, "-m", "avatarcast.cli", *argv]
         with (root / "serve.log").open("wb") as log:  # a file: a full pipe would stall it
             proc = subprocess.Popen(
