@@ -1,9 +1,13 @@
 """Seconds per test file from a pytest JUnit XML report, for ``tests/durations.json``.
 
 The parallel suite (``scripts/test.sh``) starts the slowest files first; this writes the table
-it sorts by. Run a full suite with ``--junitxml=FILE``, then::
+it sorts by. Run a full suite with a JUnit report (``AVATARCAST_TEST_JUNIT=FILE.xml
+./scripts/test.sh`` writes the parallel phase's to ``FILE.xml`` and the ``alone`` phase's to
+``FILE-alone.xml``), then::
 
-    python scripts/suite_durations.py FILE > tests/durations.json
+    python scripts/suite_durations.py FILE.xml FILE-alone.xml > tests/durations.json
+
+Several reports add up (a file split between the two phases counts both parts).
 
 A test's time in the report is its setup, call and teardown together. Rounded to 0.1 s.
 """
@@ -31,20 +35,23 @@ def file_of(classname: str) -> str | None:
     return None
 
 
-def seconds_per_file(report: Path) -> dict[str, float]:
+def seconds_per_file(*reports: Path) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
-    for case in ET.parse(report).iter("testcase"):
-        path = file_of(case.get("classname", ""))
-        if path is not None:
-            totals[path] += float(case.get("time", "0"))
+    for report in reports:
+        for case in ET.parse(report).iter("testcase"):
+            path = file_of(case.get("classname", ""))
+            if path is not None:
+                totals[path] += float(case.get("time", "0"))
     ordered = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
     return {path: round(s, 1) for path, s in ordered}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("report", type=Path, help="pytest --junitxml output of a full run")
-    table = seconds_per_file(parser.parse_args().report)
+    parser.add_argument(
+        "reports", type=Path, nargs="+", help="pytest --junitxml output of a full run's phases"
+    )
+    table = seconds_per_file(*parser.parse_args().reports)
     json.dump(table, sys.stdout, indent=1)
     sys.stdout.write("\n")
 

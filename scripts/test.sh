@@ -6,34 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export AVATARCAST_REQUIRE_ALL=1
+# Bytecode for every module, once: where PYTHONDONTWRITEBYTECODE is set (this CI's environment,
+# many containers) no import writes it, and every `serve`, stream worker and CLI process the
+# tests start would compile the sources again (~1.2 CPU s per `serve` start; benchmarks/README.md
+# "Test suite").
+.venv/bin/python -m compileall -q -j 0 src tests >/dev/null
 .venv/bin/ruff check src tests scripts benchmarks
 .venv/bin/ruff format --check src tests scripts benchmarks
 .venv/bin/mypy
 .venv/bin/lint-imports  # the layer contracts in pyproject.toml
-# pytest runs in AVATARCAST_TEST_WORKERS processes (pytest-xdist; 1: one process). Each test
-# file goes to one worker whole (--dist loadfile: a module's shared server and its file order
-# hold), slowest files first (tests/conftest_xdist.py sorts by tests/durations.json; xdist keeps
-# that order with --no-loadscope-reorder). Every session fixture is per process (PostgreSQL,
-# nginx-rtmp, Chromium on free ports); stream starts still take turns machine-wide
-# (avatarcast.startup). The tests marked `alone` (they measure their own CPU or latency; listed
-# in tests/conftest_xdist.py) run afterwards in one process. Default 2 on 2 cores: the
-# clean-clone run with 3 beside a soak (benchmarks/README.md "Test suite") failed 14 real-time
-# checks on starved CPUs; 2 ask for ~1.5 cores, the serial suite's 0.75 twice.
-workers=${AVATARCAST_TEST_WORKERS:-2}
-pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25)
-if [ "$workers" -le 1 ]; then
-  exec "${pytest[@]}" "$@"
-fi
-rc=0
-"${pytest[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder -m "not alone" "$@" || rc=$?
-targets=("$@")
-if [ $# -eq 0 ]; then  # the files that hold `alone` tests: no second collection of the suite
-  read -ra targets < <(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests")
-from conftest_xdist import ALONE; print(" ".join(sorted({p.split("::")[0] for p in ALONE})))')
-fi
-alone=0
-"${pytest[@]}" -m alone "${targets[@]}" || alone=$?
-# 5: no test selected in that phase (a run of some files), fine when the other phase ran some
-if [ "$rc" -eq 5 ] && [ "$alone" -eq 0 ]; then rc=0; fi
-if [ "$alone" -ne 0 ] && [ "$alone" -ne 5 ]; then rc=$alone; fi
-exit "$rc"
+exec bash scripts/pytest_phases.sh "$@"  # the tests (no second setup or lint)

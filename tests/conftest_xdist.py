@@ -7,7 +7,8 @@ full run: ``scripts/suite_durations.py``): a two-minute file started last would 
 end while the other workers sit idle. A file not in the table counts as a median one. In a
 serial run nothing is reordered. The table of 2026-12-07 is the loaded parallel run's seconds
 for the 35 files it reached, and the quiet CI run's slowest tests times 4.5 (the two runs'
-ratio) for the others; rewrite it from the next quiet CI run's ``--junitxml``.
+ratio) for the others; rewrite it from the next quiet CI run's JUnit reports
+(``AVATARCAST_TEST_JUNIT``, scripts/pytest_phases.sh).
 
 Every resource a test starts is per process already: PostgreSQL, nginx-rtmp, the LLM and IRC
 servers, Chromium and ``avatarcast serve`` listen on loopback ports picked free at run time and

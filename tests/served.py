@@ -6,7 +6,10 @@ free port with its database, recordings and HLS files under one folder; settings
 ``AVATARCAST_*`` environment variables. The database is migrated and seeded first: tenant
 ``acme`` has a key of every role, tenant ``globex`` an operator key. The server is ready when
 ``/readyz`` answers; what it printed is in ``Served.output()`` and goes to stderr (shown by
-pytest) when the block fails. The end is a SIGINT, a clean shutdown.
+pytest) when the block fails. The end is a SIGINT, a clean shutdown. The server is forked from a
+process that has imported ``serve`` once (``tests/serve_zygote.py``: ~3 CPU s less per start),
+except under a ``wrap``, with a spare worker, or with ``AVATARCAST_TEST_COLD_SERVE=1``, where
+it is exec'd.
 
 One module with several tests on the same settings shares one server through a module-scoped
 fixture; a test that needs its own settings or a fresh database starts its own.
@@ -34,6 +37,7 @@ import httpx
 from avatarcast.control import create_key, upgrade_database
 from avatarcast.db import make_engine, make_sessionmaker
 from rtmp_server import free_port
+from serve_zygote import ForkedServe, cold_serve, zygote
 from sqlite_template import migrated_sqlite
 
 ROLES = ("admin", "operator", "supervisor", "backend")
@@ -47,7 +51,7 @@ class Served:
     url: str
     database_url: str
     root: Path
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | ForkedServe
     tenant_id: str
     keys: dict[str, str] = field(default_factory=dict)
     other_key: str = ""
@@ -137,9 +141,19 @@ def serve(
         **(env or {}),
     }
     port = free_port()
-    cmd = [*wrap, sys.executable, "-m", "avatarcast.cli", "serve", "--port", str(port), *args]
-    with (root / "serve.log").open("wb") as log:  # a file: a full pipe would stall the server
-        proc = subprocess.Popen(cmd, env=full_env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    argv = ("serve", "--port", str(port), *args)
+    proc: subprocess.Popen[bytes] | ForkedServe
+    # exec'd under a wrap, and with a spare worker: test_alerts_webhooks times its first stream
+    # against the spare's start-up, which a forked server's earlier /readyz moves (its recording
+    # before the SIGKILL came out under 1 s in 2 of 3 forked runs at load 17-20, 0 of 1 exec'd)
+    if wrap or cold_serve() or full_env["AVATARCAST_RUNNER__SPARE_WORKER"] == "true":
+        cmd = [*wrap, sys.executable, "-m", "avatarcast.cli", *argv]
+        with (root / "serve.log").open("wb") as log:  # a file: a full pipe would stall it
+            proc = subprocess.Popen(
+                cmd, env=full_env, cwd=root, stdout=log, stderr=subprocess.STDOUT
+            )
+    else:  # forked from this process's zygote: its imports are done (tests/serve_zygote.py)
+        proc = zygote().start(argv, env=full_env, cwd=root, log=root / "serve.log")
     served = Served(f"http://127.0.0.1:{port}", database_url, root, proc, tenant_id, keys, other)
     try:
         _wait_ready(served, wait_s)

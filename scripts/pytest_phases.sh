@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The pytest part of scripts/test.sh (which sets up, lints and type-checks first): the tests
+# in parallel, then the `alone` ones in one process. Arguments go to pytest in both phases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# pytest runs in AVATARCAST_TEST_WORKERS processes (pytest-xdist; 1: one process). Each test
+# file goes to one worker whole (--dist loadfile: a module's shared server and its file order
+# hold), slowest files first (tests/conftest_xdist.py sorts by tests/durations.json; xdist keeps
+# that order with --no-loadscope-reorder). Every session fixture is per process (PostgreSQL,
+# nginx-rtmp, Chromium on free ports); stream starts still take turns machine-wide
+# (avatarcast.startup). The tests marked `alone` (they measure their own CPU or latency; listed
+# in tests/conftest_xdist.py) run afterwards in one process. Default 2 on 2 cores: the
+# clean-clone run with 3 beside a soak (benchmarks/README.md "Test suite") failed 14 real-time
+# checks on starved CPUs; 2 ask for ~1.5 cores, the serial suite's 0.75 twice.
+# AVATARCAST_TEST_JUNIT=FILE.xml: a JUnit XML report of the run (the parallel phase, or the whole
+# serial run) in FILE.xml, the `alone` phase's in FILE-alone.xml; both together rewrite the
+# slowest-first table: scripts/suite_durations.py FILE.xml FILE-alone.xml > tests/durations.json
+workers=${AVATARCAST_TEST_WORKERS:-2}
+junit=${AVATARCAST_TEST_JUNIT:-}
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25)
+main_report=() alone_report=()
+if [ -n "$junit" ]; then
+  main_report=("--junitxml=$junit") alone_report=("--junitxml=${junit%.xml}-alone.xml")
+fi
+if [ "$workers" -le 1 ]; then
+  exec "${pytest[@]}" "${main_report[@]}" "$@"
+fi
+rc=0
+"${pytest[@]}" "${main_report[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder \
+  -m "not alone" "$@" || rc=$?
+targets=("$@")
+if [ $# -eq 0 ]; then  # the files that hold `alone` tests: no second collection of the suite
+  read -ra targets < <(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests")
+from conftest_xdist import ALONE; print(" ".join(sorted({p.split("::")[0] for p in ALONE})))')
+fi
+alone=0
+"${pytest[@]}" "${alone_report[@]}" -m alone "${targets[@]}" || alone=$?
+# 5: no test selected in that phase (a run of some files), fine when the other phase ran some
+if [ "$rc" -eq 5 ] && [ "$alone" -eq 0 ]; then rc=0; fi
+if [ "$alone" -ne 0 ] && [ "$alone" -ne 5 ]; then rc=$alone; fi
+exit "$rc"
