@@ -95,6 +95,7 @@ def part_prepare(work: Path, repeat: int, one_process: bool = False) -> dict[str
     argv += ["--script-file", str(script)]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     wall, cpu = time.perf_counter() - w0, _children_cpu() - c0
+    log(f"prepare: {wall:.1f} s wall, {cpu:.1f} CPU s (decode once {decode_wall:.1f} s)")
     one: dict[str, Any] = {}
     if one_process:  # the baseline: the same pack with the face pass in this one process
         c0, w0 = _children_cpu(), time.perf_counter()
