@@ -50,11 +50,14 @@ def speech(seconds: float, seed: int) -> SpeechChunk:
     return SpeechChunk(pcm=(6000 * buzz * env).astype(np.int16), sentence=s)
 
 
-def bare(models: Path, name: str, threads: int = 1, runs: int = 20) -> float:
+def bare(models: Path, name: str, threads: int = 1, runs: int = 20) -> tuple[float, float]:
+    """Median wall ms and CPU ms per frame of the model alone (one intra-op thread runs on the
+    calling thread, so its CPU time is this thread's: a figure a loaded machine bends less)."""
     import onnxruntime as ort
 
     o = ort.SessionOptions()
     o.intra_op_num_threads, o.inter_op_num_threads = threads, 1
+    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     s = ort.InferenceSession(str(models / f"{name}.onnx"), o, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = {
@@ -62,12 +65,27 @@ def bare(models: Path, name: str, threads: int = 1, runs: int = 20) -> float:
         "face": rng.uniform(0, 1, (1, 6, 96, 96)).astype(np.float32),
     }
     s.run(None, feed)
-    times = []
+    s.run(None, feed)
+    wall, cpu = [], []
     for _ in range(runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         s.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1000)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    return float(np.median(wall) * 1000), float(np.median(cpu) * 1000)
+
+
+def model_cost(models: Path, name: str) -> dict[str, int]:
+    import importlib.util
+
+    import onnx
+
+    spec = importlib.util.spec_from_file_location("gen", REPO / "scripts" / "make_mouth_models.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    cost: dict[str, int] = gen.cost(onnx.load(str(models / f"{name}.onnx")))
+    return cost
 
 
 def make_engine(models: Path, name: str, policy: FallbackPolicy) -> OnnxMouthEngine:
@@ -154,15 +172,21 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
     report: dict[str, Any] = {"load_before": os.getloadavg()[0]}
-    fp32 = bare(models, "wav2lip96full")
-    int8 = bare(models, "wav2lip96full.int8")
+    cost = model_cost(models, "wav2lip96full")
+    fp32, fp32_cpu = bare(models, "wav2lip96full")
+    int8, int8_cpu = bare(models, "wav2lip96full.int8")
     report["model"] = {
+        "parameters": cost["parameters"],
+        "gmac_per_frame": round(cost["multiply_adds"] / 1e9, 3),
         "fp32_ms": round(fp32, 1),
+        "fp32_cpu_ms": round(fp32_cpu, 1),
         "fp32_fps": round(1000 / fp32, 2),
         "int8_ms": round(int8, 1),
+        "int8_cpu_ms": round(int8_cpu, 1),
         "int8_fps": round(1000 / int8, 2),
-        "int8_2threads_ms": round(bare(models, "wav2lip96full.int8", threads=2), 1),
-        "tiny_ms": round(bare(models, "wav2lip96"), 2),
+        "int8_gmac_per_cpu_s": round(cost["multiply_adds"] / 1e6 / int8_cpu, 1),
+        "int8_2threads_ms": round(bare(models, "wav2lip96full.int8", threads=2)[0], 1),
+        "tiny_ms": round(bare(models, "wav2lip96")[0], 2),
     }
     print(json.dumps(report["model"]), file=sys.stderr)
     for key, name in (("engine_int8", "wav2lip96full.int8"), ("engine_tiny", "wav2lip96")):

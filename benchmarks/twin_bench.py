@@ -2,14 +2,16 @@
 
 - **prepare**: a reproducible 2-minute 1280x720 test recording (the astronaut, the English
   script read three times by espeak) becomes a pack with ``avatarcast avatars prepare``; wall
-  and CPU time, against the bare decode of the same file (two decodes: the prepare reads it twice).
+  and CPU time, against the bare decode of the same file (two decodes: the prepare reads it twice)
+  and, with ``--one-process``, against the same prepare with the face pass in one process.
 - **streams**: N ``avatarcast live --avatar <twin> --to rtmp://… --record …`` processes at once
   (``live_capacity.run_streams``: on time = 1 - late/frames from each final status line), and
   the same N with the drawn presenter in the same run, as the ratio's baseline.
 - **cpu**: CPU ms per 720p frame of compose and compose + encode, in one process, twin against
   the drawn presenter (less sensitive to a loaded machine than the streams part).
 
-``python benchmarks/twin_bench.py [--parts prepare,cpu,streams] [--streams 8] [--seconds 30]``;
+``python benchmarks/twin_bench.py [--parts prepare,cpu,streams] [--one-process] [--streams 8]
+[--seconds 30]``;
 JSON on stdout, progress on stderr. Loopback only.
 """
 
@@ -61,7 +63,16 @@ DECODE = (
 )
 
 
-def part_prepare(work: Path, repeat: int) -> dict[str, Any]:
+ONE_PROCESS = (
+    "import sys; from pathlib import Path\n"
+    "from avatarcast.twinprep.build import Consent, prepare_video\n"
+    "prepare_video(Path(sys.argv[1]), name='benchone', root=Path(sys.argv[2]),\n"
+    "    script=Path(sys.argv[3]).read_text(encoding='utf-8'), split_at=0,\n"
+    "    consent=Consent(person='astronaut (public domain)', reference='public domain'))\n"
+)
+
+
+def part_prepare(work: Path, repeat: int, one_process: bool = False) -> dict[str, Any]:
     video = work / "host.mp4"
     t0 = time.perf_counter()
     if video.is_file():
@@ -84,6 +95,20 @@ def part_prepare(work: Path, repeat: int) -> dict[str, Any]:
     argv += ["--script-file", str(script)]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     wall, cpu = time.perf_counter() - w0, _children_cpu() - c0
+    log(f"prepare: {wall:.1f} s wall, {cpu:.1f} CPU s (decode once {decode_wall:.1f} s)")
+    one: dict[str, Any] = {}
+    if one_process:  # the baseline: the same pack with the face pass in this one process
+        c0, w0 = _children_cpu(), time.perf_counter()
+        argv = [sys.executable, "-c", ONE_PROCESS, str(video), str(work / "avatars"), str(script)]
+        subprocess.run(argv, check=True)
+        one_wall, one_cpu = time.perf_counter() - w0, _children_cpu() - c0
+        one = {"one_process_wall_s": round(one_wall, 1), "one_process_cpu_s": round(one_cpu, 1)}
+        one["ratio_to_one_process"] = round(wall / one_wall, 2)
+        packs = work / "avatars" / "benchtwin", work / "avatars" / "benchone"
+        files = ("idle.mp4", "mask.png", "patches.npz")
+        one["same_pack_files"] = all(
+            (packs[0] / f).read_bytes() == (packs[1] / f).read_bytes() for f in files
+        )
     return {
         "video_s": lc_probe(video),
         "load_1m_before": load_before[0],
@@ -94,6 +119,7 @@ def part_prepare(work: Path, repeat: int) -> dict[str, Any]:
         "decode_cpu_s": round(decode_cpu, 1),
         "ratio_to_two_decodes": round(wall / (2 * decode_wall), 2),
         "goal_wall_s": 120,
+        **one,
     }
 
 
@@ -234,6 +260,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--repeat", type=int, default=3, help="script readings in the test video")
     ap.add_argument("--work", type=Path)
+    ap.add_argument(
+        "--one-process", action="store_true", help="prepare again with one face process"
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="twin-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -243,7 +272,7 @@ def main() -> None:
     res: dict[str, Any] = {"load_before": lc.loadavg(), "cores": len(os.sched_getaffinity(0))}
     parts = args.parts.split(",")
     if "prepare" in parts:
-        res["prepare"] = part_prepare(work, args.repeat)
+        res["prepare"] = part_prepare(work, args.repeat, args.one_process)
         log(f"prepare: {res['prepare']}")
     if "cpu" in parts:
         _copy_drawn(work)

@@ -7,6 +7,7 @@ same code on them as on a user's model. Usage::
 
     python scripts/make_mouth_models.py --out DIR                 # tiny models (tests)
     python scripts/make_mouth_models.py --out DIR --full          # + full-width Wav2Lip (bench)
+    python scripts/make_mouth_models.py --out DIR --full --cost   # + parameters and MACs (JSON)
 
 Models written (each with a ``<name>.mouth.json`` manifest beside it):
 
@@ -15,7 +16,8 @@ Models written (each with a ``<name>.mouth.json`` manifest beside it):
 - ``unet160`` + ``unet160.encoder``: a 160-px UNet fed by a hubert-shaped audio encoder
   (16 kHz waveform 1x10240 -> 1x32x32x32)
 - ``slow96``: Wav2Lip's I/O with about 6 GFLOP of convolutions: misses every 25 fps deadline
-- ``wav2lip96full`` (``--full``): Wav2Lip's channel widths (about 36 M parameters), and its
+- ``wav2lip96full`` (``--full``): Wav2Lip's layers at their widths (36.3 M parameters with
+  its BatchNorms folded, 3.97 G multiply-adds a frame: ``cost()``), and its
   INT8 quantisation ``wav2lip96full.int8``
 - ``voice-tiny.onnx`` + ``.onnx.json``: Piper's voice I/O (phoneme ids, lengths, scales ->
   22.05 kHz audio), with the ``Ceil`` duration tensor Piper's alignment patch looks for
@@ -304,6 +306,41 @@ def _piper_amp(symbol: str) -> float:
     return 0.0
 
 
+def conv_layers(model: Any) -> list[tuple[str, int, int, int, int, int, int, int]]:
+    """Every convolution in graph order: (op, in channels, out channels, kernel h, kernel w,
+    stride h, stride w, padding), to compare with a published architecture."""
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    out = []
+    for n in model.graph.node:
+        if n.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        w = weights[n.input[1]]
+        cin, cout = (w[0], w[1]) if n.op_type == "ConvTranspose" else (w[1], w[0])
+        sh, sw = a.get("strides", [1, 1])
+        out.append((n.op_type, cin, cout, w[2], w[3], sh, sw, a.get("pads", [0])[0]))
+    return out
+
+
+def cost(model: Any) -> dict[str, int]:
+    """Parameters and multiply-adds per frame (batch 1), from the graph's inferred shapes."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    macs = 0
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            h, w = shapes[n.output[0]][2:]  # each output pixel: cout x cin x kh x kw
+        elif n.op_type == "ConvTranspose":
+            h, w = shapes[n.input[0]][2:]  # each input pixel is spread over the kernel
+        else:
+            continue
+        macs += h * w * int(np.prod(weights[n.input[1]]))
+    params = sum(int(np.prod(i.dims)) for i in model.graph.initializer)
+    return {"parameters": params, "multiply_adds": macs}
+
+
 def write(path: Path, model: Any) -> str:
     data = model.SerializeToString()
     path.write_bytes(data)
@@ -373,6 +410,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--full", action="store_true", help="also the full-width Wav2Lip")
+    parser.add_argument(
+        "--cost", action="store_true", help="print each mouth model's parameters and MACs"
+    )
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -416,6 +456,10 @@ def main() -> None:
         manifest_path = out / "wav2lip96full.int8.mouth.json"
         _wav2lip_manifest(out, "wav2lip96full.int8", 96, sha, quantised=True)
         assert manifest_path.exists()
+    if args.cost:
+        names = ["wav2lip96", "wav2lip256", "slow96", "unet160"] + ["wav2lip96full"] * args.full
+        report = {n: cost(onnx.load(str(out / f"{n}.onnx"))) for n in names}
+        print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

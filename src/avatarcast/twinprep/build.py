@@ -1,10 +1,11 @@
 """Write a twin pack from a video or a photo (``avatarcast avatars prepare``).
 
 A video is read twice: a first pass finds the face in every frame (keeping only landmarks,
-thumbnails and the mouth's opening), then the loop, the patch frames and the alignment are
-chosen, and a second pass keeps just those frames. So memory stays at the loop's size
-whatever the recording's length. The pack is written to a temporary folder beside its place
-and renamed into it when complete: a failure leaves nothing half-written.
+thumbnails and the mouth's opening; on two cores split over two processes, ``track.py``), then
+the loop, the patch frames and the alignment are chosen, and a second pass keeps just those
+frames. So memory stays at the loop's size whatever the recording's length. The pack is
+written to a temporary folder beside its place and renamed into it when complete: a failure
+leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ from avatarcast.twinprep.mouth import (
     pick_frames,
     pick_transitions,
 )
+from avatarcast.twinprep.pose import cut_posed, similarity
 from avatarcast.twinprep.scripts import reading_script
+from avatarcast.twinprep.track import first_pass
 from avatarcast.twinprep.warp import SHAPES, mouth_warp
 
 __all__ = ["Consent", "prepare_photo", "prepare_video"]
@@ -78,9 +81,12 @@ def prepare_video(
     consent: Consent = Consent(),
     display_name: str | None = None,
     progress: Progress = _noop,
+    split_at: int | None = None,
 ) -> Path:
     """Build pack ``name`` under ``root`` from ``video`` of the host reading ``script`` (by
-    default the ``lang`` script ``avatars script`` prints); returns the pack's folder."""
+    default the ``lang`` script ``avatars script`` prints); returns the pack's folder.
+    ``split_at``: where the face-finding pass splits over two processes (default: half-way
+    for recordings of 20 s and more on two cores; 0: one process), the same pack either way."""
     _check_name(name)
     if not video.is_file():
         raise ConfigError(f"{video}: no such file", field="video")
@@ -89,14 +95,8 @@ def prepare_video(
         raise ConfigError(f"{video}: runs at {info.fps} fps; record at 25 or 30", field="video")
     script = script or reading_script(lang)
     progress("finding the face in every frame")
-    finder = FaceFinder(str(video))
-    thumbs: list[F32] = []
-    n = 0
-    for i, rgb in enumerate(media.frames(video)):
-        finder.add(i, rgb)
-        thumbs.append(loops.thumbnail(rgb))
-        n = i + 1
-    track = finder.track()
+    found = first_pass(video, source=str(video), frames_hint=info.frames, split_at=split_at)
+    track, thumbs, n = found.track, found.thumbs, found.frames
     lm = _smooth(track.landmarks)
     openings = [opening(p) for p in lm]
     progress("aligning the speech with the script")
@@ -137,14 +137,15 @@ def prepare_video(
     boxes = [box_for(p, side) for p in loop_lm]
     patches: dict[str, U8] = {"rest": cut(frames[0], boxes[0], size)}
     opens: dict[str, float] = {"rest": 0.0}
-    typical = max(1.0, float(np.median([face_width(p) for p in loop_lm])))
+    # each patch shows the loop's first frame's mouth box as the patch frame's head pose has
+    # it (found from the landmarks speech does not move), so an open mouth is not re-centred
     for v, f in picks.items():
-        patches[v] = cut(kept[f], box_for(lm[f], side * face_width(lm[f]) / typical), size)
+        patches[v] = cut_posed(kept[f], similarity(lm[f], loop_lm[0]), boxes[0], size)
         opens[v] = openings[f]
     patches, opens = fill_missing(patches, _normalised(opens))
     for (a, b), f in moves.items():
-        box = box_for(lm[f], side * face_width(lm[f]) / typical)
-        patches[transition_key(a, b)] = cut(kept[f], box, size)
+        posed = cut_posed(kept[f], similarity(lm[f], loop_lm[0]), boxes[0], size)
+        patches[transition_key(a, b)] = posed
     mask = make_mask(np.median(loop_lm, axis=0), box_for(np.median(loop_lm, axis=0), side), size)
     src: dict[str, Any] = {"kind": "video", "file": video.name, "sha256": file_sha256(video)}
     src |= {"width": info.width, "height": info.height, "fps": info.fps, "frames": n}

@@ -3,7 +3,7 @@
 The detector is dlib's HOG frontal-face detector (built into the ``dlib-bin`` wheel, pinned
 in pyproject.toml); the landmarks come from Debian's ``libdlib-data`` shape predictor
 (``/usr/share/dlib/shape_predictor_68_face_landmarks.dat``, pinned in scripts/setup.sh; its
-sha256 goes into each pack's manifest). Detection runs on a copy about 480 pixels wide (a few
+sha256 goes into each pack's manifest). Detection runs on a copy about 640 pixels wide (a few
 milliseconds a frame), landmarks on the full frame. A frame with two clear faces, or a run of
 frames with none, is an error naming the file and the frame: a twin cut from the wrong face,
 or from a face that comes and goes, would be worse than none.
@@ -22,7 +22,7 @@ from PIL import Image
 
 from avatarcast.errors import ConfigError
 
-__all__ = ["LANDMARKS_PATH", "FaceFinder", "FaceTrack", "model_info"]
+__all__ = ["FULL_EVERY", "LANDMARKS_PATH", "FaceFinder", "FaceTrack", "Unresolved", "model_info"]
 
 LANDMARKS_PATH = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
 DETECT_WIDTH = 640
@@ -35,6 +35,11 @@ SECOND_FACE = 0.35
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
+
+
+class Unresolved(Exception):
+    """A finder that took over mid-recording found no face in its first frame: what it would
+    carry over (the last box before) is the previous finder's, so that one must go on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +79,16 @@ def _sha256(path: Path) -> str:
 
 
 class FaceFinder:
-    """Finds the one face in each frame of a source (``source`` names it in errors)."""
+    """Finds the one face in each frame of a source (``source`` names it in errors).
 
-    def __init__(self, source: str) -> None:
+    ``start`` > 0 makes it take over from a finder that saw the frames before: it must be a
+    whole-frame search frame (a multiple of ``FULL_EVERY``), where the search depends on no
+    earlier frame, so it finds what one finder over all the frames would; a miss there raises
+    :class:`Unresolved`."""
+
+    def __init__(self, source: str, *, start: int = 0) -> None:
+        if start % FULL_EVERY:
+            raise ValueError(f"a finder can take over only at a multiple of {FULL_EVERY}")
         dlib = _dlib()
         if not LANDMARKS_PATH.is_file():
             raise ConfigError(
@@ -91,11 +103,14 @@ class FaceFinder:
         self._marks: list[F32] = []
         self._last: tuple[int, int, int, int] | None = None
         self._gap = 0
+        self._start = start
 
     def add(self, index: int, rgb: U8) -> None:
         """Find the face in frame ``index`` (frames must come in order)."""
         box = self._find(index, rgb)
         if box is None:
+            if self._last is None and self._start > 0:
+                raise Unresolved(index)
             self._gap += 1
             if self._last is None or self._gap > MAX_GAP:
                 first = index - self._gap + 1
@@ -131,13 +146,15 @@ class FaceFinder:
         hh, ww = rgb.shape[:2]
         x0, y0 = max(0, roi[0]), max(0, roi[1])
         x1, y1 = min(ww, roi[0] + roi[2]), min(hh, roi[1] + roi[3])
-        part = rgb[y0:y1, x0:x1]
+        # dlib misreads a strided view (on a test video 935 of 960 searches of a view found
+        # other faces than on its copy, and a split pass differed from one pass): a copy
+        part = np.ascontiguousarray(rgb[y0:y1, x0:x1])
         s = min(1.0, width / max(1, x1 - x0))
         if s < 1.0:
             size = (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s)))
             part = np.asarray(Image.fromarray(part).resize(size, Image.Resampling.BILINEAR))
         found = list(self._detect(part, 0))
-        if not found and self._last is None:
+        if not found and self._last is None and self._start == 0:
             found = list(self._detect(part, 1))  # a small face: look once more, upsampled
         if not found:
             return None
@@ -155,6 +172,10 @@ class FaceFinder:
             round(r.width() / s),
             round(r.height() / s),
         )
+
+    def found(self) -> tuple[list[tuple[int, int, int, int]], list[F32]]:
+        """The boxes and landmarks so far, one per frame added."""
+        return list(self._boxes), list(self._marks)
 
     def track(self) -> FaceTrack:
         if not self._boxes:

@@ -45,13 +45,19 @@ def probe(path: Path) -> VideoInfo:
         raise ConfigError(f"{path}: cannot read it as a video: {e}", field="video") from e
 
 
-def frames(path: Path) -> Iterator[U8]:
-    """Each frame as RGB (h, w, 3), cropped to even width and height."""
+def frames(path: Path, *, start: int = 0, stop: int | None = None) -> Iterator[U8]:
+    """Frames ``start`` to ``stop`` (in decoding order) as RGB (h, w, 3), cropped to even width
+    and height. Frames before ``start`` are decoded but not converted: the same frames in the
+    same order as reading from the beginning, whatever the file's timestamps say."""
     try:
         with av.open(str(path)) as c:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
-            for f in c.decode(stream):
+            for i, f in enumerate(c.decode(stream)):
+                if stop is not None and i >= stop:
+                    break
+                if i < start:
+                    continue
                 rgb = f.to_ndarray(format="rgb24")
                 h, w = rgb.shape[:2]
                 yield np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2])
