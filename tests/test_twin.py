@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import load_pack
 from avatarcast.avatar.twin.clip import TwinClip
-from avatarcast.avatar.twin.pack import load_twin
+from avatarcast.avatar.twin.pack import file_sha256, load_twin
 from avatarcast.avatar.twin.patches import PatchesEngine
 from avatarcast.avatar.twin.render import TwinRenderer
 from avatarcast.errors import ConfigError
@@ -412,3 +412,21 @@ def test_recorded_transitions_join_viseme_changes_without_a_seam(
     twice, _ = _talk(assets, tmp_path / "moves2.mp4", transitions=True)
     assert (tmp_path / "moves.mp4").read_bytes() == (tmp_path / "moves2.mp4").read_bytes()
     assert all(np.array_equal(a, b) for a, b in zip(luma, twice, strict=True))
+
+
+def test_streams_of_one_pack_share_one_decoded_loop(assets: Path, tmp_path: Path) -> None:
+    """Every stream of a pack maps the loop decoded once (``loopcache``): the same pixels as a
+    stream that decodes ``idle.mp4`` into its own memory, and read-only."""
+    pack = load_twin(assets / "astro" / "manifest.json")
+    own = TwinClip(pack, share_loop=False)
+    first = TwinClip(pack, cache_dir=tmp_path / "loops")
+    (cached,) = (tmp_path / "loops").iterdir()
+    mtime = cached.stat().st_mtime_ns
+    second = TwinClip(pack, cache_dir=tmp_path / "loops")
+    assert cached.stat().st_mtime_ns == mtime  # mapped, not decoded again
+    assert cached.name.startswith(file_sha256(pack.path("idle.mp4")))  # a new loop, a new file
+    assert cached.stat().st_size == pack.loop_frames * pack.size[0] * pack.size[1] * 3 // 2
+    for i in range(own.loop_len):
+        assert np.array_equal(second.frame(i).buf, own.frame(i).buf)
+        assert np.array_equal(first.frame(i).buf, own.frame(i).buf)
+    assert not second.frame(0).buf.flags.writeable
