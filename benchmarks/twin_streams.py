@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from live_capacity import loadavg, log, tree_cpu  # noqa: E402
+from live_profile import thread_cpu  # noqa: E402
 from zygote_bench import tree_memory, wait_zygote  # noqa: E402
 
 from rtmp_server import RtmpServer  # noqa: E402
@@ -110,6 +111,7 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
     pids = [op.worker(s) for s in sids]
     first = [op.status(s) for s in sids]
     c0 = [tree_cpu(p) for p in pids]
+    t0s = [thread_cpu(p) for p in pids]
     loads, beat = [loadavg()[0]], time.monotonic()
     t_end = time.monotonic() + seconds
     while time.monotonic() < t_end:
@@ -121,6 +123,7 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
             beat = time.monotonic()
     last = [op.status(s) for s in sids]
     c1 = [tree_cpu(p) for p in pids]
+    t1s = [thread_cpu(p) for p in pids]
     mem = [tree_memory(p) for p in pids]
     op.stop(sids)
     rows = []
@@ -142,6 +145,11 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
             }
         )
     on_time = [r["on_time"] for r in rows]
+    media_s = sum(r["frames"] for r in rows) / FPS
+    threads: dict[str, float] = {}
+    for a_t, b_t in zip(t0s, t1s, strict=True):
+        for name, v in b_t.items():
+            threads[name] = threads.get(name, 0.0) + v - a_t.get(name, 0.0)
     cpu = [r["cpu_per_media_s"] or 0.0 for r in rows]
     return {
         "avatar": avatar,
@@ -157,6 +165,11 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
         },
         "load_1m_before": load_before,
         "load_1m_max": max(loads),
+        "cpu_per_media_s_by_thread": {
+            k: round(v / media_s, 4)
+            for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+            if media_s and v > 0
+        },
         "slates": sorted({str(r["slate"]) for r in rows}),
         "streams": rows,
     }

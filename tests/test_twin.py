@@ -194,6 +194,37 @@ def test_portrait_frames_the_twin_under_the_label(assets: Path, tmp_path: Path) 
     assert x <= xs.min() and xs.max() < x + w and y <= ys.min() and ys.max() < y + h
 
 
+def test_the_seller_panel_and_label_show_over_the_twin(assets: Path) -> None:
+    """A twin paints the whole frame (no backdrop copy under it): the seller panel that drawn
+    presenters get baked into the backdrop is drawn over it, and nothing else is."""
+    from avatarcast.pipeline.build import load_presenter
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.programme.compositor import SellerInfo
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro")
+    seller = SellerInfo(name="Acme Kitchen", contact="help@acme.test")
+    view = make_view(
+        load_presenter("astro", opts),
+        Layout("720p", "none"),
+        fmt=validate(opts).fmt,
+        lang="en",
+        label=LabelConfig(),
+        seller=seller,
+    )
+    assert isinstance(view.renderer, TwinRenderer)
+    frame = YuvFrame(1280, 720)
+    frame.y[...] = 7  # what a previous frame left: must be painted over everywhere
+    view.compositor.compose(frame, state=AvatarState(frame=4), product=None, caption=None)
+    diff = frame.y.astype(int) != view.renderer.idle_frame(4).y
+    for name in ("seller", "label"):
+        x, y, w, h = view.compositor.region_of(name)
+        assert diff[y : y + h, x : x + w].mean() > 0.2, name  # its plate and text show
+        diff[y : y + h, x : x + w] = False
+    assert not diff.any()  # elsewhere the twin's own loop frame, pixel for pixel
+
+
 def test_photo_pack_warps_the_mouth_only_inside_its_box(tmp_path: Path) -> None:
     path = prepare_photo(None, name="still", root=tmp_path, rgb=astronaut(), consent=CONSENT)
     clip = TwinClip(load_twin(path / "manifest.json"))

@@ -202,6 +202,10 @@ class TwinRenderer:
             self._ring_means[i] = got
         return got
 
+    def fills_frame(self) -> bool:
+        """Every frame is the placed loop frame, edge to edge (``FullFrameRenderer``)."""
+        return True
+
     def render_background(self, width: int | None = None, height: int | None = None) -> None:
         """A twin brings its own background (the recording's): the compositor's stays."""
         return None
