@@ -461,3 +461,38 @@ def test_streams_of_one_pack_share_one_decoded_loop(assets: Path, tmp_path: Path
         assert np.array_equal(second.frame(i).buf, own.frame(i).buf)
         assert np.array_equal(first.frame(i).buf, own.frame(i).buf)
     assert not second.frame(0).buf.flags.writeable
+
+
+def test_a_portrait_view_shares_its_placed_loop(assets: Path, tmp_path: Path) -> None:
+    """A view that scales and moves the loop (9:16) places it once per machine too: a second
+    stream's renderer maps the same placed frames, equal to placing them in its own memory."""
+    from avatarcast.pipeline.build import load_presenter
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro", size="720x1280")
+    framing = make_view(
+        load_presenter("astro", opts),
+        Layout("720x1280", "tiktok"),
+        fmt=validate(opts).fmt,
+        lang="en",
+        label=LabelConfig(),
+        seller=None,
+    ).renderer.framing
+    pack = load_twin(assets / "astro" / "manifest.json")
+    renderers = []
+    for share in (True, True, False):
+        clip = TwinClip(pack, share_loop=share, cache_dir=tmp_path / "loops")
+        engine = PatchesEngine(clip, fps=25)
+        renderers.append(
+            TwinRenderer(clip, engine, frame_width=720, frame_height=1280, framing=framing)
+        )
+    files = sorted(p.name for p in (tmp_path / "loops").iterdir())
+    assert len(files) == 2 and sum("-view-720x1280-" in f for f in files) == 1, files
+    a, b, own = renderers
+    assert framing.scale != 1.0
+    for i in range(own.clip.loop_len):
+        assert np.array_equal(b.idle_frame(i).buf, own.idle_frame(i).buf)
+        assert np.array_equal(a.idle_frame(i).buf, own.idle_frame(i).buf)
+    assert not b.idle_frame(3).buf.flags.writeable and own.idle_frame(3).buf.flags.writeable

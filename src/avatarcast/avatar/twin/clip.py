@@ -52,7 +52,10 @@ class TwinClip:
         self.fps = pack.fps
         self.size = pack.size
         self.mouth_size = pack.mouth_size
-        self._frames = _load_loop(pack, (cache_dir or default_cache_dir()) if share_loop else None)
+        self.cache_dir = (cache_dir or default_cache_dir()) if share_loop else None
+        """Where views share their placed loops too (None: each keeps its own)."""
+        self.loop_key = _loop_key(pack)
+        self._frames = _load_loop(pack, self.loop_key, self.cache_dir)
         self.mask = _load_mask(pack.path("mask.png"), pack.mouth_size)
         self.patches = _load_patches(pack.path("patches.npz"), pack.mouth_size)
 
@@ -99,10 +102,14 @@ def _crop(rgb: U8, x: int, y: int, w: int, h: int) -> U8:
     return rgb[ys][:, xs]
 
 
-def _load_loop(pack: TwinPack, cache_dir: Path | None) -> list[YuvFrame]:
+def _loop_key(pack: TwinPack) -> str:
+    w, h = pack.size
+    return f"{file_sha256(pack.path('idle.mp4'))}-{w}x{h}-{pack.loop_frames}"
+
+
+def _load_loop(pack: TwinPack, key: str, cache_dir: Path | None) -> list[YuvFrame]:
     w, h = pack.size
     path = pack.path("idle.mp4")
-    key = f"{file_sha256(path)}-{w}x{h}-{pack.loop_frames}"
     shared = shared_loop(
         key,
         (pack.loop_frames, w * h * 3 // 2),
