@@ -23,7 +23,7 @@ from avatarcast.avatar.pack import load_pack
 from avatarcast.avatar.twin.clip import TwinClip
 from avatarcast.avatar.twin.pack import file_sha256, load_twin
 from avatarcast.avatar.twin.patches import PatchesEngine
-from avatarcast.avatar.twin.render import TwinRenderer
+from avatarcast.avatar.twin.render import _CROP_CACHE, TwinRenderer
 from avatarcast.errors import ConfigError
 from avatarcast.pipeline.build import validate
 from avatarcast.pipeline.render import RenderResult, render_file
@@ -496,3 +496,37 @@ def test_a_portrait_view_shares_its_placed_loop(assets: Path, tmp_path: Path) ->
         assert np.array_equal(b.idle_frame(i).buf, own.idle_frame(i).buf)
         assert np.array_equal(a.idle_frame(i).buf, own.idle_frame(i).buf)
     assert not b.idle_frame(3).buf.flags.writeable and own.idle_frame(3).buf.flags.writeable
+
+
+def test_a_mouth_seen_before_is_not_converted_again(assets: Path) -> None:
+    """The patches engine hands out one array per distinct mouth (patch, opening step,
+    crossfade), so a renderer resizes and converts each once: a sentence drawn again after
+    the engine forgot its answers converts nothing new (it converted 124 crops in 300 frames
+    of talk when each answer was a new array), and a viseme at two openings near its own is
+    the same array."""
+    from avatarcast.avatar.twin.animator import TwinAnimator
+    from avatarcast.avatar.visemes import OPENNESS
+    from avatarcast.frames import Sentence
+    from avatarcast.voice.espeak import EspeakVoice
+
+    clip = TwinClip(load_twin(assets / "astro" / "manifest.json"))
+    engine = PatchesEngine(clip, fps=25)
+    r = TwinRenderer(clip, engine, frame_width=640, frame_height=360)
+    anim = TwinAnimator(engine=engine, fps=25)
+    text = "Bright mouths move; this fryer makes crisp chips for you."
+    chunk = EspeakVoice("espeak-en-m").synthesize_blocking(
+        Sentence(text=text, lang="en", source="t")
+    )
+    f = YuvFrame(640, 360)
+    converted = []
+    for start in (0, 200):
+        engine.close()  # forget its per-frame answers (as its LRU does over a long stream)
+        anim.start_chunk(chunk, start)
+        for n in range(start, start + len(anim.track)):
+            r.draw(f, anim.state(n))
+        converted.append(len(r._crops))
+    assert 5 <= converted[0] == converted[1] < _CROP_CACHE, converted  # (a full cache hides misses)
+    o = OPENNESS["AA"]
+    a = engine.mouth(500, AvatarState(frame=500, viseme="AA", mouth_open=o))
+    b = engine.mouth(501, AvatarState(frame=501, viseme="AA", mouth_open=o - 0.06))
+    assert a is not None and b is not None and a.rgb is b.rgb
