@@ -79,10 +79,9 @@ def profile_render(avatar: str, seconds: float, top: int) -> dict[str, Any]:
     from avatarcast.pipeline.spec import ProgrammeOptions
 
     opts = ProgrammeOptions(catalog_path=CATALOG, lang="en", avatar=avatar, seed=3)
-    out = Path(tempfile.mkdtemp(prefix="twin-profile-")) / f"{avatar}.mp4"
     c0, k0, w0 = time.process_time(), _children_cpu(), time.perf_counter()
-    with ThreadProfiles() as tp:
-        result = asyncio.run(render_file(opts, out=out, duration=seconds))
+    with tempfile.TemporaryDirectory(prefix="twin-profile-") as tmp, ThreadProfiles() as tp:
+        result = asyncio.run(render_file(opts, out=Path(tmp) / f"{avatar}.mp4", duration=seconds))
     cpu, child, wall = time.process_time() - c0, _children_cpu() - k0, time.perf_counter() - w0
     text = io.StringIO()
     stats = tp.stats()
