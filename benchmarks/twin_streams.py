@@ -200,6 +200,7 @@ def main() -> None:
         "AVATARCAST_RUNNER__SPARE_WORKER": "false",
         "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["127.0.0.1"]',
         "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "600",
+        "AVATARCAST_QUOTAS__LIVE_STREAMS": str(max(5, args.streams)),  # a tenant's default: 5
     }
     run = args.work / f"streams-{int(time.time())}"
     nginx = RtmpServer(run / "nginx")
