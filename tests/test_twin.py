@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from avatarcast.avatar.base import AvatarState
 from avatarcast.avatar.pack import load_pack
 from avatarcast.avatar.twin.clip import TwinClip
-from avatarcast.avatar.twin.pack import load_twin
+from avatarcast.avatar.twin.pack import file_sha256, load_twin
 from avatarcast.avatar.twin.patches import PatchesEngine
-from avatarcast.avatar.twin.render import TwinRenderer
+from avatarcast.avatar.twin.render import _CROP_CACHE, TwinRenderer
 from avatarcast.errors import ConfigError
 from avatarcast.pipeline.build import validate
 from avatarcast.pipeline.render import RenderResult, render_file
@@ -192,6 +192,37 @@ def test_portrait_frames_the_twin_under_the_label(assets: Path, tmp_path: Path) 
     ys, xs = np.nonzero(diff)
     assert len(ys) > 200
     assert x <= xs.min() and xs.max() < x + w and y <= ys.min() and ys.max() < y + h
+
+
+def test_the_seller_panel_and_label_show_over_the_twin(assets: Path) -> None:
+    """A twin paints the whole frame (no backdrop copy under it): the seller panel that drawn
+    presenters get baked into the backdrop is drawn over it, and nothing else is."""
+    from avatarcast.pipeline.build import load_presenter
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.programme.compositor import SellerInfo
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro")
+    seller = SellerInfo(name="Acme Kitchen", contact="help@acme.test")
+    view = make_view(
+        load_presenter("astro", opts),
+        Layout("720p", "none"),
+        fmt=validate(opts).fmt,
+        lang="en",
+        label=LabelConfig(),
+        seller=seller,
+    )
+    assert isinstance(view.renderer, TwinRenderer)
+    frame = YuvFrame(1280, 720)
+    frame.y[...] = 7  # what a previous frame left: must be painted over everywhere
+    view.compositor.compose(frame, state=AvatarState(frame=4), product=None, caption=None)
+    diff = frame.y.astype(int) != view.renderer.idle_frame(4).y
+    for name in ("seller", "label"):
+        x, y, w, h = view.compositor.region_of(name)
+        assert diff[y : y + h, x : x + w].mean() > 0.2, name  # its plate and text show
+        diff[y : y + h, x : x + w] = False
+    assert not diff.any()  # elsewhere the twin's own loop frame, pixel for pixel
 
 
 def test_photo_pack_warps_the_mouth_only_inside_its_box(tmp_path: Path) -> None:
@@ -412,3 +443,90 @@ def test_recorded_transitions_join_viseme_changes_without_a_seam(
     twice, _ = _talk(assets, tmp_path / "moves2.mp4", transitions=True)
     assert (tmp_path / "moves.mp4").read_bytes() == (tmp_path / "moves2.mp4").read_bytes()
     assert all(np.array_equal(a, b) for a, b in zip(luma, twice, strict=True))
+
+
+def test_streams_of_one_pack_share_one_decoded_loop(assets: Path, tmp_path: Path) -> None:
+    """Every stream of a pack maps the loop decoded once (``loopcache``): the same pixels as a
+    stream that decodes ``idle.mp4`` into its own memory, and read-only."""
+    pack = load_twin(assets / "astro" / "manifest.json")
+    own = TwinClip(pack, share_loop=False)
+    first = TwinClip(pack, cache_dir=tmp_path / "loops")
+    (cached,) = (tmp_path / "loops").iterdir()
+    mtime = cached.stat().st_mtime_ns
+    second = TwinClip(pack, cache_dir=tmp_path / "loops")
+    assert cached.stat().st_mtime_ns == mtime  # mapped, not decoded again
+    assert cached.name.startswith(file_sha256(pack.path("idle.mp4")))  # a new loop, a new file
+    assert cached.stat().st_size == pack.loop_frames * pack.size[0] * pack.size[1] * 3 // 2
+    for i in range(own.loop_len):
+        assert np.array_equal(second.frame(i).buf, own.frame(i).buf)
+        assert np.array_equal(first.frame(i).buf, own.frame(i).buf)
+    assert not second.frame(0).buf.flags.writeable
+
+
+def test_a_portrait_view_shares_its_placed_loop(assets: Path, tmp_path: Path) -> None:
+    """A view that scales and moves the loop (9:16) places it once per machine too: a second
+    stream's renderer maps the same placed frames, equal to placing them in its own memory."""
+    from avatarcast.pipeline.build import load_presenter
+    from avatarcast.pipeline.layouts import make_view
+    from avatarcast.programme.layout import Layout
+    from avatarcast.programme.overlays import LabelConfig
+
+    opts = ProgrammeOptions(catalog_path=DEMO, lang="en", avatar="astro", size="720x1280")
+    framing = make_view(
+        load_presenter("astro", opts),
+        Layout("720x1280", "tiktok"),
+        fmt=validate(opts).fmt,
+        lang="en",
+        label=LabelConfig(),
+        seller=None,
+    ).renderer.framing
+    pack = load_twin(assets / "astro" / "manifest.json")
+    renderers = []
+    for share in (True, True, False):
+        clip = TwinClip(pack, share_loop=share, cache_dir=tmp_path / "loops")
+        engine = PatchesEngine(clip, fps=25)
+        renderers.append(
+            TwinRenderer(clip, engine, frame_width=720, frame_height=1280, framing=framing)
+        )
+    files = sorted(p.name for p in (tmp_path / "loops").iterdir())
+    assert len(files) == 2 and sum("-view-720x1280-" in f for f in files) == 1, files
+    a, b, own = renderers
+    assert framing.scale != 1.0
+    for i in range(own.clip.loop_len):
+        assert np.array_equal(b.idle_frame(i).buf, own.idle_frame(i).buf)
+        assert np.array_equal(a.idle_frame(i).buf, own.idle_frame(i).buf)
+    assert not b.idle_frame(3).buf.flags.writeable and own.idle_frame(3).buf.flags.writeable
+
+
+def test_a_mouth_seen_before_is_not_converted_again(assets: Path) -> None:
+    """The patches engine hands out one array per distinct mouth (patch, opening step,
+    crossfade), so a renderer resizes and converts each once: a sentence drawn again after
+    the engine forgot its answers converts nothing new (it converted 124 crops in 300 frames
+    of talk when each answer was a new array), and a viseme at two openings near its own is
+    the same array."""
+    from avatarcast.avatar.twin.animator import TwinAnimator
+    from avatarcast.avatar.visemes import OPENNESS
+    from avatarcast.frames import Sentence
+    from avatarcast.voice.espeak import EspeakVoice
+
+    clip = TwinClip(load_twin(assets / "astro" / "manifest.json"))
+    engine = PatchesEngine(clip, fps=25)
+    r = TwinRenderer(clip, engine, frame_width=640, frame_height=360)
+    anim = TwinAnimator(engine=engine, fps=25)
+    text = "Bright mouths move; this fryer makes crisp chips for you."
+    chunk = EspeakVoice("espeak-en-m").synthesize_blocking(
+        Sentence(text=text, lang="en", source="t")
+    )
+    f = YuvFrame(640, 360)
+    converted = []
+    for start in (0, 200):
+        engine.close()  # forget its per-frame answers (as its LRU does over a long stream)
+        anim.start_chunk(chunk, start)
+        for n in range(start, start + len(anim.track)):
+            r.draw(f, anim.state(n))
+        converted.append(len(r._crops))
+    assert 5 <= converted[0] == converted[1] < _CROP_CACHE, converted  # (a full cache hides misses)
+    o = OPENNESS["AA"]
+    a = engine.mouth(500, AvatarState(frame=500, viseme="AA", mouth_open=o))
+    b = engine.mouth(501, AvatarState(frame=501, viseme="AA", mouth_open=o - 0.06))
+    assert a is not None and b is not None and a.rgb is b.rgb

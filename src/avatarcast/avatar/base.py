@@ -66,3 +66,11 @@ class LayeredRenderer(Protocol):
     def draw_pose(self, frame: YuvFrame, pose: Pose) -> None: ...
 
     def draw_mouth(self, frame: YuvFrame, pose: Pose) -> None: ...
+
+
+@runtime_checkable
+class FullFrameRenderer(Protocol):
+    """A renderer whose ``draw`` paints every pixel of the frame (a twin's recorded loop), so
+    the compositor need not lay its backdrop under it first."""
+
+    def fills_frame(self) -> bool: ...

@@ -28,7 +28,12 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from avatarcast.avatar.base import AvatarRenderer, AvatarState, LayeredRenderer
+from avatarcast.avatar.base import (
+    AvatarRenderer,
+    AvatarState,
+    FullFrameRenderer,
+    LayeredRenderer,
+)
 from avatarcast.avatar.base import Box as Rect
 from avatarcast.catalog.model import Product
 from avatarcast.errors import ConfigError
@@ -172,6 +177,7 @@ class Compositor:
             self._gap = _even(round(20 * self.scale)) or 2
         self._plain = self._backdrop(background)  # drawn once: a restyle only copies it
         self._cache = cache
+        self._fills = isinstance(renderer, FullFrameRenderer) and renderer.fills_frame()
         self._setup(label or LabelConfig(), seller)
 
     def _setup(self, label: LabelConfig, seller: SellerInfo | None) -> None:
@@ -184,6 +190,7 @@ class Compositor:
             self._portrait_regions(portrait) if portrait else self._layout(self.label.box)
         )
         self.seller = seller
+        self._seller: Placed | None = None
         if seller is not None:
             self._place_seller(seller)
         self._check_clear()
@@ -224,8 +231,13 @@ class Compositor:
         if self._layers is not None:
             self._compose_changes(self._layers, out, state, product, caption)
             return
-        np.copyto(out.buf, self._base.buf)
-        self._renderer.draw(out, state)
+        if self._fills:  # a twin: the backdrop would be painted over (1.4 MB a frame at 720p)
+            self._renderer.draw(out, state)
+            if self._seller is not None:
+                out.blit(self._seller.sprite, self._seller.x, self._seller.y)
+        else:
+            np.copyto(out.buf, self._base.buf)
+            self._renderer.draw(out, state)
         if product is not None:
             card = self.card_for(product)
             out.blit(card.sprite, card.x, card.y)
@@ -350,7 +362,8 @@ class Compositor:
                 )
 
     def _place_seller(self, seller: SellerInfo) -> None:
-        """Bake the seller panel into the backdrop under the card column (it never changes)."""
+        """Bake the seller panel into the backdrop under the card column (it never changes);
+        over a renderer that fills the frame it is blended onto each frame instead."""
         text = seller.line(self.lang)
         if self._portrait is not None:
             slot = self._portrait.seller  # under the label, on its side
@@ -361,6 +374,7 @@ class Compositor:
             y = slot.y + (slot.h - sprite.height) // 2
             x, y = x - x % 2, y - y % 2
             self._base.blit(sprite, x, y)
+            self._seller = Placed(sprite, x, y)  # over a renderer that fills the frame
             self._regions["seller"] = Box(x, y, sprite.width, sprite.height)
             return
         card = self._regions["card"]
@@ -368,6 +382,7 @@ class Compositor:
         x = card.x + (card.w - sprite.width) // 2
         y = card.bottom - sprite.height
         self._base.blit(sprite, x, y)
+        self._seller = Placed(sprite, x, y)
         self._regions["seller"] = Box(x - x % 2, y - y % 2, sprite.width, sprite.height)
         self._regions["card"] = Box(card.x, card.y, card.w, card.h - sprite.height - self._gap)
 

@@ -37,6 +37,7 @@ FADE_IN = 0.08
 """Below this opening the first patch fades in over the idle loop's closed mouth."""
 _STEPS = 32  # openings are quantised to 1/32: the cache stays small, the steps invisible
 _CACHE = 256
+_MIXES = 64  # half-and-half crossfades kept (one per pair of crops, ~93 KB each at 176 px)
 _TRACKS = 4  # chunks remembered: frames of the last chunk may be composed after the next starts
 _Key = tuple[str | None, str, int]
 
@@ -64,6 +65,8 @@ class PatchesEngine:
         self.transitions = sorted(k for k in clip.patches if ">" in k) if transitions else []
         opened = [(o, v) for v, o in clip.pack.openness.items() if v not in ("rest", "MBP")]
         self._ladder = sorted(opened)
+        self._blends: dict[int, npt.NDArray[np.uint8]] = {}
+        self._mixes: OrderedDict[tuple[int, int], npt.NDArray[np.uint8]] = OrderedDict()
         self._cache: OrderedDict[_Key, MouthCrop | None] = OrderedDict()
         self._tracks: deque[_Track] = deque(maxlen=_TRACKS)
         self._lock = threading.Lock()
@@ -127,8 +130,18 @@ class PatchesEngine:
         before = self._make(a, OPENNESS.get(a, 0.0))
         if before is None:
             return crop
-        mixed = 0.5 * before.rgb.astype(np.float32) + 0.5 * crop.rgb.astype(np.float32)
-        return MouthCrop(rgb=np.rint(mixed).astype(np.uint8), weight=crop.weight)
+        mix_key = (id(before.rgb), id(crop.rgb))  # both arrays live as long as the engine
+        with self._lock:
+            mixed = self._mixes.get(mix_key)
+            if mixed is None:
+                half = 0.5 * before.rgb.astype(np.float32) + 0.5 * crop.rgb.astype(np.float32)
+                mixed = np.rint(half).astype(np.uint8)
+                self._mixes[mix_key] = mixed
+                if len(self._mixes) > _MIXES:
+                    self._mixes.popitem(last=False)
+            else:
+                self._mixes.move_to_end(mix_key)
+        return MouthCrop(rgb=mixed, weight=crop.weight)
 
     def _make(self, viseme: str, o: float) -> MouthCrop | None:
         if viseme == "MBP":
@@ -137,11 +150,22 @@ class PatchesEngine:
             return None
         nominal = OPENNESS.get(viseme)
         if nominal is not None and viseme != "rest" and abs(nominal - o) <= SHAPE_TOLERANCE:
-            rgb = self._patches[viseme]
+            rgb = self._clip.patches[viseme]
         else:
-            rgb = self._between(o)
-        weight = min(1.0, o / FADE_IN)
-        return MouthCrop(rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8), weight=weight)
+            rgb = self._blend(o)
+        return MouthCrop(rgb=rgb, weight=min(1.0, o / FADE_IN))
+
+    def _blend(self, o: float) -> npt.NDArray[np.uint8]:
+        """``_between(o)`` as uint8, one array per opening step: a crop's pixels keep their
+        identity from frame to frame, so a renderer converts each for its view only once
+        (a new array per frame made it convert 124 crops in 300 frames of talk)."""
+        q = round(o * _STEPS)
+        with self._lock:
+            got = self._blends.get(q)
+            if got is None:
+                got = np.clip(np.rint(self._between(q / _STEPS)), 0, 255).astype(np.uint8)
+                self._blends[q] = got
+        return got
 
     def _between(self, o: float) -> npt.NDArray[np.float32]:
         """The two patches nearest ``o`` in openness, crossfaded by where ``o`` lies."""
