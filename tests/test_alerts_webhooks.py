@@ -118,7 +118,12 @@ def test_sigkill_of_a_worker_alerts_and_recording_goes_on(
     with server.client("operator") as c:
         sid, me = live_stream(c, server.auth("operator"), record=True)
         c.headers.update(me)
-        time.sleep(3)  # a few seconds recorded in the first run
+        # a few seconds recorded in the first run: 3 s of media, however long that takes (its
+        # state is live from the first report, 0.2 s on air, while frames may come at 10 fps)
+        deadline = time.monotonic() + 60
+        while (c.get(f"/v1/streams/{sid}").json()["status"]["frames"] or 0) < 75:
+            assert time.monotonic() < deadline, "the first run did not reach 3 s of media"
+            time.sleep(0.2)
         pid = _worker_pid(c, sid, 0)
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
