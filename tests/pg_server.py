@@ -42,6 +42,7 @@ class PgServer:
     port: int
     bindir: Path
     user: str | None  # the system user the server runs as, None when we are not root
+    options: str = ""  # the server options of its first start (``-o``), for ``resume``
 
     @property
     def admin_dsn(self) -> str:
@@ -83,6 +84,7 @@ class PgServer:
         )  # fmt: skip
         opts = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         opts += " -c synchronous_commit=off -c full_page_writes=off"
+        server.options = opts
         server._run(
             str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
             "-w", "-t", "60", "start",
@@ -104,6 +106,20 @@ class PgServer:
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
             "-l", str(self.root / "log"), "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server and leave it stopped (an outage) until :meth:`resume`."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
+            "-w", "-t", "60", "stop",
+        )  # fmt: skip
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`halt`, with the options of its first start."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-o", self.options,
+            "-l", str(self.root / "log"), "-w", "-t", "60", "start",
         )  # fmt: skip
 
     def stop(self) -> None:

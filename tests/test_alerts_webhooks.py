@@ -118,17 +118,23 @@ def test_sigkill_of_a_worker_alerts_and_recording_goes_on(
     with server.client("operator") as c:
         sid, me = live_stream(c, server.auth("operator"), record=True)
         c.headers.update(me)
-        time.sleep(3)  # a few seconds recorded in the first run
+        # a few seconds recorded in the first run: 3 s of media, however long that takes (its
+        # state is live from the first report, 0.2 s on air, while frames may come at 10 fps)
+        deadline = time.monotonic() + 60
+        while (c.get(f"/v1/streams/{sid}").json()["status"]["frames"] or 0) < 75:
+            assert time.monotonic() < deadline, "the first run did not reach 3 s of media"
+            time.sleep(0.2)
         pid = _worker_pid(c, sid, 0)
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
-        while True:
+        while True:  # back on air: the new run's frame counter moving, not only its state
             status = c.get(f"/v1/streams/{sid}").json()["status"]
-            if status["state"] == "live" and status["restarts"] == 1:
+            if status["restarts"] == 1 and (status["frames"] or 0) >= 2:
                 break
             assert time.monotonic() - killed < 60, status
             time.sleep(0.05)
         back_s = time.monotonic() - killed
+        assert status["state"] == "live", status
         # 5 s on a machine with a core per runnable task; this one is shared (load 8-12 on 2
         # cores while other suites run): the budget grows with the load, measured, not assumed
         budget = 5.0 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))

@@ -75,6 +75,9 @@ class ApiSettings(_Section):
     #: ``/metrics`` needs ``Authorization: Bearer <token>`` when set; when empty it answers
     #: loopback clients only (behind a reverse proxy on the same host, set a token).
     metrics_token: SecretStr = SecretStr("")
+    #: How often the server checks that its database answers (``control/dbwatch``): losing
+    #: it, and getting it back, is an event (kind ``database``) and an alert to webhooks.
+    database_check_s: float = Field(default=1.0, gt=0, le=60)
 
     def net_policy(self) -> NetPolicy:
         """What the server may connect to on a tenant's behalf (destinations, image URLs)."""

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from avatarcast.compliance.disclosure import load_terms
 from avatarcast.control.chatting import lifespan as chat_sources_lifespan
 from avatarcast.control.context import AppContext
+from avatarcast.control.dbwatch import lifespan as database_watch_lifespan
 from avatarcast.control.guard import RequestGuardMiddleware
 from avatarcast.control.hub import ProductChangeHub
 from avatarcast.control.keycache import KeyCache
@@ -83,10 +84,12 @@ class AppExtension(Protocol):
 #: What runs for the app's life beside the routes, in this order: the webhook dispatcher (it
 #: hears every stream event from the first restored stream on), the stream runner and its
 #: manager (restoring the streams that should be live), the schedule's ticker, the platform
-#: chat sources, then the lifecycle (SIGTERM drain, systemd READY=1 and watchdog).
+#: chat sources, then the lifecycle (SIGTERM drain, systemd READY=1 and watchdog). The
+#: database watch comes after the manager: it tells the streams when the database goes.
 LIFESPANS: tuple[Lifespan, ...] = (
     webhooks_lifespan,
     streams_lifespan,
+    database_watch_lifespan,
     schedules_lifespan,
     chat_sources_lifespan,
     lifecycle_lifespan,

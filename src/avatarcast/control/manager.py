@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from avatarcast.catalog.model import Product
 from avatarcast.commands import Command, SafeMode, SellerChanged, command_to_wire
 from avatarcast.control.auditing import audit_system
+from avatarcast.control.event_log import HeldEvents
 from avatarcast.control.hub import ProductChange, ProductChangeHub
 from avatarcast.control.images import ImageStore
 from avatarcast.control.leases import StreamLeases
@@ -134,6 +135,8 @@ class StreamManager:
         #: called on the event loop with every runner event and supervision action (the
         #: console's event bus listens here); a listener must return at once
         self.listeners: list[Callable[[StreamEvent], None]] = []
+        #: events on their way to the database (held while it cannot take them)
+        self.unwritten = HeldEvents(self._write_events)
 
     # --- reconciling ------------------------------------------------------------------------
 
@@ -340,10 +343,12 @@ class StreamManager:
                 reason = self.watch.slate_reason(event.stream_id)
                 self._jobs.put_nowait(self._sender(event.stream_id, _safe(True, reason)))
 
-        async def write() -> None:
-            await asyncio.to_thread(self._write_event, event)
+        self.unwritten.add(event)
+        self._jobs.put_nowait(self.unwritten.write)
 
-        self._jobs.put_nowait(write)
+    def write_held_events(self) -> None:
+        """Write the events held while the database was away (``control/dbwatch``)."""
+        self._jobs.put_nowait(self.unwritten.write)
 
     def notify(self, event: StreamEvent) -> None:
         """Tell the listeners; one that fails is logged and the others still hear."""
@@ -357,37 +362,42 @@ class StreamManager:
         selection = self._selections.get(stream_id)
         return selection.tenant_id if selection is not None else None
 
-    def _write_event(self, event: StreamEvent) -> None:
+    def _write_events(self, events: Sequence[StreamEvent]) -> None:
         with self.sessions() as session:
-            if event.kind == "line":
-                session.add(_transcript_line(event))
-            elif event.kind == "refusal":
+            for event in events:
+                self._add_event(session, event)
+            session.commit()
+
+    @staticmethod
+    def _add_event(session: Session, event: StreamEvent) -> None:
+        if event.kind == "line":
+            session.add(_transcript_line(event))
+        elif event.kind == "refusal":
+            audit_system(
+                session,
+                tenant_id=event.tenant_id,
+                stream_id=event.stream_id,
+                part="guardrails",
+                kind="guardrail_refusal",
+                detail=dict(event.detail),
+            )
+        else:
+            record_event(
+                session,
+                tenant_id=event.tenant_id,
+                stream_id=event.stream_id,
+                kind=event.kind,
+                detail=dict(event.detail),
+            )
+            if event.kind in _STATE_EVENTS:
                 audit_system(
                     session,
                     tenant_id=event.tenant_id,
                     stream_id=event.stream_id,
-                    part="guardrails",
-                    kind="guardrail_refusal",
+                    part="runner",
+                    kind=f"stream_{event.kind}",
                     detail=dict(event.detail),
                 )
-            else:
-                record_event(
-                    session,
-                    tenant_id=event.tenant_id,
-                    stream_id=event.stream_id,
-                    kind=event.kind,
-                    detail=dict(event.detail),
-                )
-                if event.kind in _STATE_EVENTS:
-                    audit_system(
-                        session,
-                        tenant_id=event.tenant_id,
-                        stream_id=event.stream_id,
-                        part="runner",
-                        kind=f"stream_{event.kind}",
-                        detail=dict(event.detail),
-                    )
-            session.commit()
 
     # --- live changes -------------------------------------------------------------------------
 

@@ -93,6 +93,12 @@ class ControlMetrics:
             "1 while the server drains its streams before it exits (SIGTERM).",
             registry=r,
         )
+        self.database_up = Gauge(
+            "avatarcast_database_up",
+            "1 while this API process reaches its database, 0 while it cannot (control/dbwatch).",
+            registry=r,
+        )
+        self.database_up.set(1)
 
         self.gc_frozen = Gauge(
             "avatarcast_python_gc_frozen_objects",

@@ -62,6 +62,13 @@ log = logging.getLogger(__name__)
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _STATES: frozenset[str] = frozenset(get_args(StreamState))
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
+#: A worker's children (the RTMP push) inherit its pipes and hold them open after a SIGKILL
+#: until they have noticed and ended themselves: 3.3 s at load 20. The restart waited for
+#: that end of file (``benchmarks/heal_time.py``); now the worker's own end is watched (every
+#: ``_EXIT_POLL_S``), and its pipes are read for ``_PIPE_GRACE_S`` more: what it wrote
+#: before it ended is in them already.
+_EXIT_POLL_S = 0.1
+_PIPE_GRACE_S = 0.3
 #: a worker's own event kinds (``recording_stopped`` ...); never one the runner reports itself
 _EVENT_KIND = re.compile(r"(?!started$|restarted$|crashed$|stopped$|failed$)[a-z][a-z0-9_]{0,63}")
 #: what a worker reports about its programme: passed to the output callback as events
@@ -359,11 +366,14 @@ class LocalRunner:
         if s.stop_requested.is_set():
             self._send(s, {"cmd": "stop"})
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._read_status(s, proc))
-            tg.create_task(self._read_stderr(s, proc))
+            readers = (
+                tg.create_task(self._read_status(s, proc)),
+                tg.create_task(self._read_stderr(s, proc)),
+            )
             enforcer = tg.create_task(self._enforce_stop(s, proc))
-            code = await proc.wait()
+            code = await _exit_code(proc)
             enforcer.cancel()
+            await _finish_reading(readers)
         for future in s.requests.values():
             if not future.done():
                 future.set_exception(CommandFailed("the worker ended", retryable=True))
@@ -464,3 +474,23 @@ def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+async def _finish_reading(readers: Sequence[asyncio.Task[None]]) -> None:
+    """Let the readers of an ended worker's pipes take what it wrote, then stop them."""
+    _, pending = await asyncio.wait(readers, timeout=_PIPE_GRACE_S)
+    for task in pending:
+        task.cancel()
+
+
+async def _exit_code(proc: WorkerProcess) -> int:
+    """The worker's exit status once it has ended. ``asyncio``'s ``Process.wait`` answers
+    only when its pipes have closed as well (CPython 3.11); ``returncode`` is set at once."""
+    async with asyncio.TaskGroup() as tg:
+        waiting = tg.create_task(proc.wait())
+        while proc.returncode is None and not waiting.done():
+            await asyncio.wait((waiting,), timeout=_EXIT_POLL_S)
+        waiting.cancel()
+    code = proc.returncode
+    assert code is not None
+    return code

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 EXTRAS_KEY = "webhooks"
 #: deliveries in flight at once
 _PARALLEL = 8
+#: deliveries claimed per round
+_BATCH = 64
 #: delivered rows older than ``keep_delivered_s`` are deleted this often
 _PRUNE_EVERY_S = 3600.0
 #: events held in memory while the database cannot take them (the newest are kept)
@@ -123,7 +125,9 @@ class WebhookDispatcher:
             raise
 
     async def send_due(self) -> int:
-        due = await asyncio.to_thread(store.due, self.sessions, self.open_secret, limit=64)
+        due = await asyncio.to_thread(
+            store.due, self.sessions, self.open_secret, limit=_BATCH, lease_s=self._lease_s()
+        )
         gate = asyncio.Semaphore(_PARALLEL)
 
         async def one(d: store.Due) -> None:
@@ -134,6 +138,12 @@ class WebhookDispatcher:
             for d in due:
                 tg.create_task(one(d))
         return len(due)
+
+    def _lease_s(self) -> float:
+        """How long a claimed delivery is this process's: the whole batch's attempts, a few at
+        a time, each up to ``timeout_s``, and a margin (then another replica may send it)."""
+        rounds = -(-_BATCH // _PARALLEL) + 1
+        return rounds * self.options.timeout_s + 30.0
 
     async def _attempt(self, d: store.Due) -> None:
         stamp = int(time.time())

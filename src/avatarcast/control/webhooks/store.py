@@ -86,21 +86,41 @@ def enqueue(sessions: sessionmaker[Session], events: Sequence[dict[str, Any]]) -
 
 
 def due(
-    sessions: sessionmaker[Session], open_secret: Callable[[str], str], *, limit: int
+    sessions: sessionmaker[Session],
+    open_secret: Callable[[str], str],
+    *,
+    limit: int,
+    lease_s: float = 60.0,
 ) -> list[Due]:
-    """Pending deliveries whose time has come, oldest first."""
+    """Pending deliveries whose time has come, oldest first, each claimed for this process.
+
+    API replicas on one database all poll the same table, and each sent every delivery it
+    found (two replicas: every alert twice). Now the rows are locked as they are read (``FOR
+    UPDATE SKIP LOCKED`` on PostgreSQL: a row another replica is claiming is skipped, not
+    waited for) and their next attempt moved ``lease_s`` ahead in the same transaction, so the
+    other replicas no longer see them as due. :func:`record` then sets the real outcome; a
+    replica that dies between the two leaves the lease to run out, and another one sends the
+    delivery then (at least once, never twice while the claimer lives). SQLite ignores the
+    lock clause: one process writes it, and its transaction is the claim.
+    """
+    now = utcnow()
     query = (
         select(WebhookDelivery, Webhook)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= utcnow())
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
         .order_by(WebhookDelivery.id)
         .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
     with sessions() as session:
-        return [
-            Due(d.id, h.id, h.url, open_secret(h.secret), d.kind, dict(d.payload), d.attempts)
-            for d, h in session.execute(query)
-        ]
+        claimed: list[Due] = []
+        for d, h in session.execute(query):
+            d.next_attempt_at = now + timedelta(seconds=lease_s)
+            claimed.append(
+                Due(d.id, h.id, h.url, open_secret(h.secret), d.kind, dict(d.payload), d.attempts)
+            )
+        session.commit()
+        return claimed
 
 
 def retry_delay(attempts: int, *, start_s: float, cap_s: float) -> float:
