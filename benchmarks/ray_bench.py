@@ -15,7 +15,8 @@ per stream   ``--streams`` streams on air; over ``--window`` seconds, CPU second
              and with Ray of each stream's actor and the actor's own zygote (forked from the
              node's); then RSS, PSS and USS of each (``/proc/PID/smaps_rollup``). Ray's
              overhead per stream = its actor + the actor's zygote + the API's extra CPU / N.
-             The cluster's own processes (GCS, raylet, ...) are given apart: a fixed cost.
+             The cluster's own processes (GCS, raylet, ...) and the node's zygote are given
+             apart: a fixed cost per cluster and per node.
 
 JSON on stdout, progress on stderr, the 1-minute load average beside every figure.
 """
@@ -108,6 +109,8 @@ def per_stream(api: Api, api_pid: int, n: int, window: float, ray: bool) -> dict
             **{k: round(statistics.mean(m[k] for m in mems), 1) for k in ("rss", "pss", "uss")},
         }
     out["api_cpu_share"] = round(api_cpu, 4)
+    if ray:  # the node's zygote, which forked each actor's: a fixed cost per node
+        out["node_zygote"] = memory([parent(groups["actor_zygote"][0][0])])
     for sid in sids:
         api.stop(sid)
     return out

@@ -279,9 +279,7 @@ class RayRunner:
         r = self._streams.get(stream_id)
         if r is None or r.handle is None:
             return
-        if command.get("cmd") in _STICKY_NAMES:
-            with contextlib.suppress(CommandError):
-                r.sticky = merged_sticky([*r.sticky, parse_command(command)])
+        _remember(r, command)
         await self._call(r, r.handle.send.remote(dict(command)))
 
     async def request(
@@ -290,6 +288,7 @@ class RayRunner:
         r = self._streams.get(stream_id)
         if r is None or r.handle is None or r.stop_requested or r.unreachable is not None:
             raise CommandFailed(f"stream {stream_id} is not running", retryable=False)
+        _remember(r, command)  # a supervisor's mute comes as a request
         try:
             ref = r.handle.request.remote(dict(command), wait_s)
             ok, result, retryable = await asyncio.wait_for(_awaited(ref), wait_s + self._call_s)
@@ -410,6 +409,13 @@ def _named_actors() -> list[str]:
     import ray
 
     return sorted(str(name) for name in ray.util.list_named_actors())
+
+
+def _remember(r: _Remote, command: Mapping[str, Any]) -> None:
+    """A sticky command, given again to a new incarnation of the actor."""
+    if command.get("cmd") in _STICKY_NAMES:
+        with contextlib.suppress(CommandError):
+            r.sticky = merged_sticky([*r.sticky, parse_command(command)])
 
 
 def _get_actor(name: str) -> Any:

@@ -210,13 +210,12 @@ class StreamHost:
         )
 
     def send(self, command: Mapping[str, Any]) -> None:
-        if command.get("cmd") in _STICKY_NAMES:
-            with self._lock, contextlib.suppress(CommandError):
-                self._sticky = merged_sticky([*self._sticky, parse_command(command)])
+        self._remember(command)
         self._call(self._runner.send(self._stream_id, command), 5)
 
     def request(self, command: Mapping[str, Any], wait_s: float) -> tuple[bool, Any, bool]:
         """``(ok, result or error text, retryable)``: a plain tuple crosses Ray unchanged."""
+        self._remember(command)  # a supervisor's mute comes as a request
         try:
             result = self._call(
                 self._runner.request(self._stream_id, command, wait_s=wait_s), wait_s + 2
@@ -224,6 +223,12 @@ class StreamHost:
         except CommandFailed as e:
             return False, str(e), e.retryable
         return True, result, False
+
+    def _remember(self, command: Mapping[str, Any]) -> None:
+        """A sticky command, for :meth:`state` (as the worker's runner keeps it for a restart)."""
+        if command.get("cmd") in _STICKY_NAMES:
+            with self._lock, contextlib.suppress(CommandError):
+                self._sticky = merged_sticky([*self._sticky, parse_command(command)])
 
     def push_products(self, products: Sequence[Product], removed: Sequence[str]) -> None:
         with self._lock:
