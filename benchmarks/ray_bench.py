@@ -117,7 +117,11 @@ def per_stream(api: Api, api_pid: int, n: int, window: float, ray: bool) -> dict
 
 
 def one_server(mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespace) -> Any:
-    env = {"AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["127.0.0.1"]', **QUIET}
+    env = {
+        "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["127.0.0.1"]',
+        "AVATARCAST_RUNNER__ZYGOTE": "true",  # the default (tests/served.py turns it off)
+        **QUIET,
+    }
     cluster = None
     if mode == "ray":
         temp_dir = Path(tempfile.gettempdir()) / f"rb{os.getpid()}"

@@ -303,6 +303,7 @@ def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
         "AVATARCAST_RUNNER__RAY_ADDRESS": ray_cluster.address,
         "AVATARCAST_RUNNER__RAY_NUM_CPUS": "0.5",
         "AVATARCAST_RUNNER__RAY_MEMORY_MB": "64",
+        "AVATARCAST_RUNNER__ZYGOTE": "true",  # as deployed: workers forked from the node's
         "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
         "AVATARCAST_STREAM__FPS": "10",
         "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "3600",
