@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,57 @@ QUIET = {
     "RAY_raylet_start_wait_time_s": "180",
 }
 SYSTEM_CONFIG = '{"health_check_period_ms":500,"health_check_failure_threshold":4}'
+#: nginx-rtmp's statistics page, beside the RTMP server: who publishes each key, since when
+STAT = """
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /stat {{ rtmp_stat all; }}
+    }}
+}}
+"""
+
+
+class StatRtmp(RtmpServer):
+    """nginx-rtmp with its ``rtmp_stat`` page on a loopback HTTP port."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.stat_port = free_port()
+        self.conf.write_text(self.conf.read_text() + STAT.format(dir=self.dir, port=self.stat_port))
+
+    def publisher(self, key: str) -> tuple[float, int] | None:
+        """``(seconds since its publisher started, bytes received)`` for ``key``; None while
+        nobody publishes it."""
+        page = httpx.get(f"http://127.0.0.1:{self.stat_port}/stat", timeout=5, trust_env=False)
+        for stream in ET.fromstring(page.content).iter("stream"):
+            if stream.findtext("name") != key:
+                continue
+            for client in stream.iter("client"):
+                if client.find("publishing") is not None:
+                    since = int(client.findtext("time") or 0) / 1000
+                    return since, int(stream.findtext("bytes_in") or 0)
+        return None
+
+    def on_air_again(self, key: str, since: float, within: float) -> float:
+        """Seconds from ``since`` (monotonic) until a publisher that started after it has
+        its frames coming in (its byte count moving)."""
+        last: int | None = None
+        while True:
+            now = time.monotonic()
+            assert now - since < within, f"{key} not on air again within {within} s"
+            got = self.publisher(key)
+            if got is not None and got[0] < now - since:  # a new publisher
+                if last is not None and got[1] > last:
+                    return time.monotonic() - since
+                last = got[1]
+            time.sleep(0.05)
 
 
 @dataclass
@@ -159,8 +214,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
 
 
 def _leftovers(temp_dir: Path) -> None:
-    """Nothing of the cluster outlives the module: every process naming its folder ends."""
-    found = _pids(str(temp_dir))
+    """Nothing of the cluster outlives the module: every process naming its folder ends, and
+    each node's zygote (it watches its raylet) with the workers it forked."""
+    zygotes = str(Path(tempfile.gettempdir()) / "avatarcast-ray" / "zygote-")
+    deadline = time.monotonic() + 15
+    while _pids(zygotes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    found = _pids(str(temp_dir)) + _pids(zygotes)
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -178,6 +238,16 @@ def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 def events(c: httpx.Client, sid: str, kind: str) -> list[dict[str, Any]]:
     page = c.get(f"/v1/streams/{sid}/events", params={"kind": kind, "limit": 100}).json()
     return list(page["items"])
+
+
+def latest(c: httpx.Client, sid: str, kind: str) -> dict[str, Any]:
+    """The detail of the stream's newest event of ``kind``."""
+    return dict(max(events(c, sid, kind), key=lambda e: int(e["id"]))["detail"])
+
+
+def mutes(c: httpx.Client, sid: str) -> int:
+    """How many times a worker of the stream applied a ``mute`` (events of kind ``command``)."""
+    return sum(e["detail"]["command"]["type"] == "mute" for e in events(c, sid, "command"))
 
 
 def health(c: httpx.Client, sid: str) -> dict[str, Any]:
@@ -201,11 +271,6 @@ def worker_pid(c: httpx.Client, sid: str) -> int:
     return int(last_run(c, sid)["pid"])
 
 
-def parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def alive(pid: int) -> bool:
     try:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
@@ -213,12 +278,24 @@ def alive(pid: int) -> bool:
         return False
 
 
-# a loaded 2-core box: two node starts, and each stream ~90 s from start to live (05:00 run)
+#: bounds on recovery for a loaded box (39 s for an actor at load 21, 12:24): the issue's
+#: goals (3 s, 10 s) are measured on a quiet machine by ``benchmarks/ray_bench.py --recovery``
+ACTOR_BOUND_S, NODE_BOUND_S = 90.0, 120.0
+
+
+@dataclass
+class Live:
+    sid: str
+    key: str  # its RTMP stream key: a secret, in no creation argument
+    sup: dict[str, str]  # its supervisor's key (mute, ...)
+
+
+# a loaded 2-core box: two node starts, and each first start takes a while
 @pytest.mark.timeout(900)
 def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
-    rtmp = RtmpServer(tmp_path / "nginx")
+    rtmp = StatRtmp(tmp_path / "nginx")
     rtmp.start()
     env = {
         **QUIET,
@@ -226,43 +303,53 @@ def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
         "AVATARCAST_RUNNER__RAY_ADDRESS": ray_cluster.address,
         "AVATARCAST_RUNNER__RAY_NUM_CPUS": "0.5",
         "AVATARCAST_RUNNER__RAY_MEMORY_MB": "64",
+        "AVATARCAST_RUNNER__ZYGOTE": "true",  # as deployed: workers forked from the node's
         "AVATARCAST_API__ALLOW_PRIVATE_DESTINATIONS": "true",
         "AVATARCAST_STREAM__FPS": "10",
         "AVATARCAST_SUPERVISION__HEARTBEAT_TIMEOUT_S": "3600",
     }
     try:
         with serve(tmp_path / "api", env) as s:
-            sids = _three_streams(s, rtmp)
+            streams = _three_streams(s, rtmp)
+            _no_key_on_the_cluster(ray_cluster, streams)
             with s.client("admin") as c:
-                _actor_killed(c, rtmp, sids, s.root)
-                _node_stopped(c, rtmp, sids, ray_cluster)
-                before = {sid: (worker_pid(c, sid), len(events(c, sid, "started"))) for sid in sids}
+                _actor_killed(c, rtmp, streams[0], s.root)
+                _node_stopped(c, rtmp, streams, ray_cluster)
+                muted = c.post(f"/v1/streams/{streams[0].sid}/mute", headers=streams[0].sup)
+                assert muted.status_code == 200, muted.text
+                until(lambda: mutes(c, streams[0].sid) == 1, 30, "the mute was not applied")
+                before = {
+                    x.sid: (worker_pid(c, x.sid), len(events(c, x.sid, "started"))) for x in streams
+                }
             admin = s.auth("admin")
+        _while_the_api_is_down(s.database_url, streams)
         # the same database and keys: a restart, not a new server
         with serve(tmp_path / "api", env, seeded=False) as s, s.client() as c:
             c.headers.update(admin)
-            for sid, (pid, started) in before.items():  # re-attached, not started again
-                until(lambda sid=sid: health(c, sid)["state"] == "live", 30, f"{sid} not live")
-                assert alive(pid), f"the worker of {sid} ended with the API"
-                assert worker_pid(c, sid) == pid
-                assert len(events(c, sid, "started")) == started
-                on_air(rtmp, rtmp_keys[sid])
-            for sid in sids:
-                assert c.post(f"/v1/streams/{sid}/stop").status_code == 200
-            for sid, (pid, _) in before.items():
-                until(lambda pid=pid: not alive(pid), 30, f"{sid}'s worker did not stop")
+            _reattached(c, rtmp, streams[:2], before)
+            gone = streams[2]  # stopped while the API was down: its actor ends at re-attach
+            until(lambda: not alive(before[gone.sid][0]), 30, "a stopped stream's worker runs on")
+            until(lambda: health(c, gone.sid)["state"] == "stopped", 30, "its actor runs on")
+            # Ray restarts a re-attached actor: its new worker is muted again, as it was
+            _actor_killed(c, rtmp, streams[0], s.root)
+            until(lambda: mutes(c, streams[0].sid) == 2, 30, "the mute was not given again")
+            for x in streams[:2]:
+                assert c.post(f"/v1/streams/{x.sid}/stop").status_code == 200
+            for x in streams[:2]:
+                pid = worker_pid(c, x.sid)
+                until(lambda pid=pid: not alive(pid), 30, f"{x.sid}'s worker did not stop")
     finally:
         rtmp.stop()
 
 
-def _three_streams(s: Served, rtmp: RtmpServer) -> list[str]:
-    sids: list[str] = []
+def _three_streams(s: Served, rtmp: RtmpServer) -> list[Live]:
+    streams: list[Live] = []
     with s.client("admin") as c:
         for n in range(3):
-            key = f"k{n}"
-            dest = c.post("/v1/destinations", json={"name": key, "url": rtmp.url(key)})
+            key = f"sk{n}{secrets.token_hex(12)}"
+            dest = c.post("/v1/destinations", json={"name": f"d{n}", "url": rtmp.url(key)})
             assert dest.status_code == 201, dest.text
-            sid, _ = live_stream(
+            sid, sup = live_stream(
                 c,
                 s.auth("admin"),
                 wait_s=180,
@@ -270,71 +357,129 @@ def _three_streams(s: Served, rtmp: RtmpServer) -> list[str]:
                 destination_ids=[dest.json()["id"]],
                 record=True,
             )
-            sids.append(sid)
+            streams.append(Live(sid, key, sup))
     with s.client("admin") as c:
-        nodes = {health(c, sid)["node"] for sid in sids}
+        nodes = {health(c, x.sid)["node"] for x in streams}
         assert len(nodes) == 2 and None not in nodes, nodes  # SPREAD over both nodes
-        for n, sid in enumerate(sids):
-            h = health(c, sid)
+        for x in streams:
+            h = health(c, x.sid)
             assert h["state"] == "live" and h["frames"] > 0 and h["fps"] > 0, h
             assert [d["state"] for d in h["destinations"]] == ["connected"], h
-            on_air(rtmp, f"k{n}")
-    # later checks find each stream's RTMP key by its id
-    for n, sid in enumerate(sids):
-        rtmp_keys[sid] = f"k{n}"
-    return sids
+            on_air(rtmp, x.key)
+    return streams
 
 
-rtmp_keys: dict[str, str] = {}
+def _no_key_on_the_cluster(cluster: RayCluster, streams: list[Live]) -> None:
+    """Ray's GCS keeps each actor's creation arguments: the stream ids are there, the stream
+    keys nowhere in its memory (nor in a raylet's)."""
+    found = _in_memory(
+        cluster, [x.sid.encode() for x in streams] + [x.key.encode() for x in streams]
+    )
+    assert all(found[x.sid.encode()] for x in streams), "the scan does not see the GCS's tables"
+    leaked = [x.key for x in streams if found[x.key.encode()]]
+    assert not leaked, f"stream keys held by Ray: {leaked}"
 
 
-def _actor_killed(c: httpx.Client, rtmp: RtmpServer, sids: list[str], root: Path) -> None:
-    sid = sids[0]
-    pid = worker_pid(c, sid)
-    actor = parent_of(pid)
-    restarts = health(c, sid)["restarts"]
+def _in_memory(cluster: RayCluster, needles: list[bytes]) -> dict[bytes, bool]:
+    found = dict.fromkeys(needles, False)
+    pids = [p for p in _pids(str(cluster.temp_dir)) if _named(p, (b"gcs_server", b"raylet"))]
+    assert any(_named(p, (b"gcs_server",)) for p in pids), pids
+    for pid in pids:
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                if not perms.startswith("rw"):
+                    continue
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                try:
+                    mem.seek(lo)
+                    chunk = mem.read(hi - lo)
+                except (OSError, OverflowError):
+                    continue
+                for needle in needles:
+                    found[needle] = found[needle] or needle in chunk
+    return found
+
+
+def _named(pid: int, names: tuple[bytes, ...]) -> bool:
+    try:
+        exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return Path(exe.decode(errors="replace")).name.encode() in names
+
+
+def _back(c: httpx.Client, sid: str, restarts: int, within: float, what: str) -> float:
+    """Seconds until the stream's health shows a new run on air with frames moving."""
+    began = time.monotonic()
+
+    def moving() -> bool:
+        h = health(c, sid)
+        return bool(h["restarts"] > restarts and h["state"] == "live" and h["frames"] > 0)
+
+    until(moving, within, what)
+    return time.monotonic() - began
+
+
+def _actor_killed(c: httpx.Client, rtmp: StatRtmp, x: Live, root: Path) -> None:
+    run = last_run(c, x.sid)
+    pid, actor = int(run["pid"]), int(run["actor_pid"])
+    restarts = health(c, x.sid)["restarts"]
     os.kill(actor, signal.SIGKILL)
     killed = time.monotonic()
-    until(
-        lambda: health(c, sid)["restarts"] > restarts and health(c, sid)["state"] == "live",
-        60,
-        "the stream did not come back after its actor was killed",
-    )
-    back_s = time.monotonic() - killed
-    sys.stderr.write(f"actor SIGKILL -> live again in {back_s:.2f} s\n")
-    assert worker_pid(c, sid) != pid
+    back_s = rtmp.on_air_again(x.key, killed, ACTOR_BOUND_S)
+    _back(c, x.sid, restarts, 60, "the stream's health did not show it back")
+    health_s = time.monotonic() - killed
+    sys.stderr.write(f"actor SIGKILL -> on nginx in {back_s:.2f} s, health {health_s:.2f} s\n")
+    assert worker_pid(c, x.sid) != pid
     until(lambda: not alive(pid), 15, "the killed actor's worker kept running")
-    restarted = events(c, sid, "restarted")[-1]["detail"]
+    restarted = latest(c, x.sid, "restarted")
     assert restarted["reason"] == "actor restarted" and restarted["node"], restarted
-    on_air(rtmp, rtmp_keys[sid])
+    on_air(rtmp, x.key)
     # the recording goes on in a new segment folder, under the node that runs it now
-    runs = [p for p in root.glob(f"recordings/*/{sid}/node-*/*") if p.is_dir()]
+    runs = [p for p in root.glob(f"recordings/*/{x.sid}/node-*/*") if p.is_dir()]
     assert len(runs) >= 2, runs
 
 
-def _node_stopped(c: httpx.Client, rtmp: RtmpServer, sids: list[str], cluster: RayCluster) -> None:
-    head_node = {health(c, sid)["node"] for sid in sids} - {
-        health(c, sid)["node"] for sid in sids if _on_node2(c, sid)
-    }
-    moved = [sid for sid in sids if _on_node2(c, sid)]
+def _node_stopped(
+    c: httpx.Client, rtmp: StatRtmp, streams: list[Live], cluster: RayCluster
+) -> None:
+    moved = [x for x in streams if _on_node2(c, x.sid)]
     assert moved, "no stream ran on the second node"
+    restarts = {x.sid: health(c, x.sid)["restarts"] for x in moved}
     _end(cluster.node)
     stopped = time.monotonic()
-    for sid in moved:
-        until(
-            lambda sid=sid: health(c, sid)["state"] == "live" and not _on_node2(c, sid),
-            90,
-            f"{sid} did not come back on the head node",
-        )
-    back_s = time.monotonic() - stopped
-    sys.stderr.write(f"node stopped -> its streams live on the head in {back_s:.2f} s\n")
-    for sid in moved:
-        assert health(c, sid)["node"] in head_node or not head_node
-        detail = events(c, sid, "restarted")[-1]["detail"]
+    back_s = max(rtmp.on_air_again(x.key, stopped, NODE_BOUND_S) for x in moved)
+    for x in moved:
+        _back(c, x.sid, restarts[x.sid], 90, f"{x.sid} did not come back on the head node")
+    health_s = time.monotonic() - stopped
+    sys.stderr.write(f"node stopped -> on nginx in {back_s:.2f} s, health {health_s:.2f} s\n")
+    for x in moved:
+        detail = latest(c, x.sid, "restarted")
         assert detail["node_ip"] == HEAD_IP, detail
-        on_air(rtmp, rtmp_keys[sid])
+        on_air(rtmp, x.key)
 
 
 def _on_node2(c: httpx.Client, sid: str) -> bool:
     started = last_run(c, sid)
     return bool(started.get("node_ip") == NODE_IP and health(c, sid)["node"] == started["node"])
+
+
+def _while_the_api_is_down(database_url: str, streams: list[Live]) -> None:
+    """The API kept its leases (the streams go on), and a stream is stopped in the database."""
+    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+        leased = {row[0] for row in db.execute("SELECT stream_id FROM stream_leases")}
+        assert leased == {x.sid for x in streams}, leased
+        db.execute("UPDATE streams SET desired_state = 'stopped' WHERE id = ?", (streams[2].sid,))
+
+
+def _reattached(
+    c: httpx.Client, rtmp: RtmpServer, streams: list[Live], before: dict[str, tuple[int, int]]
+) -> None:
+    for x in streams:  # re-attached, not started again
+        pid, started = before[x.sid]
+        until(lambda sid=x.sid: health(c, sid)["state"] == "live", 30, f"{x.sid} not live")
+        assert alive(pid), f"the worker of {x.sid} ended with the API"
+        assert worker_pid(c, x.sid) == pid
+        assert len(events(c, x.sid, "started")) == started
+        on_air(rtmp, x.key)

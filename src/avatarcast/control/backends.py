@@ -45,7 +45,11 @@ async def open_runner(
             memory_mb=settings.ray_memory_mb,
             onnx_gpus=settings.ray_onnx_gpus,
         ),
-        host=HostOptions(nice=settings.worker_nice, recordings_dir=settings.ray_recordings_dir),
+        host=HostOptions(
+            nice=settings.worker_nice,
+            zygote=settings.zygote,
+            recordings_dir=settings.ray_recordings_dir,
+        ),
     )
     try:
         await runner.open()

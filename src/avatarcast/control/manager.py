@@ -205,6 +205,12 @@ class StreamManager:
                 await self.reconcile(stream_id)
             except Exception:
                 log.exception("could not restore stream %s", stream_id)
+        on_air = {r[0] for r in rows}
+        for stream_id in [sid for sid in self.runner.running() if sid not in on_air]:
+            try:  # found on a cluster, stopped or deleted while this process was away
+                await self.reconcile(stream_id)
+            except Exception:
+                log.exception("could not stop stream %s", stream_id)
         return [r[0] for r in rows]
 
     def _on_air_rows(self) -> list[tuple[str, str, str]]:
@@ -517,17 +523,26 @@ class StreamManager:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
-        """Stop every stream, keep the events they report, then end :meth:`run`."""
+        """Drain the runner (streams on a cluster go on), keep the events they report,
+        release the leases of the streams that ended, then end :meth:`run`."""
         for unsubscribe in self._unsubscribe.values():
             unsubscribe()
         self._unsubscribe.clear()
         await self.runner.drain()
         if self.leases is not None:  # another process may take them over at once
+            still = set(self.runner.running())  # on a cluster, streams outlive the API
             try:
-                await asyncio.to_thread(self.leases.release)
+                await asyncio.to_thread(self._release_leases, still)
             except Exception:
                 log.exception("could not release this process's stream leases")
         self._jobs.put_nowait(None)
+
+    def _release_leases(self, keep: set[str]) -> None:
+        assert self.leases is not None
+        if not keep:
+            self.leases.release()
+            return
+        self.leases.release(set(self.leases.owned()) - keep)
 
 
 def _set_gauges(

@@ -34,7 +34,7 @@ from avatarcast.control.schemas.streams import (
 )
 from avatarcast.control.supervision import SupervisionWatch
 from avatarcast.output.hls import HlsStatus
-from avatarcast.runner.base import StreamRunner
+from avatarcast.runner.base import SharedRunner, StreamRunner
 from avatarcast.script.llm import LlmOptions
 
 __all__ = [
@@ -136,6 +136,8 @@ async def _lease_round(
     running = manager.runner.running()
     for stream_id in await asyncio.to_thread(leases.renew, running):
         if await asyncio.to_thread(leases.claim, stream_id) is not None:
+            if isinstance(manager.runner, SharedRunner):  # one actor per stream: none twice
+                continue  # (a restarted API's last leases): claimed once they expire
             log.warning("stream %s: lease taken by another replica; stopping it here", stream_id)
             await manager.runner.stop(stream_id)
     owned = await asyncio.to_thread(leases.owned)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_RESTART",
     "CommandFailed",
     "EventCallback",
+    "SharedRunner",
     "StreamEvent",
     "StreamRunner",
     "StreamSpec",
@@ -181,6 +182,15 @@ class StreamRunner(Protocol):
     ) -> Any:
         """A command whose result the worker sends back; raises :class:`CommandFailed`."""
         ...
+
+
+@runtime_checkable
+class SharedRunner(Protocol):
+    """A runner whose streams run on a cluster that every API replica reaches, one named
+    actor per stream (so none runs twice) that outlives the API: a stream whose lease another
+    replica holds is left running, not stopped here."""
+
+    def shared_by_replicas(self) -> bool: ...
 
 
 class CommandFailed(Exception):

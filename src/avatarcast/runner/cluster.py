@@ -10,9 +10,16 @@ one re-attaches to them by name (:meth:`RayRunner.open`) instead of starting the
 
 This process polls every actor every ``poll_s`` for its status and events (nothing else
 reaches the event loop from Ray), so :meth:`status` and :meth:`whep_endpoint` answer from the
-last poll without waiting. When an actor comes back in a new incarnation, the products pushed
-since it was created, the pause and the sticky commands (mute, pins, label, seller) are sent
-to it again; an actor this process re-attached to keeps what it had.
+last poll without waiting.
+
+An actor is created with the stream's id and tenant only (Ray's GCS keeps creation
+arguments); the spec, with its stream keys, goes in a call (``begin``) and stays in the
+actor's memory and this process's. An actor that answers without a spec (Ray restarted it)
+gets it again at once, with the products pushed since, the pause and the sticky commands
+(mute, pins, label, seller). An actor this process re-attached to gives its spec and sticky
+commands back (``state``), so the same holds when Ray restarts it later. One that Ray
+restarted while no API ran waits for the manager's restore to start its stream, which gives
+it the spec; if nobody does within ``adopt_s``, it is ended.
 """
 
 from __future__ import annotations
@@ -71,8 +78,11 @@ class _Remote:
     handle: Any
     spec: StreamSpec | None = None
     tenant_id: str = ""
+    attached_at: float = field(default_factory=time.monotonic)
     incarnation: str | None = None
-    since: int = 0
+    #: the last event seen; None for a re-attached actor until one comes (the actor then
+    #: sends those no API acknowledged)
+    since: int | None = 0
     poll: Poll | None = None
     unreachable: str | None = None
     actor_restarts: int = 0
@@ -93,6 +103,7 @@ class RayRunner:
         host: HostOptions | None = None,
         poll_s: float = 0.25,
         call_s: float = 5.0,
+        adopt_s: float = 60.0,
     ) -> None:
         self._address = address
         self._on_event = on_event
@@ -101,6 +112,7 @@ class RayRunner:
         self._host = host or HostOptions()
         self._poll_s = poll_s
         self._call_s = call_s
+        self._adopt_s = adopt_s
         self._streams: dict[str, _Remote] = {}
         self._draining = False
         self._actor_class: Any = None
@@ -115,8 +127,9 @@ class RayRunner:
         for name in names:
             handle = await asyncio.to_thread(_get_actor, name)
             if handle is not None:
-                self._streams[name] = _Remote(name, handle)
-        await self.poll_all()
+                self._streams[name] = _Remote(name, handle, since=None)
+        # their state now; their events when polling begins (the manager is there to take them)
+        await self.poll_all(deliver=False)
         if names:
             log.warning("re-attached to %d stream actors on the cluster", len(names))
         return names
@@ -152,11 +165,18 @@ class RayRunner:
         if self._draining:
             log.warning("stream %s not started: the runner is draining", stream_id)
             return
-        previous = self._streams.pop(stream_id, None)
+        previous = self._streams.get(stream_id)
+        if previous is not None and previous.handle is not None and previous.spec is None:
+            # re-attached, and Ray restarted it while no API ran: the next poll begins it
+            previous.spec, previous.tenant_id = spec, spec.tenant_id
+            return
+        self._streams.pop(stream_id, None)
         if previous is not None and previous.handle is not None:
             await asyncio.to_thread(_kill_actor, previous.handle)
         handle = await asyncio.to_thread(self._create, stream_id, spec)
-        self._streams[stream_id] = _Remote(stream_id, handle, spec=spec, tenant_id=spec.tenant_id)
+        r = _Remote(stream_id, handle, spec=spec, tenant_id=spec.tenant_id)
+        self._streams[stream_id] = r
+        self._begin(r)  # queued by Ray until the actor is up; a poll repeats it if lost
 
     def _create(self, stream_id: str, spec: StreamSpec) -> Any:
         options = {
@@ -172,7 +192,8 @@ class RayRunner:
         while True:
             try:
                 actor = self._actor_class.options(**options)
-                return actor.remote(stream_id, spec.model_dump_json(), self._host)
+                # no spec here: Ray's GCS keeps creation arguments, and it holds stream keys
+                return actor.remote(stream_id, spec.tenant_id, self._host)
             except ValueError:  # the name of an actor just killed is not free yet
                 if time.monotonic() > deadline:
                     raise
@@ -231,8 +252,13 @@ class RayRunner:
         return r.poll.whep
 
     def running(self) -> Sequence[str]:
+        """Streams on the cluster, less those waiting for a spec nobody gave yet."""
         return [
-            sid for sid, r in self._streams.items() if r.handle is not None and not r.stop_requested
+            sid
+            for sid, r in self._streams.items()
+            if r.handle is not None
+            and not r.stop_requested
+            and (r.spec is not None or (r.poll is not None and r.poll.armed))
         ]
 
     async def push_products(
@@ -253,9 +279,7 @@ class RayRunner:
         r = self._streams.get(stream_id)
         if r is None or r.handle is None:
             return
-        if command.get("cmd") in _STICKY_NAMES:
-            with contextlib.suppress(CommandError):
-                r.sticky = merged_sticky([*r.sticky, parse_command(command)])
+        _remember(r, command)
         await self._call(r, r.handle.send.remote(dict(command)))
 
     async def request(
@@ -264,6 +288,7 @@ class RayRunner:
         r = self._streams.get(stream_id)
         if r is None or r.handle is None or r.stop_requested or r.unreachable is not None:
             raise CommandFailed(f"stream {stream_id} is not running", retryable=False)
+        _remember(r, command)  # a supervisor's mute comes as a request
         try:
             ref = r.handle.request.remote(dict(command), wait_s)
             ok, result, retryable = await asyncio.wait_for(_awaited(ref), wait_s + self._call_s)
@@ -277,18 +302,23 @@ class RayRunner:
             raise CommandFailed(str(result), retryable=bool(retryable))
         return result
 
+    def shared_by_replicas(self) -> bool:
+        """Every replica reaches every actor (:class:`~avatarcast.runner.base.SharedRunner`)."""
+        return True
+
     async def drain(self) -> None:
         """The API is ending: stop polling. The streams go on, on the cluster."""
         self._draining = True
 
     # --- polling -----------------------------------------------------------------------------
 
-    async def poll_all(self) -> None:
+    async def poll_all(self, *, deliver: bool = True) -> None:
         remotes = [r for r in self._streams.values() if r.handle is not None]
         if remotes:
-            await asyncio.gather(*(self._poll(r) for r in remotes))
+            await asyncio.gather(*(self._poll(r, deliver=deliver) for r in remotes))
 
-    async def _poll(self, r: _Remote) -> None:
+    async def _poll(self, r: _Remote, *, deliver: bool = True) -> None:
+        """One poll of one actor; its events go to the callbacks when ``deliver``."""
         try:
             ref = r.handle.poll.remote(r.since, r.incarnation)
             poll: Poll = await asyncio.wait_for(_awaited(ref), self._call_s)
@@ -304,29 +334,52 @@ class RayRunner:
         r.unreachable = None
         r.tenant_id = poll.tenant_id
         if poll.incarnation != r.incarnation:
-            if r.incarnation is not None:  # Ray brought the actor back
+            if r.incarnation is not None:  # Ray brought the actor back: it counts from 1
                 r.actor_restarts += 1
-                await self._restore_state(r)
-            r.incarnation, r.since = poll.incarnation, 0
+                r.since = 0
+            r.incarnation = poll.incarnation
         r.poll = poll
-        for seq, event in poll.events:
-            r.since = max(r.since, seq)
+        if not poll.armed and not r.stop_requested:
+            if r.spec is not None:  # a new incarnation: the spec, products, pause, sticky
+                self._begin(r)
+            elif time.monotonic() - r.attached_at > self._adopt_s:
+                log.warning("stream %s: an actor nobody started; ending it", r.stream_id)
+                handle, r.handle = r.handle, None
+                await asyncio.to_thread(_kill_actor, handle)
+                return
+        elif poll.armed and r.spec is None:  # re-attached: what Ray's restart would lose
+            await self._read_state(r)
+        for seq, event in poll.events if deliver else ():
+            r.since = max(r.since or 0, seq)
             callback = self._on_output if event.kind in _OUTPUT_KINDS else self._on_event
             self._deliver(callback, event)
         if r.stop_requested and poll.status is not None and poll.status.state == "stopped":
             handle, r.handle = r.handle, None
             await asyncio.to_thread(_kill_actor, handle)
 
-    async def _restore_state(self, r: _Remote) -> None:
-        """A new incarnation runs the spec it was created with: bring it up to date."""
-        if r.spec is not None:
-            products = list(r.spec.products)
-            if products:
-                await self._call(r, r.handle.push_products.remote(products, []))
-            if r.spec.paused:
-                await self._call(r, r.handle.pause.remote(True))
-        for command in r.sticky:
-            await self._call(r, r.handle.send.remote(command_to_wire(command)))
+    def _begin(self, r: _Remote) -> None:
+        """Give the actor its spec and sticky commands (it ignores a second time)."""
+        assert r.spec is not None
+        sticky = [command_to_wire(c) for c in r.sticky]
+        r.handle.begin.remote(r.spec.model_dump_json(), sticky)
+
+    async def _read_state(self, r: _Remote) -> None:
+        try:
+            ref = r.handle.state.remote()
+            state: tuple[str, list[dict[str, Any]]] | None
+            state = await asyncio.wait_for(_awaited(ref), self._call_s)
+        except Exception as e:
+            log.warning("stream %s: its actor's state did not come: %s", r.stream_id, e)
+            return
+        if state is None:
+            return
+        spec_json, sticky = state
+        r.spec = StreamSpec.model_validate_json(spec_json)
+        commands = []
+        for wire in sticky:
+            with contextlib.suppress(CommandError):
+                commands.append(parse_command(wire))
+        r.sticky = merged_sticky(commands)
 
     async def _call(self, r: _Remote, ref: Any) -> None:
         try:
@@ -356,6 +409,13 @@ def _named_actors() -> list[str]:
     import ray
 
     return sorted(str(name) for name in ray.util.list_named_actors())
+
+
+def _remember(r: _Remote, command: Mapping[str, Any]) -> None:
+    """A sticky command, given again to a new incarnation of the actor."""
+    if command.get("cmd") in _STICKY_NAMES:
+        with contextlib.suppress(CommandError):
+            r.sticky = merged_sticky([*r.sticky, parse_command(command)])
 
 
 def _get_actor(name: str) -> Any:

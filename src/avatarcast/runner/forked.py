@@ -12,6 +12,10 @@ a SIGKILL: then 1, a crash). Signals go through a pidfd, so a recycled pid is ne
 A zygote that dies is started again after 1 s, 2 s, 4 s ... (capped at 30 s); the workers it
 had forked run on, since their pipes lead to the server. While it is down :meth:`fork`
 returns None and the runner starts a cold worker.
+
+With ``connect`` the zygote is not started here: ``connect`` returns a socket to one that
+already runs (the Ray backend's per-node zygote, :mod:`runner.node_zygote`, which forks a
+zygote of this process's own for each connection), and a lost connection is made again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 __all__ = ["ForkedWorker", "Zygote"]
@@ -127,9 +132,14 @@ class Zygote:
     """One zygote process for this server, started again when it dies."""
 
     def __init__(
-        self, python: str = sys.executable, *, backoff: tuple[float, float] = (1.0, 30.0)
+        self,
+        python: str = sys.executable,
+        *,
+        backoff: tuple[float, float] = (1.0, 30.0),
+        connect: Callable[[], Awaitable[socket.socket]] | None = None,
     ) -> None:
         self._python = python
+        self._connect = connect
         self._backoff = backoff
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -239,6 +249,9 @@ class Zygote:
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> None:
+        if self._connect is not None:
+            await self._run_connected(self._connect)
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # no BLAS threads: fork-safe
         blas = os.environ.get("OPENBLAS_NUM_THREADS", "-")
@@ -266,6 +279,18 @@ class Zygote:
             self._ready.clear()
             await self._end(proc)
 
+    async def _run_connected(self, connect: Callable[[], Awaitable[socket.socket]]) -> None:
+        """Serve a zygote that runs elsewhere, through the socket ``connect`` returns."""
+        ours = await connect()
+        self.starts += 1
+        self._sock = ours
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+            await self._listen(self._reader)
+        finally:
+            self._ready.clear()
+            await self._end(None)
+
     async def _listen(self, reader: asyncio.StreamReader) -> None:
         """Replies and exit reports, in the order the zygote sent them, until it hangs up."""
         while line := await reader.readline():
@@ -286,14 +311,14 @@ class Zygote:
             elif self._reply is not None and not self._reply.done():
                 self._reply.set_result(msg)
 
-    async def _end(self, proc: asyncio.subprocess.Process) -> None:
+    async def _end(self, proc: asyncio.subprocess.Process | None) -> None:
         if self._writer is not None:
             self._writer.close()
         self._writer = self._reader = None
         self._sock = None
         if self._reply is not None and not self._reply.done():
             self._reply.set_result({"error": "the zygote ended"})
-        if proc.returncode is None:  # the server closes it: its end of the socket is gone
+        if proc is not None and proc.returncode is None:  # the server closes its socket end
             try:
                 await asyncio.wait_for(proc.wait(), 5.0)
             except TimeoutError:

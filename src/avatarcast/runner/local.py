@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, get_args
@@ -122,6 +122,7 @@ class LocalRunner:
         spare: bool = False,
         spare_delay: float = 5.0,
         zygote: bool = False,
+        zygote_connect: Callable[[], Awaitable[socket.socket]] | None = None,
     ) -> None:
         self._on_event = on_event
         self._on_output = on_output
@@ -133,7 +134,9 @@ class LocalRunner:
         self._streams: dict[str, _Stream] = {}
         self._draining = False
         #: a worker that has done its imports and waits for a spec on stdin
-        self._workers = Workers(python, keep=spare, delay=spare_delay, zygote=zygote)
+        self._workers = Workers(
+            python, keep=spare, delay=spare_delay, zygote=zygote, zygote_connect=zygote_connect
+        )
 
     # --- the StreamRunner interface -----------------------------------------------------------
 

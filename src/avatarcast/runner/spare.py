@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from avatarcast.runner.forked import Zygote
@@ -43,10 +45,17 @@ class WorkerProcess(Protocol):
 
 class Workers:
     def __init__(
-        self, python: str, *, keep: bool = False, delay: float = 5.0, zygote: bool = False
+        self,
+        python: str,
+        *,
+        keep: bool = False,
+        delay: float = 5.0,
+        zygote: bool = False,
+        zygote_connect: Callable[[], Awaitable[socket.socket]] | None = None,
     ) -> None:
+        """``zygote_connect``: the zygote runs elsewhere (see :class:`Zygote`'s ``connect``)."""
         self._python = python
-        self._zygote = Zygote(python) if zygote else None
+        self._zygote = Zygote(python, connect=zygote_connect) if zygote else None
         if self._zygote is not None:
             self._zygote.start()
         self._keep = keep
