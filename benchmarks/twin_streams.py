@@ -35,30 +35,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from live_capacity import loadavg, log, tree_cpu  # noqa: E402
 from live_profile import thread_cpu  # noqa: E402
-from zygote_bench import tree_memory, wait_zygote  # noqa: E402
+from zygote_bench import Api, tree_memory, wait_zygote  # noqa: E402
 
 from rtmp_server import RtmpServer  # noqa: E402
-from served import FRYER, Served, serve  # noqa: E402
+from served import serve  # noqa: E402
 
 FPS = 25
 BEAT_S = 10.0
 
 
-class Operator:
-    """A tenant's operator who is also the streams' supervisor on duty."""
+class Operator(Api):
+    """A tenant's operator who is also the streams' supervisor on duty (zygote_bench's, with
+    twin streams that record and a heartbeat)."""
 
-    def __init__(self, served: Served, nginx: RtmpServer) -> None:
-        self.c = served.client("operator")
-        self.nginx = nginx
-        op = served.auth("operator")
-        person = {"full_name": "Ana Lopez", "contact": "ana@example.com", "reference": "P-1"}
-        self.sup = self.c.post("/v1/supervisors", json=person, headers=op).json()["id"]
-        link = {"name": "me", "role": "operator", "supervisor_id": self.sup}
-        key = self.c.post("/v1/keys", json=link, headers=op).json()["key"]
-        self.c.headers.update({"Authorization": f"Bearer {key}"})
-        self.c.post("/v1/products", json=FRYER)
-
-    def stream(self, key: str, avatar: str) -> str:
+    def recorded_stream(self, key: str, avatar: str) -> str:
         dest = {"name": key, "url": self.nginx.url("").rstrip("/"), "stream_key": key}
         r = self.c.post("/v1/destinations", json=dest)
         assert r.status_code == 201, r.text
@@ -74,14 +64,10 @@ class Operator:
         status: dict[str, Any] = self.c.get(f"/v1/streams/{sid}").json()["status"]
         return status
 
-    def start(self, sid: str) -> None:
-        r = self.c.post(f"/v1/streams/{sid}/start")
-        assert r.status_code == 200, r.text
-
     def beat(self, sid: str) -> None:
         self.c.post(f"/v1/streams/{sid}/supervisor/heartbeat")
 
-    def stop(self, sids: list[str], wait_s: float = 60) -> None:
+    def stop_all(self, sids: list[str], wait_s: float = 60) -> None:
         for sid in sids:
             self.c.post(f"/v1/streams/{sid}/stop")
         deadline = time.monotonic() + wait_s
@@ -91,13 +77,9 @@ class Operator:
                     break
                 time.sleep(0.2)
 
-    def worker(self, sid: str) -> int:
-        items = self.c.get(f"/v1/streams/{sid}/events", params={"kind": "started"}).json()
-        return int(items["items"][-1]["detail"]["pid"])
-
 
 def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> dict[str, Any]:
-    sids = [op.stream(f"{tag}{i}", avatar) for i in range(n)]
+    sids = [op.recorded_stream(f"{tag}{i}", avatar) for i in range(n)]
     load_before = loadavg()[0]
     try:
         t0 = time.monotonic()
@@ -128,7 +110,7 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
         t1s = [thread_cpu(p) for p in pids]
         mem = [tree_memory(p) for p in pids]
     finally:
-        op.stop(sids)
+        op.stop_all(sids)
     rows = []
     for a, b, ca, cb, m in zip(first, last, c0, c1, mem, strict=True):
         frames = int(b.get("frames") or 0) - int(a.get("frames") or 0)
