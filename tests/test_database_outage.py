@@ -7,6 +7,7 @@ stream and signed alerts to a webhook (the soak saw them only in ``/readyz``). A
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,4 +122,8 @@ def test_only_errors_a_retry_can_help_count_as_an_outage() -> None:
 
     assert unreachable(OperationalError("SELECT 1", {}, Exception("connection refused")))
     assert not unreachable(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    locked = sqlite3.OperationalError("database is locked")
+    assert unreachable(OperationalError("INSERT", {}, locked))
+    missing = sqlite3.OperationalError("no such table: no_such_table")
+    assert not unreachable(OperationalError("SELECT", {}, missing))  # a bug, not an outage
     assert not unreachable(httpx.ConnectError("not a database error"))

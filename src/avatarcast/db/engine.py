@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,25 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# SQLite reports a missing table or a syntax error as an OperationalError too: only these of
+# its messages are a database a retry can reach.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open", "disk i/o")
+
+
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached now (down, restarting, the
     connection cut, the pool exhausted, SQLite locked): a retry later can help. A bad query
-    or a constraint is not that."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+    (SQLite's "no such table" included) or a constraint is not that."""
+    if isinstance(exc, InterfaceError | PoolTimeout):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        if isinstance(exc.orig, sqlite3.Error):
+            text = str(exc.orig).lower()
+            return any(part in text for part in _SQLITE_TRANSIENT)
+        return True
+    return False
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
