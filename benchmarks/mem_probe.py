@@ -79,7 +79,13 @@ def mallinfo() -> dict[str, float]:
 
 
 def malloc_info() -> list[dict[str, float]]:
-    """Per arena: system bytes now, free bytes (fastbins + the rest), in use (MB)."""
+    """Per arena: system bytes now, free bytes (fastbins + the rest), in use (MB).
+
+    Nothing where another allocator is preloaded (``LD_PRELOAD``): glibc's arenas are then
+    empty, and the buffer ``open_memstream`` hands back belongs to that allocator.
+    """
+    if "malloc" in os.environ.get("LD_PRELOAD", ""):
+        return []
     buf, size = ctypes.c_char_p(), ctypes.c_size_t()
     _libc.open_memstream.restype = ctypes.c_void_p
     fp = _libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
