@@ -43,12 +43,12 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _make_video(video: Path, repeat: int) -> None:
+def _make_video(video: Path, repeat: int, noise: float) -> None:
     code = (
         "import sys; from pathlib import Path; "
         "from avatarcast.twinprep.testmedia import make_test_video; "
         "make_test_video(Path(sys.argv[1]), width=1280, height=720, silence_s=5.0, "
-        f"repeat={repeat})"
+        f"repeat={repeat}, noise={noise})"
     )
     subprocess.run([sys.executable, "-c", code, str(video)], check=True)
 
@@ -72,13 +72,15 @@ ONE_PROCESS = (
 )
 
 
-def part_prepare(work: Path, repeat: int, one_process: bool = False) -> dict[str, Any]:
+def part_prepare(
+    work: Path, repeat: int, one_process: bool = False, noise: float = 0.0
+) -> dict[str, Any]:
     video = work / "host.mp4"
     t0 = time.perf_counter()
     if video.is_file():
         log(f"prepare: reusing {video} (delete it for a new one)")
     else:
-        _make_video(video, repeat)
+        _make_video(video, repeat, noise)
         log(f"prepare: test video made in {time.perf_counter() - t0:.0f} s")
     load_before = lc.loadavg()
     c0, w0 = _children_cpu(), time.perf_counter()
@@ -268,6 +270,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="script readings in the test video")
     ap.add_argument("--work", type=Path)
     ap.add_argument(
+        "--noise", type=float, default=0.0, help="camera grain of a new test video, 8-bit levels"
+    )
+    ap.add_argument(
         "--twins", default="benchtwin", help="twin packs for the cpu part (the first: 'twin')"
     )
     ap.add_argument(
@@ -282,7 +287,7 @@ def main() -> None:
     res: dict[str, Any] = {"load_before": lc.loadavg(), "cores": len(os.sched_getaffinity(0))}
     parts = args.parts.split(",")
     if "prepare" in parts:
-        res["prepare"] = part_prepare(work, args.repeat, args.one_process)
+        res["prepare"] = part_prepare(work, args.repeat, args.one_process, args.noise)
         log(f"prepare: {res['prepare']}")
     if "cpu" in parts:
         _copy_drawn(work)
