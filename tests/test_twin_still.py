@@ -11,7 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from avatarcast.twinprep import media
-from avatarcast.twinprep.loop import stabilise
+from avatarcast.twinprep.loop import Stability
+from avatarcast.twinprep.loop import stabilise as stabilise_in_place
 from avatarcast.twinprep.testmedia import portrait_canvas
 
 U8 = npt.NDArray[np.uint8]
@@ -33,6 +34,12 @@ def recording(grain: float, seed: int = 3) -> tuple[list[U8], list[U8]]:
         g = rng.normal(0.0, grain, (*img.shape[:2], 1)) + rng.normal(0.0, grain / 2, img.shape)
         noisy.append(np.clip(np.rint(img + g), 0, 255).astype(np.uint8))
     return clean, noisy
+
+
+def stabilise(frames: list[U8]) -> tuple[list[U8], Stability]:
+    """``loop.stabilise`` on copies (it changes the frames it is given)."""
+    out = [f.copy() for f in frames]
+    return out, stabilise_in_place(out)
 
 
 def far_from_the_square(shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:

@@ -136,7 +136,7 @@ def prepare_video(
     frames = loops.steady(frames)
     stable: dict[str, float] = {}
     if still:
-        frames, stability = loops.stabilise(frames)
+        stability = loops.stabilise(frames)  # steady's own arrays: changed in place
         stable = {"still": round(stability.still, 4), "mask_mean": round(stability.mask_mean, 4)}
     loop_lm = lm[loop_idx]
     side = BOX_SIDE * float(np.median([face_width(p) for p in loop_lm]))
