@@ -11,7 +11,7 @@
   the drawn presenter (less sensitive to a loaded machine than the streams part).
 
 ``python benchmarks/twin_bench.py [--parts prepare,cpu,streams] [--one-process] [--streams 8]
-[--seconds 30]``;
+[--seconds 30] [--twins benchtwin,OTHER]``;
 JSON on stdout, progress on stderr. Loopback only.
 """
 
@@ -43,12 +43,12 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _make_video(video: Path, repeat: int) -> None:
+def _make_video(video: Path, repeat: int, noise: float) -> None:
     code = (
         "import sys; from pathlib import Path; "
         "from avatarcast.twinprep.testmedia import make_test_video; "
         "make_test_video(Path(sys.argv[1]), width=1280, height=720, silence_s=5.0, "
-        f"repeat={repeat})"
+        f"repeat={repeat}, noise={noise})"
     )
     subprocess.run([sys.executable, "-c", code, str(video)], check=True)
 
@@ -72,13 +72,15 @@ ONE_PROCESS = (
 )
 
 
-def part_prepare(work: Path, repeat: int, one_process: bool = False) -> dict[str, Any]:
+def part_prepare(
+    work: Path, repeat: int, one_process: bool = False, noise: float = 0.0
+) -> dict[str, Any]:
     video = work / "host.mp4"
     t0 = time.perf_counter()
     if video.is_file():
         log(f"prepare: reusing {video} (delete it for a new one)")
     else:
-        _make_video(video, repeat)
+        _make_video(video, repeat, noise)
         log(f"prepare: test video made in {time.perf_counter() - t0:.0f} s")
     load_before = lc.loadavg()
     c0, w0 = _children_cpu(), time.perf_counter()
@@ -142,9 +144,10 @@ def lc_probe(video: Path) -> float:
     return round(float(out), 1)
 
 
-def part_cpu(work: Path, frames: int) -> dict[str, Any]:
+def part_cpu(work: Path, frames: int, twins: list[str]) -> dict[str, Any]:
     """CPU ms per frame of composing and of composing + encoding 720p25, in this process, for
-    the twin and the drawn presenter (a talking mouth track; the same card and label)."""
+    each twin pack of ``twins`` and the drawn presenter (a talking mouth track; the same card
+    and label); of it x264's own thread time, and the video's bitrate."""
     import numpy as np
 
     from avatarcast.avatar.animator import Animator
@@ -167,7 +170,8 @@ def part_cpu(work: Path, frames: int) -> dict[str, Any]:
     )
     pcm = np.zeros(SAMPLE_RATE // 25, np.int16)
     out: dict[str, Any] = {}
-    for label, avatar in (("twin", "benchtwin"), ("drawn", "daan")):
+    runs = [("twin" if i == 0 else f"twin:{t}", t) for i, t in enumerate(twins)]
+    for label, avatar in [*runs, ("drawn", "daan")]:
         opts = ProgrammeOptions(catalog_path=lc.CATALOG, lang="en", avatar=avatar)
         resolved = validate(opts)
         presenter = load_presenter(avatar, opts)
@@ -184,19 +188,24 @@ def part_cpu(work: Path, frames: int) -> dict[str, Any]:
         frame = YuvFrame(1280, 720)
         enc = Encoder(resolved.fmt)
         t_comp = t_all = 0.0
+        video_bytes = 0
         for i in range(frames):
             if i % 60 == 0:
                 anim.start_chunk(chunk, i)
             c0 = time.process_time()
             view.compositor.compose(frame, state=anim.state(i), product=product, caption=None)
             c1 = time.process_time()
-            enc.encode(ProgrammeFrame(pts=i, yuv=frame.buf.copy(), pcm=pcm))
+            packets = enc.encode(ProgrammeFrame(pts=i, yuv=frame.buf.copy(), pcm=pcm))
             t_comp += c1 - c0
             t_all += time.process_time() - c0
+            video_bytes += sum(len(p.data) for p in packets if p.kind == "video")
         enc.flush()
         out[label] = {
+            "pack": avatar,
             "compose_ms_per_frame": round(1000 * t_comp / frames, 2),
             "compose_encode_ms_per_frame": round(1000 * t_all / frames, 2),
+            "x264_ms_per_frame": round(1000 * enc.cpu_seconds["x264"] / frames, 2),
+            "video_kbit_s": round(video_bytes * 8 * 25 / frames / 1000),
         }
         log(f"cpu: {label}: {out[label]}")
     out["frames"] = frames
@@ -261,6 +270,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="script readings in the test video")
     ap.add_argument("--work", type=Path)
     ap.add_argument(
+        "--noise", type=float, default=0.0, help="camera grain of a new test video, 8-bit levels"
+    )
+    ap.add_argument(
+        "--twins", default="benchtwin", help="twin packs for the cpu part (the first: 'twin')"
+    )
+    ap.add_argument(
         "--one-process", action="store_true", help="prepare again with one face process"
     )
     args = ap.parse_args()
@@ -272,11 +287,11 @@ def main() -> None:
     res: dict[str, Any] = {"load_before": lc.loadavg(), "cores": len(os.sched_getaffinity(0))}
     parts = args.parts.split(",")
     if "prepare" in parts:
-        res["prepare"] = part_prepare(work, args.repeat, args.one_process)
+        res["prepare"] = part_prepare(work, args.repeat, args.one_process, args.noise)
         log(f"prepare: {res['prepare']}")
     if "cpu" in parts:
         _copy_drawn(work)
-        res["cpu"] = part_cpu(work, args.frames)
+        res["cpu"] = part_cpu(work, args.frames, args.twins.split(","))
     if "streams" in parts:
         for drawn in ("daan", "mila"):
             dest = work / "avatars" / drawn

@@ -82,11 +82,14 @@ def prepare_video(
     display_name: str | None = None,
     progress: Progress = _noop,
     split_at: int | None = None,
+    still: bool = True,
 ) -> Path:
     """Build pack ``name`` under ``root`` from ``video`` of the host reading ``script`` (by
     default the ``lang`` script ``avatars script`` prints); returns the pack's folder.
     ``split_at``: where the face-finding pass splits over two processes (default: half-way
-    for recordings of 20 s and more on two cores; 0: one process), the same pack either way."""
+    for recordings of 20 s and more on two cores; 0: one process), the same pack either way.
+    ``still`` False keeps the grain of the loop's still parts (``loop.stabilise``; a
+    benchmark's baseline)."""
     _check_name(name)
     if not video.is_file():
         raise ConfigError(f"{video}: no such file", field="video")
@@ -131,6 +134,10 @@ def prepare_video(
         [kept[i] for i in loop_idx], [kept[i] for i in range(first, plan.start)]
     )
     frames = loops.steady(frames)
+    stable: dict[str, float] = {}
+    if still:
+        stability = loops.stabilise(frames)  # steady's own arrays: changed in place
+        stable = {"still": round(stability.still, 4), "mask_mean": round(stability.mask_mean, 4)}
     loop_lm = lm[loop_idx]
     side = BOX_SIDE * float(np.median([face_width(p) for p in loop_lm]))
     size = canonical_size(round(side))
@@ -149,7 +156,11 @@ def prepare_video(
     mask = make_mask(np.median(loop_lm, axis=0), box_for(np.median(loop_lm, axis=0), side), size)
     src: dict[str, Any] = {"kind": "video", "file": video.name, "sha256": file_sha256(video)}
     src |= {"width": info.width, "height": info.height, "fps": info.fps, "frames": n}
-    extra = {"loop_point": {"source_start": plan.start, "jump": plan.jump, "typical": plan.typical}}
+    extra: dict[str, Any] = {
+        "loop_point": {"source_start": plan.start, "jump": plan.jump, "typical": plan.typical}
+    }
+    if stable:
+        extra["stable"] = stable
     return _write(
         root,
         name,
