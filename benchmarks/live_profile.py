@@ -25,6 +25,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,12 @@ def _stage(statuses: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
     return float(last.get("media_time_s", 0.0)), dict(last.get("stage_cpu_s") or {})
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _ppid(pid: str) -> int:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -119,6 +126,9 @@ def main() -> None:
     ap.add_argument("--gil", action="store_true", help="only samples of threads holding the GIL")
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--no-spy", action="store_true", help="thread CPU only, no py-spy sampling")
+    ap.add_argument(
+        "--whep", action="store_true", help="serve WHEP (no viewer), as served streams do"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="live-profile-") as tmp:
         work = Path(tmp)
@@ -128,6 +138,7 @@ def main() -> None:
         argv += ["--catalog", str(ROOT / "configs/demo-catalog.json")]
         argv += ["--to", server.url("profile"), "--record", str(work / "rec")]
         argv += ["--duration", str(args.seconds + 20), "--status-json"]
+        argv += ["--whep-port", str(_free_port())] if args.whep else []
         live = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             assert live.stdout is not None

@@ -3,8 +3,8 @@
 Compose and encode of a frame run back to back in one worker thread, one hand-off per frame:
 at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
 cost a second thread wake-up per frame (offline, PyAV holds the GIL while encoding, so two
-threads would only pass it back and forth). Only a ``FrameTap`` (WHEP's Opus takes the raw
-PCM) splits them, so it sees the frame before the encode. Live, frame n is planned at
+threads would only pass it back and forth). A ``FrameTap`` (WHEP takes the raw PCM) sees each
+frame in that thread, between its compose and its encode. Live, frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
 one ``write_batch``.
@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,7 +38,11 @@ Compose = Callable[[FramePlan, YuvFrame], None]
 
 
 class FrameTap(Protocol):
-    """Takes each raw programme frame before its encode (WHEP encodes Opus from the PCM)."""
+    """Takes each raw programme frame before its encode (WHEP encodes Opus from the PCM).
+
+    Called in the worker thread that composes and encodes, so it must be thread-safe and
+    quick: a tap on the event loop cost a second thread hop per frame.
+    """
 
     def on_frame(self, frame: ProgrammeFrame) -> None: ...
 
@@ -124,7 +127,6 @@ class FrameLoop:
         self._taps = list(taps)
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
-        self._compose_pool = named_pool("compose")
         self._encode_pool = named_pool("encode")
         self._stop = asyncio.Event()
         self.stats = RunStats()
@@ -174,7 +176,10 @@ class FrameLoop:
         )
 
     def _compose_and_encode(self, plan: FramePlan, buf: YuvFrame) -> list[EncodedPacket]:
-        return self._timed_encode(self._timed_compose(plan, buf))
+        frame = self._timed_compose(plan, buf)
+        for tap in self._taps:
+            tap.on_frame(frame)
+        return self._timed_encode(frame)
 
     def _all_views(
         self, plan: FramePlan, buf: YuvFrame
@@ -264,8 +269,6 @@ class FrameLoop:
                 await sink.open(view.encoder.headers)
         self._clock.restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
-        pending: Future[list[EncodedPacket]] | None = None
-        taps = self._taps
         try:
             n = 0
             while (frames is None or n < frames) and not self._stop.is_set():
@@ -289,32 +292,17 @@ class FrameLoop:
                     plan = self.faults.plan(plan)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
-                if not taps and self.views:
+                if self.views:  # after the main encode: views may share its audio
                     packets, others = await loop.run_in_executor(
                         self._encode_pool, self._all_views, plan, buf
                     )
                     await self._fan_out(packets)
                     await self._fan_out_views(others)
-                elif not taps:
+                else:
                     packets = await loop.run_in_executor(
                         self._encode_pool, self._compose_and_encode, plan, buf
                     )
                     await self._fan_out(packets)
-                else:
-                    frame = await loop.run_in_executor(
-                        self._compose_pool, self._timed_compose, plan, buf
-                    )
-                    for tap in taps:
-                        tap.on_frame(frame)
-                    if pending is not None:
-                        packets = await asyncio.wrap_future(pending)
-                        await self._fan_out(packets)
-                    pending = self._encode_pool.submit(self._timed_encode, frame)
-                    if self.views:  # after the main encode: views may share its audio
-                        others = await loop.run_in_executor(
-                            self._encode_pool, self._draw_views, plan
-                        )
-                        await self._fan_out_views(others)
                 self._last = buf
                 if self._clock.simulated:
                     await self._clock.sleep_until((n + 1) / fps)
@@ -322,19 +310,12 @@ class FrameLoop:
                 self.stats.frames = n
                 if self._on_progress is not None:
                     self._on_progress(n)
-            if pending is not None:
-                packets = await asyncio.wrap_future(pending)
-                await self._fan_out(packets)
-                pending = None
             tail = await loop.run_in_executor(self._encode_pool, self._encoder.flush)
             await self._fan_out(tail)
             if self.views:
                 tails = await loop.run_in_executor(self._encode_pool, self._flush_views)
                 await self._fan_out_views(tails)
         finally:
-            if pending is not None:
-                pending.cancel()
-            self._compose_pool.shutdown(wait=True)
             self._encode_pool.shutdown(wait=True)
         return self.stats
 
