@@ -167,11 +167,15 @@ def main() -> None:
     ap.add_argument("--drawn", default="daan")
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument(
+        "--presenters", default="twin,drawn", help="which groups to run: twin, drawn or both"
+    )
     args = ap.parse_args()
+    groups = [(g, args.twin if g == "twin" else args.drawn) for g in args.presenters.split(",")]
     # a timeout's SIGTERM must still stop serve, its workers and nginx (the machine is shared)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     avatars = args.work / "avatars"
-    if not (avatars / args.twin / "manifest.json").is_file():
+    if "twin" in dict(groups) and not (avatars / args.twin / "manifest.json").is_file():
         sys.exit(f"{avatars / args.twin}: no twin pack (make one: twin_bench.py --parts prepare)")
     dest = avatars / args.drawn
     if not dest.exists():
@@ -192,7 +196,7 @@ def main() -> None:
         with serve(run / "serve", env, wait_s=300) as served:
             wait_zygote(served)
             op = Operator(served, nginx)
-            for label, avatar in (("twin", args.twin), ("drawn", args.drawn)):
+            for label, avatar in groups:
                 log(f"{args.streams} x {label} ({avatar}), load {loadavg()}")
                 try:
                     out[label] = run_group(op, avatar, args.streams, args.seconds, label)
@@ -209,7 +213,8 @@ def main() -> None:
             op.c.close()
     finally:
         nginx.stop()
-    twin, drawn = out["twin"]["mean_cpu_s_per_media_s"], out["drawn"]["mean_cpu_s_per_media_s"]
+    twin = out.get("twin", {}).get("mean_cpu_s_per_media_s")
+    drawn = out.get("drawn", {}).get("mean_cpu_s_per_media_s")
     if twin is not None and drawn is not None:
         out["cpu_ratio_twin_to_drawn"] = round(twin / max(drawn, 1e-9), 2)
     out["load_after"] = loadavg()
