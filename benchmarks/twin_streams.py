@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import signal
 import statistics
@@ -33,14 +35,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from live_capacity import loadavg, log, tree_cpu  # noqa: E402
-from live_profile import thread_cpu  # noqa: E402
-from zygote_bench import Api, tree_memory, wait_zygote  # noqa: E402
+from live_capacity import loadavg, log  # noqa: E402
+from zygote_bench import (  # noqa: E402
+    Api,
+    stream_cpu,
+    stream_processes,
+    tree_memory,
+    wait_zygote,
+)
 
 from rtmp_server import RtmpServer  # noqa: E402
 from served import serve  # noqa: E402
 
 FPS = 25
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 BEAT_S = 10.0
 
 
@@ -78,6 +86,32 @@ class Operator(Api):
                 time.sleep(0.2)
 
 
+def stream_threads(worker: int) -> dict[str, float]:
+    """CPU seconds so far of every thread of a stream's processes (the worker, and the RTMP
+    and WHEP helpers its zygote forked for it), by OS thread name; a helper's main thread is
+    named after its module."""
+    out: dict[str, float] = {}
+    for p in stream_processes(worker):
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        helper = "whep" if "_whep_serve" in cmd else "rtmp" if "_rtmp_push" in cmd else None
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if p == worker:
+                label = "main (event loop)" if task.name == str(p) else name
+            else:
+                label = f"{helper or 'helper'} child"
+            label = re.sub(r"[_-]?\d+$", "", label)
+            out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> dict[str, Any]:
     sids = [op.recorded_stream(f"{tag}{i}", avatar) for i in range(n)]
     load_before = loadavg()[0]
@@ -94,8 +128,8 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
         time.sleep(3.0)  # the last start's warm-up frames
         pids = [op.worker(s) for s in sids]
         first = [op.status(s) for s in sids]
-        c0 = [tree_cpu(p) for p in pids]
-        t0s = [thread_cpu(p) for p in pids]
+        c0 = [stream_cpu(p) for p in pids]
+        t0s = [stream_threads(p) for p in pids]
         loads, beat = [loadavg()[0]], time.monotonic()
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end:
@@ -106,9 +140,9 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
                     op.beat(sid)
                 beat = time.monotonic()
         last = [op.status(s) for s in sids]
-        c1 = [tree_cpu(p) for p in pids]
-        t1s = [thread_cpu(p) for p in pids]
-        mem = [tree_memory(p) for p in pids]
+        c1 = [stream_cpu(p) for p in pids]
+        t1s = [stream_threads(p) for p in pids]
+        mem = [tree_memory(p, stream_processes(p)) for p in pids]
     finally:
         op.stop_all(sids)
     rows = []

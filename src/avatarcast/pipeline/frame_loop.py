@@ -4,7 +4,8 @@ Compose and encode of a frame run back to back in one worker thread, one hand-of
 at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
 cost a second thread wake-up per frame (offline, PyAV holds the GIL while encoding, so two
 threads would only pass it back and forth). A ``FrameTap`` (WHEP takes the raw PCM) sees each
-frame in that thread, between its compose and its encode. Live, frame n is planned at
+frame in that thread, between its compose and its encode. Live, the loop goes on once a frame
+is composed and its encode overlaps the wait for the next (``_live_frame``). Frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
 one ``write_batch``.
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +35,16 @@ from avatarcast.threads import named_pool
 from avatarcast.yuv import YuvFrame
 
 log = logging.getLogger(__name__)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
 
 Compose = Callable[[FramePlan, YuvFrame], None]
 
@@ -269,6 +281,7 @@ class FrameLoop:
                 await sink.open(view.encoder.headers)
         self._clock.restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
+        pending: Future[list[EncodedPacket]] | None = None  # live: the frame being encoded
         try:
             n = 0
             while (frames is None or n < frames) and not self._stop.is_set():
@@ -292,7 +305,13 @@ class FrameLoop:
                     plan = self.faults.plan(plan)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
-                if self.views:  # after the main encode: views may share its audio
+                if pending is not None and (self.views or self._clock.simulated):
+                    packets = await asyncio.wrap_future(pending)
+                    await self._fan_out(packets)
+                    pending = None
+                if not self.views and not self._clock.simulated:
+                    pending = await self._live_frame(plan, buf, pending)
+                elif self.views:  # after the main encode: views may share its audio
                     packets, others = await loop.run_in_executor(
                         self._encode_pool, self._all_views, plan, buf
                     )
@@ -310,14 +329,57 @@ class FrameLoop:
                 self.stats.frames = n
                 if self._on_progress is not None:
                     self._on_progress(n)
+            if pending is not None:
+                packets = await asyncio.wrap_future(pending)
+                await self._fan_out(packets)
+                pending = None
             tail = await loop.run_in_executor(self._encode_pool, self._encoder.flush)
             await self._fan_out(tail)
             if self.views:
                 tails = await loop.run_in_executor(self._encode_pool, self._flush_views)
                 await self._fan_out_views(tails)
         finally:
+            if pending is not None:
+                pending.cancel()
             self._encode_pool.shutdown(wait=True)
         return self.stats
+
+    async def _live_frame(
+        self, plan: FramePlan, buf: YuvFrame, previous: Future[list[EncodedPacket]] | None
+    ) -> Future[list[EncodedPacket]]:
+        """Frame ``plan.pts`` live: the loop goes on once it is composed, while it encodes.
+
+        The next frame is planned only after this one is drawn (a command never lands in the
+        middle of a compose), but its encode overlaps the wait for the next frame, so a slow
+        encode on a busy machine has the rest of the frame period too. The encode's end does
+        not wake the loop: its packets go out once the next frame is composed (the worker runs
+        jobs in order, so they are ready by then).
+        """
+        loop = asyncio.get_running_loop()
+        composed: asyncio.Future[None] = loop.create_future()
+
+        def tell(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, composed, error)
+
+        job = self._encode_pool.submit(self._frame_job, plan, buf, tell)
+        await composed
+        if previous is not None:
+            packets = previous.result() if previous.done() else await asyncio.wrap_future(previous)
+            await self._fan_out(packets)
+        return job
+
+    def _frame_job(
+        self, plan: FramePlan, buf: YuvFrame, tell: Callable[[BaseException | None], None]
+    ) -> list[EncodedPacket]:
+        try:
+            frame = self._timed_compose(plan, buf)
+            for tap in self._taps:
+                tap.on_frame(frame)
+        except BaseException as exc:
+            tell(exc)
+            raise
+        tell(None)
+        return self._timed_encode(frame)
 
     async def close_sinks(self) -> None:
         for sink in [*self._sinks, *(s for view in self.views for s in view.sinks)]:
