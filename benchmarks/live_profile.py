@@ -2,6 +2,7 @@
 
     pip install py-spy
     python benchmarks/live_profile.py [--seconds 10] [--native] [--gil] [--top 10] [--no-spy]
+        [--whep] [--bare]
 
 Starts a throwaway nginx-rtmp on loopback (tests/rtmp_server.py) and one 720p25 live stream
 that pushes to it and records, waits until it has been on air for 3 s, then reads the CPU time
@@ -13,7 +14,10 @@ with ``py-spy record`` over the same window. Prints the top
 functions by own samples (the leaf of the stack) and by inclusive samples, as JSON and as a
 markdown table on stderr. py-spy's idle detection misses some waits (a thread pool worker
 blocked on its queue, the selector), so read ``--gil`` too. Without ``--native`` time inside
-C code (libx264, numpy) is charged to the Python function that called it.
+C code (libx264, numpy) is charged to the Python function that called it. ``--whep`` serves
+WHEP with no viewer, as every stream of ``serve`` does; ``--bare`` then encodes the first 10 s
+of the stream's own recording (picture and sound) with the live ``Encoder`` alone, in this
+process: the baseline of the ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -105,6 +110,45 @@ def _stage(statuses: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
     return float(last.get("media_time_s", 0.0)), dict(last.get("stage_cpu_s") or {})
 
 
+def bare_encode(recording: Path, frames_n: int = 250) -> dict[str, float]:
+    """CPU s per media s of the live ``Encoder`` alone on the stream's own recorded frames and
+    sound (the first ``frames_n``), in this process: the baseline of the same run."""
+    import av
+    import numpy as np
+
+    from avatarcast.frames import ProgrammeFrame, StreamFormat
+    from avatarcast.output.encoder import Encoder
+
+    fmt = StreamFormat(width=1280, height=720, fps=25)
+    first = sorted(recording.rglob("*.mp4"))[0]
+    yuv: list[Any] = []
+    sound: list[Any] = []
+    with av.open(str(first)) as c:
+        for frame in c.decode(video=0):
+            yuv.append(frame.to_ndarray(format="yuv420p").ravel().copy())
+            if len(yuv) >= frames_n:
+                break
+    with av.open(str(first)) as c:
+        for af in c.decode(audio=0):
+            sound.append(af.to_ndarray()[0])
+    spf = fmt.samples_per_frame
+    pcm = (np.clip(np.concatenate(sound), -1, 1) * 32767).astype(np.int16)
+    pcm = np.pad(pcm, (0, max(0, len(yuv) * spf - len(pcm))))
+    enc = Encoder(fmt)  # the live encoder, same defaults
+    c0 = time.process_time()
+    for i, y in enumerate(yuv):
+        enc.encode(ProgrammeFrame(pts=i, yuv=y, pcm=pcm[i * spf : (i + 1) * spf]))
+    enc.flush()
+    cpu = time.process_time() - c0
+    return {"frames": len(yuv), "cpu_s_per_media_s": round(cpu / (len(yuv) / 25), 4)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _ppid(pid: str) -> int:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -119,6 +163,10 @@ def main() -> None:
     ap.add_argument("--gil", action="store_true", help="only samples of threads holding the GIL")
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--no-spy", action="store_true", help="thread CPU only, no py-spy sampling")
+    ap.add_argument(
+        "--whep", action="store_true", help="serve WHEP (no viewer), as served streams do"
+    )
+    ap.add_argument("--bare", action="store_true", help="then the bare encode of its recording")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="live-profile-") as tmp:
         work = Path(tmp)
@@ -128,6 +176,7 @@ def main() -> None:
         argv += ["--catalog", str(ROOT / "configs/demo-catalog.json")]
         argv += ["--to", server.url("profile"), "--record", str(work / "rec")]
         argv += ["--duration", str(args.seconds + 20), "--status-json"]
+        argv += ["--whep-port", str(_free_port())] if args.whep else []
         live = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             assert live.stdout is not None
@@ -164,6 +213,7 @@ def main() -> None:
                 live.kill()
                 live.wait(10)
             server.stop()
+        bare = bare_encode(work / "rec") if args.bare else None
     res = {
         "seconds": args.seconds,
         "rate_hz": 100,
@@ -172,6 +222,10 @@ def main() -> None:
         "load_1m_5m_15m": load,
         "load_at_end": load_end,
         "cpu_s_per_media_s": round(sum(by_thread.values()), 4),
+        "bare_encode": bare,
+        "ratio_to_bare_encode": (
+            round(sum(by_thread.values()) / bare["cpu_s_per_media_s"], 2) if bare else None
+        ),
         "state_at_start": first.get("state"),
         "cores_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1])),
         "stages_in_encode_thread": by_stage,
@@ -182,6 +236,9 @@ def main() -> None:
     rows = ["| thread | CPU s per media s |", "|---|---|"]
     rows += [f"| {k} | {v:.4f} |" for k, v in res["cores_by_thread"].items()]
     rows += [f"| **total** | **{res['cpu_s_per_media_s']:.4f}** |", ""]
+    if bare:
+        ratio = res["ratio_to_bare_encode"]
+        rows += [f"bare encode {bare['cpu_s_per_media_s']:.4f} CPU s/media s, ratio {ratio}", ""]
     rows += ["| stage (thread CPU, in the process's own count) | CPU s per media s |", "|---|---|"]
     rows += [f"| {k} | {v:.4f} |" for k, v in by_stage.items()]
     rows += [""]

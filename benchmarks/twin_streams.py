@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import signal
 import statistics
@@ -33,14 +35,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from live_capacity import loadavg, log, tree_cpu  # noqa: E402
-from live_profile import thread_cpu  # noqa: E402
-from zygote_bench import Api, tree_memory, wait_zygote  # noqa: E402
+from live_capacity import loadavg, log  # noqa: E402
+from zygote_bench import (  # noqa: E402
+    Api,
+    stream_cpu,
+    stream_processes,
+    tree_memory,
+    wait_zygote,
+)
 
 from rtmp_server import RtmpServer  # noqa: E402
 from served import serve  # noqa: E402
 
 FPS = 25
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 BEAT_S = 10.0
 
 
@@ -78,6 +86,32 @@ class Operator(Api):
                 time.sleep(0.2)
 
 
+def stream_threads(worker: int) -> dict[str, float]:
+    """CPU seconds so far of every thread of a stream's processes (the worker, and the RTMP
+    and WHEP helpers its zygote forked for it), by OS thread name; a helper's main thread is
+    named after its module."""
+    out: dict[str, float] = {}
+    for p in stream_processes(worker):
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        helper = "whep" if "_whep_serve" in cmd else "rtmp" if "_rtmp_push" in cmd else None
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if p == worker:
+                label = "main (event loop)" if task.name == str(p) else name
+            else:
+                label = f"{helper or 'helper'} child"
+            label = re.sub(r"[_-]?\d+$", "", label)
+            out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> dict[str, Any]:
     sids = [op.recorded_stream(f"{tag}{i}", avatar) for i in range(n)]
     load_before = loadavg()[0]
@@ -94,8 +128,8 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
         time.sleep(3.0)  # the last start's warm-up frames
         pids = [op.worker(s) for s in sids]
         first = [op.status(s) for s in sids]
-        c0 = [tree_cpu(p) for p in pids]
-        t0s = [thread_cpu(p) for p in pids]
+        c0 = [stream_cpu(p) for p in pids]
+        t0s = [stream_threads(p) for p in pids]
         loads, beat = [loadavg()[0]], time.monotonic()
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end:
@@ -106,9 +140,9 @@ def run_group(op: Operator, avatar: str, n: int, seconds: float, tag: str) -> di
                     op.beat(sid)
                 beat = time.monotonic()
         last = [op.status(s) for s in sids]
-        c1 = [tree_cpu(p) for p in pids]
-        t1s = [thread_cpu(p) for p in pids]
-        mem = [tree_memory(p) for p in pids]
+        c1 = [stream_cpu(p) for p in pids]
+        t1s = [stream_threads(p) for p in pids]
+        mem = [tree_memory(p, stream_processes(p)) for p in pids]
     finally:
         op.stop_all(sids)
     rows = []
@@ -167,11 +201,15 @@ def main() -> None:
     ap.add_argument("--drawn", default="daan")
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument(
+        "--presenters", default="twin,drawn", help="which groups to run: twin, drawn or both"
+    )
     args = ap.parse_args()
+    groups = [(g, args.twin if g == "twin" else args.drawn) for g in args.presenters.split(",")]
     # a timeout's SIGTERM must still stop serve, its workers and nginx (the machine is shared)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     avatars = args.work / "avatars"
-    if not (avatars / args.twin / "manifest.json").is_file():
+    if "twin" in dict(groups) and not (avatars / args.twin / "manifest.json").is_file():
         sys.exit(f"{avatars / args.twin}: no twin pack (make one: twin_bench.py --parts prepare)")
     dest = avatars / args.drawn
     if not dest.exists():
@@ -192,7 +230,7 @@ def main() -> None:
         with serve(run / "serve", env, wait_s=300) as served:
             wait_zygote(served)
             op = Operator(served, nginx)
-            for label, avatar in (("twin", args.twin), ("drawn", args.drawn)):
+            for label, avatar in groups:
                 log(f"{args.streams} x {label} ({avatar}), load {loadavg()}")
                 try:
                     out[label] = run_group(op, avatar, args.streams, args.seconds, label)
@@ -209,7 +247,8 @@ def main() -> None:
             op.c.close()
     finally:
         nginx.stop()
-    twin, drawn = out["twin"]["mean_cpu_s_per_media_s"], out["drawn"]["mean_cpu_s_per_media_s"]
+    twin = out.get("twin", {}).get("mean_cpu_s_per_media_s")
+    drawn = out.get("drawn", {}).get("mean_cpu_s_per_media_s")
     if twin is not None and drawn is not None:
         out["cpu_ratio_twin_to_drawn"] = round(twin / max(drawn, 1e-9), 2)
     out["load_after"] = loadavg()

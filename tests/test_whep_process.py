@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -92,6 +92,15 @@ async def test_a_stalled_child_never_holds_up_the_programme() -> None:
     await whep.open(flood.encoder.headers)
     frames = [flood.frame(n) for n in range(10)]
     packets = [p for f in frames for p in flood.encoder.encode(f) if p.kind == "video"]
+    watcher = Viewer()  # media goes to the child only while someone watches
+    async with httpx.AsyncClient(base_url=str(whep.url)) as client:
+        for _ in range(50):  # 503 until the child has taken the "open"
+            if (await watcher.start(client, "/whep")).status_code == 201:
+                break
+            await watcher.close()
+            watcher = Viewer()
+            await asyncio.sleep(0.2)
+    await _until(lambda: whep.watched, 10)
     os.kill(whep._process.pid, signal.SIGSTOP)
     try:
         slowest = 0.0
@@ -121,6 +130,40 @@ async def test_a_stalled_child_never_holds_up_the_programme() -> None:
             await viewer.wait_for_video()
     finally:
         await viewer.close()
+        await watcher.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await whep.aclose()
+
+
+async def test_an_idle_stream_feeds_the_child_nothing_and_a_first_viewer_still_sees_video(
+    served: tuple[WhepProcess, LiveSource],
+) -> None:
+    whep, source = served
+    await asyncio.sleep(1.0)  # 25+ frames with nobody watching
+    assert source.frames >= 30 and whep.forwarded == 0 and not whep.watched
+    viewer = Viewer()
+    async with httpx.AsyncClient(base_url=str(whep.url)) as client:
+        try:
+            response = await viewer.start(client, "/whep")
+            assert response.status_code == 201, response.text
+            await viewer.wait_for_video()  # decoded, within 8 s: the next IDR (every 2 s)
+            assert whep.watched and whep.forwarded > 0
+            await asyncio.sleep(2.0)
+            assert viewer.frames_within(1.5) >= 30, viewer.frames_within(1.5)
+            assert viewer.sizes == {(1280, 720)} and viewer.audio_frames > 0
+            assert (await client.delete(viewer.location)).status_code == 200
+            await _until(lambda: not whep.watched, 10)
+            await asyncio.sleep(0.2)  # what was queued before the news drains
+            after_leave = whep.forwarded
+            await asyncio.sleep(1.0)
+            assert whep.forwarded == after_leave  # the feed stopped with the last viewer
+        finally:
+            await viewer.close()
+
+
+async def _until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {seconds} s"
+        await asyncio.sleep(0.05)

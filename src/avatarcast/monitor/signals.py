@@ -44,6 +44,16 @@ def _packet(p: EncodedPacket) -> Any:
     return out
 
 
+def _luma_view(frame: Any) -> npt.NDArray[np.uint8]:
+    """The Y plane of a decoded frame, in place for yuv420p (copying the whole 720p picture
+    out first costs 0.07 ms a frame, against 0.016 in place)."""
+    if frame.format.name != "yuv420p":
+        return luma_plane(frame)
+    plane = frame.planes[0]
+    y = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    return y[: frame.height, : frame.width]
+
+
 class OutputDecoder:
     """Decodes the AAC packets to mono float PCM and the H.264 keyframes to luma thumbnails."""
 
@@ -65,13 +75,7 @@ class OutputDecoder:
         except av.FFmpegError:
             return None
         for frame in frames:
-            if frame.format.name != "yuv420p":
-                y = luma_plane(frame)
-            else:  # the Y plane in place, without copying the whole picture out first
-                plane = frame.planes[0]
-                y = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-                y = y[: frame.height, : frame.width]
-            return np.ascontiguousarray(y[::THUMB_STEP, ::THUMB_STEP])
+            return np.ascontiguousarray(_luma_view(frame)[::THUMB_STEP, ::THUMB_STEP])
         return None
 
     def audio(self, packets: Sequence[EncodedPacket]) -> npt.NDArray[np.float32]:
@@ -112,7 +116,7 @@ class WindowDecoder:
                 frames = ctx.decode(_packet(p))
             except av.FFmpegError:
                 continue
-            out.extend(mouth_openness(luma_plane(f), box) for f in frames)
+            out.extend(mouth_openness(_luma_view(f), box) for f in frames)
         return np.asarray(out, dtype=np.float64)
 
 

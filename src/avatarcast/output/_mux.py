@@ -60,7 +60,7 @@ def to_av_packet(
 ) -> av.Packet[Any]:
     """A PyAV packet for ``stream``; ``offset`` seconds are subtracted from its timestamps."""
     out = av.Packet(packet.data)
-    shift = round(offset / packet.time_base)
+    shift = round(offset / packet.time_base) if offset else 0
     out.stream = stream
     out.time_base = packet.time_base
     out.pts = packet.pts - shift

@@ -8,7 +8,8 @@ connection live in this process, fed the encoded programme over a pipe.
 IN and OUT are pipe descriptors. Messages in: a ``WhepConfig`` first, then
 ``("open", StreamHeaders)``, ``("video", EncodedPacket)``, ``("pcm", ndarray, pts)`` and
 ``("stop",)``. Out: ``{"url": ...}`` or ``{"error": ..., "retryable": ...}`` once, then
-``{"log": (level, logger, text)}`` records.
+``{"log": (level, logger, text)}`` records and ``{"viewers": n}`` whenever the number of
+viewers (joining ones too) changes: the parent sends media only while it is above zero.
 """
 
 from __future__ import annotations
@@ -64,10 +65,19 @@ async def serve(config: WhepConfig, inbox: Connection, outbox: Connection) -> No
     root.addHandler(_PipeLogHandler(outbox, lock))
     root.setLevel(logging.INFO)
     logging.getLogger("aioice").setLevel(logging.WARNING)
+
+    def tell(viewers: int) -> None:
+        try:
+            with lock:
+                outbox.send({"viewers": viewers})
+        except (OSError, ValueError):
+            pass  # the parent is gone
+
     sink = WhepSink(
         ice_servers=config.ice_servers,
         max_viewers=config.max_viewers,
         queue_seconds=config.queue_seconds,
+        on_viewers=tell,
     )
     try:
         server = await serve_whep(

@@ -66,9 +66,12 @@ class SegmentedRecorder:
         metadata: Mapping[str, str] | None = None,
         name: str = "recording",
         on_segment_closed: Callable[[Path], None] | None = None,
+        batch_frames: int = 5,
     ) -> None:
         if segment_seconds <= 0:
             raise OutputError(f"segment_seconds must be > 0, got {segment_seconds}")
+        if batch_frames < 1:
+            raise OutputError(f"batch_frames must be >= 1, got {batch_frames}")
         self.dir = Path(dir)
         self.name = name
         self.segment_seconds = Fraction(segment_seconds)
@@ -80,6 +83,9 @@ class SegmentedRecorder:
         self._current: _Segment | None = None
         self._early_audio: list[EncodedPacket] = []
         self._closed = False
+        self._batch_frames = batch_frames
+        self._batch: list[EncodedPacket] = []
+        self._batched = 0
 
     async def open(self, headers: StreamHeaders) -> None:
         self._headers = headers
@@ -89,10 +95,23 @@ class SegmentedRecorder:
         await self.write_batch((packet,))
 
     async def write_batch(self, packets: Sequence[EncodedPacket]) -> None:
-        """Mux one frame's packets in one job of the worker thread."""
+        """Mux ``batch_frames`` frames' packets in one job of the worker thread.
+
+        A job per frame woke the worker and made a future 25 times a second; the file is
+        written a fragment (a second) at a time anyway, so 0.2 s more in memory costs nothing
+        that a crash could show.
+        """
         if self._headers is None or self._closed:
             raise OutputError(f"{self.name}: write before open or after close")
-        batch = tuple(packets)
+        self._batch.extend(packets)
+        self._batched += 1
+        if self._batched >= self._batch_frames:
+            await self._submit_batch()
+
+    async def _submit_batch(self) -> None:
+        batch, self._batch, self._batched = tuple(self._batch), [], 0
+        if not batch:
+            return
         try:
             await self._worker.submit(lambda: self._write_all(batch))
         except OutputError:
@@ -106,6 +125,7 @@ class SegmentedRecorder:
         if self._closed or self._headers is None:
             return
         try:
+            await self._submit_batch()
             await self._worker.call(self._close_segment)
         except Exception as exc:
             raise OutputError(f"recording in {self.dir}: restart failed: {exc}") from exc
@@ -115,6 +135,7 @@ class SegmentedRecorder:
             return
         self._closed = True
         try:
+            await self._submit_batch()
             await self._worker.drain()
             await self._worker.call(self._close_segment)
         except OutputError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -89,7 +89,9 @@ class WhepSink:
 
     ``write`` takes the encoder's packets (AAC is ignored: WebRTC cannot carry it);
     ``push_pcm`` takes the programme's audio, mono int16 at 48 kHz, which is encoded to Opus
-    once. ``connect``/``disconnect`` are what the WHEP HTTP layer calls.
+    once. ``connect``/``disconnect`` are what the WHEP HTTP layer calls. ``on_viewers`` hears
+    the number of viewers (those still joining too) whenever it changes, so whoever feeds the
+    sink can stop while nobody watches.
     """
 
     name = "whep"
@@ -102,6 +104,7 @@ class WhepSink:
         queue_seconds: float = 2.0,
         opus_bitrate: int = 64_000,
         loopback_candidates: bool = True,
+        on_viewers: Callable[[int], None] | None = None,
     ) -> None:
         if max_viewers < 1:
             raise ConfigError(f"max_viewers must be >= 1, got {max_viewers}")
@@ -114,6 +117,8 @@ class WhepSink:
         self._loopback = loopback_candidates and not self.ice_servers
         self._viewers: dict[str, _Viewer] = {}
         self._joining = 0
+        self._on_viewers = on_viewers
+        self._told = 0
         self._tasks: set[asyncio.Task[bool]] = set()
         self._headers: StreamHeaders | None = None
         self._parameter_sets = b""
@@ -219,10 +224,14 @@ class WhepSink:
             raise ViewerLimitError(f"all {self.max_viewers} WHEP viewer slots are taken")
         kinds = _offer_kinds(offer_sdp)
         self._joining += 1
+        self._tell_viewers()
         try:
             viewer = await self._answer(offer_sdp, kinds)
-        finally:
+        except BaseException:
             self._joining -= 1
+            self._tell_viewers()
+            raise
+        self._joining -= 1
         self._viewers[viewer.id] = viewer
         viewer.pc.on("connectionstatechange", lambda: self._on_state(viewer))
         log.info("WHEP viewer %s joined (%d watching)", viewer.id, len(self._viewers))
@@ -233,9 +242,17 @@ class WhepSink:
         viewer = self._viewers.pop(session_id, None)
         if viewer is None:
             return False
+        self._tell_viewers()
         await viewer.pc.close()
         log.info("WHEP viewer %s left (%d watching)", session_id, len(self._viewers))
         return True
+
+    def _tell_viewers(self) -> None:
+        """Report the viewers, joining ones included, to ``on_viewers`` when the number moved."""
+        n = len(self._viewers) + self._joining
+        if self._on_viewers is not None and n != self._told:
+            self._told = n
+            self._on_viewers(n)
 
     async def _answer(self, offer_sdp: str, kinds: set[str]) -> _Viewer:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers()))

@@ -104,11 +104,11 @@ class WhepServer:
 
     url: str
     port: int
-    _server: uvicorn.Server
+    _server: _EmbeddedServer
     _task: asyncio.Task[None]
 
     async def aclose(self) -> None:
-        self._server.should_exit = True
+        self._server.exit()
         await self._task
 
 
@@ -148,11 +148,27 @@ async def serve_whep(
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the application owns SIGINT/SIGTERM."""
+    """uvicorn without its signal handlers (the application owns SIGINT/SIGTERM) and without
+    its ten wake-ups a second to look at ``should_exit``: those cost an idle WHEP child
+    ~0.0013 CPU s per second, as much as the rest of it with no viewer."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
+    def exit(self) -> None:
+        self.should_exit = True
+        self._exit.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        """uvicorn's, ticking once a second (its Date header) or as soon as told to exit."""
+        while not await self.on_tick(0):  # 0: every tick refreshes the Date header
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), 1.0)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -3,8 +3,9 @@
 Compose and encode of a frame run back to back in one worker thread, one hand-off per frame:
 at 25 fps a 720p frame needs a few ms of both, so overlapping them would buy nothing live and
 cost a second thread wake-up per frame (offline, PyAV holds the GIL while encoding, so two
-threads would only pass it back and forth). Only a ``FrameTap`` (WHEP's Opus takes the raw
-PCM) splits them, so it sees the frame before the encode. Live, frame n is planned at
+threads would only pass it back and forth). A ``FrameTap`` (WHEP takes the raw PCM) sees each
+frame in that thread, between its compose and its encode. Live, the loop goes on once a frame
+is composed and its encode overlaps the wait for the next (``_live_frame``). Frame n is planned at
 ``start + n / fps`` on the clock; on a simulated clock the loop runs as fast as the machine
 allows and produces the same output every time. The packets of a frame reach each sink in
 one ``write_batch``.
@@ -35,11 +36,25 @@ from avatarcast.yuv import YuvFrame
 
 log = logging.getLogger(__name__)
 
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
 Compose = Callable[[FramePlan, YuvFrame], None]
 
 
 class FrameTap(Protocol):
-    """Takes each raw programme frame before its encode (WHEP encodes Opus from the PCM)."""
+    """Takes each raw programme frame before its encode (WHEP encodes Opus from the PCM).
+
+    Called in the worker thread that composes and encodes, so it must be thread-safe and
+    quick: a tap on the event loop cost a second thread hop per frame.
+    """
 
     def on_frame(self, frame: ProgrammeFrame) -> None: ...
 
@@ -124,7 +139,6 @@ class FrameLoop:
         self._taps = list(taps)
         fmt = programme.fmt
         self._ring = [YuvFrame(fmt.width, fmt.height) for _ in range(3)]
-        self._compose_pool = named_pool("compose")
         self._encode_pool = named_pool("encode")
         self._stop = asyncio.Event()
         self.stats = RunStats()
@@ -174,7 +188,10 @@ class FrameLoop:
         )
 
     def _compose_and_encode(self, plan: FramePlan, buf: YuvFrame) -> list[EncodedPacket]:
-        return self._timed_encode(self._timed_compose(plan, buf))
+        frame = self._timed_compose(plan, buf)
+        for tap in self._taps:
+            tap.on_frame(frame)
+        return self._timed_encode(frame)
 
     def _all_views(
         self, plan: FramePlan, buf: YuvFrame
@@ -264,8 +281,7 @@ class FrameLoop:
                 await sink.open(view.encoder.headers)
         self._clock.restart()  # frames are due from now, not from when the runner was built
         self.stats.started_wall = time.perf_counter()
-        pending: Future[list[EncodedPacket]] | None = None
-        taps = self._taps
+        pending: Future[list[EncodedPacket]] | None = None  # live: the frame being encoded
         try:
             n = 0
             while (frames is None or n < frames) and not self._stop.is_set():
@@ -289,32 +305,23 @@ class FrameLoop:
                     plan = self.faults.plan(plan)
                 self.stats.stage_seconds["plan"] += time.perf_counter() - t0
                 buf = self._ring[pts % len(self._ring)]
-                if not taps and self.views:
+                if pending is not None and (self.views or self._clock.simulated):
+                    packets = await asyncio.wrap_future(pending)
+                    await self._fan_out(packets)
+                    pending = None
+                if not self.views and not self._clock.simulated:
+                    pending = await self._live_frame(plan, buf, pending)
+                elif self.views:  # after the main encode: views may share its audio
                     packets, others = await loop.run_in_executor(
                         self._encode_pool, self._all_views, plan, buf
                     )
                     await self._fan_out(packets)
                     await self._fan_out_views(others)
-                elif not taps:
+                else:
                     packets = await loop.run_in_executor(
                         self._encode_pool, self._compose_and_encode, plan, buf
                     )
                     await self._fan_out(packets)
-                else:
-                    frame = await loop.run_in_executor(
-                        self._compose_pool, self._timed_compose, plan, buf
-                    )
-                    for tap in taps:
-                        tap.on_frame(frame)
-                    if pending is not None:
-                        packets = await asyncio.wrap_future(pending)
-                        await self._fan_out(packets)
-                    pending = self._encode_pool.submit(self._timed_encode, frame)
-                    if self.views:  # after the main encode: views may share its audio
-                        others = await loop.run_in_executor(
-                            self._encode_pool, self._draw_views, plan
-                        )
-                        await self._fan_out_views(others)
                 self._last = buf
                 if self._clock.simulated:
                     await self._clock.sleep_until((n + 1) / fps)
@@ -334,9 +341,45 @@ class FrameLoop:
         finally:
             if pending is not None:
                 pending.cancel()
-            self._compose_pool.shutdown(wait=True)
             self._encode_pool.shutdown(wait=True)
         return self.stats
+
+    async def _live_frame(
+        self, plan: FramePlan, buf: YuvFrame, previous: Future[list[EncodedPacket]] | None
+    ) -> Future[list[EncodedPacket]]:
+        """Frame ``plan.pts`` live: the loop goes on once it is composed, while it encodes.
+
+        The next frame is planned only after this one is drawn (a command never lands in the
+        middle of a compose), but its encode overlaps the wait for the next frame, so a slow
+        encode on a busy machine has the rest of the frame period too. The encode's end does
+        not wake the loop: its packets go out once the next frame is composed (the worker runs
+        jobs in order, so they are ready by then).
+        """
+        loop = asyncio.get_running_loop()
+        composed: asyncio.Future[None] = loop.create_future()
+
+        def tell(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, composed, error)
+
+        job = self._encode_pool.submit(self._frame_job, plan, buf, tell)
+        await composed
+        if previous is not None:
+            packets = previous.result() if previous.done() else await asyncio.wrap_future(previous)
+            await self._fan_out(packets)
+        return job
+
+    def _frame_job(
+        self, plan: FramePlan, buf: YuvFrame, tell: Callable[[BaseException | None], None]
+    ) -> list[EncodedPacket]:
+        try:
+            frame = self._timed_compose(plan, buf)
+            for tap in self._taps:
+                tap.on_frame(frame)
+        except BaseException as exc:
+            tell(exc)
+            raise
+        tell(None)
+        return self._timed_encode(frame)
 
     async def close_sinks(self) -> None:
         for sink in [*self._sinks, *(s for view in self.views for s in view.sinks)]:
