@@ -162,7 +162,11 @@ def main() -> None:
     args = ap.parse_args()
     load = loadavg()
     results = []
-    with tempfile.TemporaryDirectory(prefix="ray-failover-") as tmp:
+    # Ray's driver prints the cluster's messages on stdout: keep it for the JSON
+    with (
+        tempfile.TemporaryDirectory(prefix="ray-failover-") as tmp,
+        contextlib.redirect_stdout(sys.stderr),
+    ):
         for settings in args.settings.split(","):
             for how in args.how.split(","):
                 results.append(one(how, settings, Path(tmp)))

@@ -66,10 +66,11 @@ SYSTEM_CONFIG: dict[str, int] = {
 #: actor never gives its lease back, so every stopped node waited the whole 30 s before its
 #: streams moved (32.6 s of the 34.1 s measured). Without the drain the raylet unregisters at
 #: once and the GCS restarts its actors elsewhere in 1.2 s.
-#: ``RAY_enable_worker_prestart`` + ``RAY_preload_python_modules``: each node starts
-#: ``num_cpus`` idle Ray workers that have imported the actor's module already, so an
-#: actor created or restarted there skips a Python start and 1.3-1.9 s of imports. Ray
-#: refills that pool only when the node starts: the first ``num_cpus`` actors of a node get it.
+#: ``RAY_enable_worker_prestart`` + ``RAY_preload_python_modules``: each node starts idle Ray
+#: workers (up to ``num_cpus``; 2 on a 2-core box) that have imported the actor's module
+#: already, so an actor created or restarted there skips a Python start and 1.3-1.9 s of
+#: imports. Ray 2.60 fills that pool only when the node starts (its ``PrestartWorkers`` call
+#: has no Python binding): the first actors of a node get it, later ones start a process.
 NODE_ENV: dict[str, str] = {
     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     "RAY_enable_worker_prestart": "1",
