@@ -349,7 +349,12 @@ def test_streams_on_a_ray_cluster_survive_actor_node_and_api_loss(
             until(lambda: health(c, gone.sid)["state"] == "stopped", 30, "its actor runs on")
             # Ray restarts a re-attached actor: its new worker is muted again, as it was
             _actor_killed(c, rtmp, streams[0], s.root)
-            until(lambda: mutes(c, streams[0].sid) == 2, 30, "the mute was not given again")
+            muted_sid, deadline = streams[0].sid, time.monotonic() + 30
+            while mutes(c, muted_sid) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            given = [(e["time"], e["detail"]) for e in events(c, muted_sid, "command")]
+            runs = events(c, muted_sid, "started") + events(c, muted_sid, "restarted")
+            assert mutes(c, muted_sid) == 2, ("the mute was not given again once", given, runs)
             for x in streams[:2]:
                 assert c.post(f"/v1/streams/{x.sid}/stop").status_code == 200
             for x in streams[:2]:
