@@ -131,7 +131,10 @@ def test_the_api_drives_the_ray_cluster_and_runs_no_stream_itself() -> None:
     assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     # the Ray settings the code measured its failover with (runner/cluster.py)
     head_params = cluster["spec"]["headGroupSpec"]["rayStartParams"]
-    assert json.loads(head_params["system-config"]) == SYSTEM_CONFIG
+    # KubeRay builds a shell command line: the JSON goes in single quotes
+    quoted = head_params["system-config"]
+    assert quoted[0] == quoted[-1] == "'", quoted
+    assert json.loads(quoted[1:-1]) == SYSTEM_CONFIG
     for group in cluster["spec"]["workerGroupSpecs"]:
         (worker,) = group["template"]["spec"]["containers"]
         worker_env = {e["name"]: e.get("value") for e in worker["env"]}
