@@ -55,6 +55,7 @@ from test_runner_ray import (  # noqa: E402
     _end,
     _leftovers,
     _ray_start,
+    process_started,
 )
 
 
@@ -128,6 +129,27 @@ def per_stream(api: Api, api_pid: int, n: int, window: float, ray: bool) -> dict
     return out
 
 
+class WatchedApi(Api):
+    """An ``Api`` that notes, for each stream it stops, whether its actor ran in a Ray worker
+    started before the stream was (a prestarted one) or for it."""
+
+    def __init__(self, served: Any, nginx: RtmpServer) -> None:
+        super().__init__(served, nginx)
+        self.asked: dict[str, float] = {}
+        self.prestarted: list[bool] = []
+
+    def start(self, sid: str) -> None:
+        self.asked[sid] = time.time()
+        super().start(sid)
+
+    def stop(self, sid: str, wait_s: float = 60) -> None:
+        items = self.c.get(f"/v1/streams/{sid}/events", params={"kind": "started"}).json()
+        pids = [e["detail"].get("actor_pid") for e in items["items"]]
+        if pids and pids[0] is not None and sid in self.asked:
+            self.prestarted.append(process_started(int(pids[0])) < self.asked[sid] - 1)
+        super().stop(sid, wait_s)
+
+
 def one_server(
     mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespace, *, old: bool = False
 ) -> Any:
@@ -165,7 +187,7 @@ def one_server(
     out: dict[str, Any] = {"mode": mode}
     try:
         with serve(work / mode, env, wait_s=300) as served:
-            api = Api(served, nginx)
+            api = WatchedApi(served, nginx)
             if mode == "local":
                 wait_zygote(served)
             else:  # the node's zygote starts with the first actor: warm it, untimed
@@ -178,6 +200,8 @@ def one_server(
                 loads.append(loadavg()[0])
                 log(f"{mode}: first frame {wall:.2f} s, {start_cpu:.2f} CPU s, load {loads[-1]}")
             out |= {"first_frame_s": firsts, "start_cpu_s": cpus, "load": loads}
+            if mode == "ray":  # the warm start's first, then each timed start's
+                out["actor_prestarted"] = list(api.prestarted)
             out["per_stream"] = per_stream(
                 api, served.proc.pid, args.streams, args.window, mode == "ray"
             )
