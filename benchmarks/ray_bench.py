@@ -1,11 +1,14 @@
 """What Ray costs a stream, against the local backend on one node, in the same run.
 
     python benchmarks/ray_bench.py [--starts 2] [--streams 2] [--window 20]
+                                   [--with-old]
 
 Two ``avatarcast serve`` in turn against one nginx-rtmp on loopback: ``local`` (the default
 backend, its zygote on) and ``ray`` (``runner.backend = "ray"`` on a one-node cluster,
 ``ray start --head`` on loopback, its node zygote warmed by one start first, as the local
-server's zygote is waited for).
+server's zygote is waited for). The node runs as ``runner/cluster.py`` deploys it
+(``NODE_ENV``: 4 prestarted Ray workers with the actor's module imported); ``--with-old``
+adds a third server on a node as before (no prestarted workers), in the same run.
 
 first frame  ``--starts`` times: a PyAV player waits on nginx, then
              ``POST /v1/streams/{id}/start``; seconds to the first decoded frame
@@ -39,11 +42,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from live_capacity import loadavg, log, tree  # noqa: E402
 from procstat import cpu_seconds  # noqa: E402
+from ray_recovery import OLD_CONFIG  # noqa: E402
 from zygote_bench import ON_AIR, Api, first_frame_via_api, smaps, wait_zygote  # noqa: E402
 
 from rtmp_server import RtmpServer, free_port  # noqa: E402
 from served import serve  # noqa: E402
-from test_runner_ray import HEAD_IP, QUIET, SYSTEM_CONFIG, _end, _leftovers, _ray_start  # noqa: E402
+from test_runner_ray import (  # noqa: E402
+    HEAD_IP,
+    NODE_ENV,
+    QUIET,
+    SYSTEM_CONFIG,
+    _end,
+    _leftovers,
+    _ray_start,
+    process_started,
+)
 
 
 def parent(pid: int) -> int:
@@ -116,7 +129,30 @@ def per_stream(api: Api, api_pid: int, n: int, window: float, ray: bool) -> dict
     return out
 
 
-def one_server(mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespace) -> Any:
+class WatchedApi(Api):
+    """An ``Api`` that notes, for each stream it stops, whether its actor ran in a Ray worker
+    started before the stream was (a prestarted one) or for it."""
+
+    def __init__(self, served: Any, nginx: RtmpServer) -> None:
+        super().__init__(served, nginx)
+        self.asked: dict[str, float] = {}
+        self.prestarted: list[bool] = []
+
+    def start(self, sid: str) -> None:
+        self.asked[sid] = time.time()
+        super().start(sid)
+
+    def stop(self, sid: str, wait_s: float = 60) -> None:
+        items = self.c.get(f"/v1/streams/{sid}/events", params={"kind": "started"}).json()
+        pids = [e["detail"].get("actor_pid") for e in items["items"]]
+        if pids and pids[0] is not None and sid in self.asked:
+            self.prestarted.append(process_started(int(pids[0])) < self.asked[sid] - 1)
+        super().stop(sid, wait_s)
+
+
+def one_server(
+    mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespace, *, old: bool = False
+) -> Any:
     env = {
         "AVATARCAST_API__PRIVATE_DESTINATION_HOSTS": '["127.0.0.1"]',
         "AVATARCAST_RUNNER__ZYGOTE": "true",  # the default (tests/served.py turns it off)
@@ -135,10 +171,10 @@ def one_server(mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespac
                 "--include-dashboard=false",
                 "--object-store-memory=80000000",
                 f"--temp-dir={temp_dir}",
-                f"--system-config={SYSTEM_CONFIG}",
+                f"--system-config={OLD_CONFIG if old else SYSTEM_CONFIG}",
             ],
             work / "head.log",
-            {**os.environ, **QUIET},
+            {**os.environ, **(QUIET if old else NODE_ENV)},
             temp_dir,
         )
         cluster = (head, temp_dir)
@@ -151,7 +187,7 @@ def one_server(mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespac
     out: dict[str, Any] = {"mode": mode}
     try:
         with serve(work / mode, env, wait_s=300) as served:
-            api = Api(served, nginx)
+            api = WatchedApi(served, nginx)
             if mode == "local":
                 wait_zygote(served)
             else:  # the node's zygote starts with the first actor: warm it, untimed
@@ -164,6 +200,8 @@ def one_server(mode: str, work: Path, nginx: RtmpServer, args: argparse.Namespac
                 loads.append(loadavg()[0])
                 log(f"{mode}: first frame {wall:.2f} s, {start_cpu:.2f} CPU s, load {loads[-1]}")
             out |= {"first_frame_s": firsts, "start_cpu_s": cpus, "load": loads}
+            if mode == "ray":  # the warm start's first, then each timed start's
+                out["actor_prestarted"] = list(api.prestarted)
             out["per_stream"] = per_stream(
                 api, served.proc.pid, args.streams, args.window, mode == "ray"
             )
@@ -184,6 +222,7 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=2)
     ap.add_argument("--streams", type=int, default=2)
     ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--with-old", action="store_true", help="also Ray as before #16's 2nd pass")
     args = ap.parse_args()
     load = loadavg()
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
@@ -192,6 +231,9 @@ def main() -> None:
         nginx.start()
         try:
             runs = {mode: one_server(mode, work, nginx, args) for mode in ("local", "ray")}
+            if args.with_old:
+                (work / "old").mkdir()
+                runs["ray_old"] = one_server("ray", work / "old", nginx, args, old=True)
         finally:
             nginx.stop()
     local, ray = runs["local"], runs["ray"]
@@ -209,6 +251,11 @@ def main() -> None:
         "first_frame_s": {
             "local": statistics.median(local["first_frame_s"]),
             "ray": statistics.median(ray["first_frame_s"]),
+            **(
+                {"ray_old": statistics.median(runs["ray_old"]["first_frame_s"])}
+                if "ray_old" in runs
+                else {}
+            ),
         },
         "ray_overhead_per_stream": overhead,
         "stream_tree": {"local": lp["stream"], "ray": rp["stream"]},

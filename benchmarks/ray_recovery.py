@@ -1,9 +1,12 @@
 """How fast a stream on Ray is back on air after its actor's process or its node dies.
 
-    python benchmarks/ray_recovery.py [--kills 2]
+    python benchmarks/ray_recovery.py [--kills 2] [--settings deployed|old]
 
-A two-node Ray cluster on loopback (head 127.0.0.3, a second node 127.0.0.2, 2 CPUs each,
-node health checks every 0.5 s with 4 misses, as ``tests/test_runner_ray.py`` starts it), an
+A two-node Ray cluster on loopback (head 127.0.0.3, a second node 127.0.0.2, 2 CPUs each)
+with the settings of ``runner/cluster.py`` (``--settings deployed``: its ``SYSTEM_CONFIG``
+and ``NODE_ENV``, as ``tests/test_runner_ray.py`` starts it) or those before them
+(``--settings old``: health checks 0.5 s x 4 with Ray's 10 s timeout, Ray's 30 s drain on
+SIGTERM, no prestarted workers), an
 ``avatarcast serve`` with ``runner.backend = "ray"`` and nginx-rtmp with its ``rtmp_stat`` page.
 Two streams go on air (SPREAD: one per node). Then:
 
@@ -16,9 +19,12 @@ actor SIGKILL  ``--kills`` times, the actor's process of a stream is SIGKILLed; 
                again. Goal (issue #16): 3 s. ``worker_s``: until the API recorded the
                ``restarted`` event (Ray's part: the new actor up, given its spec, its worker
                forked); the rest is the worker's own start, as on the local backend.
+               ``off_air_s``: from the old publisher's last moving byte count to the new one's.
 node stopped   the second node's ``ray start --block`` is terminated (its raylet, its actors
                and their workers end); seconds until every stream it ran has a new publisher
-               on nginx with bytes moving (``worker_s`` as above). Goal: 10 s.
+               on nginx with bytes moving (``worker_s`` as above). Goal: 10 s. With the old settings
+               the node drains 30 s first, its streams on air meanwhile: ``off_air_s`` is
+               the outage viewers see, ``nginx_s`` the time until the stream has moved.
 
 JSON on stdout, progress on stderr, the 1-minute load average beside every figure.
 """
@@ -46,6 +52,7 @@ from rtmp_server import free_port  # noqa: E402
 from served import live_stream, serve  # noqa: E402
 from test_runner_ray import (  # noqa: E402
     HEAD_IP,
+    NODE_ENV,
     NODE_IP,
     QUIET,
     SYSTEM_CONFIG,
@@ -68,10 +75,16 @@ def worker_s(c: Any, sid: str, since: float) -> float:
     return round(at.timestamp() - since, 2)
 
 
-def cluster(work: Path) -> tuple[str, list[Any], Path]:
+#: before issue #16's second pass: Ray's drain on SIGTERM and health check timeout, no prestart
+OLD_CONFIG = '{"health_check_period_ms":500,"health_check_failure_threshold":4}'
+
+
+def cluster(work: Path, settings: str) -> tuple[str, list[Any], Path]:
     temp_dir = Path(tempfile.gettempdir()) / f"rr{os.getpid()}"
     port = free_port()
-    env = {**os.environ, **QUIET}
+    old = settings == "old"
+    env = {**os.environ, **(QUIET if old else NODE_ENV)}
+    config = OLD_CONFIG if old else SYSTEM_CONFIG
     common = ["--num-cpus=2", "--object-store-memory=80000000"]
     head = _ray_start(
         [
@@ -80,7 +93,7 @@ def cluster(work: Path) -> tuple[str, list[Any], Path]:
             f"--node-ip-address={HEAD_IP}",
             "--include-dashboard=false",
             f"--temp-dir={temp_dir}",
-            f"--system-config={SYSTEM_CONFIG}",
+            f"--system-config={config}",
             *common,
         ],
         work / "head.log",
@@ -96,6 +109,25 @@ def cluster(work: Path) -> tuple[str, list[Any], Path]:
     return f"{HEAD_IP}:{port}", [head, node], temp_dir
 
 
+def off_air(rtmp: StatRtmp, key: str, since: float, within: float) -> tuple[float, float]:
+    """``(gone, back)``: seconds from ``since`` (monotonic) to the last poll that saw the old
+    publisher's bytes move, and to the first that saw a new publisher's bytes move."""
+    gone, last, fresh = 0.0, None, None
+    while True:
+        now = time.monotonic()
+        assert now - since < within, f"{key} not on air again within {within} s"
+        got = rtmp.publisher(key)
+        if got is not None and got[0] >= now - since:  # the old publisher
+            if last is not None and got[1] > last:
+                gone = now - since
+            last = got[1]
+        elif got is not None:  # a new one
+            if fresh is not None and got[1] > fresh:
+                return round(gone, 2), round(now - since, 2)
+            fresh = got[1]
+        time.sleep(0.05)
+
+
 def kill(c: Any, rtmp: StatRtmp, sid: str, key: str, what: str) -> dict[str, Any]:
     """SIGKILL the process ``what`` names in the stream's last run (``actor_pid``, ``pid``)."""
     run = last_run(c, sid)
@@ -103,7 +135,7 @@ def kill(c: Any, rtmp: StatRtmp, sid: str, key: str, what: str) -> dict[str, Any
     load = loadavg()[0]
     os.kill(int(run[what]), signal.SIGKILL)
     killed, wall = time.monotonic(), time.time()
-    nginx_s = rtmp.on_air_again(key, killed, 120)
+    gone_s, nginx_s = off_air(rtmp, key, killed, 120)
 
     def moving() -> bool:
         h = health(c, sid)
@@ -114,7 +146,8 @@ def kill(c: Any, rtmp: StatRtmp, sid: str, key: str, what: str) -> dict[str, Any
         "killed": what,
         "node_ip": run.get("node_ip"),
         "worker_s": worker_s(c, sid, wall),
-        "nginx_s": round(nginx_s, 2),
+        "nginx_s": nginx_s,
+        "off_air_s": round(nginx_s - gone_s, 2),
         "health_s": round(time.monotonic() - killed, 2),
         "load": [load, loadavg()[0]],
     }
@@ -128,14 +161,15 @@ def node_stop(c: Any, rtmp: StatRtmp, node: Any, streams: dict[str, str]) -> dic
     load = loadavg()[0]
     node.terminate()
     stopped, wall = time.monotonic(), time.time()
-    back = {sid: round(rtmp.on_air_again(key, stopped, 120), 2) for sid, key in moved.items()}
+    gaps = {sid: off_air(rtmp, key, stopped, 120) for sid, key in moved.items()}
     node.wait(60)
     for sid in moved:
         until(lambda sid=sid: last_run(c, sid)["node_ip"] == HEAD_IP, 60, "no restarted event")
     out = {
         "streams": len(moved),
         "worker_s": {sid: worker_s(c, sid, wall) for sid in moved},
-        "nginx_s": back,
+        "nginx_s": {sid: back for sid, (_, back) in gaps.items()},
+        "off_air_s": {sid: round(back - gone, 2) for sid, (gone, back) in gaps.items()},
         "load": [load, loadavg()[0]],
     }
     log(f"node stopped: {out}")
@@ -170,8 +204,8 @@ def local_leg(work: Path, rtmp: StatRtmp, kills: int) -> list[dict[str, Any]]:
         return [kill(c, rtmp, sid, key, "pid") for _ in range(kills)]
 
 
-def ray_leg(work: Path, rtmp: StatRtmp, kills: int) -> dict[str, Any]:
-    address, nodes, temp_dir = cluster(work)
+def ray_leg(work: Path, rtmp: StatRtmp, kills: int, settings: str) -> dict[str, Any]:
+    address, nodes, temp_dir = cluster(work, settings)
     env = {
         **ENV,
         "AVATARCAST_RUNNER__BACKEND": "ray",
@@ -198,16 +232,19 @@ def ray_leg(work: Path, rtmp: StatRtmp, kills: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=2)
+    ap.add_argument("--settings", choices=("deployed", "old"), default="deployed")
+    ap.add_argument("--no-local", action="store_true", help="skip the local baseline")
     args = ap.parse_args()
     load = loadavg()
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"settings": args.settings}
     with tempfile.TemporaryDirectory(prefix="ray-recovery-") as tmp:
         work = Path(tmp)
         rtmp = StatRtmp(work / "nginx")
         rtmp.start()
         try:
-            result["local_worker_sigkill"] = local_leg(work, rtmp, args.kills)
-            result |= ray_leg(work, rtmp, args.kills)
+            if not args.no_local:
+                result["local_worker_sigkill"] = local_leg(work, rtmp, args.kills)
+            result |= ray_leg(work, rtmp, args.kills, args.settings)
         finally:
             rtmp.stop()
     result["load_before_after"] = [load, loadavg()]

@@ -6,6 +6,7 @@ check switched off for every destination, an RTMP ingest anyone can publish to, 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from avatarcast.runner.cluster import NODE_ENV, SYSTEM_CONFIG
 from avatarcast.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +107,10 @@ def test_cluster_compose_runs_two_replicas_on_a_ray_cluster() -> None:
     head = services["ray-head"]["command"]
     assert "--head" in head and "--port=6379" in head and "--num-cpus=0" in head
     assert "--address=ray-head:6379" in services["ray-worker"]["command"][-1]
+    # the Ray settings the code measured its failover with (runner/cluster.py)
+    assert f"--system-config={json.dumps(SYSTEM_CONFIG, separators=(',', ':'))}" in head
+    worker_env = services["ray-worker"]["environment"]
+    assert {k: worker_env.get(k) for k in NODE_ENV} == NODE_ENV
     assert Settings().runner.ray_num_cpus > 0
     proxy = services["proxy"]["command"]
     assert [proxy[i + 1] for i, a in enumerate(proxy) if a == "--to"] == [
@@ -118,7 +124,7 @@ def test_cluster_compose_runs_two_replicas_on_a_ray_cluster() -> None:
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"PASS|SECRET|KEY", key) and not key.endswith("_HOSTS"):
                 assert REQUIRED.fullmatch(str(value)), (name, key)
-            assert key.startswith(("AVATARCAST_", "FORWARDED_")), key
+            assert key.startswith(("AVATARCAST_", "FORWARDED_")) or key in NODE_ENV, key
     # every setting named exists (a typo would be ignored by the app)
     names = [k for s in services.values() for k in (s.get("environment") or {})]
     for name in (n for n in names if n.startswith("AVATARCAST_")):

@@ -7,6 +7,7 @@ exist. No cluster runs here; nothing is applied.
 from __future__ import annotations
 
 import copy
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from avatarcast.runner.cluster import NODE_ENV, SYSTEM_CONFIG
 from avatarcast.settings import Settings
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
@@ -127,6 +129,16 @@ def test_the_api_drives_the_ray_cluster_and_runs_no_stream_itself() -> None:
     assert f"ray start --address={head_service} --num-cpus=0" in script
     assert script.rstrip().endswith("exec avatarcast serve --host 0.0.0.0 --port 8000")
     assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    # the Ray settings the code measured its failover with (runner/cluster.py)
+    head_params = cluster["spec"]["headGroupSpec"]["rayStartParams"]
+    # KubeRay builds a shell command line: the JSON goes in single quotes
+    quoted = head_params["system-config"]
+    assert quoted[0] == quoted[-1] == "'", quoted
+    assert json.loads(quoted[1:-1]) == SYSTEM_CONFIG
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        (worker,) = group["template"]["spec"]["containers"]
+        worker_env = {e["name"]: e.get("value") for e in worker["env"]}
+        assert {k: worker_env.get(k) for k in NODE_ENV} == NODE_ENV
     assert Settings().runner.ray_num_cpus > 0
 
 

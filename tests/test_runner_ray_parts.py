@@ -3,6 +3,7 @@ reserves, and which orphaned worker a replacement actor ends."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import time
@@ -10,8 +11,8 @@ from pathlib import Path
 
 from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamSpec
-from avatarcast.runner.cluster import RayResources
-from avatarcast.runner.ray_host import _end_orphan, _on_this_node
+from avatarcast.runner.cluster import NODE_ENV, RayResources
+from avatarcast.runner.ray_host import StreamHost, _end_orphan, _on_this_node
 
 
 def spec(**programme: object) -> StreamSpec:
@@ -52,3 +53,12 @@ def test_a_replacement_actor_ends_only_its_streams_orphaned_worker(tmp_path: Pat
         for proc in (worker, stranger):
             proc.kill()
             proc.wait(10)
+
+
+def test_the_nodes_preload_the_actors_module() -> None:
+    """``RAY_preload_python_modules`` names a module a Ray worker imports before it takes
+    work; a name that no longer imports (a rename) is only logged by Ray, and every actor
+    would pay its imports again: it must be the module that defines the actor's class."""
+    module = importlib.import_module(NODE_ENV["RAY_preload_python_modules"])
+    assert module.StreamHost is StreamHost
+    assert NODE_ENV["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] == "0"

@@ -44,11 +44,38 @@ from avatarcast.runner.base import (
 )
 from avatarcast.runner.ray_host import HostOptions, Poll, StreamHost
 
-__all__ = ["NAMESPACE", "RayResources", "RayRunner"]
+__all__ = ["NAMESPACE", "NODE_ENV", "SYSTEM_CONFIG", "RayResources", "RayRunner"]
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "avatarcast"
+
+#: The head's ``ray start --system-config``: a node that stops answering is dead after 4
+#: health checks 0.5 s apart, each given 1 s. Ray's default timeout of 10 s made a hung or
+#: cut-off node (SIGSTOPped here) take 42 s to be declared dead even with 0.5 s x 4; with 1 s,
+#: 5.6 s (``benchmarks/ray_failover.py``). A node that crashes outright (its connections
+#: refused) is dead in about 2 s either way.
+SYSTEM_CONFIG: dict[str, int] = {
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 4,
+    "health_check_timeout_ms": 1000,
+}
+#: The environment of every ``ray start`` that runs streams (head and workers).
+#: ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0``: on SIGTERM, Ray 2.60's ``ray start`` drains
+#: its node for up to 30 s before stopping it, waiting for leases to come back; a stream's
+#: actor never gives its lease back, so every stopped node waited the whole 30 s before its
+#: streams moved (32.6 s of the 34.1 s measured). Without the drain the raylet unregisters at
+#: once and the GCS restarts its actors elsewhere in 1.2 s.
+#: ``RAY_enable_worker_prestart`` + ``RAY_preload_python_modules``: each node starts idle Ray
+#: workers (up to ``num_cpus``; 2 on a 2-core box) that have imported the actor's module
+#: already, so an actor created or restarted there skips a Python start and 1.3-1.9 s of
+#: imports. Ray 2.60 fills that pool only when the node starts (its ``PrestartWorkers`` call
+#: has no Python binding): the first actors of a node get it, later ones start a process.
+NODE_ENV: dict[str, str] = {
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    "RAY_enable_worker_prestart": "1",
+    "RAY_preload_python_modules": "avatarcast.runner.ray_host",
+}
 _ON_AIR = frozenset({"live", "paused", "safe_mode"})
 _OUTPUT_KINDS = frozenset(
     {"line", "refusal", "command", "answers", "mouth_engine", "glitch", "glitch_cleared", "remedy"}
