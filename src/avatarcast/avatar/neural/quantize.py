@@ -1,0 +1,282 @@
+"""INT8 for a Wav2Lip-class mouth model, in a form onnxruntime's CPU kernels run as INT8.
+
+onnxruntime's CPU provider has no INT8 ``ConvTranspose``: in a QDQ model it dequantizes the
+weights on every run and convolves in FP32. Wav2Lip's decoder upsamples with five of them, so
+in the generated full-width model (``scripts/make_mouth_models.py --full``) they took 69 % of
+an INT8 frame (weights dequantized 29 %, the FP32 convolution 40 %) and INT8 was only 1.34x
+FP32. :func:`conv_transpose_to_conv` rewrites each one as an ordinary ``Conv`` (stride 1,
+one output group per output phase) and ``DepthToSpace``: the same function in FP32 (checked to
+1e-4 in the tests), which quantizes to ``QLinearConv`` like the rest. :func:`quantize` then runs
+onnxruntime's static quantization (QDQ, activations uint8 and weights int8 per channel: the
+u8s8 kernels MLAS speeds up with AVX-512 VNNI / AVX-VNNI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from avatarcast.avatar.neural.face import FaceRef
+from avatarcast.avatar.neural.features import SR as SAMPLE_RATE_16K
+from avatarcast.avatar.neural.features import MelWindows, wave_window
+from avatarcast.avatar.neural.manifest import MANIFEST_SUFFIX, load_manifest
+from avatarcast.avatar.neural.model import MouthModel
+from avatarcast.errors import ConfigError
+
+__all__ = ["calibration_feeds", "conv_transpose_to_conv", "quantize", "quantize_mouth_model"]
+
+F32 = npt.NDArray[np.float32]
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ConfigError("quantizing needs onnx: pip install 'avatarcast[neural]'") from exc
+    return onnx
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _phase_taps(k: int, s: int, p: int) -> tuple[int, int, list[list[tuple[int, int]]]]:
+    """Per output phase ``a`` (output ``s*q + a``), the (input offset d, kernel tap t) pairs
+    with ``y[s*q + a] += x[q - d] * w[t]``; and the smallest and largest ``d`` of any phase."""
+    taps = [
+        [(d, s * d + a + p) for d in range(-k, k + 1) if 0 <= s * d + a + p < k] for a in range(s)
+    ]
+    ds = [d for phase in taps for d, _ in phase]
+    return min(ds), max(ds), taps
+
+
+def _as_conv(
+    w: F32, in_hw: tuple[int, int], attrs: dict[str, Any]
+) -> tuple[F32, list[int], int] | None:
+    """The Conv weights, pads and DepthToSpace block of one ConvTranspose, or None when it is
+    not one this rewrite covers (groups, dilations, uneven phases)."""
+    if attrs.get("group", 1) != 1 or any(x != 1 for x in attrs.get("dilations", [1, 1])):
+        return None
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or "output_shape" in attrs:
+        return None
+    cin, cout, kh, kw = w.shape
+    strides = attrs.get("strides", [1, 1])
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    extra = attrs.get("output_padding", [0, 0])
+    if strides[0] != strides[1] or pads[0] != pads[2] or pads[1] != pads[3]:
+        return None
+    s = strides[0]
+    plan = []
+    for axis, k in enumerate((kh, kw)):
+        out = (in_hw[axis] - 1) * s - 2 * pads[axis] + k + extra[axis]
+        if out % s:
+            return None
+        lo, hi, taps = _phase_taps(k, s, pads[axis])
+        size = hi - lo + 1
+        pad_end = out // s - in_hw[axis] - hi + size - 1
+        if hi < 0 or pad_end < 0:
+            return None
+        plan.append((hi, size, pad_end, taps))
+    (hi_y, ky, end_y, taps_y), (hi_x, kx, end_x, taps_x) = plan
+    conv = np.zeros((s, s, cout, cin, ky, kx), np.float32)
+    for a in range(s):
+        for b in range(s):
+            for dy, ty in taps_y[a]:
+                for dx, tx in taps_x[b]:
+                    conv[a, b, :, :, hi_y - dy, hi_x - dx] = w[:, :, ty, tx].T
+    return conv.reshape(s * s * cout, cin, ky, kx), [hi_y, hi_x, end_y, end_x], s
+
+
+def conv_transpose_to_conv(model: Any) -> tuple[Any, int]:
+    """``model`` with each 2-D ConvTranspose whose weights are constants replaced by Conv (+
+    DepthToSpace when strided); returns it and how many were replaced. Needs static shapes."""
+    onnx = _onnx()
+    from onnx import helper, numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.input]
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes: list[Any] = []
+    done = 0
+    for node in model.graph.node:
+        shape = shapes.get(node.input[0], []) if node.op_type == "ConvTranspose" else []
+        w_init = inits.get(node.input[1]) if len(shape) == 4 else None
+        plan = None
+        if w_init is not None and all(d > 0 for d in shape[2:]):
+            w = numpy_helper.to_array(w_init).astype(np.float32)
+            plan = _as_conv(w, (shape[2], shape[3]), _attrs(node))
+        if plan is None:
+            nodes.append(node)
+            continue
+        weights, pads, s = plan
+        tag = node.name or node.output[0]
+        wname = f"{tag}/as_conv/w"
+        model.graph.initializer.append(numpy_helper.from_array(weights, wname))
+        inputs = [node.input[0], wname]
+        if len(node.input) > 2 and node.input[2]:
+            bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+            bname = f"{tag}/as_conv/b"
+            model.graph.initializer.append(numpy_helper.from_array(np.tile(bias, s * s), bname))
+            inputs.append(bname)
+        kernel = list(weights.shape[2:])
+        conv_out = node.output[0] if s == 1 else f"{tag}/as_conv/phases"
+        nodes.append(
+            helper.make_node(
+                "Conv", inputs, [conv_out], name=f"{tag}/as_conv", kernel_shape=kernel, pads=pads
+            )
+        )
+        if s > 1:
+            h = shape[2] + pads[0] + pads[2] - kernel[0] + 1
+            w = shape[3] + pads[1] + pads[3] - kernel[1] + 1
+            dims = [shape[0], weights.shape[0] // (s * s), h, w]
+            nodes.extend(_depth_to_space(model, conv_out, node.output[0], tag, dims, s))
+        done += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    onnx.checker.check_model(model)
+    return model, done
+
+
+def _depth_to_space(model: Any, x: str, y: str, tag: str, dims: list[int], s: int) -> list[Any]:
+    """DepthToSpace (DCR) written in channels-last: to NHWC, Reshape, Transpose, Reshape, back
+    to NCHW. onnxruntime's DepthToSpace runs in FP32 between a DequantizeLinear and a
+    QuantizeLinear (15 % of a frame in the full-width model); these run on the INT8 tensor, its
+    layout pass cancels the two outer transposes against those of the channels-last INT8
+    convolutions around them, and the middle one moves whole pixels (``s * C`` bytes), not
+    single bytes (a channels-first shuffle of the same data cost 3x the convolution before it)."""
+    from onnx import helper, numpy_helper
+
+    n, c, h, w = dims
+    name = f"{tag}/as_conv"
+    for key, shape in (("split", [n, h, w, s, s, c]), ("merge", [n, h * s, w * s, c])):
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.array(shape, np.int64), f"{name}/{key}_shape")
+        )
+    return [
+        helper.make_node("Transpose", [x], [f"{name}/nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", [f"{name}/nhwc", f"{name}/split_shape"], [f"{name}/split"]),
+        helper.make_node(
+            "Transpose", [f"{name}/split"], [f"{name}/moved"], perm=[0, 1, 3, 2, 4, 5]
+        ),
+        helper.make_node("Reshape", [f"{name}/moved", f"{name}/merge_shape"], [f"{name}/big"]),
+        helper.make_node("Transpose", [f"{name}/big"], [y], perm=[0, 3, 1, 2]),
+    ]
+
+
+class _Feed:
+    """onnxruntime's calibration reader over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, F32]]) -> None:
+        self._it: Iterator[dict[str, F32]] = iter(feeds)
+
+    def get_next(self) -> dict[str, F32] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - onnxruntime calls it only for some methods
+        pass
+
+
+def quantize(src: Path, dst: Path, feeds: list[dict[str, F32]], *, per_channel: bool = True) -> str:
+    """Static INT8 of ``src`` into ``dst`` (QDQ, u8 activations, s8 weights), ConvTranspose
+    rewritten first, calibrated on ``feeds`` (the model's inputs by name: real face crops and
+    audio windows calibrate a real model best). Returns ``dst``'s sha256."""
+    onnx = _onnx()
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+    except ImportError as exc:
+        raise ConfigError("quantizing needs onnxruntime: pip install 'avatarcast[neural]'") from exc
+    if not feeds:
+        raise ConfigError(f"quantizing {src} needs at least one calibration input")
+    model, _ = conv_transpose_to_conv(onnx.load(str(src)))
+    rewritten = dst.with_name(dst.name + ".float.tmp")
+    onnx.save(model, str(rewritten))
+
+    class Reader(_Feed, CalibrationDataReader):  # type: ignore[misc]
+        pass
+
+    try:
+        quantize_static(
+            str(rewritten),
+            str(dst),
+            Reader(feeds),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+        )
+    finally:
+        rewritten.unlink(missing_ok=True)
+    return hashlib.sha256(dst.read_bytes()).hexdigest()
+
+
+def calibration_feeds(
+    model: MouthModel, face: FaceRef, wave16: F32, *, fps: int = 25, count: int = 32
+) -> list[dict[str, F32]]:
+    """What the engine will feed ``model``: ``face``'s input (the engine's only one) with the
+    audio windows of ``count`` frames spread evenly over ``wave16`` (16 kHz, the host's voice
+    calibrates a real model best: the ranges INT8 keeps come from these)."""
+    frames = max(1, len(wave16) * fps // SAMPLE_RATE_16K)
+    spec = model.spec
+    feature: Callable[[int], F32]
+    if spec.encoder is None:
+        feature = MelWindows(np.zeros(0, np.int16), fps, wave16=wave16)
+    else:
+        window_ms = spec.encoder.window_ms
+        feature = lambda k: wave_window(wave16, k, fps, window_ms)  # noqa: E731
+    face_in = model.face_input(face.crop, face.crop)
+    picks = np.unique(np.linspace(0, frames - 1, min(count, frames)).round().astype(int))
+    return [
+        {spec.inputs.face: face_in, spec.inputs.audio: model.audio_input(feature(int(k)))}
+        for k in picks
+    ]
+
+
+def quantize_mouth_model(
+    manifest: Path, face: FaceRef, wave16: F32, *, out_dir: Path | None = None
+) -> Path:
+    """INT8 copy of the manifest's model and a manifest for it (``<name>.int8``), in
+    ``out_dir`` (default: beside it); an encoder stays FP32 (copied to ``out_dir``). Returns
+    the new manifest's path."""
+    loaded = load_manifest(manifest)
+    spec = loaded.spec
+    if spec.quantised:
+        raise ConfigError(f"{manifest} is already quantised: quantize its FP32 model")
+    if len(wave16) < SAMPLE_RATE_16K:
+        raise ConfigError(
+            f"calibration audio is {len(wave16) / SAMPLE_RATE_16K:.2f} s; give 1 s or more"
+        )
+    target = out_dir if out_dir is not None else loaded.path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    name = f"{spec.name}.int8"
+    model_file = target / f"{name}.onnx"
+    feeds = calibration_feeds(MouthModel(loaded, use_gpu=False), face, wave16)
+    sha = quantize(loaded.model_path, model_file, feeds)
+    raw = json.loads(loaded.path.read_text(encoding="utf-8"))
+    raw.update(name=name, model=model_file.name, sha256=sha, quantised=True)
+    enc = loaded.encoder_path
+    if enc is not None and enc.parent.resolve() != target.resolve():
+        shutil.copyfile(enc, target / enc.name)  # a manifest's files stay in its folder
+        raw["encoder"]["model"] = enc.name
+    path = target / f"{name}{MANIFEST_SUFFIX}"
+    path.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    load_manifest(path)
+    return path
