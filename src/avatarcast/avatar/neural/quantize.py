@@ -4,9 +4,10 @@ onnxruntime's CPU provider has no INT8 ``ConvTranspose``: in a QDQ model it dequ
 weights on every run and convolves in FP32. Wav2Lip's decoder upsamples with five of them, so
 in the generated full-width model (``scripts/make_mouth_models.py --full``) they took 69 % of
 an INT8 frame (weights dequantized 29 %, the FP32 convolution 40 %) and INT8 was only 1.34x
-FP32. :func:`conv_transpose_to_conv` rewrites each one as an ordinary ``Conv`` (stride 1,
-one output group per output phase) and ``DepthToSpace``: the same function in FP32 (checked to
-1e-4 in the tests), which quantizes to ``QLinearConv`` like the rest. :func:`quantize` then runs
+FP32. :func:`conv_transpose_to_conv` rewrites each one as ordinary stride-1 ``Conv``s, one
+per output phase (a 3x3 stride-2 one: 1x1, 1x2, 2x1 and 2x2 kernels, no zero taps), whose
+outputs a pixel shuffle interleaves: the same function in FP32 (checked to 1e-4 in the tests),
+which quantizes to ``QLinearConv`` like the rest. :func:`quantize` then runs
 onnxruntime's static quantization (QDQ, activations uint8 and weights int8 per channel: the
 u8s8 kernels MLAS speeds up with AVX-512 VNNI / AVX-VNNI).
 """
@@ -17,6 +18,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,56 +51,63 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _phase_taps(k: int, s: int, p: int) -> tuple[int, int, list[list[tuple[int, int]]]]:
-    """Per output phase ``a`` (output ``s*q + a``), the (input offset d, kernel tap t) pairs
-    with ``y[s*q + a] += x[q - d] * w[t]``; and the smallest and largest ``d`` of any phase."""
-    taps = [
+def _phase_taps(k: int, s: int, p: int) -> list[list[tuple[int, int]]]:
+    """Per output phase ``a`` (outputs ``s*q + a``), the (input offset d, kernel tap t) pairs
+    with ``y[s*q + a] += x[q - d] * w[t]``: each phase is an ordinary convolution."""
+    return [
         [(d, s * d + a + p) for d in range(-k, k + 1) if 0 <= s * d + a + p < k] for a in range(s)
     ]
-    ds = [d for phase in taps for d, _ in phase]
-    return min(ds), max(ds), taps
 
 
-def _as_conv(
-    w: F32, in_hw: tuple[int, int], attrs: dict[str, Any]
-) -> tuple[F32, list[int], int] | None:
-    """The Conv weights, pads and DepthToSpace block of one ConvTranspose, or None when it is
-    not one this rewrite covers (groups, dilations, uneven phases)."""
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    weights: F32  # (cout, cin, kh, kw)
+    pads: list[int]  # top, left, bottom, right
+
+
+def _as_convs(w: F32, in_hw: tuple[int, int], attrs: dict[str, Any]) -> list[_Phase] | None:
+    """One Conv per output phase (row-major over the s x s phases) of a ConvTranspose, or None
+    when it is not one this rewrite covers (groups, dilations, uneven or empty phases)."""
     if attrs.get("group", 1) != 1 or any(x != 1 for x in attrs.get("dilations", [1, 1])):
         return None
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or "output_shape" in attrs:
         return None
-    cin, cout, kh, kw = w.shape
     strides = attrs.get("strides", [1, 1])
     pads = attrs.get("pads", [0, 0, 0, 0])
     extra = attrs.get("output_padding", [0, 0])
     if strides[0] != strides[1] or pads[0] != pads[2] or pads[1] != pads[3]:
         return None
     s = strides[0]
-    plan = []
-    for axis, k in enumerate((kh, kw)):
+    axes = []  # per axis, per phase: (taps, last offset, kernel size, padding at the end)
+    for axis, k in enumerate(w.shape[2:]):
         out = (in_hw[axis] - 1) * s - 2 * pads[axis] + k + extra[axis]
         if out % s:
             return None
-        lo, hi, taps = _phase_taps(k, s, pads[axis])
-        size = hi - lo + 1
-        pad_end = out // s - in_hw[axis] - hi + size - 1
-        if hi < 0 or pad_end < 0:
-            return None
-        plan.append((hi, size, pad_end, taps))
-    (hi_y, ky, end_y, taps_y), (hi_x, kx, end_x, taps_x) = plan
-    conv = np.zeros((s, s, cout, cin, ky, kx), np.float32)
-    for a in range(s):
-        for b in range(s):
-            for dy, ty in taps_y[a]:
-                for dx, tx in taps_x[b]:
-                    conv[a, b, :, :, hi_y - dy, hi_x - dx] = w[:, :, ty, tx].T
-    return conv.reshape(s * s * cout, cin, ky, kx), [hi_y, hi_x, end_y, end_x], s
+        phases = []
+        for taps in _phase_taps(k, s, pads[axis]):
+            if not taps:
+                return None
+            hi, size = taps[-1][0], taps[-1][0] - taps[0][0] + 1
+            end = out // s - in_hw[axis] - hi + size - 1
+            if hi < 0 or end < 0:
+                return None
+            phases.append((taps, hi, size, end))
+        axes.append(phases)
+    convs = []
+    for taps_y, hi_y, ky, end_y in axes[0]:
+        for taps_x, hi_x, kx, end_x in axes[1]:
+            conv = np.zeros((w.shape[1], w.shape[0], ky, kx), np.float32)
+            for dy, ty in taps_y:
+                for dx, tx in taps_x:
+                    conv[:, :, hi_y - dy, hi_x - dx] = w[:, :, ty, tx].T
+            convs.append(_Phase(conv, [hi_y, hi_x, end_y, end_x]))
+    return convs
 
 
 def conv_transpose_to_conv(model: Any) -> tuple[Any, int]:
-    """``model`` with each 2-D ConvTranspose whose weights are constants replaced by Conv (+
-    DepthToSpace when strided); returns it and how many were replaced. Needs static shapes."""
+    """``model`` with each 2-D ConvTranspose whose weights are constants replaced by Convs
+    (one per output phase, their outputs interleaved when strided); returns it and how many
+    were replaced. Needs static shapes."""
     onnx = _onnx()
     from onnx import helper, numpy_helper
 
@@ -114,32 +123,41 @@ def conv_transpose_to_conv(model: Any) -> tuple[Any, int]:
         plan = None
         if w_init is not None and all(d > 0 for d in shape[2:]):
             w = numpy_helper.to_array(w_init).astype(np.float32)
-            plan = _as_conv(w, (shape[2], shape[3]), _attrs(node))
+            plan = _as_convs(w, (shape[2], shape[3]), _attrs(node))
         if plan is None:
             nodes.append(node)
             continue
-        weights, pads, s = plan
         tag = node.name or node.output[0]
-        wname = f"{tag}/as_conv/w"
-        model.graph.initializer.append(numpy_helper.from_array(weights, wname))
-        inputs = [node.input[0], wname]
+        bias = None
         if len(node.input) > 2 and node.input[2]:
-            bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
-            bname = f"{tag}/as_conv/b"
-            model.graph.initializer.append(numpy_helper.from_array(np.tile(bias, s * s), bname))
-            inputs.append(bname)
-        kernel = list(weights.shape[2:])
-        conv_out = node.output[0] if s == 1 else f"{tag}/as_conv/phases"
-        nodes.append(
-            helper.make_node(
-                "Conv", inputs, [conv_out], name=f"{tag}/as_conv", kernel_shape=kernel, pads=pads
+            bias = f"{tag}/as_conv/b"
+            b = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+            model.graph.initializer.append(numpy_helper.from_array(b, bias))
+        outs = [node.output[0]] if len(plan) == 1 else []
+        for i, phase in enumerate(plan):
+            wname = f"{tag}/as_conv/w{i}"
+            model.graph.initializer.append(numpy_helper.from_array(phase.weights, wname))
+            out = outs[0] if len(plan) == 1 else f"{tag}/as_conv/phase{i}"
+            inputs = [node.input[0], wname] + ([bias] if bias else [])
+            kernel = list(phase.weights.shape[2:])
+            nodes.append(
+                helper.make_node(
+                    "Conv", inputs, [out], name=f"{tag}/as_conv{i}", kernel_shape=kernel,
+                    pads=phase.pads,
+                )
+            )  # fmt: skip
+            if len(plan) > 1:
+                outs.append(out)
+        if len(plan) > 1:
+            s = round(len(plan) ** 0.5)
+            h, w_ = [
+                shape[2 + a] + phase.pads[a] + phase.pads[2 + a] - kernel[a] + 1 for a in (0, 1)
+            ]
+            nodes.append(helper.make_node("Concat", outs, [f"{tag}/as_conv/phases"], axis=1))
+            dims = [shape[0], plan[0].weights.shape[0], h, w_]
+            nodes.extend(
+                _depth_to_space(model, f"{tag}/as_conv/phases", node.output[0], tag, dims, s)
             )
-        )
-        if s > 1:
-            h = shape[2] + pads[0] + pads[2] - kernel[0] + 1
-            w = shape[3] + pads[1] + pads[3] - kernel[1] + 1
-            dims = [shape[0], weights.shape[0] // (s * s), h, w]
-            nodes.extend(_depth_to_space(model, conv_out, node.output[0], tag, dims, s))
         done += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
