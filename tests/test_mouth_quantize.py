@@ -182,7 +182,7 @@ def test_the_cli_writes_a_manifest_the_engine_loads_and_names_bad_input(
     _write_wav(voice, talking_pcm(2.0))
     done = _cli(
         "--model", str(models / "unet160.mouth.json"), "--pack", "astro", "--audio", str(voice),
-        "--out", str(tmp_path / "q"), assets=assets,
+        "--out", str(tmp_path / "q"), "--reduce-range", assets=assets,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     written = tmp_path / "q" / "unet160.int8.mouth.json"
@@ -193,6 +193,12 @@ def test_the_cli_writes_a_manifest_the_engine_loads_and_names_bad_input(
         raw["quantised"] is True and loaded.encoder_path == tmp_path / "q" / "unet160.encoder.onnx"
     )
     assert MouthModel(loaded, use_gpu=False).info.quantised
+    weights = [
+        numpy_helper.to_array(i)
+        for i in onnx.load(str(loaded.model_path)).graph.initializer
+        if i.data_type == TensorProto.INT8 and np.prod(i.dims) > 64
+    ]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64  # 7 bits
     short = tmp_path / "short.wav"
     _write_wav(short, talking_pcm(0.5))
     bad = _cli(

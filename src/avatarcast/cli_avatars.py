@@ -142,6 +142,9 @@ def quantize(
         Path | None, typer.Option("--out", help="folder for the INT8 copy (default: beside it)")
     ] = None,
     root: Annotated[Path | None, typer.Option("--root", help="where packs live")] = None,
+    reduce_range: Annotated[
+        bool, typer.Option("--reduce-range", help="7-bit weights: for CPUs without VNNI")
+    ] = False,
 ) -> None:
     """Write an INT8 copy of a mouth model (<name>.int8) that onnxruntime's CPU runs as INT8,
     calibrated on the twin's face and the voice: about 2x faster than plain INT8 when the
@@ -159,7 +162,7 @@ def quantize(
         clip = TwinClip(load_twin(find_manifest(pack, root)))
         face = twin_face_ref(clip, loaded.spec.crop_size, loaded.spec.mask_top)
         wave = read_audio(audio)
-        path = quantize_mouth_model(model, face, wave, out_dir=out_dir)
+        path = quantize_mouth_model(model, face, wave, out_dir=out_dir, reduce_range=reduce_range)
     except (AvatarcastError, OSError) as e:
         raise fail(e) from None
     out.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -208,10 +208,18 @@ class _Feed:
         pass
 
 
-def quantize(src: Path, dst: Path, feeds: list[dict[str, F32]], *, per_channel: bool = True) -> str:
+def quantize(
+    src: Path,
+    dst: Path,
+    feeds: list[dict[str, F32]],
+    *,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+) -> str:
     """Static INT8 of ``src`` into ``dst`` (QDQ, u8 activations, s8 weights), ConvTranspose
     rewritten first, calibrated on ``feeds`` (the model's inputs by name: real face crops and
-    audio windows calibrate a real model best). Returns ``dst``'s sha256."""
+    audio windows calibrate a real model best). ``reduce_range``: 7-bit weights, for CPUs
+    without VNNI, where u8s8 products can saturate 16-bit sums. Returns ``dst``'s sha256."""
     onnx = _onnx()
     try:
         from onnxruntime.quantization import (
@@ -240,6 +248,7 @@ def quantize(src: Path, dst: Path, feeds: list[dict[str, F32]], *, per_channel: 
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
         )
     finally:
         rewritten.unlink(missing_ok=True)
@@ -269,7 +278,12 @@ def calibration_feeds(
 
 
 def quantize_mouth_model(
-    manifest: Path, face: FaceRef, wave16: F32, *, out_dir: Path | None = None
+    manifest: Path,
+    face: FaceRef,
+    wave16: F32,
+    *,
+    out_dir: Path | None = None,
+    reduce_range: bool = False,
 ) -> Path:
     """INT8 copy of the manifest's model and a manifest for it (``<name>.int8``), in
     ``out_dir`` (default: beside it); an encoder stays FP32 (copied to ``out_dir``). Returns
@@ -287,7 +301,7 @@ def quantize_mouth_model(
     name = f"{spec.name}.int8"
     model_file = target / f"{name}.onnx"
     feeds = calibration_feeds(MouthModel(loaded, use_gpu=False), face, wave16)
-    sha = quantize(loaded.model_path, model_file, feeds)
+    sha = quantize(loaded.model_path, model_file, feeds, reduce_range=reduce_range)
     raw = json.loads(loaded.path.read_text(encoding="utf-8"))
     raw.update(name=name, model=model_file.name, sha256=sha, quantised=True)
     enc = loaded.encoder_path
