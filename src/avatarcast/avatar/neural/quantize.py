@@ -178,9 +178,10 @@ def _depth_to_space(model: Any, x: str, y: str, tag: str, dims: list[int], s: in
     single bytes (a channels-first shuffle of the same data cost 3x the convolution before it)."""
     from onnx import helper, numpy_helper
 
-    n, c, h, w = dims
+    _, c, h, w = dims
     name = f"{tag}/as_conv"
-    for key, shape in (("split", [n, h, w, s, s, c]), ("merge", [n, h * s, w * s, c])):
+    # 0 keeps the batch dimension as it comes (a model exported with a dynamic batch)
+    for key, shape in (("split", [0, h, w, s, s, c]), ("merge", [0, h * s, w * s, c])):
         model.graph.initializer.append(
             numpy_helper.from_array(np.array(shape, np.int64), f"{name}/{key}_shape")
         )
