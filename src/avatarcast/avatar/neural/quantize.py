@@ -107,9 +107,9 @@ def _as_convs(w: F32, in_hw: tuple[int, int], attrs: dict[str, Any]) -> list[_Ph
 def conv_transpose_to_conv(model: Any) -> tuple[Any, int]:
     """``model`` with each 2-D ConvTranspose whose weights are constants replaced by Convs
     (one per output phase, their outputs interleaved when strided); returns it and how many
-    were replaced. Needs static shapes."""
+    were replaced. Needs the height and width of their inputs in the graph."""
     onnx = _onnx()
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     inferred = onnx.shape_inference.infer_shapes(model)
     values = [*inferred.graph.value_info, *inferred.graph.input]
@@ -127,37 +127,10 @@ def conv_transpose_to_conv(model: Any) -> tuple[Any, int]:
         if plan is None:
             nodes.append(node)
             continue
-        tag = node.name or node.output[0]
         bias = None
         if len(node.input) > 2 and node.input[2]:
-            bias = f"{tag}/as_conv/b"
-            b = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
-            model.graph.initializer.append(numpy_helper.from_array(b, bias))
-        outs = [node.output[0]] if len(plan) == 1 else []
-        for i, phase in enumerate(plan):
-            wname = f"{tag}/as_conv/w{i}"
-            model.graph.initializer.append(numpy_helper.from_array(phase.weights, wname))
-            out = outs[0] if len(plan) == 1 else f"{tag}/as_conv/phase{i}"
-            inputs = [node.input[0], wname] + ([bias] if bias else [])
-            kernel = list(phase.weights.shape[2:])
-            nodes.append(
-                helper.make_node(
-                    "Conv", inputs, [out], name=f"{tag}/as_conv{i}", kernel_shape=kernel,
-                    pads=phase.pads,
-                )
-            )  # fmt: skip
-            if len(plan) > 1:
-                outs.append(out)
-        if len(plan) > 1:
-            s = round(len(plan) ** 0.5)
-            h, w_ = [
-                shape[2 + a] + phase.pads[a] + phase.pads[2 + a] - kernel[a] + 1 for a in (0, 1)
-            ]
-            nodes.append(helper.make_node("Concat", outs, [f"{tag}/as_conv/phases"], axis=1))
-            dims = [shape[0], plan[0].weights.shape[0], h, w_]
-            nodes.extend(
-                _depth_to_space(model, f"{tag}/as_conv/phases", node.output[0], tag, dims, s)
-            )
+            bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+        nodes.extend(_replacement(model, node, plan, bias, shape))
         done += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
@@ -167,6 +140,41 @@ def conv_transpose_to_conv(model: Any) -> tuple[Any, int]:
     model.graph.initializer.extend(keep)
     onnx.checker.check_model(model)
     return model, done
+
+
+def _replacement(
+    model: Any, node: Any, plan: list[_Phase], bias: F32 | None, shape: list[int]
+) -> list[Any]:
+    """The Conv nodes (each with its own weights and bias, so each gets its own INT8 scales)
+    and the shuffle that replace ``node``; their constants go into ``model``."""
+    from onnx import helper, numpy_helper
+
+    tag = node.name or node.output[0]
+    nodes, outs = [], []
+    for i, phase in enumerate(plan):
+        inputs = [node.input[0], f"{tag}/as_conv/w{i}"]
+        model.graph.initializer.append(numpy_helper.from_array(phase.weights, inputs[1]))
+        if bias is not None:
+            inputs.append(f"{tag}/as_conv/b{i}")
+            model.graph.initializer.append(numpy_helper.from_array(bias, inputs[2]))
+        out = node.output[0] if len(plan) == 1 else f"{tag}/as_conv/phase{i}"
+        kernel = list(phase.weights.shape[2:])
+        nodes.append(
+            helper.make_node(
+                "Conv", inputs, [out], name=f"{tag}/as_conv{i}", kernel_shape=kernel,
+                pads=phase.pads,
+            )
+        )  # fmt: skip
+        outs.append(out)
+    if len(plan) == 1:
+        return nodes
+    s = round(len(plan) ** 0.5)
+    p, k = plan[0].pads, plan[0].weights.shape[2:]
+    h, w = (shape[2 + a] + p[a] + p[2 + a] - k[a] + 1 for a in (0, 1))
+    phases = f"{tag}/as_conv/phases"
+    nodes.append(helper.make_node("Concat", outs, [phases], axis=1))
+    dims = [shape[0], plan[0].weights.shape[0], h, w]
+    return nodes + _depth_to_space(model, phases, node.output[0], tag, dims, s)
 
 
 def _depth_to_space(model: Any, x: str, y: str, tag: str, dims: list[int], s: int) -> list[Any]:
