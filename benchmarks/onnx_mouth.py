@@ -3,19 +3,24 @@
 
 Measures, in one run (the machine is shared: read the load average printed with them):
 
-- **model**: bare onnxruntime inference of the full-width model, FP32 and INT8 (static QDQ),
-  1 intra-op thread: median ms per frame and frames/s. This is the physical limit of the engine.
+- **model**: bare onnxruntime inference of the full-width model, 1 intra-op thread (and 2):
+  FP32; INT8 the plain way (``plain``: static QDQ of the model as it is, the generator's recipe
+  before ``avatarcast avatars quantize``: its ConvTranspose stay FP32); INT8 the way
+  ``avatars quantize`` makes it (the generator's ``wav2lip96full.int8``). Median ms per frame,
+  frames/s, and each INT8 copy's output against FP32's (PSNR on 0..255 levels).
 - **engine**: one stream at 25 fps on the wall clock, INT8, 1 thread, speech all the time, the
   fallback off: the share of frames whose crop was late, and crops/s against the bare model
-  (the engine's overhead ratio). The same for the tiny generated model (one that keeps up).
+  (the engine's overhead ratio); the plain INT8 as the baseline in the same run; the INT8 copy
+  with 2 threads. The same for the tiny generated model (one that keeps up).
 - **fallback**: the same stream with the fallback on: when it switched to ``patches``, and
   whether any frame after the switch waited for the model.
 - **streams**: N streams at once (one thread each, as N stream processes would each have one),
   the fallback on: how many stay on ``onnx``, how many fell back, the worst crop() wait (a
   frame is late when it waits; it never should).
 
-Usage: ``python benchmarks/onnx_mouth.py [--seconds 12] [--streams 1,2,4] [--models DIR]``
-(without ``--models`` it generates them with ``scripts/make_mouth_models.py --full``).
+Usage: ``python benchmarks/onnx_mouth.py [--seconds 12] [--streams 1,2,4] [--models DIR]
+[--parts model,engine,fallback,streams]`` (without ``--models`` it generates them with
+``scripts/make_mouth_models.py --full``; the plain INT8 copy is made here once, beside them).
 """
 
 from __future__ import annotations
@@ -75,23 +80,83 @@ def bare(models: Path, name: str, threads: int = 1, runs: int = 20) -> tuple[flo
     return float(np.median(wall) * 1000), float(np.median(cpu) * 1000)
 
 
-def model_cost(models: Path, name: str) -> dict[str, int]:
+def _generator() -> Any:
     import importlib.util
-
-    import onnx
 
     spec = importlib.util.spec_from_file_location("gen", REPO / "scripts" / "make_mouth_models.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    cost: dict[str, int] = gen.cost(onnx.load(str(models / f"{name}.onnx")))
+    return gen
+
+
+def model_cost(models: Path, name: str) -> dict[str, int]:
+    import onnx
+
+    cost: dict[str, int] = _generator().cost(onnx.load(str(models / f"{name}.onnx")))
     return cost
 
 
-def make_engine(models: Path, name: str, policy: FallbackPolicy) -> OnnxMouthEngine:
+def plain_int8(models: Path) -> str:
+    """The full-width model quantized as it is (static QDQ, u8/s8 per tensor, the generator's
+    4 random calibration inputs): the recipe before ``avatars quantize``, as a baseline."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    name = "wav2lip96full.int8plain"
+    if not (models / f"{name}.onnx").exists():
+        gen = _generator()
+        feeds = iter(gen.calibration(96))
+
+        class Reader:
+            def get_next(self) -> dict[str, Any] | None:
+                return next(feeds, None)
+
+        quantize_static(
+            str(models / "wav2lip96full.onnx"),
+            str(models / f"{name}.onnx"),
+            Reader(),  # type: ignore[arg-type]
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+        manifest = json.loads((models / "wav2lip96full.int8.mouth.json").read_text())
+        manifest.update(name=name, model=f"{name}.onnx", sha256=_sha(models / f"{name}.onnx"))
+        (models / f"{name}.mouth.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return name
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def psnr_to_fp32(models: Path, name: str) -> float:
+    """The INT8 copy's output against FP32's on 4 random inputs (random weights), in dB."""
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(
+        str(models / "wav2lip96full.onnx"), providers=["CPUExecutionProvider"]
+    )
+    q = ort.InferenceSession(str(models / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(123)
+    mse = []
+    for _ in range(4):
+        feed = {
+            "audio": rng.uniform(-4, 4, (1, 1, 80, 16)).astype(np.float32),
+            "face": rng.uniform(0, 1, (1, 6, 96, 96)).astype(np.float32),
+        }
+        diff = 255 * (ref.run(None, feed)[0] - q.run(None, feed)[0])
+        mse.append(float(np.mean(diff**2)))
+    return round(10 * float(np.log10(255**2 / np.mean(mse))), 1)
+
+
+def make_engine(
+    models: Path, name: str, policy: FallbackPolicy, threads: int = 1
+) -> OnnxMouthEngine:
     from skimage import data
 
-    model = MouthModel(load_manifest(models / f"{name}.mouth.json"))
+    model = MouthModel(load_manifest(models / f"{name}.mouth.json"), threads=threads)
     face = face_ref(np.ascontiguousarray(data.astronaut()), (170, 40, 150, 180), 96)
     return OnnxMouthEngine(model, face, fps=FPS, live=True, policy=policy)
 
@@ -156,12 +221,61 @@ def streams(models: Path, name: str, n: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def model_part(models: Path, plain: str) -> dict[str, Any]:
+    cost = model_cost(models, "wav2lip96full")
+    fp32, fp32_cpu = bare(models, "wav2lip96full")
+    old, old_cpu = bare(models, plain)
+    int8, int8_cpu = bare(models, "wav2lip96full.int8")
+    return {
+        "parameters": cost["parameters"],
+        "gmac_per_frame": round(cost["multiply_adds"] / 1e9, 3),
+        "fp32_ms": round(fp32, 1),
+        "fp32_cpu_ms": round(fp32_cpu, 1),
+        "plain_int8_ms": round(old, 1),
+        "plain_int8_cpu_ms": round(old_cpu, 1),
+        "plain_int8_2threads_ms": round(bare(models, plain, threads=2)[0], 1),
+        "int8_ms": round(int8, 1),
+        "int8_cpu_ms": round(int8_cpu, 1),
+        "int8_fps": round(1000 / int8, 2),
+        "int8_gmac_per_cpu_s": round(cost["multiply_adds"] / 1e6 / int8_cpu, 1),
+        "int8_2threads_ms": round(bare(models, "wav2lip96full.int8", threads=2)[0], 1),
+        "int8_over_plain_cpu": round(old_cpu / int8_cpu, 2),
+        "int8_over_fp32_cpu": round(fp32_cpu / int8_cpu, 2),
+        "plain_psnr_db": psnr_to_fp32(models, plain),
+        "int8_psnr_db": psnr_to_fp32(models, "wav2lip96full.int8"),
+        "tiny_ms": round(bare(models, "wav2lip96")[0], 2),
+    }
+
+
+def engine_part(models: Path, plain: str, seconds: float) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    runs = (
+        ("engine_plain_int8", plain, 1),
+        ("engine_int8", "wav2lip96full.int8", 1),
+        ("engine_int8_2threads", "wav2lip96full.int8", 2),
+        ("engine_tiny", "wav2lip96", 1),
+    )
+    for key, name, threads in runs:
+        eng = make_engine(models, name, NEVER, threads)
+        out: dict[str, Any] = {"threads": threads}
+        run_stream(eng, seconds, 0, out)
+        eng.close()
+        if threads == 1:
+            bare_ms = bare(models, name)[0]
+            out["ratio_to_bare_model"] = round(out["crops_per_s"] / min(1000 / bare_ms, FPS), 3)
+        report[key] = out
+        print(key, json.dumps(out), file=sys.stderr)
+    return report
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=12.0)
     p.add_argument("--streams", default="1,2,4")
     p.add_argument("--models", type=Path)
+    p.add_argument("--parts", default="model,engine,fallback,streams")
     args = p.parse_args()
+    parts = set(args.parts.split(","))
     models = args.models
     if models is None:
         models = Path(tempfile.mkdtemp(prefix="onnx-bench-"))
@@ -171,44 +285,27 @@ def main() -> None:
             check=True,
             stderr=subprocess.DEVNULL,
         )
+    plain = plain_int8(models)
     report: dict[str, Any] = {"load_before": os.getloadavg()[0]}
-    cost = model_cost(models, "wav2lip96full")
-    fp32, fp32_cpu = bare(models, "wav2lip96full")
-    int8, int8_cpu = bare(models, "wav2lip96full.int8")
-    report["model"] = {
-        "parameters": cost["parameters"],
-        "gmac_per_frame": round(cost["multiply_adds"] / 1e9, 3),
-        "fp32_ms": round(fp32, 1),
-        "fp32_cpu_ms": round(fp32_cpu, 1),
-        "fp32_fps": round(1000 / fp32, 2),
-        "int8_ms": round(int8, 1),
-        "int8_cpu_ms": round(int8_cpu, 1),
-        "int8_fps": round(1000 / int8, 2),
-        "int8_gmac_per_cpu_s": round(cost["multiply_adds"] / 1e6 / int8_cpu, 1),
-        "int8_2threads_ms": round(bare(models, "wav2lip96full.int8", threads=2)[0], 1),
-        "tiny_ms": round(bare(models, "wav2lip96")[0], 2),
-    }
-    print(json.dumps(report["model"]), file=sys.stderr)
-    for key, name in (("engine_int8", "wav2lip96full.int8"), ("engine_tiny", "wav2lip96")):
-        eng = make_engine(models, name, NEVER)
+    if "model" in parts:
+        report["model"] = model_part(models, plain)
+        print(json.dumps(report["model"]), file=sys.stderr)
+    if "engine" in parts:
+        report.update(engine_part(models, plain, args.seconds))
+    if "fallback" in parts:
+        eng = make_engine(models, "wav2lip96full.int8", FallbackPolicy())
         out: dict[str, Any] = {}
         run_stream(eng, args.seconds, 0, out)
         eng.close()
-        bare_fps = 1000 / (int8 if name.endswith("int8") else report["model"]["tiny_ms"])
-        out["ratio_to_bare_model"] = round(out["crops_per_s"] / min(bare_fps, FPS), 3)
-        report[key] = out
-        print(key, json.dumps(out), file=sys.stderr)
-    eng = make_engine(models, "wav2lip96full.int8", FallbackPolicy())
-    out = {}
-    run_stream(eng, args.seconds, 0, out)
-    eng.close()
-    report["fallback"] = out
-    print("fallback", json.dumps(out), file=sys.stderr)
-    report["streams"] = [
-        streams(models, "wav2lip96full.int8", int(n), args.seconds) for n in args.streams.split(",")
-    ]
-    for row in report["streams"]:
-        print("streams", json.dumps(row), file=sys.stderr)
+        report["fallback"] = out
+        print("fallback", json.dumps(out), file=sys.stderr)
+    if "streams" in parts:
+        report["streams"] = [
+            streams(models, "wav2lip96full.int8", int(n), args.seconds)
+            for n in args.streams.split(",")
+        ]
+        for row in report["streams"]:
+            print("streams", json.dumps(row), file=sys.stderr)
     report["load_after"] = os.getloadavg()[0]
     print(json.dumps(report, indent=2))
 

@@ -18,7 +18,7 @@ Models written (each with a ``<name>.mouth.json`` manifest beside it):
 - ``slow96``: Wav2Lip's I/O with about 6 GFLOP of convolutions: misses every 25 fps deadline
 - ``wav2lip96full`` (``--full``): Wav2Lip's layers at their widths (36.3 M parameters with
   its BatchNorms folded, 3.97 G multiply-adds a frame: ``cost()``), and its
-  INT8 quantisation ``wav2lip96full.int8``
+  INT8 quantisation ``wav2lip96full.int8`` (``avatarcast avatars quantize``'s recipe)
 - ``voice-tiny.onnx`` + ``.onnx.json``: Piper's voice I/O (phoneme ids, lengths, scales ->
   22.05 kHz audio), with the ``Ceil`` duration tensor Piper's alignment patch looks for
 """
@@ -370,40 +370,24 @@ def _wav2lip_manifest(out: Path, name: str, size: int, sha: str, **extra: Any) -
     )
 
 
+def calibration(size: int) -> list[dict[str, Arr]]:
+    """4 random frames and mel windows (seed 7): the bench model's weights are random too."""
+    rng = np.random.default_rng(7)
+    return [
+        {
+            "audio": rng.uniform(-4, 4, (1, 1, 80, 16)).astype(np.float32),
+            "face": rng.uniform(0, 1, (1, 6, size, size)).astype(np.float32),
+        }
+        for _ in range(4)
+    ]
+
+
 def quantise(src: Path, dst: Path, size: int) -> str:
-    """Static INT8 (QDQ) quantisation, calibrated on a few random frames and mel windows."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    """Static INT8 the way ``avatarcast avatars quantize`` makes it for a user's model
+    (``avatar.neural.quantize``: ConvTranspose as Conv, QDQ u8/s8, weights per channel)."""
+    from avatarcast.avatar.neural.quantize import quantize
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(7)
-            self.items = iter(
-                [
-                    {
-                        "audio": rng.uniform(-4, 4, (1, 1, 80, 16)).astype(np.float32),
-                        "face": rng.uniform(0, 1, (1, 6, size, size)).astype(np.float32),
-                    }
-                    for _ in range(4)
-                ]
-            )
-
-        def get_next(self) -> dict[str, Arr] | None:
-            return next(self.items, None)
-
-    quantize_static(
-        str(src),
-        str(dst),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-    return hashlib.sha256(dst.read_bytes()).hexdigest()
+    return quantize(src, dst, calibration(size))
 
 
 def main() -> None:

@@ -90,8 +90,10 @@ def mel_spectrogram(wave16: F32) -> F32:
 class MelWindows:
     """The 1x1x80x16 window each video frame of one chunk sees."""
 
-    def __init__(self, pcm48: npt.NDArray[np.int16], fps: int) -> None:
-        mel = mel_spectrogram(audio_16k(pcm48))
+    def __init__(
+        self, pcm48: npt.NDArray[np.int16], fps: int, *, wave16: F32 | None = None
+    ) -> None:
+        mel = mel_spectrogram(audio_16k(pcm48) if wave16 is None else wave16)
         if mel.shape[1] < WINDOW:
             mel = np.pad(mel, ((0, 0), (0, WINDOW - mel.shape[1])), constant_values=-4.0)
         self._mel = mel
