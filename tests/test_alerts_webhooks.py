@@ -103,6 +103,22 @@ def _worker_pid(c: object, sid: str, run: int) -> int:
     return int(items[-1]["detail"]["pid"])
 
 
+def _spares(server_pid: int, busy: int) -> list[int]:
+    """Worker processes the server started that run no stream yet (``busy`` runs ours)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == busy:
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == server_pid and b"avatarcast.runner.worker" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
 def test_sigkill_of_a_worker_alerts_and_recording_goes_on(
     server: Served, receiver: Receiver
 ) -> None:
@@ -125,6 +141,12 @@ def test_sigkill_of_a_worker_alerts_and_recording_goes_on(
             assert time.monotonic() < deadline, "the first run did not reach 3 s of media"
             time.sleep(0.2)
         pid = _worker_pid(c, sid, 0)
+        # the restart is to take the spare, which the server makes 5 s after a start took the
+        # previous one (runner.spare): on a fast machine 3 s of media come before it exists
+        deadline = time.monotonic() + 60
+        while not _spares(server.proc.pid, busy=pid):
+            assert time.monotonic() < deadline, "the server made no spare worker in 60 s"
+            time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         while True:  # back on air: the new run's frame counter moving, not only its state
