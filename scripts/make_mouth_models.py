@@ -15,7 +15,9 @@ Models written (each with a ``<name>.mouth.json`` manifest beside it):
 - ``wav2lip256``: face 1x6x256x256 + mel 1x1x80x16 -> 1x3x256x256
 - ``unet160`` + ``unet160.encoder``: a 160-px UNet fed by a hubert-shaped audio encoder
   (16 kHz waveform 1x10240 -> 1x32x32x32)
-- ``slow96``: Wav2Lip's I/O with about 6 GFLOP of convolutions: misses every 25 fps deadline
+- ``slow96``: Wav2Lip's I/O with about 13 GFLOP of convolutions: misses nearly every 25 fps
+  deadline (6 GFLOP still made half of them on an AVX-512 EPYC core, and the fallback test's
+  5 s window then began late: the switch at frame 208 of 225)
 - ``wav2lip96full`` (``--full``): Wav2Lip's layers at their widths (36.3 M parameters with
   its BatchNorms folded, 3.97 G multiply-adds a frame: ``cost()``), and its
   INT8 quantisation ``wav2lip96full.int8`` (``avatarcast avatars quantize``'s recipe)
@@ -168,13 +170,13 @@ def wav2lip(size: int, width: float, seed: int) -> Any:
 
 
 def slow(seed: int) -> Any:
-    """Wav2Lip-96's I/O behind ten 64-channel 3x3 convolutions at full resolution."""
+    """Wav2Lip-96's I/O behind ten 96-channel 3x3 convolutions at full resolution."""
     g = Graph(seed)
-    x = g.conv("face", 6, 64)
+    x = g.conv("face", 6, 96)
     for _ in range(9):
-        x = g.conv(x, 64, 64, residual=True)
+        x = g.conv(x, 96, 96, residual=True)
     a = g.op("ReduceMean", ["audio"], axes=[2, 3], keepdims=1)
-    x = g.op("Add", [g.conv(x, 64, 3, relu=False), a])
+    x = g.op("Add", [g.conv(x, 96, 3, relu=False), a])
     g.op("Sigmoid", [x])
     g.nodes[-1].output[0] = "output"
     return g.model(
