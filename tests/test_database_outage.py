@@ -127,3 +127,38 @@ def test_only_errors_a_retry_can_help_count_as_an_outage() -> None:
     missing = sqlite3.OperationalError("no such table: no_such_table")
     assert not unreachable(OperationalError("SELECT", {}, missing))  # a bug, not an outage
     assert not unreachable(httpx.ConnectError("not a database error"))
+
+
+def test_closing_the_watch_waits_for_a_check_under_way(tmp_path: Path) -> None:
+    """The app's shutdown cancels the watch while a check may still run in its thread; the
+    close waits for it instead of closing the connection under it (a SQLite SIGSEGV)."""
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.pool import NullPool
+
+    from avatarcast.control.dbwatch import DatabaseWatch
+    from avatarcast.db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}", poolclass=NullPool)
+    inside, release = threading.Event(), threading.Event()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def slow(*_args: object) -> None:
+        inside.set()
+        release.wait(5)
+
+    watch = DatabaseWatch(engine, on_change=lambda up, detail: None)
+    results: list[tuple[bool, str | None]] = []
+    checker = threading.Thread(target=lambda: results.append(watch.check()))
+    checker.start()
+    assert inside.wait(5)
+    closer = threading.Thread(target=watch.close)
+    closer.start()
+    time.sleep(0.2)
+    assert closer.is_alive()  # waits for the check under way
+    release.set()
+    checker.join(5)
+    closer.join(5)
+    assert not closer.is_alive() and results == [(True, None)]
+    assert watch.check() == (True, None)  # closed: no new connection, the last state

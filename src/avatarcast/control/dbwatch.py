@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -63,9 +64,20 @@ class DatabaseWatch:
         self._conn: Connection | None = None
         self.up = True
         self._lost_at = 0.0
+        # a check and the close take turns: cancelling ``run`` does not stop a check already in
+        # its thread, and closing the connection under it crashed a test process (SIGSEGV in
+        # SQLite at the app's shutdown, 2026-12-07)
+        self._lock = threading.Lock()
+        self._closed = False
 
     def check(self) -> tuple[bool, str | None]:
         """One ``SELECT 1`` (connecting first if the last one failed): up, or the error."""
+        with self._lock:
+            if self._closed:
+                return self.up, None
+            return self._check()
+
+    def _check(self) -> tuple[bool, str | None]:
         try:
             if self._conn is None:
                 self._conn = self._engine.connect()
@@ -99,8 +111,11 @@ class DatabaseWatch:
             await asyncio.sleep(interval_s)
 
     def close(self) -> None:
-        self._drop()
-        self._engine.dispose()
+        """Close the watch's connection, after a check that is under way."""
+        with self._lock:
+            self._closed = True
+            self._drop()
+            self._engine.dispose()
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
