@@ -18,6 +18,7 @@ from avatarcast.control.webhooks.signing import SignatureError, body_of, sign, v
 from avatarcast.control.webhooks.store import retry_delay
 from avatarcast.netpolicy import NetPolicy
 from media_probe import ffprobe, stream_of
+from procs import children
 from served import Served, live_stream, serve
 from webhook_receiver import Receiver
 
@@ -106,16 +107,13 @@ def _worker_pid(c: object, sid: str, run: int) -> int:
 def _spares(server_pid: int, busy: int) -> list[int]:
     """Worker processes the server started that run no stream yet (``busy`` runs ours)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == busy:
-            continue
+    for pid in children(server_pid):
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
             continue  # gone meanwhile
-        if ppid == server_pid and b"avatarcast.runner.worker" in cmd:
-            found.append(int(entry.name))
+        if pid != busy and b"avatarcast.runner.worker" in cmd:
+            found.append(pid)
     return found
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from procs import children
 from served import Served, live_stream, serve
 
 FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
@@ -84,29 +84,14 @@ def test_api8_keys_schedules_and_tenants_are_audited(served: tuple[Served, httpx
     ]
 
 
-def _children(pid: int) -> set[int]:
-    """Process ids whose parent is ``pid``, read from /proc."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
-
-
 def _tenant_with_a_live_stream(c: httpx.Client, s: Served) -> tuple[str, str, set[int]]:
     admin = s.auth("admin")
     tenant = c.post("/v1/tenants", json={"name": "initech"}, headers=admin).json()
     key = {"name": "op", "role": "operator", "tenant_id": tenant["id"]}
     op = {"Authorization": f"Bearer {c.post('/v1/keys', json=key, headers=admin).json()['key']}"}
-    before = _children(s.proc.pid)
+    before = set(children(s.proc.pid))
     sid, _ = live_stream(c, op, record=True)
-    workers = _children(s.proc.pid) - before
+    workers = set(children(s.proc.pid)) - before
     assert workers, "no worker process found"
     return tenant["id"], sid, workers
 
@@ -128,6 +113,6 @@ def test_api4_deleting_a_tenant_stops_its_streams_at_once(
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
     assert c.delete(f"/v1/tenants/{tenant_id}", headers=s.auth("admin")).status_code == 204
     deadline = time.monotonic() + 15
-    while workers & _children(s.proc.pid):
+    while workers & set(children(s.proc.pid)):
         assert time.monotonic() < deadline, "the deleted tenant's worker still runs"
         time.sleep(0.2)

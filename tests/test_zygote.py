@@ -28,6 +28,7 @@ from avatarcast.catalog.model import Product
 from avatarcast.pipeline.spec import ProgrammeOptions
 from avatarcast.runner.base import StreamEvent, StreamSpec
 from avatarcast.runner.local import LocalRunner
+from procs import children, ppid
 from rtmp_server import RtmpServer
 from served import FRYER as PRODUCT
 from served import Served, live_stream, serve
@@ -35,22 +36,6 @@ from served import Served, live_stream, serve
 ZYGOTE = "avatarcast.runner.zygote"
 #: on air; safe mode comes when no supervisor's heartbeat came for a while (none comes here)
 ON_AIR = ("live", "safe_mode")
-
-
-def ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if ppid(int(entry.name)) == pid:
-                    out.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
 
 
 def zygote_of(server: Served, within: float = 60.0) -> int:
