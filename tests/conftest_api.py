@@ -50,10 +50,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def make_settings(
-    database_url: str, *, sections: dict[str, Any] | None = None, **api: Any
+    database_url: str,
+    *,
+    sections: dict[str, Any] | None = None,
+    zygote: bool = False,
+    **api: Any,
 ) -> Settings:
+    """The app's settings; the runner's worker zygote only with ``zygote``.
+
+    A zygote imports the whole pipeline when the app starts (~0.8 CPU s, 0.7-1 s) and most
+    of these apps start no stream: in test_api_auth's 36 apps it was 12 of 22 CPU s even when
+    stopped at the app's close. A stream started without one is a cold worker, the fallback the
+    runner has while the zygote is down. The files that start streams ask for it
+    (``WORKER_ZYGOTE = True``, see ``api``); ``serve`` in the served tests runs as deployed."""
     api.setdefault("rate_limit", {"rate": 10_000, "burst": 10_000})
-    return Settings(database_url=database_url, api=api, **(sections or {}))
+    sections = {"runner": {"zygote": zygote}, **(sections or {})}
+    return Settings(database_url=database_url, api=api, **sections)
 
 
 @dataclass
@@ -115,6 +127,7 @@ def start_api(
     *,
     sections: dict[str, Any] | None = None,
     console: bool = False,
+    zygote: bool = False,
     **api: Any,
 ) -> Iterator[Api]:
     """Migrate, create tenants ``acme`` (every role) and ``globex`` (operator), serve.
@@ -129,20 +142,28 @@ def start_api(
     for role in ROLES:
         tenant_id, keys[role] = create_key(sessions, tenant_name="acme", role=role)
     other_tenant, other_key = create_key(sessions, tenant_name="globex", role="operator")
-    settings = make_settings(database_url, sections=sections, **api)
+    settings = make_settings(database_url, sections=sections, zygote=zygote, **api)
     app = create_server_app(settings) if console else create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(app, client, engine, database_url, tenant_id, keys, other_tenant, other_key)
     engine.dispose()
 
 
+def _zygote(request: pytest.FixtureRequest) -> bool:
+    """A test module that starts streams sets ``WORKER_ZYGOTE = True``: its apps fork their
+    workers as deployed (see ``make_settings``)."""
+    return bool(getattr(request.module, "WORKER_ZYGOTE", False))
+
+
 @pytest.fixture
-def api(database_url: str) -> Iterator[Api]:
-    with start_api(database_url) as running:
+def api(database_url: str, request: pytest.FixtureRequest) -> Iterator[Api]:
+    with start_api(database_url, zygote=_zygote(request)) as running:
         yield running
 
 
 @pytest.fixture
-def api_factory(database_url: str) -> Callable[..., AbstractContextManager[Api]]:
+def api_factory(
+    database_url: str, request: pytest.FixtureRequest
+) -> Callable[..., AbstractContextManager[Api]]:
     """``with api_factory(**api_settings) as api:`` -- another app on the same database."""
-    return partial(start_api, database_url)
+    return partial(start_api, database_url, zygote=_zygote(request))

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from conftest_api import Api
 
 pytest_plugins = ("conftest_api",)
+#: its apps start streams: workers forked from a zygote, as deployed (conftest_api)
+WORKER_ZYGOTE = True
 pytestmark = pytest.mark.timeout(180)
 
 FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}

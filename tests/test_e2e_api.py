@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from conftest_api import Api
 
 pytest_plugins = ("conftest_api",)
+#: its apps start streams: workers forked from a zygote, as deployed (conftest_api)
+WORKER_ZYGOTE = True
 pytestmark = pytest.mark.timeout(90)
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo-catalog.json"

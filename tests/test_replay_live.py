@@ -107,7 +107,7 @@ def _replay(session: Path, tmp: Path, *extra: str) -> subprocess.CompletedProces
 def test_live_session_from_the_api_replays_the_same_night(tmp_path: Path) -> None:
     rec = tmp_path / "recordings"
     with start_api(
-        f"sqlite:///{tmp_path / 'var' / 'a.db'}", sections={"recordings_dir": rec}
+        f"sqlite:///{tmp_path / 'var' / 'a.db'}", sections={"recordings_dir": rec}, zygote=True
     ) as api:
         sid, new_price = _live_night(api)
         r = api.client.get(f"/v1/streams/{sid}/session", headers=api.auth("backend"))
