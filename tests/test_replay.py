@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from avatarcast.replay import load_session
 from media_probe import ffprobe, stream_of
 
 REPLAYS = sorted((Path(__file__).parent / "replays").glob("*.jsonl"))
+
+Replayed = tuple[subprocess.CompletedProcess[str], Path, Path]
 
 
 def _replay(session: Path, tmp: Path) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
@@ -39,9 +42,23 @@ def _replay(session: Path, tmp: Path) -> tuple[subprocess.CompletedProcess[str],
     return r, out, report
 
 
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Replayed]:
+    """Each recorded session replayed once for the module (~5 CPU s, 8-11 s each): the price
+    drop's talk is checked on the same replay as its health report."""
+    done: dict[Path, Replayed] = {}
+
+    def get(session: Path) -> Replayed:
+        if session not in done:
+            done[session] = _replay(session, tmp_path_factory.mktemp(session.stem))
+        return done[session]
+
+    return get
+
+
 @pytest.mark.parametrize("session", REPLAYS, ids=[p.stem for p in REPLAYS])
-def test_replay_report_is_healthy(session: Path, tmp_path: Path) -> None:
-    r, out, report_path = _replay(session, tmp_path)
+def test_replay_report_is_healthy(session: Path, replayed: Callable[[Path], Replayed]) -> None:
+    r, out, report_path = replayed(session)
     assert r.returncode == 0, r.stderr
     report = json.loads(report_path.read_text())
     s = report["summary"]
@@ -65,16 +82,16 @@ def test_replay_report_is_healthy(session: Path, tmp_path: Path) -> None:
         assert k in report["events"]["unhandled"]
     info = ffprobe(out)
     assert stream_of(info, "video")["codec_name"] == "h264"
-    transcript = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    transcript = [json.loads(x) for x in (out.parent / "t.jsonl").read_text().splitlines()]
     assert transcript and all({"t", "text", "source", "facts"} <= set(x) for x in transcript)
 
 
-def test_price_change_reaches_talk(tmp_path: Path) -> None:
+def test_price_change_reaches_talk(replayed: Callable[[Path], Replayed]) -> None:
     """After the sale price drops to 84,99 the offer quotes the new price, never the old."""
     session = Path(__file__).parent / "replays" / "price_drop_nl.jsonl"
-    r, _, _ = _replay(session, tmp_path)
+    r, out, _ = replayed(session)
     assert r.returncode == 0, r.stderr
-    lines = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (out.parent / "t.jsonl").read_text().splitlines()]
     after = [x for x in lines if x["t"] >= 6.0 and x["product_id"] == "kovana-af550"]
     assert not any("89,99" in x["text"] for x in after)
     assert any("84,99" in x["text"] for x in after), [x["text"] for x in after]
