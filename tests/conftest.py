@@ -4,6 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# test modules import its helpers before pytest loads it as their plugin
+pytest.register_assert_rewrite("console_site")
+
 pytest_plugins = ["conftest_rtmp", "conftest_llm", "conftest_api", "conftest_xdist"]
 
 

@@ -135,7 +135,8 @@ def test_the_checked_in_table_names_test_files_with_seconds() -> None:
 
 
 def test_alone_names_whole_files_tests_and_their_parameters() -> None:
-    assert alone("tests/test_console.py::test_wall_mute_say_and_kill")
+    assert alone("tests/test_console_wall.py::test_wall_mute_say_and_kill")
+    assert not alone("tests/test_console.py::test_every_page_passes_axe")
     assert alone("tests/test_voice_espeak.py::test_synthesis_runs_off_the_event_loop")
     assert alone("tests/test_guardrails.py::test_a_check_takes_well_under_a_millisecond[x]")
     assert not alone("tests/test_voice_espeak.py::test_chinese_voice_speaks")
