@@ -247,10 +247,12 @@ async def test_whep_viewers_watch_the_live_programme(tmp_path: Path) -> None:
             response = await viewer.start(client, "/whep")
             assert response.status_code == 201, response.text
             await viewer.wait_for_video()
-            await asyncio.sleep(10.2)
-            assert viewer.frames_within(10.0) >= 240, viewer.frames_within(10.0)
+            # 4 s at the rate test_whep's 10 s real-time check asks (24 fps): the programme's
+            # frames and sound reach the viewer; that the WHEP output keeps up is test_whep's
+            await asyncio.sleep(4.2)
+            assert viewer.frames_within(4.0) >= 96, viewer.frames_within(4.0)
             assert viewer.sizes == {(1280, 720)}
-            assert viewer.audio_frames >= 300
+            assert viewer.audio_frames >= 120  # 20 ms each: >= 2.4 s
         profile = tempfile.mkdtemp(prefix="live-chromium-")
         async with async_playwright() as pw:
             browser = await pw.chromium.launch_persistent_context(
