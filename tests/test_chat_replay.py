@@ -12,11 +12,17 @@ from avatarcast.pipeline.render import replay_session
 REPLAYS = Path(__file__).parent / "replays"
 
 
+#: each session's report, replayed once for the module (~5 CPU s and 7-18 s each): three tests
+#: read the English night's, two the Dutch one's
+_REPORTS: dict[str, dict] = {}
+
+
 async def _report(name: str, tmp: Path) -> tuple[dict, list[dict]]:
     session = REPLAYS / name
-    rep = await replay_session(session, out=tmp / "r.mp4", report=tmp / "r.json")
+    if name not in _REPORTS:
+        _REPORTS[name] = await replay_session(session, out=tmp / "r.mp4", report=tmp / "r.json")
     events = [json.loads(x) for x in session.read_text().splitlines()[1:] if x.strip()]
-    return rep, [e for e in events if e["type"] == "chat"]
+    return _REPORTS[name], [e for e in events if e["type"] == "chat"]
 
 
 @pytest.mark.parametrize("name", ["chat_en.jsonl", "chat_nl.jsonl"])
