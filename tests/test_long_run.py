@@ -173,7 +173,9 @@ async def test_a_connection_is_renewed_before_its_timestamps_run_out(
 
     watching = asyncio.create_task(watch())
     t0 = time.monotonic()
-    for frame in frames(fmt, 14, start=start):
+    # on air until both reads are done (each waits for its ffprobe to start): a fixed 14 s ran
+    # out before the second read began at load 6-9, which then read a silent connection
+    for frame in frames(fmt, 90, start=start):
         for p in await asyncio.to_thread(enc.encode, frame):
             await sink.write(p)
         await asyncio.sleep(max(0.0, t0 + (frame.pts + 1 - start) / fmt.fps - time.monotonic()))

@@ -140,7 +140,10 @@ async def test_an_idle_stream_feeds_the_child_nothing_and_a_first_viewer_still_s
     served: tuple[WhepProcess, LiveSource],
 ) -> None:
     whep, source = served
-    await asyncio.sleep(1.0)  # 25+ frames with nobody watching
+    for _ in range(100):  # 30 frames with nobody watching (1.2 s; polled: a fixed 1 s saw 29)
+        if source.frames >= 30:
+            break
+        await asyncio.sleep(0.1)
     assert source.frames >= 30 and whep.forwarded == 0 and not whep.watched
     viewer = Viewer()
     async with httpx.AsyncClient(base_url=str(whep.url)) as client:
