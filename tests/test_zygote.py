@@ -376,7 +376,10 @@ def _first_frame(record: Path) -> np.ndarray:
 
 @pytest.mark.timeout(300)
 async def test_a_forked_worker_speaks_and_draws_what_a_cold_one_does(tmp_path: Path) -> None:
-    cold_lines, cold_frame = await _first_run(False, tmp_path / "cold")
-    forked_lines, forked_frame = await _first_run(True, tmp_path / "forked")
+    # side by side: each waits ~12 s of media for its third sentence (one after the other,
+    # 25-30 s)
+    (cold_lines, cold_frame), (forked_lines, forked_frame) = await asyncio.gather(
+        _first_run(False, tmp_path / "cold"), _first_run(True, tmp_path / "forked")
+    )
     assert len(cold_lines) == 3 and forked_lines == cold_lines
     assert np.array_equal(forked_frame, cold_frame)
