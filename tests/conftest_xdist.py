@@ -5,9 +5,10 @@ order hold). xdist hands the files out in collection order (with ``--no-loadscop
 in a worker the files are sorted slowest first by ``durations.json`` (seconds per file from a
 full run: ``scripts/suite_durations.py``): a two-minute file started last would run alone at the
 end while the other workers sit idle. A file not in the table counts as a median one. In a
-serial run nothing is reordered. The table of 2026-12-07 is the loaded parallel run's seconds
-for the 35 files it reached, and the quiet CI run's slowest tests times 4.5 (the two runs'
-ratio) for the others; rewrite it from the next quiet CI run's JUnit reports
+serial run nothing is reordered. The table is the 2-worker run of
+2026-12-07 18:20 on the shared machine (load 2-12; benchmarks/README.md "Test suite"), both
+phases' JUnit reports; two entries carry that run's failures (test_long_run's renewal, 62 s
+of its 82, since fixed; the Ray test's 17 s teardown). Rewrite it from the next quiet CI run
 (``AVATARCAST_TEST_JUNIT``, scripts/pytest_phases.sh).
 
 Every resource a test starts is per process already: PostgreSQL, nginx-rtmp, the LLM and IRC
