@@ -223,7 +223,7 @@ async def in_thread(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     calls back into Python for each block of sound): in a low-priority thread each of those
     takes can leave the GIL with a thread that waits for a CPU, and the stream's frame threads
     wait behind it. 8 twin streams on 2 cores, with espeak in a low-priority thread: 0.928 and
-    0.973 of frames on time, the late ones while the stream's own voice ran ~5x as often as
+    0.973 of frames on time, the late ones while the stream's own voice ran 3.5-10x as often as
     otherwise (benchmarks/README.md, twin4).
     """
     return await _in_thread(0, fn, *args, **kwargs)
