@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import threading
 import time
 from itertools import pairwise
@@ -200,6 +201,81 @@ async def test_synthesis_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch
     assert max(gaps) < 0.1
     assert chunk.duration_ms > 300
     await voice.aclose()
+
+
+LONG = (
+    "This waterproof jacket keeps you dry on every hike, and it folds into its own pocket for "
+    "the trip home. It weighs only three hundred grams, costs eighty-nine euros ninety-five, "
+    "and comes in five colours: red, blue, green, black and a sandy yellow."
+)
+
+
+def _counted_callbacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count espeak's calls into Python (each one takes the GIL) from here on."""
+    lib = espeak._Library.get()
+    real = lib._on_synth
+    calls: list[int] = []
+
+    def counting(wav: ctypes._Pointer[ctypes.c_short], n: int, events: ctypes.Array) -> int:  # type: ignore[type-arg]
+        calls.append(n)
+        return real(wav, n, events)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lib, "_callback", espeak._SynthCallback(counting))
+    return calls
+
+
+def test_a_sentence_calls_into_python_about_once_a_second_of_sound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each call takes the GIL: with espeak's default 60 ms blocks this 15.8 s sentence made 270
+    calls, now 22."""
+    calls = _counted_callbacks(monkeypatch)
+    chunk = EspeakVoice("espeak-en-m").synthesize_blocking(_sentence(LONG, "en"))
+    seconds = chunk.duration_ms / 1000
+    assert seconds > 8
+    assert len(calls) <= 2 * seconds, (len(calls), seconds)
+
+
+@pytest.mark.parametrize(
+    ("voice", "lang", "text"),
+    [
+        ("espeak-en-m", "en", LONG),
+        ("espeak-nl-f", "nl", NL),
+        ("espeak-zh-m", "zh", "这件夹克防水。"),
+    ],
+)
+def test_the_block_size_leaves_sound_and_timings_as_they_were(
+    monkeypatch: pytest.MonkeyPatch, voice: str, lang: str, text: str
+) -> None:
+    """The same samples and events as with espeak's own 60 ms blocks (``_BUFFER_MS = 0``)."""
+    now = EspeakVoice(voice).synthesize_blocking(_sentence(text, lang))
+    monkeypatch.setattr(espeak, "_BUFFER_MS", 0)
+    calls = _counted_callbacks(monkeypatch)
+    before = EspeakVoice(voice).synthesize_blocking(_sentence(text, lang))
+    assert len(calls) > now.duration_ms / 100  # the old blocks really were in use
+    assert np.array_equal(now.pcm, before.pcm)
+    assert now.phonemes == before.phonemes
+    assert now.words == before.words
+
+
+async def test_synthesis_runs_at_the_frame_clocks_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not at background priority: a low-priority thread that takes the GIL holds up the
+    stream's frame threads whenever it waits for a CPU (benchmarks/README.md, twin4)."""
+    lib = espeak._Library.get()
+    real = lib.synthesize
+    nice: list[int] = []
+
+    def spy(text: str, **kw: object) -> espeak._Raw:
+        nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(text, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lib, "synthesize", spy)
+    voice = EspeakVoice("espeak-en-m")
+    await voice.synthesize(_sentence("Hello there.", "en"))
+    await voice.aclose()
+    assert nice == [os.getpriority(os.PRIO_PROCESS, threading.get_native_id())]
 
 
 def test_event_struct_matches_the_library() -> None:

@@ -6,14 +6,16 @@ which ``prctl(PR_SET_NAME)`` sets for the calling thread (at most 15 bytes). Thr
 library starts (libx264's) inherit the name of the thread that started them.
 
 Work that is not on the frame clock (imports and building a programme before it goes on air,
-voice synthesis seconds ahead, starting the RTMP push process) runs in a thread at a lower
+starting the RTMP push process) runs in a thread at a lower
 priority (Linux ``nice`` is per thread, and threads and processes started from such a thread
 inherit it). Several streams launched at once then cannot make the ones already on air late:
 the frame clock's threads win the CPU whenever both want it. No privilege is needed, as the
 priority only ever goes down, and on an idle machine nothing changes. The price: such a thread
 can be preempted while it holds the GIL and hold up its own process's frame threads for a
-moment; with voice synthesis at normal priority instead, 8-10 streams had more late frames
-(benchmarks/README.md, run C), so voice stays low.
+moment. So espeak, which needs ~10-16 ms of CPU a sentence but took the GIL 105 times for
+6 s of sound, speaks in a thread at normal priority (``in_thread``): at low priority 8 twin
+streams had their late frames bunched where their own voice ran (benchmarks/README.md, twin4;
+an earlier run C, when a sentence cost ~60 ms of CPU, had favoured low priority).
 """
 
 from __future__ import annotations
@@ -25,17 +27,21 @@ import functools
 import importlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
 
+from avatarcast import trace
+
 __all__ = [
     "BACKGROUND_NICE",
     "call_in_background",
     "import_in_background",
     "in_background",
+    "in_thread",
     "lower_thread_priority",
     "named_pool",
     "os_thread_name",
@@ -169,10 +175,11 @@ def lower_thread_priority(by: int = BACKGROUND_NICE) -> None:
         pass  # not Linux, or a sandbox that forbids it: run at the normal priority
 
 
-def _background_thread(name: str, run: Callable[[], None]) -> None:
+def _background_thread(name: str, run: Callable[[], None], nice: int = BACKGROUND_NICE) -> None:
     def main() -> None:
         set_os_thread_name(name)
-        lower_thread_priority()
+        if nice:
+            lower_thread_priority(nice)
         run()
 
     threading.Thread(target=main, name=name, daemon=True).start()
@@ -206,6 +213,23 @@ def import_in_background(module: str) -> ModuleType:
 
 async def in_background(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """Await ``fn(*args, **kwargs)`` run in a fresh low-priority thread."""
+    return await _in_thread(BACKGROUND_NICE, fn, *args, **kwargs)
+
+
+async def in_thread(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Await ``fn(*args, **kwargs)`` run in a fresh thread at the caller's priority.
+
+    For work off the frame clock that needs little CPU but takes the GIL many times (espeak
+    calls back into Python for each block of sound): in a low-priority thread each of those
+    takes can leave the GIL with a thread that waits for a CPU, and the stream's frame threads
+    wait behind it. 8 twin streams on 2 cores, with espeak in a low-priority thread: 0.928 and
+    0.973 of frames on time, the late ones while the stream's own voice ran 3.5-10x as often as
+    otherwise (benchmarks/README.md, twin4).
+    """
+    return await _in_thread(0, fn, *args, **kwargs)
+
+
+async def _in_thread(nice: int, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[_T] = loop.create_future()
     call = functools.partial(fn, *args, **kwargs)
@@ -219,14 +243,20 @@ async def in_background(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kw
             future.set_exception(value)
 
     def run() -> None:
+        t0, c0 = time.time(), time.thread_time()
         try:
             result: tuple[bool, Any] = (True, call())
         except BaseException as exc:
             result = (False, exc)
+        if trace.enabled():
+            name = getattr(fn, "__qualname__", repr(fn))
+            trace.record(
+                "bg", name, f"{t0:.4f}", f"{time.time() - t0:.4f}", f"{time.thread_time() - c0:.4f}"
+            )
         try:
             loop.call_soon_threadsafe(settle, *result)
         except RuntimeError:
             pass  # the loop closed while we worked: nobody is waiting
 
-    _background_thread("background", run)
+    _background_thread("background", run, nice)
     return await future

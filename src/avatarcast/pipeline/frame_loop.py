@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from avatarcast import trace
 from avatarcast.clock import Clock
 from avatarcast.frames import EncodedPacket, ProgrammeFrame
 from avatarcast.output.base import FrameEncoder, Restartable, RestartableEncoder, Sink
@@ -295,6 +296,7 @@ class FrameLoop:
                         self.stats.late_frames += 1
                     self.stats.max_lateness_s = max(self.stats.max_lateness_s, late)
                     self.stats.last_lateness_s = max(late, 0.0)
+                    trace.record("wake", pts, f"{late:.4f}")
                 if self._director is not None:
                     self._director.drain(pts)  # the one way in: commands apply between frames
                 if self._before is not None:
@@ -342,6 +344,7 @@ class FrameLoop:
             if pending is not None:
                 pending.cancel()
             self._encode_pool.shutdown(wait=True)
+            trace.flush()
         return self.stats
 
     async def _live_frame(
@@ -371,6 +374,7 @@ class FrameLoop:
     def _frame_job(
         self, plan: FramePlan, buf: YuvFrame, tell: Callable[[BaseException | None], None]
     ) -> list[EncodedPacket]:
+        t0 = time.time()
         try:
             frame = self._timed_compose(plan, buf)
             for tap in self._taps:
@@ -379,7 +383,14 @@ class FrameLoop:
             tell(exc)
             raise
         tell(None)
-        return self._timed_encode(frame)
+        t1 = time.time()
+        packets = self._timed_encode(frame)
+        if trace.enabled():
+            key = any(p.kind == "video" and p.keyframe for p in packets)
+            trace.record(
+                "job", plan.pts, f"{t0:.4f}", f"{t1 - t0:.4f}", f"{time.time() - t1:.4f}", int(key)
+            )
+        return packets
 
     async def close_sinks(self) -> None:
         for sink in [*self._sinks, *(s for view in self.views for s in view.sinks)]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatarcast import trace
 from avatarcast.avatar.twin.load import Twin
 from avatarcast.catalog.model import Product
 from avatarcast.clock import WallClock
@@ -432,6 +434,7 @@ async def _report(
         if since_trim >= TRIM_EVERY_S:
             since_trim = 0.0
             await in_background(trim_heap)  # low priority, off the frame threads' way
+        t0 = time.time()
         status = control.status()
         if on_status is not None:
             on_status(status)
@@ -443,3 +446,4 @@ async def _report(
                 status.product_id,
                 ", ".join(f"{d.name} {d.state}" for d in status.destinations) or "-",
             )
+        trace.record("status", f"{time.time() - t0:.4f}")

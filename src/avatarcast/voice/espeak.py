@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from avatarcast.errors import UnknownNameError, VoiceError
 from avatarcast.frames import SAMPLE_RATE, Sentence, SpeechChunk, TimedPhoneme, TimedWord
-from avatarcast.threads import in_background, os_thread_named
+from avatarcast.threads import in_thread, os_thread_named
 from avatarcast.voice.base import VoiceInfo
 from avatarcast.voice.resample import resample_poly_int16
 
@@ -37,6 +37,13 @@ _CHARS_UTF8 = 1
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
 
+#: milliseconds of sound per call of the synth callback. Each call takes the GIL, and espeak's
+#: default (0: 60 ms) made 105 calls for a 6.2 s sentence; at 1000 ms it makes 9. Fewer calls
+#: matter because the thread that makes them may wait for a CPU while it holds the GIL, and the
+#: stream's frame threads then wait for it (benchmarks/README.md, twin4). The samples and the
+#: events come out the same (tests/test_voice_espeak.py); at 2000 ms they did not (a 17 s
+#: sentence came out 3 ms longer: espeak's 16-bit-sized buffers?), so it stays at 1000.
+_BUFFER_MS = 1000
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _EVENT_PHONEME = 7
@@ -148,7 +155,7 @@ class _Library:
                 _declare(lib)
                 options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
                 sample_rate = lib.espeak_Initialize(
-                    _AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data, options
+                    _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, self._data, options
                 )
                 if sample_rate <= 0:
                     raise VoiceError(f"espeak-ng failed to initialise (returned {sample_rate})")
@@ -259,7 +266,9 @@ class EspeakVoice:
         if self._closed:
             raise VoiceError(f"voice {self.info.name!r} is closed")
         # seconds ahead of air, so at low priority: the frame clock's threads go first
-        return await in_background(self.synthesize_blocking, sentence)
+        # at the frame clock's priority: ~10-16 ms of CPU a sentence, and a low-priority thread
+        # that takes the GIL holds up its own stream's frames (benchmarks/README.md, twin4)
+        return await in_thread(self.synthesize_blocking, sentence)
 
     def synthesize_blocking(self, sentence: Sentence) -> SpeechChunk:
         """The work of ``synthesize``, for callers already off the event loop."""
