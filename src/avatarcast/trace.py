@@ -4,7 +4,8 @@ Set ``AVATARCAST_FRAME_TRACE`` to a folder and every process that runs a live fr
 appends tab-separated lines to ``<folder>/<pid>.tsv``: one per frame (when the loop woke for it,
 how late, the compose and encode of it in the worker thread, whether it was a keyframe), one
 per job in a fresh thread (``threads.in_background`` / ``in_thread``: voice synthesis, word
-timings, the heap trim; name, start, wall and thread CPU) and one per status report. Wall-clock seconds (``time.time``), so the lines of many streams line up.
+timings, the heap trim; name, start, wall and thread CPU) and one per status report. Times are
+wall-clock seconds (``time.time``), so the lines of many streams line up.
 
 Late frames on a shared machine come in bursts; this is what tells which work they line up
 with (issue #14). Off, it costs one attribute test per frame.
