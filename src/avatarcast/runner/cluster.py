@@ -555,8 +555,11 @@ class RayRunner:
         r.unreachable = None
         r.tenant_id = poll.tenant_id
         if poll.incarnation != r.incarnation:
-            if r.incarnation is not None:  # Ray brought the actor back: it counts from 1
-                r.actor_restarts += 1
+            if r.incarnation is not None:  # a new actor: it counts from 1, and from 0 restarts
+                last = r.poll.status if r.poll is not None else None
+                # its worker's restarts in the last actor are carried, so the count only grows
+                # (the health a client compares before and after a kill)
+                r.actor_restarts += 1 + (last.restarts if last is not None else 0)
                 r.since = 0
             r.incarnation = poll.incarnation
         r.poll = poll
@@ -598,9 +601,17 @@ class RayRunner:
                     r.handle, r.host = handle, name
             return
         assert r.spec is not None
-        r.handle, r.host = await self._host_for(
+        dead = r.handle
+        handle, host = await self._host_for(
             r.stream_id, r.tenant_id or r.spec.tenant_id, replacing=True, node_id=node
         )
+        if self._streams.get(r.stream_id) is not r or r.handle is not dead or r.stop_requested:
+            # started again or stopped meanwhile: the new actor must not run it a second time
+            log.warning("stream %s: replacement %s not needed; ending it", r.stream_id, host)
+            await asyncio.to_thread(_kill_actor, handle)
+            return
+        log.warning("stream %s: its actor %s died; %s takes over", r.stream_id, r.host, host)
+        r.handle, r.host = handle, host
         self._begin(r)  # the next poll sees its incarnation: a restart, counted
 
     def _begin(self, r: _Remote) -> None:
