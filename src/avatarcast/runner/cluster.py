@@ -103,6 +103,9 @@ _OUTPUT_KINDS = frozenset(
     {"line", "refusal", "command", "answers", "mouth_engine", "glitch", "glitch_cleared", "remedy"}
 )
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
+#: a spare made less than this long ago may still be claimed before it is up (its Ray worker
+#: starting: 1-3 s at load 2-7 here)
+_PENDING_S = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +135,7 @@ class _Spare:
     node_id: str
     ready: Future[Any] | None = None
     up: bool = False
+    made_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(eq=False, slots=True)
@@ -337,16 +341,25 @@ class RayRunner:
             if r.poll is not None and r.handle is not None:
                 load[r.poll.node_id] = load.get(r.poll.node_id, 0) + 1
         while True:
-            up = [s for s in self._spares.values() if s.up or (s.ready and s.ready.done())]
+            now = time.monotonic()
+            # one still being made (Ray worker start, imports) is never slower than a new
+            # actor made now: back-to-back starts outrun the refill of the pool (1 start in
+            # 4 went cold in ray_bench); one pending for longer may not fit on its node
+            up = [
+                s
+                for s in self._spares.values()
+                if s.up or (s.ready is not None and s.ready.done()) or now - s.made_at < _PENDING_S
+            ]
             if not up:
                 return None
-            spare = min(up, key=lambda s: (s.node_id != node_id, load.get(s.node_id, 0)))
+            spare = min(up, key=lambda s: (not s.up, s.node_id != node_id, load.get(s.node_id, 0)))
             del self._spares[spare.name]
             try:
                 ref = spare.handle.claim.remote(stream_id, tenant_id, replacing)
                 claimed = bool(await asyncio.wait_for(_awaited(ref), self._call_s))
-            except Exception as e:  # dead (its node too, maybe): the next one
+            except Exception as e:  # dead (its node too, maybe), or not made in time
                 log.warning("spare %s could not be claimed: %s", spare.name, e)
+                await asyncio.to_thread(_kill_actor, spare.handle)
                 continue
             if claimed:
                 await asyncio.to_thread(_kv_put, f"host/{stream_id}", spare.name, True)
