@@ -59,6 +59,14 @@ from test_runner_ray import (  # noqa: E402
 )
 
 
+def _is_actor(pid: int) -> bool:
+    """A Ray worker that runs a stream actor (``runner.ray_spares``: an idle one)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::StreamHost")
+    except OSError:
+        return False
+
+
 def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -137,6 +145,8 @@ class WatchedApi(Api):
         super().__init__(served, nginx)
         self.asked: dict[str, float] = {}
         self.prestarted: list[bool] = []
+        #: per stream stopped: whether its actor was a claimed spare (``runner.ray_spares``)
+        self.spare: list[bool] = []
 
     def start(self, sid: str) -> None:
         self.asked[sid] = time.time()
@@ -147,6 +157,7 @@ class WatchedApi(Api):
         pids = [e["detail"].get("actor_pid") for e in items["items"]]
         if pids and pids[0] is not None and sid in self.asked:
             self.prestarted.append(process_started(int(pids[0])) < self.asked[sid] - 1)
+            self.spare.append(bool(items["items"][0]["detail"].get("spare")))
         super().stop(sid, wait_s)
 
 
@@ -202,12 +213,20 @@ def one_server(
             out |= {"first_frame_s": firsts, "start_cpu_s": cpus, "load": loads}
             if mode == "ray":  # the warm start's first, then each timed start's
                 out["actor_prestarted"] = list(api.prestarted)
+                out["actor_spare"] = list(api.spare)
             out["per_stream"] = per_stream(
                 api, served.proc.pid, args.streams, args.window, mode == "ray"
             )
             log(f"{mode}: {json.dumps(out['per_stream'])}")
             if cluster is not None:
+                time.sleep(3)  # the stopped streams' actors ended: what is left are spares
+                spares = [p for p in tree(cluster[0].pid) if _is_actor(p)]
+                out["idle_spares"] = {
+                    "n": len(spares),
+                    **{k: round(v / max(len(spares), 1), 1) for k, v in memory(spares).items()},
+                }
                 fixed = [p for p in tree(cluster[0].pid) if p != cluster[0].pid]
+                fixed = [p for p in fixed if p not in spares]
                 out["cluster_fixed"] = {"processes": len(fixed), **memory(fixed)}
             api.c.close()
     finally:

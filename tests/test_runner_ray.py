@@ -475,8 +475,10 @@ def _node_stopped(
     moved = [x for x in streams if _on_node2(c, x.sid)]
     assert moved, "no stream ran on the second node"
     restarts = {x.sid: health(c, x.sid)["restarts"] for x in moved}
-    _end(cluster.node)
+    # from the SIGTERM: ``ray start --block`` may take seconds to exit, and a stream that a
+    # spare took over is back on air before it has (its publisher older than the wait)
     stopped = time.monotonic()
+    _end(cluster.node)
     back_s = max(rtmp.on_air_again(x.key, stopped, NODE_BOUND_S) for x in moved)
     for x in moved:
         _back(c, x.sid, restarts[x.sid], 90, f"{x.sid} did not come back on the head node")

@@ -50,6 +50,7 @@ async def open_runner(
             zygote=settings.zygote,
             recordings_dir=settings.ray_recordings_dir,
         ),
+        spares=settings.ray_spares,
     )
     try:
         await runner.open()

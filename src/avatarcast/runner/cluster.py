@@ -20,6 +20,24 @@ gets it again at once, with the products pushed since, the pause and the sticky 
 commands back (``state``), so the same holds when Ray restarts it later. One that Ray
 restarted while no API ran waits for the manager's restore to start its stream, which gives
 it the spec; if nobody does within ``adopt_s``, it is ended.
+
+Spares (``spares`` per node, ``runner.ray_spares``): Ray 2.60 fills a node's pool of idle
+workers only when the node starts, so once it is spent every actor Ray creates or restarts
+is a new Python process importing the actor's module: 2.7 s from a SIGKILL to the restarted
+event at load 6-7, against 0.5 s in an idle worker. So each node keeps that many idle
+actors of its own, detached and named ``spare-...``, already constructed (imports done,
+event loop and runner made). A start claims one (:meth:`StreamHost.claim`) instead of
+creating an actor; when a claimed actor dies, this process claims another spare for its
+stream at once instead of waiting for Ray (spares are made with ``max_restarts=0``), and
+new spares are made in the background. A spare reserves what a stream does (``num_cpus``,
+memory) on its node, so the stream that claims it is accounted for; an onnx twin's stream
+(which asks for a GPU) gets an actor of its own. Without a spare (none yet, or none up), a
+start makes a ``spare-`` actor for the stream and claims it, the same path cold.
+
+Two API processes may both see a claimed actor die: the first to write the key
+``replaced/<stream>/<incarnation>`` in Ray's GCS key-value store (put-if-absent) replaces it,
+the other reads the new actor's name from ``host/<stream>``. The spare's ``claim`` answers
+True once, so two APIs never claim the same spare.
 """
 
 from __future__ import annotations
@@ -28,7 +46,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,11 +64,13 @@ from avatarcast.runner.base import (
 )
 from avatarcast.runner.ray_host import HostOptions, Poll, StreamHost
 
-__all__ = ["NAMESPACE", "NODE_ENV", "SYSTEM_CONFIG", "RayResources", "RayRunner"]
+__all__ = ["NAMESPACE", "NODE_ENV", "SPARE_PREFIX", "SYSTEM_CONFIG", "RayResources", "RayRunner"]
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "avatarcast"
+#: the names of spare actors, claimed or not (a stream's own actor is named after the stream)
+SPARE_PREFIX = "spare-"
 
 #: The head's ``ray start --system-config``: a node that stops answering is dead after 4
 #: health checks 0.5 s apart, each given 1 s. Ray's default timeout of 10 s made a hung or
@@ -81,6 +103,9 @@ _OUTPUT_KINDS = frozenset(
     {"line", "refusal", "command", "answers", "mouth_engine", "glitch", "glitch_cleared", "remedy"}
 )
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
+#: a spare made less than this long ago may still be claimed before it is up (its Ray worker
+#: starting: 1-3 s at load 2-7 here)
+_PENDING_S = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +120,22 @@ class RayResources:
     def for_spec(self, spec: StreamSpec) -> dict[str, Any]:
         gpus = self.onnx_gpus if spec.programme.mouth_engine == "onnx" else 0.0
         return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": gpus}
+
+    def for_spare(self) -> dict[str, Any]:
+        """A spare reserves what a stream without a GPU does."""
+        return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": 0.0}
+
+
+@dataclass(eq=False, slots=True)
+class _Spare:
+    """An idle actor on ``node_id``; ``ready`` resolves once it is constructed."""
+
+    name: str
+    handle: Any
+    node_id: str
+    ready: Future[Any] | None = None
+    up: bool = False
+    made_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(eq=False, slots=True)
@@ -115,6 +156,9 @@ class _Remote:
     actor_restarts: int = 0
     stop_requested: bool = False
     sticky: list[Command] = field(default_factory=list)
+    #: the name of the claimed spare that runs it; None: an actor named after the stream,
+    #: which Ray restarts itself
+    host: str | None = None
 
 
 class RayRunner:
@@ -131,6 +175,7 @@ class RayRunner:
         poll_s: float = 0.25,
         call_s: float = 5.0,
         adopt_s: float = 60.0,
+        spares: int = 1,
     ) -> None:
         self._address = address
         self._on_event = on_event
@@ -141,6 +186,8 @@ class RayRunner:
         self._call_s = call_s
         self._adopt_s = adopt_s
         self._streams: dict[str, _Remote] = {}
+        self._spares_per_node = spares
+        self._spares: dict[str, _Spare] = {}
         self._draining = False
         self._actor_class: Any = None
 
@@ -151,15 +198,34 @@ class RayRunner:
         ids, after one poll of each (their status is known before the API serves)."""
         self._actor_class = await asyncio.to_thread(self._connect)
         names = await asyncio.to_thread(_named_actors)
+        hosts = []
         for name in names:
             handle = await asyncio.to_thread(_get_actor, name)
-            if handle is not None:
+            if handle is None:
+                continue
+            if name.startswith(SPARE_PREFIX):
+                hosts.append((name, handle))
+            else:
                 self._streams[name] = _Remote(name, handle, since=None)
+        await asyncio.gather(*(self._adopt(name, handle) for name, handle in hosts))
         # their state now; their events when polling begins (the manager is there to take them)
         await self.poll_all(deliver=False)
-        if names:
-            log.warning("re-attached to %d stream actors on the cluster", len(names))
-        return names
+        if self._streams:
+            log.warning("re-attached to %d stream actors on the cluster", len(self._streams))
+        return sorted(self._streams)
+
+    async def _adopt(self, name: str, handle: Any) -> None:
+        """A ``spare-`` actor found on the cluster: a stream's, or a spare for the pool."""
+        try:
+            ref = handle.whom.remote()
+            stream_id, node_id, _ = await asyncio.wait_for(_awaited(ref), self._call_s)
+        except Exception as e:  # dead, or still constructing: the pool makes its own
+            log.warning("spare actor %s did not answer: %s", name, e)
+            return
+        if stream_id is None:
+            self._spares[name] = _Spare(name, handle, node_id, up=True)
+        else:
+            self._streams[stream_id] = _Remote(stream_id, handle, since=None, host=name)
 
     def _connect(self) -> Any:
         import ray
@@ -191,10 +257,125 @@ class RayRunner:
             await asyncio.gather(*(ack(r) for r in remotes))
 
     async def run(self) -> None:
-        """Poll every actor, forever."""
+        """Poll every actor, and keep each node's spares, forever."""
+        async with asyncio.TaskGroup() as tg:
+            if self._spares_per_node > 0:
+                tg.create_task(self._tend_spares())
+            while not self._draining:
+                await self.poll_all()
+                await asyncio.sleep(self._poll_s)
+
+    # --- spares ------------------------------------------------------------------------------
+
+    async def _tend_spares(self) -> None:
         while not self._draining:
-            await self.poll_all()
-            await asyncio.sleep(self._poll_s)
+            try:
+                await self.refill()
+            except Exception:
+                log.exception("keeping the spare actors failed")
+            await asyncio.sleep(1.0)
+
+    async def refill(self) -> None:
+        """Each live node with room for a stream: ``spares`` idle actors (those that died or
+        whose node is gone dropped)."""
+        nodes = await asyncio.to_thread(_live_nodes, self._resources.num_cpus)
+        count: dict[str, int] = dict.fromkeys(nodes, 0)
+        for name, spare in list(self._spares.items()):
+            if spare.ready is not None and spare.ready.done():
+                if spare.ready.exception() is not None:  # it died (its node, or a kill)
+                    self._spares.pop(name, None)
+                    continue
+                # up; asked again each round, so one that dies idle is noticed
+                spare.up, spare.ready = True, spare.handle.whom.remote().future()
+            if spare.node_id not in count:
+                self._spares.pop(name, None)
+                await asyncio.to_thread(_kill_actor, spare.handle)
+                continue
+            count[spare.node_id] += 1
+        for node_id, have in count.items():
+            for _ in range(self._spares_per_node - have):
+                spare = await asyncio.to_thread(self._create_spare, node_id)
+                self._spares[spare.name] = spare
+
+    def spares(self) -> dict[str, list[str]]:
+        """The names of the idle actors that are up, per node id."""
+        out: dict[str, list[str]] = {}
+        for spare in self._spares.values():
+            if spare.up:
+                out.setdefault(spare.node_id, []).append(spare.name)
+        return out
+
+    def _create_spare(
+        self, node_id: str | None, stream: tuple[str, str, bool] | None = None
+    ) -> _Spare:
+        """An idle actor on ``node_id`` (None: anywhere, spread), detached, not restarted by
+        Ray (this process replaces a claimed one that dies); with ``stream`` (id, tenant,
+        replacing), one claimed from the start: a start or replacement with no spare up."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        name = f"{SPARE_PREFIX}{uuid.uuid4().hex[:16]}"
+        strategy: Any = "SPREAD"
+        if node_id is not None:
+            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        options = {
+            "name": name,
+            "namespace": NAMESPACE,
+            "lifetime": "detached",
+            "max_restarts": 0,
+            "max_concurrency": 8,
+            "scheduling_strategy": strategy,
+            **self._resources.for_spare(),
+        }
+        stream_id, tenant_id, replacing = stream or (None, "", False)
+        actor = self._actor_class.options(**options)
+        handle = actor.remote(stream_id, tenant_id, self._host, replacing=replacing)
+        return _Spare(name, handle, node_id or "", ready=handle.whom.remote().future())
+
+    async def _claim(
+        self, stream_id: str, tenant_id: str, *, replacing: bool, node_id: str | None
+    ) -> _Spare | None:
+        """A spare that is up, now ``stream_id``'s: on ``node_id`` if there is one, else on
+        the node running the fewest of this process's streams; None when none is up."""
+        load: dict[str, int] = {}
+        for r in self._streams.values():
+            if r.poll is not None and r.handle is not None:
+                load[r.poll.node_id] = load.get(r.poll.node_id, 0) + 1
+        while True:
+            now = time.monotonic()
+            # one still being made (Ray worker start, imports) is never slower than a new
+            # actor made now: back-to-back starts outrun the refill of the pool (1 start in
+            # 4 went cold in ray_bench); one pending for longer may not fit on its node
+            up = [
+                s
+                for s in self._spares.values()
+                if s.up or (s.ready is not None and s.ready.done()) or now - s.made_at < _PENDING_S
+            ]
+            if not up:
+                return None
+            spare = min(up, key=lambda s: (not s.up, s.node_id != node_id, load.get(s.node_id, 0)))
+            del self._spares[spare.name]
+            try:
+                ref = spare.handle.claim.remote(stream_id, tenant_id, replacing)
+                claimed = bool(await asyncio.wait_for(_awaited(ref), self._call_s))
+            except Exception as e:  # dead (its node too, maybe), or not made in time
+                log.warning("spare %s could not be claimed: %s", spare.name, e)
+                await asyncio.to_thread(_kill_actor, spare.handle)
+                continue
+            if claimed:
+                await asyncio.to_thread(_kv_put, f"host/{stream_id}", spare.name, True)
+                return spare
+            # another API process claimed it first: not ours to keep or end
+
+    async def _host_for(
+        self, stream_id: str, tenant_id: str, *, replacing: bool, node_id: str | None
+    ) -> tuple[Any, str]:
+        """A claimed spare for the stream, or a new ``spare-`` actor claimed at once (cold)."""
+        spare = await self._claim(stream_id, tenant_id, replacing=replacing, node_id=node_id)
+        if spare is None:  # begin is queued by Ray until it is constructed
+            claimed = (stream_id, tenant_id, replacing)
+            spare = await asyncio.to_thread(self._create_spare, None, claimed)
+            await asyncio.to_thread(_kv_put, f"host/{stream_id}", spare.name, True)
+        return spare.handle, spare.name
 
     # --- the StreamRunner interface -----------------------------------------------------------
 
@@ -210,8 +391,14 @@ class RayRunner:
         self._streams.pop(stream_id, None)
         if previous is not None and previous.handle is not None:
             await asyncio.to_thread(_kill_actor, previous.handle)
-        handle = await asyncio.to_thread(self._create, stream_id, spec)
-        r = _Remote(stream_id, handle, spec=spec, tenant_id=spec.tenant_id)
+        host = None
+        if self._spares_per_node > 0 and not self._resources.for_spec(spec)["num_gpus"]:
+            handle, host = await self._host_for(
+                stream_id, spec.tenant_id, replacing=False, node_id=None
+            )
+        else:
+            handle = await asyncio.to_thread(self._create, stream_id, spec)
+        r = _Remote(stream_id, handle, spec=spec, tenant_id=spec.tenant_id, host=host)
         self._streams[stream_id] = r
         self._begin(r)  # queued by Ray until the actor is up; a poll repeats it if lost
 
@@ -367,6 +554,9 @@ class RayRunner:
             ref = r.handle.poll.remote(r.since, r.incarnation)
             poll: Poll = await asyncio.wait_for(_awaited(ref), self._call_s)
         except Exception as e:  # the actor is dead, restarting, or its node is gone
+            if r.host is not None and r.spec is not None and _died(e) and not r.stop_requested:
+                await self._replace(r)
+                return
             if r.incarnation is None:  # not answered yet: Ray is still starting it
                 return
             if r.unreachable is None:
@@ -378,8 +568,11 @@ class RayRunner:
         r.unreachable = None
         r.tenant_id = poll.tenant_id
         if poll.incarnation != r.incarnation:
-            if r.incarnation is not None:  # Ray brought the actor back: it counts from 1
-                r.actor_restarts += 1
+            if r.incarnation is not None:  # a new actor: it counts from 1, and from 0 restarts
+                last = r.poll.status if r.poll is not None else None
+                # its worker's restarts in the last actor are carried, so the count only grows
+                # (the health a client compares before and after a kill)
+                r.actor_restarts += 1 + (last.restarts if last is not None else 0)
                 r.since = 0
             r.incarnation = poll.incarnation
         r.poll = poll
@@ -400,6 +593,39 @@ class RayRunner:
         if r.stop_requested and poll.status is not None and poll.status.state == "stopped":
             handle, r.handle = r.handle, None
             await asyncio.to_thread(_kill_actor, handle)
+            if r.host is not None:
+                await asyncio.to_thread(_kv_forget, r.stream_id)
+
+    async def _replace(self, r: _Remote) -> None:
+        """A claimed spare died: another spare takes its stream (or, when another API process
+        replaced it first, this one follows to the actor that did)."""
+        node = r.poll.node_id if r.poll is not None else None
+        if r.unreachable is None:
+            r.unreachable = "the stream's actor died"
+            self._emit(r, "crashed", reason="actor unreachable", node=node)
+        first = await asyncio.to_thread(
+            _kv_put, f"replaced/{r.stream_id}/{r.incarnation}", r.host or "", False
+        )
+        if not first:
+            name = await asyncio.to_thread(_kv_get, f"host/{r.stream_id}")
+            if name and name != r.host:
+                handle = await asyncio.to_thread(_get_actor, name)
+                if handle is not None:
+                    r.handle, r.host = handle, name
+            return
+        assert r.spec is not None
+        dead = r.handle
+        handle, host = await self._host_for(
+            r.stream_id, r.tenant_id or r.spec.tenant_id, replacing=True, node_id=node
+        )
+        if self._streams.get(r.stream_id) is not r or r.handle is not dead or r.stop_requested:
+            # started again or stopped meanwhile: the new actor must not run it a second time
+            log.warning("stream %s: replacement %s not needed; ending it", r.stream_id, host)
+            await asyncio.to_thread(_kill_actor, handle)
+            return
+        log.warning("stream %s: its actor %s died; %s takes over", r.stream_id, r.host, host)
+        r.handle, r.host = handle, host
+        self._begin(r)  # the next poll sees its incarnation: a restart, counted
 
     def _begin(self, r: _Remote) -> None:
         """Give the actor its spec and sticky commands (it ignores a second time)."""
@@ -476,3 +702,46 @@ def _kill_actor(handle: Any) -> None:
 
     with contextlib.suppress(Exception):
         ray.kill(handle, no_restart=True)
+
+
+def _died(e: BaseException) -> bool:
+    """The actor is dead for good (not restarting, not merely slow)."""
+    from ray.exceptions import ActorDiedError
+
+    return isinstance(e, ActorDiedError)
+
+
+def _live_nodes(num_cpus: float) -> list[str]:
+    """The ids of the live nodes that can hold a stream's actor."""
+    import ray
+
+    return [
+        str(n["NodeID"])
+        for n in ray.nodes()  # type: ignore[no-untyped-call]
+        if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) >= num_cpus
+    ]
+
+
+def _kv_put(key: str, value: str, overwrite: bool) -> bool:
+    """True when ``key`` was not there before (with ``overwrite`` False: nothing written
+    when it was)."""
+    from ray.experimental import internal_kv
+
+    existed = internal_kv._internal_kv_put(key, value, overwrite, namespace=NAMESPACE)
+    return not existed
+
+
+def _kv_get(key: str) -> str | None:
+    from ray.experimental import internal_kv
+
+    value = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+    return value.decode() if value is not None else None
+
+
+def _kv_forget(stream_id: str) -> None:
+    from ray.experimental import internal_kv
+
+    with contextlib.suppress(Exception):
+        internal_kv._internal_kv_del(f"host/{stream_id}", namespace=NAMESPACE)
+        prefix = f"replaced/{stream_id}/"
+        internal_kv._internal_kv_del(prefix, del_by_prefix=True, namespace=NAMESPACE)

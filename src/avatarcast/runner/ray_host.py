@@ -83,16 +83,27 @@ class Poll:
 class StreamHost:
     """The actor's class (wrapped by ``ray.remote`` in :mod:`runner.cluster`)."""
 
-    def __init__(self, stream_id: str, tenant_id: str, options: HostOptions) -> None:
+    def __init__(
+        self,
+        stream_id: str | None,
+        tenant_id: str,
+        options: HostOptions,
+        *,
+        replacing: bool = False,
+    ) -> None:
+        """``stream_id`` None: a spare (:meth:`claim` gives it its stream later);
+        ``replacing``: as :meth:`claim`'s, for an actor made for a stream whose actor died."""
         import ray  # an optional extra: imported where it runs
 
         context = ray.get_runtime_context()
-        self._stream_id = stream_id
+        self._stream_id = stream_id or ""
         self._tenant_id = tenant_id
         self._options = options
         self._node_id = str(context.get_node_id())
         self._node_ip = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
-        self._reconstructed = bool(context.was_current_actor_reconstructed)
+        self._reconstructed = bool(context.was_current_actor_reconstructed) or replacing
+        #: a spare that :meth:`claim` gave a stream (reported in its ``started`` event)
+        self._spare_claimed = False
         self._incarnation = f"{self._node_id[:12]}-{os.getpid()}-{time.time_ns()}"
         self._started_at = time.time()
         self._events: deque[tuple[int, StreamEvent]] = deque(maxlen=_KEEP_EVENTS)
@@ -108,8 +119,10 @@ class StreamHost:
         self._record_dir: Path | None = None
         self._ended = False
         folder = Path(tempfile.gettempdir()) / "avatarcast-ray"
+        self._folder = folder
         self._pid_file = folder / f"{stream_id}.pid"
-        _end_orphan(self._pid_file)  # the worker of this stream's last actor on this node
+        if stream_id is not None:
+            _end_orphan(self._pid_file)  # the worker of this stream's last actor on this node
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="stream-host", daemon=True).start()
         # the raylet is every actor's parent: the node's zygote lives as long as it does
@@ -147,6 +160,8 @@ class StreamHost:
                 _write_pid(self._pid_file, detail["pid"])
             if kind == "started" and self._reconstructed:  # Ray brought the actor back
                 kind, detail["reason"] = "restarted", "actor restarted"
+            if kind in ("started", "restarted"):
+                detail["spare"] = self._spare_claimed
         with self._lock:
             self._seq += 1
             if len(self._events) == self._events.maxlen:
@@ -155,11 +170,30 @@ class StreamHost:
 
     # --- called by the API through Ray ----------------------------------------------------------
 
+    def claim(self, stream_id: str, tenant_id: str, replacing: bool) -> bool:
+        """A spare becomes ``stream_id``'s actor; False when it was claimed already (by
+        another API process: the first call wins). ``replacing``: it takes over from a dead
+        actor, so its first run is reported as ``restarted``, as Ray's own restart is."""
+        with self._lock:
+            if self._stream_id:
+                return False
+            self._stream_id, self._tenant_id = stream_id, tenant_id
+            self._reconstructed = replacing
+            self._spare_claimed = True
+            self._pid_file = self._folder / f"{stream_id}.pid"
+        _end_orphan(self._pid_file)
+        return True
+
+    def whom(self) -> tuple[str | None, str, int]:
+        """``(stream id or None for an unclaimed spare, node id, pid)``: what a re-attaching
+        API reads from an actor not named after its stream."""
+        return self._stream_id or None, self._node_id, os.getpid()
+
     def begin(self, spec_json: str, sticky: Sequence[Mapping[str, Any]]) -> bool:
         """Run the stream with this spec, then these sticky commands; False when it runs
         already (or was stopped): a second API's call changes nothing."""
         with self._lock:
-            if self._given is not None or self._ended:
+            if self._given is not None or self._ended or not self._stream_id:
                 return False
             given = StreamSpec.model_validate_json(spec_json)
             self._given = given
