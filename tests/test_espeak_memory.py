@@ -56,3 +56,26 @@ def test_espeak_keeps_no_memory_per_sentence() -> None:
     m = json.loads(out.stdout)
     assert m["samples"] > m["n"] * 22050, m  # real speech: over a second a sentence at 22 kHz
     assert m["per_sentence"] < 300, m  # bytes; it was 2 000-2 600 before the list was freed
+
+
+KILLED = """
+import os, signal, sys
+
+from avatarcast.voice.espeak import _Library
+
+raw = _Library.get().synthesize("Free shipping tonight.", voice="en-us", rate=165, pitch=None)
+print(len(b"".join(raw.pcm)), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # as a crashed or killed stream worker ends
+"""
+
+
+def test_a_killed_process_leaves_no_espeak_copy_behind(tmp_path: Path) -> None:
+    """The private copy of libespeak-ng is an anonymous memory file, not a file in /tmp that
+    only a clean exit removed: a worker killed 83 times left 83 copies of 660 KB."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", KILLED], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == -9, out.stderr
+    assert int(out.stdout) > 22050, out.stdout  # it spoke: over a second of samples
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -107,10 +107,7 @@ class _Library:
             import espeakng_loader
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise VoiceError("espeak voices need the espeakng-loader package") from exc
-        self._dir = tempfile.mkdtemp(prefix="avatarcast-espeak-")
-        atexit.register(shutil.rmtree, self._dir, True)
-        self._path = os.path.join(self._dir, "libespeak-ng.so")
-        shutil.copyfile(espeakng_loader.get_library_path(), self._path)
+        self._path = _private_copy(str(espeakng_loader.get_library_path()))
         self._data = str(espeakng_loader.get_data_path()).encode()
         self._libc = ctypes.CDLL(None)
         self._libc.srand.argtypes = [ctypes.c_uint]
@@ -181,6 +178,30 @@ class _Library:
         if err != 0:
             raise VoiceError(f"espeak-ng failed to speak {text[:40]!r} (error {err})")
         return job
+
+
+def _private_copy(library: str) -> str:
+    """A path to a copy of ``library`` that only this process loads, and that nothing has to
+    remove.
+
+    The copy lives in an anonymous memory file (``memfd_create``), opened by its
+    ``/proc/self/fd`` path: the kernel frees it with the process however the process ends. A
+    copy in a temporary folder removed at exit stayed behind whenever a worker was killed
+    (SIGKILL, a crash, ``os._exit``): 83 folders of 660 KB in /tmp after 90 minutes of this
+    project's tests, and one per killed worker on a server that runs for months. Without
+    ``memfd_create`` (not Linux) the folder is still the fallback.
+    """
+    try:
+        fd = os.memfd_create("avatarcast-espeak", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        folder = tempfile.mkdtemp(prefix="avatarcast-espeak-")
+        atexit.register(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "libespeak-ng.so")
+        shutil.copyfile(library, path)
+        return path
+    with open(library, "rb") as src, os.fdopen(os.dup(fd), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return f"/proc/self/fd/{fd}"  # open for the life of the process: the path stays valid
 
 
 def _declare(lib: ctypes.CDLL) -> None:
