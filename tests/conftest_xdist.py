@@ -43,7 +43,10 @@ ALONE = (
     # mute to Chromium's silence within 1 s, a crash alert within 3 s (the rest of the console's
     # tests, ~1 min on one server, are in test_console.py and run in parallel)
     "tests/test_console_wall.py",
-    "tests/test_mouth_onnx.py",  # the fast model keeps up at 25 fps on one core
+    # the fast model keeps up at 25 fps on one core; the slow one's misses start its fallback
+    # 5 s into the speech (the file's other ten tests run no frame clock: parallel phase)
+    "tests/test_mouth_onnx.py::test_fast_model_keeps_up_live",
+    "tests/test_mouth_onnx.py::test_slow_model_falls_back_to_patches_with_no_late_or_frozen_frame",
     "tests/test_guardrails.py::test_a_check_takes_well_under_a_millisecond",
     "tests/test_voice_espeak.py::test_synthesis_runs_off_the_event_loop",
     "tests/test_llm_writer.py::test_clean_reply_streams_sentence_by_sentence",
