@@ -30,21 +30,10 @@ from avatarcast.output.encoder import Encoder
 from avatarcast.output.whep import ViewerLimitError, WhepSink
 from avatarcast.output.whep_http import WhepServer, serve_whep, whep_app
 from avatarcast.output.whep_process import WhepProcess
+from console_site import ARGS, CHROMIUM
 
 FMT = StreamFormat(width=1280, height=720, fps=25)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
+CHROMIUM_ARGS = ["--headless", *ARGS]
 
 
 class CountingEncoder(Encoder):

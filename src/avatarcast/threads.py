@@ -250,9 +250,7 @@ async def _in_thread(nice: int, fn: Callable[..., _T], /, *args: Any, **kwargs: 
             result = (False, exc)
         if trace.enabled():
             name = getattr(fn, "__qualname__", repr(fn))
-            trace.record(
-                "bg", name, f"{t0:.4f}", f"{time.time() - t0:.4f}", f"{time.thread_time() - c0:.4f}"
-            )
+            trace.record("bg", name, t0, time.time() - t0, time.thread_time() - c0)
         try:
             loop.call_soon_threadsafe(settle, *result)
         except RuntimeError:

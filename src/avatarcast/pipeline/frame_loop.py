@@ -296,7 +296,7 @@ class FrameLoop:
                         self.stats.late_frames += 1
                     self.stats.max_lateness_s = max(self.stats.max_lateness_s, late)
                     self.stats.last_lateness_s = max(late, 0.0)
-                    trace.record("wake", pts, f"{late:.4f}")
+                    trace.record("wake", pts, late)
                 if self._director is not None:
                     self._director.drain(pts)  # the one way in: commands apply between frames
                 if self._before is not None:
@@ -374,7 +374,8 @@ class FrameLoop:
     def _frame_job(
         self, plan: FramePlan, buf: YuvFrame, tell: Callable[[BaseException | None], None]
     ) -> list[EncodedPacket]:
-        t0 = time.time()
+        tracing = trace.enabled()
+        t0 = time.time() if tracing else 0.0
         try:
             frame = self._timed_compose(plan, buf)
             for tap in self._taps:
@@ -383,13 +384,12 @@ class FrameLoop:
             tell(exc)
             raise
         tell(None)
+        if not tracing:
+            return self._timed_encode(frame)
         t1 = time.time()
         packets = self._timed_encode(frame)
-        if trace.enabled():
-            key = any(p.kind == "video" and p.keyframe for p in packets)
-            trace.record(
-                "job", plan.pts, f"{t0:.4f}", f"{t1 - t0:.4f}", f"{time.time() - t1:.4f}", int(key)
-            )
+        key = any(p.kind == "video" and p.keyframe for p in packets)
+        trace.record("job", plan.pts, t0, t1 - t0, time.time() - t1, int(key))
         return packets
 
     async def close_sinks(self) -> None:

@@ -118,12 +118,14 @@ class RayResources:
     onnx_gpus: float = 0.0
 
     def for_spec(self, spec: StreamSpec) -> dict[str, Any]:
-        gpus = self.onnx_gpus if spec.programme.mouth_engine == "onnx" else 0.0
-        return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": gpus}
+        return self._reserve(self.onnx_gpus if spec.programme.mouth_engine == "onnx" else 0.0)
 
     def for_spare(self) -> dict[str, Any]:
         """A spare reserves what a stream without a GPU does."""
-        return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": 0.0}
+        return self._reserve(0.0)
+
+    def _reserve(self, gpus: float) -> dict[str, Any]:
+        return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": gpus}
 
 
 @dataclass(eq=False, slots=True)

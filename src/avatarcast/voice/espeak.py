@@ -286,7 +286,6 @@ class EspeakVoice:
     async def synthesize(self, sentence: Sentence) -> SpeechChunk:
         if self._closed:
             raise VoiceError(f"voice {self.info.name!r} is closed")
-        # seconds ahead of air, so at low priority: the frame clock's threads go first
         # at the frame clock's priority: ~10-16 ms of CPU a sentence, and a low-priority thread
         # that takes the GIL holds up its own stream's frames (benchmarks/README.md, twin4)
         return await in_thread(self.synthesize_blocking, sentence)
