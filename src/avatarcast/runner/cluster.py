@@ -21,18 +21,9 @@ commands back (``state``), so the same holds when Ray restarts it later. One tha
 restarted while no API ran waits for the manager's restore to start its stream, which gives
 it the spec; if nobody does within ``adopt_s``, it is ended.
 
-Spares (``spares`` per node, ``runner.ray_spares``): Ray 2.60 fills a node's pool of idle
-workers only when the node starts, so once it is spent every actor Ray creates or restarts
-is a new Python process importing the actor's module: 2.7 s from a SIGKILL to the restarted
-event at load 6-7, against 0.5 s in an idle worker. So each node keeps that many idle
-actors of its own, detached and named ``spare-...``, already constructed (imports done,
-event loop and runner made). A start claims one (:meth:`StreamHost.claim`) instead of
-creating an actor; when a claimed actor dies, this process claims another spare for its
-stream at once instead of waiting for Ray (spares are made with ``max_restarts=0``), and
-new spares are made in the background. A spare reserves what a stream does (``num_cpus``,
-memory) on its node, so the stream that claims it is accounted for; an onnx twin's stream
-(which asks for a GPU) gets an actor of its own. Without a spare (none yet, or none up), a
-start makes a ``spare-`` actor for the stream and claims it, the same path cold.
+Spares: a start, or the replacement of a claimed actor that died, takes an idle actor that
+each node keeps ready (:mod:`runner.ray_spares`); spares are made with ``max_restarts=0``, so
+this process, not Ray, replaces a claimed one.
 
 Two API processes may both see a claimed actor die: the first to write the key
 ``replaced/<stream>/<incarnation>`` in Ray's GCS key-value store (put-if-absent) replaces it,
@@ -47,8 +38,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,15 +52,24 @@ from avatarcast.runner.base import (
     StreamSpec,
     StreamStatus,
 )
+from avatarcast.runner.ray_calls import (
+    NAMESPACE,
+    awaited,
+    died,
+    get_actor,
+    kill_actor,
+    kv_forget,
+    kv_get,
+    kv_put,
+    named_actors,
+)
 from avatarcast.runner.ray_host import HostOptions, Poll, StreamHost
+from avatarcast.runner.ray_spares import SPARE_PREFIX, Spare, SparePool
 
 __all__ = ["NAMESPACE", "NODE_ENV", "SPARE_PREFIX", "SYSTEM_CONFIG", "RayResources", "RayRunner"]
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "avatarcast"
-#: the names of spare actors, claimed or not (a stream's own actor is named after the stream)
-SPARE_PREFIX = "spare-"
 
 #: The head's ``ray start --system-config``: a node that stops answering is dead after 4
 #: health checks 0.5 s apart, each given 1 s. Ray's default timeout of 10 s made a hung or
@@ -103,9 +102,6 @@ _OUTPUT_KINDS = frozenset(
     {"line", "refusal", "command", "answers", "mouth_engine", "glitch", "glitch_cleared", "remedy"}
 )
 _STICKY_NAMES = frozenset(c.NAME for c in STICKY)
-#: a spare made less than this long ago may still be claimed before it is up (its Ray worker
-#: starting: 1-3 s at load 2-7 here)
-_PENDING_S = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,18 +122,6 @@ class RayResources:
 
     def _reserve(self, gpus: float) -> dict[str, Any]:
         return {"num_cpus": self.num_cpus, "memory": self.memory_mb * 2**20, "num_gpus": gpus}
-
-
-@dataclass(eq=False, slots=True)
-class _Spare:
-    """An idle actor on ``node_id``; ``ready`` resolves once it is constructed."""
-
-    name: str
-    handle: Any
-    node_id: str
-    ready: Future[Any] | None = None
-    up: bool = False
-    made_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(eq=False, slots=True)
@@ -188,8 +172,9 @@ class RayRunner:
         self._call_s = call_s
         self._adopt_s = adopt_s
         self._streams: dict[str, _Remote] = {}
-        self._spares_per_node = spares
-        self._spares: dict[str, _Spare] = {}
+        self._pool = SparePool(
+            spares, num_cpus=self._resources.num_cpus, make=self._create_spare, call_s=call_s
+        )
         self._draining = False
         self._actor_class: Any = None
 
@@ -199,10 +184,10 @@ class RayRunner:
         """Join the cluster and re-attach to the stream actors already running there; their
         ids, after one poll of each (their status is known before the API serves)."""
         self._actor_class = await asyncio.to_thread(self._connect)
-        names = await asyncio.to_thread(_named_actors)
+        names = await asyncio.to_thread(named_actors)
         hosts = []
         for name in names:
-            handle = await asyncio.to_thread(_get_actor, name)
+            handle = await asyncio.to_thread(get_actor, name)
             if handle is None:
                 continue
             if name.startswith(SPARE_PREFIX):
@@ -220,12 +205,12 @@ class RayRunner:
         """A ``spare-`` actor found on the cluster: a stream's, or a spare for the pool."""
         try:
             ref = handle.whom.remote()
-            stream_id, node_id, _ = await asyncio.wait_for(_awaited(ref), self._call_s)
+            stream_id, node_id, _ = await asyncio.wait_for(awaited(ref), self._call_s)
         except Exception as e:  # dead, or still constructing: the pool makes its own
             log.warning("spare actor %s did not answer: %s", name, e)
             return
         if stream_id is None:
-            self._spares[name] = _Spare(name, handle, node_id, up=True)
+            self._pool.adopt(name, handle, node_id)
         else:
             self._streams[stream_id] = _Remote(stream_id, handle, since=None, host=name)
 
@@ -252,7 +237,7 @@ class RayRunner:
         async def ack(r: _Remote) -> None:
             with contextlib.suppress(Exception):  # a dead actor resends nothing anyway
                 ref = r.handle.poll.remote(r.since, r.incarnation)
-                await asyncio.wait_for(_awaited(ref), self._call_s)
+                await asyncio.wait_for(awaited(ref), self._call_s)
 
         remotes = [r for r in self._streams.values() if r.handle is not None and r.since]
         if remotes:
@@ -261,7 +246,7 @@ class RayRunner:
     async def run(self) -> None:
         """Poll every actor, and keep each node's spares, forever."""
         async with asyncio.TaskGroup() as tg:
-            if self._spares_per_node > 0:
+            if self._pool.per_node > 0:
                 tg.create_task(self._tend_spares())
             while not self._draining:
                 await self.poll_all()
@@ -272,44 +257,18 @@ class RayRunner:
     async def _tend_spares(self) -> None:
         while not self._draining:
             try:
-                await self.refill()
+                await self._pool.refill()
             except Exception:
                 log.exception("keeping the spare actors failed")
             await asyncio.sleep(1.0)
 
-    async def refill(self) -> None:
-        """Each live node with room for a stream: ``spares`` idle actors (those that died or
-        whose node is gone dropped)."""
-        nodes = await asyncio.to_thread(_live_nodes, self._resources.num_cpus)
-        count: dict[str, int] = dict.fromkeys(nodes, 0)
-        for name, spare in list(self._spares.items()):
-            if spare.ready is not None and spare.ready.done():
-                if spare.ready.exception() is not None:  # it died (its node, or a kill)
-                    self._spares.pop(name, None)
-                    continue
-                # up; asked again each round, so one that dies idle is noticed
-                spare.up, spare.ready = True, spare.handle.whom.remote().future()
-            if spare.node_id not in count:
-                self._spares.pop(name, None)
-                await asyncio.to_thread(_kill_actor, spare.handle)
-                continue
-            count[spare.node_id] += 1
-        for node_id, have in count.items():
-            for _ in range(self._spares_per_node - have):
-                spare = await asyncio.to_thread(self._create_spare, node_id)
-                self._spares[spare.name] = spare
-
     def spares(self) -> dict[str, list[str]]:
         """The names of the idle actors that are up, per node id."""
-        out: dict[str, list[str]] = {}
-        for spare in self._spares.values():
-            if spare.up:
-                out.setdefault(spare.node_id, []).append(spare.name)
-        return out
+        return self._pool.up()
 
     def _create_spare(
         self, node_id: str | None, stream: tuple[str, str, bool] | None = None
-    ) -> _Spare:
+    ) -> Spare:
         """An idle actor on ``node_id`` (None: anywhere, spread), detached, not restarted by
         Ray (this process replaces a claimed one that dies); with ``stream`` (id, tenant,
         replacing), one claimed from the start: a start or replacement with no spare up."""
@@ -331,52 +290,23 @@ class RayRunner:
         stream_id, tenant_id, replacing = stream or (None, "", False)
         actor = self._actor_class.options(**options)
         handle = actor.remote(stream_id, tenant_id, self._host, replacing=replacing)
-        return _Spare(name, handle, node_id or "", ready=handle.whom.remote().future())
-
-    async def _claim(
-        self, stream_id: str, tenant_id: str, *, replacing: bool, node_id: str | None
-    ) -> _Spare | None:
-        """A spare that is up, now ``stream_id``'s: on ``node_id`` if there is one, else on
-        the node running the fewest of this process's streams; None when none is up."""
-        load: dict[str, int] = {}
-        for r in self._streams.values():
-            if r.poll is not None and r.handle is not None:
-                load[r.poll.node_id] = load.get(r.poll.node_id, 0) + 1
-        while True:
-            now = time.monotonic()
-            # one still being made (Ray worker start, imports) is never slower than a new
-            # actor made now: back-to-back starts outrun the refill of the pool (1 start in
-            # 4 went cold in ray_bench); one pending for longer may not fit on its node
-            up = [
-                s
-                for s in self._spares.values()
-                if s.up or (s.ready is not None and s.ready.done()) or now - s.made_at < _PENDING_S
-            ]
-            if not up:
-                return None
-            spare = min(up, key=lambda s: (not s.up, s.node_id != node_id, load.get(s.node_id, 0)))
-            del self._spares[spare.name]
-            try:
-                ref = spare.handle.claim.remote(stream_id, tenant_id, replacing)
-                claimed = bool(await asyncio.wait_for(_awaited(ref), self._call_s))
-            except Exception as e:  # dead (its node too, maybe), or not made in time
-                log.warning("spare %s could not be claimed: %s", spare.name, e)
-                await asyncio.to_thread(_kill_actor, spare.handle)
-                continue
-            if claimed:
-                await asyncio.to_thread(_kv_put, f"host/{stream_id}", spare.name, True)
-                return spare
-            # another API process claimed it first: not ours to keep or end
+        return Spare(name, handle, node_id or "", ready=handle.whom.remote().future())
 
     async def _host_for(
         self, stream_id: str, tenant_id: str, *, replacing: bool, node_id: str | None
     ) -> tuple[Any, str]:
         """A claimed spare for the stream, or a new ``spare-`` actor claimed at once (cold)."""
-        spare = await self._claim(stream_id, tenant_id, replacing=replacing, node_id=node_id)
+        load: dict[str, int] = {}  # this process's streams per node
+        for r in self._streams.values():
+            if r.poll is not None and r.handle is not None:
+                load[r.poll.node_id] = load.get(r.poll.node_id, 0) + 1
+        spare = await self._pool.claim(
+            stream_id, tenant_id, replacing=replacing, node_id=node_id, load=load
+        )
         if spare is None:  # begin is queued by Ray until it is constructed
             claimed = (stream_id, tenant_id, replacing)
             spare = await asyncio.to_thread(self._create_spare, None, claimed)
-            await asyncio.to_thread(_kv_put, f"host/{stream_id}", spare.name, True)
+        await asyncio.to_thread(kv_put, f"host/{stream_id}", spare.name, True)
         return spare.handle, spare.name
 
     # --- the StreamRunner interface -----------------------------------------------------------
@@ -392,9 +322,9 @@ class RayRunner:
             return
         self._streams.pop(stream_id, None)
         if previous is not None and previous.handle is not None:
-            await asyncio.to_thread(_kill_actor, previous.handle)
+            await asyncio.to_thread(kill_actor, previous.handle)
         host = None
-        if self._spares_per_node > 0 and not self._resources.for_spec(spec)["num_gpus"]:
+        if self._pool.per_node > 0 and not self._resources.for_spec(spec)["num_gpus"]:
             handle, host = await self._host_for(
                 stream_id, spec.tenant_id, replacing=False, node_id=None
             )
@@ -517,7 +447,7 @@ class RayRunner:
         _remember(r, command)  # a supervisor's mute comes as a request
         try:
             ref = r.handle.request.remote(dict(command), wait_s)
-            ok, result, retryable = await asyncio.wait_for(_awaited(ref), wait_s + self._call_s)
+            ok, result, retryable = await asyncio.wait_for(awaited(ref), wait_s + self._call_s)
         except TimeoutError:
             raise CommandFailed(
                 f"stream {stream_id} did not answer within {wait_s:g} s", retryable=True
@@ -554,9 +484,9 @@ class RayRunner:
         """One poll of one actor; its events go to the callbacks when ``deliver``."""
         try:
             ref = r.handle.poll.remote(r.since, r.incarnation)
-            poll: Poll = await asyncio.wait_for(_awaited(ref), self._call_s)
+            poll: Poll = await asyncio.wait_for(awaited(ref), self._call_s)
         except Exception as e:  # the actor is dead, restarting, or its node is gone
-            if r.host is not None and r.spec is not None and _died(e) and not r.stop_requested:
+            if r.host is not None and r.spec is not None and died(e) and not r.stop_requested:
                 await self._replace(r)
                 return
             if r.incarnation is None:  # not answered yet: Ray is still starting it
@@ -584,7 +514,7 @@ class RayRunner:
             elif time.monotonic() - r.attached_at > self._adopt_s:
                 log.warning("stream %s: an actor nobody started; ending it", r.stream_id)
                 handle, r.handle = r.handle, None
-                await asyncio.to_thread(_kill_actor, handle)
+                await asyncio.to_thread(kill_actor, handle)
                 return
         elif poll.armed and r.spec is None:  # re-attached: what Ray's restart would lose
             await self._read_state(r)
@@ -594,9 +524,9 @@ class RayRunner:
             self._deliver(callback, event)
         if r.stop_requested and poll.status is not None and poll.status.state == "stopped":
             handle, r.handle = r.handle, None
-            await asyncio.to_thread(_kill_actor, handle)
+            await asyncio.to_thread(kill_actor, handle)
             if r.host is not None:
-                await asyncio.to_thread(_kv_forget, r.stream_id)
+                await asyncio.to_thread(kv_forget, r.stream_id)
 
     async def _replace(self, r: _Remote) -> None:
         """A claimed spare died: another spare takes its stream (or, when another API process
@@ -606,12 +536,12 @@ class RayRunner:
             r.unreachable = "the stream's actor died"
             self._emit(r, "crashed", reason="actor unreachable", node=node)
         first = await asyncio.to_thread(
-            _kv_put, f"replaced/{r.stream_id}/{r.incarnation}", r.host or "", False
+            kv_put, f"replaced/{r.stream_id}/{r.incarnation}", r.host or "", False
         )
         if not first:
-            name = await asyncio.to_thread(_kv_get, f"host/{r.stream_id}")
+            name = await asyncio.to_thread(kv_get, f"host/{r.stream_id}")
             if name and name != r.host:
-                handle = await asyncio.to_thread(_get_actor, name)
+                handle = await asyncio.to_thread(get_actor, name)
                 if handle is not None:
                     r.handle, r.host = handle, name
             return
@@ -623,7 +553,7 @@ class RayRunner:
         if self._streams.get(r.stream_id) is not r or r.handle is not dead or r.stop_requested:
             # started again or stopped meanwhile: the new actor must not run it a second time
             log.warning("stream %s: replacement %s not needed; ending it", r.stream_id, host)
-            await asyncio.to_thread(_kill_actor, handle)
+            await asyncio.to_thread(kill_actor, handle)
             return
         log.warning("stream %s: its actor %s died; %s takes over", r.stream_id, r.host, host)
         r.handle, r.host = handle, host
@@ -639,7 +569,7 @@ class RayRunner:
         try:
             ref = r.handle.state.remote()
             state: tuple[str, list[dict[str, Any]]] | None
-            state = await asyncio.wait_for(_awaited(ref), self._call_s)
+            state = await asyncio.wait_for(awaited(ref), self._call_s)
         except Exception as e:
             log.warning("stream %s: its actor's state did not come: %s", r.stream_id, e)
             return
@@ -655,7 +585,7 @@ class RayRunner:
 
     async def _call(self, r: _Remote, ref: Any) -> None:
         try:
-            await asyncio.wait_for(_awaited(ref), self._call_s)
+            await asyncio.wait_for(awaited(ref), self._call_s)
         except Exception as e:
             log.warning("stream %s: a call to its actor failed: %s", r.stream_id, e)
 
@@ -673,77 +603,8 @@ class RayRunner:
             log.exception("event callback failed for stream %s", event.stream_id)
 
 
-async def _awaited(ref: Awaitable[Any]) -> Any:
-    return await ref
-
-
-def _named_actors() -> list[str]:
-    import ray
-
-    return sorted(str(name) for name in ray.util.list_named_actors())
-
-
 def _remember(r: _Remote, command: Mapping[str, Any]) -> None:
     """A sticky command, given again to a new incarnation of the actor."""
     if command.get("cmd") in _STICKY_NAMES:
         with contextlib.suppress(CommandError):
             r.sticky = merged_sticky([*r.sticky, parse_command(command)])
-
-
-def _get_actor(name: str) -> Any:
-    import ray
-
-    try:
-        return ray.get_actor(name, namespace=NAMESPACE)
-    except ValueError:  # gone between the listing and now
-        return None
-
-
-def _kill_actor(handle: Any) -> None:
-    import ray
-
-    with contextlib.suppress(Exception):
-        ray.kill(handle, no_restart=True)
-
-
-def _died(e: BaseException) -> bool:
-    """The actor is dead for good (not restarting, not merely slow)."""
-    from ray.exceptions import ActorDiedError
-
-    return isinstance(e, ActorDiedError)
-
-
-def _live_nodes(num_cpus: float) -> list[str]:
-    """The ids of the live nodes that can hold a stream's actor."""
-    import ray
-
-    return [
-        str(n["NodeID"])
-        for n in ray.nodes()  # type: ignore[no-untyped-call]
-        if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) >= num_cpus
-    ]
-
-
-def _kv_put(key: str, value: str, overwrite: bool) -> bool:
-    """True when ``key`` was not there before (with ``overwrite`` False: nothing written
-    when it was)."""
-    from ray.experimental import internal_kv
-
-    existed = internal_kv._internal_kv_put(key, value, overwrite, namespace=NAMESPACE)
-    return not existed
-
-
-def _kv_get(key: str) -> str | None:
-    from ray.experimental import internal_kv
-
-    value = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
-    return value.decode() if value is not None else None
-
-
-def _kv_forget(stream_id: str) -> None:
-    from ray.experimental import internal_kv
-
-    with contextlib.suppress(Exception):
-        internal_kv._internal_kv_del(f"host/{stream_id}", namespace=NAMESPACE)
-        prefix = f"replaced/{stream_id}/"
-        internal_kv._internal_kv_del(prefix, del_by_prefix=True, namespace=NAMESPACE)
