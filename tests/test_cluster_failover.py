@@ -5,9 +5,9 @@ window opens twice and no stream runs twice.
 
 The scheduler's clock is moved with ``scheduler.clock_offset_s`` so the window is "tonight"
 while the test runs; ticks are 0.5 s and leases last 3 s to keep the test short. The offset
-also puts the fake clock at the start of a minute when the first window is added (windows are
-whole minutes, and one must stay open 45 s), so the test waits ~50 s for it to close, not up
-to 105 s as with an offset of whole days.
+also puts the fake clock 15 s into a minute when the first window is added (windows are whole
+minutes, and one must stay open ``OPEN_S``, 30 s), so the test waits ~35 s for it to close, not
+up to 105 s as with an offset of whole days.
 """
 
 from __future__ import annotations
@@ -39,15 +39,20 @@ FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
 TICK_S, LEASE_S = 0.5, 3.0
 #: the fake clock: a night in the future, so the run cannot meet a real window
 NIGHT = timedelta(days=3, hours=7)
+#: the least time the first window stays open once added: what the test does before it
+#: closes (the stream started, 2 x LEASE_S of renewals, pause and resume, the kill, the
+#: takeover, the second window) took 16 s on a loaded box (a soak beside it, 12/2026)
+OPEN_S = 30
 #: seconds from the servers' start to the first window being added (start-up and election;
-#: the test prints it): added 4-19 s after the start the window opens 0-15 s into a minute and
-#: closes at its end, 45-60 s later; outside that range it is the 2-minute window (61-105 s)
+#: the test prints it): added 4-19 s after the start the window opens 15-30 s into a minute
+#: and closes at its end, 30-45 s later; later than that it is the 2-minute window (90-105 s)
 ELECTION_S = 4.0
 
 
 def night_offset(now: datetime) -> timedelta:
-    """``NIGHT``, moved so that ``now + ELECTION_S`` is a whole minute on the fake clock."""
-    at = now + NIGHT + timedelta(seconds=ELECTION_S)
+    """``NIGHT``, moved so that ``now + ELECTION_S`` is ``60 - OPEN_S - 15`` s into a minute
+    on the fake clock."""
+    at = now + NIGHT + timedelta(seconds=ELECTION_S - (60 - OPEN_S - 15))
     past = timedelta(seconds=at.second, microseconds=at.microsecond)
     return NIGHT + (timedelta(minutes=1) - past if past else timedelta(0))
 
@@ -98,10 +103,10 @@ def add_stream(sessions: sessionmaker[Session], name: str) -> tuple[str, str]:
 def add_window(
     sessions: sessionmaker[Session], stream_id: str, tenant_id: str, start: datetime
 ) -> datetime:
-    """A window every day from ``start``'s minute (UTC) that stays open 45 s or more after
+    """A window every day from ``start``'s minute (UTC) that stays open ``OPEN_S`` or more after
     ``start``; returns its end."""
     begin = start.replace(second=0, microsecond=0)
-    end = begin + timedelta(minutes=1 if start.second < 15 else 2)
+    end = begin + timedelta(minutes=1 if start.second < 60 - OPEN_S else 2)
     with sessions() as s:
         s.add(
             ScheduleRow(
