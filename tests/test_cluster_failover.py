@@ -5,9 +5,10 @@ window opens twice and no stream runs twice.
 
 The scheduler's clock is moved with ``scheduler.clock_offset_s`` so the window is "tonight"
 while the test runs; ticks are 0.5 s and leases last 3 s to keep the test short. The offset
-also puts the fake clock at the start of a minute when the first window is added (windows are
-whole minutes, and one must stay open 45 s), so the test waits ~50 s for it to close, not up
-to 105 s as with an offset of whole days.
+also puts the fake clock ~10 s into a minute once a leader is elected, and the test adds the
+first window ``ADD_AT_S`` (28 s) into that minute (windows are whole minutes, and one must stay
+open ``OPEN_S``, 30 s): its streams run 32 s until it closes, and the test ends ~55 s after the
+servers' start, not up to 105 s after as with an offset of whole days.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
@@ -31,7 +33,7 @@ from avatarcast.db.base import utcnow
 from avatarcast.db.models import Event, ProductRow, Tenant
 from avatarcast.db.models_streams import ScheduleRow, ScheduleRun, StreamLease, StreamRow
 from pg_server import PgServer
-from served import Served, seed, serve
+from served import seed, serve
 
 pytest_plugins = ("conftest_api",)
 
@@ -39,17 +41,31 @@ FRYER = {"id": "AF-1", "title": "Air fryer", "brand": "Acme", "price": "89.99"}
 TICK_S, LEASE_S = 0.5, 3.0
 #: the fake clock: a night in the future, so the run cannot meet a real window
 NIGHT = timedelta(days=3, hours=7)
-#: seconds from the servers' start to the first window being added (start-up and election;
-#: the test prints it): added 4-19 s after the start the window opens 0-15 s into a minute and
-#: closes at its end, 45-60 s later; outside that range it is the 2-minute window (61-105 s)
+#: the least time the first window stays open once added: what the test does before it
+#: closes (the stream started, 2 x LEASE_S of renewals, pause and resume, the kill, the
+#: takeover, the second window) took 16 s on a loaded box (a soak beside it, 12/2026)
+OPEN_S = 30
+#: the first window is added this far into a fake minute, waiting for it idle (the window
+#: ends with the minute however early it is added; the streams run from its start)
+ADD_AT_S = 60 - OPEN_S - 2
+#: seconds from the servers' start to the election (the test prints it: 3-22 s with a soak
+#: beside it): elected 4-22 s after the start, the fake clock is 10-28 s into a minute and
+#: the window is added in that minute; later, in the next one
 ELECTION_S = 4.0
 
 
 def night_offset(now: datetime) -> timedelta:
-    """``NIGHT``, moved so that ``now + ELECTION_S`` is a whole minute on the fake clock."""
-    at = now + NIGHT + timedelta(seconds=ELECTION_S)
+    """``NIGHT``, moved so that ``now + ELECTION_S`` is ``60 - OPEN_S - 20`` s into a minute
+    on the fake clock."""
+    at = now + NIGHT + timedelta(seconds=ELECTION_S - (60 - OPEN_S - 20))
     past = timedelta(seconds=at.second, microseconds=at.microsecond)
     return NIGHT + (timedelta(minutes=1) - past if past else timedelta(0))
+
+
+def at_second(fake_now: Callable[[], datetime], second: float) -> None:
+    """Sleep until ``fake_now()`` is ``second`` s into a minute (this one or the next)."""
+    now = fake_now()
+    time.sleep((second - now.second - now.microsecond / 1e6) % 60)
 
 
 @pytest.fixture
@@ -63,11 +79,11 @@ def db(
     engine.dispose()
 
 
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+def until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+        time.sleep(every)
     return value
 
 
@@ -98,10 +114,10 @@ def add_stream(sessions: sessionmaker[Session], name: str) -> tuple[str, str]:
 def add_window(
     sessions: sessionmaker[Session], stream_id: str, tenant_id: str, start: datetime
 ) -> datetime:
-    """A window every day from ``start``'s minute (UTC) that stays open 45 s or more after
+    """A window every day from ``start``'s minute (UTC) that stays open ``OPEN_S`` or more after
     ``start``; returns its end."""
     begin = start.replace(second=0, microsecond=0)
-    end = begin + timedelta(minutes=1 if start.second < 15 else 2)
+    end = begin + timedelta(minutes=1 if start.second < 60 - OPEN_S else 2)
     with sessions() as s:
         s.add(
             ScheduleRow(
@@ -126,9 +142,10 @@ def events(sessions: sessionmaker[Session], kind: str, stream_id: str) -> list[E
         return list(s.scalars(query.order_by(Event.id)))
 
 
-def role(served: Served) -> str | None:
-    with served.client(timeout=5) as c:
-        body: dict[str, Any] = c.get("/readyz").json()
+def role(c: httpx.Client) -> str | None:
+    """The scheduler's role of the server of ``c`` (one client per server: the polls are 10
+    a second, and a new client is ~20 ms of CPU, its SSL context)."""
+    body: dict[str, Any] = c.get("/readyz").json()
     return body.get("scheduler")
 
 
@@ -163,36 +180,37 @@ def test_leader_killed_in_a_night_window_the_other_takes_over(
     with ExitStack() as stack:
         a = stack.enter_context(serve(tmp_path / "a", env, seeded=False))
         b = stack.enter_context(serve(tmp_path / "b", env, seeded=False))
-        until(lambda: {role(a), role(b)} == {"leader", "follower"}, 20, "no leader elected")
+        ca, cb = (stack.enter_context(x.client()) for x in (a, b))
+        until(lambda: {role(ca), role(cb)} == {"leader", "follower"}, 20, "no leader elected")
         elected_s = time.monotonic() - began
-        leader, follower = (a, b) if role(a) == "leader" else (b, a)
+        leader, follower = (a, b) if role(ca) == "leader" else (b, a)
+        lc, fc = (ca, cb) if leader is a else (cb, ca)
 
-        # the first window opened on the fake clock a moment ago: the leader opens it
+        # the first window began ADD_AT_S ago on the fake clock: the leader opens it
+        at_second(fake_now, ADD_AT_S)
         opened = time.monotonic()
         ends = add_window(sessions, first, tenant_id, fake_now())
         started = until(lambda: events(sessions, "started", first), 30, "first not started")
         with sessions() as s:
             lease = s.get(StreamLease, first)
-            assert lease is not None and lease.owner == role_replica(leader)
+            assert lease is not None and lease.owner == role_replica(lc)
         time.sleep(2 * LEASE_S)  # leases renewed: the follower must not take the stream
         assert len(events(sessions, "started", first)) == 1
         # a pause and a resume through the follower reach the worker on the leader
         op = {"Authorization": f"Bearer {keys['operator']}"}
         for action, state in (("pause", "paused"), ("resume", "live")):
-            with follower.client() as c:
-                assert c.post(f"/v1/streams/{first}/{action}", headers=op).status_code == 200
-            with leader.client() as c:
+            assert fc.post(f"/v1/streams/{first}/{action}", headers=op).status_code == 200
 
-                def reached(state: str = state, c: Any = c) -> bool:
-                    body = c.get(f"/v1/streams/{first}", headers=op).json()
-                    return bool(body["status"]["state"] == state)
+            def reached(state: str = state) -> bool:
+                body = lc.get(f"/v1/streams/{first}", headers=op).json()
+                return bool(body["status"]["state"] == state)
 
-                until(reached, LEASE_S + 10, f"{action} through the follower did not arrive")
+            until(reached, LEASE_S + 10, f"{action} through the follower did not arrive")
 
         leader.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         leader.proc.wait(10)
-        until(lambda: role(follower) == "leader", 10, "the follower did not take over")
+        until(lambda: role(fc) == "leader", 10, "the follower did not take over")
         took_over_s = time.monotonic() - killed
         assert took_over_s < 4 * TICK_S + 2, took_over_s  # a tick or two (+ a loaded box)
 
@@ -210,9 +228,15 @@ def test_leader_killed_in_a_night_window_the_other_takes_over(
         add_window(sessions, second, tenant_id, fake_now())
         until(lambda: events(sessions, "started", second), 30, "second not started")
 
-        # the first window closes on the fake clock: once, by the new leader
+        # the first window closes on the fake clock: once, by the new leader (asked twice a
+        # second: the longest wait of the test, 20-30 s)
         wait_s = (ends - fake_now()).total_seconds() + 15
-        until(lambda: events(sessions, "schedule-stop", first), wait_s, "first did not close")
+        until(
+            lambda: events(sessions, "schedule-stop", first),
+            wait_s,
+            "first did not close",
+            every=0.5,
+        )
         closed_s = time.monotonic() - opened
         until(lambda: events(sessions, "stopped", first), 20, "first did not stop")
         with sessions() as s:
@@ -230,6 +254,5 @@ def test_leader_killed_in_a_night_window_the_other_takes_over(
         )
 
 
-def role_replica(served: Served) -> str:
-    with served.client(timeout=5) as c:
-        return str(c.get("/readyz").json()["replica"])
+def role_replica(c: httpx.Client) -> str:
+    return str(c.get("/readyz").json()["replica"])

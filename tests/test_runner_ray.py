@@ -12,6 +12,7 @@ every process they started, with the settings a deployment uses (``runner/cluste
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,11 +76,18 @@ class StatRtmp(RtmpServer):
         super().__init__(workdir)
         self.stat_port = free_port()
         self.conf.write_text(self.conf.read_text() + STAT.format(dir=self.dir, port=self.stat_port))
+        # one client for the 20 polls a second of ``on_air_again``: a new one each poll
+        # built an SSL context each time (~15 ms of CPU)
+        self._http = httpx.Client(timeout=5, trust_env=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._http.close()
+        super().stop(timeout)
 
     def publisher(self, key: str) -> tuple[float, int] | None:
         """``(seconds since its publisher started, bytes received)`` for ``key``; None while
         nobody publishes it."""
-        page = httpx.get(f"http://127.0.0.1:{self.stat_port}/stat", timeout=5, trust_env=False)
+        page = self._http.get(f"http://127.0.0.1:{self.stat_port}/stat")
         for stream in ET.fromstring(page.content).iter("stream"):
             if stream.findtext("name") != key:
                 continue
@@ -126,6 +135,10 @@ def _ray_start(
         for name in ("metrics-export", "dashboard-agent-grpc", "dashboard-agent-listen")
     ]
     ports.append(f"--runtime-env-agent-port={free_port()}")
+    # no log monitor (a Python process per node, ~0.5 CPU s to start, polling the logs
+    # folder): it only forwards workers' output to drivers, and the API's driver asks for
+    # none (``log_to_driver=False``)
+    ports.append("--include-log-monitor=false")
     # a raylet gives its agents ~15 s to start and a box with 20 runnable processes misses
     # that: the node starts at a higher priority, then goes back to the tests' own
     with log.open("wb") as out:
@@ -278,6 +291,13 @@ def on_air(rtmp: RtmpServer, key: str) -> None:
     assert (video["width"], video["height"]) == (1280, 720), video
 
 
+def all_on_air(rtmp: RtmpServer, streams: list[Live]) -> None:
+    """:func:`on_air` for each stream at once: each ffprobe waits 3-5 s (a keyframe, then
+    its analysis) while the streams run, 8 of them in a row took 30 s of the test."""
+    with ThreadPoolExecutor(len(streams)) as pool:
+        list(pool.map(lambda x: on_air(rtmp, x.key), streams))
+
+
 def last_run(c: httpx.Client, sid: str) -> dict[str, Any]:
     """The detail of the stream's latest ``started`` or ``restarted`` event."""
     runs = events(c, sid, "started") + events(c, sid, "restarted")
@@ -389,12 +409,19 @@ def _three_streams(s: Served, rtmp: RtmpServer) -> list[Live]:
     with s.client("admin") as c:
         nodes = {health(c, x.sid)["node"] for x in streams}
         assert len(nodes) == 2 and None not in nodes, nodes  # SPREAD over both nodes
-        for x in streams:
-            h = health(c, x.sid)
-            assert h["state"] == "live" and h["frames"] > 0 and h["fps"] > 0, h
-            assert [d["state"] for d in h["destinations"]] == ["connected"], h
-            on_air(rtmp, x.key)
+        for x in streams:  # the last one went live a moment ago: its first frames
+            deadline = time.monotonic() + 30
+            while not _moving(h := health(c, x.sid)):
+                assert time.monotonic() < deadline, h
+                time.sleep(0.1)
+    all_on_air(rtmp, streams)
     return streams
+
+
+def _moving(h: dict[str, Any]) -> bool:
+    """Live, frames counted and a frame rate measured, its destination connected."""
+    connected = [d["state"] for d in h["destinations"]] == ["connected"]
+    return bool(h["state"] == "live" and h["frames"] > 0 and h["fps"] > 0 and connected)
 
 
 def _no_key_on_the_cluster(cluster: RayCluster, streams: list[Live]) -> None:
@@ -413,12 +440,8 @@ def _in_memory(cluster: RayCluster, needles: list[bytes]) -> dict[bytes, bool]:
     pids = [p for p in _pids(str(cluster.temp_dir)) if _named(p, (b"gcs_server", b"raylet"))]
     assert any(_named(p, (b"gcs_server",)) for p in pids), pids
     for pid in pids:
-        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-            for line in maps:
-                span, perms = line.split()[:2]
-                if not perms.startswith("rw"):
-                    continue
-                lo, hi = (int(x, 16) for x in span.split("-"))
+        with open(f"/proc/{pid}/mem", "rb", 0) as mem:
+            for lo, hi in _written(pid):
                 try:
                     mem.seek(lo)
                     chunk = mem.read(hi - lo)
@@ -427,6 +450,39 @@ def _in_memory(cluster: RayCluster, needles: list[bytes]) -> dict[bytes, bool]:
                 for needle in needles:
                     found[needle] = found[needle] or needle in chunk
     return found
+
+
+def _written(pid: int) -> list[tuple[int, int]]:
+    """The spans of ``pid``'s writable memory that may hold data: shared and file mappings
+    whole (another process, a worker in the object store, or the file may have written pages
+    this one never touched), and of its private anonymous ones the pages resident or swapped
+    (``/proc/PID/pagemap`` bits 63, 62; the others were never written and read as zeros).
+    A thread's 8 MiB stack has a few pages in use: 872 MiB of mappings were read for ~200."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    spans: list[tuple[int, int]] = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb", 0) as pagemap:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if not fields[1].startswith("rw"):
+                continue
+            if fields[1].endswith("s") or fields[4] != "0":
+                spans.append((lo, hi))
+                continue
+            try:
+                pagemap.seek(lo // page * 8)
+                entries = array.array("Q", pagemap.read((hi - lo) // page * 8))
+            except (OSError, OverflowError):
+                spans.append((lo, hi))
+                continue
+            start = None
+            for i, entry in enumerate([*entries, 0]):
+                if entry >> 62 and start is None:
+                    start = i
+                elif not entry >> 62 and start is not None:
+                    spans.append((lo + start * page, lo + i * page))
+                    start = None
+    return spans
 
 
 def _named(pid: int, names: tuple[bytes, ...]) -> bool:
@@ -487,7 +543,7 @@ def _node_stopped(
     for x in moved:
         detail = latest(c, x.sid, "restarted")
         assert detail["node_ip"] == HEAD_IP, detail
-        on_air(rtmp, x.key)
+    all_on_air(rtmp, moved)
 
 
 def _on_node2(c: httpx.Client, sid: str) -> bool:
@@ -512,4 +568,4 @@ def _reattached(
         assert alive(pid), f"the worker of {x.sid} ended with the API"
         assert worker_pid(c, x.sid) == pid
         assert len(events(c, x.sid, "started")) == started
-        on_air(rtmp, x.key)
+    all_on_air(rtmp, streams)

@@ -123,9 +123,17 @@ class SparePool:
                 return None
             spare = min(up, key=lambda s: (not s.up, s.node_id != node_id, load.get(s.node_id, 0)))
             del self._spares[spare.name]
+            # one still being made has until PENDING_S after it was made to be up (Ray runs
+            # the claim once it is): cut at call_s (5 s), a lost node under load (a new Ray
+            # worker 6-9 s from lease to constructed) had its streams kill one pending spare
+            # after another, each made after the last was killed: back on air in 28 s, 20 s
+            # of it in that loop (tests/test_runner_ray.py)
+            wait_s = self._call_s
+            if not spare.up:
+                wait_s += max(0.0, PENDING_S - (now - spare.made_at))
             try:
                 ref = spare.handle.claim.remote(stream_id, tenant_id, replacing)
-                claimed = bool(await asyncio.wait_for(awaited(ref), self._call_s))
+                claimed = bool(await asyncio.wait_for(awaited(ref), wait_s))
             except Exception as e:  # dead (its node too, maybe), or not made in time
                 log.warning("spare %s could not be claimed: %s", spare.name, e)
                 await asyncio.to_thread(kill_actor, spare.handle)
