@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -244,6 +245,8 @@ def _leftovers(temp_dir: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert not found, f"ray processes left running: {found}"
+    # the sessions' logs and sockets (~tens of MB a run): the module's root keeps the nodes' logs
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def process_started(pid: int) -> float:
