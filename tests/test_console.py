@@ -151,6 +151,9 @@ def test_start_preview_price_edit_and_stop_from_the_console(server: Server, brow
             if not carded:
                 changed = page.evaluate(_CARD, "diff")
                 carded = time.monotonic() - saved if changed > wanted else 0.0
+            # polled every 50 ms (a frame is 40 ms), not in a spin: each look draws the frame
+            # and compares 560 000 samples in the page, and a status call is now ~2 ms
+            page.wait_for_timeout(50)
         on_air = server.status(sid)["status"]["price"]
         assert aired and carded, (old, new, on_air, noise, changed, aired, carded)
         expect(page.locator('[data-h="price"]').first).to_have_text(new, timeout=2000)
