@@ -41,12 +41,16 @@ def pg_server() -> Iterator[PgServer]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def _database_url(request: pytest.FixtureRequest, folder: Path) -> str:
     if request.param == "sqlite":  # migrated: a copy of this process's template
-        return migrated_sqlite(tmp_path / "var" / "avatarcast.db")
+        return migrated_sqlite(folder / "var" / "avatarcast.db")
     server: PgServer = request.getfixturevalue("pg_server")
     return server.create_database(f"api_{next(_db_numbers)}", template="api_template")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _database_url(request, tmp_path)
 
 
 def make_settings(
@@ -158,6 +162,19 @@ def _zygote(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def api(database_url: str, request: pytest.FixtureRequest) -> Iterator[Api]:
     with start_api(database_url, zygote=_zygote(request)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """One app per database for a whole test module, for tests that only read what the app
+    serves or leave nothing another test of the module depends on (``test_api_schema``: its
+    three tests made six apps, each migrated, keyed, started and stopped: 1-3 s of setup each
+    beside the soak benchmark)."""
+    url = _database_url(request, tmp_path_factory.mktemp("api"))
+    with start_api(url, zygote=_zygote(request)) as running:
         yield running
 
 

@@ -2,7 +2,8 @@
 
 One server and one browser for the whole module (each test opens its own browser context;
 ``console_site``); the tests run in file order and share streams: ``one`` (started and
-stopped from the console), ``two`` (answers wait for approval; the heartbeats). The wall's
+stopped from the console), ``two`` (answers wait for approval; the heartbeats; stopped after
+"feature now", so the tests that need no stream run with none). The wall's
 mute and the crash alert, which measure their own latency, are in ``test_console_wall``
 (run in one process after the others: ``tests/conftest_xdist.py``), so this file runs in
 the parallel phase.
@@ -24,6 +25,7 @@ from console_site import (
     ACTIVITY_S,
     HEARTBEAT_TIMEOUT_S,
     Beats,
+    _events_open,
     _live,
     _on_duty,
     _page,
@@ -74,8 +76,8 @@ def test_sign_in_cookie_csrf_origin_tenant_and_revocation(server: Server, browse
     assert theirs.status_code == 404
 
     spare = _page(browser, server, "spare")
-    spare.goto(server.base + "/console/streams")
-    spare.wait_for_timeout(1500)  # the page's event stream is open
+    with spare.expect_response(_events_open):  # the page's event stream is open (was a 1.5 s sleep)
+        spare.goto(server.base + "/console/streams")
     spare_id = server.keys["spare"].split("_")[1]
     r = server.call("DELETE", f"/v1/keys/{spare_id}")
     assert r.status_code == 204, r.text
@@ -149,6 +151,9 @@ def test_start_preview_price_edit_and_stop_from_the_console(server: Server, brow
             if not carded:
                 changed = page.evaluate(_CARD, "diff")
                 carded = time.monotonic() - saved if changed > wanted else 0.0
+            # polled every 50 ms (a frame is 40 ms), not in a spin: each look draws the frame
+            # and compares 560 000 samples in the page, and a status call is now ~2 ms
+            page.wait_for_timeout(50)
         on_air = server.status(sid)["status"]["price"]
         assert aired and carded, (old, new, on_air, noise, changed, aired, carded)
         expect(page.locator('[data-h="price"]').first).to_have_text(new, timeout=2000)
@@ -315,6 +320,34 @@ def test_every_page_passes_axe(server: Server, browser: Any) -> None:
     page.context.close()
 
 
+def test_feature_now_puts_the_product_on_air(server: Server, browser: Any) -> None:
+    """Needs the worker's ``pin_product`` command (branch ``cmd``): until it is merged the
+    worker answers "unknown command" and this test fails at the flash line."""
+    two = server.streams["two"]
+    _live(server, two)
+    page = _page(browser, server, "supervisor")
+    with Beats(server, two):
+        status = server.wait(
+            lambda: (s := server.status(two)["status"])["product_id"] and s, 60, "nothing on air"
+        )
+        page.goto(f"{server.base}/console/streams/{two}")
+        rows = page.locator("tr[data-product]")
+        ids = [rows.nth(i).get_attribute("data-product") for i in range(rows.count())]
+        pinned = next(i for i in ids if i != status["product_id"])
+        row = page.locator(f'tr[data-product="{pinned}"]')
+        row.get_by_role("button", name="Feature now").click()
+        outcome = page.locator("#status:not(:empty), #alerts:not(:empty)").first
+        outcome.wait_for(timeout=5000)
+        assert f"Featuring {pinned}" in outcome.inner_text(), outcome.inner_text()
+        server.wait(
+            lambda: server.status(two)["status"]["product_id"] == pinned, 10, "not featured"
+        )
+    page.context.close()
+    # the file's last test with ``two`` live stops it: its worker and the server's WHEP no
+    # longer render and encode through the three tests after it and the server's shutdown
+    assert server.call("POST", f"/v1/streams/{two}/stop").status_code == 200
+
+
 def test_edit_a_schedule_from_the_console(server: Server, browser: Any) -> None:
     shift = {
         "name": "Weekend",
@@ -341,31 +374,6 @@ def test_edit_a_schedule_from_the_console(server: Server, browser: Any) -> None:
     assert got["start"] == "23:00" and got["timezone"] == "Europe/Amsterdam" and got["enabled"]
     card = page.locator("section", has=page.get_by_role("heading", name="Long weekend"))
     expect(card.locator('.shift[data-day="sun"]')).to_contain_text("Sun 23:00 to Mon 06:30")
-    page.context.close()
-
-
-def test_feature_now_puts_the_product_on_air(server: Server, browser: Any) -> None:
-    """Needs the worker's ``pin_product`` command (branch ``cmd``): until it is merged the
-    worker answers "unknown command" and this test fails at the flash line."""
-    two = server.streams["two"]
-    _live(server, two)
-    page = _page(browser, server, "supervisor")
-    with Beats(server, two):
-        status = server.wait(
-            lambda: (s := server.status(two)["status"])["product_id"] and s, 60, "nothing on air"
-        )
-        page.goto(f"{server.base}/console/streams/{two}")
-        rows = page.locator("tr[data-product]")
-        ids = [rows.nth(i).get_attribute("data-product") for i in range(rows.count())]
-        pinned = next(i for i in ids if i != status["product_id"])
-        row = page.locator(f'tr[data-product="{pinned}"]')
-        row.get_by_role("button", name="Feature now").click()
-        outcome = page.locator("#status:not(:empty), #alerts:not(:empty)").first
-        outcome.wait_for(timeout=5000)
-        assert f"Featuring {pinned}" in outcome.inner_text(), outcome.inner_text()
-        server.wait(
-            lambda: server.status(two)["status"]["product_id"] == pinned, 10, "not featured"
-        )
     page.context.close()
 
 

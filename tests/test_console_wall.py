@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 from console_site import (
     Beats,
+    _events_open,
     _live,
     _page,
     _playing,
@@ -107,9 +108,9 @@ def test_killed_worker_is_an_alert_and_restarts_rise(server: Server, browser: An
     _live(server, two)
     server.wait(lambda: server.status(two)["status"]["state"] != "starting", 30, "not started")
     page = _page(browser, server, "operator")
-    page.goto(f"{server.base}/console/streams/{two}")
+    with page.expect_response(_events_open):  # the page's event stream is open (was a 1.5 s sleep)
+        page.goto(f"{server.base}/console/streams/{two}")
     restarts = server.status(two)["status"]["restarts"]
-    page.wait_for_timeout(1500)
     children = subprocess.run(
         ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, check=True
     ).stdout.split()
