@@ -55,7 +55,7 @@ DETECT = {
     "rtmp": {"glitch"},
     "disk": {"recording_stopped"},
     "llm": {"writer_fallback", "glitch"},
-    "pg": {"glitch", "crashed", "failed"},
+    "pg": {"database", "glitch", "crashed", "failed"},
 }
 STARTUP_S = 300.0
 CHAOS_TAIL_S = 120.0
