@@ -42,6 +42,12 @@ from sqlite_template import migrated_sqlite
 
 ROLES = ("admin", "operator", "supervisor", "backend")
 
+#: the TLS context of every client made here: without one, ``httpx.Client`` builds its own and
+#: loads the CA bundle (16.8 ms of CPU a client against 0.03 ms with this one, measured on this
+#: suite's machine under httpx 0.29), and tests make a client per check, some in 10 Hz polls.
+#: It is the context httpx makes by default (certifi's CAs), made once.
+TLS = httpx.create_ssl_context()
+
 
 @dataclass
 class Served:
@@ -67,7 +73,9 @@ class Served:
         """A client of the server (no proxy from the environment); with ``role``, that
         ``acme`` key goes with every request."""
         headers = self.auth(role) if role else None
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, trust_env=False, verify=TLS
+        )
 
     def output(self) -> str:
         """What the server printed so far."""
