@@ -121,6 +121,8 @@ async def run_live(
     """
     control = control or LiveControl()
     resolved = await in_background(validate, opts.programme, products)
+    if control.stop_requested:
+        return _stopped_before_air(control, on_status)
     fmt = resolved.fmt
     main = Layout(opts.programme.size, opts.programme.preset)
     wanted = destination_layouts(opts, main)
@@ -195,10 +197,14 @@ async def run_live(
             sinks.append(whep)
             taps.append(_PcmTap(whep))
     except BaseException:
-        spare = [whep] if whep is not None and whep not in sinks else []
-        for opened in [*sinks, *extra_sinks, *spare]:
-            await opened.aclose()
+        await _close_unused(sinks, extra_sinks, whep)
         raise
+    if control.stop_requested:
+        # a stop during the build or the WHEP child's start (a restarted worker told to end,
+        # serve draining): the warm-up and the first frames would only delay the exit
+        await built.aclose()
+        await _close_unused(sinks, extra_sinks, whep)
+        return _stopped_before_air(control, on_status)
     wall = WallClock()
     chat = ProgrammeChat(
         built,
@@ -257,6 +263,24 @@ async def run_live(
     finally:
         await loop.close_sinks()
         await built.aclose()
+    final = control.status()
+    if on_status is not None:
+        on_status(final)
+    return final
+
+
+async def _close_unused(sinks: list[Sink], extra: list[Sink], whep: WhepProcess | None) -> None:
+    """Close the outputs opened for a run that will not go on air."""
+    spare = [whep] if whep is not None and whep not in sinks else []
+    for opened in [*sinks, *extra, *spare]:
+        await opened.aclose()
+
+
+def _stopped_before_air(
+    control: LiveControl, on_status: Callable[[LiveStatus], None] | None
+) -> LiveStatus:
+    log.info("stopped before going on air")
+    control.set_phase("stopped")
     final = control.status()
     if on_status is not None:
         on_status(final)

@@ -206,10 +206,16 @@ class LiveControl:
         return await done
 
     def stop(self) -> None:
-        """End at the next frame boundary (encoders flushed); before going on air, at once."""
+        """End at the next frame boundary (encoders flushed); before going on air, at the
+        next step of the start-up (``run_live`` checks ``stop_requested`` between them)."""
         self._stop_requested = True
         if self._loop is not None:
             self.submit(Stop())
+
+    @property
+    def stop_requested(self) -> bool:
+        """``stop`` was called: a start-up still under way ends at its next step."""
+        return self._stop_requested
 
     def monitor_event(self, event: dict[str, Any]) -> None:
         """A finding or a remedy from the on-air monitors: tell the listeners."""

@@ -12,7 +12,9 @@ own per client address.
 
 from __future__ import annotations
 
+import functools
 import secrets
+import ssl
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
@@ -191,9 +193,18 @@ async def whep_end(
     return Response(status_code=200)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default context, made once: a client building its own loads the CA bundle,
+    ~17 ms of CPU per viewer offer, ICE patch or hang-up (measured 2026-12-07)."""
+    return httpx.create_ssl_context()
+
+
 async def _forward(method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
-        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            timeout=FORWARD_TIMEOUT, trust_env=False, verify=_tls()
+        ) as client:
             return await client.request(method, url, **kwargs)
     except httpx.HTTPError as e:
         raise ProblemError(
