@@ -62,9 +62,15 @@ def _supervisor(c: httpx.Client, s: Served, role: str) -> tuple[str, dict[str, s
     return sup_id, {"Authorization": f"Bearer {r.json()['key']}"}
 
 
+#: the served API's scheduler tick (5 s by default)
+TICK_S = 1.0
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, httpx.Client]]:
-    with serve(tmp_path_factory.mktemp("supervision")) as s, s.client() as c:
+    # a scheduler tick each second, not 5: a held window is seen, and seen held again, sooner
+    env = {"AVATARCAST_SCHEDULER__TICK_S": str(TICK_S)}
+    with serve(tmp_path_factory.mktemp("supervision"), env) as s, s.client() as c:
         yield s, c
 
 
@@ -138,7 +144,7 @@ def test_api6_a_schedule_window_waits_for_a_supervisor_on_duty(
         "schedule-held event",
     )
     assert held[0]["detail"]["reason"] == "no supervisor on duty"
-    time.sleep(6)  # another scheduler tick: still held, and reported once
+    time.sleep(2.5 * TICK_S)  # two more scheduler ticks: still held, and reported once
     stream = c.get(f"/v1/streams/{sid}", headers=op).json()
     assert stream["desired_state"] == "stopped" and stream["status"]["state"] == "stopped"
     kinds = [e["kind"] for e in _events(c, s, sid)]

@@ -167,7 +167,8 @@ async def test_nginx_default_meta_drops_custom_fields(tmp_path: Path) -> None:
 
 def test_trim_drops_whole_gops_from_the_head() -> None:
     enc = Encoder(FMT)
-    queue = deque(p for f in frames(FMT, 10) for p in enc.encode(f))
+    # 5 s, GOPs at 0, 2 and 4 s: trimmed to 3 s, the first goes (10 s encoded 2 CPU s)
+    queue = deque(p for f in frames(FMT, 5) for p in enc.encode(f))
     dropped = trim_gops(queue, 3)
     head, tail = queue[0], queue[-1]
     assert dropped > 0
@@ -182,7 +183,7 @@ async def test_dead_destination_never_blocks_and_drops() -> None:
     )
     enc = Encoder(FMT)
     await sink.open(enc.headers)
-    packets = [p for f in frames(FMT, 10) for p in enc.encode(f)]
+    packets = [p for f in frames(FMT, 5) for p in enc.encode(f)]  # past the 3 s queue
     t0 = time.monotonic()
     for p in packets:
         await sink.write(p)

@@ -220,16 +220,18 @@ async def test_two_viewers_share_one_encode(live: Live) -> None:
             assert live.sink.viewer_count == 2
             for viewer in viewers:
                 await viewer.wait_for_video()
-            await asyncio.sleep(4.1)
+            # 2 s is enough to tell one encode from two (50 frames, not 100, encoded): the
+            # real-time rate over 10 s is the single viewer's test
+            await asyncio.sleep(2.1)
             for viewer in viewers:
-                assert viewer.frames_within(4.0) >= 90, viewer.frames_within(4.0)
+                assert viewer.frames_within(2.0) >= 45, viewer.frames_within(2.0)
                 assert viewer.sizes == {(1280, 720)}
                 assert viewer.audio_frames > 0
             frames = live.source.frames - frames_before
             calls = live.source.encoder.calls - calls_before
             assert abs(calls - frames) <= 1, (calls, frames)  # one encode per frame, not per viewer
             stats = live.sink.viewer_stats()
-            assert all(s["video_sent"] > 90 and s["video_dropped"] == 0 for s in stats.values())
+            assert all(s["video_sent"] > 45 and s["video_dropped"] == 0 for s in stats.values())
         finally:
             for viewer in viewers:
                 await viewer.close()
@@ -258,9 +260,9 @@ async def test_chromium_plays_the_player_page(live: Live) -> None:
                     status = await page.evaluate("document.getElementById('status').textContent")
                     pytest.fail(f"Chromium never showed 1280-wide video; player says {status!r}")
                 first = await page.evaluate(_DECODED_FRAMES)
-                await asyncio.sleep(3)
+                await asyncio.sleep(2)  # 15 fps decoded over 2 s: it plays
                 second = await page.evaluate(_DECODED_FRAMES)
-                assert second - first >= 45, (first, second)
+                assert second - first >= 30, (first, second)
                 tracks = "document.getElementById('video').srcObject.getAudioTracks().length"
                 assert await page.evaluate(tracks) >= 1
                 assert await page.evaluate(_AUDIO_PACKETS) > 0
