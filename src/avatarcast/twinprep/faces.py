@@ -67,7 +67,8 @@ def _models(landmarks: Path) -> tuple[Any, Any]:
     predictor costs 0.8 CPU s, which every finder paid again (a split pass, a photo after a
     video, tests that prepare a few times). Both are only read when called, so finders share
     them; the process keeps ~100 MB for its life, which is a ``prepare`` command's life (the
-    CLI) or a test run's."""
+    CLI) or a test run's. dlib's detector is not safe for concurrent calls: twinprep runs in
+    one thread (a split pass uses processes), and a threaded caller would need a lock."""
     dlib = _dlib()
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmarks))
 
