@@ -9,16 +9,17 @@ cd "$(dirname "$0")/.."
 # that order with --no-loadscope-reorder). Every session fixture is per process (PostgreSQL,
 # nginx-rtmp, Chromium on free ports); stream starts still take turns machine-wide
 # (avatarcast.startup). The tests marked `alone` (they measure their own CPU or latency; listed
-# in tests/conftest_xdist.py) run afterwards in one process. Default 3 on 2 cores: with the
-# suite at ~670 CPU s, 2 workers computed 282 and 343 s of their 675 s each (the rest waits on
-# real-time streams, start-ups and Chromium), and 3 overlap those waits: parallel phase 7 min
-# 38 s, all passed, at ~1.4 cores, against 11 min 35 s with 2 (benchmarks/README.md "Test
-# suite", 2026-12-07 18:20-18:48). Beside other heavy work use 2: 3 workers beside a soak,
-# when the suite took ~1400 CPU s, failed 14 real-time checks on starved CPUs.
+# in tests/conftest_xdist.py) run afterwards in one process. Default 4 on 2 cores: most of a
+# worker's time is waits on real-time streams, start-ups and Chromium (2 workers computed 282
+# and 343 s of their 675 s each), so more workers overlap them until the CPU is the floor. Clean
+# clone, quiet machine (benchmarks/README.md "Test suite"): 2 workers 14 min 14 s, 3 workers
+# 7 min 45 s and 8 min 11 s, 4 workers 7 min 21 s, and after the fourth pass's cuts 4 workers
+# 6 min 51 s (parallel 6 min 16 s at load 4.9 median). Beside other heavy work use 2: 3 workers
+# beside a soak, when the suite took ~1400 CPU s, failed 14 real-time checks on starved CPUs.
 # AVATARCAST_TEST_JUNIT=FILE.xml: a JUnit XML report of the run (the parallel phase, or the whole
 # serial run) in FILE.xml, the `alone` phase's in FILE-alone.xml; both together rewrite the
 # slowest-first table: scripts/suite_durations.py FILE.xml FILE-alone.xml > tests/durations.json
-workers=${AVATARCAST_TEST_WORKERS:-3}
+workers=${AVATARCAST_TEST_WORKERS:-4}
 junit=${AVATARCAST_TEST_JUNIT:-}
 # The plugins are named, not found through their entry points: pytest rewrites the asserts of
 # every module of a distribution that declares one (all of Hypothesis, schemathesis and anyio,

@@ -145,8 +145,11 @@ def test_live_health_price_change_and_whep(api: Api) -> None:
     api.on_duty(sid)
     assert c.post(f"/v1/streams/{sid}/start", headers=h).status_code == 200
     body = wait_status(api, sid, on_air)
+    # the rate over the last report's window reaches real time: the first window after going
+    # on air can hold the start's catch-up (10.95 fps once in a 4-worker suite run at load ~6)
+    fps = wait_status(api, sid, lambda s: 20 <= (s["fps"] or 0) <= 30, timeout=10)
     st = body["status"]
-    assert 20 <= st["fps"] <= 30 and st["uptime_s"] > 0
+    assert st["uptime_s"] > 0 and fps["status"]["uptime_s"] > 0
     assert st["product_id"] == "AF-1" and st["price"] == "89.99"
     assert st["av_offset_ms"] is not None and st["destinations"] == []
     deadline = time.monotonic() + 3
