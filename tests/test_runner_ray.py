@@ -231,6 +231,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         _end(cluster.node)
         _end(cluster.head)
         _leftovers(temp_dir)
+        # the sessions' logs and sockets (~tens of MB a run): the module's root keeps the nodes'
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _leftovers(temp_dir: Path) -> None:
@@ -245,8 +247,6 @@ def _leftovers(temp_dir: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert not found, f"ray processes left running: {found}"
-    # the sessions' logs and sockets (~tens of MB a run): the module's root keeps the nodes' logs
-    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def process_started(pid: int) -> float:

@@ -263,10 +263,7 @@ async def run_live(
     finally:
         await loop.close_sinks()
         await built.aclose()
-    final = control.status()
-    if on_status is not None:
-        on_status(final)
-    return final
+    return _final_status(control, on_status)
 
 
 async def _close_unused(sinks: list[Sink], extra: list[Sink], whep: WhepProcess | None) -> None:
@@ -281,6 +278,13 @@ def _stopped_before_air(
 ) -> LiveStatus:
     log.info("stopped before going on air")
     control.set_phase("stopped")
+    return _final_status(control, on_status)
+
+
+def _final_status(
+    control: LiveControl, on_status: Callable[[LiveStatus], None] | None
+) -> LiveStatus:
+    """The run's last status, told to ``on_status`` too."""
     final = control.status()
     if on_status is not None:
         on_status(final)

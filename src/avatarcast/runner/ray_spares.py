@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 #: the names of spare actors, claimed or not (a stream's own actor is named after the stream)
 SPARE_PREFIX = "spare-"
-#: a spare made less than this long ago may still be claimed before it is up (its Ray worker
-#: starting: 1-3 s at load 2-7 here)
+#: a spare made less than this long ago may still be claimed before it is up, and a claim of
+#: one waits until this long after it was made (its Ray worker starting: 1-3 s at load 2-7
+#: here, 6-9 s under the test suite's load)
 PENDING_S = 10.0
 
 
